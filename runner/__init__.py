@@ -1,0 +1,3 @@
+"""runner: declarative YAML workflows for Hugging Face diffusers."""
+
+__version__ = "0.1.0"

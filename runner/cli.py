@@ -1,0 +1,170 @@
+"""Command line: runner run | validate | schema | nodes | graph | cache.
+
+Exit status: 0 success, 1 a node failed, 2 the workflow or the command line is invalid.
+Commands that need no model never import torch, diffusers or transformers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+EXIT_OK, EXIT_NODE_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="runner",
+        description="Run declarative YAML workflows on Hugging Face diffusers, with a persistent cache.",
+        epilog="Exit status: 0 success, 1 a node failed, 2 the workflow or command line is invalid.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def with_overrides(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("workflow", type=Path, help="workflow YAML file")
+        sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                         help="override a value by dotted path, parsed as YAML (repeatable), e.g. --set params.prompt='a red barn'")
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
+    run = commands.add_parser("run", help="execute a workflow (cached nodes are not re-run)")
+    with_overrides(run)
+    run.add_argument("--out", type=Path, default=Path("outputs"), help="folder for run folders (default: ./outputs)")
+    run.add_argument("--only", nargs="+", default=[], metavar="NODE", help="run only these nodes and what they need")
+    run.add_argument("--force", nargs="+", default=[], metavar="NODE", help="re-run these nodes even if cached")
+    run.add_argument("--no-cache", action="store_true", help="re-run every node (results still stored)")
+    run.add_argument("--dry-run", action="store_true", help="show what would run and what comes from cache; run nothing")
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument("--quiet", "-q", action="store_true", help="print only errors and the run folder")
+    mode.add_argument("--plain", action="store_true", help="plain line-per-event output (default when not a terminal)")
+
+    validate = commands.add_parser("validate", help="check a workflow and report every problem")
+    with_overrides(validate)
+
+    schema = commands.add_parser("schema", help="print the workflow JSON Schema (for editors)")
+    schema.add_argument("--out", type=Path, help="write to this file instead of stdout")
+
+    nodes = commands.add_parser("nodes", help="list node types, or show one type's fields and outputs")
+    nodes.add_argument("type", nargs="?", help="a node type, e.g. txt2img")
+
+    graph = commands.add_parser("graph", help="print the workflow graph")
+    with_overrides(graph)
+    graph.add_argument("--format", choices=("text", "mermaid"), default="text", help="text tree (default) or Mermaid flowchart")
+
+    cache = commands.add_parser("cache", help="show or clear the node cache")
+    cache.add_argument("action", choices=("info", "clear"), nargs="?", default="info")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .language.errors import WorkflowError
+
+    try:
+        return COMMANDS[args.command](args)
+    except WorkflowError as exc:
+        if args.debug:
+            raise
+        _print_problems(exc)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _print_problems(exc) -> None:
+    count = len(exc.problems)
+    for problem in exc.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def cmd_validate(args) -> int:
+    from .language.workflow import load_workflow
+
+    started = time.perf_counter()
+    workflow = load_workflow(args.workflow, args.overrides)
+    types = sorted({node.type.name for node in workflow.nodes.values()})
+    print(f"OK {args.workflow}: workflow '{workflow.name}', {len(workflow.nodes)} nodes ({', '.join(types)}), "
+          f"{len(workflow.models)} models, {len(workflow.params)} params "
+          f"[{(time.perf_counter() - started) * 1000:.0f} ms]")
+    return EXIT_OK
+
+
+def cmd_schema(args) -> int:
+    from .schema import schema_text
+
+    text = schema_text()
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_nodes(args) -> int:
+    from .front.catalogue import print_catalogue, print_node_type
+    from .language.errors import Location, Problem, WorkflowError, did_you_mean
+    from .nodes import NODE_TYPES
+
+    console = _console()
+    if args.type is None:
+        print_catalogue(console)
+        return EXIT_OK
+    if args.type not in NODE_TYPES:
+        raise WorkflowError([Problem(Location("runner nodes"), (), f"unknown node type '{args.type}'{did_you_mean(args.type, NODE_TYPES)}",
+                                     "run 'runner nodes' to list them")])
+    print_node_type(console, NODE_TYPES[args.type])
+    return EXIT_OK
+
+
+def cmd_graph(args) -> int:
+    from .front.graph_view import mermaid, text_tree
+    from .language.workflow import load_workflow
+
+    workflow = load_workflow(args.workflow, args.overrides)
+    if args.format == "mermaid":
+        sys.stdout.write(mermaid(workflow))
+    else:
+        _console().print(text_tree(workflow))
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    from .front.run_command import run_command
+
+    return run_command(args)
+
+
+def cmd_cache(args) -> int:
+    from .executor.cache import NodeCache, default_cache_dir
+
+    cache = NodeCache(default_cache_dir())
+    if args.action == "clear":
+        removed = cache.clear()
+        print(f"removed {removed} cached node results from {cache.root}")
+    else:
+        entries, size = cache.stats()
+        print(f"{cache.root}: {entries} cached node results, {size / 1e6:.1f} MB")
+    return EXIT_OK
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "validate": cmd_validate,
+    "schema": cmd_schema,
+    "nodes": cmd_nodes,
+    "graph": cmd_graph,
+    "cache": cmd_cache,
+}

@@ -1,0 +1,155 @@
+"""`runner nodes`: the node catalogue, read from the declarations."""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+import annotated_types
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ..nodes import NODE_TYPES, NodeType
+from ..nodes.fields import Accepts, InputFile, ModelField, find_marker
+
+
+def print_catalogue(console: Console) -> None:
+    table = Table(title="runner node types", show_lines=False)
+    table.add_column("type", style="bold cyan", no_wrap=True)
+    table.add_column("purpose")
+    table.add_column("outputs (default first)")
+    for node_type in NODE_TYPES.values():
+        outputs = ", ".join(f"{name}: {kind}" for name, kind in node_type.outputs.items()) or "-"
+        table.add_row(node_type.name, escape(node_type.doc), outputs)
+    console.print(table)
+    console.print("Details of one type: runner nodes TYPE")
+
+
+def print_node_type(console: Console, node_type: NodeType) -> None:
+    console.print(f"[bold cyan]{node_type.name}[/] (implementation version {node_type.version})")
+    console.print(escape(node_type.doc))
+    console.print(_fields_table(f"{node_type.name} fields", node_type.fields))
+    nested = _nested_models(node_type.fields)
+    for name, model in nested.items():
+        console.print(_fields_table(f"{name}: each item", model))
+    outputs = Table(title="outputs")
+    outputs.add_column("name", style="bold")
+    outputs.add_column("kind")
+    for index, (name, kind) in enumerate(node_type.outputs.items()):
+        outputs.add_row(name + (" (default)" if index == 0 else ""), kind)
+    if node_type.outputs:
+        console.print(outputs)
+    else:
+        console.print("outputs: none (writes files into the run folder)")
+
+
+def _fields_table(title: str, model: type[BaseModel]) -> Table:
+    table = Table(title=title)
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("type")
+    table.add_column("default")
+    table.add_column("bounds")
+    table.add_column("description")
+    for name, info in model.model_fields.items():
+        required = info.is_required()
+        default = "required" if required else _show_default(info)
+        cells = (info.alias or name, describe_type(info.annotation, info.metadata), default, _bounds(info), info.description or "")
+        table.add_row(*(escape(cell) for cell in cells))
+    return table
+
+
+def _show_default(info) -> str:
+    if info.default_factory is not None:
+        return repr(info.default_factory())
+    if info.default is PydanticUndefined or info.default is None:
+        return "-"
+    return repr(info.default)
+
+
+def _bounds(info) -> str:
+    parts = []
+    for meta in list(info.metadata) + _inner_metadata(info.annotation):
+        for attr, symbol in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"), ("multiple_of", "multiple of"),
+                             ("min_length", "min length"), ("pattern", "matches")):
+            value = getattr(meta, attr, None)
+            if value is not None and not isinstance(meta, type):
+                text = f"{symbol} {value}"
+                if text not in parts:
+                    parts.append(text)
+    return ", ".join(parts)
+
+
+def _inner_metadata(annotation) -> list:
+    found = list(getattr(annotation, "__metadata__", ()))
+    if typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        for arg in typing.get_args(annotation):
+            found.extend(getattr(arg, "__metadata__", ()))
+    return [m for m in found if isinstance(m, (annotated_types.BaseMetadata, annotated_types.GroupedMetadata)) or hasattr(m, "pattern")]
+
+
+def describe_type(annotation: Any, metadata: list | None = None) -> str:
+    for meta in metadata or ():
+        if isinstance(meta, Accepts):
+            return _link_text(meta)
+    accepts = find_marker(annotation, Accepts)
+    if accepts is not None:
+        text = _link_text(accepts)
+        return text + (" (optional)" if _optional(annotation) else "")
+    if find_marker(annotation, ModelField) or any(isinstance(m, ModelField) for m in metadata or ()):
+        return "model" + (" (optional)" if _optional(annotation) else "")
+    if find_marker(annotation, InputFile) or any(isinstance(m, InputFile) for m in metadata or ()):
+        return "file path" + (" (optional)" if _optional(annotation) else "")
+    return _plain(annotation)
+
+
+def _link_text(accepts: Accepts) -> str:
+    kinds = "|".join(sorted(accepts.kinds - {"images"}))
+    if accepts.many:
+        return f"link(s): images or [{kinds}, ...]"
+    return f"link: {kinds}"
+
+
+def _optional(annotation) -> bool:
+    return type(None) in typing.get_args(annotation)
+
+
+def _plain(annotation) -> str:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _plain(args[0])
+    if origin is typing.Literal:
+        return " | ".join(str(a) for a in args)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        inner = [_plain(a) for a in args if a is not type(None)]
+        text = " | ".join(inner)
+        return text + (" (optional)" if type(None) in args else "")
+    if origin in (list, tuple):
+        if origin is tuple and args:
+            return "[" + ", ".join(_plain(a) for a in args) + "]"
+        return f"list of {_plain(args[0])}" if args else "list"
+    if origin is dict:
+        return "mapping"
+    if isinstance(annotation, type):
+        if issubclass(annotation, BaseModel):
+            return annotation.__name__
+        return {"str": "text", "int": "integer", "float": "number", "bool": "boolean"}.get(annotation.__name__, annotation.__name__)
+    return str(annotation)
+
+
+def _nested_models(model: type[BaseModel]) -> dict[str, type[BaseModel]]:
+    out = {}
+    for name, info in model.model_fields.items():
+        for arg in _walk_args(info.annotation):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                out[info.alias or name] = arg
+    return out
+
+
+def _walk_args(annotation):
+    yield annotation
+    for arg in typing.get_args(annotation):
+        yield from _walk_args(arg)

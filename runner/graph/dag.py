@@ -1,0 +1,77 @@
+"""The workflow as a graph: dependencies, order, what a target needs, cycles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Graph:
+    deps: dict[str, list[str]]  # node id -> ids it reads from, in field order
+
+    def order(self, only: set[str] | None = None) -> list[str]:
+        """Topological order (ties broken by id, so the order is stable); raises ValueError on a cycle."""
+        nodes = set(self.deps) if only is None else set(only)
+        remaining = {n: {d for d in self.deps[n] if d in nodes} for n in nodes}
+        ordered: list[str] = []
+        ready = sorted(n for n, d in remaining.items() if not d)
+        while ready:
+            node = ready.pop(0)
+            ordered.append(node)
+            for other, needs in remaining.items():
+                if node in needs:
+                    needs.discard(node)
+                    if not needs and other not in ordered and other not in ready:
+                        ready.append(other)
+            ready.sort()
+        if len(ordered) != len(nodes):
+            raise ValueError("cycle: " + " -> ".join(self.find_cycle() or []))
+        return ordered
+
+    def needed(self, targets: list[str]) -> set[str]:
+        """The targets and everything upstream of them."""
+        seen: set[str] = set()
+        stack = list(targets)
+        while stack:
+            node = stack.pop()
+            if node not in seen:
+                seen.add(node)
+                stack.extend(self.deps.get(node, ()))
+        return seen
+
+    def dependents(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {n: [] for n in self.deps}
+        for node, deps in self.deps.items():
+            for dep in deps:
+                if dep in out and node not in out[dep]:
+                    out[dep].append(node)
+        return out
+
+    def find_cycle(self) -> list[str] | None:
+        """One cycle as [a, b, ..., a], or None."""
+        state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+        stack: list[str] = []
+
+        def visit(node: str) -> list[str] | None:
+            state[node] = 1
+            stack.append(node)
+            for dep in self.deps.get(node, ()):
+                if dep not in self.deps:
+                    continue
+                if state.get(dep) == 1:
+                    cycle = stack[stack.index(dep):] + [dep]
+                    return list(reversed(cycle))
+                if dep not in state:
+                    found = visit(dep)
+                    if found:
+                        return found
+            stack.pop()
+            state[node] = 2
+            return None
+
+        for node in sorted(self.deps):
+            if node not in state:
+                found = visit(node)
+                if found:
+                    return found
+        return None

@@ -1,0 +1,384 @@
+"""Load a workflow file: parse, override, resolve references, validate, check links and cycles.
+
+Every problem found is collected and reported together, each with its place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from ..graph.dag import Graph
+from ..nodes import NODE_TYPES, NodeType
+from ..nodes.fields import Accepts, Fields, iter_marked
+from .errors import Location, Problem, WorkflowError, did_you_mean, dotted
+from .overrides import apply_overrides
+from .refs import NAME, NODE_ID, RESERVED, Link, resolve_references, unresolve
+from .yaml_source import SourceMap, load_yaml_file
+
+WORKFLOW_NAME = r"^[a-z0-9_-]+$"
+DEVICE = r"^(auto|cpu|mps|cuda(:[0-9]+)?)$"
+
+
+class ModelEntry(BaseModel):
+    """A named model. A plain string in `models:` is shorthand for {source: ...}."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    source: str = Field(..., min_length=1, description="hub id, local diffusers folder, single-file .safetensors, or tiny:NAME")
+    revision: str | None = Field(None, description="hub branch, tag or commit; runs record the resolved commit")
+    variant: str | None = Field(None, description="weight variant, e.g. fp16")
+    subfolder: str | None = Field(None, description="folder inside the repository")
+    allow_pickle: bool = Field(False, description="allow pickle (.bin/.ckpt) weights; they can run code when loaded")
+    trust_remote_code: bool = Field(False, description="allow code from the model repository to run")
+
+
+ParamName = Annotated[str, Field(pattern=NAME.pattern)]
+
+
+class WorkflowHeader(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: Literal[1] = Field(..., description="workflow format version; only 1 exists")
+    name: str | None = Field(None, pattern=WORKFLOW_NAME, description="run folder name; default: the file stem")
+    description: str = Field("", description="free text")
+    seed: int | Literal["random"] = Field(0, ge=0, description="workflow seed; node seeds derive from it and the node id")
+    device: str = Field("auto", pattern=DEVICE, description="auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="auto = float16 on cuda, float32 elsewhere")
+    params: dict[ParamName, Any] = Field(default_factory=dict, description="experiment knobs: $params.NAME, ${params.NAME}")
+    models: dict[ParamName, str | ModelEntry] = Field(default_factory=dict, description="named models: $models.NAME")
+    nodes: dict[str, Any] = Field(..., description="node id -> node")
+
+
+def workflow_schema_model() -> type[BaseModel]:
+    """The document model with `nodes` as the discriminated union of every declared node type."""
+    union = Union[tuple(t.model for t in NODE_TYPES.values())]  # type: ignore[valid-type]
+    node = Annotated[union, Field(discriminator="type")]
+    node_id = Annotated[str, Field(pattern=NODE_ID.pattern)]
+    return create_model(
+        "Workflow",
+        __base__=WorkflowHeader,
+        __doc__="A runner workflow (format v1).",
+        nodes=(dict[node_id, node], Field(..., min_length=1, description="node id -> node")),  # type: ignore[valid-type]
+    )
+
+
+@dataclass
+class Node:
+    id: str
+    type: NodeType
+    fields: Fields
+
+    def links(self) -> list[tuple[Link, Accepts, tuple]]:
+        found = []
+        for value, accepts, path in iter_marked(self.fields, Accepts):
+            for item in value if isinstance(value, list) else [value]:
+                found.append((item, accepts, path))
+        return found
+
+
+@dataclass
+class Workflow:
+    path: Path
+    name: str
+    seed: int | str
+    device: str
+    dtype: str
+    params: dict[str, Any]
+    models: dict[str, ModelEntry]
+    nodes: dict[str, Node]
+    graph: Graph
+    document: dict  # after overrides, before reference resolution: what the user's file now says
+    overrides: list[str] = field(default_factory=list)
+    source_map: SourceMap | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.resolve().parent
+
+    def node_document(self, node_id: str) -> dict:
+        return unresolve(self.nodes[node_id].fields.model_dump(by_alias=True, exclude_unset=True))
+
+
+def load_workflow(path: str | Path, overrides: list[str] | None = None) -> Workflow:
+    """Parse and fully validate a workflow file. Raises WorkflowError listing every problem."""
+    path = Path(path)
+    overrides = list(overrides or [])
+    raw, smap = load_yaml_file(path)
+    if not isinstance(raw, dict):
+        raise WorkflowError([Problem(smap.locate(()), (), "a workflow is a mapping with version, nodes, ...",
+                                     "start the file with 'version: 1' and a 'nodes:' section")])
+    document = apply_overrides(raw, overrides, smap)
+    problems: list[Problem] = []
+
+    header = _validate_header(document, smap, problems)
+    resolved, ref_problems = resolve_references(document, smap)
+    problems.extend(ref_problems)
+
+    nodes: dict[str, Node] = {}
+    raw_nodes = document.get("nodes")
+    if isinstance(raw_nodes, dict):
+        if not raw_nodes:
+            problems.append(Problem(smap.locate(("nodes",)), ("nodes",), "'nodes' is empty: a workflow needs at least one node",
+                                    "add a node, e.g. a load_image and a save_image"))
+        for node_id, body in resolved["nodes"].items():
+            node = _validate_node(node_id, body, smap, problems)
+            if node is not None:
+                nodes[node_id] = node
+
+    graph = Graph({node_id: [] for node_id in nodes})
+    for node in nodes.values():
+        for link, accepts, field_path in node.links():
+            if _check_link(node, link, accepts, nodes, raw_nodes or {}, smap, problems):
+                if link.node not in graph.deps[node.id]:
+                    graph.deps[node.id].append(link.node)
+    cycle = graph.find_cycle()
+    if cycle:
+        problems.append(Problem(smap.locate(("nodes", cycle[0])), ("nodes", cycle[0]),
+                                "the nodes form a cycle: " + " -> ".join(cycle),
+                                "a node cannot depend on its own output; remove one of these links"))
+    if problems:
+        raise WorkflowError(_dedupe(problems))
+
+    models = {name: (ModelEntry(source=entry) if isinstance(entry, str) else entry) for name, entry in header.models.items()}
+    return Workflow(
+        path=path,
+        name=header.name or _default_name(path),
+        seed=header.seed,
+        device=header.device,
+        dtype=header.dtype,
+        params=header.params,
+        models=models,
+        nodes=nodes,
+        graph=graph,
+        document=document,
+        overrides=overrides,
+        source_map=smap,
+    )
+
+
+def _default_name(path: Path) -> str:
+    import re
+
+    return re.sub(r"[^a-z0-9_-]+", "-", path.stem.lower()).strip("-") or "workflow"
+
+
+def _validate_header(document: dict, smap: SourceMap, problems: list[Problem]) -> WorkflowHeader | None:
+    header_input = dict(document)
+    if isinstance(header_input.get("models"), dict):
+        header_input["models"] = document["models"]
+    try:
+        return WorkflowHeader.model_validate(header_input)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(exc, (), header_input, smap, "workflow"))
+        return None
+
+
+def _validate_node(node_id: str, body: Any, smap: SourceMap, problems: list[Problem]) -> Node | None:
+    path = ("nodes", node_id)
+    where = smap.locate(path)
+    ok = True
+    if not NODE_ID.match(node_id):
+        problems.append(Problem(where, path, f"bad node id '{node_id}': ids are lowercase letters, digits and _ and start with a letter or _",
+                                f"rename it, e.g. '{_suggest_id(node_id)}'"))
+        ok = False
+    elif node_id in RESERVED:
+        problems.append(Problem(where, path, f"'{node_id}' is reserved and cannot be a node id", f"rename it, e.g. '{node_id}_node'"))
+        ok = False
+    if not isinstance(body, dict):
+        problems.append(Problem(where, path, "a node is a mapping with a 'type' and its fields", "e.g. {type: load_image, path: in.png}"))
+        return None
+    type_name = body.get("type")
+    if type_name is None:
+        problems.append(Problem(where, path, "missing required field 'type'", "set type: to one of: " + ", ".join(sorted(NODE_TYPES))))
+        return None
+    node_type = NODE_TYPES.get(type_name) if isinstance(type_name, str) else None
+    if node_type is None:
+        problems.append(Problem(smap.locate(path + ("type",)), path + ("type",),
+                                f"unknown node type '{type_name}'{did_you_mean(type_name, NODE_TYPES)}",
+                                "run 'runner nodes' to list the node types"))
+        return None
+    try:
+        fields = node_type.model.model_validate(body)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(exc, path, body, smap, f"{type_name} node"))
+        return None
+    return Node(node_id, node_type, fields) if ok else None
+
+
+def _suggest_id(node_id: str) -> str:
+    import re
+
+    cleaned = re.sub(r"[^a-z0-9_]+", "_", node_id.lower())
+    return cleaned if re.match(r"^[a-z_]", cleaned) else "n_" + cleaned
+
+
+def _check_link(node: Node, link: Link, accepts: Accepts, nodes: dict[str, Node], raw_nodes: dict,
+                smap: SourceMap, problems: list[Problem]) -> bool:
+    where = smap.locate(link.path)
+    target = nodes.get(link.node)
+    if target is None:
+        if link.node in raw_nodes:
+            return False  # that node is invalid; its own problem is reported
+        problems.append(Problem(where, link.path, f"unknown node '{link.node}' in '{link}'{did_you_mean(link.node, raw_nodes)}",
+                                "link to a node defined under nodes:, or write $$ for a literal $"))
+        return False
+    outputs = target.type.outputs
+    if not outputs:
+        problems.append(Problem(where, link.path, f"node '{link.node}' ({target.type.name}) has no outputs to link to"))
+        return False
+    output = link.output or target.type.default_output
+    if output not in outputs:
+        problems.append(Problem(where, link.path,
+                                f"node '{link.node}' ({target.type.name}) has no output '{output}'{did_you_mean(output, outputs)}; "
+                                f"its outputs: {', '.join(outputs)}"))
+        return False
+    kind = outputs[output]
+    if kind in accepts.kinds:
+        return True
+    wanted = "latents" if accepts.kinds == {"latents"} else "one image"
+    if accepts.many:
+        wanted = "images"
+    if kind == "images":
+        fix = f"link one image, e.g. ${link.node}.image (the first image)"
+        what = "a list of images where one image is needed"
+    elif kind == "latents":
+        fix = f"link the decoded image instead: ${link.node}.image"
+        what = "latents where pixels are needed"
+    else:
+        fix = f"link a node's latents output, e.g. $base.latents" if wanted == "latents" else ""
+        what = f"{kind} where {wanted} is needed"
+    problems.append(Problem(where, link.path, f"link type mismatch: '{link}' is {kind} ({target.type.name} output '{output}'), "
+                                              f"but {node.type.name} field '{dotted(link.path[2:])}' takes {wanted}: {what}", fix))
+    return False
+
+
+def _pydantic_problems(exc: ValidationError, base: tuple, data: Any, smap: SourceMap, what: str) -> list[Problem]:
+    """Turn pydantic errors into located problems; union-member tags in `loc` are dropped, messages merged."""
+    grouped: dict[tuple, list[dict]] = {}
+    for error in exc.errors():
+        path, missing_key = _real_path(error["loc"], data, error["type"])
+        grouped.setdefault((path, missing_key), []).append(error)
+    problems = []
+    for (path, missing_key), errors in grouped.items():
+        full = base + path
+        first = errors[0]
+        kind = first["type"]
+        if kind == "missing":
+            key = missing_key
+            hint = "add 'version: 1' at the top of the file" if key == "version" and not base else ""
+            problems.append(Problem(smap.locate(full), full, f"missing required field '{key}' on {_describe(full, what)}", hint))
+        elif kind == "extra_forbidden":
+            key = full[-1]
+            known = _known_fields(exc, data, path)
+            problems.append(Problem(smap.locate(full), full,
+                                    f"unknown field '{key}' on {_describe(full[:-1], what)}{did_you_mean(key, known)}",
+                                    f"known fields: {', '.join(known)}" if known else ""))
+        else:
+            value = first.get("input")
+            if isinstance(value, Link):
+                message = f"takes a plain value, not a link: '{value}' refers to a node output here"
+                hint = f"write $${str(value)[1:]} for literal text"
+            else:
+                messages = []
+                for error in errors:
+                    msg = _clean_message(error)
+                    if msg not in messages:
+                        messages.append(msg)
+                message = " or ".join(messages) + f" (got {_show(value)})"
+                hint = _hint_for(full, value)
+            problems.append(Problem(smap.locate(full), full, message, hint))
+    return problems
+
+
+def _describe(path: tuple, what: str) -> str:
+    if len(path) >= 2 and path[0] == "nodes" and len(path) > 2:
+        return f"{dotted(path)} of the {what}"
+    return f"the {what}" if len(path) <= 2 else dotted(path)
+
+
+def _real_path(loc: tuple, data: Any, kind: str) -> tuple[tuple, Any]:
+    """Keep the loc segments that exist in the data; the rest are pydantic's union-member tags."""
+    path: list[Any] = []
+    current = data
+    for index, part in enumerate(loc):
+        if isinstance(current, dict) and part in current:
+            path.append(part)
+            current = current[part]
+        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
+            path.append(part)
+            current = current[part]
+        elif kind == "missing" and index == len(loc) - 1:
+            return tuple(path), part
+        elif kind == "extra_forbidden" and index == len(loc) - 1:
+            return tuple(path) + (part,), None
+    return tuple(path), None
+
+
+def _known_fields(exc: ValidationError, data: Any, path: tuple) -> list[str]:
+    """Field names of the model at `path` (for did-you-mean on unknown fields)."""
+    model = _model_at(exc.title, path)
+    if model is None:
+        return []
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _model_at(title: str, path: tuple):
+    import typing
+
+    root = WorkflowHeader if title == "WorkflowHeader" else next((t.model for t in NODE_TYPES.values() if t.model.__name__ == title), None)
+    model = root
+    for part in path[:-1] if path else ():
+        if isinstance(part, int) or model is None:
+            continue
+        info = model.model_fields.get(part) or next((i for n, i in model.model_fields.items() if i.alias == part), None)
+        if info is None:
+            return None
+        model = _inner_model(info.annotation)
+    return model
+
+
+def _inner_model(annotation):
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _clean_message(error: dict) -> str:
+    message = error["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            message = message[len(prefix):]
+    return message
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _hint_for(path: tuple, value: Any) -> str:
+    if path == ("version",):
+        return "set 'version: 1' (the only format version)"
+    if path and path[-1] == "scheduler":
+        from ..nodes.fields import SCHEDULERS
+
+        return "valid schedulers: " + ", ".join(SCHEDULERS)
+    return ""
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen, out = set(), []
+    for problem in problems:
+        key = (str(problem.location), problem.path, problem.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(problem)
+    return out

@@ -1,0 +1,63 @@
+"""A node type is declared once; schema, `runner nodes`, validation, links and cache keys derive from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+from pydantic import BaseModel, create_model
+
+from .fields import Fields
+
+OUTPUT_KINDS = ("image", "mask", "depth", "latents", "images")
+
+
+@dataclass(frozen=True)
+class NodeType:
+    name: str
+    fields: type[Fields]
+    outputs: dict[str, str]  # output name -> kind; the first is the default output
+    version: int  # implementation version: bump when the same fields would give other results
+    doc: str
+    run: Callable[..., dict[str, Any]]
+    # Writes files into the run folder from the node's (possibly cached) inputs; runs on hits too.
+    publish: Callable[..., list[str]] | None = None
+    model: type[BaseModel] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        assert all(kind in OUTPUT_KINDS for kind in self.outputs.values()), self.name
+        node_model = create_model(
+            _class_name(self.name),
+            __base__=self.fields,
+            __doc__=self.doc,
+            type=(Literal[self.name], ...),  # type: ignore[valid-type]
+        )
+        object.__setattr__(self, "model", node_model)
+
+    @property
+    def default_output(self) -> str | None:
+        return next(iter(self.outputs), None)
+
+    @property
+    def takes_seed(self) -> bool:
+        return "seed" in self.fields.model_fields
+
+
+def _class_name(type_name: str) -> str:
+    return "".join(part.capitalize() for part in type_name.split("_")) + "Node"
+
+
+NODE_TYPES: dict[str, NodeType] = {}
+
+
+def node_type(name: str, *, fields: type[Fields], outputs: dict[str, str], version: int = 1, publish=None):
+    """Decorator registering `run(ctx, fields, inputs) -> {output: value}` as node type `name`."""
+
+    def register(run: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+        if name in NODE_TYPES:
+            raise ValueError(f"node type {name!r} declared twice")
+        doc = (run.__doc__ or "").strip().splitlines()[0] if run.__doc__ else name
+        NODE_TYPES[name] = NodeType(name, fields, dict(outputs), version, doc, run, publish)
+        return run
+
+    return register

@@ -1,0 +1,121 @@
+"""The vocabulary node declarations are written in: typed links, model and file fields.
+
+Each special field type carries a marker in its Annotated metadata. The graph
+reads `Accepts` to type-check links, the executor reads `ModelField` and
+`InputFile` to build cache keys; nothing needs to know node type names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+
+from ..language.refs import LINK_PATTERN, Link
+
+IMAGE_LIKE = frozenset({"image", "mask", "depth"})
+
+
+@dataclass(frozen=True)
+class Accepts:
+    """Marks a link field: which output kinds it takes, and whether it takes a list."""
+
+    kinds: frozenset
+    many: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ModelField:
+    """Marks a field naming a model: `$models.NAME` or an inline source."""
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """Marks a path to a file read by the node, relative to the workflow's folder; its bytes are hashed."""
+
+
+def _link_validator(many: bool):
+    def validate(value: Any) -> Any:
+        if isinstance(value, Link):
+            return value
+        if many and isinstance(value, list) and value and all(isinstance(v, Link) for v in value):
+            return value
+        shown = repr(value) if not isinstance(value, list) else "a list"
+        expected = "a link like $node or $node.output" + (", or a list of such links" if many else "")
+        raise ValueError(f"expected {expected}, got {shown}")
+
+    return validate
+
+
+_LINK_SCHEMA = {"type": "string", "pattern": LINK_PATTERN}
+
+
+def link(kinds: frozenset, many: bool = False):
+    schema = {"anyOf": [_LINK_SCHEMA, {"type": "array", "items": _LINK_SCHEMA, "minItems": 1}]} if many else dict(_LINK_SCHEMA)
+    return Annotated[Any, PlainValidator(_link_validator(many)), WithJsonSchema(schema), Accepts(kinds, many)]
+
+
+ImageIn = link(IMAGE_LIKE)
+MaskIn = link(IMAGE_LIKE)  # any image-like output; converted to one channel
+LatentsIn = link(frozenset({"latents"}))
+ImagesIn = link(IMAGE_LIKE | {"images"}, many=True)
+
+ModelIn = Annotated[str, Field(min_length=1), ModelField()]
+FilePath = Annotated[str, Field(min_length=1), InputFile()]
+
+Size = Annotated[
+    tuple[Annotated[int, Field(ge=8, le=8192)], Annotated[int, Field(ge=8, le=8192)]],
+    Field(description="[width, height] in pixels"),
+]
+Seed = int | Literal["random"]
+
+SCHEDULERS = (
+    "ddim", "ddpm", "deis", "dpmpp_2m", "dpmpp_2m_karras", "dpmpp_2m_sde", "dpmpp_2m_sde_karras",
+    "dpmpp_sde", "dpmpp_sde_karras", "euler", "euler_a", "heun", "kdpm2", "kdpm2_a", "lcm", "lms",
+    "pndm", "unipc",
+)
+SchedulerName = Literal[SCHEDULERS]  # type: ignore[valid-type]
+
+
+class Fields(BaseModel):
+    """Base of every node's fields: unknown keys are errors, values are checked strictly enough to catch typos."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+def find_marker(annotation: Any, marker_type: type) -> Any:
+    """The first `marker_type` instance in an annotation's Annotated metadata, looking through Optional/Union."""
+    import typing
+
+    for meta in getattr(annotation, "__metadata__", ()):
+        if isinstance(meta, marker_type):
+            return meta
+    for arg in typing.get_args(annotation):
+        found = find_marker(arg, marker_type)
+        if found is not None:
+            return found
+    return None
+
+
+def iter_marked(fields: BaseModel, marker_type: type, path: tuple = ()):
+    """Yield (value, marker, path) for every set field marked with `marker_type`, in nested field models too."""
+    for name, info in type(fields).model_fields.items():
+        value = getattr(fields, name)
+        if value is None:
+            continue
+        key = info.alias or name
+        marker = None
+        for meta in info.metadata:
+            if isinstance(meta, marker_type):
+                marker = meta
+        marker = marker or find_marker(info.annotation, marker_type)
+        if marker is not None:
+            yield value, marker, path + (key,)
+        elif isinstance(value, BaseModel):
+            yield from iter_marked(value, marker_type, path + (key,))
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    yield from iter_marked(item, marker_type, path + (key, index))

@@ -1,0 +1,124 @@
+"""Diffusion nodes. Each call goes to a diffusers pipeline from the model registry, arguments untouched."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from .base import node_type
+from .fields import Fields, ImageIn, LatentsIn, MaskIn, ModelIn, SchedulerName, Seed
+
+GENERATION_OUTPUTS = {"image": "image", "images": "images", "latents": "latents"}
+
+
+class Lora(Fields):
+    model: ModelIn = Field(..., description="LoRA weights: $models.NAME or a source")
+    scale: float = Field(1.0, ge=-10, le=10, description="adapter weight")
+
+
+class ControlNet(Fields):
+    model: ModelIn = Field(..., description="ControlNet model: $models.NAME or a source")
+    image: ImageIn = Field(..., description="condition image (edges, depth, pose, ...)")
+    scale: float = Field(1.0, ge=0, le=5, description="controlnet_conditioning_scale")
+    start: float = Field(0.0, ge=0, le=1, description="control_guidance_start: fraction of steps before the net applies")
+    end: float = Field(1.0, ge=0, le=1, description="control_guidance_end: fraction of steps after which it stops")
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.start >= self.end:
+            raise ValueError(f"start ({self.start}) must be below end ({self.end})")
+        return self
+
+
+class Generation(Fields):
+    model: ModelIn = Field(..., description="checkpoint: $models.NAME or a source (hub id, folder, .safetensors, tiny:NAME)")
+    prompt: str = Field("", description="what to generate; ${params.x} interpolates")
+    negative_prompt: str | None = Field(None, description="what to avoid")
+    steps: int | None = Field(None, ge=1, le=1000, description="num_inference_steps; default: the pipeline's")
+    guidance_scale: float | None = Field(None, ge=0, le=100, description="classifier-free guidance; default: the pipeline's")
+    width: int | None = Field(None, ge=8, le=8192, multiple_of=8, description="pixels, multiple of 8; default: the model's")
+    height: int | None = Field(None, ge=8, le=8192, multiple_of=8, description="pixels, multiple of 8; default: the model's")
+    seed: Seed | None = Field(None, description="noise seed; default: derived from the workflow seed and the node id; 'random' draws one")
+    scheduler: SchedulerName | None = Field(None, description="sampler by short name; default: the checkpoint's own")
+    num_images: int = Field(1, ge=1, le=64, description="num_images_per_prompt")
+    lora: list[Lora] = Field(default_factory=list, description="LoRA adapters applied for this node")
+    controlnet: list[ControlNet] = Field(default_factory=list, description="ControlNets with their condition images")
+    pipeline_kwargs: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the diffusers call")
+
+
+class Txt2Img(Generation):
+    pass
+
+
+class Img2Img(Generation):
+    image: ImageIn = Field(..., description="image to restyle")
+    strength: float = Field(0.8, ge=0, le=1, description="how much to change: 0 keeps the image, 1 ignores it")
+
+
+class Inpaint(Generation):
+    image: ImageIn = Field(..., description="image to repaint")
+    mask: MaskIn = Field(..., description="white = repaint, black = keep (any image; converted to one channel)")
+    strength: float = Field(1.0, ge=0, le=1, description="how much the masked area changes")
+
+
+class Depth2Img(Generation):
+    image: ImageIn = Field(..., description="image to restyle")
+    depth: ImageIn | None = Field(None, description="depth map; default: estimated by the model's own depth estimator")
+    strength: float = Field(0.8, ge=0, le=1, description="how much to change")
+
+
+class Refine(Generation):
+    image: ImageIn | None = Field(None, description="image to refine (img2img with strength)")
+    latents: LatentsIn | None = Field(None, description="latents of a base node (handoff without decoding)")
+    denoising_start: float | None = Field(None, gt=0, lt=1, description="with latents: fraction of the schedule already done by the base")
+    strength: float | None = Field(None, ge=0, le=1, description="with image: how much to change")
+
+    @model_validator(mode="after")
+    def _one_input(self):
+        if (self.image is None) == (self.latents is None):
+            raise ValueError("give exactly one of 'image' or 'latents'")
+        return self
+
+
+class InterpolationItem(Fields):
+    prompt: str | None = Field(None, description="a text to blend")
+    image: ImageIn | None = Field(None, description="an image to blend")
+    weight: float = Field(1.0, ge=0, description="relative weight")
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.prompt is None) == (self.image is None):
+            raise ValueError("an item is exactly one of 'prompt' or 'image'")
+        return self
+
+
+class Interpolate(Generation):
+    items: list[InterpolationItem] = Field(..., min_length=2, description="prompts and images to blend, with weights")
+
+
+class Pipeline(Fields):
+    class_: str = Field(..., alias="class", pattern=r"^[A-Z][A-Za-z0-9]*Pipeline$",
+                        description="a diffusers pipeline class name, e.g. StableDiffusionUpscalePipeline")
+    model: ModelIn = Field(..., description="checkpoint for the pipeline")
+    call: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the pipeline call")
+    seed: Seed | None = Field(None, description="noise seed; default: derived from the workflow seed and the node id")
+
+
+def _declare(name: str, fields: type[Fields], doc: str, outputs: dict[str, str] = GENERATION_OUTPUTS) -> None:
+    def run(ctx, f, inputs=None):
+        from ..models.generate import generate
+
+        return generate(ctx, name, f)
+
+    run.__doc__ = doc
+    node_type(name, fields=fields, outputs=outputs)(run)
+
+
+_declare("txt2img", Txt2Img, "Text to image (SD1.5, SD2, SDXL, SDXL Turbo, Kandinsky 2.2, any AutoPipeline checkpoint).")
+_declare("img2img", Img2Img, "Restyle an image guided by a prompt.")
+_declare("inpaint", Inpaint, "Repaint the white area of a mask.")
+_declare("depth2img", Depth2Img, "Structure-preserving restyle guided by depth (SD2-depth).")
+_declare("refine", Refine, "Second stage: SDXL refiner on a base's latents or on an image.")
+_declare("interpolate", Interpolate, "Blend weighted prompts and images (Kandinsky 2.2 prior).", {"image": "image"})
+_declare("pipeline", Pipeline, "Any diffusers pipeline class by name (no arbitrary imports).", {"image": "image", "images": "images"})

@@ -1,0 +1,224 @@
+"""Nodes over plain images: load, mask, edges, grid, resize, save. Pillow and OpenCV only, no models."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from .base import node_type
+from .fields import Fields, FilePath, ImageIn, ImagesIn, MaskIn, ModelIn, Seed, Size
+
+URL_TIMEOUT_S = 30
+URL_MAX_BYTES = 64 * 1024 * 1024
+
+
+# ---------------------------------------------------------------- load_image
+class LoadImage(Fields):
+    path: FilePath | None = Field(None, description="image file, relative to the workflow file's folder")
+    url: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
+        None, description=f"http(s) URL (timeout {URL_TIMEOUT_S} s, at most {URL_MAX_BYTES >> 20} MiB); assumed immutable for caching"
+    )
+    size: Size | None = Field(None, description="resize to [width, height] (Lanczos); default: keep the file's size")
+    mode: Literal["RGB", "RGBA", "L"] = Field("RGB", description="colour mode after loading")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.path is None) == (self.url is None):
+            raise ValueError("give exactly one of 'path' or 'url'")
+        return self
+
+
+@node_type("load_image", fields=LoadImage, outputs={"image": "image"})
+def load_image(ctx, f: LoadImage, inputs=None) -> dict[str, Any]:
+    """Read an image file or http(s) URL, upright (EXIF orientation applied), optionally resized."""
+    from PIL import Image, ImageOps
+
+    if f.path is not None:
+        image = Image.open(ctx.base_dir / f.path)
+    else:
+        image = Image.open(_fetch(f.url))
+    image = ImageOps.exif_transpose(image).convert(f.mode)
+    if f.size is not None and tuple(image.size) != tuple(f.size):
+        image = image.resize(tuple(f.size), Image.Resampling.LANCZOS)
+    return {"image": image}
+
+
+def _fetch(url: str):
+    import io
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"User-Agent": "runner"})
+    with urllib.request.urlopen(request, timeout=URL_TIMEOUT_S) as response:
+        data = response.read(URL_MAX_BYTES + 1)
+    if len(data) > URL_MAX_BYTES:
+        raise ValueError(f"{url} is larger than {URL_MAX_BYTES >> 20} MiB")
+    return io.BytesIO(data)
+
+
+# ----------------------------------------------------------------- make_mask
+class Shape(Fields):
+    rect: tuple[float, float, float, float] | None = Field(None, description="[x0, y0, x1, y1] in pixels")
+    ellipse: tuple[float, float, float, float] | None = Field(None, description="bounding box [x0, y0, x1, y1]")
+    polygon: list[tuple[float, float]] | None = Field(None, min_length=3, description="[[x, y], ...] points")
+
+    @model_validator(mode="after")
+    def _one_shape(self):
+        if sum(v is not None for v in (self.rect, self.ellipse, self.polygon)) != 1:
+            raise ValueError("a shape is exactly one of rect, ellipse or polygon")
+        return self
+
+
+class MakeMask(Fields):
+    like: ImageIn | None = Field(None, description="take the size from this image")
+    size: Size | None = Field(None, description="[width, height] of the mask")
+    from_: MaskIn | None = Field(None, alias="from", description="threshold this image into a mask")
+    threshold: int = Field(128, ge=0, le=255, description="with 'from': pixels at or above become white")
+    shapes: list[Shape] = Field(default_factory=list, description="white shapes drawn on black")
+    invert: bool = Field(False, description="swap white and black")
+    grow: int = Field(0, ge=0, le=512, description="dilate the white area by this many pixels")
+    blur: float = Field(0, ge=0, le=256, description="Gaussian blur radius for soft edges")
+
+    @model_validator(mode="after")
+    def _one_base(self):
+        if sum(v is not None for v in (self.like, self.size, self.from_)) != 1:
+            raise ValueError("give exactly one of 'like', 'size' or 'from'")
+        return self
+
+
+@node_type("make_mask", fields=MakeMask, outputs={"mask": "mask"})
+def make_mask(ctx, f: MakeMask, inputs=None) -> dict[str, Any]:
+    """A one-channel mask: white = repaint, black = keep."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    if f.from_ is not None:
+        source = ctx.load(f.from_).convert("L")
+        mask = source.point(lambda v: 255 if v >= f.threshold else 0)
+    else:
+        size = tuple(f.size) if f.size is not None else ctx.load(f.like).size
+        mask = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(mask)
+    for shape in f.shapes:
+        if shape.rect is not None:
+            draw.rectangle(_box(shape.rect), fill=255)
+        elif shape.ellipse is not None:
+            draw.ellipse(_box(shape.ellipse), fill=255)
+        else:
+            draw.polygon([tuple(p) for p in shape.polygon], fill=255)
+    if f.grow:
+        mask = mask.filter(ImageFilter.MaxFilter(2 * f.grow + 1))
+    if f.invert:
+        mask = mask.point(lambda v: 255 - v)
+    if f.blur:
+        mask = mask.filter(ImageFilter.GaussianBlur(f.blur))
+    return {"mask": mask}
+
+
+def _box(values) -> list[float]:
+    x0, y0, x1, y1 = values
+    return [min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)]
+
+
+# --------------------------------------------------------------------- canny
+class Canny(Fields):
+    image: ImageIn = Field(..., description="image to find edges in")
+    low: int = Field(100, ge=0, le=1000, description="lower hysteresis threshold")
+    high: int = Field(200, ge=0, le=1000, description="upper hysteresis threshold")
+
+
+@node_type("canny", fields=Canny, outputs={"image": "image"})
+def canny(ctx, f: Canny, inputs=None) -> dict[str, Any]:
+    """Canny edge map (white edges on black, 3 channels) for edge ControlNets."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    gray = np.asarray(ctx.load(f.image).convert("L"))
+    edges = cv2.Canny(gray, f.low, f.high)
+    return {"image": Image.fromarray(np.stack([edges] * 3, axis=-1))}
+
+
+# ---------------------------------------------------------------------- grid
+class Grid(Fields):
+    images: ImagesIn = Field(..., description="an images output, or a list of image links")
+    rows: int | None = Field(None, ge=1, le=64, description="default: as square as possible")
+    cols: int | None = Field(None, ge=1, le=64, description="default: as square as possible")
+    gap: int = Field(0, ge=0, le=256, description="pixels between cells (black)")
+
+
+@node_type("grid", fields=Grid, outputs={"image": "image"})
+def grid(ctx, f: Grid, inputs=None) -> dict[str, Any]:
+    """Side-by-side contact sheet of several images (cells sized like the first image)."""
+    from PIL import Image
+
+    images = [im.convert("RGB") for im in ctx.load_many(f.images)]
+    count = len(images)
+    cols = f.cols or (math.ceil(count / f.rows) if f.rows else math.ceil(math.sqrt(count)))
+    rows = f.rows or math.ceil(count / cols)
+    if rows * cols < count:
+        raise ValueError(f"{rows} rows x {cols} cols hold {rows * cols} images, but {count} were given")
+    width, height = images[0].size
+    sheet = Image.new("RGB", (cols * width + (cols - 1) * f.gap, rows * height + (rows - 1) * f.gap))
+    for index, image in enumerate(images):
+        if image.size != (width, height):
+            image = image.resize((width, height), Image.Resampling.LANCZOS)
+        row, col = divmod(index, cols)
+        sheet.paste(image, (col * (width + f.gap), row * (height + f.gap)))
+    return {"image": sheet}
+
+
+# ------------------------------------------------------------------- upscale
+class Upscale(Fields):
+    image: ImageIn = Field(..., description="image to enlarge")
+    scale: float = Field(2.0, gt=0, le=8, description="size factor")
+    model: ModelIn | None = Field(None, description="diffusion upscaler (e.g. stabilityai/stable-diffusion-x4-upscaler); default: Lanczos resize")
+    prompt: str = Field("", description="prompt for a diffusion upscaler")
+    steps: int | None = Field(None, ge=1, le=1000, description="denoising steps for a diffusion upscaler")
+    seed: Seed | None = Field(None, description="noise seed for a diffusion upscaler; default: derived from the workflow seed")
+
+
+@node_type("upscale", fields=Upscale, outputs={"image": "image"})
+def upscale(ctx, f: Upscale, inputs=None) -> dict[str, Any]:
+    """Enlarge an image: Lanczos resize, or a diffusion upscaler when `model` is given."""
+    from PIL import Image
+
+    image = ctx.load(f.image)
+    if f.model is not None:
+        raise NotImplementedError("diffusion upscaler models are not supported yet; leave out 'model' for a Lanczos resize")
+    size = (max(1, round(image.width * f.scale)), max(1, round(image.height * f.scale)))
+    return {"image": image.resize(size, Image.Resampling.LANCZOS)}
+
+
+# ---------------------------------------------------------------- save_image
+SAFE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.png$"
+
+
+class SaveImage(Fields):
+    image: ImageIn | None = Field(None, description="the image to save")
+    images: ImagesIn | None = Field(None, description="several images: saved as NAME_0.png, NAME_1.png, ...")
+    name: Annotated[str, Field(pattern=SAFE_NAME)] | None = Field(
+        None, description="file name in the run folder (.png, no folders); default: NODE_ID.png"
+    )
+
+    @model_validator(mode="after")
+    def _one_input(self):
+        if (self.image is None) == (self.images is None):
+            raise ValueError("give exactly one of 'image' or 'images'")
+        return self
+
+
+def publish_save_image(ctx, f: SaveImage) -> list[str]:
+    """Write the PNG(s) into the run folder, with the resolved workflow and seeds as text chunks."""
+    name = f.name or f"{ctx.node_id}.png"
+    if f.image is not None:
+        return [ctx.publish_png(f.image, name)]
+    stem = re.sub(r"\.png$", "", name)
+    return [ctx.publish_png(source, f"{stem}_{i}.png") for i, source in enumerate(ctx.image_sources(f.images))]
+
+
+@node_type("save_image", fields=SaveImage, outputs={}, publish=publish_save_image)
+def save_image(ctx, f: SaveImage, inputs=None) -> dict[str, Any]:
+    """Write images into the run folder as PNG with metadata (workflow, seeds) embedded."""
+    return {}

@@ -1,0 +1,75 @@
+"""JSON Schema of the workflow format, derived from the node declarations.
+
+Emitted as draft-07 (what yaml-language-server understands best): pydantic's
+`$defs` become `definitions`, `prefixItems` become positional `items`.
+Fields that take numbers or booleans also accept a `$params.NAME` reference,
+so files that use params validate in the editor too.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+PARAM_REF = {"type": "string", "pattern": r"^\$params\.[A-Za-z_][A-Za-z0-9_-]*$", "description": "a $params.NAME reference"}
+
+
+def workflow_json_schema() -> dict[str, Any]:
+    from .language.workflow import workflow_schema_model
+
+    schema = workflow_schema_model().model_json_schema(by_alias=True, ref_template="#/definitions/{model}")
+    schema = _draft07(schema)
+    definitions = schema.get("definitions", {})
+    for name, definition in definitions.items():
+        if name.endswith("Node") or name in ("Lora", "ControlNet", "InterpolationItem", "Shape"):
+            for prop_name, prop in definition.get("properties", {}).items():
+                if prop_name != "type":
+                    definition["properties"][prop_name] = _accept_param_ref(prop)
+    schema = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "$id": "https://github.com/runner/runner/schemas/workflow.schema.json",
+        **schema,
+    }
+    return schema
+
+
+def schema_text() -> str:
+    return json.dumps(workflow_json_schema(), indent=2, sort_keys=False) + "\n"
+
+
+def _draft07(node: Any) -> Any:
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key == "$defs":
+                out["definitions"] = _draft07(value)
+            elif key == "prefixItems":
+                out["items"] = _draft07(value)
+                out["additionalItems"] = False
+            else:
+                out[key] = _draft07(value)
+        return out
+    if isinstance(node, list):
+        return [_draft07(v) for v in node]
+    return node
+
+
+def _accept_param_ref(prop: dict) -> dict:
+    """Let a non-text field also hold a $params.NAME reference (resolved before validation)."""
+    if _is_plain_string(prop):
+        return prop
+    description = prop.get("description")
+    wrapped = {"anyOf": [{k: v for k, v in prop.items() if k not in ("description", "default", "title")}, PARAM_REF]}
+    if "title" in prop:
+        wrapped["title"] = prop["title"]
+    if description:
+        wrapped["description"] = description
+    if "default" in prop:
+        wrapped["default"] = prop["default"]
+    return wrapped
+
+
+def _is_plain_string(prop: dict) -> bool:
+    if prop.get("type") == "string" and "pattern" not in prop and "enum" not in prop:
+        return True
+    return any(_is_plain_string(p) for p in prop.get("anyOf", []))
