@@ -117,6 +117,7 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None) -> Workf
     problems.extend(ref_problems)
 
     nodes: dict[str, Node] = {}
+    typed_only: dict[str, NodeType] = {}  # nodes whose fields are invalid: links to them are still type-checked
     raw_nodes = document.get("nodes")
     if isinstance(raw_nodes, dict):
         if not raw_nodes:
@@ -124,13 +125,15 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None) -> Workf
                                     "add a node, e.g. a load_image and a save_image"))
         for node_id, body in resolved["nodes"].items():
             node = _validate_node(node_id, body, smap, problems)
-            if node is not None:
+            if isinstance(node, Node):
                 nodes[node_id] = node
+            elif node is not None:
+                typed_only[node_id] = node
 
     graph = Graph({node_id: [] for node_id in nodes})
     for node in nodes.values():
         for link, accepts, field_path in node.links():
-            if _check_link(node, link, accepts, nodes, raw_nodes or {}, smap, problems):
+            if _check_link(node, link, accepts, nodes, typed_only, raw_nodes or {}, smap, problems):
                 if link.node not in graph.deps[node.id]:
                     graph.deps[node.id].append(link.node)
     cycle = graph.find_cycle()
@@ -139,7 +142,7 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None) -> Workf
                                 "the nodes form a cycle: " + " -> ".join(cycle),
                                 "a node cannot depend on its own output; remove one of these links"))
     if problems:
-        raise WorkflowError(_dedupe(problems))
+        raise WorkflowError(sorted(_dedupe(problems), key=lambda p: (p.location.source != str(path), p.location.line, p.location.column)))
 
     models = {name: (ModelEntry(source=entry) if isinstance(entry, str) else entry) for name, entry in header.models.items()}
     return Workflow(
@@ -175,17 +178,15 @@ def _validate_header(document: dict, smap: SourceMap, problems: list[Problem]) -
         return None
 
 
-def _validate_node(node_id: str, body: Any, smap: SourceMap, problems: list[Problem]) -> Node | None:
+def _validate_node(node_id: str, body: Any, smap: SourceMap, problems: list[Problem]) -> Node | NodeType | None:
+    """The validated node; only its NodeType when its fields are invalid; None when even the type is unknown."""
     path = ("nodes", node_id)
     where = smap.locate(path)
-    ok = True
     if not NODE_ID.match(node_id):
         problems.append(Problem(where, path, f"bad node id '{node_id}': ids are lowercase letters, digits and _ and start with a letter or _",
                                 f"rename it, e.g. '{_suggest_id(node_id)}'"))
-        ok = False
     elif node_id in RESERVED:
         problems.append(Problem(where, path, f"'{node_id}' is reserved and cannot be a node id", f"rename it, e.g. '{node_id}_node'"))
-        ok = False
     if not isinstance(body, dict):
         problems.append(Problem(where, path, "a node is a mapping with a 'type' and its fields", "e.g. {type: load_image, path: in.png}"))
         return None
@@ -203,8 +204,8 @@ def _validate_node(node_id: str, body: Any, smap: SourceMap, problems: list[Prob
         fields = node_type.model.model_validate(body)
     except ValidationError as exc:
         problems.extend(_pydantic_problems(exc, path, body, smap, f"{type_name} node"))
-        return None
-    return Node(node_id, node_type, fields) if ok else None
+        return node_type
+    return Node(node_id, node_type, fields)
 
 
 def _suggest_id(node_id: str) -> str:
@@ -214,24 +215,24 @@ def _suggest_id(node_id: str) -> str:
     return cleaned if re.match(r"^[a-z_]", cleaned) else "n_" + cleaned
 
 
-def _check_link(node: Node, link: Link, accepts: Accepts, nodes: dict[str, Node], raw_nodes: dict,
-                smap: SourceMap, problems: list[Problem]) -> bool:
+def _check_link(node: Node, link: Link, accepts: Accepts, nodes: dict[str, Node], typed_only: dict[str, NodeType],
+                raw_nodes: dict, smap: SourceMap, problems: list[Problem]) -> bool:
     where = smap.locate(link.path)
-    target = nodes.get(link.node)
-    if target is None:
+    target_type = nodes[link.node].type if link.node in nodes else typed_only.get(link.node)
+    if target_type is None:
         if link.node in raw_nodes:
-            return False  # that node is invalid; its own problem is reported
+            return False  # that node's type is unknown; its own problem is reported
         problems.append(Problem(where, link.path, f"unknown node '{link.node}' in '{link}'{did_you_mean(link.node, raw_nodes)}",
                                 "link to a node defined under nodes:, or write $$ for a literal $"))
         return False
-    outputs = target.type.outputs
+    outputs = target_type.outputs
     if not outputs:
-        problems.append(Problem(where, link.path, f"node '{link.node}' ({target.type.name}) has no outputs to link to"))
+        problems.append(Problem(where, link.path, f"node '{link.node}' ({target_type.name}) has no outputs to link to"))
         return False
-    output = link.output or target.type.default_output
+    output = link.output or target_type.default_output
     if output not in outputs:
         problems.append(Problem(where, link.path,
-                                f"node '{link.node}' ({target.type.name}) has no output '{output}'{did_you_mean(output, outputs)}; "
+                                f"node '{link.node}' ({target_type.name}) has no output '{output}'{did_you_mean(output, outputs)}; "
                                 f"its outputs: {', '.join(outputs)}"))
         return False
     kind = outputs[output]
@@ -249,7 +250,7 @@ def _check_link(node: Node, link: Link, accepts: Accepts, nodes: dict[str, Node]
     else:
         fix = f"link a node's latents output, e.g. $base.latents" if wanted == "latents" else ""
         what = f"{kind} where {wanted} is needed"
-    problems.append(Problem(where, link.path, f"link type mismatch: '{link}' is {kind} ({target.type.name} output '{output}'), "
+    problems.append(Problem(where, link.path, f"link type mismatch: '{link}' is {kind} ({target_type.name} output '{output}'), "
                                               f"but {node.type.name} field '{dotted(link.path[2:])}' takes {wanted}: {what}", fix))
     return False
 
@@ -280,6 +281,10 @@ def _pydantic_problems(exc: ValidationError, base: tuple, data: Any, smap: Sourc
             if isinstance(value, Link):
                 message = f"takes a plain value, not a link: '{value}' refers to a node output here"
                 hint = f"write $${str(value)[1:]} for literal text"
+            elif kind == "literal_error" and len(errors) == 1:
+                choices = [c.strip(" '") for c in first["ctx"]["expected"].replace(" or ", ", ").split(", ")]
+                message = f"{_show(value)} is not allowed{did_you_mean(value, choices)}"
+                hint = "choose one of: " + ", ".join(choices)
             else:
                 messages = []
                 for error in errors:
@@ -321,7 +326,7 @@ def _known_fields(exc: ValidationError, data: Any, path: tuple) -> list[str]:
     model = _model_at(exc.title, path)
     if model is None:
         return []
-    return [info.alias or name for name, info in model.model_fields.items()]
+    return [info.alias or name for name, info in model.model_fields.items() if name != "type"]
 
 
 def _model_at(title: str, path: tuple):
@@ -367,10 +372,6 @@ def _show(value: Any) -> str:
 def _hint_for(path: tuple, value: Any) -> str:
     if path == ("version",):
         return "set 'version: 1' (the only format version)"
-    if path and path[-1] == "scheduler":
-        from ..nodes.fields import SCHEDULERS
-
-        return "valid schedulers: " + ", ".join(SCHEDULERS)
     return ""
 
 
