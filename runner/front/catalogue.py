@@ -29,36 +29,36 @@ def print_catalogue(console: Console) -> None:
 
 
 def print_node_type(console: Console, node_type: NodeType) -> None:
-    console.print(f"[bold cyan]{node_type.name}[/] (implementation version {node_type.version})")
-    console.print(escape(node_type.doc))
-    console.print(_fields_table(f"{node_type.name} fields", node_type.fields))
-    nested = _nested_models(node_type.fields)
-    for name, model in nested.items():
-        console.print(_fields_table(f"{name}: each item", model))
-    outputs = Table(title="outputs")
-    outputs.add_column("name", style="bold")
-    outputs.add_column("kind")
-    for index, (name, kind) in enumerate(node_type.outputs.items()):
-        outputs.add_row(name + (" (default)" if index == 0 else ""), kind)
+    """One type's fields, one per line with its description below: never cut to the terminal width, easy to grep."""
+    console.print(f"[bold cyan]{node_type.name}[/] (implementation version {node_type.version})", soft_wrap=True)
+    console.print(escape(node_type.doc), soft_wrap=True)
+    _print_fields(console, f"{node_type.name} fields", node_type.fields)
+    for name, model in _nested_models(node_type.fields).items():
+        _print_fields(console, f"{name}: each item", model)
+    console.print()
     if node_type.outputs:
-        console.print(outputs)
+        outputs = ", ".join(f"{name}: {kind}" + (" (default)" if index == 0 else "")
+                            for index, (name, kind) in enumerate(node_type.outputs.items()))
+        console.print(f"[bold]outputs[/]: {outputs}", soft_wrap=True)
     else:
-        console.print("outputs: none (writes files into the run folder)")
+        console.print("[bold]outputs[/]: none (writes files into the run folder)", soft_wrap=True)
 
 
-def _fields_table(title: str, model: type[BaseModel]) -> Table:
-    table = Table(title=title)
-    table.add_column("field", style="bold", no_wrap=True)
-    table.add_column("type")
-    table.add_column("default")
-    table.add_column("bounds")
-    table.add_column("description")
+def _print_fields(console: Console, title: str, model: type[BaseModel]) -> None:
+    console.print()
+    console.print(f"[bold]{escape(title)}[/]", soft_wrap=True)
+    rows = []
     for name, info in model.model_fields.items():
-        required = info.is_required()
-        default = "required" if required else _show_default(info)
-        cells = (info.alias or name, describe_type(info.annotation, info.metadata), default, _bounds(info), info.description or "")
-        table.add_row(*(escape(cell) for cell in cells))
-    return table
+        facts = [describe_type(info.annotation, info.metadata), "required" if info.is_required() else f"default {_show_default(info)}"]
+        bounds = _bounds(info)
+        if bounds:
+            facts.append(bounds)
+        rows.append((info.alias or name, "; ".join(facts), info.description or ""))
+    width = max((len(row[0]) for row in rows), default=0)
+    for field_name, facts, description in rows:
+        console.print(f"  [bold]{escape(field_name.ljust(width))}[/]  {escape(facts)}", soft_wrap=True)
+        if description:
+            console.print(f"  {' ' * width}  [dim]{escape(description)}[/]", soft_wrap=True)
 
 
 def _show_default(info) -> str:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from ..graph.dag import Graph
 from ..nodes import NODE_TYPES, NodeType
-from ..nodes.fields import Accepts, Fields, iter_marked
+from ..nodes.fields import Accepts, Fields, field_values, find_marker, iter_marked
 from .errors import Location, Problem, WorkflowError, did_you_mean, dotted
 from .overrides import apply_overrides
 from .refs import NAME, NODE_ID, RESERVED, Link, resolve_references, unresolve
@@ -98,7 +98,7 @@ class Workflow:
         return self.path.resolve().parent
 
     def node_document(self, node_id: str) -> dict:
-        return unresolve(self.nodes[node_id].fields.model_dump(by_alias=True, exclude_unset=True))
+        return unresolve(field_values(self.nodes[node_id].fields, only_set=True))
 
 
 def load_workflow(path: str | Path, overrides: list[str] | None = None) -> Workflow:
@@ -123,8 +123,12 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None) -> Workf
         if not raw_nodes:
             problems.append(Problem(smap.locate(("nodes",)), ("nodes",), "'nodes' is empty: a workflow needs at least one node",
                                     "add a node, e.g. a load_image and a save_image"))
+        ref_paths = {problem.path for problem in ref_problems}
         for node_id, body in resolved["nodes"].items():
-            node = _validate_node(node_id, body, smap, problems)
+            node_problems: list[Problem] = []
+            node = _validate_node(node_id, body, smap, node_problems)
+            # a bad reference is reported once: pydantic's complaint about the text left in its place is dropped
+            problems.extend(problem for problem in node_problems if problem.path not in ref_paths)
             if isinstance(node, Node):
                 nodes[node_id] = node
             elif node is not None:
@@ -132,10 +136,26 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None) -> Workf
 
     graph = Graph({node_id: [] for node_id in nodes})
     for node in nodes.values():
+        checked = set()
         for link, accepts, field_path in node.links():
-            if _check_link(node, link, accepts, nodes, typed_only, raw_nodes or {}, smap, problems):
+            checked.add(link.path)
+            if _check_link(node.type, link, accepts, nodes, typed_only, raw_nodes or {}, smap, problems):
                 if link.node not in graph.deps[node.id]:
                     graph.deps[node.id].append(link.node)
+        for link in _links_in(resolved["nodes"][node.id]):
+            if link.path not in checked:
+                problems.append(_stray_link(node.type, link, smap))
+    # nodes with invalid fields: still check their links, so one pass reports every problem
+    reported = [problem.path for problem in problems if len(problem.path) > 2]
+    for node_id, node_type in typed_only.items():
+        for link in _links_in(resolved["nodes"][node_id]):
+            if any(link.path[: len(done)] == done for done in reported):
+                continue
+            accepts = _accepts_at(node_type.fields, link.path[2:])
+            if accepts is None:
+                problems.append(_stray_link(node_type, link, smap))
+            else:
+                _check_link(node_type, link, accepts, nodes, typed_only, raw_nodes or {}, smap, problems)
     cycle = graph.find_cycle()
     if cycle:
         problems.append(Problem(smap.locate(("nodes", cycle[0])), ("nodes", cycle[0]),
@@ -215,7 +235,43 @@ def _suggest_id(node_id: str) -> str:
     return cleaned if re.match(r"^[a-z_]", cleaned) else "n_" + cleaned
 
 
-def _check_link(node: Node, link: Link, accepts: Accepts, nodes: dict[str, Node], typed_only: dict[str, NodeType],
+def _links_in(value: Any) -> list[Link]:
+    """Every Link in resolved node data, in document order."""
+    if isinstance(value, Link):
+        return [value]
+    if isinstance(value, dict):
+        return [link for item in value.values() for link in _links_in(item)]
+    if isinstance(value, list):
+        return [link for item in value for link in _links_in(item)]
+    return []
+
+
+def _accepts_at(model: Any, relative: tuple) -> Accepts | None:
+    """The Accepts marker of the link field at `relative` inside a node's fields model, or None (a plain field)."""
+    for part in relative:
+        if isinstance(part, int):
+            continue
+        if model is None:
+            return None
+        info = model.model_fields.get(part) or next((i for i in model.model_fields.values() if i.alias == part), None)
+        if info is None:
+            return None
+        marker = next((m for m in info.metadata if isinstance(m, Accepts)), None) or find_marker(info.annotation, Accepts)
+        if marker is not None:
+            return marker
+        model = _inner_model(info.annotation)
+    return None
+
+
+def _stray_link(node_type: NodeType, link: Link, smap: SourceMap) -> Problem:
+    field_name = dotted(link.path[2:])
+    return Problem(smap.locate(link.path), link.path,
+                   f"'{link}' links a node output, but {node_type.name} field '{field_name}' takes plain values only: "
+                   f"links go in fields that take images or latents",
+                   f"see 'runner nodes {node_type.name}' for the link fields; write $${str(link)[1:]} for literal text")
+
+
+def _check_link(node_type: NodeType, link: Link, accepts: Accepts, nodes: dict[str, Node], typed_only: dict[str, NodeType],
                 raw_nodes: dict, smap: SourceMap, problems: list[Problem]) -> bool:
     where = smap.locate(link.path)
     target_type = nodes[link.node].type if link.node in nodes else typed_only.get(link.node)
@@ -248,10 +304,13 @@ def _check_link(node: Node, link: Link, accepts: Accepts, nodes: dict[str, Node]
         fix = f"link the decoded image instead: ${link.node}.image"
         what = "latents where pixels are needed"
     else:
-        fix = f"link a node's latents output, e.g. $base.latents" if wanted == "latents" else ""
+        fix = ""
+        if wanted == "latents":
+            fix = (f"link its latents output: ${link.node}.latents" if "latents" in outputs
+                   else "link the latents output of a generation node, e.g. $base.latents")
         what = f"{kind} where {wanted} is needed"
     problems.append(Problem(where, link.path, f"link type mismatch: '{link}' is {kind} ({target_type.name} output '{output}'), "
-                                              f"but {node.type.name} field '{dotted(link.path[2:])}' takes {wanted}: {what}", fix))
+                                              f"but {node_type.name} field '{dotted(link.path[2:])}' takes {wanted}: {what}", fix))
     return False
 
 
@@ -261,12 +320,23 @@ def _pydantic_problems(exc: ValidationError, base: tuple, data: Any, smap: Sourc
     for error in exc.errors():
         path, missing_key = _real_path(error["loc"], data, error["type"])
         grouped.setdefault((path, missing_key), []).append(error)
+    # A union such as `str | ModelEntry` fails on every member; when a member got further (errors
+    # deeper inside the value), the "should be a valid string" of the other members is noise.
+    deeper = {path[:i] for path, _ in grouped for i in range(len(path))}
+    grouped = {key: errors for key, errors in grouped.items()
+               if not (key[1] is None and key[0] in deeper and all(e["type"].endswith("_type") for e in errors))}
     problems = []
     for (path, missing_key), errors in grouped.items():
         full = base + path
         first = errors[0]
         kind = first["type"]
-        if kind == "missing":
+        info = _field_at(exc.title, path)
+        if kind == "missing" and isinstance(missing_key, int):
+            expected = f" ({info.description})" if info is not None and info.description else ""
+            problems.append(Problem(smap.locate(full), full,
+                                    f"too few items: item [{missing_key}] is missing (got {_show(first.get('input'))})",
+                                    f"give every item{expected}"))
+        elif kind == "missing":
             key = missing_key
             hint = "add 'version: 1' at the top of the file" if key == "version" and not base else ""
             problems.append(Problem(smap.locate(full), full, f"missing required field '{key}' on {_describe(full, what)}", hint))
@@ -283,24 +353,41 @@ def _pydantic_problems(exc: ValidationError, base: tuple, data: Any, smap: Sourc
                 hint = f"write $${str(value)[1:]} for literal text"
             elif kind == "literal_error" and len(errors) == 1:
                 choices = [c.strip(" '") for c in first["ctx"]["expected"].replace(" or ", ", ").split(", ")]
-                message = f"{_show(value)} is not allowed{did_you_mean(value, choices)}"
-                hint = "choose one of: " + ", ".join(choices)
+                if path == ("version",):
+                    message = f"version {_show(value)} is not supported: the only workflow format version is 1"
+                    hint = "set 'version: 1'"
+                else:
+                    message = f"{_show(value)} is not allowed{did_you_mean(value, choices)}"
+                    hint = "choose one of: " + ", ".join(choices)
             else:
                 messages = []
                 for error in errors:
                     msg = _clean_message(error)
+                    if messages and msg.startswith("Input should be "):
+                        msg = msg[len("Input should be "):]
                     if msg not in messages:
                         messages.append(msg)
-                message = " or ".join(messages) + f" (got {_show(value)})"
+                message = " or ".join(messages)
+                # the value is shown unless our own validator's message does, or it is a whole mapping (a rule across fields)
+                if kind != "value_error" and not isinstance(value, dict):
+                    message += f" (got {_show(value)})"
                 hint = _hint_for(full, value)
+                if not hint and info is not None and info.description and kind in _DESCRIBED_KINDS:
+                    hint = f"expected: {info.description}"
             problems.append(Problem(smap.locate(full), full, message, hint))
     return problems
 
 
+# errors whose pydantic message says little about what the value should be: the field description is the hint
+_DESCRIBED_KINDS = ("string_pattern_mismatch", "too_long", "too_short", "string_too_short")
+
+
 def _describe(path: tuple, what: str) -> str:
-    if len(path) >= 2 and path[0] == "nodes" and len(path) > 2:
+    if not path or (path[0] == "nodes" and len(path) <= 2):
+        return f"the {what}"
+    if path[0] == "nodes":
         return f"{dotted(path)} of the {what}"
-    return f"the {what}" if len(path) <= 2 else dotted(path)
+    return dotted(path)
 
 
 def _real_path(loc: tuple, data: Any, kind: str) -> tuple[tuple, Any]:
@@ -323,25 +410,50 @@ def _real_path(loc: tuple, data: Any, kind: str) -> tuple[tuple, Any]:
 
 def _known_fields(exc: ValidationError, data: Any, path: tuple) -> list[str]:
     """Field names of the model at `path` (for did-you-mean on unknown fields)."""
-    model = _model_at(exc.title, path)
+    model = _model_at(exc.title, path[:-1])
     if model is None:
         return []
     return [info.alias or name for name, info in model.model_fields.items() if name != "type"]
 
 
+def _root_model(title: str):
+    if title == "WorkflowHeader":
+        return WorkflowHeader
+    return next((t.model for t in NODE_TYPES.values() if t.model.__name__ == title), None)
+
+
 def _model_at(title: str, path: tuple):
+    """The model whose fields hold the values at `path` (list indexes and mapping keys stepped over)."""
     import typing
 
-    root = WorkflowHeader if title == "WorkflowHeader" else next((t.model for t in NODE_TYPES.values() if t.model.__name__ == title), None)
-    model = root
-    for part in path[:-1] if path else ():
-        if isinstance(part, int) or model is None:
+    model = _root_model(title)
+    key_next = False  # the previous field was a mapping: this part is one of its keys
+    for part in path:
+        if model is None:
+            return None
+        if isinstance(part, int) or key_next:
+            key_next = False
             continue
-        info = model.model_fields.get(part) or next((i for n, i in model.model_fields.items() if i.alias == part), None)
+        info = _field_info(model, part)
         if info is None:
             return None
+        key_next = typing.get_origin(info.annotation) is dict
         model = _inner_model(info.annotation)
     return model
+
+
+def _field_at(title: str, path: tuple):
+    """The pydantic FieldInfo of the field at `path`, or None."""
+    if not path or isinstance(path[-1], int):
+        path = path[:-1] if path else path
+    if not path or isinstance(path[-1], int):
+        return None
+    model = _model_at(title, path[:-1])
+    return _field_info(model, path[-1]) if model is not None else None
+
+
+def _field_info(model, name: str):
+    return model.model_fields.get(name) or next((i for i in model.model_fields.values() if i.alias == name), None)
 
 
 def _inner_model(annotation):
@@ -361,11 +473,11 @@ def _clean_message(error: dict) -> str:
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):
             message = message[len(prefix):]
-    return message
+    return message.replace(" or instance of ", " (") + ")" if " or instance of " in message else message
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
+    text = repr(unresolve(value))
     return text if len(text) <= 60 else text[:57] + "..."
 
 

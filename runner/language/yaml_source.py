@@ -52,10 +52,16 @@ def load_yaml(text: str, source: str) -> tuple[Any, SourceMap]:
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             message = f"YAML syntax error: {exc.problem or exc}"
+            hint = "check indentation, colons and quotes on that line"
             if exc.context:
-                message += f" ({exc.context})"
+                context_mark = exc.context_mark
+                started = ""
+                if context_mark is not None and mark is not None and context_mark.line != mark.line:
+                    started = f" that starts at line {context_mark.line + 1}, column {context_mark.column + 1}"
+                    hint = f"close the brackets or quotes opened at line {context_mark.line + 1}, or fix the indentation"
+                message += f" ({exc.context}{started})"
             raise WorkflowError(
-                [Problem(_mark_location(source, mark), (), message, "check indentation, colons and quotes on that line")]
+                [Problem(_mark_location(source, mark), (), message, hint)]
             ) from None
         except yaml.YAMLError as exc:
             raise WorkflowError([Problem(Location(source), (), f"YAML error: {exc}")]) from None

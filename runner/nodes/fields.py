@@ -42,8 +42,16 @@ def _link_validator(many: bool):
             return value
         if many and isinstance(value, list) and value and all(isinstance(v, Link) for v in value):
             return value
-        shown = repr(value) if not isinstance(value, list) else "a list"
         expected = "a link like $node or $node.output" + (", or a list of such links" if many else "")
+        if not isinstance(value, list):
+            shown = repr(value)
+        elif not many:
+            shown = "a list (this field takes one image)"
+        elif not value:
+            shown = "an empty list"
+        else:
+            index, item = next((i, v) for i, v in enumerate(value) if not isinstance(v, Link))
+            shown = f"{item!r} as item [{index}]"
         raise ValueError(f"expected {expected}, got {shown}")
 
     return validate
@@ -71,10 +79,11 @@ Size = Annotated[
 ]
 Seed = int | Literal["random"]
 
+# Short names users know from A1111/ComfyUI; runner.models.schedulers maps them to diffusers classes.
+# (LMS and the DPM++ SDE variants are left out: they need scipy / torchsde.)
 SCHEDULERS = (
     "ddim", "ddpm", "deis", "dpmpp_2m", "dpmpp_2m_karras", "dpmpp_2m_sde", "dpmpp_2m_sde_karras",
-    "dpmpp_sde", "dpmpp_sde_karras", "euler", "euler_a", "heun", "kdpm2", "kdpm2_a", "lcm", "lms",
-    "pndm", "unipc",
+    "euler", "euler_a", "heun", "kdpm2", "kdpm2_a", "lcm", "pndm", "unipc",
 )
 SchedulerName = Literal[SCHEDULERS]  # type: ignore[valid-type]
 
@@ -119,3 +128,23 @@ def iter_marked(fields: BaseModel, marker_type: type, path: tuple = ()):
             for index, item in enumerate(value):
                 if isinstance(item, BaseModel):
                     yield from iter_marked(item, marker_type, path + (key, index))
+
+
+def field_values(fields: BaseModel, *, only_set: bool = False) -> dict[str, Any]:
+    """Fields as plain data keyed by their YAML names; Links are kept as Link objects."""
+    out = {}
+    for name, info in type(fields).model_fields.items():
+        if only_set and name not in fields.model_fields_set:
+            continue
+        out[info.alias or name] = _plain(getattr(fields, name), only_set)
+    return out
+
+
+def _plain(value: Any, only_set: bool) -> Any:
+    if isinstance(value, BaseModel):
+        return field_values(value, only_set=only_set)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, only_set) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v, only_set) for k, v in value.items()}
+    return value

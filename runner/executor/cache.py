@@ -1,0 +1,75 @@
+"""The persistent, content-addressed node cache.
+
+An entry is a folder named by the node's cache key, holding one file per
+output value and `entry.json`. Entries are written into a temporary folder
+and renamed into place, so a reader sees a whole entry or none: a crash or
+Ctrl-C mid-write leaves at most a stray temporary folder, never a torn entry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+ENTRY_FILE = "entry.json"
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("RUNNER_CACHE_DIR") or Path("outputs") / ".cache")
+
+
+class NodeCache:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.nodes = self.root / "nodes"
+
+    def entry_dir(self, key: str) -> Path:
+        return self.nodes / key[:2] / key
+
+    def has(self, key: str) -> bool:
+        return (self.entry_dir(key) / ENTRY_FILE).is_file()
+
+    def read_entry(self, key: str) -> dict:
+        return json.loads((self.entry_dir(key) / ENTRY_FILE).read_text())
+
+    def output_files(self, key: str, output: str) -> list[Path]:
+        entry = self.read_entry(key)
+        folder = self.entry_dir(key)
+        return [folder / name for name in entry["outputs"][output]["files"]]
+
+    def put(self, key: str, outputs: dict[str, tuple[str, Any]], write_value: Callable[[str, Any, Path], list[str]],
+            info: dict) -> None:
+        """Store outputs {name: (kind, value)} atomically; `write_value(kind, value, stem)` returns the file names written."""
+        final = self.entry_dir(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{key[:12]}.", dir=final.parent))
+        try:
+            record = {"key": key, **info, "outputs": {}}
+            for name, (kind, value) in outputs.items():
+                files = write_value(kind, value, staging / name)
+                record["outputs"][name] = {"kind": kind, "files": [Path(f).name for f in files]}
+            (staging / ENTRY_FILE).write_text(json.dumps(record, indent=1, sort_keys=True))
+            if final.exists():  # an identical entry landed meanwhile (or --no-cache re-ran the node): replace it
+                shutil.rmtree(final, ignore_errors=True)
+            os.rename(staging, final)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+
+    def stats(self) -> tuple[int, int]:
+        entries = size = 0
+        if self.nodes.is_dir():
+            for entry in self.nodes.glob("*/*/" + ENTRY_FILE):
+                entries += 1
+                size += sum(f.stat().st_size for f in entry.parent.iterdir() if f.is_file())
+        return entries, size
+
+    def clear(self) -> int:
+        count = self.stats()[0]
+        if self.nodes.is_dir():
+            shutil.rmtree(self.nodes)
+        return count

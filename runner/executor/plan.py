@@ -1,0 +1,169 @@
+"""Turn a validated workflow into plain tasks, each with its cache key, before anything runs.
+
+A node's key is the sha256 of everything that determines its outputs: node
+type and implementation version, resolved field values, the keys of the
+upstream outputs it reads, the content hash of files it reads, the identity
+of the models it uses, its seed, the device/dtype and the library versions.
+Computing keys imports no torch, so a fully cached run never does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ..language.refs import Link
+from ..language.workflow import Workflow
+from ..models.sources import FileHashCache, ModelSource, classify, identity, resolve_entry, sha256_file
+from ..nodes.fields import InputFile, ModelField, field_values, iter_marked
+
+KEY_LIBRARIES = ("torch", "diffusers", "transformers", "accelerate", "pillow", "opencv-python-headless")
+SEED_MAX = 2**32
+
+
+@dataclass
+class Task:
+    """One node to run, as plain data: everything an executor (local or remote) needs."""
+
+    node_id: str
+    type_name: str
+    fields: Any  # the node's validated pydantic fields
+    key: str
+    seed: int | None
+    upstream: dict[str, str]  # link text ("$a.image") -> key of node a
+    models: dict[str, ModelSource]  # model ref as written -> source
+    model_ids: dict[str, str]  # model ref as written -> identity
+    files: dict[str, str]  # input file path as written -> sha256
+    device: str
+    dtype: str
+
+
+@dataclass
+class Plan:
+    tasks: dict[str, Task]  # in execution order
+    order: list[str]
+    workflow_seed: int
+    device: str
+    dtype: str
+    libraries: dict[str, str]
+    seeds: dict[str, int] = field(default_factory=dict)
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": sys.version.split()[0]}
+    for name in KEY_LIBRARIES + ("huggingface_hub", "safetensors", "runner"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def probe_device(requested: str) -> str:
+    """Resolve `auto` without importing torch: cuda when an NVIDIA device and a CUDA build of torch exist, mps on Apple silicon."""
+    if requested != "auto":
+        return requested
+    import platform
+
+    try:
+        torch_version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return "cpu"
+    if Path("/dev/nvidiactl").exists() and "+cpu" not in torch_version:
+        return "cuda"
+    if sys.platform == "darwin" and platform.machine() == "arm64":
+        return "mps"
+    return "cpu"
+
+
+def resolve_dtype(requested: str, device: str) -> str:
+    if requested != "auto":
+        return requested
+    return "float16" if device.startswith("cuda") else "float32"
+
+
+def derived_seed(workflow_seed: int, node_id: str) -> int:
+    """A node's default seed: depends only on the workflow seed and its own id."""
+    digest = hashlib.sha256(f"{workflow_seed}/{node_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def build_plan(workflow: Workflow, hash_cache: FileHashCache, targets: list[str] | None = None) -> Plan:
+    device = probe_device(workflow.device)
+    dtype = resolve_dtype(workflow.dtype, device)
+    libraries = library_versions()
+    workflow_seed = secrets.randbelow(SEED_MAX) if workflow.seed == "random" else int(workflow.seed)
+    needed = workflow.graph.needed(targets) if targets else set(workflow.nodes)
+    order = workflow.graph.order(needed)
+    environment = {"device": device, "dtype": dtype, "libraries": {k: libraries[k] for k in KEY_LIBRARIES}}
+    tasks: dict[str, Task] = {}
+    seeds: dict[str, int] = {}
+    identities: dict[str, tuple[ModelSource, str]] = {}
+    for node_id in order:
+        try:
+            tasks[node_id] = _task(workflow, node_id, tasks, identities, seeds, hash_cache, workflow_seed, environment)
+        except Exception as exc:
+            exc.node_id = node_id  # type: ignore[attr-defined]  (lets the CLI point at the node)
+            raise
+    hash_cache.save()
+    return Plan(tasks, order, workflow_seed, device, dtype, libraries, seeds)
+
+
+def _task(workflow: Workflow, node_id: str, tasks: dict[str, Task], identities: dict, seeds: dict[str, int],
+          hash_cache: FileHashCache, workflow_seed: int, environment: dict) -> Task:
+    node = workflow.nodes[node_id]
+    device, dtype = environment["device"], environment["dtype"]
+    upstream = {}
+    for link, _accepts, _path in node.links():
+        upstream[str(link)] = tasks[link.node].key
+        upstream[f"${link.node}.{link.output or workflow.nodes[link.node].type.default_output}"] = tasks[link.node].key
+    models, model_ids = {}, {}
+    for ref, _marker, _path in iter_marked(node.fields, ModelField):
+        if ref not in identities:
+            source = classify(resolve_entry(ref, workflow.models), workflow.base_dir)
+            identities[ref] = (source, identity(source, hash_cache))
+        models[ref], model_ids[ref] = identities[ref]
+    files = {}
+    for relative, _marker, _path in iter_marked(node.fields, InputFile):
+        files[relative] = sha256_file(workflow.base_dir / relative)
+    seed = None
+    if node.type.takes_seed:
+        chosen = node.fields.seed
+        seed = secrets.randbelow(SEED_MAX) if chosen == "random" else (derived_seed(workflow_seed, node_id) if chosen is None else chosen)
+        seeds[node_id] = seed
+    material = {
+        "type": node.type.name,
+        "version": node.type.version,
+        "fields": _keyed_fields(node.fields, upstream, model_ids, workflow),
+        "files": files,
+        "seed": seed,
+        **environment,
+    }
+    key = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+    return Task(node_id, node.type.name, node.fields, key, seed, upstream, models, model_ids, files, device, dtype)
+
+
+def _keyed_fields(fields, upstream: dict[str, str], model_ids: dict[str, str], workflow: Workflow) -> Any:
+    """Field values with links replaced by upstream keys and model refs by identities."""
+    data = {k: v for k, v in field_values(fields).items() if k not in ("type", "seed")}
+    model_refs = {path for _v, _m, path in iter_marked(fields, ModelField)}
+
+    def convert(value: Any, path: tuple) -> Any:
+        if isinstance(value, Link):
+            output = value.output or workflow.nodes[value.node].type.default_output
+            return {"link": upstream[str(value)], "output": output}
+        if path in model_refs:
+            return {"model": model_ids[value]}
+        if isinstance(value, dict):
+            return {k: convert(v, path + (k,)) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [convert(v, path + (i,)) for i, v in enumerate(value)]
+        return value
+
+    return convert(data, ())

@@ -1,0 +1,233 @@
+"""`runner run`: plan, execute, and record the run in its own folder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from ..executor.cache import NodeCache, default_cache_dir
+from ..executor.engine import LocalExecutor, NodeFailed, NodeResult
+from ..executor.plan import Plan, Task, build_plan
+from ..language.errors import Location, Problem, WorkflowError, did_you_mean
+from ..language.refs import Link
+from ..language.workflow import Workflow, load_workflow
+from ..models.sources import FileHashCache
+from ..nodes import NODE_TYPES
+from .png_text import with_text
+from .progress import LiveEvents, PlainEvents, summary_table
+
+MANIFEST_VERSION = 1
+
+
+def models_dir(cache_root: Path) -> Path:
+    return Path(os.environ.get("RUNNER_MODELS_DIR") or cache_root / "models")
+
+
+def run_command(args) -> int:
+    from rich.console import Console
+
+    workflow = load_workflow(args.workflow, args.overrides)
+    _check_node_names(workflow, args.only, "--only")
+    _check_node_names(workflow, args.force, "--force")
+    cache = NodeCache(default_cache_dir())
+    plan = plan_or_problems(workflow, FileHashCache(cache.root / "file-hashes.json"), args.only or None)
+
+    console = Console(highlight=False)
+    if args.dry_run:
+        return _dry_run(workflow, plan, cache, args, console)
+
+    run_dir = _new_run_dir(args.out, workflow.name)
+    resolved_text = resolved_workflow_text(workflow, plan)
+    _write_atomic(run_dir / "workflow.yaml", resolved_text.encode())
+    types = {node_id: workflow.nodes[node_id].type.name for node_id in plan.order}
+    if args.quiet:
+        events = PlainEvents(types, quiet=True)
+    elif args.plain or not sys.stdout.isatty():
+        events = PlainEvents(types)
+    else:
+        events = LiveEvents(types, console)
+    executor = LocalExecutor(cache, models_dir(cache.root), events)
+    publisher = Publisher(workflow, plan, cache, run_dir, resolved_text)
+    status, exit_code, error = "ok", 0, None
+    started = time.time()
+    events.start(plan.order)
+    try:
+        executor.run(plan, workflow.base_dir, force=set(args.force), no_cache=args.no_cache, after_node=publisher)
+    except NodeFailed as failure:
+        status, exit_code, error = "failed", 1, str(failure)
+    except KeyboardInterrupt:
+        status, exit_code, error = "interrupted", 130, "interrupted by the user (Ctrl-C)"
+    finally:
+        events.stop()
+    results = executor.last_results
+    manifest = build_manifest(workflow, plan, results, publisher, status, error, started, executor)
+    _write_atomic(run_dir / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+
+    if not args.quiet:
+        rows = [(n, types[n], results[n].status if n in results else "not run", results[n].seconds if n in results else 0.0)
+                for n in plan.order]
+        plain = args.plain or not sys.stdout.isatty()
+        (Console(no_color=True, highlight=False) if plain else console).print(summary_table(rows))
+    if error:
+        print(f"error: {error}", file=sys.stderr)
+        if status == "failed":
+            print("finished nodes stay cached; fix the problem and run again to resume from there", file=sys.stderr)
+    print(f"run folder: {run_dir}")
+    return exit_code
+
+
+def _check_node_names(workflow: Workflow, names: list[str], option: str) -> None:
+    problems = [Problem(Location(option), (), f"unknown node '{name}'{did_you_mean(name, workflow.nodes)}",
+                        "name nodes defined under nodes:") for name in names if name not in workflow.nodes]
+    if problems:
+        raise WorkflowError(problems)
+
+
+def plan_or_problems(workflow: Workflow, hash_cache: FileHashCache, targets: list[str] | None) -> Plan:
+    """Build the plan; a missing input file or model path becomes a located validation problem."""
+    from ..models.sources import ModelUnavailable
+
+    try:
+        return build_plan(workflow, hash_cache, targets)
+    except (OSError, ModelUnavailable) as exc:
+        node_id = getattr(exc, "node_id", None)
+        path = ("nodes", node_id) if node_id else ()
+        location = workflow.source_map.locate(path) if workflow.source_map else Location(str(workflow.path))
+        message = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename else str(exc)
+        raise WorkflowError([Problem(location, path, message, "fix the path (relative to the workflow file's folder)")]) from None
+
+
+def _dry_run(workflow: Workflow, plan: Plan, cache: NodeCache, args, console) -> int:
+    from rich.table import Table
+
+    table = Table(title=f"dry run: {workflow.name}")
+    for column in ("node", "type", "would", "key"):
+        table.add_column(column)
+    for node_id in plan.order:
+        task = plan.tasks[node_id]
+        cached = cache.has(task.key) and not args.no_cache and node_id not in args.force
+        table.add_row(node_id, task.type_name, "[cyan]use cache[/]" if cached else "[yellow]run[/]", task.key[:16])
+    console.print(table)
+    return 0
+
+
+def _new_run_dir(out: Path, name: str) -> Path:
+    while True:
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+        run_dir = out / name / run_id
+        try:
+            run_dir.mkdir(parents=True)
+            return run_dir
+        except FileExistsError:
+            continue
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def resolved_workflow_text(workflow: Workflow, plan: Plan) -> str:
+    """The workflow as run: overrides applied, random seeds replaced by the drawn ones."""
+    document = json.loads(json.dumps(workflow.document))
+    if workflow.seed == "random":
+        document["seed"] = plan.workflow_seed
+    for node_id, node in workflow.nodes.items():
+        if getattr(node.fields, "seed", None) == "random" and node_id in plan.seeds:
+            document["nodes"][node_id]["seed"] = plan.seeds[node_id]
+    header = f"# resolved by runner from {workflow.path}" + (f" with {' '.join('--set ' + o for o in workflow.overrides)}" if workflow.overrides else "")
+    return header + "\n" + yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+
+
+class Publisher:
+    """After each node (ran or cached), lets nodes with a publish step write files into the run folder."""
+
+    def __init__(self, workflow: Workflow, plan: Plan, cache: NodeCache, run_dir: Path, resolved_text: str):
+        self.workflow, self.plan, self.cache, self.run_dir, self.resolved_text = workflow, plan, cache, run_dir, resolved_text
+        self.files: dict[str, list[str]] = {}
+
+    def __call__(self, task: Task, result: NodeResult) -> None:
+        node_type = NODE_TYPES[task.type_name]
+        if node_type.publish is not None:
+            self.files[task.node_id] = node_type.publish(PublishContext(self, task), task.fields)
+
+
+class PublishContext:
+    def __init__(self, publisher: Publisher, task: Task):
+        self.publisher = publisher
+        self.task = task
+        self.node_id = task.node_id
+
+    def image_sources(self, value) -> list[tuple[Link, int]]:
+        sources = []
+        for link in value if isinstance(value, list) else [value]:
+            _kind, files = self._files(link)
+            sources.extend((link, index) for index in range(len(files)))
+        return sources
+
+    def _files(self, link: Link) -> tuple[str, list[Path]]:
+        key = self.task.upstream[str(link)]
+        entry = self.publisher.cache.read_entry(key)
+        output = entry["outputs"][link.output or entry["default_output"]]
+        return output["kind"], [self.publisher.cache.entry_dir(key) / f for f in output["files"]]
+
+    def publish_png(self, source, name: str) -> str:
+        link, index = source if isinstance(source, tuple) else (source, 0)
+        _kind, files = self._files(link)
+        plan = self.publisher.plan
+        seed = plan.seeds.get(link.node)
+        texts = {
+            "runner:workflow": self.publisher.resolved_text,
+            "runner:node": link.node,
+            "runner:seed": json.dumps({"workflow_seed": plan.workflow_seed, "node_seed": seed}),
+        }
+        data = with_text(files[index].read_bytes(), texts)
+        _write_atomic(self.publisher.run_dir / name, data)
+        return name
+
+
+def build_manifest(workflow: Workflow, plan: Plan, results: dict[str, NodeResult], publisher: Publisher, status: str,
+                   error: str | None, started: float, executor: LocalExecutor) -> dict:
+    workflow_bytes = Path(workflow.path).read_bytes()
+    nodes = {}
+    for node_id in plan.order:
+        task = plan.tasks[node_id]
+        result = results.get(node_id)
+        nodes[node_id] = {
+            "type": task.type_name,
+            "implementation_version": NODE_TYPES[task.type_name].version,
+            "key": task.key,
+            "status": result.status if result else "not run",
+            "cache": {"cached": "hit", "ran": "miss"}.get(result.status if result else "", None),
+            "seconds": round(result.seconds, 4) if result else None,
+            "seed": task.seed,
+            "models": task.model_ids,
+            "input_files": task.files,
+            **({"published": publisher.files[node_id]} if node_id in publisher.files else {}),
+            **(result.info if result else {}),
+        }
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "run_id": publisher.run_dir.name,
+        "workflow": {"name": workflow.name, "path": str(workflow.path), "sha256": hashlib.sha256(workflow_bytes).hexdigest(),
+                     "overrides": workflow.overrides},
+        "status": status,
+        "error": error,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "seconds": round(time.time() - started, 3),
+        "seed": plan.workflow_seed,
+        "device": plan.device,
+        "dtype": plan.dtype,
+        "libraries": plan.libraries,
+        "models_loaded": executor.loads,
+        "counts": {s: sum(1 for n in nodes.values() if n["status"] == s) for s in ("ran", "cached", "failed", "not run")},
+        "nodes": nodes,
+    }

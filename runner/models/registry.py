@@ -1,0 +1,152 @@
+"""Loaded models, shared across nodes: each checkpoint loads once per run.
+
+A checkpoint is loaded once as a base pipeline; the txt2img / img2img /
+inpaint variants are derived from it with diffusers' AutoPipeline `from_pipe`,
+which reuses the same module objects (no second copy of the weights).
+Pipelines are keyed by model identity + task (+ the ControlNet stack later);
+dtype and device are fixed per run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .sources import ModelSource, ModelUnavailable, prepare_hub
+
+TASK_AUTOPIPELINES = {
+    "txt2img": "AutoPipelineForText2Image",
+    "img2img": "AutoPipelineForImage2Image",
+    "inpaint": "AutoPipelineForInpainting",
+}
+UNET_CHANNELS = {4: "a standard", 9: "an inpainting", 5: "a depth-to-image"}
+TASK_CHANNELS = {"txt2img": (4,), "img2img": (4,), "inpaint": (4, 9)}
+
+
+def quiet_libraries() -> None:
+    """Silence progress bars and advisory warnings of the libraries; errors still surface as exceptions."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
+class ModelRegistry:
+    def __init__(self, device: str, dtype: str, models_dir: Path):
+        quiet_libraries()
+        import torch
+
+        self.torch = torch
+        self.device = self._usable_device(device)
+        self.dtype = getattr(torch, dtype)
+        self.models_dir = models_dir
+        self._bases: dict[str, Any] = {}
+        self._derived: dict[tuple, Any] = {}
+        self._estimators: dict[str, Any] = {}
+        self.loads: list[str] = []  # identities loaded from disk, in order (for manifests and tests)
+
+    def _usable_device(self, device: str) -> str:
+        torch = self.torch
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelUnavailable(f"device '{device}' was requested but torch sees no CUDA device; use device: cpu or auto")
+        if device == "mps" and not torch.backends.mps.is_available():
+            raise ModelUnavailable("device 'mps' was requested but is not available; use device: cpu or auto")
+        return device
+
+    # ------------------------------------------------------------- loading
+    def _pretrained_args(self, source: ModelSource) -> tuple[str, dict]:
+        entry = source.entry
+        kwargs: dict[str, Any] = {"dtype": self.dtype, "use_safetensors": not entry.allow_pickle}
+        if entry.variant:
+            kwargs["variant"] = entry.variant
+        if entry.subfolder:
+            kwargs["subfolder"] = entry.subfolder
+        if entry.trust_remote_code:
+            kwargs["trust_remote_code"] = True
+        if source.kind == "tiny":
+            from .tiny import ensure_tiny
+
+            return str(ensure_tiny(source.location, self.models_dir / "tiny")), kwargs
+        if source.kind == "hub":
+            kwargs.update(prepare_hub(source))
+        return source.location, kwargs
+
+    def base(self, source: ModelSource, identity: str):
+        """The checkpoint's own pipeline, loaded once."""
+        if identity not in self._bases:
+            from diffusers import DiffusionPipeline
+
+            location, kwargs = self._pretrained_args(source)
+            if source.kind == "file":
+                pipe = self._from_single_file(location, kwargs)
+            else:
+                pipe = DiffusionPipeline.from_pretrained(location, **kwargs)
+            pipe.to(self.device)
+            pipe.set_progress_bar_config(disable=True)
+            self._bases[identity] = pipe
+            self.loads.append(identity)
+        return self._bases[identity]
+
+    def _from_single_file(self, location: str, kwargs: dict):
+        from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+        from diffusers.loaders.single_file_utils import infer_diffusers_model_type, load_single_file_checkpoint
+
+        checkpoint = load_single_file_checkpoint(location)
+        model_type = infer_diffusers_model_type(checkpoint)
+        cls = StableDiffusionXLPipeline if model_type.startswith("xl") else StableDiffusionPipeline
+        kwargs = {k: v for k, v in kwargs.items() if k in ("dtype",)}
+        return cls.from_single_file(location, **kwargs)
+
+    def pipeline(self, task: str, source: ModelSource, identity: str):
+        """A pipeline for `task` on this checkpoint, sharing the base's modules."""
+        key = (identity, task)
+        if key not in self._derived:
+            base = self.base(source, identity)
+            self._check_channels(task, source, base)
+            import diffusers
+
+            auto = getattr(diffusers, TASK_AUTOPIPELINES[task])
+            pipe = auto.from_pipe(base)
+            pipe.set_progress_bar_config(disable=True)
+            self._derived[key] = pipe
+        return self._derived[key]
+
+    @staticmethod
+    def _check_channels(task: str, source: ModelSource, pipe) -> None:
+        unet = getattr(pipe, "unet", None)
+        channels = getattr(getattr(unet, "config", None), "in_channels", None)
+        allowed = TASK_CHANNELS.get(task)
+        if channels is None or allowed is None or channels in allowed:
+            return
+        what = UNET_CHANNELS.get(channels, f"a {channels}-channel")
+        fix = {9: "use it in an inpaint node, or use the base (non-inpainting) checkpoint here",
+               5: "use it in a depth2img node"}.get(channels, "use a checkpoint made for this task")
+        raise ModelUnavailable(
+            f"model '{source.label}' is {what} checkpoint (its UNet takes {channels} input channels), "
+            f"which a {task} node cannot use: {fix}"
+        )
+
+    def depth_estimator(self, source: ModelSource, identity: str):
+        if identity not in self._estimators:
+            from transformers import pipeline
+
+            location, kwargs = self._pretrained_args(source)
+            extra = {"revision": kwargs["revision"]} if "revision" in kwargs else {}
+            device = self.device if self.device != "cpu" else -1
+            self._estimators[identity] = pipeline("depth-estimation", model=location, device=device, **extra)
+            self.loads.append(identity)
+        return self._estimators[identity]
+
+    # ------------------------------------------------------------ schedulers
+    def fresh_scheduler(self, pipe, identity: str, name: str | None):
+        """A new scheduler for one call: the checkpoint's own (default) or one by short name, from its config."""
+        from .schedulers import make_scheduler
+
+        base_config = self._bases[identity].scheduler.config
+        return make_scheduler(name, base_config, type(self._bases[identity].scheduler))
