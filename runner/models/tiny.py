@@ -1,0 +1,406 @@
+"""Tiny random models: ``tiny:NAME`` model sources that need no model hub.
+
+A tiny model is a small, randomly initialised instance of a real architecture
+(Stable Diffusion 1.5, SDXL base and refiner, ControlNet, depth-to-image,
+Kandinsky 2.2, DPT, Depth Anything), built here from the config dicts below
+with fixed seeds and saved with ``save_pretrained`` as an ordinary
+diffusers/transformers folder.  Every ``from_pretrained`` path, pipeline class
+and AutoPipeline that accepts the real checkpoint accepts the tiny one.
+
+They exist for tests, benchmarks of the runner's own overhead and offline
+demos: a 64x64 image in 2 steps takes tens of milliseconds on a CPU.  The
+outputs are noise; the code paths are real.
+
+Building is deterministic: the same ``TINY_BUILDER_VERSION``, configs and
+seeds give byte-identical files in any process and any folder, and the folder
+name carries a hash of exactly those inputs (``tiny_identity``).  This module
+imports torch, diffusers and transformers only inside the build functions, so
+naming and hashing stay cheap.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+import threading
+from typing import Any
+
+TINY_BUILDER_VERSION = 1
+
+# --------------------------------------------------------------------------
+# Component configs (plain dicts: hashed by tiny_identity, passed to builders)
+# --------------------------------------------------------------------------
+
+# CLIP tokenizer without merges: the 256 byte-to-unicode characters, the same
+# with "</w>", then the two specials. Every string tokenises without unknowns.
+TOKENIZER = {"model_max_length": 77, "vocab": "bytes+bytes</w>+sot+eot", "merges": []}
+_BOS, _EOS = 512, 513
+
+CLIP_TEXT = {
+    "vocab_size": 514, "hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4,
+    "num_hidden_layers": 2, "max_position_embeddings": 77,
+    "bos_token_id": _BOS, "eos_token_id": _EOS, "pad_token_id": _EOS,
+}
+CLIP_TEXT_PROJ = {**CLIP_TEXT, "projection_dim": 32}
+CLIP_VISION_PROJ = {
+    "hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2,
+    "image_size": 32, "patch_size": 8, "projection_dim": 32,
+}
+CLIP_IMAGE_PROCESSOR = {
+    "do_resize": True, "size": {"shortest_edge": 32}, "do_center_crop": True,
+    "crop_size": {"height": 32, "width": 32}, "resample": 3, "do_normalize": True,
+    "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
+}
+
+# 4 blocks: latent scale factor 8, as in the real VAEs (ControlNet relies on it).
+VAE = {
+    "in_channels": 3, "out_channels": 3, "latent_channels": 4, "sample_size": 64,
+    "block_out_channels": [8, 16, 32, 32], "layers_per_block": 1, "norm_num_groups": 8,
+    "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
+}
+VAE_SDXL = {**VAE, "scaling_factor": 0.13025}
+
+UNET_SD15 = {
+    "sample_size": 8, "in_channels": 4, "out_channels": 4, "layers_per_block": 2,
+    "block_out_channels": [32, 64], "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+    "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"], "cross_attention_dim": 32, "attention_head_dim": 8,
+}
+UNET_SD15_INPAINT = {**UNET_SD15, "in_channels": 9}  # latents + mask + masked-image latents
+UNET_SD2_DEPTH = {**UNET_SD15, "in_channels": 5, "use_linear_projection": True}  # latents + depth
+
+UNET_SDXL = {
+    **UNET_SD15, "attention_head_dim": [2, 4], "use_linear_projection": True,
+    "addition_embed_type": "text_time", "addition_time_embed_dim": 8,
+    "transformer_layers_per_block": [1, 2], "cross_attention_dim": 64,  # 32 + 32 (two text encoders)
+    "projection_class_embeddings_input_dim": 80,  # 6 time ids * 8 + pooled 32
+}
+UNET_SDXL_REFINER = {
+    **UNET_SDXL, "cross_attention_dim": 32,  # text_encoder_2 only
+    "projection_class_embeddings_input_dim": 72,  # 5 time ids (with aesthetic score) * 8 + 32
+}
+
+SCHED_SD = {  # Stable Diffusion 1.x/2.x training schedule
+    "num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+    "clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1, "prediction_type": "epsilon",
+}
+SCHED_SDXL = {
+    "num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+    "steps_offset": 1, "prediction_type": "epsilon", "timestep_spacing": "leading",
+    "interpolation_type": "linear", "use_karras_sigmas": False,
+}
+
+# Depth estimators. DPT: ViT image 32, patch 8.
+DPT = {
+    "model_type": "dpt", "image_size": 32, "patch_size": 8, "hidden_size": 32, "num_hidden_layers": 4,
+    "num_attention_heads": 4, "intermediate_size": 37, "backbone_out_indices": [0, 1, 2, 3],
+    "neck_hidden_sizes": [8, 16, 32, 32], "fusion_hidden_size": 16,
+}
+DPT_PROCESSOR = {
+    "do_resize": True, "size": {"height": 32, "width": 32}, "keep_aspect_ratio": False,
+    "ensure_multiple_of": 1, "do_normalize": True, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+}
+DEPTH_ANYTHING = {
+    "model_type": "depth_anything", "patch_size": 14, "reassemble_hidden_size": 32,
+    "neck_hidden_sizes": [8, 16, 32, 32], "fusion_hidden_size": 16, "head_hidden_size": 8,
+    "backbone_config": {
+        "model_type": "dinov2", "image_size": 28, "patch_size": 14, "hidden_size": 32,
+        "num_hidden_layers": 4, "num_attention_heads": 4, "mlp_ratio": 1,
+        "out_features": ["stage1", "stage2", "stage3", "stage4"], "reshape_hidden_states": False,
+    },
+}
+DEPTH_ANYTHING_PROCESSOR = {
+    "do_resize": True, "size": {"height": 28, "width": 28}, "keep_aspect_ratio": True,
+    "ensure_multiple_of": 14, "resample": 3, "do_normalize": True,
+    "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
+}
+
+# ControlNet: from_unet copies the UNet's encoder; the zero convolutions are
+# then re-initialised with small random weights so the control image
+# visibly changes the output (a zero ControlNet would hide wiring bugs).
+CONTROLNET = {"conditioning_embedding_out_channels": [16, 32, 96, 256], "zero_conv_std": 0.05}
+
+# Kandinsky 2.2 prior: image embeddings of width 32 from CLIP text features.
+PRIOR = {"num_attention_heads": 2, "attention_head_dim": 12, "embedding_dim": 32, "num_layers": 1}
+SCHED_PRIOR = {
+    "variance_type": "fixed_small_log", "prediction_type": "sample", "num_train_timesteps": 1000,
+    "clip_sample": True, "clip_sample_range": 10.0,
+}
+# Kandinsky 2.2 decoder: image-embedding conditioned UNet (mean + variance
+# out) and a MoVQ (VQModel with spatial norm, whose GroupNorm needs 32 groups).
+UNET_KANDINSKY = {
+    "sample_size": 8, "in_channels": 4, "out_channels": 8, "layers_per_block": 1,
+    "block_out_channels": [32, 64], "down_block_types": ["ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"],
+    "up_block_types": ["SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"],
+    "mid_block_type": "UNetMidBlock2DSimpleCrossAttn", "addition_embed_type": "image",
+    "encoder_hid_dim": 32, "encoder_hid_dim_type": "image_proj", "cross_attention_dim": 32,
+    "attention_head_dim": 4, "resnet_time_scale_shift": "scale_shift", "class_embed_type": None,
+}
+UNET_KANDINSKY_INPAINT = {**UNET_KANDINSKY, "in_channels": 9}
+MOVQ = {
+    "in_channels": 3, "out_channels": 3, "latent_channels": 4, "vq_embed_dim": 4, "num_vq_embeddings": 12,
+    "block_out_channels": [32, 32, 32, 32], "layers_per_block": 1, "norm_num_groups": 8, "norm_type": "spatial",
+    "down_block_types": ["DownEncoderBlock2D"] * 3 + ["AttnDownEncoderBlock2D"],
+    "up_block_types": ["AttnUpDecoderBlock2D"] + ["UpDecoderBlock2D"] * 3,
+}
+SCHED_KANDINSKY = {
+    "num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "linear",
+    "clip_sample": False, "steps_offset": 1, "prediction_type": "epsilon",
+}
+
+
+# --------------------------------------------------------------------------
+# Model specs. A spec maps sub-folders ("" = the model folder itself) to
+# [pipeline class or None, {component: [class, config, seed]}, pipeline kwargs];
+# with None the components are saved side by side (a single model folder).
+# Components with the same class, config and seed are byte-identical across
+# models, so they can be shared (e.g. the SDXL refiner's VAE and text_encoder_2).
+# --------------------------------------------------------------------------
+
+def _c(cls: str, config: dict, seed: int | None = None) -> list:
+    return [cls, config, seed]
+
+
+def _pipe(cls: str | None, parts: dict, **kwargs) -> list:
+    return [cls, parts, kwargs]
+
+
+def _single(kind: str, folder: list) -> dict:
+    return {"kind": kind, "folders": {"": folder}}
+
+
+_TOK = _c("CLIPTokenizer", TOKENIZER)
+_SD15_PARTS = {"vae": _c("AutoencoderKL", VAE, 1), "text_encoder": _c("CLIPTextModel", CLIP_TEXT, 2),
+               "tokenizer": _TOK, "scheduler": _c("DDIMScheduler", SCHED_SD)}
+_NO_SAFETY = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+_SDXL_SHARED = {"vae": _c("AutoencoderKL", VAE_SDXL, 11),
+                "text_encoder_2": _c("CLIPTextModelWithProjection", CLIP_TEXT_PROJ, 13),
+                "tokenizer_2": _TOK, "scheduler": _c("EulerDiscreteScheduler", SCHED_SDXL)}
+_K_PRIOR = _pipe("KandinskyV22PriorPipeline", {
+    "prior": _c("PriorTransformer", PRIOR, 40),
+    "image_encoder": _c("CLIPVisionModelWithProjection", CLIP_VISION_PROJ, 41),
+    "text_encoder": _c("CLIPTextModelWithProjection", CLIP_TEXT_PROJ, 42), "tokenizer": _TOK,
+    "scheduler": _c("UnCLIPScheduler", SCHED_PRIOR), "image_processor": _c("CLIPImageProcessor", CLIP_IMAGE_PROCESSOR)})
+
+
+def _k_decoder(pipeline: str, unet: dict, seed: int) -> list:
+    return _pipe(pipeline, {"unet": _c("UNet2DConditionModel", unet, seed), "movq": _c("VQModel", MOVQ, 44),
+                            "scheduler": _c("DDPMScheduler", SCHED_KANDINSKY)})
+
+
+_SPECS: dict[str, dict[str, Any]] = {
+    "sd15": _single("pipeline", _pipe(
+        "StableDiffusionPipeline",
+        {"unet": _c("UNet2DConditionModel", UNET_SD15, 0), **_SD15_PARTS}, **_NO_SAFETY)),
+    "sd15-inpaint": _single("pipeline", _pipe(
+        "StableDiffusionInpaintPipeline",
+        {"unet": _c("UNet2DConditionModel", UNET_SD15_INPAINT, 3), **_SD15_PARTS}, **_NO_SAFETY)),
+    "sd2-depth": _single("pipeline", _pipe(
+        "StableDiffusionDepth2ImgPipeline",
+        {"unet": _c("UNet2DConditionModel", UNET_SD2_DEPTH, 4), **_SD15_PARTS,
+         "depth_estimator": _c("DPTForDepthEstimation", DPT, 31),
+         "feature_extractor": _c("DPTImageProcessor", DPT_PROCESSOR)})),
+    "controlnet-sd15": _single("controlnet", _pipe(
+        None, {"controlnet": _c("ControlNetModel", {**CONTROLNET, "unet": UNET_SD15, "unet_seed": 0}, 5)})),
+    "sdxl": _single("pipeline", _pipe(
+        "StableDiffusionXLPipeline",
+        {"unet": _c("UNet2DConditionModel", UNET_SDXL, 10), "text_encoder": _c("CLIPTextModel", CLIP_TEXT, 12),
+         "tokenizer": _TOK, **_SDXL_SHARED},
+        force_zeros_for_empty_prompt=True)),
+    "sdxl-refiner": _single("pipeline", _pipe(
+        "StableDiffusionXLImg2ImgPipeline",
+        {"unet": _c("UNet2DConditionModel", UNET_SDXL_REFINER, 14), **_SDXL_SHARED},
+        text_encoder=None, tokenizer=None, requires_aesthetics_score=True, force_zeros_for_empty_prompt=False)),
+    "controlnet-sdxl": _single("controlnet", _pipe(
+        None, {"controlnet": _c("ControlNetModel", {**CONTROLNET, "unet": UNET_SDXL, "unet_seed": 10}, 15)})),
+    "kandinsky22": {"kind": "pipeline", "folders": {
+        "prior": _K_PRIOR, "decoder": _k_decoder("KandinskyV22Pipeline", UNET_KANDINSKY, 43)}},
+    # The inpaint decoder needs a 9-channel UNet (the real one is a separate checkpoint too).
+    "kandinsky22-inpaint": {"kind": "pipeline", "folders": {
+        "prior": _K_PRIOR, "decoder": _k_decoder("KandinskyV22InpaintPipeline", UNET_KANDINSKY_INPAINT, 45)}},
+    "dpt": _single("depth-estimator", _pipe(
+        None, {"model": _c("DPTForDepthEstimation", DPT, 31), "processor": _c("DPTImageProcessor", DPT_PROCESSOR)})),
+    "depth-anything": _single("depth-estimator", _pipe(
+        None, {"model": _c("DepthAnythingForDepthEstimation", DEPTH_ANYTHING, 32),
+               "processor": _c("DPTImageProcessor", DEPTH_ANYTHING_PROCESSOR)})),
+}
+
+TINY_NAMES: tuple[str, ...] = tuple(_SPECS)
+_BUILD_LOCK = threading.Lock()
+
+
+class UnknownTinyModel(ValueError):
+    """Raised for a ``tiny:NAME`` that is not in ``TINY_NAMES``."""
+
+    def __init__(self, name: str):
+        close = difflib.get_close_matches(name, TINY_NAMES, n=1)
+        hint = f" Did you mean 'tiny:{close[0]}'?" if close else ""
+        super().__init__(f"unknown tiny model 'tiny:{name}'.{hint} Valid names: {', '.join(TINY_NAMES)}")
+        self.name = name
+
+
+def _spec(name: str) -> tuple[str, dict[str, Any]]:
+    name = name.removeprefix("tiny:")
+    if name not in _SPECS:
+        raise UnknownTinyModel(name)
+    return name, _SPECS[name]
+
+
+def _hash12(name: str) -> str:
+    _, spec = _spec(name)
+    canonical = json.dumps([TINY_BUILDER_VERSION, spec], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def tiny_identity(name: str) -> str:
+    """``tiny:NAME@HASH12``: changes whenever the built bytes may change."""
+    name, _ = _spec(name)
+    return f"tiny:{name}@{_hash12(name)}"
+
+
+def tiny_kind(name: str) -> str:
+    """One of "pipeline", "controlnet", "depth-estimator"."""
+    return _spec(name)[1]["kind"]
+
+
+def ensure_tiny(name: str, root: pathlib.Path) -> pathlib.Path:
+    """Return ``root/NAME-HASH12``, building it first if it does not exist.
+
+    The model is built in a temporary folder next to the target and renamed
+    into place, so a returned folder is always complete; when two processes
+    race, the loser discards its copy.
+    """
+    name, spec = _spec(name)
+    root = pathlib.Path(root)
+    target = root / f"{name}-{_hash12(name)}"
+    if target.is_dir():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=root))
+    try:
+        import torch
+
+        # Builders seed torch's global RNG: serialise builds between threads
+        # and leave the caller's RNG state as it was.
+        with _BUILD_LOCK, torch.random.fork_rng(devices=[]):
+            for sub, (pipeline, parts, kwargs) in spec["folders"].items():
+                _build_folder(tmp / sub if sub else tmp, pipeline, parts, kwargs)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+# --------------------------------------------------------------------------
+# Builders (the only place that imports torch / diffusers / transformers)
+# --------------------------------------------------------------------------
+
+def _bytes_to_unicode() -> list[str]:
+    """GPT-2/CLIP byte-level alphabet, in the order of the real CLIP vocab."""
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for c in cs]
+
+
+def _tokenizer(config: dict):
+    from transformers import CLIPTokenizer
+
+    chars = _bytes_to_unicode()
+    vocab = {c: i for i, c in enumerate(chars)} | {c + "</w>": 256 + i for i, c in enumerate(chars)}
+    vocab |= {"<|startoftext|>": _BOS, "<|endoftext|>": _EOS}
+    return CLIPTokenizer(vocab=vocab, merges=list(config["merges"]), model_max_length=config["model_max_length"])
+
+
+def _transformers_model(cls_name: str, config: dict):
+    import transformers
+
+    if "model_type" in config:
+        cfg = transformers.AutoConfig.for_model(**config)
+    else:  # CLIP text/vision towers: config class named after the model
+        cfg_cls = "CLIPVisionConfig" if "Vision" in cls_name else "CLIPTextConfig"
+        cfg = getattr(transformers, cfg_cls)(**config)
+    return getattr(transformers, cls_name)(cfg).eval()
+
+
+def _controlnet(config: dict, seed: int):
+    import torch
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    torch.manual_seed(config["unet_seed"])
+    unet = UNet2DConditionModel(**config["unet"])
+    controlnet = ControlNetModel.from_unet(
+        unet, conditioning_embedding_out_channels=tuple(config["conditioning_embedding_out_channels"]))
+    torch.manual_seed(seed)
+    zero_convs = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block,
+                  controlnet.controlnet_cond_embedding.conv_out]
+    with torch.no_grad():
+        for conv in zero_convs:
+            for p in conv.parameters():
+                p.normal_(0.0, config["zero_conv_std"])
+    return controlnet
+
+
+def _build_component(cls_name: str, config: dict, seed: int | None):
+    import diffusers
+    import torch
+    import transformers
+
+    if cls_name == "CLIPTokenizer":
+        return _tokenizer(config)
+    if cls_name.endswith("Scheduler"):
+        return getattr(diffusers, cls_name)(**config)
+    if cls_name.endswith("ImageProcessor"):
+        # Always the PIL backend: same saved bytes with or without torchvision.
+        return getattr(transformers, cls_name + "Pil")(**config)
+    if cls_name == "ControlNetModel":
+        return _controlnet(config, seed)
+    torch.manual_seed(seed)
+    if hasattr(diffusers, cls_name) and not hasattr(transformers, cls_name):
+        model = getattr(diffusers, cls_name)(**config)
+        if cls_name == "PriorTransformer":
+            # clip_std is zero-initialised; it scales the prior's output, which
+            # would otherwise always be clip_mean (zeros).
+            torch.nn.init.ones_(model.clip_std)
+        return model.eval()
+    return _transformers_model(cls_name, config)
+
+
+def _build_folder(folder: pathlib.Path, pipeline: str | None, parts: dict, kwargs: dict) -> None:
+    components = {key: _build_component(*part) for key, part in parts.items()}
+    if pipeline is None:
+        for obj in components.values():
+            _save(obj, folder)
+        return
+    import diffusers
+
+    pipe = getattr(diffusers, pipeline)(**components, **kwargs)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    # Without torchvision, transformers hands out its PIL image processors
+    # (e.g. "CLIPImageProcessorPil"); record the backend-neutral class name
+    # that real checkpoints use, so the folder does not depend on the install.
+    index = folder / "model_index.json"
+    data = json.loads(index.read_text())
+    for value in data.values():
+        if isinstance(value, list) and isinstance(value[1], str) and value[1].endswith("ImageProcessorPil"):
+            value[1] = value[1].removesuffix("Pil")
+    index.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _save(obj, folder: pathlib.Path) -> None:
+    if hasattr(obj, "parameters"):
+        obj.save_pretrained(folder, safe_serialization=True)
+    else:
+        obj.save_pretrained(folder)
