@@ -2,8 +2,9 @@
 
 Emitted as draft-07 (what yaml-language-server understands best): pydantic's
 `$defs` become `definitions`, `prefixItems` become positional `items`.
-Fields that take numbers or booleans also accept a `$params.NAME` reference,
-so files that use params validate in the editor too.
+Fields that take numbers or booleans (and the items of lists, such as
+`size: [$params.w, $params.h]`) also accept a `$params.NAME` reference, so
+files that use params validate in the editor too.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def workflow_json_schema() -> dict[str, Any]:
     schema = _draft07(schema)
     definitions = schema.get("definitions", {})
     for name, definition in definitions.items():
-        if name.endswith("Node") or name in ("Lora", "ControlNet", "InterpolationItem", "Shape"):
+        if name.endswith("Node") or name in ("Lora", "ControlNet", "InterpolationItem", "Shape", "ModelEntry"):
             for prop_name, prop in definition.get("properties", {}).items():
                 if prop_name != "type":
                     definition["properties"][prop_name] = _accept_param_ref(prop)
@@ -59,7 +60,8 @@ def _accept_param_ref(prop: dict) -> dict:
     if _is_plain_string(prop):
         return prop
     description = prop.get("description")
-    wrapped = {"anyOf": [{k: v for k, v in prop.items() if k not in ("description", "default", "title")}, PARAM_REF]}
+    inner = _refs_inside({k: v for k, v in prop.items() if k not in ("description", "default", "title")})
+    wrapped = {"anyOf": [inner, PARAM_REF]}
     if "title" in prop:
         wrapped["title"] = prop["title"]
     if description:
@@ -67,6 +69,17 @@ def _accept_param_ref(prop: dict) -> dict:
     if "default" in prop:
         wrapped["default"] = prop["default"]
     return wrapped
+
+
+def _refs_inside(schema: dict) -> dict:
+    """The items of arrays (inside unions too) may be $params references as well."""
+    if "anyOf" in schema:
+        return {**schema, "anyOf": [_refs_inside(member) for member in schema["anyOf"]]}
+    if schema.get("type") == "array" and "items" in schema:
+        items = schema["items"]
+        items = [_accept_param_ref(item) for item in items] if isinstance(items, list) else _accept_param_ref(items)
+        return {**schema, "items": items}
+    return schema
 
 
 def _is_plain_string(prop: dict) -> bool:

@@ -120,7 +120,8 @@ def _dry_run(workflow: Workflow, plan: Plan, cache: NodeCache, args, console) ->
 
 def _new_run_dir(out: Path, name: str) -> Path:
     while True:
-        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+        now = time.time()  # ids sort in start order: second, then millisecond, then a random tie-breaker
+        run_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}-" + secrets.token_hex(2)
         run_dir = out / name / run_id
         try:
             run_dir.mkdir(parents=True)

@@ -10,11 +10,12 @@ class Graph:
     deps: dict[str, list[str]]  # node id -> ids it reads from, in field order
 
     def order(self, only: set[str] | None = None) -> list[str]:
-        """Topological order (ties broken by id, so the order is stable); raises ValueError on a cycle."""
+        """Topological order, ties broken by the order nodes appear in the file; raises ValueError on a cycle."""
+        rank = {node: index for index, node in enumerate(self.deps)}
         nodes = set(self.deps) if only is None else set(only)
         remaining = {n: {d for d in self.deps[n] if d in nodes} for n in nodes}
         ordered: list[str] = []
-        ready = sorted(n for n, d in remaining.items() if not d)
+        ready = sorted((n for n, d in remaining.items() if not d), key=rank.__getitem__)
         while ready:
             node = ready.pop(0)
             ordered.append(node)
@@ -23,7 +24,7 @@ class Graph:
                     needs.discard(node)
                     if not needs and other not in ordered and other not in ready:
                         ready.append(other)
-            ready.sort()
+            ready.sort(key=rank.__getitem__)
         if len(ordered) != len(nodes):
             raise ValueError("cycle: " + " -> ".join(self.find_cycle() or []))
         return ordered

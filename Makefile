@@ -1,0 +1,24 @@
+# Set-up is part of every target: the first call creates .venv/ (about a minute),
+# later calls reuse it and only reinstall when pyproject.toml changes.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench schema
+demo: $(STAMP)  ## run the demo workflow offline on tiny models
+	$(VENV)/bin/runner run workflows/demo.yaml
+
+test: $(STAMP)  ## run the test suite
+	$(VENV)/bin/python -m pytest -q
+
+bench: $(STAMP)  ## runner vs a hand-written diffusers script (see bench/README.md)
+	$(VENV)/bin/python bench/demo_chain.py
+
+schema: $(STAMP)  ## regenerate the committed JSON Schema
+	$(VENV)/bin/runner schema --out schemas/workflow.schema.json
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)

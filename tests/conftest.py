@@ -1,0 +1,56 @@
+"""Shared test set-up: one tiny-model folder per session, one node cache per test, CLI helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+WORKFLOWS = REPO / "workflows"
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    """Tiny models are built once per session and shared by every test (they are deterministic)."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, models_dir, monkeypatch) -> Path:
+    """Each test gets its own node cache and output folder; nothing lands in the repo."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("RUNNER_CACHE_DIR", str(cache))
+    monkeypatch.setenv("RUNNER_MODELS_DIR", str(models_dir))
+    return cache
+
+
+def run_cli(*args: str) -> int:
+    from runner.cli import main
+
+    return main([str(a) for a in args])
+
+
+def run_subprocess(*args: str, cwd: Path | None = None, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "runner", *map(str, args)], cwd=cwd or REPO, env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, **kwargs)
+
+
+def latest_run(out: Path, name: str) -> Path:
+    runs = sorted((out / name).iterdir())
+    return runs[-1]
+
+
+def manifest(run_dir: Path) -> dict:
+    return json.loads((run_dir / "manifest.json").read_text())
+
+
+def statuses(run_dir: Path) -> dict[str, str]:
+    return {node_id: node["status"] for node_id, node in manifest(run_dir)["nodes"].items()}
