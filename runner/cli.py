@@ -94,10 +94,14 @@ def cmd_validate(args) -> int:
     started = time.perf_counter()
     workflow = load_workflow(args.workflow, args.overrides)
     types = sorted({node.type.name for node in workflow.nodes.values()})
-    print(f"OK {args.workflow}: workflow '{workflow.name}', {len(workflow.nodes)} nodes ({', '.join(types)}), "
-          f"{len(workflow.models)} models, {len(workflow.params)} params "
+    print(f"OK {args.workflow}: workflow '{workflow.name}', {_count(workflow.nodes, 'node')} ({', '.join(types)}), "
+          f"{_count(workflow.models, 'model')}, {_count(workflow.params, 'param')} "
           f"[{(time.perf_counter() - started) * 1000:.0f} ms]")
     return EXIT_OK
+
+
+def _count(items, noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
 
 def cmd_schema(args) -> int:

@@ -16,6 +16,7 @@ PARAM_REF = {"type": "string", "pattern": r"^\$params\.[A-Za-z_][A-Za-z0-9_-]*$"
 
 
 def workflow_json_schema() -> dict[str, Any]:
+    from .language.refs import RESERVED
     from .language.workflow import workflow_schema_model
 
     schema = workflow_schema_model().model_json_schema(by_alias=True, ref_template="#/definitions/{model}")
@@ -26,6 +27,11 @@ def workflow_json_schema() -> dict[str, Any]:
             for prop_name, prop in definition.get("properties", {}).items():
                 if prop_name != "type":
                     definition["properties"][prop_name] = _accept_param_ref(prop)
+    # pydantic emits a dict with constrained keys as patternProperties only, which lets any other key through
+    for prop in schema.get("properties", {}).values():
+        if "patternProperties" in prop:
+            prop["additionalProperties"] = False
+    schema["properties"]["nodes"]["propertyNames"] = {"not": {"enum": list(RESERVED)}}
     schema = {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "$id": "https://github.com/runner/runner/schemas/workflow.schema.json",

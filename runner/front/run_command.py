@@ -93,10 +93,11 @@ def _check_node_names(workflow: Workflow, names: list[str], option: str) -> None
 def plan_or_problems(workflow: Workflow, hash_cache: FileHashCache, targets: list[str] | None) -> Plan:
     """Build the plan; a missing input file or model path becomes a located validation problem."""
     from ..models.sources import ModelUnavailable
+    from ..models.tiny import UnknownTinyModel
 
     try:
         return build_plan(workflow, hash_cache, targets)
-    except (OSError, ModelUnavailable) as exc:
+    except (OSError, ModelUnavailable, UnknownTinyModel) as exc:
         node_id = getattr(exc, "node_id", None)
         path = ("nodes", node_id) if node_id else ()
         location = workflow.source_map.locate(path) if workflow.source_map else Location(str(workflow.path))

@@ -24,10 +24,13 @@ def parse_override(text: str) -> tuple[tuple, Any]:
             raise WorkflowError([Problem(where, (), f"'{raw_path}' is not a dotted path", "e.g. nodes.restyled.steps")])
         parts.append(int(piece) if piece.isdigit() else piece)
     try:
-        value, _ = load_yaml(raw_value, f"--set {text}") if raw_value.strip() else ("", None)
+        value, _ = load_yaml(raw_value, "value") if raw_value.strip() else ("", None)
     except WorkflowError as exc:
-        for problem in exc.problems:
-            problem.hint = problem.hint or "quote the value, e.g. --set params.prompt='\"a: b\"'"
+        for problem in exc.problems:  # the value alone was parsed: point at the option, and into the value
+            if problem.location.line:
+                problem.message += f" (column {problem.location.column} of the value)"
+            problem.location = where
+            problem.hint = "quote the value, e.g. --set params.prompt='\"a: b\"'"
         raise
     return tuple(parts), value
 

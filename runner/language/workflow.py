@@ -319,6 +319,8 @@ def _pydantic_problems(exc: ValidationError, base: tuple, data: Any, smap: Sourc
     grouped: dict[tuple, list[dict]] = {}
     for error in exc.errors():
         path, missing_key = _real_path(error["loc"], data, error["type"])
+        if isinstance(missing_key, int):  # a too-short tuple: one problem for all its missing items
+            missing_key = _MISSING_ITEMS
         grouped.setdefault((path, missing_key), []).append(error)
     # A union such as `str | ModelEntry` fails on every member; when a member got further (errors
     # deeper inside the value), the "should be a valid string" of the other members is noise.
@@ -331,11 +333,13 @@ def _pydantic_problems(exc: ValidationError, base: tuple, data: Any, smap: Sourc
         first = errors[0]
         kind = first["type"]
         info = _field_at(exc.title, path)
-        if kind == "missing" and isinstance(missing_key, int):
-            expected = f" ({info.description})" if info is not None and info.description else ""
+        if missing_key is _MISSING_ITEMS:
+            given = first.get("input")
+            needed = max(e["loc"][-1] for e in errors) + 1
+            expected = f": {info.description}" if info is not None and info.description else ""
             problems.append(Problem(smap.locate(full), full,
-                                    f"too few items: item [{missing_key}] is missing (got {_show(first.get('input'))})",
-                                    f"give every item{expected}"))
+                                    f"too few items: {needed} needed, got {len(given) if isinstance(given, list) else 0} "
+                                    f"({_show(given)})", f"give {needed} items{expected}"))
         elif kind == "missing":
             key = missing_key
             hint = "add 'version: 1' at the top of the file" if key == "version" and not base else ""
@@ -377,6 +381,8 @@ def _pydantic_problems(exc: ValidationError, base: tuple, data: Any, smap: Sourc
             problems.append(Problem(smap.locate(full), full, message, hint))
     return problems
 
+
+_MISSING_ITEMS = "<missing items>"
 
 # errors whose pydantic message says little about what the value should be: the field description is the hint
 _DESCRIBED_KINDS = ("string_pattern_mismatch", "too_long", "too_short", "string_too_short")

@@ -117,7 +117,8 @@ def prepare_hub(source: ModelSource) -> dict:
     entry = source.entry
     revision = entry.revision or "main"
     if resolve_hub_commit(source.location, revision):
-        return {"revision": revision, "local_files_only": True}
+        # the same cache folder that the commit was resolved from (huggingface_hub reads its env only at import)
+        return {"revision": revision, "local_files_only": True, "cache_dir": str(hf_hub_cache())}
     if not hub_reachable():
         raise ModelUnavailable(
             f"model '{source.location}' (revision {revision}) is not in the local Hugging Face cache ({hf_hub_cache()}) "
@@ -125,7 +126,7 @@ def prepare_hub(source: ModelSource) -> dict:
             f"`huggingface-cli download {source.location}` and copy the cache folder here (or set HF_HUB_CACHE), "
             "or point the model at a local folder, or use a tiny: model for offline tests."
         )
-    return {"revision": revision}
+    return {"revision": revision, "cache_dir": str(hf_hub_cache())}
 
 
 # ----------------------------------------------------------------- file hashes

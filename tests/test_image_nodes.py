@@ -1,0 +1,111 @@
+"""Image nodes (no models) through `runner run`: load (file, URL), masks, canny, grid, upscale, save."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import WORKFLOWS, latest_run, manifest, run_cli, statuses
+
+
+def run_nodes(tmp_path: Path, nodes_yaml: str, *extra: str) -> tuple[int, Path | None]:
+    (tmp_path / "in.png").write_bytes((WORKFLOWS / "inputs" / "room.png").read_bytes())
+    workflow = tmp_path / "images.yaml"
+    workflow.write_text("version: 1\nnodes:\n" + nodes_yaml)
+    code = run_cli("run", workflow, "--out", tmp_path / "out", "--plain", *extra)
+    out = tmp_path / "out" / "images"
+    return code, (latest_run(tmp_path / "out", "images") if out.exists() else None)
+
+
+def test_masks_shapes_threshold_invert_grow_blur(tmp_path):
+    code, run_dir = run_nodes(tmp_path, """
+  photo: {type: load_image, path: in.png, size: [64, 48]}
+  boxes: {type: make_mask, like: $photo, shapes: [{rect: [0, 0, 10, 10]}, {ellipse: [40, 20, 60, 40]}, {polygon: [[20, 40], [30, 30], [40, 40]]}]}
+  grown: {type: make_mask, size: [64, 48], shapes: [{rect: [30, 20, 31, 21]}], grow: 3}
+  bright: {type: make_mask, from: $photo, threshold: 200}
+  inverted: {type: make_mask, like: $photo, shapes: [{rect: [0, 0, 10, 10]}], invert: true, blur: 2}
+  s1: {type: save_image, image: $boxes}
+  s2: {type: save_image, image: $grown}
+  s3: {type: save_image, image: $bright}
+  s4: {type: save_image, image: $inverted}
+""")
+    assert code == 0
+    boxes = Image.open(run_dir / "s1.png")
+    assert boxes.mode == "L" and boxes.size == (64, 48)
+    assert boxes.getpixel((5, 5)) == 255 and boxes.getpixel((50, 30)) == 255 and boxes.getpixel((30, 10)) == 0
+    grown = Image.open(run_dir / "s2.png")
+    assert grown.getpixel((27, 17)) == 255 and grown.getpixel((25, 17)) == 0
+    bright = Image.open(run_dir / "s3.png")
+    assert set(bright.getdata()) <= {0, 255}
+    inverted = Image.open(run_dir / "s4.png")
+    assert inverted.getpixel((2, 2)) < 50 and inverted.getpixel((50, 40)) == 255 and 0 < inverted.getpixel((11, 5)) < 255
+
+
+def test_canny_grid_upscale_and_images_save(tmp_path):
+    code, run_dir = run_nodes(tmp_path, """
+  photo: {type: load_image, path: in.png}
+  edges: {type: canny, image: $photo, low: 50, high: 150}
+  sheet: {type: grid, images: [$photo, $edges, $photo], cols: 2, gap: 2}
+  big: {type: upscale, image: $photo, scale: 1.5}
+  one: {type: save_image, image: $sheet, name: sheet.png}
+  two: {type: save_image, image: $big}
+  many: {type: save_image, images: [$photo, $edges], name: pair.png}
+""")
+    assert code == 0
+    edges = Image.open(run_dir / "pair_1.png")
+    assert edges.mode == "RGB" and set(edges.convert("L").getdata()) <= {0, 255} and max(edges.convert("L").getdata()) == 255
+    assert Image.open(run_dir / "sheet.png").size == (2 * 64 + 2, 2 * 64 + 2)
+    assert Image.open(run_dir / "two.png").size == (96, 96)
+    assert (run_dir / "pair_0.png").exists()
+    assert manifest(run_dir)["nodes"]["many"]["published"] == ["pair_0.png", "pair_1.png"]
+
+
+def test_load_image_missing_file_is_a_located_error(tmp_path, capsys):
+    code, _ = run_nodes(tmp_path, "  photo: {type: load_image, path: nope.png}\n")
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "images.yaml:3:3" in err and "nope.png" in err and "No such file" in err
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        if self.path.startswith("/slow"):
+            time.sleep(2)
+        super().do_GET()
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "room.png").write_bytes((WORKFLOWS / "inputs" / "room.png").read_bytes())
+    handler = lambda *a, **k: _Handler(*a, directory=str(root), **k)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_load_image_from_url_with_size_limit_and_timeout(tmp_path, http_root, monkeypatch, capsys):
+    code, run_dir = run_nodes(tmp_path, f"  photo: {{type: load_image, url: '{http_root}/room.png'}}\n  keep: {{type: save_image, image: $photo}}\n")
+    assert code == 0
+    assert Image.open(run_dir / "keep.png").size == (64, 64)
+    assert statuses(run_dir)["photo"] == "ran"
+
+    import runner.nodes.images as images
+
+    monkeypatch.setattr(images, "URL_MAX_BYTES", 100)
+    code, _ = run_nodes(tmp_path, f"  photo: {{type: load_image, url: '{http_root}/room.png?big'}}\n")
+    assert code == 1 and "larger than" in capsys.readouterr().err
+    monkeypatch.setattr(images, "URL_TIMEOUT_S", 0.5)
+    code, _ = run_nodes(tmp_path, f"  photo: {{type: load_image, url: '{http_root}/slow/room.png'}}\n")
+    assert code == 1 and "timed out" in capsys.readouterr().err

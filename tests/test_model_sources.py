@@ -1,0 +1,92 @@
+"""Model sources for real: a hub id from a Hugging Face cache laid out on disk, a local folder, errors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import WORKFLOWS, latest_run, manifest, run_cli, statuses
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture
+def tiny_folder(models_dir) -> Path:
+    from runner.models.tiny import ensure_tiny
+
+    return ensure_tiny("sd15", models_dir / "tiny")
+
+
+@pytest.fixture
+def hf_cache(tmp_path, tiny_folder, monkeypatch) -> Path:
+    """A real huggingface_hub cache layout: blobs/, snapshots/<commit>/ (links to blobs), refs/main."""
+    hub = tmp_path / "hf-hub"
+    repo = hub / "models--acme--tiny-sd"
+    for file in tiny_folder.rglob("*"):
+        if file.is_file():
+            relative = file.relative_to(tiny_folder)
+            blob = repo / "blobs" / file.name.replace(".", "_") / relative.parent.as_posix().replace("/", "_")
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(file, blob)
+            link = repo / "snapshots" / COMMIT / relative
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(os.path.relpath(blob, link.parent), link)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(COMMIT)
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    return hub
+
+
+@pytest.fixture
+def demo(tmp_path) -> Path:
+    folder = tmp_path / "wf"
+    shutil.copytree(WORKFLOWS / "inputs", folder / "inputs")
+    shutil.copy(WORKFLOWS / "demo.yaml", folder / "demo.yaml")
+    return folder / "demo.yaml"
+
+
+def test_hub_id_loads_offline_from_the_hf_cache_and_records_the_commit(demo, hf_cache, tmp_path):
+    from runner.models.sources import resolve_hub_commit
+
+    assert resolve_hub_commit("acme/tiny-sd", "main") == COMMIT
+    assert resolve_hub_commit("acme/tiny-sd", "v2") is None
+    assert run_cli("run", demo, "--out", tmp_path / "out", "--plain", "--set", "models.sd15=acme/tiny-sd") == 0
+    data = manifest(latest_run(tmp_path / "out", "demo"))
+    assert data["nodes"]["generated"]["models"] == {"$models.sd15": f"hub:acme/tiny-sd@{COMMIT}"}
+    assert data["models_loaded"] == [f"hub:acme/tiny-sd@{COMMIT}"]
+
+
+def test_uncached_revision_of_a_cached_repo_fails_with_how_to_fetch(demo, hf_cache, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code = run_cli("run", demo, "--out", tmp_path / "out", "--plain",
+                   "--set", "models.sd15={source: acme/tiny-sd, revision: v2}")
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "acme/tiny-sd" in err and "revision v2" in err and "huggingface-cli download" in err
+
+
+def test_local_folder_identity_follows_file_bytes(demo, tiny_folder, tmp_path):
+    folder = tmp_path / "my-model"
+    shutil.copytree(tiny_folder, folder)
+    assert run_cli("run", demo, "--out", tmp_path / "out", "--plain", "--set", f"models.sd15={folder}") == 0
+    first = manifest(latest_run(tmp_path / "out", "demo"))["nodes"]["generated"]["models"]["$models.sd15"]
+    assert first.startswith("folder:")
+    assert run_cli("run", demo, "--out", tmp_path / "out", "--plain", "--set", f"models.sd15={folder}") == 0
+    assert set(statuses(latest_run(tmp_path / "out", "demo")).values()) == {"cached"}
+    config = folder / "scheduler" / "scheduler_config.json"
+    config.write_text(config.read_text().replace('"steps_offset": 1', '"steps_offset": 0'))
+    assert run_cli("run", demo, "--out", tmp_path / "out", "--plain", "--set", f"models.sd15={folder}") == 0
+    again = latest_run(tmp_path / "out", "demo")
+    assert manifest(again)["nodes"]["generated"]["models"]["$models.sd15"] != first
+    assert statuses(again)["generated"] == "ran" and statuses(again)["room"] == "cached"
+
+
+def test_unknown_source_and_unknown_tiny_name_are_invalid_input(demo, tmp_path, capsys):
+    assert run_cli("run", demo, "--out", tmp_path / "out", "--set", "models.sd15=./no/such/folder") == 2
+    err = capsys.readouterr().err
+    assert "no/such/folder" in err and "demo.yaml:" in err
+    assert run_cli("run", demo, "--out", tmp_path / "out", "--set", "models.sd15=tiny:sd51") == 2
+    assert "sd15" in capsys.readouterr().err
