@@ -78,6 +78,7 @@ def test_same_seed_in_two_processes_gives_identical_bytes(demo, tmp_path, isolat
     other_cache = tmp_path / "other-cache"
     result = run_subprocess("run", demo, "--out", tmp_path / "b", "--plain", env={"RUNNER_CACHE_DIR": str(other_cache)})
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # library progress bars and advisory warnings are silenced
     other = latest_run(tmp_path / "b", "demo")
     assert statuses(other) == {n: "ran" for n in DEMO_NODES}
     for name in ("final.png", "txt2img.png"):
@@ -243,3 +244,28 @@ def test_interrupted_run_leaves_cache_readable_and_resumes(tmp_path, isolated_ca
     assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain", "--set", "nodes.c_slow.steps=2") == 0
     resumed = statuses(latest_run(tmp_path / "out", "slow"))
     assert resumed == {"a_photo": "cached", "b_mask": "cached", "c_slow": "ran", "d_save": "ran"}
+
+
+def test_quiet_prints_only_the_run_folder(demo, tmp_path, capsys):
+    assert run_cli("run", demo, "--out", tmp_path / "out", "--quiet") == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == f"run folder: {latest_run(tmp_path / 'out', 'demo')}" and captured.err == ""
+
+
+def test_live_progress_shows_each_node_state():
+    import io
+
+    from rich.console import Console
+
+    from runner.front.progress import LiveEvents
+
+    buffer = io.StringIO()
+    events = LiveEvents({"a": "load_image", "b": "txt2img"}, Console(file=buffer, force_terminal=True, width=100))
+    events.start(["a", "b"])
+    events.node_cached("a")
+    events.node_started("b")
+    events.node_step("b", 1, 2)
+    events.node_done("b", 0.25)
+    events.stop()
+    text = buffer.getvalue()
+    assert "cached" in text and "done" in text and "0.25 s" in text and "2/2" in text and "\x1b[" in text
