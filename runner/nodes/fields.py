@@ -77,7 +77,7 @@ Size = Annotated[
     tuple[Annotated[int, Field(ge=8, le=8192)], Annotated[int, Field(ge=8, le=8192)]],
     Field(description="[width, height] in pixels"),
 ]
-Seed = int | Literal["random"]
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1)] | Literal["random"]
 
 # Short names users know from A1111/ComfyUI; runner.models.schedulers maps them to diffusers classes.
 # (LMS and the DPM++ SDE variants are left out: they need scipy / torchsde.)
