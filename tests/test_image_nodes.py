@@ -109,3 +109,17 @@ def test_load_image_from_url_with_size_limit_and_timeout(tmp_path, http_root, mo
     monkeypatch.setattr(images, "URL_TIMEOUT_S", 0.5)
     code, _ = run_nodes(tmp_path, f"  photo: {{type: load_image, url: '{http_root}/slow/room.png'}}\n")
     assert code == 1 and "timed out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["tiny:dpt", "tiny:depth-anything"])
+def test_estimate_depth_gives_a_depth_map_at_the_input_size(tmp_path, model):
+    code, run_dir = run_nodes(tmp_path, f"""
+  photo: {{type: load_image, path: in.png, size: [72, 56]}}
+  depth: {{type: estimate_depth, image: $photo, model: '{model}'}}
+  as_mask: {{type: make_mask, from: $depth, threshold: 128}}
+  save: {{type: save_image, image: $depth}}
+""")
+    assert code == 0
+    depth = Image.open(run_dir / "save.png")
+    assert depth.mode == "L" and depth.size == (72, 56)
+    assert manifest(run_dir)["nodes"]["depth"]["models"][model].startswith(model + "@")

@@ -140,9 +140,10 @@ class ModelRegistry:
             from transformers import pipeline
 
             location, kwargs = self._pretrained_args(source)
-            extra = {"revision": kwargs["revision"]} if "revision" in kwargs else {}
-            device = self.device if self.device != "cpu" else -1
-            self._estimators[identity] = pipeline("depth-estimation", model=location, device=device, **extra)
+            hub = {k: kwargs[k] for k in ("revision", "trust_remote_code") if k in kwargs}
+            model_kwargs = {k: kwargs[k] for k in ("cache_dir", "local_files_only") if k in kwargs}
+            self._estimators[identity] = pipeline("depth-estimation", model=location, device=self.device,
+                                                  dtype=self.dtype, model_kwargs=model_kwargs, **hub)
             self.loads.append(identity)
         return self._estimators[identity]
 

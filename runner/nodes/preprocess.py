@@ -19,7 +19,7 @@ class EstimateDepth(Fields):
 def estimate_depth(ctx, f: EstimateDepth, inputs=None) -> dict[str, Any]:
     """Monocular depth map (near = bright) from a transformers depth-estimation model, at the input's size."""
     image = ctx.load(f.image).convert("RGB")
-    estimator = ctx.models.depth_estimator(f.model)
+    estimator = ctx.models.depth_estimator(*ctx.source(f.model))
     depth = estimator(image)["depth"]
     if depth.size != image.size:
         from PIL import Image
