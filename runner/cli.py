@@ -7,18 +7,19 @@ Commands that need no model never import torch, diffusers or transformers.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
-EXIT_OK, EXIT_NODE_FAILED, EXIT_INVALID = 0, 1, 2
+EXIT_OK, EXIT_NODE_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="runner",
         description="Run declarative YAML workflows on Hugging Face diffusers, with a persistent cache.",
-        epilog="Exit status: 0 success, 1 a node failed, 2 the workflow or command line is invalid.",
+        epilog="Exit status: 0 success, 1 a node failed, 2 the workflow or command line is invalid, 130 interrupted (Ctrl-C).",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -59,6 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = _main(argv)
+    if code == EXIT_INTERRUPTED and argv is None:
+        # A Ctrl-C that landed inside an import can make CPython re-raise SIGINT at shutdown (exit -2);
+        # everything is written and flushed, so leave with the documented status instead.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .language.errors import WorkflowError
@@ -72,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INVALID
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def _print_problems(exc) -> None:

@@ -32,7 +32,8 @@ class PlainEvents:
         self._say(f"running  {node_id} ({self.types[node_id]})")
 
     def node_step(self, node_id: str, step: int, total: int | None) -> None:
-        pass
+        if total and total >= 10 and step * 10 // total != (step - 1) * 10 // total:  # every 10 %
+            self._say(f"         {node_id}: step {step}/{total}")
 
     def node_done(self, node_id: str, seconds: float) -> None:
         self._say(f"done     {node_id} ({self.types[node_id]}) in {seconds:.2f} s")

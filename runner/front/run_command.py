@@ -63,7 +63,7 @@ def run_command(args) -> int:
     except NodeFailed as failure:
         status, exit_code, error = "failed", 1, str(failure)
     except KeyboardInterrupt:
-        status, exit_code, error = "interrupted", 130, "interrupted by the user (Ctrl-C)"
+        status, exit_code, error = "interrupted", 130, "interrupted by the user (Ctrl-C); finished nodes stay cached"
     finally:
         events.stop()
     results = executor.last_results
