@@ -27,7 +27,30 @@ class NodeInputError(ValueError):
     """The node's inputs cannot be used as given; the message says why and how to fix it."""
 
 
+def model_family(registry, source) -> str:
+    """'kandinsky22' for Kandinsky 2.2 checkpoints (prior + decoder), else 'diffusers' (SD, SD2, SDXL, ...)."""
+    folder = registry.model_folder(source)
+    if folder is not None and folder.is_dir():
+        if (folder / "prior").is_dir() and (folder / "decoder").is_dir():
+            return "kandinsky22"
+        index = folder / "model_index.json"
+        if index.is_file() and '"KandinskyV22' in index.read_text():
+            return "kandinsky22"
+    elif "kandinsky-2-2" in source.location:
+        return "kandinsky22"
+    return "diffusers"
+
+
 def generate(ctx, task: str, f) -> dict[str, Any]:
+    source, _identity = ctx.source(f.model)
+    if model_family(ctx.models, source) == "kandinsky22":
+        from .kandinsky import generate_kandinsky
+
+        return generate_kandinsky(ctx, task, f)
+    return generate_diffusers(ctx, task, f)
+
+
+def generate_diffusers(ctx, task: str, f) -> dict[str, Any]:
     if task not in ("txt2img", "img2img", "inpaint"):
         raise NotImplementedError(f"{task} nodes do not execute yet in this version of runner")
     if f.controlnet:

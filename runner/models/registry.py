@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from .sources import ModelSource, ModelUnavailable, prepare_hub
+from .sources import ModelSource, ModelUnavailable, hf_hub_cache, prepare_hub, resolve_hub_commit
 
 TASK_AUTOPIPELINES = {
     "txt2img": "AutoPipelineForText2Image",
@@ -51,7 +51,7 @@ class ModelRegistry:
         self.models_dir = models_dir
         self._bases: dict[str, Any] = {}
         self._derived: dict[tuple, Any] = {}
-        self._estimators: dict[str, Any] = {}
+        self._objects: dict[tuple, Any] = {}
         self.loads: list[str] = []  # identities loaded from disk, in order (for manifests and tests)
 
     def _usable_device(self, device: str) -> str:
@@ -63,7 +63,29 @@ class ModelRegistry:
         return device
 
     # ------------------------------------------------------------- loading
-    def _pretrained_args(self, source: ModelSource) -> tuple[str, dict]:
+    def cached(self, key: tuple, factory: Callable[[], Any], *, load_label: str | None = None) -> Any:
+        """The object stored under `key`, made by `factory()` the first time (a model load when `load_label` is given)."""
+        if key not in self._objects:
+            self._objects[key] = factory()
+            if load_label is not None:
+                self.loads.append(load_label)
+        return self._objects[key]
+
+    def model_folder(self, source: ModelSource) -> Path | None:
+        """The model's files on disk (tiny: built on demand; hub: the cached snapshot), or None if not local."""
+        if source.kind == "tiny":
+            from .tiny import ensure_tiny
+
+            return ensure_tiny(source.location, self.models_dir / "tiny")
+        if source.kind in ("folder", "file"):
+            return Path(source.location)
+        commit = resolve_hub_commit(source.location, source.entry.revision or "main")
+        if commit is None:
+            return None
+        return hf_hub_cache() / ("models--" + source.location.replace("/", "--")) / "snapshots" / commit
+
+    def pretrained_args(self, source: ModelSource) -> tuple[str, dict]:
+        """(what to pass to from_pretrained, its keyword arguments) for this source, dtype and safety settings."""
         entry = source.entry
         kwargs: dict[str, Any] = {"dtype": self.dtype, "use_safetensors": not entry.allow_pickle}
         if entry.variant:
@@ -85,7 +107,7 @@ class ModelRegistry:
         if identity not in self._bases:
             from diffusers import DiffusionPipeline
 
-            location, kwargs = self._pretrained_args(source)
+            location, kwargs = self.pretrained_args(source)
             if source.kind == "file":
                 pipe = self._from_single_file(location, kwargs)
             else:
@@ -136,16 +158,18 @@ class ModelRegistry:
         )
 
     def depth_estimator(self, source: ModelSource, identity: str):
-        if identity not in self._estimators:
+        """A transformers depth-estimation pipeline (DPT, Depth Anything), loaded once."""
+
+        def load():
             from transformers import pipeline
 
-            location, kwargs = self._pretrained_args(source)
+            location, kwargs = self.pretrained_args(source)
             hub = {k: kwargs[k] for k in ("revision", "trust_remote_code") if k in kwargs}
             model_kwargs = {k: kwargs[k] for k in ("cache_dir", "local_files_only") if k in kwargs}
-            self._estimators[identity] = pipeline("depth-estimation", model=location, device=self.device,
-                                                  dtype=self.dtype, model_kwargs=model_kwargs, **hub)
-            self.loads.append(identity)
-        return self._estimators[identity]
+            return pipeline("depth-estimation", model=location, device=self.device, dtype=self.dtype,
+                            model_kwargs=model_kwargs, **hub)
+
+        return self.cached(("depth-estimator", identity), load, load_label=identity)
 
     # ------------------------------------------------------------ schedulers
     def fresh_scheduler(self, pipe, identity: str, name: str | None):
