@@ -26,6 +26,7 @@ class NodeCache:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.nodes = self.root / "nodes"
+        self.file_hashes = self.root / "file-hashes.json"  # see models.sources.FileHashCache
 
     def entry_dir(self, key: str) -> Path:
         return self.nodes / key[:2] / key

@@ -93,7 +93,10 @@ class LocalExecutor:
         if self._registry is None:
             from ..models.registry import ModelRegistry
 
-            self._registry = ModelRegistry(task.device, task.dtype, self.models_dir)
+            from ..models.sources import FileHashCache
+
+            hashes = FileHashCache(self.cache.file_hashes)
+            self._registry = ModelRegistry(task.device, task.dtype, self.models_dir, hashes)
         return self._registry
 
     def output_files(self, task: Task, link: Link) -> tuple[str, list[Path]]:

@@ -37,7 +37,7 @@ def run_command(args) -> int:
     _check_node_names(workflow, args.only, "--only")
     _check_node_names(workflow, args.force, "--force")
     cache = NodeCache(default_cache_dir())
-    plan = plan_or_problems(workflow, FileHashCache(cache.root / "file-hashes.json"), args.only or None)
+    plan = plan_or_problems(workflow, FileHashCache(cache.file_hashes), args.only or None)
 
     console = Console(highlight=False)
     if args.dry_run:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 from ..language.errors import did_you_mean
@@ -51,46 +52,69 @@ def generate(ctx, task: str, f) -> dict[str, Any]:
 
 
 def generate_diffusers(ctx, task: str, f) -> dict[str, Any]:
-    if task not in ("txt2img", "img2img", "inpaint"):
+    """SD 1.x/2.x and SDXL families (and any checkpoint AutoPipeline knows): txt2img, img2img, inpaint,
+    depth2img, refine, each optionally with ControlNets and LoRAs."""
+    if task in ("interpolate", "pipeline"):
         raise NotImplementedError(f"{task} nodes do not execute yet in this version of runner")
-    if f.controlnet:
-        raise NotImplementedError("controlnet does not execute yet in this version of runner")
-    if f.lora:
-        raise NotImplementedError("lora does not execute yet in this version of runner")
     source, identity = ctx.source(f.model)
     registry = ctx.models
-    pipe = registry.pipeline(task, source, identity)
+    controlnets = [ctx.source(item.model) for item in f.controlnet]
+    pipe = registry.pipeline(task, source, identity, controlnets)
     pipe.scheduler = registry.fresh_scheduler(pipe, identity, f.scheduler)
 
-    kwargs: dict[str, Any] = {}
-    for field, argument in CALL_ARGUMENTS.items():
-        value = getattr(f, field, None)
-        if value is not None:
-            kwargs[argument] = value
-    if task in ("img2img", "inpaint"):
+    kwargs = common_arguments(f)
+    if task in ("img2img", "inpaint", "depth2img"):
         kwargs["image"] = ctx.load(f.image).convert("RGB")
     if task == "inpaint":
         kwargs["mask_image"] = ctx.load(f.mask).convert("L")
         # without explicit sizes diffusers' inpaint falls back to the model's default size; keep the input's
         kwargs.setdefault("width", kwargs["image"].width)
         kwargs.setdefault("height", kwargs["image"].height)
+    if task == "depth2img" and f.depth is not None:
+        kwargs["depth_map"] = depth_tensor(ctx.load(f.depth))
+    if task == "refine":
+        if f.latents is not None:
+            kwargs["image"] = ctx.load(f.latents)
+            if f.denoising_start is not None:
+                kwargs["denoising_start"] = f.denoising_start
+        else:
+            kwargs["image"] = ctx.load(f.image).convert("RGB")
+    if f.controlnet:
+        kwargs.update(controlnet_arguments(ctx, task, f, kwargs))
     kwargs.update(_checked_pipeline_kwargs(pipe, f.pipeline_kwargs))
+    with applied_loras(ctx, pipe, f.lora):
+        return run_pipeline(ctx, pipe, kwargs)
 
+
+def common_arguments(f) -> dict[str, Any]:
+    """The pipeline call arguments that node fields map to one to one (unset fields: the pipeline's defaults)."""
+    kwargs: dict[str, Any] = {}
+    for field, argument in CALL_ARGUMENTS.items():
+        value = getattr(f, field, None)
+        if value is not None:
+            kwargs[argument] = value
+    return kwargs
+
+
+def run_pipeline(ctx, pipe, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Call the pipeline with a CPU generator seeded from the node, report steps, return image/images/latents."""
     import torch
 
     generator = torch.Generator("cpu").manual_seed(ctx.seed)
     final_latents: dict[str, Any] = {}
+    takes_callback = "callback_on_step_end" in inspect.signature(pipe.__call__).parameters
 
     def on_step_end(pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
-        final_latents["latents"] = callback_kwargs["latents"]
+        if "latents" in callback_kwargs:
+            final_latents["latents"] = callback_kwargs["latents"]
         ctx.step(step + 1, getattr(pipeline, "_num_timesteps", None) or kwargs.get("num_inference_steps"))
         return callback_kwargs
 
-    call_record = {k: (v if isinstance(v, (str, int, float, bool, type(None))) else type(v).__name__) for k, v in kwargs.items()}
-    ctx.record(pipeline_class=type(pipe).__name__, scheduler=type(pipe.scheduler).__name__, call=call_record)
+    callbacks = {"callback_on_step_end": on_step_end, "callback_on_step_end_tensor_inputs": ["latents"]} if takes_callback else {}
+    ctx.record(pipeline_class=type(pipe).__name__, scheduler=type(getattr(pipe, "scheduler", None)).__name__,
+               call={k: _recordable(v) for k, v in kwargs.items()})
     with torch.inference_mode():
-        result = pipe(**kwargs, generator=generator, callback_on_step_end=on_step_end,
-                      callback_on_step_end_tensor_inputs=["latents"])
+        result = pipe(**kwargs, generator=generator, **callbacks)
     images = list(result.images)
     outputs: dict[str, Any] = {"image": images[0], "images": images}
     if "latents" in final_latents:
@@ -98,11 +122,91 @@ def generate_diffusers(ctx, task: str, f) -> dict[str, Any]:
     return outputs
 
 
+def _recordable(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float, bool)) for v in value):
+        return list(value)
+    return type(value).__name__
+
+
+def depth_tensor(depth_image):
+    """A depth image (near = bright) as the (1, H, W) float tensor that depth2img's depth_map takes."""
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.asarray(depth_image.convert("L"), dtype=np.float32)[None])
+
+
+def inpaint_condition(image, mask):
+    """The inpaint ControlNet condition, built the standard way: pixels in [0, 1], masked pixels set to -1."""
+    import numpy as np
+    import torch
+
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    masked = np.asarray(mask.convert("L").resize(image.size), dtype=np.float32) / 255.0 > 0.5
+    pixels[masked] = -1.0
+    return torch.from_numpy(pixels.transpose(2, 0, 1)[None].copy())
+
+
+def controlnet_arguments(ctx, task: str, f, kwargs: dict[str, Any]) -> dict[str, Any]:
+    conditions = []
+    for item in f.controlnet:
+        if item.image is not None:
+            conditions.append(ctx.load(item.image).convert("RGB"))
+        else:  # validated: only inpaint nodes may leave it out
+            conditions.append(inpaint_condition(kwargs["image"], kwargs["mask_image"]))
+    single = len(f.controlnet) == 1
+
+    def one_or_list(values: list) -> Any:
+        return values[0] if single else values
+
+    condition_argument = "image" if task == "txt2img" else "control_image"
+    return {
+        condition_argument: one_or_list(conditions),
+        "controlnet_conditioning_scale": one_or_list([item.scale for item in f.controlnet]),
+        "control_guidance_start": one_or_list([item.start for item in f.controlnet]),
+        "control_guidance_end": one_or_list([item.end for item in f.controlnet]),
+    }
+
+
+class applied_loras:
+    """Load the node's LoRAs into the (shared) pipeline for one call, then remove them: the base is not reloaded."""
+
+    def __init__(self, ctx, pipe, loras):
+        self.ctx, self.pipe, self.loras = ctx, pipe, list(loras)
+
+    def __enter__(self):
+        if not self.loras:
+            return self
+        names, weights = [], []
+        for index, item in enumerate(self.loras):
+            source, identity = self.ctx.source(item.model)
+            location, kwargs = self.ctx.models.pretrained_args(source)
+            name = f"lora_{index}"
+            allowed = {k: v for k, v in kwargs.items() if k in ("revision", "cache_dir", "local_files_only", "subfolder")}
+            if source.kind == "file":
+                location, allowed["weight_name"] = str(Path(location).parent), Path(location).name
+            self.pipe.load_lora_weights(location, adapter_name=name, **allowed)
+            names.append(name)
+            weights.append(item.scale)
+        self.pipe.set_adapters(names, adapter_weights=weights)
+        self.ctx.record(loras=[{"model": self.ctx.source(i.model)[1], "scale": i.scale} for i in self.loras])
+        return self
+
+    def __exit__(self, *exc):
+        if self.loras:
+            self.pipe.unload_lora_weights()
+        return False
+
+
 def _checked_pipeline_kwargs(pipe, extra: dict[str, Any]) -> dict[str, Any]:
+    """pipeline_kwargs checked against the pipeline's call signature; YAML lists become tuples where it wants tuples."""
     if not extra:
         return {}
-    parameters = set(inspect.signature(pipe.__call__).parameters) - {"self", "kwargs"}
-    for name in extra:
+    parameters = {name: p for name, p in inspect.signature(pipe.__call__).parameters.items() if name not in ("self", "kwargs")}
+    checked = {}
+    for name, value in extra.items():
         if name in RESERVED_CALL_ARGUMENTS or name in CALL_ARGUMENTS.values():
             field = next((k for k, v in CALL_ARGUMENTS.items() if v == name), None)
             hint = f"use the node field '{field}'" if field else "runner sets it itself"
@@ -111,7 +215,10 @@ def _checked_pipeline_kwargs(pipe, extra: dict[str, Any]) -> dict[str, Any]:
             raise NodeInputError(
                 f"pipeline_kwargs.{name}: {type(pipe).__name__} takes no argument '{name}'{did_you_mean(name, parameters)}"
             )
-    return dict(extra)
+        if isinstance(value, list) and "tuple" in str(parameters[name].annotation).lower():
+            value = tuple(value)  # e.g. SDXL original_size / crops_coords_top_left / target_size
+        checked[name] = value
+    return checked
 
 
 __all__ = ["generate", "ModelUnavailable", "NodeInputError"]

@@ -13,15 +13,16 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from .sources import ModelSource, ModelUnavailable, hf_hub_cache, prepare_hub, resolve_hub_commit
+from .sources import FileHashCache, ModelSource, ModelUnavailable, hf_hub_cache, prepare_hub, resolve_hub_commit
 
 TASK_AUTOPIPELINES = {
     "txt2img": "AutoPipelineForText2Image",
     "img2img": "AutoPipelineForImage2Image",
     "inpaint": "AutoPipelineForInpainting",
+    "refine": "AutoPipelineForImage2Image",
 }
 UNET_CHANNELS = {4: "a standard", 9: "an inpainting", 5: "a depth-to-image"}
-TASK_CHANNELS = {"txt2img": (4,), "img2img": (4,), "inpaint": (4, 9)}
+TASK_CHANNELS = {"txt2img": (4,), "img2img": (4,), "inpaint": (4, 9), "depth2img": (5,), "refine": (4,)}
 
 
 def quiet_libraries() -> None:
@@ -41,7 +42,7 @@ def quiet_libraries() -> None:
 
 
 class ModelRegistry:
-    def __init__(self, device: str, dtype: str, models_dir: Path):
+    def __init__(self, device: str, dtype: str, models_dir: Path, hash_cache: FileHashCache | None = None):
         quiet_libraries()
         import torch
 
@@ -52,6 +53,9 @@ class ModelRegistry:
         self._bases: dict[str, Any] = {}
         self._derived: dict[tuple, Any] = {}
         self._objects: dict[tuple, Any] = {}
+        self.hash_cache = hash_cache
+        self._components_by_digest: dict[str, Any] = {}
+        self.shared_components: dict[str, list[str]] = {}  # identity -> components reused from another checkpoint
         self.loads: list[str] = []  # identities loaded from disk, in order (for manifests and tests)
 
     def _usable_device(self, device: str) -> str:
@@ -103,7 +107,8 @@ class ModelRegistry:
         return source.location, kwargs
 
     def base(self, source: ModelSource, identity: str):
-        """The checkpoint's own pipeline, loaded once."""
+        """The checkpoint's own pipeline, loaded once. Components byte-identical to ones already loaded
+        (an SDXL refiner's VAE and second text encoder) are passed in instead of loaded again."""
         if identity not in self._bases:
             from diffusers import DiffusionPipeline
 
@@ -111,12 +116,35 @@ class ModelRegistry:
             if source.kind == "file":
                 pipe = self._from_single_file(location, kwargs)
             else:
-                pipe = DiffusionPipeline.from_pretrained(location, **kwargs)
+                shared = self._identical_components(self.model_folder(source))
+                pipe = DiffusionPipeline.from_pretrained(location, **kwargs, **shared)
+                self.shared_components[identity] = sorted(shared)
+                self._remember_components(self.model_folder(source), pipe)
             pipe.to(self.device)
             pipe.set_progress_bar_config(disable=True)
             self._bases[identity] = pipe
             self.loads.append(identity)
         return self._bases[identity]
+
+    def _component_digests(self, folder: Path | None) -> dict[str, str]:
+        """Component subfolder -> digest of its files, for folders holding weights."""
+        if folder is None or self.hash_cache is None or not (folder / "model_index.json").is_file():
+            return {}
+        digests = {}
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+            if any(sub.glob("*.safetensors")) or any(sub.glob("*.bin")):
+                digests[sub.name] = self.hash_cache.tree_digest(sub)
+        return digests
+
+    def _identical_components(self, folder: Path | None) -> dict[str, Any]:
+        return {name: self._components_by_digest[digest] for name, digest in self._component_digests(folder).items()
+                if digest in self._components_by_digest}
+
+    def _remember_components(self, folder: Path | None, pipe) -> None:
+        for name, digest in self._component_digests(folder).items():
+            module = getattr(pipe, name, None)
+            if module is not None:
+                self._components_by_digest.setdefault(digest, module)
 
     def _from_single_file(self, location: str, kwargs: dict):
         from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
@@ -128,19 +156,56 @@ class ModelRegistry:
         kwargs = {k: v for k, v in kwargs.items() if k in ("dtype",)}
         return cls.from_single_file(location, **kwargs)
 
-    def pipeline(self, task: str, source: ModelSource, identity: str):
-        """A pipeline for `task` on this checkpoint, sharing the base's modules."""
-        key = (identity, task)
+    def controlnet(self, source: ModelSource, identity: str):
+        """A ControlNet model, loaded once and shared by every node and pipeline that uses it."""
+
+        def load():
+            from diffusers import ControlNetModel
+
+            location, kwargs = self.pretrained_args(source)
+            return ControlNetModel.from_pretrained(location, **kwargs).to(self.device)
+
+        return self.cached(("controlnet", identity), load, load_label=identity)
+
+    def pipeline(self, task: str, source: ModelSource, identity: str, controlnets: list = ()):
+        """A pipeline for `task` on this checkpoint (with these ControlNets), sharing the base's modules."""
+        key = (identity, task, tuple(cn_identity for _s, cn_identity in controlnets))
         if key not in self._derived:
             base = self.base(source, identity)
             self._check_channels(task, source, base)
-            import diffusers
+            extra = {}
+            if controlnets:
+                if task in ("depth2img", "refine"):
+                    raise ModelUnavailable(f"a {task} node cannot take ControlNets; use txt2img, img2img or inpaint")
+                models = [self.controlnet(*pair) for pair in controlnets]
+                for (cn_source, _id), model in zip(controlnets, models):
+                    self._check_controlnet_pairing(source, base, cn_source, model)
+                extra["controlnet"] = models[0] if len(models) == 1 else models
+            if task == "depth2img":
+                pipe = base  # AutoPipeline has no depth-to-image task: the checkpoint's own class is the one
+            else:
+                import diffusers
 
-            auto = getattr(diffusers, TASK_AUTOPIPELINES[task])
-            pipe = auto.from_pipe(base)
+                pipe = getattr(diffusers, TASK_AUTOPIPELINES[task]).from_pipe(base, **extra)
             pipe.set_progress_bar_config(disable=True)
             self._derived[key] = pipe
         return self._derived[key]
+
+    @staticmethod
+    def _check_controlnet_pairing(source: ModelSource, base, cn_source: ModelSource, controlnet) -> None:
+        unet = getattr(base, "unet", None)
+        if unet is None:
+            return
+        wanted = (unet.config.cross_attention_dim, unet.config.get("addition_embed_type"))
+        has = (controlnet.config.cross_attention_dim, controlnet.config.get("addition_embed_type"))
+        if wanted != has:
+            family = {None: "SD 1.x/2.x", "text_time": "SDXL"}
+            raise ModelUnavailable(
+                f"ControlNet '{cn_source.label}' was made for {family.get(has[1], has[1])} models "
+                f"(cross-attention {has[0]}), but '{source.label}' is {family.get(wanted[1], wanted[1])} "
+                f"(cross-attention {wanted[0]}): use a ControlNet trained for '{source.label}' "
+                "(e.g. a *-sdxl-* ControlNet for SDXL checkpoints)"
+            )
 
     @staticmethod
     def _check_channels(task: str, source: ModelSource, pipe) -> None:
@@ -151,7 +216,9 @@ class ModelRegistry:
             return
         what = UNET_CHANNELS.get(channels, f"a {channels}-channel")
         fix = {9: "use it in an inpaint node, or use the base (non-inpainting) checkpoint here",
-               5: "use it in a depth2img node"}.get(channels, "use a checkpoint made for this task")
+               5: "use it in a depth2img node",
+               4: "use a depth-to-image checkpoint such as stabilityai/stable-diffusion-2-depth (tiny:sd2-depth offline)"
+               }.get(channels, "use a checkpoint made for this task")
         raise ModelUnavailable(
             f"model '{source.label}' is {what} checkpoint (its UNet takes {channels} input channels), "
             f"which a {task} node cannot use: {fix}"

@@ -122,6 +122,7 @@ DEPTH_ANYTHING_PROCESSOR = {
 # ControlNet: from_unet copies the UNet's encoder; the zero convolutions are
 # then re-initialised with small random weights so the control image
 # visibly changes the output (a zero ControlNet would hide wiring bugs).
+LORA = {"rank": 4, "alpha": 4, "target_modules": ["to_q", "to_k", "to_v", "to_out.0"], "std": 0.05}
 CONTROLNET = {"conditioning_embedding_out_channels": [16, 32, 96, 256], "zero_conv_std": 0.05}
 
 # Kandinsky 2.2 prior: image embeddings of width 32 from CLIP text features.
@@ -222,6 +223,9 @@ _SPECS: dict[str, dict[str, Any]] = {
     # The inpaint decoder needs a 9-channel UNet (the real one is a separate checkpoint too).
     "kandinsky22-inpaint": {"kind": "pipeline", "folders": {
         "prior": _K_PRIOR, "decoder": _k_decoder("KandinskyV22InpaintPipeline", UNET_KANDINSKY_INPAINT, 45)}},
+    # A LoRA for tiny:sd15's UNet (attention projections), saved as diffusers' pytorch_lora_weights.safetensors.
+    "lora-sd15": _single("lora", _pipe(
+        None, {"lora": _c("LoRA", {**LORA, "unet": UNET_SD15, "unet_seed": 0}, 7)})),
     "dpt": _single("depth-estimator", _pipe(
         None, {"model": _c("DPTForDepthEstimation", DPT, 31), "processor": _c("DPTImageProcessor", DPT_PROCESSOR)})),
     "depth-anything": _single("depth-estimator", _pipe(
@@ -263,7 +267,7 @@ def tiny_identity(name: str) -> str:
 
 
 def tiny_kind(name: str) -> str:
-    """One of "pipeline", "controlnet", "depth-estimator"."""
+    """One of "pipeline", "controlnet", "depth-estimator", "lora"."""
     return _spec(name)[1]["kind"]
 
 
@@ -353,6 +357,32 @@ def _controlnet(config: dict, seed: int):
     return controlnet
 
 
+class _LoraWeights:
+    """LoRA layers for a tiny UNet, with random (not zero) up-projections so that they change the output."""
+
+    def __init__(self, config: dict, seed: int):
+        import torch
+        from diffusers import UNet2DConditionModel
+        from peft import LoraConfig
+        from peft.utils import get_peft_model_state_dict
+
+        torch.manual_seed(config["unet_seed"])
+        unet = UNet2DConditionModel(**config["unet"])
+        unet.add_adapter(LoraConfig(r=config["rank"], lora_alpha=config["alpha"], init_lora_weights="gaussian",
+                                    target_modules=list(config["target_modules"])))
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            for name, parameter in sorted(unet.named_parameters()):
+                if "lora_" in name:
+                    parameter.normal_(0.0, config["std"])
+        self.layers = get_peft_model_state_dict(unet)
+
+    def save_pretrained(self, folder: pathlib.Path) -> None:
+        from diffusers import StableDiffusionPipeline
+
+        StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=self.layers, safe_serialization=True)
+
+
 def _build_component(cls_name: str, config: dict, seed: int | None):
     import diffusers
     import torch
@@ -367,6 +397,8 @@ def _build_component(cls_name: str, config: dict, seed: int | None):
         return getattr(transformers, cls_name + "Pil")(**config)
     if cls_name == "ControlNetModel":
         return _controlnet(config, seed)
+    if cls_name == "LoRA":
+        return _LoraWeights(config, seed)
     torch.manual_seed(seed)
     if hasattr(diffusers, cls_name) and not hasattr(transformers, cls_name):
         model = getattr(diffusers, cls_name)(**config)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
@@ -19,7 +19,8 @@ class Lora(Fields):
 
 class ControlNet(Fields):
     model: ModelIn = Field(..., description="ControlNet model: $models.NAME or a source")
-    image: ImageIn = Field(..., description="condition image (edges, depth, pose, ...)")
+    image: ImageIn | None = Field(None, description="condition image (edges, depth, pose, ...); on inpaint nodes it may be "
+                                                  "left out: the inpaint condition is built from the node's image and mask")
     scale: float = Field(1.0, ge=0, le=5, description="controlnet_conditioning_scale")
     start: float = Field(0.0, ge=0, le=1, description="control_guidance_start: fraction of steps before the net applies")
     end: float = Field(1.0, ge=0, le=1, description="control_guidance_end: fraction of steps after which it stops")
@@ -46,6 +47,18 @@ class Generation(Fields):
     controlnet: list[ControlNet] = Field(default_factory=list, description="ControlNets with their condition images")
     pipeline_kwargs: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the diffusers call")
 
+    @model_validator(mode="after")
+    def _controlnet_images(self):
+        for index, item in enumerate(self.controlnet):
+            if item.image is None and not self.builds_inpaint_condition:
+                raise ValueError(f"controlnet[{index}] needs an 'image' (only inpaint nodes build one from image and mask)")
+        if self.controlnet and not self.takes_controlnet:
+            raise ValueError(f"this node type takes no controlnet; use txt2img, img2img or inpaint")
+        return self
+
+    builds_inpaint_condition: ClassVar[bool] = False
+    takes_controlnet: ClassVar[bool] = True
+
 
 class Txt2Img(Generation):
     pass
@@ -57,18 +70,21 @@ class Img2Img(Generation):
 
 
 class Inpaint(Generation):
+    builds_inpaint_condition: ClassVar[bool] = True
     image: ImageIn = Field(..., description="image to repaint")
     mask: MaskIn = Field(..., description="white = repaint, black = keep (any image; converted to one channel)")
     strength: float = Field(1.0, ge=0, le=1, description="how much the masked area changes")
 
 
 class Depth2Img(Generation):
+    takes_controlnet: ClassVar[bool] = False
     image: ImageIn = Field(..., description="image to restyle")
     depth: ImageIn | None = Field(None, description="depth map; default: estimated by the model's own depth estimator")
     strength: float = Field(0.8, ge=0, le=1, description="how much to change")
 
 
 class Refine(Generation):
+    takes_controlnet: ClassVar[bool] = False
     image: ImageIn | None = Field(None, description="image to refine (img2img with strength)")
     latents: LatentsIn | None = Field(None, description="latents of a base node (handoff without decoding)")
     denoising_start: float | None = Field(None, gt=0, lt=1, description="with latents: fraction of the schedule already done by the base")
@@ -94,6 +110,7 @@ class InterpolationItem(Fields):
 
 
 class Interpolate(Generation):
+    takes_controlnet: ClassVar[bool] = False
     items: list[InterpolationItem] = Field(..., min_length=2, description="prompts and images to blend, with weights")
 
 
