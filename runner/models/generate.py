@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,12 @@ def generate_diffusers(ctx, task: str, f) -> dict[str, Any]:
             kwargs["image"] = ctx.load(f.image).convert("RGB")
     if f.controlnet:
         kwargs.update(controlnet_arguments(ctx, task, f, kwargs))
+        ctx.record(controlnets=[{"model": cn_identity, "scale": item.scale, "start": item.start, "end": item.end}
+                                for (_s, cn_identity), item in zip(controlnets, f.controlnet)],
+                   controlnet_class=type(pipe.controlnet).__name__)
+    shared = registry.shared_components.get(identity)
+    if shared:
+        ctx.record(shared_components=shared)
     kwargs.update(_checked_pipeline_kwargs(pipe, f.pipeline_kwargs))
     with applied_loras(ctx, pipe, f.lora):
         return run_pipeline(ctx, pipe, kwargs)
@@ -187,7 +194,9 @@ class applied_loras:
             allowed = {k: v for k, v in kwargs.items() if k in ("revision", "cache_dir", "local_files_only", "subfolder")}
             if source.kind == "file":
                 location, allowed["weight_name"] = str(Path(location).parent), Path(location).name
-            self.pipe.load_lora_weights(location, adapter_name=name, **allowed)
+            with warnings.catch_warnings():  # peft warns whenever a second adapter joins the first: that is the point here
+                warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                self.pipe.load_lora_weights(location, adapter_name=name, **allowed)
             names.append(name)
             weights.append(item.scale)
         self.pipe.set_adapters(names, adapter_weights=weights)
