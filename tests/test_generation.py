@@ -85,3 +85,17 @@ def test_random_seed_is_drawn_and_recorded(tmp_path):
     seed = manifest(run_dir)["nodes"]["a"]["seed"]
     assert f"seed: {seed}" in (run_dir / "workflow.yaml").read_text()
     assert f'"node_seed": {seed}' in Image.open(run_dir / "s.png").text["runner:seed"]
+
+
+def test_memory_options_run_and_offload_on_cpu_warns_instead_of_crashing(tmp_path, capsys):
+    workflow = write(tmp_path, """
+  a: {type: txt2img, model: $models.sd, prompt: a cat, steps: 2, attention_slicing: true, vae_tiling: true}
+  b: {type: txt2img, model: $models.sd, prompt: a cat, steps: 2, offload: sequential}
+""")
+    workflow.write_text(workflow.read_text().replace("version: 1\n", "version: 1\noffload: model\n"))
+    assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain") == 0
+    err = capsys.readouterr().err
+    assert "warning: a: offload 'model' needs a CUDA device; running without it on cpu" in err
+    assert "warning: b: offload 'sequential' needs a CUDA device" in err
+    data = manifest(latest_run(tmp_path / "out", "gen"))
+    assert data["nodes"]["b"]["offload"].startswith("ignored") and data["nodes"]["b"]["warnings"]

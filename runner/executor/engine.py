@@ -24,6 +24,7 @@ class Events(Protocol):
     def node_step(self, node_id: str, step: int, total: int | None) -> None: ...
     def node_done(self, node_id: str, seconds: float) -> None: ...
     def node_failed(self, node_id: str, error: BaseException) -> None: ...
+    def node_warning(self, node_id: str, message: str) -> None: ...
 
 
 class NodeFailed(Exception):
@@ -75,6 +76,11 @@ class NodeContext:
 
     def record(self, **info: Any) -> None:
         self.info.update(info)
+
+    def warn(self, message: str) -> None:
+        """Something the user should know that does not stop the node; kept in the manifest too."""
+        self.info.setdefault("warnings", []).append(message)
+        self._executor.events.node_warning(self.node_id, message)
 
 
 class LocalExecutor:

@@ -42,6 +42,7 @@ class Task:
     files: dict[str, str]  # input file path as written -> sha256
     device: str
     dtype: str
+    offload: str = "none"  # the workflow's default; a node's own `offload` field wins (not in the key: same outputs)
 
 
 @dataclass
@@ -146,7 +147,8 @@ def _task(workflow: Workflow, node_id: str, tasks: dict[str, Task], identities: 
         **environment,
     }
     key = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
-    return Task(node_id, node.type.name, node.fields, key, seed, upstream, models, model_ids, files, device, dtype)
+    return Task(node_id, node.type.name, node.fields, key, seed, upstream, models, model_ids, files, device, dtype,
+                workflow.offload)
 
 
 def _keyed_fields(fields, upstream: dict[str, str], model_ids: dict[str, str], workflow: Workflow) -> Any:

@@ -41,6 +41,9 @@ class PlainEvents:
     def node_failed(self, node_id: str, error: BaseException) -> None:
         print(f"FAILED   {node_id} ({self.types[node_id]}): {type(error).__name__}: {error}", file=sys.stderr, flush=True)
 
+    def node_warning(self, node_id: str, message: str) -> None:
+        print(f"warning: {node_id}: {message}", file=sys.stderr, flush=True)
+
     def stop(self) -> None:
         pass
 
@@ -89,6 +92,9 @@ class LiveEvents(PlainEvents):
 
     def node_failed(self, node_id: str, error: BaseException) -> None:
         self._update(node_id, state="[red]FAILED[/]")
+
+    def node_warning(self, node_id: str, message: str) -> None:
+        self.progress.console.print(f"[yellow]warning[/]: {node_id}: {message}")
 
     def stop(self) -> None:
         self.progress.stop()

@@ -46,6 +46,9 @@ class WorkflowHeader(BaseModel):
     seed: int | Literal["random"] = Field(0, ge=0, description="workflow seed; node seeds derive from it and the node id")
     device: str = Field("auto", pattern=DEVICE, description="auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="auto = float16 on cuda, float32 elsewhere")
+    offload: Literal["none", "model", "sequential"] = Field(
+        "none", description="CPU offload for generation nodes on CUDA (model: whole models, sequential: layer by layer); "
+                            "a node's own 'offload' wins; ignored with a warning on CPU")
     params: dict[ParamName, Any] = Field(default_factory=dict, description="experiment knobs: $params.NAME, ${params.NAME}")
     models: dict[ParamName, str | ModelEntry] = Field(default_factory=dict, description="named models: $models.NAME")
     nodes: dict[str, Any] = Field(..., description="node id -> node")
@@ -85,6 +88,7 @@ class Workflow:
     seed: int | str
     device: str
     dtype: str
+    offload: str
     params: dict[str, Any]
     models: dict[str, ModelEntry]
     nodes: dict[str, Node]
@@ -171,6 +175,7 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None) -> Workf
         seed=header.seed,
         device=header.device,
         dtype=header.dtype,
+        offload=header.offload,
         params=header.params,
         models=models,
         nodes=nodes,

@@ -89,7 +89,7 @@ def generate_diffusers(ctx, task: str, f) -> dict[str, Any]:
     if shared:
         ctx.record(shared_components=shared)
     kwargs.update(_checked_pipeline_kwargs(pipe, f.pipeline_kwargs))
-    with applied_loras(ctx, pipe, f.lora):
+    with applied_loras(ctx, pipe, f.lora), memory_options(ctx, pipe, f):
         return run_pipeline(ctx, pipe, kwargs)
 
 
@@ -175,6 +175,52 @@ def controlnet_arguments(ctx, task: str, f, kwargs: dict[str, Any]) -> dict[str,
         "control_guidance_start": one_or_list([item.start for item in f.controlnet]),
         "control_guidance_end": one_or_list([item.end for item in f.controlnet]),
     }
+
+
+class memory_options:
+    """Per-node memory savers on the shared pipeline for one call: attention slicing, VAE tiling, CPU offload."""
+
+    def __init__(self, ctx, pipe, f):
+        self.ctx, self.pipe = ctx, pipe
+        self.slicing, self.tiling = f.attention_slicing, f.vae_tiling
+        self.offload = f.offload or ctx.task.offload
+
+    def __enter__(self):
+        if self.slicing:
+            self.pipe.enable_attention_slicing()
+        if self.tiling:
+            vae = getattr(self.pipe, "vae", None)
+            if vae is None or not hasattr(vae, "enable_tiling"):
+                self.ctx.warn(f"vae_tiling: {type(self.pipe).__name__} has no VAE that tiles; running without it")
+                self.tiling = False
+            else:
+                vae.enable_tiling()
+        if self.offload != "none":
+            device = self.ctx.models.device
+            if not device.startswith("cuda"):
+                message = f"offload '{self.offload}' needs a CUDA device; running without it on {device}"
+                self.ctx.warn(message)
+                self.ctx.record(offload=f"ignored ({message})")
+                self.offload = "none"
+            else:
+                index = int(device.split(":")[1]) if ":" in device else 0
+                if self.offload == "model":
+                    self.pipe.enable_model_cpu_offload(gpu_id=index)
+                else:
+                    self.pipe.enable_sequential_cpu_offload(gpu_id=index)
+                self.ctx.record(offload=self.offload)
+        return self
+
+    def __exit__(self, *exc):
+        # the modules are shared with other nodes' pipelines: leave them as they were
+        if self.slicing:
+            self.pipe.disable_attention_slicing()
+        if self.tiling:
+            self.pipe.vae.disable_tiling()
+        if self.offload != "none":
+            self.pipe.remove_all_hooks()
+            self.pipe.to(self.ctx.models.device)
+        return False
 
 
 class applied_loras:

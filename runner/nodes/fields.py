@@ -86,6 +86,7 @@ SCHEDULERS = (
     "euler", "euler_a", "heun", "kdpm2", "kdpm2_a", "lcm", "pndm", "unipc",
 )
 SchedulerName = Literal[SCHEDULERS]  # type: ignore[valid-type]
+Offload = Literal["none", "model", "sequential"]
 
 
 class Fields(BaseModel):

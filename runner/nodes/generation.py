@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from pydantic import Field, model_validator
 
 from .base import node_type
-from .fields import Fields, ImageIn, LatentsIn, MaskIn, ModelIn, SchedulerName, Seed
+from .fields import Fields, ImageIn, LatentsIn, MaskIn, ModelIn, Offload, SchedulerName, Seed
 
 GENERATION_OUTPUTS = {"image": "image", "images": "images", "latents": "latents"}
 
@@ -46,6 +46,10 @@ class Generation(Fields):
     lora: list[Lora] = Field(default_factory=list, description="LoRA adapters applied for this node")
     controlnet: list[ControlNet] = Field(default_factory=list, description="ControlNets with their condition images")
     pipeline_kwargs: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the diffusers call")
+    offload: Offload | None = Field(None, description="CPU offload on CUDA: none | model | sequential; default: the workflow's "
+                                                      "'offload'; ignored with a warning on CPU")
+    attention_slicing: bool = Field(False, description="compute attention in slices (less memory, a little slower)")
+    vae_tiling: bool = Field(False, description="decode/encode with the VAE in tiles (large images in less memory)")
 
     @model_validator(mode="after")
     def _controlnet_images(self):
