@@ -99,3 +99,12 @@ def test_memory_options_run_and_offload_on_cpu_warns_instead_of_crashing(tmp_pat
     assert "warning: b: offload 'sequential' needs a CUDA device" in err
     data = manifest(latest_run(tmp_path / "out", "gen"))
     assert data["nodes"]["b"]["offload"].startswith("ignored") and data["nodes"]["b"]["warnings"]
+
+
+def test_strength_times_steps_below_one_is_a_clear_error(tmp_path, capsys):
+    workflow = write(tmp_path, """
+  a: {type: txt2img, model: $models.sd, steps: 2}
+  b: {type: img2img, model: $models.sd, image: $a, strength: 0.25, steps: 2}
+""")
+    assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain") == 1
+    assert "strength 0.25 x steps 2 leaves no denoising step" in capsys.readouterr().err

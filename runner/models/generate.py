@@ -49,6 +49,10 @@ def generate(ctx, task: str, f) -> dict[str, Any]:
         from .kandinsky import generate_kandinsky
 
         return generate_kandinsky(ctx, task, f)
+    if task == "interpolate":
+        raise ModelUnavailable(f"interpolate nodes blend through the Kandinsky 2.2 prior, and model '{source.label}' is "
+                               "not a Kandinsky 2.2 model: use kandinsky-community/kandinsky-2-2-decoder "
+                               "(tiny:kandinsky22 offline)")
     return generate_diffusers(ctx, task, f)
 
 
@@ -80,6 +84,7 @@ def generate_diffusers(ctx, task: str, f) -> dict[str, Any]:
                 kwargs["denoising_start"] = f.denoising_start
         else:
             kwargs["image"] = ctx.load(f.image).convert("RGB")
+    _check_denoising_steps(kwargs)
     if f.controlnet:
         kwargs.update(controlnet_arguments(ctx, task, f, kwargs))
         ctx.record(controlnets=[{"model": cn_identity, "scale": item.scale, "start": item.start, "end": item.end}
@@ -91,6 +96,18 @@ def generate_diffusers(ctx, task: str, f) -> dict[str, Any]:
     kwargs.update(_checked_pipeline_kwargs(pipe, f.pipeline_kwargs))
     with applied_loras(ctx, pipe, f.lora), memory_options(ctx, pipe, f):
         return run_pipeline(ctx, pipe, kwargs)
+
+
+def _check_denoising_steps(kwargs: dict[str, Any]) -> None:
+    """diffusers runs int(steps * strength) steps on an input image; zero fails deep inside with a tensor error."""
+    steps, strength = kwargs.get("num_inference_steps"), kwargs.get("strength")
+    if steps is None or strength is None or "image" not in kwargs or "denoising_start" in kwargs:
+        return
+    if int(steps * strength) < 1:
+        raise NodeInputError(
+            f"strength {strength} x steps {steps} leaves no denoising step (diffusers runs int(steps * strength) "
+            f"steps on an input image): raise steps to at least {int(1 / strength) + 1 if strength else 1} or raise strength"
+        )
 
 
 def common_arguments(f) -> dict[str, Any]:
