@@ -268,3 +268,13 @@ def test_live_progress_shows_each_node_state():
     events.stop()
     text = buffer.getvalue()
     assert "cached" in text and "done" in text and "0.25 s" in text and "2/2" in text and "\x1b[" in text
+
+
+def test_cache_info_and_clear(demo, tmp_path, capsys, isolated_cache):
+    run_demo(demo, tmp_path / "out")
+    capsys.readouterr()
+    assert run_cli("cache") == 0
+    assert f"{isolated_cache}: {len(DEMO_NODES)} cached node results" in capsys.readouterr().out
+    assert run_cli("cache", "clear") == 0
+    assert f"removed {len(DEMO_NODES)} cached node results" in capsys.readouterr().out
+    assert set(statuses(run_demo(demo, tmp_path / "out")).values()) == {"ran"}
