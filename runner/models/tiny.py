@@ -2,7 +2,7 @@
 
 A tiny model is a small, randomly initialised instance of a real architecture
 (Stable Diffusion 1.5, SDXL base and refiner, ControlNet, depth-to-image,
-Kandinsky 2.2, DPT, Depth Anything), built here from the config dicts below
+Kandinsky 2.2, DPT, Depth Anything, VitPose, RT-DETR), built here from the config dicts below
 with fixed seeds and saved with ``save_pretrained`` as an ordinary
 diffusers/transformers folder.  Every ``from_pretrained`` path, pipeline class
 and AutoPipeline that accepts the real checkpoint accepts the tiny one.
@@ -119,6 +119,32 @@ DEPTH_ANYTHING_PROCESSOR = {
     "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
 }
 
+# Pose (detect_pose): VitPose (ViT backbone image 64x48 = height x width, patch 16, 17 COCO keypoint
+# heatmaps of 16x12) and an RT-DETR person detector (ResNet "basic" backbone, 10 queries, COCO's first
+# two labels so "person" is class 0 as in the real checkpoints). Both need neither timm nor torchvision.
+VITPOSE = {
+    "model_type": "vitpose", "num_labels": 17,
+    "backbone_config": {
+        "model_type": "vitpose_backbone", "image_size": [64, 48], "patch_size": [16, 16], "hidden_size": 32,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "mlp_ratio": 1, "out_indices": [2],
+    },
+}
+VITPOSE_PROCESSOR = {
+    "do_affine_transform": True, "size": {"height": 64, "width": 48}, "normalize_factor": 200.0,
+    "do_rescale": True, "do_normalize": True, "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
+}
+RTDETR = {
+    "model_type": "rt_detr", "id2label": {"0": "person", "1": "bicycle"}, "num_queries": 10, "num_denoising": 0,
+    "backbone_config": {
+        "model_type": "rt_detr_resnet", "embedding_size": 8, "hidden_sizes": [8, 16, 32, 32], "depths": [1, 1, 1, 1],
+        "layer_type": "basic", "out_features": ["stage2", "stage3", "stage4"],
+    },
+    "encoder_in_channels": [16, 32, 32], "encoder_hidden_dim": 32, "encoder_ffn_dim": 32, "encoder_attention_heads": 2,
+    "d_model": 32, "decoder_in_channels": [32, 32, 32], "decoder_ffn_dim": 32, "decoder_layers": 2,
+    "decoder_attention_heads": 2, "decoder_n_points": 2,
+}
+RTDETR_PROCESSOR = {"do_resize": True, "size": {"height": 64, "width": 64}, "do_rescale": True, "do_normalize": False}
+
 # ControlNet: from_unet copies the UNet's encoder; the zero convolutions are
 # then re-initialised with small random weights so the control image
 # visibly changes the output (a zero ControlNet would hide wiring bugs).
@@ -231,6 +257,12 @@ _SPECS: dict[str, dict[str, Any]] = {
     "depth-anything": _single("depth-estimator", _pipe(
         None, {"model": _c("DepthAnythingForDepthEstimation", DEPTH_ANYTHING, 32),
                "processor": _c("DPTImageProcessor", DEPTH_ANYTHING_PROCESSOR)})),
+    "vitpose": _single("pose-estimator", _pipe(
+        None, {"model": _c("VitPoseForPoseEstimation", VITPOSE, 50),
+               "processor": _c("VitPoseImageProcessor", VITPOSE_PROCESSOR)})),
+    "rtdetr": _single("object-detector", _pipe(
+        None, {"model": _c("RTDetrForObjectDetection", RTDETR, 51),
+               "processor": _c("RTDetrImageProcessor", RTDETR_PROCESSOR)})),
 }
 
 TINY_NAMES: tuple[str, ...] = tuple(_SPECS)
@@ -267,8 +299,13 @@ def tiny_identity(name: str) -> str:
 
 
 def tiny_kind(name: str) -> str:
-    """One of "pipeline", "controlnet", "depth-estimator", "lora"."""
+    """One of "pipeline", "controlnet", "depth-estimator", "lora", "pose-estimator", "object-detector"."""
     return _spec(name)[1]["kind"]
+
+
+def tiny_pipeline_classes(name: str) -> dict[str, str | None]:
+    """Subfolder ("" for the top) -> the diffusers pipeline class its model_index.json names, without building."""
+    return {sub: folder[0] for sub, folder in _spec(name)[1]["folders"].items()}
 
 
 def ensure_tiny(name: str, root: pathlib.Path) -> pathlib.Path:

@@ -30,12 +30,24 @@ def estimate_depth(ctx, f: EstimateDepth, inputs=None) -> dict[str, Any]:
 
 class DetectPose(Fields):
     image: ImageIn = Field(..., description="photo with people")
-    model: ModelIn = Field("usyd-community/vitpose-base-simple", description="a transformers pose model (VitPose)")
-    detector: ModelIn = Field("PekingU/rtdetr_r50vd_coco_o365", description="person detector giving the boxes")
-    min_score: float = Field(0.3, ge=0, le=1, description="drop detections and keypoints below this confidence")
+    model: ModelIn = Field("usyd-community/vitpose-base-simple",
+                           description="a transformers VitPose model (VitPoseForPoseEstimation): 17 COCO keypoints per person box")
+    detector: ModelIn | None = Field(
+        "PekingU/rtdetr_r50vd_coco_o365",
+        description="person detector giving the boxes (a transformers object-detection model such as RT-DETR; class "
+                    "'person'); null: the whole image is one person box. When it finds no person above min_score, "
+                    "the whole image is used too (recorded as boxes_from: whole image)")
+    min_score: float = Field(0.3, ge=0, le=1, description="drop person detections and keypoints below this confidence")
 
 
 @node_type("detect_pose", fields=DetectPose, outputs={"image": "image"})
 def detect_pose(ctx, f: DetectPose, inputs=None) -> dict[str, Any]:
-    """OpenPose-style skeleton image for pose ControlNets."""
-    raise NotImplementedError("detect_pose does not execute yet in this version of runner; load a pose image with load_image instead")
+    """OpenPose-style skeleton image for pose ControlNets (person boxes, then VitPose keypoints), at the input's size."""
+    from ..models.pose import person_detector, pose_estimator, pose_image
+
+    image = ctx.load(f.image).convert("RGB")
+    pose = pose_estimator(ctx.models, *ctx.source(f.model))
+    detector = person_detector(ctx.models, *ctx.source(f.detector)) if f.detector is not None else None
+    skeleton, info = pose_image(image, pose, detector, f.min_score)
+    ctx.record(**info)
+    return {"image": skeleton}
