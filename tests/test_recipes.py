@@ -7,7 +7,7 @@ import pytest
 from conftest import WORKFLOWS, latest_run, manifest, run_cli
 from test_cli_language import offline_overrides
 
-RUNNABLE = ["txt2img.yaml", "img2img.yaml", "inpaint.yaml", "grid_upscale.yaml"]
+RUNNABLE = ["txt2img.yaml", "img2img.yaml", "inpaint.yaml", "grid_upscale.yaml", "kandinsky22.yaml"]
 
 
 @pytest.mark.parametrize("name", RUNNABLE)

@@ -48,7 +48,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .generate import NodeInputError, _checked_pipeline_kwargs, common_arguments, run_pipeline
+from .generate import NodeInputError, _check_denoising_steps, _checked_pipeline_kwargs, common_arguments, run_pipeline
 from .sources import ModelUnavailable
 
 COMBINED_PIPELINES = {
@@ -96,6 +96,8 @@ def generate_kandinsky(ctx, task: str, f) -> dict[str, Any]:
         else:  # one side given: the other one follows the input's aspect ratio
             kwargs.setdefault("width", _nearest(image.width * kwargs["height"] / image.height, unit))
             kwargs.setdefault("height", _nearest(image.height * kwargs["width"] / image.width, unit))
+    if task == "img2img":
+        _check_denoising_steps(kwargs)
     if task == "inpaint":
         kwargs["mask_image"] = ctx.load(f.mask).convert("L")
         strength = kwargs.pop("strength", 1.0)
@@ -107,10 +109,20 @@ def generate_kandinsky(ctx, task: str, f) -> dict[str, Any]:
     kwargs.update(_checked_pipeline_kwargs(pipe, f.pipeline_kwargs))
     if keep_size is not None:
         ctx.record(generated_size=[kwargs["width"], kwargs["height"]], resized_to=list(keep_size))
-    outputs = run_pipeline(ctx, pipe, kwargs)
+    outputs = _run(ctx, pipe, kwargs)
     if keep_size is not None:
         return _resized(outputs, keep_size)
     return outputs
+
+
+def _run(ctx, pipe, kwargs: dict[str, Any]) -> dict[str, Any]:
+    import warnings
+
+    with warnings.catch_warnings():
+        # the combined txt2img/img2img pipelines always forward their (deprecated) callback_steps=1 to the decoder,
+        # which then warns although runner uses callback_on_step_end
+        warnings.filterwarnings("ignore", message=".*callback_steps.*", category=FutureWarning)
+        return run_pipeline(ctx, pipe, kwargs)
 
 
 # ----------------------------------------------------------------- loading
@@ -136,9 +148,9 @@ def _load_local(source, folder: Path, kwargs: dict) -> dict[str, Any]:
     from diffusers import DiffusionPipeline, KandinskyV22PriorPipeline
 
     if not ((folder / "prior").is_dir() and (folder / "decoder").is_dir()):
-        what = _class_name(folder) or "a Kandinsky 2.2 pipeline"
+        what = _class_name(folder) or "Kandinsky 2.2 pipeline"
         raise ModelUnavailable(
-            f"model '{source.label}' is {what} alone, but Kandinsky 2.2 needs both its prior and its decoder: put "
+            f"model '{source.label}' is a {what} folder alone, but Kandinsky 2.2 needs both its prior and its decoder: put "
             "them in one folder as prior/ and decoder/ subfolders (e.g. the kandinsky-community/kandinsky-2-2-prior "
             f"and {DECODER_HUB_IDS[4]} snapshots), or use the hub id {DECODER_HUB_IDS[4]}, which loads its prior with it"
         )
@@ -325,7 +337,7 @@ def _interpolate(ctx, f, source, identity: str, components: dict[str, Any]) -> d
             kwargs[argument] = getattr(f, field)
     _check_sizes(kwargs, _size_unit(components))
     kwargs.update(_checked_pipeline_kwargs(decoder, extra))
-    outputs = run_pipeline(ctx, decoder, kwargs)
+    outputs = _run(ctx, decoder, kwargs)
     return {"image": outputs["image"]}
 
 

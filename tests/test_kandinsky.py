@@ -1,0 +1,183 @@
+"""Kandinsky 2.2 nodes on tiny models: txt2img, img2img, inpaint and interpolate through the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+from conftest import WORKFLOWS, latest_run, manifest, run_cli
+
+ROOM = WORKFLOWS / "inputs" / "room.png"
+FAST = "pipeline_kwargs: {prior_num_inference_steps: 2}"
+
+
+def write(tmp_path: Path, nodes_yaml: str, name: str = "kd") -> Path:
+    workflow = tmp_path / f"{name}.yaml"
+    workflow.write_text(
+        f"version: 1\nname: {name}\nseed: 5\nmodels: {{k: tiny:kandinsky22, ki: tiny:kandinsky22-inpaint}}\nnodes:\n"
+        f"  src: {{type: load_image, path: {ROOM}, size: [64, 64]}}\n"
+        "  left: {type: make_mask, like: $src, shapes: [{rect: [0, 0, 32, 64]}]}\n" + nodes_yaml)
+    return workflow
+
+
+ALL = f"""
+  t: {{type: txt2img, model: $models.k, prompt: a cat, steps: 2, width: 64, height: 64, {FAST}}}
+  i: {{type: img2img, model: $models.k, image: $src, prompt: a cat, steps: 2, strength: 0.7, {FAST}}}
+  p: {{type: inpaint, model: $models.ki, image: $src, mask: $left, prompt: a cat, steps: 2, {FAST}}}
+  b:
+    type: interpolate
+    model: $models.k
+    steps: 2
+    width: 64
+    height: 64
+    items:
+      - {{prompt: a cat, weight: 0.4}}
+      - {{prompt: starry night, weight: 0.3}}
+      - {{image: $src, weight: 0.3}}
+    {FAST}
+  save: {{type: save_image, images: [$t, $i, $p, $b], name: out.png}}
+"""
+
+
+def test_four_tasks_run_deterministically_sharing_one_load(tmp_path):
+    workflow = write(tmp_path, ALL)
+    out = tmp_path / "out"
+    digests = []
+    for _ in range(2):
+        assert run_cli("run", workflow, "--out", out, "--plain", "--no-cache") == 0
+        run_dir = latest_run(out, "kd")
+        files = [run_dir / f"out_{i}.png" for i in range(4)]
+        assert [Image.open(f).size for f in files] == [(64, 64)] * 4
+        digests.append([Image.open(f).tobytes() for f in files])
+    assert digests[0] == digests[1]
+    assert len(set(digests[0])) == 4
+
+    data = manifest(run_dir)
+    nodes = data["nodes"]
+    assert {n: nodes[n]["pipeline_class"] for n in "tipb"} == {
+        "t": "KandinskyV22CombinedPipeline", "i": "KandinskyV22Img2ImgCombinedPipeline",
+        "p": "KandinskyV22InpaintCombinedPipeline", "b": "KandinskyV22Pipeline"}
+    assert nodes["b"]["prior_pipeline_class"] == "KandinskyV22PriorPipeline"
+    assert nodes["b"]["prior_call"]["weights"] == [0.4, 0.3, 0.3]
+    assert nodes["t"]["call"]["prior_num_inference_steps"] == 2 and nodes["i"]["call"]["strength"] == 0.7
+    # three nodes on tiny:kandinsky22, one on the inpaint model: each loaded exactly once
+    loaded = data["models_loaded"]
+    assert len(loaded) == 2 and len(set(loaded)) == 2
+    assert sorted(m.split("@")[0] for m in loaded) == ["tiny:kandinsky22", "tiny:kandinsky22-inpaint"]
+
+
+def test_inpaint_repaints_white_and_keeps_black(tmp_path):
+    """Runner's mask convention holds for Kandinsky: an all-black mask repaints nothing, so the seed is irrelevant."""
+    nodes = ""
+    for color in ("black", "white"):
+        nodes += f"  {color}: {{type: make_mask, like: $src, invert: {str(color == 'white').lower()}}}\n"
+        for seed in (1, 2):
+            nodes += (f"  {color}_{seed}: {{type: inpaint, model: $models.ki, image: $src, mask: ${color}, prompt: a cat, "
+                      f"steps: 2, seed: {seed}, {FAST}}}\n"
+                      f"  save_{color}_{seed}: {{type: save_image, image: ${color}_{seed}, name: {color}_{seed}.png}}\n")
+    assert run_cli("run", write(tmp_path, nodes), "--out", tmp_path / "out", "--plain") == 0
+    run_dir = latest_run(tmp_path / "out", "kd")
+    pixels = {name: Image.open(run_dir / f"{name}.png").tobytes() for name in ("black_1", "black_2", "white_1", "white_2")}
+    assert pixels["black_1"] == pixels["black_2"]
+    assert pixels["white_1"] != pixels["white_2"]
+
+
+def test_inpaint_keeps_the_input_size(tmp_path):
+    nodes = f"""
+  big: {{type: load_image, path: {ROOM}, size: [100, 72]}}
+  hole: {{type: make_mask, like: $big, shapes: [{{rect: [10, 10, 60, 60]}}]}}
+  p: {{type: inpaint, model: $models.ki, image: $big, mask: $hole, prompt: a cat, steps: 2, {FAST}}}
+  s: {{type: save_image, image: $p, name: p.png}}
+"""
+    assert run_cli("run", write(tmp_path, nodes), "--out", tmp_path / "out", "--plain") == 0
+    run_dir = latest_run(tmp_path / "out", "kd")
+    assert Image.open(run_dir / "p.png").size == (100, 72)
+    assert manifest(run_dir)["nodes"]["p"]["generated_size"] == [128, 64]
+
+
+def test_mismatched_decoders_and_unsupported_fields_fail_clearly(tmp_path, capsys):
+    cases = {
+        f"  p: {{type: inpaint, model: $models.k, image: $src, mask: $left, steps: 2}}\n":
+            ["'tiny:kandinsky22'", "kandinsky-community/kandinsky-2-2-decoder-inpaint", "tiny:kandinsky22-inpaint"],
+        f"  t: {{type: txt2img, model: $models.ki, steps: 2, width: 64, height: 64}}\n":
+            ["'tiny:kandinsky22-inpaint'", "inpainting decoder", "tiny:kandinsky22 offline"],
+        f"  t: {{type: txt2img, model: $models.k, steps: 2, lora: [{{model: tiny:lora-sd15}}]}}\n":
+            ["LoRA is not supported for Kandinsky 2.2", "'tiny:kandinsky22'"],
+        f"  t: {{type: txt2img, model: $models.k, steps: 2, width: 72, height: 64}}\n":
+            ["width 72", "multiple of 64"],
+        f"  t: {{type: txt2img, model: $models.k, steps: 2, scheduler: euler}}\n":
+            ["scheduler 'euler'", "dpmpp_2m"],
+        f"  i: {{type: img2img, model: $models.k, image: $src, steps: 2, strength: 0.3}}\n":
+            ["leaves no denoising step"],
+        f"  p: {{type: inpaint, model: $models.ki, image: $src, mask: $left, steps: 2, strength: 0.5}}\n":
+            ["strength 0.5", "repaints the masked area fully"],
+    }
+    for index, (nodes, expected) in enumerate(cases.items()):
+        capsys.readouterr()
+        workflow = write(tmp_path, nodes, name=f"bad{index}")
+        assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain") == 1, nodes
+        err = capsys.readouterr().err
+        for text in expected:
+            assert text in err, (text, err)
+
+
+def test_decoder_scheduler_swaps_per_node(tmp_path):
+    nodes = f"""
+  a: {{type: txt2img, model: $models.k, prompt: a cat, steps: 2, width: 64, height: 64, scheduler: dpmpp_2m, {FAST}}}
+  b: {{type: txt2img, model: $models.k, prompt: a cat, steps: 2, width: 64, height: 64, {FAST}}}
+"""
+    assert run_cli("run", write(tmp_path, nodes), "--out", tmp_path / "out", "--plain") == 0
+    data = manifest(latest_run(tmp_path / "out", "kd"))
+    assert [data["nodes"][n]["scheduler"] for n in "ab"] == ["DPMSolverMultistepScheduler", "DDPMScheduler"]
+    assert len(data["models_loaded"]) == 1
+
+
+def test_a_decoder_folder_alone_is_refused(tmp_path, models_dir, capsys):
+    from runner.models.tiny import ensure_tiny
+
+    decoder = ensure_tiny("kandinsky22", models_dir / "tiny") / "decoder"
+    workflow = tmp_path / "alone.yaml"
+    workflow.write_text(f"version: 1\nmodels: {{k: '{decoder}'}}\nnodes:\n"
+                        "  t: {type: txt2img, model: $models.k, steps: 2, width: 64, height: 64}\n")
+    assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain") == 1
+    err = capsys.readouterr().err
+    assert "a KandinskyV22Pipeline folder alone" in err and "prior/ and decoder/" in err
+
+
+def test_hub_layout_loads_decoder_with_its_connected_prior(tmp_path, models_dir):
+    """A hub decoder's model card names its prior; AutoPipeline loads both (simulated with local folders)."""
+    import shutil
+    from types import SimpleNamespace
+
+    import pytest
+    import torch
+
+    from runner.language.workflow import ModelEntry
+    from runner.models.kandinsky import kandinsky_components
+    from runner.models.sources import ModelSource, ModelUnavailable
+    from runner.models.tiny import ensure_tiny
+
+    tiny = ensure_tiny("kandinsky22-inpaint", models_dir / "tiny")
+    snapshot = tmp_path / "snapshot"
+    shutil.copytree(tiny / "decoder", snapshot)
+    (snapshot / "README.md").write_text(f"---\nprior:\n- {tiny / 'prior'}\n---\n")
+    registry = SimpleNamespace(device="cpu", cached=lambda key, factory, load_label=None: factory(),
+                               pretrained_args=lambda source: (str(snapshot), {"dtype": torch.float32, "use_safetensors": True}),
+                               model_folder=lambda source: snapshot)
+    source = ModelSource(ModelEntry(source="kandinsky-community/kandinsky-2-2-decoder-inpaint"), "hub",
+                         "kandinsky-community/kandinsky-2-2-decoder-inpaint")
+    parts = kandinsky_components(registry, source, "id")
+    assert parts["unet"].config.in_channels == 9 and type(parts["prior_prior"]).__name__ == "PriorTransformer"
+
+    registry.model_folder = lambda source: tiny / "prior"
+    with pytest.raises(ModelUnavailable, match="is a Kandinsky 2.2 prior"):
+        kandinsky_components(registry, source, "id")
+
+
+def test_interpolate_needs_a_kandinsky_model(tmp_path, capsys):
+    workflow = tmp_path / "sd.yaml"
+    workflow.write_text("version: 1\nmodels: {sd: tiny:sd15}\nnodes:\n"
+                        "  b: {type: interpolate, model: $models.sd, items: [{prompt: a}, {prompt: b}]}\n")
+    assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain") == 1
+    assert "model 'tiny:sd15' is not a Kandinsky 2.2 model" in capsys.readouterr().err
