@@ -123,3 +123,20 @@ def test_estimate_depth_gives_a_depth_map_at_the_input_size(tmp_path, model):
     depth = Image.open(run_dir / "save.png")
     assert depth.mode == "L" and depth.size == (72, 56)
     assert manifest(run_dir)["nodes"]["depth"]["models"][model].startswith(model + "@")
+
+
+def test_upscale_with_a_diffusion_upscaler(tmp_path):
+    code, run_dir = run_nodes(tmp_path, """
+  photo: {type: load_image, path: in.png, size: [32, 24]}
+  x4: {type: upscale, image: $photo, model: tiny:sd-x4-upscaler, prompt: a room, steps: 2}
+  x2: {type: upscale, image: $photo, model: tiny:sd-x4-upscaler, prompt: a room, steps: 2, scale: 2, noise_level: 10}
+  a: {type: save_image, image: $x4}
+  b: {type: save_image, image: $x2}
+""")
+    assert code == 0
+    assert Image.open(run_dir / "a.png").size == (128, 96)
+    assert Image.open(run_dir / "b.png").size == (64, 48)
+    data = manifest(run_dir)
+    assert data["nodes"]["x4"]["pipeline_class"] == "StableDiffusionUpscalePipeline"
+    assert data["nodes"]["x2"]["resized_from"] == [128, 96] and data["nodes"]["x2"]["call"]["noise_level"] == 10
+    assert len([m for m in data["models_loaded"] if m.startswith("tiny:sd-x4-upscaler@")]) == 1

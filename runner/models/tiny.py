@@ -84,6 +84,10 @@ UNET_SDXL_REFINER = {
     "projection_class_embeddings_input_dim": 72,  # 5 time ids (with aesthetic score) * 8 + 32
 }
 
+UNET_X4 = {**UNET_SD15, "in_channels": 7, "num_class_embeds": 1000}  # class embedding = noise level
+VAE_X4 = {**VAE, "block_out_channels": [8, 16, 32], "down_block_types": ["DownEncoderBlock2D"] * 3,
+          "up_block_types": ["UpDecoderBlock2D"] * 3, "scaling_factor": 0.08333}
+SCHED_X4_LOW_RES = {"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "beta_start": 0.0001, "beta_end": 0.02}
 SCHED_SD = {  # Stable Diffusion 1.x/2.x training schedule
     "num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
     "clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1, "prediction_type": "epsilon",
@@ -252,6 +256,13 @@ _SPECS: dict[str, dict[str, Any]] = {
     # A LoRA for tiny:sd15's UNet (attention projections), saved as diffusers' pytorch_lora_weights.safetensors.
     "lora-sd15": _single("lora", _pipe(
         None, {"lora": _c("LoRA", {**LORA, "unet": UNET_SD15, "unet_seed": 0}, 7)})),
+    # Stable Diffusion x4 upscaler: the low-res image joins the latents (7 input channels), a 3-block VAE (x4).
+    "sd-x4-upscaler": _single("pipeline", _pipe(
+        "StableDiffusionUpscalePipeline",
+        {"unet": _c("UNet2DConditionModel", UNET_X4, 8), "vae": _c("AutoencoderKL", VAE_X4, 9),
+         "text_encoder": _c("CLIPTextModel", CLIP_TEXT, 2), "tokenizer": _TOK,
+         "scheduler": _c("DDIMScheduler", SCHED_SD), "low_res_scheduler": _c("DDPMScheduler", SCHED_X4_LOW_RES)},
+        max_noise_level=350)),
     "dpt": _single("depth-estimator", _pipe(
         None, {"model": _c("DPTForDepthEstimation", DPT, 31), "processor": _c("DPTImageProcessor", DPT_PROCESSOR)})),
     "depth-anything": _single("depth-estimator", _pipe(

@@ -172,10 +172,13 @@ def grid(ctx, f: Grid, inputs=None) -> dict[str, Any]:
 # ------------------------------------------------------------------- upscale
 class Upscale(Fields):
     image: ImageIn = Field(..., description="image to enlarge")
-    scale: float = Field(2.0, gt=0, le=8, description="size factor")
-    model: ModelIn | None = Field(None, description="diffusion upscaler (e.g. stabilityai/stable-diffusion-x4-upscaler); default: Lanczos resize")
+    scale: float | None = Field(None, gt=0, le=8, description="size factor; default 2 for a resize, the model's own "
+                                                                "factor (x4) with a model; otherwise the model's output is resized")
+    model: ModelIn | None = Field(None, description="diffusion upscaler (e.g. stabilityai/stable-diffusion-x4-upscaler); "
+                                                    "default: Lanczos resize")
     prompt: str = Field("", description="prompt for a diffusion upscaler")
-    steps: int | None = Field(None, ge=1, le=1000, description="denoising steps for a diffusion upscaler")
+    steps: int | None = Field(None, ge=1, le=1000, description="denoising steps for a diffusion upscaler; default: the pipeline's")
+    noise_level: int | None = Field(None, ge=0, le=1000, description="noise added to the input (x4 upscaler); default: the pipeline's")
     seed: Seed | None = Field(None, description="noise seed for a diffusion upscaler; default: derived from the workflow seed")
 
 
@@ -184,11 +187,20 @@ def upscale(ctx, f: Upscale, inputs=None) -> dict[str, Any]:
     """Enlarge an image: Lanczos resize, or a diffusion upscaler when `model` is given."""
     from PIL import Image
 
-    image = ctx.load(f.image)
-    if f.model is not None:
-        raise NotImplementedError("diffusion upscaler models are not supported yet; leave out 'model' for a Lanczos resize")
-    size = (max(1, round(image.width * f.scale)), max(1, round(image.height * f.scale)))
-    return {"image": image.resize(size, Image.Resampling.LANCZOS)}
+    image = ctx.load(f.image).convert("RGB")
+    if f.model is None:
+        scale = f.scale or 2.0
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        return {"image": image.resize(size, Image.Resampling.LANCZOS)}
+    from ..models.upscale import diffusion_upscale
+
+    result = diffusion_upscale(ctx, f, image)
+    if f.scale is not None:
+        size = (max(1, round(image.width * f.scale)), max(1, round(image.height * f.scale)))
+        if result.size != size:
+            ctx.record(resized_from=list(result.size))
+            result = result.resize(size, Image.Resampling.LANCZOS)
+    return {"image": result}
 
 
 # ---------------------------------------------------------------- save_image
