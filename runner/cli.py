@@ -1,4 +1,4 @@
-"""Command line: runner run | validate | schema | nodes | graph | cache.
+"""Command line: runner run | validate | schema | nodes | graph | runs | extract | cache.
 
 Exit status: 0 success, 1 a node failed, 2 the workflow or the command line is invalid.
 Commands that need no model never import torch, diffusers or transformers.
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="override a value by dotted path, parsed as YAML (repeatable), e.g. --set params.prompt='a red barn'")
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
-    run = commands.add_parser("run", help="execute a workflow (cached nodes are not re-run)")
+    run = commands.add_parser("run", help="execute a workflow, or the one embedded in a PNG runner saved (cached nodes are not re-run)")
     with_overrides(run)
     run.add_argument("--out", type=Path, default=Path("outputs"), help="folder for run folders (default: ./outputs)")
     run.add_argument("--only", nargs="+", default=[], metavar="NODE", help="run only these nodes and what they need")
@@ -53,6 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
     graph = commands.add_parser("graph", help="print the workflow graph")
     with_overrides(graph)
     graph.add_argument("--format", choices=("text", "mermaid"), default="text", help="text tree (default) or Mermaid flowchart")
+
+    runs = commands.add_parser("runs", help="list past runs, show one, or diff two")
+    runs.add_argument("action", choices=("list", "show", "diff"), nargs="?", default="list")
+    runs.add_argument("runs", nargs="*", metavar="RUN", help="run folder, run id (or a unique prefix), NAME/RUN_ID, or 'latest'")
+    runs.add_argument("--out", type=Path, default=Path("outputs"), help="folder holding run folders (default: ./outputs)")
+
+    extract = commands.add_parser("extract", help="print the workflow embedded in a PNG that runner saved")
+    extract.add_argument("image", type=Path, help="a PNG written by save_image")
+    extract.add_argument("--out", type=Path, help="write the workflow to this file instead of stdout")
 
     cache = commands.add_parser("cache", help="show or clear the node cache")
     cache.add_argument("action", choices=("info", "clear"), nargs="?", default="info")
@@ -94,10 +103,14 @@ def _print_problems(exc) -> None:
     print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
 
 
-def _console(stderr: bool = False):
+def _console(stderr: bool = False, wide: bool = False):
+    """A rich console; `wide` tables are not cut to 80 columns when the output goes to a file or a pipe."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    console = Console(stderr=stderr, highlight=False)
+    if wide and not console.is_terminal:
+        console = Console(stderr=stderr, highlight=False, width=200)
+    return console
 
 
 def cmd_validate(args) -> int:
@@ -163,6 +176,37 @@ def cmd_run(args) -> int:
     return run_command(args)
 
 
+def cmd_runs(args) -> int:
+    from .front.runs import print_diff, print_list, print_show, resolve_run
+    from .language.errors import Location, Problem, WorkflowError
+
+    console = _console(wide=True)
+    wanted = {"list": 0, "show": 1, "diff": 2}[args.action]
+    if len(args.runs) != wanted:
+        raise WorkflowError([Problem(Location(f"runner runs {args.action}"), (),
+                                     f"'{args.action}' takes {wanted} run{'s' if wanted != 1 else ''}, got {len(args.runs)}",
+                                     "e.g. runner runs diff RUN_A RUN_B")])
+    if args.action == "list":
+        print_list(console, args.out)
+    elif args.action == "show":
+        print_show(console, resolve_run(args.runs[0], args.out))
+    else:
+        print_diff(console, resolve_run(args.runs[0], args.out), resolve_run(args.runs[1], args.out))
+    return EXIT_OK
+
+
+def cmd_extract(args) -> int:
+    from .front.runs import embedded_workflow
+
+    text, _original = embedded_workflow(args.image)
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
 def cmd_cache(args) -> int:
     from .executor.cache import NodeCache, default_cache_dir
 
@@ -182,5 +226,7 @@ COMMANDS = {
     "schema": cmd_schema,
     "nodes": cmd_nodes,
     "graph": cmd_graph,
+    "runs": cmd_runs,
+    "extract": cmd_extract,
     "cache": cmd_cache,
 }

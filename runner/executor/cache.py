@@ -8,6 +8,7 @@ Ctrl-C mid-write leaves at most a stray temporary folder, never a torn entry.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -51,8 +52,9 @@ class NodeCache:
         try:
             record = {"key": key, **info, "outputs": {}}
             for name, (kind, value) in outputs.items():
-                files = write_value(kind, value, staging / name)
-                record["outputs"][name] = {"kind": kind, "files": [Path(f).name for f in files]}
+                files = [Path(f).name for f in write_value(kind, value, staging / name)]
+                digests = [hashlib.sha256((staging / f).read_bytes()).hexdigest() for f in files]
+                record["outputs"][name] = {"kind": kind, "files": files, "sha256": digests}
             (staging / ENTRY_FILE).write_text(json.dumps(record, indent=1, sort_keys=True))
             if final.exists():  # an identical entry landed meanwhile (or --no-cache re-ran the node): replace it
                 shutil.rmtree(final, ignore_errors=True)

@@ -21,6 +21,7 @@ from ..language.workflow import Workflow, load_workflow
 from ..models.sources import FileHashCache
 from ..nodes import NODE_TYPES
 from .png_text import with_text
+from .provenance import a1111_parameters, git_state, png_size
 from .progress import LiveEvents, PlainEvents, summary_table
 
 MANIFEST_VERSION = 1
@@ -33,7 +34,7 @@ def models_dir(cache_root: Path) -> Path:
 def run_command(args) -> int:
     from rich.console import Console
 
-    workflow = load_workflow(args.workflow, args.overrides)
+    workflow = load_for_run(args.workflow, args.overrides)
     _check_node_names(workflow, args.only, "--only")
     _check_node_names(workflow, args.force, "--force")
     cache = NodeCache(default_cache_dir())
@@ -81,6 +82,17 @@ def run_command(args) -> int:
             print("finished nodes stay cached; fix the problem and run again to resume from there", file=sys.stderr)
     print(f"run folder: {run_dir}")
     return exit_code
+
+
+def load_for_run(path: Path, overrides: list[str]) -> Workflow:
+    """A workflow file, or the workflow embedded in a PNG that runner saved (relative paths from its original folder)."""
+    if path.suffix.lower() != ".png":
+        return load_workflow(path, overrides)
+    from .runs import embedded_workflow
+
+    text, original = embedded_workflow(path)
+    home = Path(original) if original and Path(original).parent.is_dir() else path.with_suffix(".yaml")
+    return load_workflow(home, overrides, text=text, source=f"{path} (embedded workflow)")
 
 
 def _check_node_names(workflow: Workflow, names: list[str], option: str) -> None:
@@ -188,17 +200,34 @@ class PublishContext:
         seed = plan.seeds.get(link.node)
         texts = {
             "runner:workflow": self.publisher.resolved_text,
+            "runner:workflow_path": str(self.publisher.workflow.path.resolve()),
             "runner:node": link.node,
             "runner:seed": json.dumps({"workflow_seed": plan.workflow_seed, "node_seed": seed}),
         }
-        data = with_text(files[index].read_bytes(), texts)
+        pixels = files[index].read_bytes()
+        source_task = plan.tasks[link.node]
+        model_ref = getattr(source_task.fields, "model", None)
+        if model_ref:
+            entry = self.publisher.cache.read_entry(source_task.key)
+            parameters = a1111_parameters(source_task.fields, seed, png_size(pixels), source_task.models[model_ref].label,
+                                          entry.get("info", {}).get("scheduler"))
+            if parameters:
+                texts["parameters"] = parameters
+        data = with_text(pixels, texts)
         _write_atomic(self.publisher.run_dir / name, data)
         return name
 
 
+def _output_hashes(cache: NodeCache, key: str) -> dict[str, list[str]]:
+    """sha256 of each stored output file, as recorded in the cache entry (empty when the node did not finish)."""
+    if not cache.has(key):
+        return {}
+    return {name: output.get("sha256", []) for name, output in cache.read_entry(key)["outputs"].items()}
+
+
 def build_manifest(workflow: Workflow, plan: Plan, results: dict[str, NodeResult], publisher: Publisher, status: str,
                    error: str | None, started: float, executor: LocalExecutor) -> dict:
-    workflow_bytes = Path(workflow.path).read_bytes()
+    workflow_bytes = workflow.text.encode("utf-8")
     nodes = {}
     for node_id in plan.order:
         task = plan.tasks[node_id]
@@ -213,6 +242,7 @@ def build_manifest(workflow: Workflow, plan: Plan, results: dict[str, NodeResult
             "seed": task.seed,
             "models": task.model_ids,
             "input_files": task.files,
+            "outputs": _output_hashes(publisher.cache, task.key),
             **({"published": publisher.files[node_id]} if node_id in publisher.files else {}),
             **(result.info if result else {}),
         }
@@ -220,7 +250,7 @@ def build_manifest(workflow: Workflow, plan: Plan, results: dict[str, NodeResult
         "manifest_version": MANIFEST_VERSION,
         "run_id": publisher.run_dir.name,
         "workflow": {"name": workflow.name, "path": str(workflow.path), "sha256": hashlib.sha256(workflow_bytes).hexdigest(),
-                     "overrides": workflow.overrides},
+                     "overrides": workflow.overrides, "git": git_state(Path(workflow.path))},
         "status": status,
         "error": error,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),

@@ -13,11 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from ..graph.dag import Graph
 from ..nodes import NODE_TYPES, NodeType
+from ..nodes.base import CheckContext
 from ..nodes.fields import Accepts, Fields, field_values, find_marker, iter_marked
 from .errors import Location, Problem, WorkflowError, did_you_mean, dotted
 from .overrides import apply_overrides
 from .refs import NAME, NODE_ID, RESERVED, Link, resolve_references, unresolve
-from .yaml_source import SourceMap, load_yaml_file
+from .yaml_source import SourceMap, load_yaml, load_yaml_file
 
 WORKFLOW_NAME = r"^[a-z0-9_-]+$"
 DEVICE = r"^(auto|cpu|mps|cuda(:[0-9]+)?)$"
@@ -76,6 +77,10 @@ class Node:
     def links(self) -> list[tuple[Link, Accepts, tuple]]:
         found = []
         for value, accepts, path in iter_marked(self.fields, Accepts):
+            if accepts.mapping:  # keyword arguments: any value may be a link (or a list of links)
+                for key, item in value.items():
+                    found.extend((link, accepts, path + (key,)) for link in _links_in(item))
+                continue
             for item in value if isinstance(value, list) else [value]:
                 found.append((item, accepts, path))
         return found
@@ -96,6 +101,7 @@ class Workflow:
     document: dict  # after overrides, before reference resolution: what the user's file now says
     overrides: list[str] = field(default_factory=list)
     source_map: SourceMap | None = None
+    text: str = ""  # the YAML as read, before overrides
 
     @property
     def base_dir(self) -> Path:
@@ -105,11 +111,20 @@ class Workflow:
         return unresolve(field_values(self.nodes[node_id].fields, only_set=True))
 
 
-def load_workflow(path: str | Path, overrides: list[str] | None = None) -> Workflow:
-    """Parse and fully validate a workflow file. Raises WorkflowError listing every problem."""
+def load_workflow(path: str | Path, overrides: list[str] | None = None, *, text: str | None = None,
+                  source: str | None = None) -> Workflow:
+    """Parse and fully validate a workflow file. Raises WorkflowError listing every problem.
+
+    With `text`, that YAML is used instead of the file's content (a workflow recovered from an image);
+    `path` still decides the folder that relative paths start from, and `source` names it in messages.
+    """
     path = Path(path)
     overrides = list(overrides or [])
-    raw, smap = load_yaml_file(path)
+    if text is None:
+        raw, smap = load_yaml_file(path)
+        text = path.read_text(encoding="utf-8")
+    else:
+        raw, smap = load_yaml(text, source or str(path))
     if not isinstance(raw, dict):
         raise WorkflowError([Problem(smap.locate(()), (), "a workflow is a mapping with version, nodes, ...",
                                      "start the file with 'version: 1' and a 'nodes:' section")])
@@ -160,6 +175,13 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None) -> Workf
                 problems.append(_stray_link(node_type, link, smap))
             else:
                 _check_link(node_type, link, accepts, nodes, typed_only, raw_nodes or {}, smap, problems)
+    # each node type's own checks beyond its fields' types (call arguments against diffusers signatures, ...)
+    context = CheckContext(_model_entries(document.get("models")), path.resolve().parent)
+    for node in nodes.values():
+        if node.type.check is not None:
+            for relative, message, hint in node.type.check(node.fields, context):
+                where = ("nodes", node.id) + tuple(relative)
+                problems.append(Problem(smap.locate(where), where, message, hint))
     cycle = graph.find_cycle()
     if cycle:
         problems.append(Problem(smap.locate(("nodes", cycle[0])), ("nodes", cycle[0]),
@@ -183,7 +205,19 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None) -> Workf
         document=document,
         overrides=overrides,
         source_map=smap,
+        text=text,
     )
+
+
+def _model_entries(raw: Any) -> dict[str, ModelEntry]:
+    """The valid entries of `models:` (an invalid one is reported by the header's validation)."""
+    entries = {}
+    for name, value in raw.items() if isinstance(raw, dict) else ():
+        try:
+            entries[name] = ModelEntry(source=value) if isinstance(value, str) else ModelEntry.model_validate(value)
+        except ValidationError:
+            pass
+    return entries
 
 
 def _default_name(path: Path) -> str:

@@ -1,0 +1,129 @@
+"""`runner runs`: list past runs, show one, diff two; `runner extract`: the workflow inside a PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ..language.errors import Location, Problem, WorkflowError
+
+
+def find_runs(out: Path) -> list[Path]:
+    """Run folders under `out` (outputs/<name>/<run-id>/manifest.json), oldest first."""
+    runs = [m.parent for m in out.glob("*/*/manifest.json")]
+    return sorted(runs, key=lambda run: (run.name, run.parent.name))
+
+
+def resolve_run(ref: str, out: Path) -> Path:
+    """A run folder given as a path, a run id, or NAME/RUN_ID; 'latest' is the newest run."""
+    path = Path(ref)
+    if (path / "manifest.json").is_file():
+        return path
+    runs = find_runs(out)
+    if ref == "latest" and runs:
+        return runs[-1]
+    matches = [run for run in runs if run.name == ref or f"{run.parent.name}/{run.name}" == ref or run.name.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    why = "matches several runs" if matches else f"is neither a run folder nor a run id under {out}"
+    raise WorkflowError([Problem(Location("runner runs"), (), f"'{ref}' {why}", "run 'runner runs list' to see run ids")])
+
+
+def load_manifest(run: Path) -> dict:
+    return json.loads((run / "manifest.json").read_text())
+
+
+def print_list(console: Console, out: Path) -> None:
+    table = Table(title=f"runs under {out}")
+    for column in ("workflow", "run id", "status", "ran", "cached", "seconds"):
+        table.add_column(column, justify="right" if column in ("ran", "cached", "seconds") else "left", overflow="fold")
+    for run in find_runs(out):
+        data = load_manifest(run)
+        counts = data.get("counts", {})
+        table.add_row(data["workflow"]["name"], run.name, data["status"], str(counts.get("ran", 0)),
+                      str(counts.get("cached", 0)), f"{data.get('seconds', 0):.2f}")
+    console.print(table)
+
+
+def print_show(console: Console, run: Path) -> None:
+    data = load_manifest(run)
+    console.print(f"[bold]{escape(data['workflow']['name'])}[/] run {run.name}: {data['status']}"
+                  + (f" ({escape(data['error'])})" if data.get("error") else ""))
+    console.print(f"folder {run}  seed {data['seed']}  device {data['device']}  dtype {data['dtype']}  "
+                  f"{data.get('seconds', 0):.2f} s")
+    if data["workflow"].get("overrides"):
+        console.print("overrides: " + escape(" ".join(f"--set {o}" for o in data["workflow"]["overrides"])))
+    table = Table()
+    for column in ("node", "type", "status", "seconds", "seed", "pipeline", "published"):
+        table.add_column(column, overflow="fold")
+    for node_id, node in data["nodes"].items():
+        table.add_row(node_id, node["type"], node["status"], "" if node.get("seconds") is None else f"{node['seconds']:.2f}",
+                      "" if node.get("seed") is None else str(node["seed"]), node.get("pipeline_class", ""),
+                      ", ".join(node.get("published", [])))
+    console.print(table)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: value}
+
+
+def run_differences(a: Path, b: Path) -> list[tuple[str, str, Any, Any]]:
+    """(section, what, in A, in B) for every difference in settings, models, versions and outputs."""
+    manifest_a, manifest_b = load_manifest(a), load_manifest(b)
+    rows: list[tuple[str, str, Any, Any]] = []
+
+    def compare(section: str, left: dict, right: dict) -> None:
+        for key in sorted(set(left) | set(right)):
+            if left.get(key) != right.get(key):
+                rows.append((section, key, left.get(key, "-"), right.get(key, "-")))
+
+    workflow_a = _flatten(yaml.safe_load((a / "workflow.yaml").read_text()))
+    workflow_b = _flatten(yaml.safe_load((b / "workflow.yaml").read_text()))
+    compare("workflow", workflow_a, workflow_b)
+    models = lambda m: {f"{n}: {ref}": ident for n, node in m["nodes"].items() for ref, ident in node.get("models", {}).items()}  # noqa: E731
+    compare("models", models(manifest_a), models(manifest_b))
+    compare("versions", manifest_a.get("libraries", {}), manifest_b.get("libraries", {}))
+    compare("run", {k: manifest_a.get(k) for k in ("device", "dtype", "seed")}, {k: manifest_b.get(k) for k in ("device", "dtype", "seed")})
+    outputs = lambda m: {f"{n}.{out}": hashes[0][:16] if len(hashes) == 1 else [h[:16] for h in hashes]  # noqa: E731
+                         for n, node in m["nodes"].items() for out, hashes in node.get("outputs", {}).items()}
+    compare("outputs", outputs(manifest_a), outputs(manifest_b))
+    return rows
+
+
+def print_diff(console: Console, a: Path, b: Path) -> None:
+    rows = run_differences(a, b)
+    if not rows:
+        console.print(f"no differences between {a.name} and {b.name}")
+        return
+    table = Table(title=f"{a.name}  vs  {b.name}")
+    for column in ("section", "what", a.name, b.name):
+        table.add_column(column, overflow="fold")
+    for section, what, left, right in rows:
+        table.add_row(section, escape(what), escape(str(left)), escape(str(right)))
+    console.print(table)
+
+
+def embedded_workflow(image: Path) -> tuple[str, str | None]:
+    """(workflow YAML, path of the original workflow file) from a PNG that runner saved."""
+    from PIL import Image
+
+    try:
+        with Image.open(image) as opened:
+            texts = dict(getattr(opened, "text", {}))
+    except OSError as exc:
+        raise WorkflowError([Problem(Location(str(image)), (), f"cannot read image: {exc}")]) from None
+    if "runner:workflow" not in texts:
+        raise WorkflowError([Problem(Location(str(image)), (), "this PNG holds no runner workflow (no 'runner:workflow' text chunk)",
+                                     "use an image that 'runner run' saved with save_image")])
+    return texts["runner:workflow"], texts.get("runner:workflow_path")

@@ -1,0 +1,62 @@
+"""Run history and provenance: runs list/show/diff, PNG metadata (A1111 parameters), workflows recovered from images."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import WORKFLOWS, latest_run, manifest, run_cli, statuses
+
+
+@pytest.fixture
+def demo(tmp_path) -> Path:
+    folder = tmp_path / "wf"
+    shutil.copytree(WORKFLOWS / "inputs", folder / "inputs")
+    shutil.copy(WORKFLOWS / "demo.yaml", folder / "demo.yaml")
+    return folder / "demo.yaml"
+
+
+def test_runs_list_show_and_diff_of_one_param(demo, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_cli("run", demo, "--out", out, "--plain") == 0
+    first = latest_run(out, "demo")
+    assert run_cli("run", demo, "--out", out, "--plain", "--set", "params.strength=1.0") == 0
+    second = latest_run(out, "demo")
+    capsys.readouterr()
+    assert run_cli("runs", "list", "--out", out) == 0
+    listing = capsys.readouterr().out
+    assert first.name in listing and second.name in listing
+    assert run_cli("runs", "show", "latest", "--out", out) == 0
+    shown = capsys.readouterr().out
+    assert second.name in shown and "--set params.strength=1.0" in shown and "StableDiffusionInpaintPipeline" in shown
+    assert run_cli("runs", "diff", str(first), second.name, "--out", out) == 0
+    diff = capsys.readouterr().out
+    assert "params.strength" in diff and "0.6" in diff and "1.0" in diff
+    assert "restyled.image" in diff and "fixed.image" in diff  # the outputs downstream of the param differ
+    assert "generated.image" not in diff and "room.image" not in diff  # upstream or independent: identical
+    assert "versions" not in diff and "models" not in diff
+    assert run_cli("runs", "show", "nope", "--out", out) == 2
+
+
+def test_png_carries_a1111_parameters_and_the_workflow_runs_again_from_it(demo, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_cli("run", demo, "--out", out, "--plain") == 0
+    run_dir = latest_run(out, "demo")
+    text = Image.open(run_dir / "final.png").text
+    seed = manifest(run_dir)["nodes"]["fixed"]["seed"]
+    assert text["parameters"].startswith("a large window with a view of pine trees\n")
+    assert f"Seed: {seed}" in text["parameters"] and "Size: 64x64" in text["parameters"] and "Model: tiny:sd15" in text["parameters"]
+    capsys.readouterr()
+    assert run_cli("extract", run_dir / "final.png") == 0
+    assert "type: inpaint" in capsys.readouterr().out
+    assert run_cli("run", run_dir / "final.png", "--out", out, "--plain") == 0
+    again = latest_run(out, "demo")
+    assert set(statuses(again).values()) == {"cached"}
+    assert Image.open(again / "final.png").tobytes() == Image.open(run_dir / "final.png").tobytes()
+    not_ours = tmp_path / "plain.png"
+    Image.new("RGB", (8, 8)).save(not_ours)
+    assert run_cli("run", not_ours, "--out", out) == 2
+    assert "holds no runner workflow" in capsys.readouterr().err
