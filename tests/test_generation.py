@@ -59,12 +59,30 @@ def test_num_images_latents_and_pipeline_kwargs(tmp_path, capsys):
     assert tuple(load_file(str(entry / "latents.safetensors"))["latents"].shape) == (3, 4, 7, 9)
 
     capsys.readouterr()
+    # checked before anything runs (the checkpoint's class is known: see test_pipeline_node.py)
     bad = write(tmp_path, "  gen: {type: txt2img, model: $models.sd, steps: 2, pipeline_kwargs: {etta: 0.5}}\n")
-    assert run_cli("run", bad, "--out", tmp_path / "out", "--plain") == 1
+    assert run_cli("run", bad, "--out", tmp_path / "out", "--plain") == 2
     assert "takes no argument 'etta' (did you mean 'eta'?)" in capsys.readouterr().err
     reserved = write(tmp_path, "  gen: {type: txt2img, model: $models.sd, steps: 2, pipeline_kwargs: {num_inference_steps: 3}}\n")
-    assert run_cli("run", reserved, "--out", tmp_path / "out", "--plain") == 1
+    assert run_cli("run", reserved, "--out", tmp_path / "out", "--plain") == 2
     assert "use the node field 'steps'" in capsys.readouterr().err
+
+
+def test_pipeline_kwargs_are_still_checked_at_run_time():
+    """For checkpoints whose class validation cannot know (uncached hub models, single files)."""
+    import pytest
+
+    from runner.models.generate import NodeInputError, _checked_pipeline_kwargs
+
+    class Pipe:
+        def __call__(self, prompt=None, eta=0.0, original_size: tuple | None = None, **kwargs):
+            pass
+
+    assert _checked_pipeline_kwargs(Pipe(), {"eta": 0.5, "original_size": [8, 8]}) == {"eta": 0.5, "original_size": (8, 8)}
+    with pytest.raises(NodeInputError, match="takes no argument 'etta' \\(did you mean 'eta'\\?\\)"):
+        _checked_pipeline_kwargs(Pipe(), {"etta": 0.5})
+    with pytest.raises(NodeInputError, match="use the node field 'steps'"):
+        _checked_pipeline_kwargs(Pipe(), {"num_inference_steps": 3})
 
 
 def test_derived_seeds_do_not_change_when_a_node_is_added(tmp_path):

@@ -332,6 +332,25 @@ CASES = [
     Case("pipeline-class-not-a-name", H("""
           p: {type: pipeline, class: os.system, model: x}
         """), "8:23", ("nodes.p.class", "'os.system'", "diffusers pipeline class name")),
+    Case("pipeline-class-unknown", H("""
+          p: {type: pipeline, class: StableDiffusionUpscalerPipeline, model: $models.sd15}
+        """), "8:23", ("unknown diffusers pipeline class", "did you mean 'StableDiffusionUpscalePipeline'?")),
+    Case("pipeline-call-unknown-argument", H("""
+          p:
+            type: pipeline
+            class: StableDiffusionImg2ImgPipeline
+            model: $models.sd15
+            call: {image: $room, prompt: x, strenght: 0.5}
+        """), "12:37", ("call.strenght", "StableDiffusionImg2ImgPipeline takes no argument 'strenght'",
+                        "did you mean 'strength'?")),
+    Case("pipeline-kwargs-unknown-argument", H("""
+          gen: {type: txt2img, model: $models.sd15, pipeline_kwargs: {guidance_rescal: 0.7}}
+        """), "8:63", ("pipeline_kwargs.guidance_rescal", "StableDiffusionPipeline takes no argument",
+                       "did you mean 'guidance_rescale'?", "txt2img node runs for 'tiny:sd15'")),
+    Case("pipeline-kwargs-set-by-a-node-field", H("""
+          gen: {type: txt2img, model: $models.sd15, pipeline_kwargs: {num_images_per_prompt: 2}}
+        """), "8:63", ("pipeline_kwargs.num_images_per_prompt", "not allowed in pipeline_kwargs",
+                       "use the node field 'num_images'")),
     Case("set-path-missing", H("""
           gen: {type: txt2img, model: $models.sd15}
         """), "--set nodes.gne.steps=3", ("--set path 'nodes.gne' does not exist", "did you mean 'gen'?"),
@@ -405,8 +424,8 @@ POSITIVE = {
       save: {type: save_image, images: [$sheet, $room]}
     """),
     "latents-handoff": H("""
-      base: {type: txt2img, model: $models.sd15, pipeline_kwargs: {denoising_end: 0.8}}
-      ref: {type: refine, model: $models.sd15, latents: $base.latents, denoising_start: 0.8}
+      base: {type: txt2img, model: tiny:sdxl, pipeline_kwargs: {denoising_end: 0.8}}
+      ref: {type: refine, model: tiny:sdxl-refiner, latents: $base.latents, denoising_start: 0.8}
     """),
     "images-output-to-list-inputs": H("""
       gen: {type: txt2img, model: $models.sd15, num_images: 4}

@@ -107,6 +107,8 @@ def describe_type(annotation: Any, metadata: list | None = None) -> str:
 
 def _link_text(accepts: Accepts) -> str:
     kinds = "|".join(sorted(accepts.kinds - {"images"}))
+    if accepts.mapping:
+        return f"mapping (a value may be a link: {kinds})"
     if accepts.many:
         return f"link(s): images or [{kinds}, ...]"
     return f"link: {kinds}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, create_model
@@ -22,6 +23,9 @@ class NodeType:
     run: Callable[..., dict[str, Any]]
     # Writes files into the run folder from the node's (possibly cached) inputs; runs on hits too.
     publish: Callable[..., list[str]] | None = None
+    # Checks beyond the fields' own types, at validation, without loading models or importing torch:
+    # `check(fields, context: CheckContext) -> [(path inside the node, message, hint)]`.
+    check: Callable[..., list[tuple[tuple, str, str]]] | None = None
     model: type[BaseModel] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -50,14 +54,22 @@ def _class_name(type_name: str) -> str:
 NODE_TYPES: dict[str, NodeType] = {}
 
 
-def node_type(name: str, *, fields: type[Fields], outputs: dict[str, str], version: int = 1, publish=None):
+@dataclass(frozen=True)
+class CheckContext:
+    """What a node's `check` may look at: the workflow's named models and the folder relative paths start from."""
+
+    models: dict[str, Any]  # name -> ModelEntry
+    base_dir: Path
+
+
+def node_type(name: str, *, fields: type[Fields], outputs: dict[str, str], version: int = 1, publish=None, check=None):
     """Decorator registering `run(ctx, fields, inputs) -> {output: value}` as node type `name`."""
 
     def register(run: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
         if name in NODE_TYPES:
             raise ValueError(f"node type {name!r} declared twice")
         doc = (run.__doc__ or "").strip().splitlines()[0] if run.__doc__ else name
-        NODE_TYPES[name] = NodeType(name, fields, dict(outputs), version, doc, run, publish)
+        NODE_TYPES[name] = NodeType(name, fields, dict(outputs), version, doc, run, publish, check)
         return run
 
     return register

@@ -19,11 +19,16 @@ IMAGE_LIKE = frozenset({"image", "mask", "depth"})
 
 @dataclass(frozen=True)
 class Accepts:
-    """Marks a link field: which output kinds it takes, and whether it takes a list."""
+    """Marks a link field: which output kinds it takes, and whether it takes a list.
+
+    With `mapping`, the field is a mapping of plain values in which any value may be such a link
+    (or a list of them): the `pipeline` node's `call`.
+    """
 
     kinds: frozenset
     many: bool = False
     description: str = ""
+    mapping: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,8 @@ ImageIn = link(IMAGE_LIKE)
 MaskIn = link(IMAGE_LIKE)  # any image-like output; converted to one channel
 LatentsIn = link(frozenset({"latents"}))
 ImagesIn = link(IMAGE_LIKE | {"images"}, many=True)
+# keyword arguments: plain YAML values, or links to image outputs (each loaded as a PIL image)
+ArgumentsWithImages = Annotated[dict[str, Any], Accepts(IMAGE_LIKE, mapping=True)]
 
 ModelIn = Annotated[str, Field(min_length=1), ModelField()]
 FilePath = Annotated[str, Field(min_length=1), InputFile()]

@@ -7,7 +7,8 @@ from typing import Any, ClassVar
 from pydantic import Field, model_validator
 
 from .base import node_type
-from .fields import Fields, ImageIn, LatentsIn, MaskIn, ModelIn, Offload, SchedulerName, Seed
+from .call_checks import check_pipeline_node, generation_check
+from .fields import ArgumentsWithImages, Fields, ImageIn, LatentsIn, MaskIn, ModelIn, Offload, SchedulerName, Seed
 
 GENERATION_OUTPUTS = {"image": "image", "images": "images", "latents": "latents"}
 
@@ -120,10 +121,13 @@ class Interpolate(Generation):
 
 class Pipeline(Fields):
     class_: str = Field(..., alias="class", pattern=r"^[A-Z][A-Za-z0-9]*Pipeline$",
-                        description="a diffusers pipeline class name, e.g. StableDiffusionUpscalePipeline")
-    model: ModelIn = Field(..., description="checkpoint for the pipeline")
-    call: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the pipeline call")
-    seed: Seed | None = Field(None, description="noise seed; default: derived from the workflow seed and the node id")
+                        description="a diffusers pipeline class name (one diffusers exports), e.g. StableDiffusionUpscalePipeline; "
+                                    "loaded with CLASS.from_pretrained(model), once per run")
+    model: ModelIn = Field(..., description="checkpoint for the pipeline: $models.NAME or a source")
+    call: ArgumentsWithImages = Field(default_factory=dict, description="keyword arguments of the pipeline call, checked "
+                                      "against its signature at validation; a value may link an image output: image: $photo")
+    seed: Seed | None = Field(None, description="seeds the CPU generator passed as 'generator' (when the class takes one); "
+                                                "default: derived from the workflow seed and the node id")
 
 
 def _declare(name: str, fields: type[Fields], doc: str, outputs: dict[str, str] = GENERATION_OUTPUTS) -> None:
@@ -133,7 +137,7 @@ def _declare(name: str, fields: type[Fields], doc: str, outputs: dict[str, str] 
         return generate(ctx, name, f)
 
     run.__doc__ = doc
-    node_type(name, fields=fields, outputs=outputs)(run)
+    node_type(name, fields=fields, outputs=outputs, check=generation_check(name))(run)
 
 
 _declare("txt2img", Txt2Img, "Text to image (SD1.5, SD2, SDXL, SDXL Turbo, Kandinsky 2.2, any AutoPipeline checkpoint).")
@@ -142,4 +146,11 @@ _declare("inpaint", Inpaint, "Repaint the white area of a mask.")
 _declare("depth2img", Depth2Img, "Structure-preserving restyle guided by depth (SD2-depth).")
 _declare("refine", Refine, "Second stage: SDXL refiner on a base's latents or on an image.")
 _declare("interpolate", Interpolate, "Blend weighted prompts and images (Kandinsky 2.2 prior).", {"image": "image"})
-_declare("pipeline", Pipeline, "Any diffusers pipeline class by name (no arbitrary imports).", {"image": "image", "images": "images"})
+
+
+@node_type("pipeline", fields=Pipeline, outputs={"image": "image", "images": "images"}, check=check_pipeline_node)
+def _run_pipeline(ctx, f, inputs=None):
+    """Any pipeline class diffusers exports, by name, called with `call` (no arbitrary imports)."""
+    from ..models.named_pipeline import run_named_pipeline
+
+    return run_named_pipeline(ctx, f)
