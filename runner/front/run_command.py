@@ -8,6 +8,7 @@ import os
 import secrets
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -39,28 +40,50 @@ def run_command(args) -> int:
     _check_node_names(workflow, args.force, "--force")
     cache = NodeCache(default_cache_dir())
     plan = plan_or_problems(workflow, FileHashCache(cache.file_hashes), args.only or None)
-
     console = Console(highlight=False)
     if args.dry_run:
         return _dry_run(workflow, plan, cache, args, console)
+    mode = "quiet" if args.quiet else ("plain" if args.plain or not sys.stdout.isatty() else "live")
+    outcome = execute(workflow, plan, cache, args.out, mode=mode, force=set(args.force), no_cache=args.no_cache)
+    if mode != "quiet":
+        rows = [(n, workflow.nodes[n].type.name, outcome.results[n].status if n in outcome.results else "not run",
+                 outcome.results[n].seconds if n in outcome.results else 0.0) for n in plan.order]
+        (Console(no_color=True, highlight=False) if mode == "plain" else console).print(summary_table(rows))
+    if outcome.error:
+        print(f"error: {outcome.error}", file=sys.stderr)
+        if outcome.status == "failed":
+            print("finished nodes stay cached; fix the problem and run again to resume from there", file=sys.stderr)
+    print(f"run folder: {outcome.run_dir}")
+    return outcome.exit_code
 
-    run_dir = _new_run_dir(args.out, workflow.name)
+
+@dataclass
+class Outcome:
+    run_dir: Path
+    manifest: dict
+    results: dict[str, NodeResult]
+    status: str
+    exit_code: int
+    error: str | None
+
+
+def execute(workflow: Workflow, plan: Plan, cache: NodeCache, out: Path, *, mode: str = "plain",
+            force: set[str] = frozenset(), no_cache: bool = False, extra: dict | None = None) -> Outcome:
+    """Run a plan into a new run folder: resolved workflow, published files, manifest (also when a node fails)."""
+    from rich.console import Console
+
+    run_dir = _new_run_dir(out, workflow.name)
     resolved_text = resolved_workflow_text(workflow, plan)
     _write_atomic(run_dir / "workflow.yaml", resolved_text.encode())
     types = {node_id: workflow.nodes[node_id].type.name for node_id in plan.order}
-    if args.quiet:
-        events = PlainEvents(types, quiet=True)
-    elif args.plain or not sys.stdout.isatty():
-        events = PlainEvents(types)
-    else:
-        events = LiveEvents(types, console)
+    events = LiveEvents(types, Console(highlight=False)) if mode == "live" else PlainEvents(types, quiet=mode == "quiet")
     executor = LocalExecutor(cache, models_dir(cache.root), events)
     publisher = Publisher(workflow, plan, cache, run_dir, resolved_text)
     status, exit_code, error = "ok", 0, None
     started = time.time()
     events.start(plan.order)
     try:
-        executor.run(plan, workflow.base_dir, force=set(args.force), no_cache=args.no_cache, after_node=publisher)
+        executor.run(plan, workflow.base_dir, force=force, no_cache=no_cache, after_node=publisher)
     except NodeFailed as failure:
         status, exit_code, error = "failed", 1, str(failure)
     except KeyboardInterrupt:
@@ -69,19 +92,9 @@ def run_command(args) -> int:
         events.stop()
     results = executor.last_results
     manifest = build_manifest(workflow, plan, results, publisher, status, error, started, executor)
+    manifest.update(extra or {})
     _write_atomic(run_dir / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
-
-    if not args.quiet:
-        rows = [(n, types[n], results[n].status if n in results else "not run", results[n].seconds if n in results else 0.0)
-                for n in plan.order]
-        plain = args.plain or not sys.stdout.isatty()
-        (Console(no_color=True, highlight=False) if plain else console).print(summary_table(rows))
-    if error:
-        print(f"error: {error}", file=sys.stderr)
-        if status == "failed":
-            print("finished nodes stay cached; fix the problem and run again to resume from there", file=sys.stderr)
-    print(f"run folder: {run_dir}")
-    return exit_code
+    return Outcome(run_dir, manifest, results, status, exit_code, error)
 
 
 def load_for_run(path: Path, overrides: list[str]) -> Workflow:
@@ -218,6 +231,18 @@ class PublishContext:
         return name
 
 
+def _models_section(plan: Plan, cache: NodeCache) -> dict[str, dict]:
+    from ..models.sources import model_record
+
+    hashes = FileHashCache(cache.file_hashes)
+    section = {}
+    for task in plan.tasks.values():
+        for ref, source in task.models.items():
+            if ref not in section:
+                section[ref] = model_record(source, task.model_ids[ref], models_dir(cache.root), hashes)
+    return section
+
+
 def _output_hashes(cache: NodeCache, key: str) -> dict[str, list[str]]:
     """sha256 of each stored output file, as recorded in the cache entry (empty when the node did not finish)."""
     if not cache.has(key):
@@ -260,6 +285,7 @@ def build_manifest(workflow: Workflow, plan: Plan, results: dict[str, NodeResult
         "dtype": plan.dtype,
         "libraries": plan.libraries,
         "models_loaded": executor.loads,
+        "models": _models_section(plan, publisher.cache),
         "counts": {s: sum(1 for n in nodes.values() if n["status"] == s) for s in ("ran", "cached", "failed", "not run")},
         "nodes": nodes,
     }

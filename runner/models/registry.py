@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from .sources import FileHashCache, ModelSource, ModelUnavailable, hf_hub_cache, prepare_hub, resolve_hub_commit
+from .sources import FileHashCache, ModelSource, ModelUnavailable, local_folder, prepare_hub
 
 TASK_AUTOPIPELINES = {
     "txt2img": "AutoPipelineForText2Image",
@@ -81,12 +81,7 @@ class ModelRegistry:
             from .tiny import ensure_tiny
 
             return ensure_tiny(source.location, self.models_dir / "tiny")
-        if source.kind in ("folder", "file"):
-            return Path(source.location)
-        commit = resolve_hub_commit(source.location, source.entry.revision or "main")
-        if commit is None:
-            return None
-        return hf_hub_cache() / ("models--" + source.location.replace("/", "--")) / "snapshots" / commit
+        return local_folder(source, self.models_dir)
 
     def pretrained_args(self, source: ModelSource) -> tuple[str, dict]:
         """(what to pass to from_pretrained, its keyword arguments) for this source, dtype and safety settings."""

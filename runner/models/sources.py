@@ -79,6 +79,38 @@ def identity(source: ModelSource, hash_cache: "FileHashCache") -> str:
     return f"hub:{source.location}@{commit or 'unresolved:' + (entry.revision or 'main')}" + extras
 
 
+def local_folder(source: ModelSource, models_dir: Path) -> Path | None:
+    """Where the model's files are on this machine, if they are (a tiny model only once built)."""
+    if source.kind == "tiny":
+        from .tiny import tiny_identity
+
+        name, digest = tiny_identity(source.location)[len("tiny:"):].split("@")
+        folder = models_dir / "tiny" / f"{name}-{digest}"
+        return folder if folder.is_dir() else None
+    if source.kind in ("folder", "file"):
+        return Path(source.location)
+    commit = resolve_hub_commit(source.location, source.entry.revision or "main")
+    if commit is None:
+        return None
+    return hf_hub_cache() / ("models--" + source.location.replace("/", "--")) / "snapshots" / commit
+
+
+def model_record(source: ModelSource, model_identity: str, models_dir: Path, hash_cache: "FileHashCache") -> dict:
+    """What a manifest says about a model: source, revision, resolved commit, and the sha256 of each weight/config file."""
+    entry = source.entry
+    record = {"source": entry.source, "kind": source.kind, "identity": model_identity, "revision": entry.revision,
+              "variant": entry.variant}
+    if source.kind == "hub":
+        record["commit"] = resolve_hub_commit(source.location, entry.revision or "main")
+    folder = local_folder(source, models_dir)
+    if folder is not None and folder.exists():
+        files = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in HASHED_SUFFIXES)
+        record["files"] = {(f.name if folder.is_file() else f.relative_to(folder).as_posix()): hash_cache.file_digest(f)
+                           for f in files}
+        hash_cache.save()
+    return record
+
+
 # ------------------------------------------------------------------ hub cache
 def hf_hub_cache() -> Path:
     if os.environ.get("HF_HUB_CACHE"):
