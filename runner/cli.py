@@ -1,4 +1,4 @@
-"""Command line: runner run | validate | schema | nodes | graph | runs | extract | cache.
+"""Command line: runner run | validate | schema | nodes | graph | runs | reproduce | extract | cache.
 
 Exit status: 0 success, 1 a node failed, 2 the workflow or the command line is invalid.
 Commands that need no model never import torch, diffusers or transformers.
@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("action", choices=("list", "show", "diff"), nargs="?", default="list")
     runs.add_argument("runs", nargs="*", metavar="RUN", help="run folder, run id (or a unique prefix), NAME/RUN_ID, or 'latest'")
     runs.add_argument("--out", type=Path, default=Path("outputs"), help="folder holding run folders (default: ./outputs)")
+
+    reproduce = commands.add_parser("reproduce", help="run a recorded run again without the cache and compare its outputs")
+    reproduce.add_argument("run", help="run folder, run id (or a unique prefix), NAME/RUN_ID, or 'latest'")
+    reproduce.add_argument("--out", type=Path, default=Path("outputs"), help="folder holding run folders (default: ./outputs)")
+    reproduce.add_argument("--quiet", "-q", action="store_true", help="print only the verdict")
 
     extract = commands.add_parser("extract", help="print the workflow embedded in a PNG that runner saved")
     extract.add_argument("image", type=Path, help="a PNG written by save_image")
@@ -195,6 +200,12 @@ def cmd_runs(args) -> int:
     return EXIT_OK
 
 
+def cmd_reproduce(args) -> int:
+    from .front.reproduce import reproduce_command
+
+    return reproduce_command(args)
+
+
 def cmd_extract(args) -> int:
     from .front.runs import embedded_workflow
 
@@ -227,6 +238,7 @@ COMMANDS = {
     "nodes": cmd_nodes,
     "graph": cmd_graph,
     "runs": cmd_runs,
+    "reproduce": cmd_reproduce,
     "extract": cmd_extract,
     "cache": cmd_cache,
 }

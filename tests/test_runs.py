@@ -60,3 +60,33 @@ def test_png_carries_a1111_parameters_and_the_workflow_runs_again_from_it(demo, 
     Image.new("RGB", (8, 8)).save(not_ours)
     assert run_cli("run", not_ours, "--out", out) == 2
     assert "holds no runner workflow" in capsys.readouterr().err
+
+
+def test_reproduce_in_a_fresh_process_gives_identical_hashes(demo, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    assert run_cli("run", demo, "--out", out, "--plain", "--set", "params.strength=0.7") == 0
+    original = latest_run(out, "demo")
+    result = subprocess.run([sys.executable, "-m", "runner", "reproduce", str(original), "--out", str(out)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "identical" in result.stdout and "warning" not in result.stdout
+    again = latest_run(out, "demo")
+    data = manifest(again)
+    assert data["reproduces"] == str(original) and set(statuses(again).values()) == {"ran"}
+
+
+def test_reproduce_names_a_changed_model_file(demo, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RUNNER_MODELS_DIR", str(tmp_path / "models"))  # this test edits the model: a private copy
+    out = tmp_path / "out"
+    assert run_cli("run", demo, "--out", out, "--plain") == 0
+    original = latest_run(out, "demo")
+    config = next((tmp_path / "models" / "tiny").glob("sd15-*")) / "scheduler" / "scheduler_config.json"
+    config.write_text(config.read_text().replace('"epsilon"', '"v_prediction"'))
+    capsys.readouterr()
+    assert run_cli("reproduce", original.name, "--out", out) == 1
+    printed = capsys.readouterr().out
+    assert "model $models.sd15 (tiny:sd15): file scheduler/scheduler_config.json changed" in printed
+    assert "differs" in printed and "final.png (max pixel difference" in printed

@@ -59,8 +59,6 @@ def generate(ctx, task: str, f) -> dict[str, Any]:
 def generate_diffusers(ctx, task: str, f) -> dict[str, Any]:
     """SD 1.x/2.x and SDXL families (and any checkpoint AutoPipeline knows): txt2img, img2img, inpaint,
     depth2img, refine, each optionally with ControlNets and LoRAs."""
-    if task in ("interpolate", "pipeline"):
-        raise NotImplementedError(f"{task} nodes do not execute yet in this version of runner")
     source, identity = ctx.source(f.model)
     registry = ctx.models
     controlnets = [ctx.source(item.model) for item in f.controlnet]

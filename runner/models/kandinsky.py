@@ -65,10 +65,6 @@ INTERPOLATE_RESERVED = ("image_embeds", "negative_image_embeds", "latents")
 
 def generate_kandinsky(ctx, task: str, f) -> dict[str, Any]:
     source, identity = ctx.source(f.model)
-    if task == "pipeline":  # the generic `pipeline` node names its own class: not Kandinsky-specific
-        from .generate import generate_diffusers
-
-        return generate_diffusers(ctx, task, f)
     if task not in KANDINSKY_TASKS:
         raise ModelUnavailable(
             f"model '{source.label}' is a Kandinsky 2.2 model, which a {task} node cannot use: Kandinsky 2.2 runs "

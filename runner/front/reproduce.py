@@ -1,0 +1,99 @@
+"""`runner reproduce RUN`: run a recorded workflow again, bypassing the cache, and compare every output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..executor.cache import NodeCache, default_cache_dir
+from ..language.workflow import load_workflow
+from ..models.sources import FileHashCache
+from .run_command import execute, plan_or_problems
+from .runs import load_manifest, resolve_run
+
+
+def environment_differences(old: dict, new: dict) -> list[str]:
+    """Why outputs may legitimately differ: versions, device, dtype, model files, input files."""
+    notes = []
+    for name in sorted(set(old.get("libraries", {})) | set(new.get("libraries", {}))):
+        before, now = old.get("libraries", {}).get(name), new.get("libraries", {}).get(name)
+        if before != now:
+            notes.append(f"version of {name}: recorded {before}, now {now}")
+    for key in ("device", "dtype"):
+        if old.get(key) != new.get(key):
+            notes.append(f"{key}: recorded {old.get(key)}, now {new.get(key)}")
+    for ref, before in old.get("models", {}).items():
+        now = new.get("models", {}).get(ref, {})
+        label = f"model {ref} ({before.get('source')})"
+        if before.get("identity") != now.get("identity"):
+            notes.append(f"{label}: identity was {before.get('identity')}, now {now.get('identity')}")
+        for file, digest in before.get("files", {}).items():
+            current = now.get("files", {}).get(file)
+            if current is None:
+                notes.append(f"{label}: file {file} is missing now")
+            elif current != digest:
+                notes.append(f"{label}: file {file} changed (sha256 {digest[:12]} -> {current[:12]})")
+    for node_id, node in old.get("nodes", {}).items():
+        for file, digest in node.get("input_files", {}).items():
+            current = new.get("nodes", {}).get(node_id, {}).get("input_files", {}).get(file)
+            if current != digest:
+                notes.append(f"input file {file} of node {node_id} changed")
+    return notes
+
+
+def max_pixel_difference(a: Path, b: Path) -> int | None:
+    from PIL import Image, ImageChops
+
+    with Image.open(a) as first, Image.open(b) as second:
+        if first.size != second.size or first.mode != second.mode:
+            return None
+        extrema = ImageChops.difference(first, second).getextrema()
+    return max(high for _low, high in extrema) if isinstance(extrema[0], tuple) else extrema[1]
+
+
+def reproduce_command(args) -> int:
+    run = resolve_run(args.run, args.out)
+    old = load_manifest(run)
+    original = Path(old["workflow"]["path"])
+    workflow = load_workflow(original, [], text=(run / "workflow.yaml").read_text(encoding="utf-8"),
+                             source=f"{run / 'workflow.yaml'}")
+    cache = NodeCache(default_cache_dir())
+    plan = plan_or_problems(workflow, FileHashCache(cache.file_hashes), None)
+    outcome = execute(workflow, plan, cache, args.out, mode="quiet" if args.quiet else "plain", no_cache=True,
+                      extra={"reproduces": str(run)})
+    new = outcome.manifest
+    notes = environment_differences(old, new)
+    for note in notes:
+        print(f"warning: {note}")
+    if outcome.exit_code:
+        print(f"the reproduction did not finish: {outcome.error or outcome.status}")
+        print(f"run folder: {outcome.run_dir}")
+        return outcome.exit_code
+    differing = []
+    for node_id, node in old["nodes"].items():
+        before = node.get("outputs", {})
+        after = new["nodes"].get(node_id, {}).get("outputs", {})
+        for output, hashes in before.items():
+            if after.get(output) != hashes:
+                differing.append(f"{node_id}.{output}")
+    for node_id, node in old["nodes"].items():
+        for name in node.get("published", []):
+            if _published_differs(run / name, outcome.run_dir / name):
+                diff = max_pixel_difference(run / name, outcome.run_dir / name)
+                detail = "a different size or mode" if diff is None else f"max pixel difference {diff}"
+                differing.append(f"{name} ({detail})")
+    compared = sum(len(node.get("outputs", {})) for node in old["nodes"].values())
+    if differing:
+        print(f"differs: {len(differing)} of {compared} outputs and published images: " + ", ".join(differing))
+    else:
+        print(f"identical: all {compared} node outputs have the recorded sha256")
+    print(f"run folder: {outcome.run_dir}")
+    return 0 if not differing else 1
+
+
+def _published_differs(a: Path, b: Path) -> bool:
+    from PIL import Image
+
+    if not a.exists() or not b.exists():
+        return a.exists() != b.exists()
+    with Image.open(a) as first, Image.open(b) as second:
+        return first.tobytes() != second.tobytes()
