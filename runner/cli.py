@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", nargs="+", default=[], metavar="NODE", help="re-run these nodes even if cached")
     run.add_argument("--no-cache", action="store_true", help="re-run every node (results still stored)")
     run.add_argument("--dry-run", action="store_true", help="show what would run and what comes from cache; run nothing")
+    run.add_argument("--sweep", action="append", default=[], metavar="PATH=V1,V2,...",
+                     help="run once per value (repeatable: a grid of all combinations); values parsed as YAML")
+    run.add_argument("--zip", action="store_true", help="pair the --sweep lists instead of combining them")
+    run.add_argument("--seeds", metavar="A-B", help="sweep the workflow seed, e.g. 1-8 or 1,5,9")
     mode = run.add_mutually_exclusive_group()
     mode.add_argument("--quiet", "-q", action="store_true", help="print only errors and the run folder")
     mode.add_argument("--plain", action="store_true", help="plain line-per-event output (default when not a terminal)")

@@ -38,6 +38,11 @@ def run_command(args) -> int:
     workflow = load_for_run(args.workflow, args.overrides)
     _check_node_names(workflow, args.only, "--only")
     _check_node_names(workflow, args.force, "--force")
+    from .sweep import file_sweeps, parse_cli_sweeps
+
+    dimensions = file_sweeps(workflow.document.get("sweep"), str(args.workflow)) + parse_cli_sweeps(args.sweep, args.zip, args.seeds)
+    if dimensions:
+        return sweep_command(args, workflow, dimensions)
     cache = NodeCache(default_cache_dir())
     plan = plan_or_problems(workflow, FileHashCache(cache.file_hashes), args.only or None)
     console = Console(highlight=False)
@@ -57,6 +62,52 @@ def run_command(args) -> int:
     return outcome.exit_code
 
 
+def sweep_command(args, workflow: Workflow, dimensions: list) -> int:
+    """Run every variant into its own folder under one sweep folder, sharing the cache, and write index.json."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .sweep import as_overrides, new_sweep_dir, variants
+
+    combos = variants(dimensions)
+    cache = NodeCache(default_cache_dir())
+    hashes = FileHashCache(cache.file_hashes)
+    prepared = []
+    for values in combos:  # validate every variant before running any
+        variant = load_for_run(args.workflow, args.overrides + as_overrides(values))
+        prepared.append((values, variant, plan_or_problems(variant, hashes, args.only or None)))
+    if args.dry_run:
+        print(f"sweep of {len(combos)} variants: " + "; ".join(", ".join(f"{k}={v}" for k, v in c.items()) for c in combos))
+        return 0
+    sweep_dir = new_sweep_dir(args.out, workflow.name)
+    mode = "quiet" if args.quiet else "plain"
+    index = {"workflow": str(args.workflow), "overrides": args.overrides, "variants": []}
+    exit_code = 0
+    for number, (values, variant, plan) in enumerate(prepared):
+        if mode != "quiet":
+            print(f"variant {number}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+        outcome = execute(variant, plan, cache, args.out, mode=mode, force=set(args.force), no_cache=args.no_cache,
+                          run_dir=sweep_dir / f"{number:03d}", extra={"sweep": {"folder": str(sweep_dir), "variant": number,
+                                                                            "values": values}})
+        index["variants"].append({"variant": number, "values": values, "run": outcome.run_dir.name,
+                                  "status": outcome.status, "counts": outcome.manifest["counts"]})
+        _write_atomic(sweep_dir / "index.json", (json.dumps(index, indent=2) + "\n").encode())
+        if outcome.exit_code:
+            exit_code = outcome.exit_code
+            print(f"error: variant {number}: {outcome.error}", file=sys.stderr)
+            break
+    if mode != "quiet":
+        table = Table(title=f"sweep {sweep_dir.name}")
+        for column in ("variant", "values", "status", "ran", "cached"):
+            table.add_column(column, overflow="fold")
+        for item in index["variants"]:
+            table.add_row(str(item["variant"]), ", ".join(f"{k}={v}" for k, v in item["values"].items()), item["status"],
+                          str(item["counts"]["ran"]), str(item["counts"]["cached"]))
+        Console(no_color=not sys.stdout.isatty(), highlight=False, width=None if sys.stdout.isatty() else 160).print(table)
+    print(f"sweep folder: {sweep_dir}")
+    return exit_code
+
+
 @dataclass
 class Outcome:
     run_dir: Path
@@ -68,11 +119,15 @@ class Outcome:
 
 
 def execute(workflow: Workflow, plan: Plan, cache: NodeCache, out: Path, *, mode: str = "plain",
-            force: set[str] = frozenset(), no_cache: bool = False, extra: dict | None = None) -> Outcome:
+            force: set[str] = frozenset(), no_cache: bool = False, extra: dict | None = None,
+            run_dir: Path | None = None) -> Outcome:
     """Run a plan into a new run folder: resolved workflow, published files, manifest (also when a node fails)."""
     from rich.console import Console
 
-    run_dir = _new_run_dir(out, workflow.name)
+    if run_dir is None:
+        run_dir = _new_run_dir(out, workflow.name)
+    else:
+        run_dir.mkdir(parents=True)
     resolved_text = resolved_workflow_text(workflow, plan)
     _write_atomic(run_dir / "workflow.yaml", resolved_text.encode())
     types = {node_id: workflow.nodes[node_id].type.name for node_id in plan.order}
@@ -165,6 +220,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def resolved_workflow_text(workflow: Workflow, plan: Plan) -> str:
     """The workflow as run: overrides applied, random seeds replaced by the drawn ones."""
     document = json.loads(json.dumps(workflow.document))
+    document.pop("sweep", None)  # a run is one variant: its swept values are among the overrides
     if workflow.seed == "random":
         document["seed"] = plan.workflow_seed
     for node_id, node in workflow.nodes.items():

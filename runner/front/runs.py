@@ -16,8 +16,8 @@ from ..language.errors import Location, Problem, WorkflowError
 
 def find_runs(out: Path) -> list[Path]:
     """Run folders under `out` (outputs/<name>/<run-id>/manifest.json), oldest first."""
-    runs = [m.parent for m in out.glob("*/*/manifest.json")]
-    return sorted(runs, key=lambda run: (run.name, run.parent.name))
+    runs = [m.parent for m in [*out.glob("*/*/manifest.json"), *out.glob("*/sweep-*/*/manifest.json")]]
+    return sorted(runs, key=lambda run: (run / "manifest.json").stat().st_mtime_ns)
 
 
 def resolve_run(ref: str, out: Path) -> Path:

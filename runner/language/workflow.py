@@ -39,6 +39,12 @@ class ModelEntry(BaseModel):
 ParamName = Annotated[str, Field(pattern=NAME.pattern)]
 
 
+class Sweep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    grid: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=dict, description="PATH: [values], all combinations")
+    zip: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=dict, description="PATH: [values], paired")
+
+
 class WorkflowHeader(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version: Literal[1] = Field(..., description="workflow format version; only 1 exists")
@@ -53,6 +59,8 @@ class WorkflowHeader(BaseModel):
     params: dict[ParamName, Any] = Field(default_factory=dict, description="experiment knobs: $params.NAME, ${params.NAME}")
     models: dict[ParamName, str | ModelEntry] = Field(default_factory=dict, description="named models: $models.NAME")
     nodes: dict[str, Any] = Field(..., description="node id -> node")
+    sweep: Sweep | None = Field(None, description="run once per combination: grid: {PATH: [values]} multiplies, "
+                                                  "zip: {PATH: [values]} pairs (one run folder each, one sweep folder)")
 
 
 def workflow_schema_model() -> type[BaseModel]:

@@ -1,0 +1,71 @@
+"""Sweeps share the cache: nodes upstream of the swept values run once; one folder per variant plus an index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import WORKFLOWS, manifest, run_cli
+
+CHAIN = """version: 1
+params: {strength: 0.5, prompt: a room}
+models: {sd: tiny:sd15}
+nodes:
+  photo: {type: load_image, path: in.png}
+  base: {type: txt2img, model: $models.sd, prompt: a house, steps: 2}
+  hole: {type: make_mask, like: $photo, shapes: [{rect: [0, 0, 20, 20]}]}
+  restyled: {type: img2img, model: $models.sd, image: $base, prompt: "${params.prompt}", strength: $params.strength, steps: 4}
+  save: {type: save_image, image: $restyled}
+"""
+
+
+def sweep_folder(out: Path) -> Path:
+    return next((out / "chain").glob("sweep-*"))
+
+
+def test_a_2x3_grid_runs_the_upstream_nodes_once(tmp_path, capsys):
+    (tmp_path / "in.png").write_bytes((WORKFLOWS / "inputs" / "room.png").read_bytes())
+    workflow = tmp_path / "chain.yaml"
+    workflow.write_text(CHAIN)
+    out = tmp_path / "out"
+    assert run_cli("run", workflow, "--out", out, "--plain", "--sweep", "params.strength=0.5,1.0",
+                   "--sweep", "params.prompt=a cat,a dog,a bird") == 0
+    folder = sweep_folder(out)
+    index = json.loads((folder / "index.json").read_text())
+    assert [v["values"] for v in index["variants"]][:2] == [{"params.strength": 0.5, "params.prompt": "a cat"},
+                                                            {"params.strength": 0.5, "params.prompt": "a dog"}]
+    runs = sorted(p for p in folder.iterdir() if p.is_dir())
+    assert len(runs) == 6 and all((run / "save.png").is_file() for run in runs)
+    executions = {}
+    for run in runs:
+        for node_id, node in manifest(run)["nodes"].items():
+            executions[node_id] = executions.get(node_id, 0) + (node["status"] == "ran")
+    assert executions == {"photo": 1, "base": 1, "hole": 1, "restyled": 6, "save": 6}
+    assert f"sweep folder: {folder}" in capsys.readouterr().out
+
+
+def test_zip_seeds_and_the_file_sweep_section(tmp_path):
+    (tmp_path / "in.png").write_bytes((WORKFLOWS / "inputs" / "room.png").read_bytes())
+    workflow = tmp_path / "chain.yaml"
+    workflow.write_text(CHAIN + "sweep:\n  zip: {params.strength: [0.5, 1.0], params.prompt: [a cat, a dog]}\n")
+    out = tmp_path / "out"
+    assert run_cli("run", workflow, "--out", out, "--plain", "--seeds", "1-2") == 0
+    index = json.loads((sweep_folder(out) / "index.json").read_text())
+    assert [v["values"] for v in index["variants"]] == [
+        {"params.strength": 0.5, "params.prompt": "a cat", "seed": 1}, {"params.strength": 0.5, "params.prompt": "a cat", "seed": 2},
+        {"params.strength": 1.0, "params.prompt": "a dog", "seed": 1}, {"params.strength": 1.0, "params.prompt": "a dog", "seed": 2}]
+    first = sweep_folder(out) / index["variants"][0]["run"]
+    assert "sweep:" not in (first / "workflow.yaml").read_text()
+    assert manifest(first)["seed"] == 1
+
+
+def test_bad_sweeps_are_invalid_input(tmp_path, capsys):
+    (tmp_path / "in.png").write_bytes((WORKFLOWS / "inputs" / "room.png").read_bytes())
+    workflow = tmp_path / "chain.yaml"
+    workflow.write_text(CHAIN)
+    assert run_cli("run", workflow, "--out", tmp_path / "out", "--sweep", "params.strength=0.5,7") == 2
+    assert "less than or equal to 1" in capsys.readouterr().err
+    assert run_cli("run", workflow, "--out", tmp_path / "out", "--zip", "--sweep", "params.strength=0.5,1",
+                   "--sweep", "params.prompt=a") == 2
+    assert "equally long" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing ran: every variant is validated first
