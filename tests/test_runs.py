@@ -90,3 +90,25 @@ def test_reproduce_names_a_changed_model_file(demo, tmp_path, monkeypatch, capsy
     printed = capsys.readouterr().out
     assert "model $models.sd15 (tiny:sd15): file scheduler/scheduler_config.json changed" in printed
     assert "differs" in printed and "final.png (max pixel difference" in printed
+
+
+def test_manifests_validate_against_the_committed_schema(demo, tmp_path):
+    import json
+
+    import jsonschema
+
+    from conftest import REPO
+
+    schema = json.loads((REPO / "schemas" / "manifest.schema.json").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    out = tmp_path / "out"
+    assert run_cli("run", demo, "--out", out, "--plain") == 0
+    ok = manifest(latest_run(out, "demo"))
+    assert run_cli("run", demo, "--out", out, "--plain", "--set", "models.sd15=tiny:sd15-inpaint") == 1
+    failed = manifest(latest_run(out, "demo"))
+    assert failed["status"] == "failed"
+    for data in (ok, failed):
+        jsonschema.validate(data, schema)
+    broken = dict(ok, status="fine")
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
