@@ -32,6 +32,17 @@ def isolated_cache(tmp_path, models_dir, monkeypatch) -> Path:
     return cache
 
 
+@pytest.fixture
+def demo(tmp_path) -> Path:
+    """A private copy of the demo workflow and its input images (tests may edit them)."""
+    import shutil
+
+    folder = tmp_path / "wf"
+    shutil.copytree(WORKFLOWS / "inputs", folder / "inputs")
+    shutil.copy(WORKFLOWS / "demo.yaml", folder / "demo.yaml")
+    return folder / "demo.yaml"
+
+
 def run_cli(*args: str) -> int:
     from runner.cli import main
 

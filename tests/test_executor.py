@@ -19,15 +19,6 @@ from conftest import REPO, WORKFLOWS, latest_run, manifest, run_cli, run_subproc
 DEMO_NODES = {"room", "window_mask", "generated", "restyled", "fixed", "final", "first_draft"}
 
 
-@pytest.fixture
-def demo(tmp_path) -> Path:
-    """A private copy of the demo workflow and its input image."""
-    folder = tmp_path / "wf"
-    shutil.copytree(WORKFLOWS / "inputs", folder / "inputs")
-    shutil.copy(WORKFLOWS / "demo.yaml", folder / "demo.yaml")
-    return folder / "demo.yaml"
-
-
 def run_demo(demo: Path, out: Path, *extra: str) -> Path:
     assert run_cli("run", demo, "--out", out, "--plain", *extra) == 0
     return latest_run(out, "demo")

@@ -40,14 +40,6 @@ def hf_cache(tmp_path, tiny_folder, monkeypatch) -> Path:
     return hub
 
 
-@pytest.fixture
-def demo(tmp_path) -> Path:
-    folder = tmp_path / "wf"
-    shutil.copytree(WORKFLOWS / "inputs", folder / "inputs")
-    shutil.copy(WORKFLOWS / "demo.yaml", folder / "demo.yaml")
-    return folder / "demo.yaml"
-
-
 def test_hub_id_loads_offline_from_the_hf_cache_and_records_the_commit(demo, hf_cache, tmp_path):
     from runner.models.sources import resolve_hub_commit
 

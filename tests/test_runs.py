@@ -11,14 +11,6 @@ from PIL import Image
 from conftest import WORKFLOWS, latest_run, manifest, run_cli, statuses
 
 
-@pytest.fixture
-def demo(tmp_path) -> Path:
-    folder = tmp_path / "wf"
-    shutil.copytree(WORKFLOWS / "inputs", folder / "inputs")
-    shutil.copy(WORKFLOWS / "demo.yaml", folder / "demo.yaml")
-    return folder / "demo.yaml"
-
-
 def test_runs_list_show_and_diff_of_one_param(demo, tmp_path, capsys):
     out = tmp_path / "out"
     assert run_cli("run", demo, "--out", out, "--plain") == 0

@@ -134,7 +134,7 @@ def run_pipeline(ctx, pipe, kwargs: dict[str, Any]) -> dict[str, Any]:
 
     callbacks = {"callback_on_step_end": on_step_end, "callback_on_step_end_tensor_inputs": ["latents"]} if takes_callback else {}
     ctx.record(pipeline_class=type(pipe).__name__, scheduler=type(getattr(pipe, "scheduler", None)).__name__,
-               call={k: _recordable(v) for k, v in kwargs.items()})
+               call={k: recordable(v) for k, v in kwargs.items()})
     with torch.inference_mode():
         result = pipe(**kwargs, generator=generator, **callbacks)
     images = list(result.images)
@@ -144,7 +144,8 @@ def run_pipeline(ctx, pipe, kwargs: dict[str, Any]) -> dict[str, Any]:
     return outputs
 
 
-def _recordable(value: Any) -> Any:
+def recordable(value: Any) -> Any:
+    """A call argument as manifest data: plain values as they are, anything else by its type name."""
     if isinstance(value, (str, int, float, bool, type(None))):
         return value
     if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float, bool)) for v in value):

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..language.errors import did_you_mean
 from ..language.refs import Link, unresolve
-from .generate import NodeInputError
+from .generate import NodeInputError, recordable
 
 
 def run_named_pipeline(ctx, f) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def run_named_pipeline(ctx, f) -> dict[str, Any]:
             return callback_kwargs
 
         kwargs["callback_on_step_end"] = on_step_end
-    ctx.record(pipeline_class=type(pipe).__name__, call={k: _recordable(v) for k, v in unresolve(dict(f.call)).items()},
+    ctx.record(pipeline_class=type(pipe).__name__, call={k: recordable(v) for k, v in unresolve(dict(f.call)).items()},
                seeded="generator" in parameters)
     with torch.inference_mode():
         result = pipe(**kwargs)
@@ -102,9 +102,3 @@ def _pil_images(images: Any) -> list:
     return [Image.fromarray(frame[..., 0] if frame.shape[-1] == 1 else frame) for frame in array]
 
 
-def _recordable(value: Any) -> Any:
-    if isinstance(value, (str, int, float, bool, type(None))):
-        return value
-    if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float, bool)) for v in value):
-        return list(value)
-    return type(value).__name__

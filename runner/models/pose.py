@@ -142,34 +142,29 @@ def _check_tiny_kind(source: ModelSource, wanted: str, role: str) -> None:
         raise ModelUnavailable(f"'{source.label}' is a {kind} model, not a {role}; use {' or '.join(fits) or 'another model'}")
 
 
-def person_detector(registry, source: ModelSource, identity: str):
-    """(model, image processor) of an object detector (RT-DETR, DETR, ...), loaded once per run."""
-    _check_tiny_kind(source, "object-detector", "person detector")
+def _transformers_model(registry, source: ModelSource, identity: str, kind: str, role: str, model_class: str):
+    """(model, image processor) of a transformers vision model, loaded once per run."""
+    _check_tiny_kind(source, kind, role)
 
     def load():
-        from transformers import AutoImageProcessor, AutoModelForObjectDetection
+        import transformers
 
         location, kwargs = registry.pretrained_args(source)
-        model = AutoModelForObjectDetection.from_pretrained(location, **kwargs).to(registry.device).eval()
-        processor = AutoImageProcessor.from_pretrained(location, **_processor_kwargs(kwargs))
+        model = getattr(transformers, model_class).from_pretrained(location, **kwargs).to(registry.device).eval()
+        processor = transformers.AutoImageProcessor.from_pretrained(location, **_processor_kwargs(kwargs))
         return model, processor
 
-    return registry.cached(("object-detector", identity), load, load_label=identity)
+    return registry.cached((kind, identity), load, load_label=identity)
+
+
+def person_detector(registry, source: ModelSource, identity: str):
+    """(model, image processor) of an object detector (RT-DETR, DETR, ...), loaded once per run."""
+    return _transformers_model(registry, source, identity, "object-detector", "person detector", "AutoModelForObjectDetection")
 
 
 def pose_estimator(registry, source: ModelSource, identity: str):
     """(VitPoseForPoseEstimation, image processor), loaded once per run."""
-    _check_tiny_kind(source, "pose-estimator", "pose model")
-
-    def load():
-        from transformers import AutoImageProcessor, VitPoseForPoseEstimation
-
-        location, kwargs = registry.pretrained_args(source)
-        model = VitPoseForPoseEstimation.from_pretrained(location, **kwargs).to(registry.device).eval()
-        processor = AutoImageProcessor.from_pretrained(location, **_processor_kwargs(kwargs))
-        return model, processor
-
-    return registry.cached(("pose-estimator", identity), load, load_label=identity)
+    return _transformers_model(registry, source, identity, "pose-estimator", "pose model", "VitPoseForPoseEstimation")
 
 
 # --------------------------------------------------------------- detection
