@@ -374,11 +374,7 @@ EXAMPLES = sorted(RECIPE_MODELS)
 # The `# offline:` command of a recipe swaps its models for tiny ones and nothing else: sizes come from the model
 # (SD/SDXL checkpoints), from the input image (img2img, inpaint, depth2img) or from the ControlNet condition image,
 # so tiny models run every recipe at 64-128 px as written. The only exception, and why:
-OFFLINE_EXCEPTIONS = {
-    # Kandinsky 2.2's pipelines default to 512 x 512 whatever the checkpoint; the recipe sets params.size: 768
-    # (diffusers' examples), which the tiny decoder would take minutes to make on a CPU.
-    "kandinsky22.yaml": ["params.size=64"],
-}
+OFFLINE_EXCEPTIONS: dict[str, list[str]] = {}  # recipes whose offline command needs more than model swaps: none
 
 
 def test_every_recipe_is_present():
