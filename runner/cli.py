@@ -1,4 +1,4 @@
-"""Command line: runner run | validate | schema | nodes | graph | runs | reproduce | extract | cache.
+"""Command line: runner run | validate | schema | nodes | graph | lock | runs | reproduce | extract | cache.
 
 Exit status: 0 success, 1 a node failed, 2 the workflow or the command line is invalid.
 Commands that need no model never import torch, diffusers or transformers.
@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     graph = commands.add_parser("graph", help="print the workflow graph")
     with_overrides(graph)
     graph.add_argument("--format", choices=("text", "mermaid"), default="text", help="text tree (default) or Mermaid flowchart")
+
+    lock = commands.add_parser("lock", help="pin every model of a workflow (commit and file hashes) in WF.lock")
+    with_overrides(lock)
 
     runs = commands.add_parser("runs", help="list past runs, show one, or diff two")
     runs.add_argument("action", choices=("list", "show", "diff"), nargs="?", default="list")
@@ -204,6 +207,20 @@ def cmd_runs(args) -> int:
     return EXIT_OK
 
 
+def cmd_lock(args) -> int:
+    from .executor.cache import NodeCache, default_cache_dir
+    from .front.lock import write_lock
+    from .front.run_command import models_dir
+    from .language.workflow import load_workflow
+    from .models.sources import FileHashCache
+
+    workflow = load_workflow(args.workflow, args.overrides)
+    cache = NodeCache(default_cache_dir())
+    path = write_lock(workflow, models_dir(cache.root), FileHashCache(cache.file_hashes))
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
 def cmd_reproduce(args) -> int:
     from .front.reproduce import reproduce_command
 
@@ -241,6 +258,7 @@ COMMANDS = {
     "schema": cmd_schema,
     "nodes": cmd_nodes,
     "graph": cmd_graph,
+    "lock": cmd_lock,
     "runs": cmd_runs,
     "reproduce": cmd_reproduce,
     "extract": cmd_extract,

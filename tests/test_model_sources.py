@@ -82,3 +82,32 @@ def test_unknown_source_and_unknown_tiny_name_are_invalid_input(demo, tmp_path, 
     assert "no/such/folder" in err and "demo.yaml:" in err
     assert run_cli("run", demo, "--out", tmp_path / "out", "--set", "models.sd15=tiny:sd51") == 2
     assert "sd15" in capsys.readouterr().err
+
+
+def test_lock_pins_models_and_run_refuses_a_changed_pinned_file(demo, tmp_path, monkeypatch, capsys):
+    import json
+
+    monkeypatch.setenv("RUNNER_MODELS_DIR", str(tmp_path / "models"))  # this test edits a model: a private copy
+    assert run_cli("lock", demo) == 0
+    lock = json.loads((demo.parent / "demo.yaml.lock").read_text())
+    pin = lock["models"]["$models.sd15"]
+    assert pin["source"] == "tiny:sd15" and "unet/diffusion_pytorch_model.safetensors" in pin["files"]
+    assert run_cli("run", demo, "--out", tmp_path / "out", "--plain") == 0
+    config = next((tmp_path / "models" / "tiny").glob("sd15-*")) / "scheduler" / "scheduler_config.json"
+    config.write_text(config.read_text().replace('"epsilon"', '"v_prediction"'))
+    capsys.readouterr()
+    assert run_cli("run", demo, "--out", tmp_path / "out", "--plain") == 2
+    err = capsys.readouterr().err
+    assert "demo.yaml.lock" in err and "$models.sd15 (tiny:sd15): pinned file scheduler/scheduler_config.json changed" in err
+
+
+def test_lock_pins_hub_models_to_their_commit(demo, hf_cache, tmp_path):
+    import json
+
+    assert run_cli("lock", demo, "--set", "models.sd15=acme/tiny-sd") == 0
+    assert json.loads((demo.parent / "demo.yaml.lock").read_text())["models"]["$models.sd15"]["commit"] == COMMIT
+    demo.write_text(demo.read_text().replace("sd15: tiny:sd15", "sd15: acme/tiny-sd"))
+    assert run_cli("run", demo, "--out", tmp_path / "out", "--plain") == 0
+    data = manifest(latest_run(tmp_path / "out", "demo"))
+    assert any(o.startswith("models.sd15=") and COMMIT in o for o in data["workflow"]["overrides"])
+    assert data["models"]["$models.sd15"]["commit"] == COMMIT

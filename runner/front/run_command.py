@@ -38,6 +38,14 @@ def run_command(args) -> int:
     workflow = load_for_run(args.workflow, args.overrides)
     _check_node_names(workflow, args.only, "--only")
     _check_node_names(workflow, args.force, "--force")
+    from .lock import check_lock, pinned_revisions
+
+    pins = pinned_revisions(workflow)  # a WF.lock beside the workflow pins hub models to commits
+    if pins:
+        args.overrides = args.overrides + pins
+        workflow = load_for_run(args.workflow, args.overrides)
+    lock_cache = NodeCache(default_cache_dir())
+    check_lock(workflow, models_dir(lock_cache.root), FileHashCache(lock_cache.file_hashes))
     from .sweep import file_sweeps, parse_cli_sweeps
 
     dimensions = file_sweeps(workflow.document.get("sweep"), str(args.workflow)) + parse_cli_sweeps(args.sweep, args.zip, args.seeds)

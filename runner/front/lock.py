@@ -1,0 +1,100 @@
+"""`runner lock WF` pins every model of a workflow; `runner run` honours WF.lock when it exists.
+
+The lock file (`<workflow>.lock`, JSON) records for each model reference its
+source, the hub commit its revision resolved to, and the sha256 of every
+weight and config file. Runs then load hub models at the locked commit and
+stop, before anything runs, when a pinned file no longer matches.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..language.errors import Location, Problem, WorkflowError
+from ..language.workflow import Workflow
+from ..models.sources import FileHashCache, classify, identity, model_record, resolve_entry
+from ..nodes.fields import ModelField, iter_marked
+
+LOCK_VERSION = 1
+
+
+def lock_path(workflow_path: Path) -> Path:
+    return workflow_path.with_name(workflow_path.name + ".lock")
+
+
+def model_refs(workflow: Workflow) -> list[str]:
+    refs: list[str] = []
+    for node in workflow.nodes.values():
+        for ref, _marker, _path in iter_marked(node.fields, ModelField):
+            if ref not in refs:
+                refs.append(ref)
+    return refs
+
+
+def write_lock(workflow: Workflow, models_dir: Path, hashes: FileHashCache) -> Path:
+    """Pin every model the workflow uses (tiny models are built first so that their files can be hashed)."""
+    pins = {}
+    for ref in model_refs(workflow):
+        source = classify(resolve_entry(ref, workflow.models), workflow.base_dir)
+        if source.kind == "tiny":
+            from ..models.tiny import ensure_tiny
+
+            ensure_tiny(source.location, models_dir / "tiny")
+        record = model_record(source, identity(source, hashes), models_dir, hashes)
+        if source.kind == "hub" and not record.get("commit"):
+            raise WorkflowError([Problem(Location(str(workflow.path)), (), f"cannot lock '{source.label}': revision "
+                                         f"{source.entry.revision or 'main'} is not in the local Hugging Face cache",
+                                         f"download it first (huggingface-cli download {source.location})")])
+        pins[ref] = record
+    path = lock_path(workflow.path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"lock_version": LOCK_VERSION, "workflow": workflow.path.name, "models": pins}, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def pinned_revisions(workflow: Workflow) -> list[str]:
+    """--set overrides that load every locked hub model at its locked commit."""
+    path = lock_path(workflow.path)
+    if not path.is_file():
+        return []
+    overrides = []
+    for ref, pin in json.loads(path.read_text())["models"].items():
+        name = ref[len("$models."):] if ref.startswith("$models.") else None
+        if name and pin.get("kind") == "hub" and pin.get("commit"):
+            overrides.append(f"models.{name}={json.dumps({**_entry_fields(workflow, name), 'revision': pin['commit']})}")
+    return overrides
+
+
+def _entry_fields(workflow: Workflow, name: str) -> dict:
+    entry = workflow.models[name]
+    return {k: v for k, v in entry.model_dump().items() if v not in (None, False)}
+
+
+def check_lock(workflow: Workflow, models_dir: Path, hashes: FileHashCache) -> dict | None:
+    """Compare the models with WF.lock; raise WorkflowError naming every changed file. Returns the lock, if any."""
+    path = lock_path(workflow.path)
+    if not path.is_file():
+        return None
+    lock = json.loads(path.read_text())
+    problems = []
+    for ref, pin in lock["models"].items():
+        if ref.startswith("$models.") and ref[len("$models."):] not in workflow.models:
+            continue  # a model the workflow no longer names
+        source = classify(resolve_entry(ref, workflow.models), workflow.base_dir)
+        current = model_record(source, identity(source, hashes), models_dir, hashes)
+        if pin.get("source") != current.get("source"):
+            problems.append(f"{ref}: locked source {pin.get('source')}, the workflow now says {current.get('source')}")
+            continue
+        if "files" not in current:
+            continue  # not on this machine yet (a tiny model is built on first use; hub files load at the pinned commit)
+        for file, digest in pin.get("files", {}).items():
+            now = current["files"].get(file)
+            if now != digest:
+                problems.append(f"{ref} ({pin['source']}): pinned file {file} " + ("is missing" if now is None else
+                                f"changed (sha256 {digest[:12]} locked, {now[:12]} now)"))
+    if problems:
+        raise WorkflowError([Problem(Location(str(path)), (), problem, f"restore the model, or re-pin with 'runner lock {workflow.path}'")
+                             for problem in problems])
+    return lock
