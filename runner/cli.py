@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run once per value (repeatable: a grid of all combinations); values parsed as YAML")
     run.add_argument("--zip", action="store_true", help="pair the --sweep lists instead of combining them")
     run.add_argument("--seeds", metavar="A-B", help="sweep the workflow seed, e.g. 1-8 or 1,5,9")
+    run.add_argument("--deterministic", action="store_true",
+                     help="use PyTorch's deterministic algorithms (and cuDNN/cuBLAS settings); recorded in the manifest")
     mode = run.add_mutually_exclusive_group()
     mode.add_argument("--quiet", "-q", action="store_true", help="print only errors and the run folder")
     mode.add_argument("--plain", action="store_true", help="plain line-per-event output (default when not a terminal)")

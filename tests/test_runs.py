@@ -104,3 +104,21 @@ def test_manifests_validate_against_the_committed_schema(demo, tmp_path):
     broken = dict(ok, status="fine")
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, schema)
+
+
+def test_deterministic_runs_are_recorded_and_keyed_apart(demo, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    assert run_cli("run", demo, "--out", out, "--plain") == 0
+    normal = manifest(latest_run(out, "demo"))
+    assert normal["determinism"]["requested"] is False and normal["device_name"]
+    # torch.use_deterministic_algorithms is process-wide: run it in its own process
+    result = subprocess.run([sys.executable, "-m", "runner", "run", str(demo), "--out", str(out), "--plain", "--deterministic"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    strict = manifest(latest_run(out, "demo"))
+    assert strict["determinism"]["requested"] is True and strict["determinism"]["deterministic_algorithms"] is True
+    assert set(statuses(latest_run(out, "demo")).values()) == {"ran"}  # other kernels: other cache keys
+    assert strict["nodes"]["fixed"]["key"] != normal["nodes"]["fixed"]["key"]

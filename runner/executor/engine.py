@@ -92,6 +92,11 @@ class LocalExecutor:
         self.last_results: dict[str, NodeResult] = {}  # also holds the finished nodes when a run stops early
 
     @property
+    def environment(self) -> dict[str, Any]:
+        """Device and determinism facts, known once a model was loaded (a fully cached run loads none)."""
+        return self._registry.environment() if self._registry is not None else {}
+
+    @property
     def loads(self) -> list[str]:
         return list(self._registry.loads) if self._registry is not None else []
 
@@ -102,7 +107,7 @@ class LocalExecutor:
             from ..models.sources import FileHashCache
 
             hashes = FileHashCache(self.cache.file_hashes)
-            self._registry = ModelRegistry(task.device, task.dtype, self.models_dir, hashes)
+            self._registry = ModelRegistry(task.device, task.dtype, self.models_dir, hashes, task.deterministic)
         return self._registry
 
     def output_files(self, task: Task, link: Link) -> tuple[str, list[Path]]:

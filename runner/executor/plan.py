@@ -43,6 +43,7 @@ class Task:
     device: str
     dtype: str
     offload: str = "none"  # the workflow's default; a node's own `offload` field wins (not in the key: same outputs)
+    deterministic: bool = False
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Plan:
     dtype: str
     libraries: dict[str, str]
     seeds: dict[str, int] = field(default_factory=dict)
+    deterministic: bool = False
 
 
 def library_versions() -> dict[str, str]:
@@ -95,7 +97,8 @@ def derived_seed(workflow_seed: int, node_id: str) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
-def build_plan(workflow: Workflow, hash_cache: FileHashCache, targets: list[str] | None = None) -> Plan:
+def build_plan(workflow: Workflow, hash_cache: FileHashCache, targets: list[str] | None = None,
+               deterministic: bool = False) -> Plan:
     device = probe_device(workflow.device)
     dtype = resolve_dtype(workflow.dtype, device)
     libraries = library_versions()
@@ -103,6 +106,8 @@ def build_plan(workflow: Workflow, hash_cache: FileHashCache, targets: list[str]
     needed = workflow.graph.needed(targets) if targets else set(workflow.nodes)
     order = workflow.graph.order(needed)
     environment = {"device": device, "dtype": dtype, "libraries": {k: libraries[k] for k in KEY_LIBRARIES}}
+    if deterministic:  # PyTorch's deterministic kernels can give other numbers than the default ones
+        environment["deterministic"] = True
     tasks: dict[str, Task] = {}
     seeds: dict[str, int] = {}
     identities: dict[str, tuple[ModelSource, str]] = {}
@@ -113,7 +118,7 @@ def build_plan(workflow: Workflow, hash_cache: FileHashCache, targets: list[str]
             exc.node_id = node_id  # type: ignore[attr-defined]  (lets the CLI point at the node)
             raise
     hash_cache.save()
-    return Plan(tasks, order, workflow_seed, device, dtype, libraries, seeds)
+    return Plan(tasks, order, workflow_seed, device, dtype, libraries, seeds, deterministic)
 
 
 def _task(workflow: Workflow, node_id: str, tasks: dict[str, Task], identities: dict, seeds: dict[str, int],
@@ -148,7 +153,7 @@ def _task(workflow: Workflow, node_id: str, tasks: dict[str, Task], identities: 
     }
     key = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
     return Task(node_id, node.type.name, node.fields, key, seed, upstream, models, model_ids, files, device, dtype,
-                workflow.offload)
+                workflow.offload, bool(environment.get("deterministic")))
 
 
 def _keyed_fields(fields, upstream: dict[str, str], model_ids: dict[str, str], workflow: Workflow) -> Any:

@@ -57,7 +57,8 @@ def reproduce_command(args) -> int:
     workflow = load_workflow(original, [], text=(run / "workflow.yaml").read_text(encoding="utf-8"),
                              source=f"{run / 'workflow.yaml'}")
     cache = NodeCache(default_cache_dir())
-    plan = plan_or_problems(workflow, FileHashCache(cache.file_hashes), None)
+    deterministic = bool(old.get("determinism", {}).get("requested"))
+    plan = plan_or_problems(workflow, FileHashCache(cache.file_hashes), None, deterministic)
     outcome = execute(workflow, plan, cache, args.out, mode="quiet" if args.quiet else "plain", no_cache=True,
                       extra={"reproduces": str(run)})
     new = outcome.manifest

@@ -52,7 +52,7 @@ def run_command(args) -> int:
     if dimensions:
         return sweep_command(args, workflow, dimensions)
     cache = NodeCache(default_cache_dir())
-    plan = plan_or_problems(workflow, FileHashCache(cache.file_hashes), args.only or None)
+    plan = plan_or_problems(workflow, FileHashCache(cache.file_hashes), args.only or None, args.deterministic)
     console = Console(highlight=False)
     if args.dry_run:
         return _dry_run(workflow, plan, cache, args, console)
@@ -83,7 +83,7 @@ def sweep_command(args, workflow: Workflow, dimensions: list) -> int:
     prepared = []
     for values in combos:  # validate every variant before running any
         variant = load_for_run(args.workflow, args.overrides + as_overrides(values))
-        prepared.append((values, variant, plan_or_problems(variant, hashes, args.only or None)))
+        prepared.append((values, variant, plan_or_problems(variant, hashes, args.only or None, args.deterministic)))
     if args.dry_run:
         print(f"sweep of {len(combos)} variants: " + "; ".join(", ".join(f"{k}={v}" for k, v in c.items()) for c in combos))
         return 0
@@ -178,13 +178,14 @@ def _check_node_names(workflow: Workflow, names: list[str], option: str) -> None
         raise WorkflowError(problems)
 
 
-def plan_or_problems(workflow: Workflow, hash_cache: FileHashCache, targets: list[str] | None) -> Plan:
+def plan_or_problems(workflow: Workflow, hash_cache: FileHashCache, targets: list[str] | None,
+                     deterministic: bool = False) -> Plan:
     """Build the plan; a missing input file or model path becomes a located validation problem."""
     from ..models.sources import ModelUnavailable
     from ..models.tiny import UnknownTinyModel
 
     try:
-        return build_plan(workflow, hash_cache, targets)
+        return build_plan(workflow, hash_cache, targets, deterministic)
     except (OSError, ModelUnavailable, UnknownTinyModel) as exc:
         node_id = getattr(exc, "node_id", None)
         path = ("nodes", node_id) if node_id else ()
@@ -295,6 +296,18 @@ class PublishContext:
         return name
 
 
+def _cpu_name() -> str:
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _models_section(plan: Plan, cache: NodeCache) -> dict[str, dict]:
     from ..models.sources import model_record
 
@@ -348,6 +361,8 @@ def build_manifest(workflow: Workflow, plan: Plan, results: dict[str, NodeResult
         "device": plan.device,
         "dtype": plan.dtype,
         "libraries": plan.libraries,
+        "device_name": _cpu_name() if plan.device == "cpu" else executor.environment.get("device_name"),
+        "determinism": {"requested": plan.deterministic, **executor.environment},
         "models_loaded": executor.loads,
         "models": _models_section(plan, publisher.cache),
         "counts": {s: sum(1 for n in nodes.values() if n["status"] == s) for s in ("ran", "cached", "failed", "not run")},

@@ -133,7 +133,9 @@ def run_pipeline(ctx, pipe, kwargs: dict[str, Any]) -> dict[str, Any]:
         return callback_kwargs
 
     callbacks = {"callback_on_step_end": on_step_end, "callback_on_step_end_tensor_inputs": ["latents"]} if takes_callback else {}
-    ctx.record(pipeline_class=type(pipe).__name__, scheduler=type(getattr(pipe, "scheduler", None)).__name__,
+    scheduler = getattr(pipe, "scheduler", None)
+    ctx.record(pipeline_class=type(pipe).__name__, scheduler=type(scheduler).__name__,
+               scheduler_config={k: recordable(v) for k, v in getattr(scheduler, "config", {}).items()},
                call={k: recordable(v) for k, v in kwargs.items()})
     with torch.inference_mode():
         result = pipe(**kwargs, generator=generator, **callbacks)

@@ -42,11 +42,18 @@ def quiet_libraries() -> None:
 
 
 class ModelRegistry:
-    def __init__(self, device: str, dtype: str, models_dir: Path, hash_cache: FileHashCache | None = None):
+    def __init__(self, device: str, dtype: str, models_dir: Path, hash_cache: FileHashCache | None = None,
+                 deterministic: bool = False):
         quiet_libraries()
+        if deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it before CUDA starts
         import torch
 
         self.torch = torch
+        if deterministic:
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
         self.device = self._usable_device(device)
         self.dtype = getattr(torch, dtype)
         self.models_dir = models_dir
@@ -57,6 +64,22 @@ class ModelRegistry:
         self._components_by_digest: dict[str, Any] = {}
         self.shared_components: dict[str, list[str]] = {}  # identity -> components reused from another checkpoint
         self.loads: list[str] = []  # identities loaded from disk, in order (for manifests and tests)
+
+    def environment(self) -> dict[str, Any]:
+        """What the manifest records about the device and the determinism settings in force."""
+        torch = self.torch
+        info: dict[str, Any] = {
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "cudnn_deterministic": torch.backends.cudnn.deterministic,
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+            "generator_device": "cpu",
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        }
+        if self.device.startswith("cuda"):
+            info["device_name"] = torch.cuda.get_device_name(torch.device(self.device))
+        return info
 
     def _usable_device(self, device: str) -> str:
         torch = self.torch
