@@ -316,8 +316,18 @@ def _models_section(plan: Plan, cache: NodeCache) -> dict[str, dict]:
     for task in plan.tasks.values():
         for ref, source in task.models.items():
             if ref not in section:
-                section[ref] = model_record(source, task.model_ids[ref], models_dir(cache.root), hashes)
+                section[ref] = {**model_record(source, task.model_ids[ref], models_dir(cache.root), hashes), "dtype": task.dtype}
     return section
+
+
+def _input_hashes(cache: NodeCache, task: Task) -> dict[str, list[str]]:
+    """sha256 of each linked input, read from the upstream cache entries ("$node.output" -> hashes)."""
+    hashes = {}
+    for link, key in task.upstream.items():
+        if "." in link and cache.has(key):
+            output = link.split(".", 1)[1]
+            hashes[link] = cache.read_entry(key)["outputs"].get(output, {}).get("sha256", [])
+    return hashes
 
 
 def _output_hashes(cache: NodeCache, key: str) -> dict[str, list[str]]:
@@ -344,6 +354,7 @@ def build_manifest(workflow: Workflow, plan: Plan, results: dict[str, NodeResult
             "seed": task.seed,
             "models": task.model_ids,
             "input_files": task.files,
+            "inputs": _input_hashes(publisher.cache, task),
             "outputs": _output_hashes(publisher.cache, task.key),
             **({"published": publisher.files[node_id]} if node_id in publisher.files else {}),
             **(result.info if result else {}),
