@@ -60,6 +60,15 @@ TECHNIQUES = {
     "sdxl_turbo_style": (
         "  out: {type: txt2img, model: $models.xl, prompt: a room, steps: 1, guidance_scale: 0.0}\n",
         "StableDiffusionXLPipeline", (64, 64)),
+    "scheduler_swap": (
+        "  out: {type: img2img, model: $models.sd, image: $photo, prompt: a room, steps: 3, strength: 0.9, scheduler: euler_a}\n",
+        "StableDiffusionImg2ImgPipeline", (64, 64)),
+    "diffusion_upscaler": (
+        "  out: {type: upscale, image: $photo, model: tiny:sd-x4-upscaler, prompt: a room, steps: 2}\n",
+        "StableDiffusionUpscalePipeline", (256, 256)),
+    "memory_options": (
+        "  out: {type: txt2img, model: $models.sd, prompt: a room, steps: 2, attention_slicing: true, vae_tiling: true}\n",
+        "StableDiffusionPipeline", (64, 64)),
     "lora": (
         "  out: {type: txt2img, model: $models.sd, prompt: a room, steps: 2, lora: [{model: $models.lora, scale: 0.8}]}\n",
         "StableDiffusionPipeline", (64, 64)),
