@@ -1,4 +1,4 @@
-"""Command line: runner run | validate | schema | nodes | graph | lock | runs | reproduce | extract | cache.
+"""Command line: runner run | validate | schema | nodes | graph | report | lock | runs | reproduce | extract | cache.
 
 Exit status: 0 success, 1 a node failed, 2 the workflow or the command line is invalid.
 Commands that need no model never import torch, diffusers or transformers.
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run once per value (repeatable: a grid of all combinations); values parsed as YAML")
     run.add_argument("--zip", action="store_true", help="pair the --sweep lists instead of combining them")
     run.add_argument("--seeds", metavar="A-B", help="sweep the workflow seed, e.g. 1-8 or 1,5,9")
+    run.add_argument("--open", action="store_true", help="open the run's report.html (a sweep's index.html) when done")
     run.add_argument("--deterministic", action="store_true",
                      help="use PyTorch's deterministic algorithms (and cuDNN/cuBLAS settings); recorded in the manifest")
     mode = run.add_mutually_exclusive_group()
@@ -59,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     graph = commands.add_parser("graph", help="print the workflow graph")
     with_overrides(graph)
     graph.add_argument("--format", choices=("text", "mermaid"), default="text", help="text tree (default) or Mermaid flowchart")
+
+    report = commands.add_parser("report", help="write a run's report.html (or a sweep's index.html) again")
+    report.add_argument("folder", type=Path, help="a run folder or a sweep folder")
+    report.add_argument("--open", action="store_true", help="open it in a browser")
 
     lock = commands.add_parser("lock", help="pin every model of a workflow (commit and file hashes) in WF.lock")
     with_overrides(lock)
@@ -209,6 +214,23 @@ def cmd_runs(args) -> int:
     return EXIT_OK
 
 
+def cmd_report(args) -> int:
+    from .front.run_command import open_in_browser, write_report
+    from .language.errors import Location, Problem, WorkflowError
+
+    folder = args.folder
+    if not ((folder / "manifest.json").is_file() or (folder / "index.json").is_file()):
+        raise WorkflowError([Problem(Location(str(folder)), (), "not a run folder (no manifest.json) or sweep folder (no index.json)",
+                                     "pass a folder that 'runner run' wrote, e.g. outputs/NAME/RUN_ID")])
+    page = write_report(folder)
+    if page is None:
+        return EXIT_NODE_FAILED
+    print(f"wrote {page}")
+    if args.open:
+        open_in_browser(page)
+    return EXIT_OK
+
+
 def cmd_lock(args) -> int:
     from .executor.cache import NodeCache, default_cache_dir
     from .front.lock import write_lock
@@ -260,6 +282,7 @@ COMMANDS = {
     "schema": cmd_schema,
     "nodes": cmd_nodes,
     "graph": cmd_graph,
+    "report": cmd_report,
     "lock": cmd_lock,
     "runs": cmd_runs,
     "reproduce": cmd_reproduce,

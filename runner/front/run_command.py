@@ -67,7 +67,16 @@ def run_command(args) -> int:
         if outcome.status == "failed":
             print("finished nodes stay cached; fix the problem and run again to resume from there", file=sys.stderr)
     print(f"run folder: {outcome.run_dir}")
+    if args.open:
+        open_in_browser(outcome.run_dir / "report.html")
     return outcome.exit_code
+
+
+def open_in_browser(page: Path) -> None:
+    import webbrowser
+
+    if not page.is_file() or not webbrowser.open(page.resolve().as_uri()):
+        print(f"open {page} in a browser", file=sys.stderr)
 
 
 def sweep_command(args, workflow: Workflow, dimensions: list) -> int:
@@ -100,6 +109,7 @@ def sweep_command(args, workflow: Workflow, dimensions: list) -> int:
         index["variants"].append({"variant": number, "values": values, "run": outcome.run_dir.name,
                                   "status": outcome.status, "counts": outcome.manifest["counts"]})
         _write_atomic(sweep_dir / "index.json", (json.dumps(index, indent=2) + "\n").encode())
+        write_report(sweep_dir)
         if outcome.exit_code:
             exit_code = outcome.exit_code
             print(f"error: variant {number}: {outcome.error}", file=sys.stderr)
@@ -113,6 +123,8 @@ def sweep_command(args, workflow: Workflow, dimensions: list) -> int:
                           str(item["counts"]["ran"]), str(item["counts"]["cached"]))
         Console(no_color=not sys.stdout.isatty(), highlight=False, width=None if sys.stdout.isatty() else 160).print(table)
     print(f"sweep folder: {sweep_dir}")
+    if args.open:
+        open_in_browser(sweep_dir / "index.html")
     return exit_code
 
 
@@ -157,7 +169,19 @@ def execute(workflow: Workflow, plan: Plan, cache: NodeCache, out: Path, *, mode
     manifest = build_manifest(workflow, plan, results, publisher, status, error, started, executor)
     manifest.update(extra or {})
     _write_atomic(run_dir / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+    write_report(run_dir)
     return Outcome(run_dir, manifest, results, status, exit_code, error)
+
+
+def write_report(folder: Path) -> Path | None:
+    """report.html (a run) or index.html (a sweep); a failure here is reported but never fails the run."""
+    from .report import write_run_report, write_sweep_index
+
+    try:
+        return write_sweep_index(folder) if (folder / "index.json").is_file() else write_run_report(folder)
+    except Exception as exc:  # noqa: BLE001
+        print(f"warning: report not written for {folder}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return None
 
 
 def load_for_run(path: Path, overrides: list[str]) -> Workflow:
@@ -362,6 +386,7 @@ def build_manifest(workflow: Workflow, plan: Plan, results: dict[str, NodeResult
     return {
         "manifest_version": MANIFEST_VERSION,
         "run_id": publisher.run_dir.name,
+        "cache_dir": str(publisher.cache.root.resolve()),
         "workflow": {"name": workflow.name, "path": str(workflow.path), "sha256": hashlib.sha256(workflow_bytes).hexdigest(),
                      "overrides": workflow.overrides, "git": git_state(Path(workflow.path))},
         "status": status,
