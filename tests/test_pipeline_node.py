@@ -306,3 +306,22 @@ def test_validate_with_call_checks_imports_no_torch(tmp_path):
             "sys.exit(rc)\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_pipeline_node_shares_the_checkpoint_with_generation_nodes(tmp_path):
+    import json
+
+    workflow = tmp_path / "share.yaml"
+    workflow.write_text(
+        "version: 1\nnodes:\n"
+        "  a: {type: txt2img, model: tiny:sd15, prompt: x, steps: 2}\n"
+        "  b: {type: pipeline, class: StableDiffusionImg2ImgPipeline, model: tiny:sd15,"
+        " call: {image: $a, prompt: y, strength: 0.5, num_inference_steps: 2}}\n"
+        "  c: {type: pipeline, class: StableDiffusionPipeline, model: tiny:sd15, call: {prompt: z, num_inference_steps: 2}}\n")
+    from runner.cli import main
+
+    assert main(["run", str(workflow), "--out", str(tmp_path / "out"), "--plain"]) == 0
+    run = next((tmp_path / "out" / "share").iterdir())
+    data = json.loads((run / "manifest.json").read_text())
+    assert [m for m in data["models_loaded"] if m.startswith("tiny:sd15@")] == [data["nodes"]["a"]["models"]["tiny:sd15"]]
+    assert data["nodes"]["b"]["pipeline_class"] == "StableDiffusionImg2ImgPipeline"

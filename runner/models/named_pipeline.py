@@ -58,16 +58,19 @@ def load_named_pipeline(ctx, class_name: str, model_ref: str):
         cls = getattr(diffusers, class_name, None)
         if not (isinstance(cls, type) and issubclass(cls, diffusers.DiffusionPipeline)):
             raise NodeInputError(f"'{class_name}' is not a diffusers pipeline class")
-        location, kwargs = registry.pretrained_args(source)
         if source.kind == "file":
+            location, kwargs = registry.pretrained_args(source)
             pipe = cls.from_single_file(location, **{k: v for k, v in kwargs.items() if k == "dtype"})
+            pipe.to(registry.device)
+            registry.loads.append(identity)
         else:
-            pipe = cls.from_pretrained(location, **kwargs)
-        pipe.to(registry.device)
+            # the checkpoint loads once per run (shared with generation nodes); other classes reuse its modules
+            base = registry.base(source, identity)
+            pipe = base if type(base) is cls else cls.from_pipe(base)
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
-    return registry.cached(("pipeline-class", class_name, identity), load, load_label=identity)
+    return registry.cached(("pipeline-class", class_name, identity), load)
 
 
 def _argument(ctx, value: Any, parameter: inspect.Parameter | None) -> Any:
