@@ -236,11 +236,10 @@ def cmd_lock(args) -> int:
     from .front.lock import write_lock
     from .front.run_command import models_dir
     from .language.workflow import load_workflow
-    from .models.sources import FileHashCache
 
     workflow = load_workflow(args.workflow, args.overrides)
     cache = NodeCache(default_cache_dir())
-    path = write_lock(workflow, models_dir(cache.root), FileHashCache(cache.file_hashes))
+    path = write_lock(workflow, models_dir(cache.root), cache.hashes)
     print(f"wrote {path}")
     return EXIT_OK
 

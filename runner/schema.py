@@ -22,8 +22,9 @@ def workflow_json_schema() -> dict[str, Any]:
     schema = workflow_schema_model().model_json_schema(by_alias=True, ref_template="#/definitions/{model}")
     schema = _draft07(schema)
     definitions = schema.get("definitions", {})
+    takes_params = _param_models()
     for name, definition in definitions.items():
-        if name.endswith("Node") or name in ("Lora", "ControlNet", "InterpolationItem", "Shape", "ModelEntry"):
+        if name in takes_params:
             for prop_name, prop in definition.get("properties", {}).items():
                 if prop_name != "type":
                     definition["properties"][prop_name] = _accept_param_ref(prop)
@@ -59,6 +60,19 @@ def _draft07(node: Any) -> Any:
     if isinstance(node, list):
         return [_draft07(v) for v in node]
     return node
+
+
+def _param_models() -> set[str]:
+    """Names of the models whose values may be `$params.NAME`: every node's fields (and their items) and model entries."""
+    from .language.workflow import ModelEntry
+    from .nodes.fields import Fields
+
+    names, pending = {ModelEntry.__name__}, [Fields]
+    while pending:
+        cls = pending.pop()
+        names.add(cls.__name__)
+        pending.extend(cls.__subclasses__())
+    return names
 
 
 def _accept_param_ref(prop: dict) -> dict:

@@ -72,6 +72,7 @@ def test_failed_run_report_shows_the_error(demo, tmp_path):
     dom, log = live_dom(latest_run(out, "demo") / "report.html", tmp_path)
     assert 'data-status="failed"' in dom and 'role="alert"' in dom and "inpainting checkpoint" in dom
     assert re.search(r'id="node-room" data-node="room" data-state="ran"', dom)
+    assert len(re.findall(r'<path class="edge"', dom)) == 6  # links to nodes that never ran are drawn too
     assert not console_errors(log)
 
 

@@ -27,7 +27,16 @@ class NodeCache:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.nodes = self.root / "nodes"
-        self.file_hashes = self.root / "file-hashes.json"  # see models.sources.FileHashCache
+        self._hashes = None
+
+    @property
+    def hashes(self):
+        """The file-hash memo kept beside the entries: one per cache, shared by everything a run does."""
+        if self._hashes is None:
+            from ..models.sources import FileHashCache
+
+            self._hashes = FileHashCache(self.root / "file-hashes.json")
+        return self._hashes
 
     def entry_dir(self, key: str) -> Path:
         return self.nodes / key[:2] / key
@@ -38,10 +47,12 @@ class NodeCache:
     def read_entry(self, key: str) -> dict:
         return json.loads((self.entry_dir(key) / ENTRY_FILE).read_text())
 
-    def output_files(self, key: str, output: str) -> list[Path]:
+    def output(self, key: str, name: str | None = None) -> tuple[str, list[Path]]:
+        """(kind, files) of one stored output; `name` None is the node's default output."""
         entry = self.read_entry(key)
+        record = entry["outputs"][name or entry["default_output"]]
         folder = self.entry_dir(key)
-        return [folder / name for name in entry["outputs"][output]["files"]]
+        return record["kind"], [folder / file for file in record["files"]]
 
     def put(self, key: str, outputs: dict[str, tuple[str, Any]], write_value: Callable[[str, Any, Path], list[str]],
             info: dict) -> None:

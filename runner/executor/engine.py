@@ -61,7 +61,7 @@ class NodeContext:
         return self.task.models[ref], self.task.model_ids[ref]
 
     def load(self, link: Link) -> Any:
-        kind, files = self._executor.output_files(self.task, link)
+        kind, files = self._executor.cache.output(self.task.upstream[link.node], link.output)
         return read_value(kind, files)
 
     def load_many(self, value: Link | list[Link]) -> list[Any]:
@@ -104,19 +104,8 @@ class LocalExecutor:
         if self._registry is None:
             from ..models.registry import ModelRegistry
 
-            from ..models.sources import FileHashCache
-
-            hashes = FileHashCache(self.cache.file_hashes)
-            self._registry = ModelRegistry(task.device, task.dtype, self.models_dir, hashes, task.deterministic)
+            self._registry = ModelRegistry(task.device, task.dtype, self.models_dir, self.cache.hashes, task.deterministic)
         return self._registry
-
-    def output_files(self, task: Task, link: Link) -> tuple[str, list[Path]]:
-        key = task.upstream[str(link)]
-        entry = self.cache.read_entry(key)
-        output = link.output or entry["default_output"]
-        record = entry["outputs"][output]
-        folder = self.cache.entry_dir(key)
-        return record["kind"], [folder / name for name in record["files"]]
 
     def run(self, plan: Plan, base_dir: Path, *, force: set[str] = frozenset(), no_cache: bool = False,
             after_node: Callable[[Task, NodeResult], None] | None = None) -> dict[str, NodeResult]:

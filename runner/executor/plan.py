@@ -36,7 +36,8 @@ class Task:
     fields: Any  # the node's validated pydantic fields
     key: str
     seed: int | None
-    upstream: dict[str, str]  # link text ("$a.image") -> key of node a
+    upstream: dict[str, str]  # node id -> cache key of each node this one reads from
+    inputs: list[str]  # the outputs it reads, as "$node.output" (default outputs named)
     models: dict[str, ModelSource]  # model ref as written -> source
     model_ids: dict[str, str]  # model ref as written -> identity
     files: dict[str, str]  # input file path as written -> sha256
@@ -125,10 +126,12 @@ def _task(workflow: Workflow, node_id: str, tasks: dict[str, Task], identities: 
           hash_cache: FileHashCache, workflow_seed: int, environment: dict) -> Task:
     node = workflow.nodes[node_id]
     device, dtype = environment["device"], environment["dtype"]
-    upstream = {}
+    upstream, inputs = {}, []
     for link, _accepts, _path in node.links():
-        upstream[str(link)] = tasks[link.node].key
-        upstream[f"${link.node}.{link.output or workflow.nodes[link.node].type.default_output}"] = tasks[link.node].key
+        upstream[link.node] = tasks[link.node].key
+        named = f"${link.node}.{link.output or workflow.nodes[link.node].type.default_output}"
+        if named not in inputs:
+            inputs.append(named)
     models, model_ids = {}, {}
     for ref, _marker, _path in iter_marked(node.fields, ModelField):
         if ref not in identities:
@@ -152,7 +155,7 @@ def _task(workflow: Workflow, node_id: str, tasks: dict[str, Task], identities: 
         **environment,
     }
     key = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
-    return Task(node_id, node.type.name, node.fields, key, seed, upstream, models, model_ids, files, device, dtype,
+    return Task(node_id, node.type.name, node.fields, key, seed, upstream, inputs, models, model_ids, files, device, dtype,
                 workflow.offload, bool(environment.get("deterministic")))
 
 
@@ -164,7 +167,7 @@ def _keyed_fields(fields, upstream: dict[str, str], model_ids: dict[str, str], w
     def convert(value: Any, path: tuple) -> Any:
         if isinstance(value, Link):
             output = value.output or workflow.nodes[value.node].type.default_output
-            return {"link": upstream[str(value)], "output": output}
+            return {"link": upstream[value.node], "output": output}
         if path in model_refs:
             return {"model": model_ids[value]}
         if isinstance(value, dict):

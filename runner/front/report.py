@@ -130,22 +130,20 @@ def graph_svg(nodes: dict[str, dict], edges: list[tuple[str, str, str]]) -> str:
     return "".join(parts)
 
 
-def _edges(manifest: dict, document: dict) -> list[tuple[str, str, str]]:
-    """(source, target, kind) from each node's linked inputs (`$node.output` in the manifest's inputs/upstream)."""
+def _edges(manifest: dict) -> list[tuple[str, str, str]]:
+    """(source, target, kind) for each linked input ("$node.output" in the manifest), kinds from the declarations."""
+    from ..nodes import NODE_TYPES
+
     edges = []
-    kinds = {n: {out: _kind_of(out) for out in node.get("outputs", {})} for n, node in manifest["nodes"].items()}
     for target, node in manifest["nodes"].items():
         for link in node.get("inputs", {}):
             source, _, output = link[1:].partition(".")
             if source in manifest["nodes"]:
-                edge = (source, target, kinds.get(source, {}).get(output) or _kind_of(output))
+                declared = NODE_TYPES.get(manifest["nodes"][source]["type"])
+                edge = (source, target, declared.outputs.get(output, "image") if declared else "image")
                 if edge not in edges:
                     edges.append(edge)
     return edges
-
-
-def _kind_of(output: str) -> str:
-    return output if output in KIND_COLOURS else "image"
 
 
 def _cache_entry(manifest: dict, key: str) -> Path | None:
@@ -207,7 +205,7 @@ def write_run_report(run_dir: Path) -> Path:
               f"<dt>versions</dt><dd>{_esc(versions)}</dd>"
               f"<dt>files</dt><dd><a href=\"manifest.json\">manifest.json</a> · <a href=\"workflow.yaml\">workflow.yaml</a></dd>"
               "</dl></header>")
-    graph = f'<section class="graph" aria-label="graph">{graph_svg(manifest["nodes"], _edges(manifest, document))}</section>'
+    graph = f'<section class="graph" aria-label="graph">{graph_svg(manifest["nodes"], _edges(manifest))}</section>'
     cards = "\n".join(_node_card(node_id, node, document, manifest) for node_id, node in manifest["nodes"].items())
     body = f"{header}\n<main>\n{graph}\n<section class=\"nodes\" aria-label=\"nodes\">\n{cards}\n</section>\n</main>"
     path = run_dir / "report.html"

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from ..executor.cache import NodeCache, default_cache_dir
 from ..language.workflow import load_workflow
-from ..models.sources import FileHashCache
 from .run_command import execute, plan_or_problems
 from .runs import load_manifest, resolve_run
 
@@ -58,7 +57,7 @@ def reproduce_command(args) -> int:
                              source=f"{run / 'workflow.yaml'}")
     cache = NodeCache(default_cache_dir())
     deterministic = bool(old.get("determinism", {}).get("requested"))
-    plan = plan_or_problems(workflow, FileHashCache(cache.file_hashes), None, deterministic)
+    plan = plan_or_problems(workflow, cache.hashes, None, deterministic)
     outcome = execute(workflow, plan, cache, args.out, mode="quiet" if args.quiet else "plain", no_cache=True,
                       extra={"reproduces": str(run)})
     new = outcome.manifest

@@ -44,15 +44,14 @@ def run_command(args) -> int:
     if pins:
         args.overrides = args.overrides + pins
         workflow = load_for_run(args.workflow, args.overrides)
-    lock_cache = NodeCache(default_cache_dir())
-    check_lock(workflow, models_dir(lock_cache.root), FileHashCache(lock_cache.file_hashes))
+    cache = NodeCache(default_cache_dir())
+    check_lock(workflow, models_dir(cache.root), cache.hashes)
     from .sweep import file_sweeps, parse_cli_sweeps
 
     dimensions = file_sweeps(workflow.document.get("sweep"), str(args.workflow)) + parse_cli_sweeps(args.sweep, args.zip, args.seeds)
     if dimensions:
-        return sweep_command(args, workflow, dimensions)
-    cache = NodeCache(default_cache_dir())
-    plan = plan_or_problems(workflow, FileHashCache(cache.file_hashes), args.only or None, args.deterministic)
+        return sweep_command(args, workflow, dimensions, cache)
+    plan = plan_or_problems(workflow, cache.hashes, args.only or None, args.deterministic)
     console = Console(highlight=False)
     if args.dry_run:
         return _dry_run(workflow, plan, cache, args, console)
@@ -79,7 +78,7 @@ def open_in_browser(page: Path) -> None:
         print(f"open {page} in a browser", file=sys.stderr)
 
 
-def sweep_command(args, workflow: Workflow, dimensions: list) -> int:
+def sweep_command(args, workflow: Workflow, dimensions: list, cache: NodeCache) -> int:
     """Run every variant into its own folder under one sweep folder, sharing the cache, and write index.json."""
     from rich.console import Console
     from rich.table import Table
@@ -87,8 +86,7 @@ def sweep_command(args, workflow: Workflow, dimensions: list) -> int:
     from .sweep import as_overrides, new_sweep_dir, variants
 
     combos = variants(dimensions)
-    cache = NodeCache(default_cache_dir())
-    hashes = FileHashCache(cache.file_hashes)
+    hashes = cache.hashes
     prepared = []
     for values in combos:  # validate every variant before running any
         variant = load_for_run(args.workflow, args.overrides + as_overrides(values))
@@ -290,10 +288,7 @@ class PublishContext:
         return sources
 
     def _files(self, link: Link) -> tuple[str, list[Path]]:
-        key = self.task.upstream[str(link)]
-        entry = self.publisher.cache.read_entry(key)
-        output = entry["outputs"][link.output or entry["default_output"]]
-        return output["kind"], [self.publisher.cache.entry_dir(key) / f for f in output["files"]]
+        return self.publisher.cache.output(self.task.upstream[link.node], link.output)
 
     def publish_png(self, source, name: str) -> str:
         link, index = source if isinstance(source, tuple) else (source, 0)
@@ -335,7 +330,7 @@ def _cpu_name() -> str:
 def _models_section(plan: Plan, cache: NodeCache) -> dict[str, dict]:
     from ..models.sources import model_record
 
-    hashes = FileHashCache(cache.file_hashes)
+    hashes = cache.hashes
     section = {}
     for task in plan.tasks.values():
         for ref, source in task.models.items():
@@ -345,12 +340,12 @@ def _models_section(plan: Plan, cache: NodeCache) -> dict[str, dict]:
 
 
 def _input_hashes(cache: NodeCache, task: Task) -> dict[str, list[str]]:
-    """sha256 of each linked input, read from the upstream cache entries ("$node.output" -> hashes)."""
+    """Every linked input ("$node.output") with its sha256, read from the upstream cache entry ([] if never made)."""
     hashes = {}
-    for link, key in task.upstream.items():
-        if "." in link and cache.has(key):
-            output = link.split(".", 1)[1]
-            hashes[link] = cache.read_entry(key)["outputs"].get(output, {}).get("sha256", [])
+    for link in task.inputs:
+        node, output = link[1:].split(".", 1)
+        key = task.upstream[node]
+        hashes[link] = cache.read_entry(key)["outputs"].get(output, {}).get("sha256", []) if cache.has(key) else []
     return hashes
 
 

@@ -235,13 +235,10 @@ def _default_name(path: Path) -> str:
 
 
 def _validate_header(document: dict, smap: SourceMap, problems: list[Problem]) -> WorkflowHeader | None:
-    header_input = dict(document)
-    if isinstance(header_input.get("models"), dict):
-        header_input["models"] = document["models"]
     try:
-        return WorkflowHeader.model_validate(header_input)
+        return WorkflowHeader.model_validate(document)
     except ValidationError as exc:
-        problems.extend(_pydantic_problems(exc, (), header_input, smap, "workflow"))
+        problems.extend(_pydantic_problems(exc, (), document, smap, "workflow"))
         return None
 
 

@@ -63,7 +63,7 @@ def generate_diffusers(ctx, task: str, f) -> dict[str, Any]:
     registry = ctx.models
     controlnets = [ctx.source(item.model) for item in f.controlnet]
     pipe = registry.pipeline(task, source, identity, controlnets)
-    pipe.scheduler = registry.fresh_scheduler(pipe, identity, f.scheduler)
+    pipe.scheduler = registry.fresh_scheduler(identity, f.scheduler)
 
     kwargs = common_arguments(f)
     if task in ("img2img", "inpaint", "depth2img"):

@@ -257,7 +257,7 @@ class ModelRegistry:
         return self.cached(("depth-estimator", identity), load, load_label=identity)
 
     # ------------------------------------------------------------ schedulers
-    def fresh_scheduler(self, pipe, identity: str, name: str | None):
+    def fresh_scheduler(self, identity: str, name: str | None):
         """A new scheduler for one call: the checkpoint's own (default) or one by short name, from its config."""
         from .schedulers import make_scheduler
 

@@ -82,10 +82,9 @@ def identity(source: ModelSource, hash_cache: "FileHashCache") -> str:
 def local_folder(source: ModelSource, models_dir: Path) -> Path | None:
     """Where the model's files are on this machine, if they are (a tiny model only once built)."""
     if source.kind == "tiny":
-        from .tiny import tiny_identity
+        from .tiny import tiny_folder
 
-        name, digest = tiny_identity(source.location)[len("tiny:"):].split("@")
-        folder = models_dir / "tiny" / f"{name}-{digest}"
+        folder = tiny_folder(source.location, models_dir / "tiny")
         return folder if folder.is_dir() else None
     if source.kind in ("folder", "file"):
         return Path(source.location)

@@ -319,6 +319,12 @@ def tiny_pipeline_classes(name: str) -> dict[str, str | None]:
     return {sub: folder[0] for sub, folder in _spec(name)[1]["folders"].items()}
 
 
+def tiny_folder(name: str, root: pathlib.Path) -> pathlib.Path:
+    """Where ``ensure_tiny`` keeps this model under ``root`` (it may not be built yet)."""
+    name, _ = _spec(name)
+    return pathlib.Path(root) / f"{name}-{_hash12(name)}"
+
+
 def ensure_tiny(name: str, root: pathlib.Path) -> pathlib.Path:
     """Return ``root/NAME-HASH12``, building it first if it does not exist.
 
@@ -328,7 +334,7 @@ def ensure_tiny(name: str, root: pathlib.Path) -> pathlib.Path:
     """
     name, spec = _spec(name)
     root = pathlib.Path(root)
-    target = root / f"{name}-{_hash12(name)}"
+    target = tiny_folder(name, root)
     if target.is_dir():
         return target
     root.mkdir(parents=True, exist_ok=True)
