@@ -43,6 +43,14 @@ def demo(tmp_path) -> Path:
     return folder / "demo.yaml"
 
 
+def write_workflow(folder: Path, name: str, text: str) -> Path:
+    """`folder/name` holding `text`, with the demo photo beside it as in.png (what `path: in.png` reads)."""
+    (folder / "in.png").write_bytes((WORKFLOWS / "inputs" / "room.png").read_bytes())
+    workflow = folder / name
+    workflow.write_text(text)
+    return workflow
+
+
 def run_cli(*args: str) -> int:
     from runner.cli import main
 

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
-from conftest import REPO, WORKFLOWS, latest_run, manifest, run_cli, run_subprocess, statuses
+from conftest import write_workflow, REPO, latest_run, manifest, run_cli, run_subprocess, statuses
 
 DEMO_NODES = {"room", "window_mask", "generated", "restyled", "fixed", "final", "first_draft"}
 
@@ -155,9 +153,7 @@ def test_txt2img_img2img_inpaint_share_the_loaded_modules(demo, tmp_path):
 
 
 def test_inpaint_checkpoint_and_channel_mismatch(tmp_path, capsys):
-    (tmp_path / "in.png").write_bytes((WORKFLOWS / "inputs" / "room.png").read_bytes())
-    workflow = tmp_path / "wf.yaml"
-    workflow.write_text(
+    workflow = write_workflow(tmp_path, "wf.yaml", 
         "version: 1\n"
         "models: {inpainter: tiny:sd15-inpaint}\n"
         "nodes:\n"
@@ -205,9 +201,7 @@ def test_unreachable_hub_model_fails_fast_and_keeps_finished_nodes(demo, tmp_pat
 
 
 def test_interrupted_run_leaves_cache_readable_and_resumes(tmp_path, isolated_cache):
-    (tmp_path / "in.png").write_bytes((WORKFLOWS / "inputs" / "room.png").read_bytes())
-    workflow = tmp_path / "slow.yaml"
-    workflow.write_text(
+    workflow = write_workflow(tmp_path, "slow.yaml", 
         "version: 1\n"
         "nodes:\n"
         "  a_photo: {type: load_image, path: in.png}\n"

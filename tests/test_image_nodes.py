@@ -10,13 +10,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import WORKFLOWS, latest_run, manifest, run_cli, statuses
+from conftest import write_workflow, WORKFLOWS, latest_run, manifest, run_cli, statuses
 
 
 def run_nodes(tmp_path: Path, nodes_yaml: str, *extra: str) -> tuple[int, Path | None]:
-    (tmp_path / "in.png").write_bytes((WORKFLOWS / "inputs" / "room.png").read_bytes())
-    workflow = tmp_path / "images.yaml"
-    workflow.write_text("version: 1\nnodes:\n" + nodes_yaml)
+    workflow = write_workflow(tmp_path, "images.yaml", "version: 1\nnodes:\n" + nodes_yaml)
     code = run_cli("run", workflow, "--out", tmp_path / "out", "--plain", *extra)
     out = tmp_path / "out" / "images"
     return code, (latest_run(tmp_path / "out", "images") if out.exists() else None)

@@ -98,19 +98,19 @@ def test_inpaint_keeps_the_input_size(tmp_path):
 
 def test_mismatched_decoders_and_unsupported_fields_fail_clearly(tmp_path, capsys):
     cases = {
-        f"  p: {{type: inpaint, model: $models.k, image: $src, mask: $left, steps: 2}}\n":
+        "  p: {type: inpaint, model: $models.k, image: $src, mask: $left, steps: 2}\n":
             ["'tiny:kandinsky22'", "kandinsky-community/kandinsky-2-2-decoder-inpaint", "tiny:kandinsky22-inpaint"],
-        f"  t: {{type: txt2img, model: $models.ki, steps: 2, width: 64, height: 64}}\n":
+        "  t: {type: txt2img, model: $models.ki, steps: 2, width: 64, height: 64}\n":
             ["'tiny:kandinsky22-inpaint'", "inpainting decoder", "tiny:kandinsky22 offline"],
-        f"  t: {{type: txt2img, model: $models.k, steps: 2, lora: [{{model: tiny:lora-sd15}}]}}\n":
+        "  t: {type: txt2img, model: $models.k, steps: 2, lora: [{model: tiny:lora-sd15}]}\n":
             ["LoRA is not supported for Kandinsky 2.2", "'tiny:kandinsky22'"],
-        f"  t: {{type: txt2img, model: $models.k, steps: 2, width: 72, height: 64}}\n":
+        "  t: {type: txt2img, model: $models.k, steps: 2, width: 72, height: 64}\n":
             ["width 72", "multiple of 64"],
-        f"  t: {{type: txt2img, model: $models.k, steps: 2, scheduler: euler}}\n":
+        "  t: {type: txt2img, model: $models.k, steps: 2, scheduler: euler}\n":
             ["scheduler 'euler'", "dpmpp_2m"],
-        f"  i: {{type: img2img, model: $models.k, image: $src, steps: 2, strength: 0.3}}\n":
+        "  i: {type: img2img, model: $models.k, image: $src, steps: 2, strength: 0.3}\n":
             ["leaves no denoising step"],
-        f"  p: {{type: inpaint, model: $models.ki, image: $src, mask: $left, steps: 2, strength: 0.5}}\n":
+        "  p: {type: inpaint, model: $models.ki, image: $src, mask: $left, steps: 2, strength: 0.5}\n":
             ["strength 0.5", "repaints the masked area fully"],
     }
     for index, (nodes, expected) in enumerate(cases.items()):

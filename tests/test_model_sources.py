@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import WORKFLOWS, latest_run, manifest, run_cli, statuses
+from conftest import latest_run, manifest, run_cli, statuses
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

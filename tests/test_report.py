@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, WORKFLOWS, latest_run, run_cli
+from conftest import write_workflow, REPO, latest_run, run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
@@ -78,9 +78,7 @@ def test_failed_run_report_shows_the_error(demo, tmp_path):
 
 @needs_chromium
 def test_sweep_index_is_a_labelled_2x3_grid(tmp_path):
-    (tmp_path / "in.png").write_bytes((WORKFLOWS / "inputs" / "room.png").read_bytes())
-    workflow = tmp_path / "grid.yaml"
-    workflow.write_text("version: 1\nnodes:\n  photo: {type: load_image, path: in.png}\n"
+    workflow = write_workflow(tmp_path, "grid.yaml", "version: 1\nnodes:\n  photo: {type: load_image, path: in.png}\n"
                         "  big: {type: upscale, image: $photo, scale: 1.0}\n  save: {type: save_image, image: $big}\n")
     out = tmp_path / "out"
     assert run_cli("run", workflow, "--out", out, "--plain", "--sweep", "nodes.photo.mode=RGB,L",
@@ -98,14 +96,12 @@ def test_sweep_index_is_a_labelled_2x3_grid(tmp_path):
 @needs_chromium
 @pytest.mark.parametrize("width", [390, 1280])
 def test_fifty_nodes_and_long_text_do_not_break_the_layout(tmp_path, width):
-    (tmp_path / "in.png").write_bytes((WORKFLOWS / "inputs" / "room.png").read_bytes())
     long_word = "supercalifragilistic" * 12
     lines = ["version: 1", f"description: {long_word}", "nodes:", "  photo: {type: load_image, path: in.png}",
              "  m0: {type: make_mask, from: $photo, threshold: 10}"]
     lines += [f"  m{i}: {{type: make_mask, from: $m{i - 1}, threshold: {i}, invert: true}}" for i in range(1, 48)]
     lines += [f"  {'s' * 40}: {{type: save_image, image: $m47, name: {long_word[:100]}.png}}"]
-    workflow = tmp_path / "big.yaml"
-    workflow.write_text("\n".join(lines) + "\n")
+    workflow = write_workflow(tmp_path, "big.yaml", "\n".join(lines) + "\n")
     assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain") == 0
     page = latest_run(tmp_path / "out", "big") / "report.html"
     done = chromium(page, tmp_path, f"--window-size={width},900", "--virtual-time-budget=3000", "--dump-dom")

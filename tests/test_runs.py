@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from conftest import WORKFLOWS, latest_run, manifest, run_cli, statuses
+from conftest import latest_run, manifest, run_cli, statuses
 
 
 def test_runs_list_show_and_diff_of_one_param(demo, tmp_path, capsys):

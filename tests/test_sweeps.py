@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import WORKFLOWS, manifest, run_cli
+from conftest import write_workflow, manifest, run_cli
 
 CHAIN = """version: 1
 params: {strength: 0.5, prompt: a room}
@@ -24,9 +24,7 @@ def sweep_folder(out: Path) -> Path:
 
 
 def test_a_2x3_grid_runs_the_upstream_nodes_once(tmp_path, capsys):
-    (tmp_path / "in.png").write_bytes((WORKFLOWS / "inputs" / "room.png").read_bytes())
-    workflow = tmp_path / "chain.yaml"
-    workflow.write_text(CHAIN)
+    workflow = write_workflow(tmp_path, "chain.yaml", CHAIN)
     out = tmp_path / "out"
     assert run_cli("run", workflow, "--out", out, "--plain", "--sweep", "params.strength=0.5,1.0",
                    "--sweep", "params.prompt=a cat,a dog,a bird") == 0
@@ -45,9 +43,7 @@ def test_a_2x3_grid_runs_the_upstream_nodes_once(tmp_path, capsys):
 
 
 def test_zip_seeds_and_the_file_sweep_section(tmp_path):
-    (tmp_path / "in.png").write_bytes((WORKFLOWS / "inputs" / "room.png").read_bytes())
-    workflow = tmp_path / "chain.yaml"
-    workflow.write_text(CHAIN + "sweep:\n  zip: {params.strength: [0.5, 1.0], params.prompt: [a cat, a dog]}\n")
+    workflow = write_workflow(tmp_path, "chain.yaml", CHAIN + "sweep:\n  zip: {params.strength: [0.5, 1.0], params.prompt: [a cat, a dog]}\n")
     out = tmp_path / "out"
     assert run_cli("run", workflow, "--out", out, "--plain", "--seeds", "1-2") == 0
     index = json.loads((sweep_folder(out) / "index.json").read_text())
@@ -60,9 +56,7 @@ def test_zip_seeds_and_the_file_sweep_section(tmp_path):
 
 
 def test_bad_sweeps_are_invalid_input(tmp_path, capsys):
-    (tmp_path / "in.png").write_bytes((WORKFLOWS / "inputs" / "room.png").read_bytes())
-    workflow = tmp_path / "chain.yaml"
-    workflow.write_text(CHAIN)
+    workflow = write_workflow(tmp_path, "chain.yaml", CHAIN)
     assert run_cli("run", workflow, "--out", tmp_path / "out", "--sweep", "params.strength=0.5,7") == 2
     assert "less than or equal to 1" in capsys.readouterr().err
     assert run_cli("run", workflow, "--out", tmp_path / "out", "--zip", "--sweep", "params.strength=0.5,1",

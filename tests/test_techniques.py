@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import WORKFLOWS, latest_run, manifest, run_cli
+from conftest import write_workflow, latest_run, manifest, run_cli
 
 MODELS = ("models: {sd: tiny:sd15, cn: tiny:controlnet-sd15, xl: tiny:sdxl, xlcn: tiny:controlnet-sdxl, "
           "ref: tiny:sdxl-refiner, dep: tiny:sd2-depth, inp: tiny:sd15-inpaint, lora: tiny:lora-sd15}\n")
@@ -76,9 +76,7 @@ TECHNIQUES = {
 
 
 def write(tmp_path: Path, nodes: str) -> Path:
-    (tmp_path / "in.png").write_bytes((WORKFLOWS / "inputs" / "room.png").read_bytes())
-    workflow = tmp_path / "tech.yaml"
-    workflow.write_text("version: 1\nseed: 5\n" + MODELS + "nodes:\n" + INPUTS + nodes + "  save: {type: save_image, image: $out}\n")
+    workflow = write_workflow(tmp_path, "tech.yaml", "version: 1\nseed: 5\n" + MODELS + "nodes:\n" + INPUTS + nodes + "  save: {type: save_image, image: $out}\n")
     return workflow
 
 

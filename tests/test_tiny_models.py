@@ -10,22 +10,17 @@ import pathlib
 import subprocess
 import sys
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+import diffusers
+import numpy as np
+import pytest
+import torch
+import transformers
+from PIL import Image
 
-import diffusers  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from PIL import Image  # noqa: E402
+from runner.models import tiny
+from runner.models.registry import quiet_libraries
 
-from runner.models import tiny  # noqa: E402
-
-diffusers.utils.logging.disable_progress_bar()
-diffusers.utils.logging.set_verbosity_error()
-transformers.utils.logging.disable_progress_bar()
+quiet_libraries()  # the same silencing runs use
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PROMPT = "a tiny cat"

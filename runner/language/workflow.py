@@ -15,7 +15,7 @@ from ..graph.dag import Graph
 from ..nodes import NODE_TYPES, NodeType
 from ..nodes.base import CheckContext
 from ..nodes.fields import Accepts, Fields, field_values, find_marker, iter_marked
-from .errors import Location, Problem, WorkflowError, did_you_mean, dotted
+from .errors import Problem, WorkflowError, did_you_mean, dotted
 from .overrides import apply_overrides
 from .refs import NAME, NODE_ID, RESERVED, Link, resolve_references, unresolve
 from .yaml_source import SourceMap, load_yaml, load_yaml_file

@@ -58,7 +58,7 @@ class Generation(Fields):
             if item.image is None and not self.builds_inpaint_condition:
                 raise ValueError(f"controlnet[{index}] needs an 'image' (only inpaint nodes build one from image and mask)")
         if self.controlnet and not self.takes_controlnet:
-            raise ValueError(f"this node type takes no controlnet; use txt2img, img2img or inpaint")
+            raise ValueError("this node type takes no controlnet; use txt2img, img2img or inpaint")
         return self
 
     builds_inpaint_condition: ClassVar[bool] = False
