@@ -146,7 +146,7 @@ def test_txt2img_img2img_inpaint_share_the_loaded_modules(demo, tmp_path):
     executor.run(plan, workflow.base_dir)
     registry = executor._registry
     assert len(registry.loads) == 1
-    pipes = [registry._derived[(plan.tasks["generated"].model_ids["$models.sd15"], task, ())] for task in ("txt2img", "img2img", "inpaint")]
+    pipes = [registry._objects[("pipeline", plan.tasks["generated"].model_ids["$models.sd15"], task, ())] for task in ("txt2img", "img2img", "inpaint")]
     assert [type(p).__name__ for p in pipes] == ["StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline"]
     for component in ("unet", "vae", "text_encoder", "tokenizer"):
         assert getattr(pipes[0], component) is getattr(pipes[1], component) is getattr(pipes[2], component)

@@ -57,8 +57,6 @@ class ModelRegistry:
         self.device = self._usable_device(device)
         self.dtype = getattr(torch, dtype)
         self.models_dir = models_dir
-        self._bases: dict[str, Any] = {}
-        self._derived: dict[tuple, Any] = {}
         self._objects: dict[tuple, Any] = {}
         self.hash_cache = hash_cache
         self._components_by_digest: dict[str, Any] = {}
@@ -127,22 +125,23 @@ class ModelRegistry:
     def base(self, source: ModelSource, identity: str):
         """The checkpoint's own pipeline, loaded once. Components byte-identical to ones already loaded
         (an SDXL refiner's VAE and second text encoder) are passed in instead of loaded again."""
-        if identity not in self._bases:
+        def load():
             from diffusers import DiffusionPipeline
 
             location, kwargs = self.pretrained_args(source)
             if source.kind == "file":
                 pipe = self._from_single_file(location, kwargs)
             else:
-                shared = self._identical_components(self.model_folder(source))
+                folder = self.model_folder(source)
+                shared = self._identical_components(folder)
                 pipe = DiffusionPipeline.from_pretrained(location, **kwargs, **shared)
                 self.shared_components[identity] = sorted(shared)
-                self._remember_components(self.model_folder(source), pipe)
+                self._remember_components(folder, pipe)
             pipe.to(self.device)
             pipe.set_progress_bar_config(disable=True)
-            self._bases[identity] = pipe
-            self.loads.append(identity)
-        return self._bases[identity]
+            return pipe
+
+        return self.cached(("base", identity), load, load_label=identity)
 
     def _component_digests(self, folder: Path | None) -> dict[str, str]:
         """Component subfolder -> digest of its files, for folders holding weights."""
@@ -187,8 +186,8 @@ class ModelRegistry:
 
     def pipeline(self, task: str, source: ModelSource, identity: str, controlnets: list = ()):
         """A pipeline for `task` on this checkpoint (with these ControlNets), sharing the base's modules."""
-        key = (identity, task, tuple(cn_identity for _s, cn_identity in controlnets))
-        if key not in self._derived:
+
+        def derive():
             base = self.base(source, identity)
             self._check_channels(task, source, base)
             extra = {}
@@ -206,8 +205,9 @@ class ModelRegistry:
 
                 pipe = getattr(diffusers, TASK_AUTOPIPELINES[task]).from_pipe(base, **extra)
             pipe.set_progress_bar_config(disable=True)
-            self._derived[key] = pipe
-        return self._derived[key]
+            return pipe
+
+        return self.cached(("pipeline", identity, task, tuple(cn_identity for _s, cn_identity in controlnets)), derive)
 
     @staticmethod
     def _check_controlnet_pairing(source: ModelSource, base, cn_source: ModelSource, controlnet) -> None:
@@ -261,5 +261,5 @@ class ModelRegistry:
         """A new scheduler for one call: the checkpoint's own (default) or one by short name, from its config."""
         from .schedulers import make_scheduler
 
-        base_config = self._bases[identity].scheduler.config
-        return make_scheduler(name, base_config, type(self._bases[identity].scheduler))
+        own = self._objects[("base", identity)].scheduler
+        return make_scheduler(name, own.config, type(own))
