@@ -1,3 +1,21 @@
-"""runner: declarative YAML workflows for Hugging Face diffusers."""
+"""runner: declarative YAML workflows for Hugging Face diffusers.
+
+The Python API is `runner.Session` (one warm engine for many runs) and `runner.WorkflowError`
+(an invalid workflow, with every located problem). Importing runner imports neither torch nor diffusers.
+"""
 
 __version__ = "0.1.0"
+__all__ = ["Run", "Session", "WorkflowError", "__version__"]
+
+
+def __getattr__(name: str):
+    # loaded on first use, so that `import runner` (and the CLI's start) stays cheap
+    if name in ("Session", "Run"):
+        from .front import session
+
+        return getattr(session, name)
+    if name == "WorkflowError":
+        from .language.errors import WorkflowError
+
+        return WorkflowError
+    raise AttributeError(f"module 'runner' has no attribute {name!r}")

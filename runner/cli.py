@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--open", action="store_true", help="open the run's report.html (a sweep's index.html) when done")
     run.add_argument("--deterministic", action="store_true",
                      help="use PyTorch's deterministic algorithms (and cuDNN/cuBLAS settings); recorded in the manifest")
+    run.add_argument("--max-ram", metavar="SIZE", help="memory budget for loaded models in RAM, e.g. 16GB "
+                     "(default: the available memory less 2 GB); least recently used models are released first")
+    run.add_argument("--max-vram", metavar="SIZE", help="memory budget for loaded models on the GPU, e.g. 20GB "
+                     "(default: the free GPU memory less 1 GB)")
     mode = run.add_mutually_exclusive_group()
     mode.add_argument("--quiet", "-q", action="store_true", help="print only errors and the run folder")
     mode.add_argument("--plain", action="store_true", help="plain line-per-event output (default when not a terminal)")
@@ -116,10 +120,7 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _print_problems(exc) -> None:
-    count = len(exc.problems)
-    for problem in exc.problems:
-        print(f"error: {problem}", file=sys.stderr)
-    print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
+    print(str(exc), file=sys.stderr)
 
 
 def _console(stderr: bool = False, wide: bool = False):
@@ -133,7 +134,7 @@ def _console(stderr: bool = False, wide: bool = False):
 
 
 def cmd_validate(args) -> int:
-    from .language.workflow import load_workflow
+    from .front.loading import load_workflow
 
     started = time.perf_counter()
     workflow = load_workflow(args.workflow, args.overrides)
@@ -179,7 +180,7 @@ def cmd_nodes(args) -> int:
 
 def cmd_graph(args) -> int:
     from .front.graph_view import mermaid, text_tree
-    from .language.workflow import load_workflow
+    from .front.loading import load_workflow
 
     workflow = load_workflow(args.workflow, args.overrides)
     if args.format == "mermaid":
@@ -215,7 +216,8 @@ def cmd_runs(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .front.run_command import open_in_browser, write_report
+    from .front.run_command import open_in_browser
+    from .front.run_folder import write_report
     from .language.errors import Location, Problem, WorkflowError
 
     folder = args.folder
@@ -232,10 +234,10 @@ def cmd_report(args) -> int:
 
 
 def cmd_lock(args) -> int:
+    from .core.paths import models_dir
     from .executor.cache import NodeCache, default_cache_dir
+    from .front.loading import load_workflow
     from .front.lock import write_lock
-    from .front.run_command import models_dir
-    from .language.workflow import load_workflow
 
     workflow = load_workflow(args.workflow, args.overrides)
     cache = NodeCache(default_cache_dir())

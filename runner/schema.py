@@ -18,8 +18,9 @@ PARAM_REF = {"type": "string", "pattern": r"^\$params\.[A-Za-z_][A-Za-z0-9_-]*$"
 def workflow_json_schema() -> dict[str, Any]:
     from .language.refs import RESERVED
     from .language.workflow import workflow_schema_model
+    from .nodes import NODE_TYPES
 
-    schema = workflow_schema_model().model_json_schema(by_alias=True, ref_template="#/definitions/{model}")
+    schema = workflow_schema_model(NODE_TYPES).model_json_schema(by_alias=True, ref_template="#/definitions/{model}")
     schema = _draft07(schema)
     definitions = schema.get("definitions", {})
     takes_params = _param_models()
@@ -64,8 +65,8 @@ def _draft07(node: Any) -> Any:
 
 def _param_models() -> set[str]:
     """Names of the models whose values may be `$params.NAME`: every node's fields (and their items) and model entries."""
-    from .language.workflow import ModelEntry
-    from .nodes.fields import Fields
+    from .core.model_entry import ModelEntry
+    from .language.fields import Fields
 
     names, pending = {ModelEntry.__name__}, [Fields]
     while pending:

@@ -10,9 +10,16 @@ import sys
 import time
 from pathlib import Path
 
+from conftest import (
+    REPO,
+    latest_run,
+    manifest,
+    run_cli,
+    run_subprocess,
+    statuses,
+    write_workflow,
+)
 from PIL import Image
-
-from conftest import write_workflow, REPO, latest_run, manifest, run_cli, run_subprocess, statuses
 
 DEMO_NODES = {"room", "window_mask", "generated", "restyled", "fixed", "final", "first_draft"}
 
@@ -132,21 +139,15 @@ def test_dry_run_imports_no_torch(demo, tmp_path):
 
 
 def test_txt2img_img2img_inpaint_share_the_loaded_modules(demo, tmp_path):
-    from runner.executor.cache import NodeCache
-    from runner.executor.engine import LocalExecutor
-    from runner.executor.plan import build_plan
-    from runner.front.progress import PlainEvents
-    from runner.language.workflow import load_workflow
-    from runner.models.sources import FileHashCache
+    import runner
 
-    workflow = load_workflow(demo)
-    cache = NodeCache(tmp_path / "cache")
-    plan = build_plan(workflow, FileHashCache(tmp_path / "hashes.json"))
-    executor = LocalExecutor(cache, Path(os.environ["RUNNER_MODELS_DIR"]), PlainEvents({n: "" for n in plan.order}, quiet=True))
-    executor.run(plan, workflow.base_dir)
-    registry = executor._registry
-    assert len(registry.loads) == 1
-    pipes = [registry._objects[("pipeline", plan.tasks["generated"].model_ids["$models.sd15"], task, ())] for task in ("txt2img", "img2img", "inpaint")]
+    with runner.Session(out=tmp_path / "out", cache_dir=tmp_path / "cache") as session:
+        run = session.run(demo)
+        assert run.status == "ok" and len(run.manifest["models_loaded"]) == 1
+        identity = run.manifest["nodes"]["generated"]["models"]["$models.sd15"]
+        objects = session.pool.objects
+        pipes = [objects[("cpu", "float32", "pipeline", identity, autopipeline, ())][0] for autopipeline in
+                 ("AutoPipelineForText2Image", "AutoPipelineForImage2Image", "AutoPipelineForInpainting")]
     assert [type(p).__name__ for p in pipes] == ["StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline"]
     for component in ("unet", "vae", "text_encoder", "tokenizer"):
         assert getattr(pipes[0], component) is getattr(pipes[1], component) is getattr(pipes[2], component)

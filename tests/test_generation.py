@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image
-
 from conftest import latest_run, manifest, run_cli
+from PIL import Image
 
 
 def write(tmp_path: Path, nodes_yaml: str) -> Path:
@@ -18,8 +17,8 @@ def write(tmp_path: Path, nodes_yaml: str) -> Path:
 def test_every_scheduler_name_maps_to_a_diffusers_class():
     import diffusers
 
+    from runner.language.fields import SCHEDULERS
     from runner.models.schedulers import SCHEDULER_CLASSES
-    from runner.nodes.fields import SCHEDULERS
 
     assert set(SCHEDULERS) == set(SCHEDULER_CLASSES)
     for class_name, _overrides in SCHEDULER_CLASSES.values():
@@ -72,7 +71,11 @@ def test_pipeline_kwargs_are_still_checked_at_run_time():
     """For checkpoints whose class validation cannot know (uncached hub models, single files)."""
     import pytest
 
-    from runner.models.generate import NodeInputError, _checked_pipeline_kwargs
+    from runner.models.calls import NodeInputError, checked_pipeline_kwargs
+    from runner.nodes.arguments import CALL_ARGUMENTS
+
+    def _checked_pipeline_kwargs(pipe, extra):
+        return checked_pipeline_kwargs(pipe, extra, CALL_ARGUMENTS)
 
     class Pipe:
         def __call__(self, prompt=None, eta=0.0, original_size: tuple | None = None, **kwargs):

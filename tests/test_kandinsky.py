@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image
-
 from conftest import WORKFLOWS, latest_run, manifest, run_cli
+from PIL import Image
 
 ROOM = WORKFLOWS / "inputs" / "room.png"
 FAST = "pipeline_kwargs: {prior_num_inference_steps: 2}"
@@ -153,7 +152,7 @@ def test_hub_layout_loads_decoder_with_its_connected_prior(tmp_path, models_dir)
     import pytest
     import torch
 
-    from runner.language.workflow import ModelEntry
+    from runner.core.model_entry import ModelEntry
     from runner.models.kandinsky import kandinsky_components
     from runner.models.sources import ModelSource, ModelUnavailable
     from runner.models.tiny import ensure_tiny
@@ -162,7 +161,7 @@ def test_hub_layout_loads_decoder_with_its_connected_prior(tmp_path, models_dir)
     snapshot = tmp_path / "snapshot"
     shutil.copytree(tiny / "decoder", snapshot)
     (snapshot / "README.md").write_text(f"---\nprior:\n- {tiny / 'prior'}\n---\n")
-    registry = SimpleNamespace(device="cpu", cached=lambda key, factory, load_label=None: factory(),
+    registry = SimpleNamespace(device="cpu", cached=lambda key, factory, **_how: factory(), estimate=lambda source: None,
                                pretrained_args=lambda source: (str(snapshot), {"dtype": torch.float32, "use_safetensors": True}),
                                model_folder=lambda source: snapshot)
     source = ModelSource(ModelEntry(source="kandinsky-community/kandinsky-2-2-decoder-inpaint"), "hub",

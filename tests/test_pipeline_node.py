@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from conftest import REPO, latest_run, manifest, run_cli
+from PIL import Image
 
 HEAD = "version: 1\nseed: 3\nmodels: {sd: tiny:sd15, xl: tiny:sdxl}\nnodes:\n"
 
@@ -72,7 +71,7 @@ def test_pipeline_node_takes_an_image_through_a_link_in_call(tmp_path):
           call: {image: $photo, prompt: x, strength: 0.5, num_inference_steps: 2}
         save: {type: save_image, image: $restyled, name: out.png}
         """)
-    from runner.language.workflow import load_workflow
+    from runner.front.loading import load_workflow
 
     loaded = load_workflow(workflow)
     assert loaded.graph.deps["restyled"] == ["photo"]
@@ -258,7 +257,7 @@ def test_index_agrees_with_diffusers():
     import diffusers
     from diffusers.pipelines import auto_pipeline
 
-    from runner.models.signatures import TASK_MAPPINGS, pipeline_index
+    from runner.models.signatures import AUTOPIPELINE_MAPPINGS, pipeline_index
 
     index = pipeline_index()
     for name in ("StableDiffusionPipeline", "StableDiffusionXLImg2ImgPipeline", "StableDiffusionUpscalePipeline",
@@ -267,12 +266,12 @@ def test_index_agrees_with_diffusers():
         expected = [p.name for p in inspect.signature(getattr(diffusers, name).__call__).parameters.values()
                     if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
         assert list(index.signature(name).parameters) == expected, name
-    for task, mapping_name in TASK_MAPPINGS.items():
+    for autopipeline, mapping_name in AUTOPIPELINE_MAPPINGS.items():
         mapping = getattr(auto_pipeline, mapping_name)
         for family_mapping in auto_pipeline.SUPPORTED_TASKS_MAPPINGS:
             for cls in family_mapping.values():
                 found = auto_pipeline._get_task_class(mapping, cls.__name__, throw_error_if_not_exist=False)
-                assert index.task_class(cls.__name__, task) == (found.__name__ if found else None), (task, cls.__name__)
+                assert index.task_class(cls.__name__, autopipeline) == (found.__name__ if found else None), (autopipeline, cls.__name__)
     assert "DiffusionPipeline" not in index.allowed  # no __call__: nothing to run
 
 

@@ -11,10 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO, WORKFLOWS, latest_run, manifest, run_cli
 from PIL import Image
 
-from conftest import REPO, WORKFLOWS, latest_run, manifest, run_cli
-from runner.models.pose import OPENPOSE_COLORS, OPENPOSE_LIMBS, draw_openpose, openpose_keypoints
+from runner.models.pose import (
+    OPENPOSE_COLORS,
+    OPENPOSE_LIMBS,
+    draw_openpose,
+    openpose_keypoints,
+)
 
 MISSING = (0.0, 0.0, 0.0)
 
@@ -180,9 +185,10 @@ def test_pose_image_feeds_an_openpose_controlnet(tmp_path):
 
 
 def test_pose_recipe_runs_offline_on_tiny_models(tmp_path):
-    from runner.language.workflow import load_workflow
-    from runner.models.tiny import TINY_NAMES
     from test_cli_language import offline_overrides
+
+    from runner.front.loading import load_workflow
+    from runner.models.tiny import TINY_NAMES
 
     name = "pose_controlnet.yaml"
     overrides = offline_overrides(name)

@@ -125,7 +125,9 @@ def test_existing_folder_is_reused_and_race_loser_discards(built, tmp_path, monk
         real_rename(other, dst)  # the other process finishes first ...
         real_rename(src, dst)  # ... so ours fails: dst exists and is not empty
 
-    monkeypatch.setattr(tiny.os, "rename", rename_after_other_process_won)
+    from runner.core import atomic
+
+    monkeypatch.setattr(atomic.os, "rename", rename_after_other_process_won)
     result = tiny.ensure_tiny("dpt", tmp_path)
     assert result == tmp_path / built["dpt"].name
     assert _digests(result) == _digests(built["dpt"])

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import pytest
 
 from runner.cli import main
+from runner.front.loading import load_workflow
 from runner.language.errors import WorkflowError, dotted
-from runner.language.workflow import load_workflow
 
 FILE = "wf.yaml"
 

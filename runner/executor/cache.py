@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from ..core.atomic import staged_folder
+from ..core.hashing import FileHashCache
+from ..core.paths import default_cache_dir
+
+__all__ = ["NodeCache", "default_cache_dir"]
+
 ENTRY_FILE = "entry.json"
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("RUNNER_CACHE_DIR") or Path("outputs") / ".cache")
 
 
 class NodeCache:
@@ -33,8 +33,6 @@ class NodeCache:
     def hashes(self):
         """The file-hash memo kept beside the entries: one per cache, shared by everything a run does."""
         if self._hashes is None:
-            from ..models.sources import FileHashCache
-
             self._hashes = FileHashCache(self.root / "file-hashes.json")
         return self._hashes
 
@@ -55,24 +53,19 @@ class NodeCache:
         return record["kind"], [folder / file for file in record["files"]]
 
     def put(self, key: str, outputs: dict[str, tuple[str, Any]], write_value: Callable[[str, Any, Path], list[str]],
-            info: dict) -> None:
-        """Store outputs {name: (kind, value)} atomically; `write_value(kind, value, stem)` returns the file names written."""
-        final = self.entry_dir(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{key[:12]}.", dir=final.parent))
-        try:
+            info: dict, *, replace: bool = False) -> None:
+        """Store outputs {name: (kind, value)} atomically; `write_value(kind, value, stem)` returns the file names written.
+
+        An entry that landed meanwhile (another process computed the same key) is kept, unless `replace`
+        (a --no-cache run re-computed it: its fresh outputs win).
+        """
+        with staged_folder(self.entry_dir(key), replace=replace) as staging:
             record = {"key": key, **info, "outputs": {}}
             for name, (kind, value) in outputs.items():
                 files = [Path(f).name for f in write_value(kind, value, staging / name)]
                 digests = [hashlib.sha256((staging / f).read_bytes()).hexdigest() for f in files]
                 record["outputs"][name] = {"kind": kind, "files": files, "sha256": digests}
             (staging / ENTRY_FILE).write_text(json.dumps(record, indent=1, sort_keys=True))
-            if final.exists():  # an identical entry landed meanwhile (or --no-cache re-ran the node): replace it
-                shutil.rmtree(final, ignore_errors=True)
-            os.rename(staging, final)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
 
     def stats(self) -> tuple[int, int]:
         entries = size = 0

@@ -1,7 +1,9 @@
-"""The local executor: run a plan's tasks in order, skipping those already in the cache.
+"""Executors run a plan's tasks, skipping those already in the cache; the local one runs them here, in order.
 
-It knows nothing about diffusers: nodes get a context to read their inputs
-from the cache, reach the model registry, and report steps.
+An executor knows nothing about diffusers or the node catalogue: it is handed
+a catalogue (type name -> declaration with `fields`, `outputs`, `version`,
+`run`) and the resources nodes reach through their context (the models), and
+takes tasks as plain data. Nodes exchange results only through the cache.
 """
 
 from __future__ import annotations
@@ -9,12 +11,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 from ..language.refs import Link
-from ..nodes import NODE_TYPES
 from .cache import NodeCache
-from .plan import Plan, Task
+from .plan import Plan, Task, decode_links
 from .values import read_value, write_value
 
 
@@ -25,6 +26,30 @@ class Events(Protocol):
     def node_done(self, node_id: str, seconds: float) -> None: ...
     def node_failed(self, node_id: str, error: BaseException) -> None: ...
     def node_warning(self, node_id: str, message: str) -> None: ...
+
+
+class Resources(Protocol):
+    """What nodes reach through their context besides the cache: models. The front supplies it (the Session's pool)."""
+
+    def models(self, task: Task) -> Any:
+        """The model registry for this task's device and dtype (loaded lazily: a cached node never asks)."""
+
+    def source(self, data: dict) -> Any:
+        """A model source from the plain data a task carries."""
+
+    def node_started(self, task: Task) -> None: ...
+
+    def retry_after(self, task: Task, error: BaseException) -> bool:
+        """True when the error was a lack of memory that releasing other models may cure: run the node once more."""
+
+
+class Executor(Protocol):
+    """Runs a plan's tasks (plain data), reporting through `events`; results land in the cache under each task's key."""
+
+    cache: NodeCache
+
+    def run(self, plan: Plan, events: Events, *, force: set[str] = frozenset(), no_cache: bool = False,
+            after_node: Callable[[Task, "NodeResult"], None] | None = None) -> dict[str, "NodeResult"]: ...
 
 
 class NodeFailed(Exception):
@@ -45,23 +70,23 @@ class NodeResult:
 class NodeContext:
     """What a node's run function may use: its inputs, models, seed, and progress reporting."""
 
-    def __init__(self, task: Task, executor: "LocalExecutor", base_dir: Path):
+    def __init__(self, task: Task, cache: NodeCache, resources: Resources, events: Events):
         self.task = task
         self.node_id = task.node_id
         self.seed = task.seed
-        self.base_dir = base_dir
-        self._executor = executor
+        self.base_dir = Path(task.base_dir)
+        self._cache, self._resources, self._events = cache, resources, events
         self.info: dict[str, Any] = {}
 
     @property
     def models(self):
-        return self._executor.registry(self.task)
+        return self._resources.models(self.task)
 
     def source(self, ref: str):
-        return self.task.models[ref], self.task.model_ids[ref]
+        return self._resources.source(self.task.models[ref]), self.task.model_ids[ref]
 
     def load(self, link: Link) -> Any:
-        kind, files = self._executor.cache.output(self.task.upstream[link.node], link.output)
+        kind, files = self._cache.output(self.task.upstream[link.node], link.output)
         return read_value(kind, files)
 
     def load_many(self, value: Link | list[Link]) -> list[Any]:
@@ -72,7 +97,7 @@ class NodeContext:
         return items
 
     def step(self, step: int, total: int | None) -> None:
-        self._executor.events.node_step(self.node_id, step, total)
+        self._events.node_step(self.node_id, step, total)
 
     def record(self, **info: Any) -> None:
         self.info.update(info)
@@ -80,34 +105,19 @@ class NodeContext:
     def warn(self, message: str) -> None:
         """Something the user should know that does not stop the node; kept in the manifest too."""
         self.info.setdefault("warnings", []).append(message)
-        self._executor.events.node_warning(self.node_id, message)
+        self._events.node_warning(self.node_id, message)
 
 
 class LocalExecutor:
-    def __init__(self, cache: NodeCache, models_dir: Path, events: Events):
+    """Runs tasks one after another in this process; long-lived (a Session keeps one), events per run."""
+
+    def __init__(self, cache: NodeCache, catalogue: Mapping[str, Any], resources: Resources):
         self.cache = cache
-        self.models_dir = models_dir
-        self.events = events
-        self._registry = None
+        self.catalogue = catalogue
+        self.resources = resources
         self.last_results: dict[str, NodeResult] = {}  # also holds the finished nodes when a run stops early
 
-    @property
-    def environment(self) -> dict[str, Any]:
-        """Device and determinism facts, known once a model was loaded (a fully cached run loads none)."""
-        return self._registry.environment() if self._registry is not None else {}
-
-    @property
-    def loads(self) -> list[str]:
-        return list(self._registry.loads) if self._registry is not None else []
-
-    def registry(self, task: Task):
-        if self._registry is None:
-            from ..models.registry import ModelRegistry
-
-            self._registry = ModelRegistry(task.device, task.dtype, self.models_dir, self.cache.hashes, task.deterministic)
-        return self._registry
-
-    def run(self, plan: Plan, base_dir: Path, *, force: set[str] = frozenset(), no_cache: bool = False,
+    def run(self, plan: Plan, events: Events, *, force: set[str] = frozenset(), no_cache: bool = False,
             after_node: Callable[[Task, NodeResult], None] | None = None) -> dict[str, NodeResult]:
         """Run every task of the plan; raises NodeFailed (after recording it) when one fails."""
         results: dict[str, NodeResult] = {}
@@ -116,21 +126,36 @@ class LocalExecutor:
             task = plan.tasks[node_id]
             if not no_cache and node_id not in force and self.cache.has(task.key):
                 result = NodeResult("cached", info=self.cache.read_entry(task.key).get("info", {}))
-                self.events.node_cached(node_id)
+                events.node_cached(node_id)
             else:
-                result = self._execute(task, base_dir, results)
+                result = self._execute(task, events, results, replace=no_cache or node_id in force)
             results[node_id] = result
             if after_node is not None:
                 after_node(task, result)
         return results
 
-    def _execute(self, task: Task, base_dir: Path, results: dict[str, NodeResult]) -> NodeResult:
-        node_type = NODE_TYPES[task.type_name]
-        context = NodeContext(task, self, base_dir)
-        self.events.node_started(task.node_id)
+    def fields(self, task: Task):
+        """The node's validated fields, rebuilt from the task's plain data."""
+        return self.catalogue[task.type_name].model.model_validate(decode_links(task.fields))
+
+    def _execute(self, task: Task, events: Events, results: dict[str, NodeResult], *, replace: bool) -> NodeResult:
+        node_type = self.catalogue[task.type_name]
+        context = NodeContext(task, self.cache, self.resources, events)
+        events.node_started(task.node_id)
         started = time.perf_counter()
+        retried = False
         try:
-            outputs = node_type.run(context, task.fields)
+            fields = self.fields(task)
+            while True:
+                self.resources.node_started(task)
+                try:
+                    outputs = node_type.run(context, fields)
+                    break
+                except Exception as error:  # noqa: BLE001
+                    if retried or not self.resources.retry_after(task, error):
+                        raise
+                    retried = True
+                    context.warn(f"out of memory ({type(error).__name__}): released the other models and ran the node again")
             unknown = set(outputs) - set(node_type.outputs)
             if unknown:
                 raise RuntimeError(f"produced undeclared outputs {sorted(unknown)}")
@@ -139,14 +164,14 @@ class LocalExecutor:
             self.cache.put(task.key, stored, write_value, {
                 "node_id": task.node_id, "type": task.type_name, "version": node_type.version,
                 "default_output": node_type.default_output, "seconds": round(seconds, 4), "info": context.info,
-            })
+            }, replace=replace)
         except KeyboardInterrupt:
             results[task.node_id] = NodeResult("interrupted", time.perf_counter() - started, context.info)
             raise
         except Exception as error:  # a node's failure is reported as data, not a crash
             seconds = time.perf_counter() - started
             results[task.node_id] = NodeResult("failed", seconds, {**context.info, "error": f"{type(error).__name__}: {error}"})
-            self.events.node_failed(task.node_id, error)
+            events.node_failed(task.node_id, error)
             raise NodeFailed(task.node_id, task.type_name, error) from error
-        self.events.node_done(task.node_id, seconds)
+        events.node_done(task.node_id, seconds)
         return NodeResult("ran", seconds, context.info)

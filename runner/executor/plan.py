@@ -5,6 +5,11 @@ type and implementation version, resolved field values, the keys of the
 upstream outputs it reads, the content hash of files it reads, the identity
 of the models it uses, its seed, the device/dtype and the library versions.
 Computing keys imports no torch, so a fully cached run never does.
+
+A task is plain data (JSON-able: `Task.to_data()` / `Task.from_data()`), so it
+can run in this process or another one and land under the same key. What a
+model source is and how it is identified is not the executor's business: the
+front hands build_plan a `describe(entry, base_dir) -> (source data, identity)`.
 """
 
 from __future__ import annotations
@@ -16,12 +21,21 @@ import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from ..core.hashing import sha256_file
+from ..core.model_entry import ModelEntry
+from ..language.fields import (
+    InputFile,
+    ModelField,
+    field_values,
+    iter_marked,
+    resolve_entry,
+)
 from ..language.refs import Link
 from ..language.workflow import Workflow
-from ..models.sources import FileHashCache, ModelSource, classify, identity, resolve_entry, sha256_file
-from ..nodes.fields import InputFile, ModelField, field_values, iter_marked
+
+Describe = Callable[[ModelEntry, Path], tuple[dict, str]]
 
 KEY_LIBRARIES = ("torch", "diffusers", "transformers", "accelerate", "pillow", "opencv-python-headless")
 SEED_MAX = 2**32
@@ -33,18 +47,52 @@ class Task:
 
     node_id: str
     type_name: str
-    fields: Any  # the node's validated pydantic fields
+    fields: dict[str, Any]  # the node's field values, links as {"$link": [node, output]} (see encode_fields)
     key: str
     seed: int | None
     upstream: dict[str, str]  # node id -> cache key of each node this one reads from
     inputs: list[str]  # the outputs it reads, as "$node.output" (default outputs named)
-    models: dict[str, ModelSource]  # model ref as written -> source
+    models: dict[str, dict]  # model ref as written -> its source as plain data
     model_ids: dict[str, str]  # model ref as written -> identity
     files: dict[str, str]  # input file path as written -> sha256
     device: str
     dtype: str
+    base_dir: str = "."  # the folder the workflow's relative paths start from
     offload: str = "none"  # the workflow's default; a node's own `offload` field wins (not in the key: same outputs)
     deterministic: bool = False
+
+    def to_data(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> "Task":
+        return cls(**data)
+
+
+def encode_fields(fields) -> dict[str, Any]:
+    """A node's validated fields as JSON-able data; `decode_links` turns it back into what validates the same."""
+
+    def encode(value: Any) -> Any:
+        if isinstance(value, Link):
+            return {"$link": [value.node, value.output]}
+        if isinstance(value, dict):
+            return {k: encode(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [encode(v) for v in value]
+        return value
+
+    return encode(field_values(fields))
+
+
+def decode_links(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"$link"}:
+            node, output = value["$link"]
+            return Link(node, output)
+        return {k: decode_links(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode_links(v) for v in value]
+    return value
 
 
 @dataclass
@@ -98,9 +146,10 @@ def derived_seed(workflow_seed: int, node_id: str) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
-def build_plan(workflow: Workflow, hash_cache: FileHashCache, targets: list[str] | None = None,
-               deterministic: bool = False) -> Plan:
-    device = probe_device(workflow.device)
+def build_plan(workflow: Workflow, describe: Describe, targets: list[str] | None = None,
+               deterministic: bool = False, device: str = "auto") -> Plan:
+    """The plan for `workflow` (or for what `targets` need). `device` applies where the workflow says `device: auto`."""
+    device = probe_device(workflow.device if workflow.device != "auto" else device)
     dtype = resolve_dtype(workflow.dtype, device)
     libraries = library_versions()
     workflow_seed = secrets.randbelow(SEED_MAX) if workflow.seed == "random" else int(workflow.seed)
@@ -111,19 +160,18 @@ def build_plan(workflow: Workflow, hash_cache: FileHashCache, targets: list[str]
         environment["deterministic"] = True
     tasks: dict[str, Task] = {}
     seeds: dict[str, int] = {}
-    identities: dict[str, tuple[ModelSource, str]] = {}
+    identities: dict[str, tuple[dict, str]] = {}
     for node_id in order:
         try:
-            tasks[node_id] = _task(workflow, node_id, tasks, identities, seeds, hash_cache, workflow_seed, environment)
+            tasks[node_id] = _task(workflow, node_id, tasks, identities, seeds, describe, workflow_seed, environment)
         except Exception as exc:
             exc.node_id = node_id  # type: ignore[attr-defined]  (lets the CLI point at the node)
             raise
-    hash_cache.save()
     return Plan(tasks, order, workflow_seed, device, dtype, libraries, seeds, deterministic)
 
 
 def _task(workflow: Workflow, node_id: str, tasks: dict[str, Task], identities: dict, seeds: dict[str, int],
-          hash_cache: FileHashCache, workflow_seed: int, environment: dict) -> Task:
+          describe: Describe, workflow_seed: int, environment: dict) -> Task:
     node = workflow.nodes[node_id]
     device, dtype = environment["device"], environment["dtype"]
     upstream, inputs = {}, []
@@ -135,8 +183,7 @@ def _task(workflow: Workflow, node_id: str, tasks: dict[str, Task], identities: 
     models, model_ids = {}, {}
     for ref, _marker, _path in iter_marked(node.fields, ModelField):
         if ref not in identities:
-            source = classify(resolve_entry(ref, workflow.models), workflow.base_dir)
-            identities[ref] = (source, identity(source, hash_cache))
+            identities[ref] = describe(resolve_entry(ref, workflow.models), workflow.base_dir)
         models[ref], model_ids[ref] = identities[ref]
     files = {}
     for relative, _marker, _path in iter_marked(node.fields, InputFile):
@@ -155,8 +202,8 @@ def _task(workflow: Workflow, node_id: str, tasks: dict[str, Task], identities: 
         **environment,
     }
     key = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
-    return Task(node_id, node.type.name, node.fields, key, seed, upstream, inputs, models, model_ids, files, device, dtype,
-                workflow.offload, bool(environment.get("deterministic")))
+    return Task(node_id, node.type.name, encode_fields(node.fields), key, seed, upstream, inputs, models, model_ids, files,
+                device, dtype, str(workflow.base_dir), workflow.offload, bool(environment.get("deterministic")))
 
 
 def _keyed_fields(fields, upstream: dict[str, str], model_ids: dict[str, str], workflow: Workflow) -> Any:

@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ..language.fields import Accepts, InputFile, ModelField, find_marker
 from ..nodes import NODE_TYPES, NodeType
-from ..nodes.fields import Accepts, InputFile, ModelField, find_marker
 
 
 def print_catalogue(console: Console) -> None:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..core.atomic import write_atomic
+from ..core.hashing import FileHashCache
 from ..language.errors import Location, Problem, WorkflowError
+from ..language.fields import ModelField, iter_marked, resolve_entry
 from ..language.workflow import Workflow
-from ..models.sources import FileHashCache, classify, identity, model_record, resolve_entry
-from ..nodes.fields import ModelField, iter_marked
+from ..models.sources import classify, identity, model_record
 
 LOCK_VERSION = 1
 
@@ -48,9 +50,7 @@ def write_lock(workflow: Workflow, models_dir: Path, hashes: FileHashCache) -> P
                                          f"download it first (huggingface-cli download {source.location})")])
         pins[ref] = record
     path = lock_path(workflow.path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"lock_version": LOCK_VERSION, "workflow": workflow.path.name, "models": pins}, indent=2) + "\n")
-    tmp.replace(path)
+    write_atomic(path, json.dumps({"lock_version": LOCK_VERSION, "workflow": workflow.path.name, "models": pins}, indent=2) + "\n")
     return path
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from ..core.atomic import write_atomic
+
 IMAGE_KINDS = ("image", "mask", "depth", "images")
 STATE_COLOURS = {"ran": "#2e7d32", "cached": "#1565c0", "failed": "#c62828", "interrupted": "#c62828", "not run": "#757575"}
 KIND_COLOURS = {"image": "#6a1b9a", "mask": "#ef6c00", "depth": "#00838f", "latents": "#5d4037", "images": "#ad1457"}
@@ -209,9 +211,7 @@ def write_run_report(run_dir: Path) -> Path:
     cards = "\n".join(_node_card(node_id, node, document, manifest) for node_id, node in manifest["nodes"].items())
     body = f"{header}\n<main>\n{graph}\n<section class=\"nodes\" aria-label=\"nodes\">\n{cards}\n</section>\n</main>"
     path = run_dir / "report.html"
-    tmp = path.with_name(".report.html.tmp")
-    tmp.write_text(_page(f"{name} run {manifest['run_id']}", body), encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, _page(f"{name} run {manifest['run_id']}", body))
     return path
 
 
@@ -249,5 +249,5 @@ def write_sweep_index(sweep_dir: Path) -> Path:
     title = f"sweep {sweep_dir.name}"
     body = f"<header><h1>{_esc(title)}</h1><p>{_esc(index['workflow'])}: {len(variants)} variants</p></header><main>{table}</main>"
     path = sweep_dir / "index.html"
-    path.write_text(_page(title, body), encoding="utf-8")
+    write_atomic(path, _page(title, body))
     return path

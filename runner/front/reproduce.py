@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..executor.cache import NodeCache, default_cache_dir
-from ..language.workflow import load_workflow
-from .run_command import execute, plan_or_problems
+from .loading import load_workflow
 from .runs import load_manifest, resolve_run
+from .session import Session
 
 
 def environment_differences(old: dict, new: dict) -> list[str]:
@@ -55,18 +54,17 @@ def reproduce_command(args) -> int:
     original = Path(old["workflow"]["path"])
     workflow = load_workflow(original, [], text=(run / "workflow.yaml").read_text(encoding="utf-8"),
                              source=f"{run / 'workflow.yaml'}")
-    cache = NodeCache(default_cache_dir())
     deterministic = bool(old.get("determinism", {}).get("requested"))
-    plan = plan_or_problems(workflow, cache.hashes, None, deterministic)
-    outcome = execute(workflow, plan, cache, args.out, mode="quiet" if args.quiet else "plain", no_cache=True,
-                      extra={"reproduces": str(run)})
+    with Session(out=args.out) as session:
+        outcome = session.run(workflow, deterministic=deterministic, mode="quiet" if args.quiet else "plain", no_cache=True,
+                              extra={"reproduces": str(run)})
     new = outcome.manifest
     notes = environment_differences(old, new)
     for note in notes:
         print(f"warning: {note}")
     if outcome.exit_code:
         print(f"the reproduction did not finish: {outcome.error or outcome.status}")
-        print(f"run folder: {outcome.run_dir}")
+        print(f"run folder: {outcome.folder}")
         return outcome.exit_code
     differing = []
     for node_id, node in old["nodes"].items():
@@ -77,8 +75,8 @@ def reproduce_command(args) -> int:
                 differing.append(f"{node_id}.{output}")
     for node_id, node in old["nodes"].items():
         for name in node.get("published", []):
-            if _published_differs(run / name, outcome.run_dir / name):
-                diff = max_pixel_difference(run / name, outcome.run_dir / name)
+            if _published_differs(run / name, outcome.folder / name):
+                diff = max_pixel_difference(run / name, outcome.folder / name)
                 detail = "a different size or mode" if diff is None else f"max pixel difference {diff}"
                 differing.append(f"{name} ({detail})")
     compared = sum(len(node.get("outputs", {})) for node in old["nodes"].values())
@@ -86,7 +84,7 @@ def reproduce_command(args) -> int:
         print(f"differs: {len(differing)} of {compared} outputs and published images: " + ", ".join(differing))
     else:
         print(f"identical: all {compared} node outputs have the recorded sha256")
-    print(f"run folder: {outcome.run_dir}")
+    print(f"run folder: {outcome.folder}")
     return 0 if not differing else 1
 
 

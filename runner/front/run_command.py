@@ -1,74 +1,71 @@
-"""`runner run`: plan, execute, and record the run in its own folder."""
+"""`runner run`: a Session runs the workflow (or each variant of a sweep) into its own run folder."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import secrets
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from ..executor.cache import NodeCache, default_cache_dir
-from ..executor.engine import LocalExecutor, NodeFailed, NodeResult
-from ..executor.plan import Plan, Task, build_plan
-from ..language.errors import Location, Problem, WorkflowError, did_you_mean
-from ..language.refs import Link
-from ..language.workflow import Workflow, load_workflow
-from ..models.sources import FileHashCache
-from ..nodes import NODE_TYPES
-from .png_text import with_text
-from .provenance import a1111_parameters, git_state, png_size
-from .progress import LiveEvents, PlainEvents, summary_table
-
-MANIFEST_VERSION = 1
+from ..core.atomic import write_atomic
+from ..core.paths import models_dir
+from ..executor.cache import NodeCache
+from ..executor.plan import Plan
+from ..language.errors import Location, Problem, WorkflowError
+from ..language.workflow import Workflow
+from .loading import load_for_run
+from .progress import summary_table
+from .run_folder import write_report
+from .session import Session, check_node_names
 
 
-def models_dir(cache_root: Path) -> Path:
-    return Path(os.environ.get("RUNNER_MODELS_DIR") or cache_root / "models")
+def open_session(args) -> Session:
+    """The Session a command runs in, from its --out, --max-ram and --max-vram options."""
+    try:
+        return Session(out=args.out, max_ram=getattr(args, "max_ram", None), max_vram=getattr(args, "max_vram", None))
+    except WorkflowError as exc:
+        option = "--max-ram" if getattr(args, "max_ram", None) else "--max-vram"
+        raise WorkflowError([Problem(Location(option), (), p.message, "e.g. --max-ram 16GB") for p in exc.problems]) from None
 
 
 def run_command(args) -> int:
     from rich.console import Console
 
     workflow = load_for_run(args.workflow, args.overrides)
-    _check_node_names(workflow, args.only, "--only")
-    _check_node_names(workflow, args.force, "--force")
+    check_node_names(workflow, args.only, "only")
+    check_node_names(workflow, args.force, "force")
     from .lock import check_lock, pinned_revisions
 
     pins = pinned_revisions(workflow)  # a WF.lock beside the workflow pins hub models to commits
     if pins:
         args.overrides = args.overrides + pins
         workflow = load_for_run(args.workflow, args.overrides)
-    cache = NodeCache(default_cache_dir())
+    session = open_session(args)
+    cache = session.cache
     check_lock(workflow, models_dir(cache.root), cache.hashes)
     from .sweep import file_sweeps, parse_cli_sweeps
 
     dimensions = file_sweeps(workflow.document.get("sweep"), str(args.workflow)) + parse_cli_sweeps(args.sweep, args.zip, args.seeds)
-    if dimensions:
-        return sweep_command(args, workflow, dimensions, cache)
-    plan = plan_or_problems(workflow, cache.hashes, args.only or None, args.deterministic)
-    console = Console(highlight=False)
-    if args.dry_run:
-        return _dry_run(workflow, plan, cache, args, console)
-    mode = "quiet" if args.quiet else ("plain" if args.plain or not sys.stdout.isatty() else "live")
-    outcome = execute(workflow, plan, cache, args.out, mode=mode, force=set(args.force), no_cache=args.no_cache)
+    with session:
+        if dimensions:
+            return sweep_command(args, session, workflow, dimensions)
+        plan = session.plan(workflow, args.only, args.deterministic)
+        console = Console(highlight=False)
+        if args.dry_run:
+            return _dry_run(workflow, plan, cache, args, console)
+        mode = "quiet" if args.quiet else ("plain" if args.plain or not sys.stdout.isatty() else "live")
+        run = session.run(workflow, plan=plan, force=args.force, no_cache=args.no_cache, mode=mode)
     if mode != "quiet":
-        rows = [(n, workflow.nodes[n].type.name, outcome.results[n].status if n in outcome.results else "not run",
-                 outcome.results[n].seconds if n in outcome.results else 0.0) for n in plan.order]
+        rows = [(n, workflow.nodes[n].type.name, run.results[n].status if n in run.results else "not run",
+                 run.results[n].seconds if n in run.results else 0.0) for n in plan.order]
         (Console(no_color=True, highlight=False) if mode == "plain" else console).print(summary_table(rows))
-    if outcome.error:
-        print(f"error: {outcome.error}", file=sys.stderr)
-        if outcome.status == "failed":
+    if run.error:
+        print(f"error: {run.error}", file=sys.stderr)
+        if run.status == "failed":
             print("finished nodes stay cached; fix the problem and run again to resume from there", file=sys.stderr)
-    print(f"run folder: {outcome.run_dir}")
+    print(f"run folder: {run.folder}")
     if args.open:
-        open_in_browser(outcome.run_dir / "report.html")
-    return outcome.exit_code
+        open_in_browser(run.folder / "report.html")
+    return run.exit_code
 
 
 def open_in_browser(page: Path) -> None:
@@ -78,19 +75,18 @@ def open_in_browser(page: Path) -> None:
         print(f"open {page} in a browser", file=sys.stderr)
 
 
-def sweep_command(args, workflow: Workflow, dimensions: list, cache: NodeCache) -> int:
-    """Run every variant into its own folder under one sweep folder, sharing the cache, and write index.json."""
+def sweep_command(args, session: Session, workflow: Workflow, dimensions: list) -> int:
+    """Run every variant in one Session (models load once) into its own folder under one sweep folder; index.json."""
     from rich.console import Console
     from rich.table import Table
 
     from .sweep import as_overrides, new_sweep_dir, variants
 
     combos = variants(dimensions)
-    hashes = cache.hashes
     prepared = []
     for values in combos:  # validate every variant before running any
         variant = load_for_run(args.workflow, args.overrides + as_overrides(values))
-        prepared.append((values, variant, plan_or_problems(variant, hashes, args.only or None, args.deterministic)))
+        prepared.append((values, variant, session.plan(variant, args.only, args.deterministic)))
     if args.dry_run:
         print(f"sweep of {len(combos)} variants: " + "; ".join(", ".join(f"{k}={v}" for k, v in c.items()) for c in combos))
         return 0
@@ -101,16 +97,16 @@ def sweep_command(args, workflow: Workflow, dimensions: list, cache: NodeCache) 
     for number, (values, variant, plan) in enumerate(prepared):
         if mode != "quiet":
             print(f"variant {number}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
-        outcome = execute(variant, plan, cache, args.out, mode=mode, force=set(args.force), no_cache=args.no_cache,
-                          run_dir=sweep_dir / f"{number:03d}", extra={"sweep": {"folder": str(sweep_dir), "variant": number,
-                                                                            "values": values}})
-        index["variants"].append({"variant": number, "values": values, "run": outcome.run_dir.name,
-                                  "status": outcome.status, "counts": outcome.manifest["counts"]})
-        _write_atomic(sweep_dir / "index.json", (json.dumps(index, indent=2) + "\n").encode())
+        run = session.run(variant, plan=plan, force=args.force, no_cache=args.no_cache, mode=mode,
+                          run_dir=sweep_dir / f"{number:03d}",
+                          extra={"sweep": {"folder": str(sweep_dir), "variant": number, "values": values}})
+        index["variants"].append({"variant": number, "values": values, "run": run.folder.name,
+                                  "status": run.status, "counts": run.manifest["counts"]})
+        write_atomic(sweep_dir / "index.json", json.dumps(index, indent=2) + "\n")
         write_report(sweep_dir)
-        if outcome.exit_code:
-            exit_code = outcome.exit_code
-            print(f"error: variant {number}: {outcome.error}", file=sys.stderr)
+        if run.exit_code:
+            exit_code = run.exit_code
+            print(f"error: variant {number}: {run.error}", file=sys.stderr)
             break
     if mode != "quiet":
         table = Table(title=f"sweep {sweep_dir.name}")
@@ -126,96 +122,6 @@ def sweep_command(args, workflow: Workflow, dimensions: list, cache: NodeCache) 
     return exit_code
 
 
-@dataclass
-class Outcome:
-    run_dir: Path
-    manifest: dict
-    results: dict[str, NodeResult]
-    status: str
-    exit_code: int
-    error: str | None
-
-
-def execute(workflow: Workflow, plan: Plan, cache: NodeCache, out: Path, *, mode: str = "plain",
-            force: set[str] = frozenset(), no_cache: bool = False, extra: dict | None = None,
-            run_dir: Path | None = None) -> Outcome:
-    """Run a plan into a new run folder: resolved workflow, published files, manifest (also when a node fails)."""
-    from rich.console import Console
-
-    if run_dir is None:
-        run_dir = _new_run_dir(out, workflow.name)
-    else:
-        run_dir.mkdir(parents=True)
-    resolved_text = resolved_workflow_text(workflow, plan)
-    _write_atomic(run_dir / "workflow.yaml", resolved_text.encode())
-    types = {node_id: workflow.nodes[node_id].type.name for node_id in plan.order}
-    events = LiveEvents(types, Console(highlight=False)) if mode == "live" else PlainEvents(types, quiet=mode == "quiet")
-    executor = LocalExecutor(cache, models_dir(cache.root), events)
-    publisher = Publisher(workflow, plan, cache, run_dir, resolved_text)
-    status, exit_code, error = "ok", 0, None
-    started = time.time()
-    events.start(plan.order)
-    try:
-        executor.run(plan, workflow.base_dir, force=force, no_cache=no_cache, after_node=publisher)
-    except NodeFailed as failure:
-        status, exit_code, error = "failed", 1, str(failure)
-    except KeyboardInterrupt:
-        status, exit_code, error = "interrupted", 130, "interrupted by the user (Ctrl-C); finished nodes stay cached"
-    finally:
-        events.stop()
-    results = executor.last_results
-    manifest = build_manifest(workflow, plan, results, publisher, status, error, started, executor)
-    manifest.update(extra or {})
-    _write_atomic(run_dir / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
-    write_report(run_dir)
-    return Outcome(run_dir, manifest, results, status, exit_code, error)
-
-
-def write_report(folder: Path) -> Path | None:
-    """report.html (a run) or index.html (a sweep); a failure here is reported but never fails the run."""
-    from .report import write_run_report, write_sweep_index
-
-    try:
-        return write_sweep_index(folder) if (folder / "index.json").is_file() else write_run_report(folder)
-    except Exception as exc:  # noqa: BLE001
-        print(f"warning: report not written for {folder}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return None
-
-
-def load_for_run(path: Path, overrides: list[str]) -> Workflow:
-    """A workflow file, or the workflow embedded in a PNG that runner saved (relative paths from its original folder)."""
-    if path.suffix.lower() != ".png":
-        return load_workflow(path, overrides)
-    from .runs import embedded_workflow
-
-    text, original = embedded_workflow(path)
-    home = Path(original) if original and Path(original).parent.is_dir() else path.with_suffix(".yaml")
-    return load_workflow(home, overrides, text=text, source=f"{path} (embedded workflow)")
-
-
-def _check_node_names(workflow: Workflow, names: list[str], option: str) -> None:
-    problems = [Problem(Location(option), (), f"unknown node '{name}'{did_you_mean(name, workflow.nodes)}",
-                        "name nodes defined under nodes:") for name in names if name not in workflow.nodes]
-    if problems:
-        raise WorkflowError(problems)
-
-
-def plan_or_problems(workflow: Workflow, hash_cache: FileHashCache, targets: list[str] | None,
-                     deterministic: bool = False) -> Plan:
-    """Build the plan; a missing input file or model path becomes a located validation problem."""
-    from ..models.sources import ModelUnavailable
-    from ..models.tiny import UnknownTinyModel
-
-    try:
-        return build_plan(workflow, hash_cache, targets, deterministic)
-    except (OSError, ModelUnavailable, UnknownTinyModel) as exc:
-        node_id = getattr(exc, "node_id", None)
-        path = ("nodes", node_id) if node_id else ()
-        location = workflow.source_map.locate(path) if workflow.source_map else Location(str(workflow.path))
-        message = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename else str(exc)
-        raise WorkflowError([Problem(location, path, message, "fix the path (relative to the workflow file's folder)")]) from None
-
-
 def _dry_run(workflow: Workflow, plan: Plan, cache: NodeCache, args, console) -> int:
     from rich.table import Table
 
@@ -228,174 +134,3 @@ def _dry_run(workflow: Workflow, plan: Plan, cache: NodeCache, args, console) ->
         table.add_row(node_id, task.type_name, "[cyan]use cache[/]" if cached else "[yellow]run[/]", task.key[:16])
     console.print(table)
     return 0
-
-
-def _new_run_dir(out: Path, name: str) -> Path:
-    while True:
-        now = time.time()  # ids sort in start order: second, then millisecond, then a random tie-breaker
-        run_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}-" + secrets.token_hex(2)
-        run_dir = out / name / run_id
-        try:
-            run_dir.mkdir(parents=True)
-            return run_dir
-        except FileExistsError:
-            continue
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def resolved_workflow_text(workflow: Workflow, plan: Plan) -> str:
-    """The workflow as run: overrides applied, random seeds replaced by the drawn ones."""
-    document = json.loads(json.dumps(workflow.document))
-    document.pop("sweep", None)  # a run is one variant: its swept values are among the overrides
-    if workflow.seed == "random":
-        document["seed"] = plan.workflow_seed
-    for node_id, node in workflow.nodes.items():
-        if getattr(node.fields, "seed", None) == "random" and node_id in plan.seeds:
-            document["nodes"][node_id]["seed"] = plan.seeds[node_id]
-    header = f"# resolved by runner from {workflow.path}" + (f" with {' '.join('--set ' + o for o in workflow.overrides)}" if workflow.overrides else "")
-    return header + "\n" + yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
-
-
-class Publisher:
-    """After each node (ran or cached), lets nodes with a publish step write files into the run folder."""
-
-    def __init__(self, workflow: Workflow, plan: Plan, cache: NodeCache, run_dir: Path, resolved_text: str):
-        self.workflow, self.plan, self.cache, self.run_dir, self.resolved_text = workflow, plan, cache, run_dir, resolved_text
-        self.files: dict[str, list[str]] = {}
-
-    def __call__(self, task: Task, result: NodeResult) -> None:
-        node_type = NODE_TYPES[task.type_name]
-        if node_type.publish is not None:
-            self.files[task.node_id] = node_type.publish(PublishContext(self, task), task.fields)
-
-
-class PublishContext:
-    def __init__(self, publisher: Publisher, task: Task):
-        self.publisher = publisher
-        self.task = task
-        self.node_id = task.node_id
-
-    def image_sources(self, value) -> list[tuple[Link, int]]:
-        sources = []
-        for link in value if isinstance(value, list) else [value]:
-            _kind, files = self._files(link)
-            sources.extend((link, index) for index in range(len(files)))
-        return sources
-
-    def _files(self, link: Link) -> tuple[str, list[Path]]:
-        return self.publisher.cache.output(self.task.upstream[link.node], link.output)
-
-    def publish_png(self, source, name: str) -> str:
-        link, index = source if isinstance(source, tuple) else (source, 0)
-        _kind, files = self._files(link)
-        plan = self.publisher.plan
-        seed = plan.seeds.get(link.node)
-        texts = {
-            "runner:workflow": self.publisher.resolved_text,
-            "runner:workflow_path": str(self.publisher.workflow.path.resolve()),
-            "runner:node": link.node,
-            "runner:seed": json.dumps({"workflow_seed": plan.workflow_seed, "node_seed": seed}),
-        }
-        pixels = files[index].read_bytes()
-        source_task = plan.tasks[link.node]
-        model_ref = getattr(source_task.fields, "model", None)
-        if model_ref:
-            entry = self.publisher.cache.read_entry(source_task.key)
-            parameters = a1111_parameters(source_task.fields, seed, png_size(pixels), source_task.models[model_ref].label,
-                                          entry.get("info", {}).get("scheduler"))
-            if parameters:
-                texts["parameters"] = parameters
-        data = with_text(pixels, texts)
-        _write_atomic(self.publisher.run_dir / name, data)
-        return name
-
-
-def _cpu_name() -> str:
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _models_section(plan: Plan, cache: NodeCache) -> dict[str, dict]:
-    from ..models.sources import model_record
-
-    hashes = cache.hashes
-    section = {}
-    for task in plan.tasks.values():
-        for ref, source in task.models.items():
-            if ref not in section:
-                section[ref] = {**model_record(source, task.model_ids[ref], models_dir(cache.root), hashes), "dtype": task.dtype}
-    return section
-
-
-def _input_hashes(cache: NodeCache, task: Task) -> dict[str, list[str]]:
-    """Every linked input ("$node.output") with its sha256, read from the upstream cache entry ([] if never made)."""
-    hashes = {}
-    for link in task.inputs:
-        node, output = link[1:].split(".", 1)
-        key = task.upstream[node]
-        hashes[link] = cache.read_entry(key)["outputs"].get(output, {}).get("sha256", []) if cache.has(key) else []
-    return hashes
-
-
-def _output_hashes(cache: NodeCache, key: str) -> dict[str, list[str]]:
-    """sha256 of each stored output file, as recorded in the cache entry (empty when the node did not finish)."""
-    if not cache.has(key):
-        return {}
-    return {name: output.get("sha256", []) for name, output in cache.read_entry(key)["outputs"].items()}
-
-
-def build_manifest(workflow: Workflow, plan: Plan, results: dict[str, NodeResult], publisher: Publisher, status: str,
-                   error: str | None, started: float, executor: LocalExecutor) -> dict:
-    workflow_bytes = workflow.text.encode("utf-8")
-    nodes = {}
-    for node_id in plan.order:
-        task = plan.tasks[node_id]
-        result = results.get(node_id)
-        nodes[node_id] = {
-            "type": task.type_name,
-            "implementation_version": NODE_TYPES[task.type_name].version,
-            "key": task.key,
-            "status": result.status if result else "not run",
-            "cache": {"cached": "hit", "ran": "miss"}.get(result.status if result else "", None),
-            "seconds": round(result.seconds, 4) if result else None,
-            "seed": task.seed,
-            "models": task.model_ids,
-            "input_files": task.files,
-            "inputs": _input_hashes(publisher.cache, task),
-            "outputs": _output_hashes(publisher.cache, task.key),
-            **({"published": publisher.files[node_id]} if node_id in publisher.files else {}),
-            **(result.info if result else {}),
-        }
-    return {
-        "manifest_version": MANIFEST_VERSION,
-        "run_id": publisher.run_dir.name,
-        "cache_dir": str(publisher.cache.root.resolve()),
-        "workflow": {"name": workflow.name, "path": str(workflow.path), "sha256": hashlib.sha256(workflow_bytes).hexdigest(),
-                     "overrides": workflow.overrides, "git": git_state(Path(workflow.path))},
-        "status": status,
-        "error": error,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "seconds": round(time.time() - started, 3),
-        "seed": plan.workflow_seed,
-        "device": plan.device,
-        "dtype": plan.dtype,
-        "libraries": plan.libraries,
-        "device_name": _cpu_name() if plan.device == "cpu" else executor.environment.get("device_name"),
-        "determinism": {"requested": plan.deterministic, **executor.environment},
-        "models_loaded": executor.loads,
-        "models": _models_section(plan, publisher.cache),
-        "counts": {s: sum(1 for n in nodes.values() if n["status"] == s) for s in ("ran", "cached", "failed", "not run")},
-        "nodes": nodes,
-    }

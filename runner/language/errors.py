@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Iterable
+
+from ..core.suggest import did_you_mean
+
+__all__ = ["Location", "Problem", "WorkflowError", "did_you_mean", "dotted"]
 
 Path = tuple  # a dotted document path as a tuple of str keys and int indexes
 
@@ -18,16 +21,6 @@ def dotted(path: Iterable) -> str:
         else:
             text += ("." if text else "") + str(part)
     return text
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """' (did you mean 'x'?)' when a close choice exists, else ''."""
-    choices = [str(c) for c in choices]
-    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
-    if not close and len(str(word)) >= 3:  # a shortened name: 'save' -> 'save_image'
-        close = [c for c in choices if c.startswith(str(word))][:2]
-        close = close if len(close) == 1 else []
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 @dataclass(frozen=True)
@@ -67,4 +60,7 @@ class WorkflowError(Exception):
     problems: list[Problem] = field(default_factory=list)
 
     def __str__(self) -> str:
-        return "\n".join(str(p) for p in self.problems)
+        """Exactly what the CLI prints for it: one 'error:' block per problem, then the count."""
+        count = len(self.problems)
+        lines = [f"error: {problem}" for problem in self.problems]
+        return "\n".join(lines + [f"{count} problem{'s' if count != 1 else ''} found"])

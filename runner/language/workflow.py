@@ -11,29 +11,25 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from ..core.model_entry import ModelEntry
 from ..graph.dag import Graph
-from ..nodes import NODE_TYPES, NodeType
-from ..nodes.base import CheckContext
-from ..nodes.fields import Accepts, Fields, field_values, find_marker, iter_marked
 from .errors import Problem, WorkflowError, did_you_mean, dotted
+from .fields import (
+    Accepts,
+    Catalogue,
+    CheckContext,
+    Fields,
+    NodeDeclaration,
+    field_values,
+    find_marker,
+    iter_marked,
+)
 from .overrides import apply_overrides
 from .refs import NAME, NODE_ID, RESERVED, Link, resolve_references, unresolve
 from .yaml_source import SourceMap, load_yaml, load_yaml_file
 
 WORKFLOW_NAME = r"^[a-z0-9_-]+$"
 DEVICE = r"^(auto|cpu|mps|cuda(:[0-9]+)?)$"
-
-
-class ModelEntry(BaseModel):
-    """A named model. A plain string in `models:` is shorthand for {source: ...}."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    source: str = Field(..., min_length=1, description="hub id, local diffusers folder, single-file .safetensors, or tiny:NAME")
-    revision: str | None = Field(None, description="hub branch, tag or commit; runs record the resolved commit")
-    variant: str | None = Field(None, description="weight variant, e.g. fp16")
-    subfolder: str | None = Field(None, description="folder inside the repository")
-    allow_pickle: bool = Field(False, description="allow pickle (.bin/.ckpt) weights; they can run code when loaded")
-    trust_remote_code: bool = Field(False, description="allow code from the model repository to run")
 
 
 ParamName = Annotated[str, Field(pattern=NAME.pattern)]
@@ -63,9 +59,9 @@ class WorkflowHeader(BaseModel):
                                                   "zip: {PATH: [values]} pairs (one run folder each, one sweep folder)")
 
 
-def workflow_schema_model() -> type[BaseModel]:
+def workflow_schema_model(catalogue: Catalogue) -> type[BaseModel]:
     """The document model with `nodes` as the discriminated union of every declared node type."""
-    union = Union[tuple(t.model for t in NODE_TYPES.values())]  # type: ignore[valid-type]
+    union = Union[tuple(t.model for t in catalogue.values())]  # type: ignore[valid-type]
     node = Annotated[union, Field(discriminator="type")]
     node_id = Annotated[str, Field(pattern=NODE_ID.pattern)]
     return create_model(
@@ -79,7 +75,7 @@ def workflow_schema_model() -> type[BaseModel]:
 @dataclass
 class Node:
     id: str
-    type: NodeType
+    type: NodeDeclaration
     fields: Fields
 
     def links(self) -> list[tuple[Link, Accepts, tuple]]:
@@ -119,9 +115,9 @@ class Workflow:
         return unresolve(field_values(self.nodes[node_id].fields, only_set=True))
 
 
-def load_workflow(path: str | Path, overrides: list[str] | None = None, *, text: str | None = None,
+def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catalogue: Catalogue, text: str | None = None,
                   source: str | None = None) -> Workflow:
-    """Parse and fully validate a workflow file. Raises WorkflowError listing every problem.
+    """Parse and fully validate a workflow file against the node types of `catalogue`. Raises WorkflowError listing every problem.
 
     With `text`, that YAML is used instead of the file's content (a workflow recovered from an image);
     `path` still decides the folder that relative paths start from, and `source` names it in messages.
@@ -144,7 +140,7 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None, *, text:
     problems.extend(ref_problems)
 
     nodes: dict[str, Node] = {}
-    typed_only: dict[str, NodeType] = {}  # nodes whose fields are invalid: links to them are still type-checked
+    typed_only: dict[str, NodeDeclaration] = {}  # nodes whose fields are invalid: links to them are still type-checked
     raw_nodes = document.get("nodes")
     if isinstance(raw_nodes, dict):
         if not raw_nodes:
@@ -153,7 +149,7 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None, *, text:
         ref_paths = {problem.path for problem in ref_problems}
         for node_id, body in resolved["nodes"].items():
             node_problems: list[Problem] = []
-            node = _validate_node(node_id, body, smap, node_problems)
+            node = _validate_node(node_id, body, smap, node_problems, catalogue)
             # a bad reference is reported once: pydantic's complaint about the text left in its place is dropped
             problems.extend(problem for problem in node_problems if problem.path not in ref_paths)
             if isinstance(node, Node):
@@ -238,12 +234,13 @@ def _validate_header(document: dict, smap: SourceMap, problems: list[Problem]) -
     try:
         return WorkflowHeader.model_validate(document)
     except ValidationError as exc:
-        problems.extend(_pydantic_problems(exc, (), document, smap, "workflow"))
+        problems.extend(_pydantic_problems(exc, (), document, smap, "workflow", WorkflowHeader))
         return None
 
 
-def _validate_node(node_id: str, body: Any, smap: SourceMap, problems: list[Problem]) -> Node | NodeType | None:
-    """The validated node; only its NodeType when its fields are invalid; None when even the type is unknown."""
+def _validate_node(node_id: str, body: Any, smap: SourceMap, problems: list[Problem],
+                   catalogue: Catalogue) -> Node | NodeDeclaration | None:
+    """The validated node; only its NodeDeclaration when its fields are invalid; None when even the type is unknown."""
     path = ("nodes", node_id)
     where = smap.locate(path)
     if not NODE_ID.match(node_id):
@@ -256,18 +253,18 @@ def _validate_node(node_id: str, body: Any, smap: SourceMap, problems: list[Prob
         return None
     type_name = body.get("type")
     if type_name is None:
-        problems.append(Problem(where, path, "missing required field 'type'", "set type: to one of: " + ", ".join(sorted(NODE_TYPES))))
+        problems.append(Problem(where, path, "missing required field 'type'", "set type: to one of: " + ", ".join(sorted(catalogue))))
         return None
-    node_type = NODE_TYPES.get(type_name) if isinstance(type_name, str) else None
+    node_type = catalogue.get(type_name) if isinstance(type_name, str) else None
     if node_type is None:
         problems.append(Problem(smap.locate(path + ("type",)), path + ("type",),
-                                f"unknown node type '{type_name}'{did_you_mean(type_name, NODE_TYPES)}",
+                                f"unknown node type '{type_name}'{did_you_mean(type_name, catalogue)}",
                                 "run 'runner nodes' to list the node types"))
         return None
     try:
         fields = node_type.model.model_validate(body)
     except ValidationError as exc:
-        problems.extend(_pydantic_problems(exc, path, body, smap, f"{type_name} node"))
+        problems.extend(_pydantic_problems(exc, path, body, smap, f"{type_name} node", node_type.model))
         return node_type
     return Node(node_id, node_type, fields)
 
@@ -307,7 +304,7 @@ def _accepts_at(model: Any, relative: tuple) -> Accepts | None:
     return None
 
 
-def _stray_link(node_type: NodeType, link: Link, smap: SourceMap) -> Problem:
+def _stray_link(node_type: NodeDeclaration, link: Link, smap: SourceMap) -> Problem:
     field_name = dotted(link.path[2:])
     return Problem(smap.locate(link.path), link.path,
                    f"'{link}' links a node output, but {node_type.name} field '{field_name}' takes plain values only: "
@@ -315,7 +312,7 @@ def _stray_link(node_type: NodeType, link: Link, smap: SourceMap) -> Problem:
                    f"see 'runner nodes {node_type.name}' for the link fields; write $${str(link)[1:]} for literal text")
 
 
-def _check_link(node_type: NodeType, link: Link, accepts: Accepts, nodes: dict[str, Node], typed_only: dict[str, NodeType],
+def _check_link(node_type: NodeDeclaration, link: Link, accepts: Accepts, nodes: dict[str, Node], typed_only: dict[str, NodeDeclaration],
                 raw_nodes: dict, smap: SourceMap, problems: list[Problem]) -> bool:
     where = smap.locate(link.path)
     target_type = nodes[link.node].type if link.node in nodes else typed_only.get(link.node)
@@ -358,7 +355,8 @@ def _check_link(node_type: NodeType, link: Link, accepts: Accepts, nodes: dict[s
     return False
 
 
-def _pydantic_problems(exc: ValidationError, base: tuple, data: Any, smap: SourceMap, what: str) -> list[Problem]:
+def _pydantic_problems(exc: ValidationError, base: tuple, data: Any, smap: SourceMap, what: str,
+                       root: type[BaseModel]) -> list[Problem]:
     """Turn pydantic errors into located problems; union-member tags in `loc` are dropped, messages merged."""
     grouped: dict[tuple, list[dict]] = {}
     for error in exc.errors():
@@ -376,7 +374,7 @@ def _pydantic_problems(exc: ValidationError, base: tuple, data: Any, smap: Sourc
         full = base + path
         first = errors[0]
         kind = first["type"]
-        info = _field_at(exc.title, path)
+        info = _field_at(root, path)
         if missing_key is _MISSING_ITEMS:
             given = first.get("input")
             needed = max(e["loc"][-1] for e in errors) + 1
@@ -390,7 +388,7 @@ def _pydantic_problems(exc: ValidationError, base: tuple, data: Any, smap: Sourc
             problems.append(Problem(smap.locate(full), full, f"missing required field '{key}' on {_describe(full, what)}", hint))
         elif kind == "extra_forbidden":
             key = full[-1]
-            known = _known_fields(exc, data, path)
+            known = _known_fields(root, path)
             problems.append(Problem(smap.locate(full), full,
                                     f"unknown field '{key}' on {_describe(full[:-1], what)}{did_you_mean(key, known)}",
                                     f"known fields: {', '.join(known)}" if known else ""))
@@ -458,25 +456,19 @@ def _real_path(loc: tuple, data: Any, kind: str) -> tuple[tuple, Any]:
     return tuple(path), None
 
 
-def _known_fields(exc: ValidationError, data: Any, path: tuple) -> list[str]:
+def _known_fields(root: type[BaseModel], path: tuple) -> list[str]:
     """Field names of the model at `path` (for did-you-mean on unknown fields)."""
-    model = _model_at(exc.title, path[:-1])
+    model = _model_at(root, path[:-1])
     if model is None:
         return []
     return [info.alias or name for name, info in model.model_fields.items() if name != "type"]
 
 
-def _root_model(title: str):
-    if title == "WorkflowHeader":
-        return WorkflowHeader
-    return next((t.model for t in NODE_TYPES.values() if t.model.__name__ == title), None)
-
-
-def _model_at(title: str, path: tuple):
+def _model_at(root: type[BaseModel], path: tuple):
     """The model whose fields hold the values at `path` (list indexes and mapping keys stepped over)."""
     import typing
 
-    model = _root_model(title)
+    model = root
     key_next = False  # the previous field was a mapping: this part is one of its keys
     for part in path:
         if model is None:
@@ -492,13 +484,13 @@ def _model_at(title: str, path: tuple):
     return model
 
 
-def _field_at(title: str, path: tuple):
+def _field_at(root: type[BaseModel], path: tuple):
     """The pydantic FieldInfo of the field at `path`, or None."""
     if not path or isinstance(path[-1], int):
         path = path[:-1] if path else path
     if not path or isinstance(path[-1], int):
         return None
-    model = _model_at(title, path[:-1])
+    model = _model_at(root, path[:-1])
     return _field_info(model, path[-1]) if model is not None else None
 
 

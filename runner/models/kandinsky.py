@@ -48,43 +48,40 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .generate import NodeInputError, _check_denoising_steps, _checked_pipeline_kwargs, common_arguments, run_pipeline
+from .calls import (
+    NodeInputError,
+    check_denoising_steps,
+    checked_pipeline_kwargs,
+    common_arguments,
+    run_pipeline,
+)
+from .families import FAMILY_NAMES, model_family
+from .signatures import AUTOPIPELINE_MAPPINGS
 from .sources import ModelUnavailable
 
-COMBINED_PIPELINES = {
-    "txt2img": "KandinskyV22CombinedPipeline",
-    "img2img": "KandinskyV22Img2ImgCombinedPipeline",
-    "inpaint": "KandinskyV22InpaintCombinedPipeline",
-}
-KANDINSKY_TASKS = (*COMBINED_PIPELINES, "interpolate")
+FAMILY = "kandinsky22"
 DECODER_HUB_IDS = {4: "kandinsky-community/kandinsky-2-2-decoder", 9: "kandinsky-community/kandinsky-2-2-decoder-inpaint"}
 DECODER_TINY = {4: "tiny:kandinsky22", 9: "tiny:kandinsky22-inpaint"}
 PRIOR_ARGUMENTS = ("prior_num_inference_steps", "prior_guidance_scale")
 INTERPOLATE_RESERVED = ("image_embeds", "negative_image_embeds", "latents")
 
 
-def generate_kandinsky(ctx, task: str, f) -> dict[str, Any]:
+def generate_kandinsky(ctx, spec, f) -> dict[str, Any]:
+    """A generation node (`spec`: its GenerationSpec) on a Kandinsky 2.2 prior + decoder."""
     source, identity = ctx.source(f.model)
-    if task not in KANDINSKY_TASKS:
-        raise ModelUnavailable(
-            f"model '{source.label}' is a Kandinsky 2.2 model, which a {task} node cannot use: Kandinsky 2.2 runs "
-            "txt2img, img2img, inpaint and interpolate nodes"
-        )
     _refuse_unsupported(source, f)
     components = kandinsky_components(ctx.models, source, identity)
-    _check_decoder(task, source, components["unet"])
-    if task == "interpolate":
-        return _interpolate(ctx, f, source, identity, components)
+    _check_decoder(spec.unet_channels[FAMILY], f"a {ctx.task.type_name} node", source, components["unet"])
 
-    pipe = _task_pipeline(ctx.models, identity, task, components)
+    pipe = _task_pipeline(ctx.models, identity, spec.autopipeline, components)
     _fresh_schedulers(pipe, pipe.decoder_pipe, pipe.prior_pipe, components, f.scheduler)
     unit = _size_unit(components)
-    kwargs = common_arguments(f)
+    kwargs = common_arguments(f, spec.arguments)
     _check_sizes(kwargs, unit)
+    kwargs.update(spec.inputs(ctx, f))
     keep_size = None
-    if task in ("img2img", "inpaint"):
-        image = ctx.load(f.image).convert("RGB")
-        kwargs["image"] = image
+    if "image" in kwargs:
+        image = kwargs["image"]
         if "width" not in kwargs and "height" not in kwargs:
             kwargs["width"], kwargs["height"] = (_nearest(side, unit) for side in image.size)
             if (kwargs["width"], kwargs["height"]) != image.size:
@@ -92,17 +89,16 @@ def generate_kandinsky(ctx, task: str, f) -> dict[str, Any]:
         else:  # one side given: the other one follows the input's aspect ratio
             kwargs.setdefault("width", _nearest(image.width * kwargs["height"] / image.height, unit))
             kwargs.setdefault("height", _nearest(image.height * kwargs["width"] / image.width, unit))
-    if task == "img2img":
-        _check_denoising_steps(kwargs)
-    if task == "inpaint":
-        kwargs["mask_image"] = ctx.load(f.mask).convert("L")
+    if "mask_image" not in kwargs:
+        check_denoising_steps(kwargs)
+    else:
         strength = kwargs.pop("strength", 1.0)
         if strength != 1.0:
             raise NodeInputError(
                 f"strength {strength}: Kandinsky 2.2 inpainting always repaints the masked area fully and takes no "
                 "strength; remove 'strength' from this node (or use an SD inpainting model for partial repaints)"
             )
-    kwargs.update(_checked_pipeline_kwargs(pipe, f.pipeline_kwargs))
+    kwargs.update(checked_pipeline_kwargs(pipe, f.pipeline_kwargs, spec.arguments))
     if keep_size is not None:
         ctx.record(generated_size=[kwargs["width"], kwargs["height"]], resized_to=list(keep_size))
     outputs = _run(ctx, pipe, kwargs)
@@ -124,7 +120,8 @@ def _run(ctx, pipe, kwargs: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------- loading
 def kandinsky_components(registry, source, identity: str) -> dict[str, Any]:
     """Prior + decoder modules under the combined pipelines' names, loaded once per run."""
-    return registry.cached(("kandinsky22", identity), lambda: _load(registry, source), load_label=identity)
+    return registry.cached(("kandinsky22", identity), lambda: _load(registry, source), load_label=identity, group=identity,
+                           estimate=registry.estimate(source))
 
 
 def _load(registry, source) -> dict[str, Any]:
@@ -193,17 +190,18 @@ def _class_name(folder: Path | None) -> str | None:
         return None
 
 
-def _task_pipeline(registry, identity: str, task: str, components: dict[str, Any]):
-    """The combined pipeline for a task, built once from the shared components (no copy of any module)."""
+def _task_pipeline(registry, identity: str, autopipeline: str, components: dict[str, Any]):
+    """The combined pipeline that `autopipeline` maps Kandinsky 2.2 to, built once from the shared components (no copy)."""
 
     def build():
-        import diffusers
+        from diffusers.pipelines import auto_pipeline
 
-        pipe = getattr(diffusers, COMBINED_PIPELINES[task])(**components)
+        combined = getattr(auto_pipeline, AUTOPIPELINE_MAPPINGS[autopipeline])[FAMILY]
+        pipe = combined(**components)
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
-    return registry.cached(("kandinsky22", identity, task), build)
+    return registry.cached(("kandinsky22", identity, autopipeline), build, group=identity)
 
 
 # ----------------------------------------------------------------- checks
@@ -217,19 +215,18 @@ def _refuse_unsupported(source, f) -> None:
             )
 
 
-def _check_decoder(task: str, source, unet) -> None:
+def _check_decoder(accepted: tuple[int, ...], used_by: str, source, unet) -> None:
     channels = unet.config.in_channels
-    wanted = 9 if task == "inpaint" else 4
-    if channels == wanted:
+    if channels in accepted:
         return
-    if task == "inpaint":
+    if 9 in accepted:
         raise ModelUnavailable(
             f"model '{source.label}' is a Kandinsky 2.2 decoder with a {channels}-channel UNet, which cannot inpaint: "
             f"use the inpainting decoder {DECODER_HUB_IDS[9]} ({DECODER_TINY[9]} offline) for inpaint nodes"
         )
     raise ModelUnavailable(
         f"model '{source.label}' is the Kandinsky 2.2 inpainting decoder (its UNet takes {channels} input channels), "
-        f"which a {task} node cannot use: use {DECODER_HUB_IDS[4]} ({DECODER_TINY[4]} offline) here and keep "
+        f"which {used_by} cannot use: use {DECODER_HUB_IDS[4]} ({DECODER_TINY[4]} offline) here and keep "
         f"'{source.label}' for inpaint nodes"
     )
 
@@ -293,11 +290,22 @@ def _scales_nothing(scheduler) -> bool:
 
 
 # ------------------------------------------------------------ interpolate
-def _interpolate(ctx, f, source, identity: str, components: dict[str, Any]) -> dict[str, Any]:
-    """The prior's weighted blend of prompt and image embeddings, decoded by the decoder."""
+def interpolate(ctx, f, conditions: list, arguments: dict[str, str]) -> dict[str, Any]:
+    """The prior's weighted blend of prompts and images (`conditions`: texts and PIL images), decoded by the decoder.
+
+    `arguments` (node field -> call argument) are the names pipeline_kwargs may not set."""
     import torch
 
-    combined = _task_pipeline(ctx.models, identity, "txt2img", components)
+    source, identity = ctx.source(f.model)
+    family = model_family(ctx.models, source)
+    if family != FAMILY:
+        raise ModelUnavailable(f"interpolate nodes blend through the Kandinsky 2.2 prior, and model '{source.label}' is "
+                               f"not a Kandinsky 2.2 model (it is {FAMILY_NAMES[family]}): use "
+                               "kandinsky-community/kandinsky-2-2-decoder (tiny:kandinsky22 offline)")
+    _refuse_unsupported(source, f)
+    components = kandinsky_components(ctx.models, source, identity)
+    _check_decoder((4,), "an interpolate node", source, components["unet"])
+    combined = _task_pipeline(ctx.models, identity, "AutoPipelineForText2Image", components)
     prior, decoder = combined.prior_pipe, combined.decoder_pipe
     _fresh_schedulers(None, decoder, prior, components, f.scheduler)
     if f.num_images != 1:
@@ -311,7 +319,6 @@ def _interpolate(ctx, f, source, identity: str, components: dict[str, Any]) -> d
     for name in INTERPOLATE_RESERVED:
         if name in extra:
             raise NodeInputError(f"pipeline_kwargs.{name} is not allowed: the interpolate node computes it from its items")
-    conditions = [item.prompt if item.prompt is not None else ctx.load(item.image).convert("RGB") for item in f.items]
     weights = [item.weight for item in f.items]
     if sum(weights) <= 0:
         raise NodeInputError("items: the weights add up to 0; give at least one item a positive weight")
@@ -332,9 +339,9 @@ def _interpolate(ctx, f, source, identity: str, components: dict[str, Any]) -> d
         if getattr(f, field) is not None:
             kwargs[argument] = getattr(f, field)
     _check_sizes(kwargs, _size_unit(components))
-    kwargs.update(_checked_pipeline_kwargs(decoder, extra))
+    kwargs.update(checked_pipeline_kwargs(decoder, extra, arguments))
     outputs = _run(ctx, decoder, kwargs)
     return {"image": outputs["image"]}
 
 
-__all__ = ["generate_kandinsky", "kandinsky_components"]
+__all__ = ["generate_kandinsky", "interpolate", "kandinsky_components"]

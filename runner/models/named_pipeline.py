@@ -9,20 +9,20 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from ..language.errors import did_you_mean
-from ..language.refs import Link, unresolve
-from .generate import NodeInputError, recordable
+from ..core.suggest import did_you_mean
+from .calls import NodeInputError, recordable
 
 
-def run_named_pipeline(ctx, f) -> dict[str, Any]:
+def run_named_pipeline(ctx, class_name: str, model_ref: str, call: dict[str, Any], recorded: dict[str, Any]) -> dict[str, Any]:
+    """Call `class_name` on the model with `call` (linked images already loaded); `recorded`: the call as the workflow wrote it."""
     import torch
 
-    pipe = load_named_pipeline(ctx, f.class_, f.model)
+    pipe = load_named_pipeline(ctx, class_name, model_ref)
     parameters = inspect.signature(pipe.__call__).parameters
-    kwargs = {name: _argument(ctx, value, parameters.get(name)) for name, value in f.call.items()}
+    kwargs = {name: _argument(value, parameters.get(name)) for name, value in call.items()}
     unknown = [name for name in kwargs if name not in parameters or parameters[name].kind is inspect.Parameter.VAR_KEYWORD]
     if unknown:  # validation checks this against diffusers' source; the installed class has the last word
-        raise NodeInputError(f"call.{unknown[0]}: {f.class_} takes no argument '{unknown[0]}'"
+        raise NodeInputError(f"call.{unknown[0]}: {class_name} takes no argument '{unknown[0]}'"
                              f"{did_you_mean(unknown[0], parameters)}")
     if "generator" in parameters:
         kwargs["generator"] = torch.Generator("cpu").manual_seed(ctx.seed)
@@ -32,13 +32,13 @@ def run_named_pipeline(ctx, f) -> dict[str, Any]:
             return callback_kwargs
 
         kwargs["callback_on_step_end"] = on_step_end
-    ctx.record(pipeline_class=type(pipe).__name__, call={k: recordable(v) for k, v in unresolve(dict(f.call)).items()},
+    ctx.record(pipeline_class=type(pipe).__name__, call={k: recordable(v) for k, v in recorded.items()},
                seeded="generator" in parameters)
     with torch.inference_mode():
         result = pipe(**kwargs)
     images = _pil_images(getattr(result, "images", None))
     if not images:
-        raise NodeInputError(f"{f.class_} returned no images: the pipeline node takes pipelines whose output has .images")
+        raise NodeInputError(f"{class_name} returned no images: the pipeline node takes pipelines whose output has .images")
     return {"image": images[0], "images": images}
 
 
@@ -62,7 +62,6 @@ def load_named_pipeline(ctx, class_name: str, model_ref: str):
             location, kwargs = registry.pretrained_args(source)
             pipe = cls.from_single_file(location, **{k: v for k, v in kwargs.items() if k == "dtype"})
             pipe.to(registry.device)
-            registry.loads.append(identity)
         else:
             # the checkpoint loads once per run (shared with generation nodes); other classes reuse its modules
             base = registry.base(source, identity)
@@ -70,15 +69,13 @@ def load_named_pipeline(ctx, class_name: str, model_ref: str):
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
-    return registry.cached(("pipeline-class", class_name, identity), load)
+    # a single file is loaded here (a model load); otherwise the pipeline derives from the checkpoint loaded once
+    return registry.cached(("pipeline-class", class_name, identity), load, group=identity,
+                           load_label=identity if source.kind == "file" else None)
 
 
-def _argument(ctx, value: Any, parameter: inspect.Parameter | None) -> Any:
-    """A link becomes the image it points to (a list of links, a list of images); YAML lists become tuples where wanted."""
-    if isinstance(value, Link):
-        return ctx.load(value)
-    if isinstance(value, list) and value and all(isinstance(item, Link) for item in value):
-        return [ctx.load(item) for item in value]
+def _argument(value: Any, parameter: inspect.Parameter | None) -> Any:
+    """YAML lists become tuples where the pipeline wants tuples."""
     if isinstance(value, list) and parameter is not None and "tuple" in str(parameter.annotation).lower():
         return tuple(value)
     return value

@@ -154,7 +154,7 @@ def _transformers_model(registry, source: ModelSource, identity: str, kind: str,
         processor = transformers.AutoImageProcessor.from_pretrained(location, **_processor_kwargs(kwargs))
         return model, processor
 
-    return registry.cached((kind, identity), load, load_label=identity)
+    return registry.cached((kind, identity), load, load_label=identity, group=identity, estimate=registry.estimate(source))
 
 
 def person_detector(registry, source: ModelSource, identity: str):

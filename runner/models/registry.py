@@ -1,28 +1,24 @@
-"""Loaded models, shared across nodes: each checkpoint loads once per run.
+"""What nodes load models through: one run's view of the model pool, on one device and dtype.
 
 A checkpoint is loaded once as a base pipeline; the txt2img / img2img /
 inpaint variants are derived from it with diffusers' AutoPipeline `from_pipe`,
 which reuses the same module objects (no second copy of the weights).
-Pipelines are keyed by model identity + task (+ the ControlNet stack later);
-dtype and device are fixed per run.
+Everything loaded stays in the Session's pool (runner.models.pool) for later
+runs, within its memory budget; this view records what the run loaded,
+reused from earlier runs and released.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .sources import FileHashCache, ModelSource, ModelUnavailable, local_folder, prepare_hub
+from .pool import ModelPool, Resident, estimate_bytes, measure_bytes
+from .sources import ModelSource, ModelUnavailable, local_folder, prepare_hub
 
-TASK_AUTOPIPELINES = {
-    "txt2img": "AutoPipelineForText2Image",
-    "img2img": "AutoPipelineForImage2Image",
-    "inpaint": "AutoPipelineForInpainting",
-    "refine": "AutoPipelineForImage2Image",
-}
 UNET_CHANNELS = {4: "a standard", 9: "an inpainting", 5: "a depth-to-image"}
-TASK_CHANNELS = {"txt2img": (4,), "img2img": (4,), "inpaint": (4, 9), "depth2img": (5,), "refine": (4,)}
 
 
 def quiet_libraries() -> None:
@@ -41,27 +37,39 @@ def quiet_libraries() -> None:
     huggingface_hub.utils.disable_progress_bars()
 
 
+def model_folder(source: ModelSource, models_dir: Path) -> Path | None:
+    """The model's files on disk (tiny: built on demand; hub: the cached snapshot), or None if not local."""
+    if source.kind == "tiny":
+        from .tiny import ensure_tiny
+
+        return ensure_tiny(source.location, models_dir / "tiny")
+    return local_folder(source, models_dir)
+
+
 class ModelRegistry:
-    def __init__(self, device: str, dtype: str, models_dir: Path, hash_cache: FileHashCache | None = None,
-                 deterministic: bool = False):
+    def __init__(self, pool: ModelPool, device: str, dtype: str, deterministic: bool = False, run: int = 0):
         quiet_libraries()
         if deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it before CUDA starts
         import torch
 
         self.torch = torch
-        if deterministic:
-            torch.use_deterministic_algorithms(True)
-            torch.backends.cudnn.benchmark = False
-            torch.backends.cudnn.deterministic = True
+        # process-wide settings: a Session's later runs set them again, either way
+        torch.use_deterministic_algorithms(deterministic)
+        torch.backends.cudnn.benchmark = False if deterministic else torch.backends.cudnn.benchmark
+        torch.backends.cudnn.deterministic = deterministic
+        self.pool = pool
         self.device = self._usable_device(device)
+        self.dtype_name = dtype
         self.dtype = getattr(torch, dtype)
-        self.models_dir = models_dir
-        self._objects: dict[tuple, Any] = {}
-        self.hash_cache = hash_cache
-        self._components_by_digest: dict[str, Any] = {}
-        self.shared_components: dict[str, list[str]] = {}  # identity -> components reused from another checkpoint
-        self.loads: list[str] = []  # identities loaded from disk, in order (for manifests and tests)
+        self.models_dir = pool.models_dir
+        self.hash_cache = pool.hash_cache
+        self.shared_components = pool.shared_components
+        self.run = run
+        self.loads: list[str] = []  # identities loaded from disk by this run, in order (for manifests and tests)
+        self.reused: list[str] = []  # identities this run took from the pool, loaded by an earlier run
+        self.released: list[dict] = []  # residents released to stay within the memory budget
+        self.in_use: set[tuple[str, str, str]] = set()  # residents the running node uses: never released
 
     def environment(self) -> dict[str, Any]:
         """What the manifest records about the device and the determinism settings in force."""
@@ -88,21 +96,61 @@ class ModelRegistry:
         return device
 
     # ------------------------------------------------------------- loading
-    def cached(self, key: tuple, factory: Callable[[], Any], *, load_label: str | None = None) -> Any:
-        """The object stored under `key`, made by `factory()` the first time (a model load when `load_label` is given)."""
-        if key not in self._objects:
-            self._objects[key] = factory()
-            if load_label is not None:
-                self.loads.append(load_label)
-        return self._objects[key]
+    def node_started(self) -> None:
+        self.in_use = set()
+
+    def _resident_key(self, identity: str) -> tuple[str, str, str]:
+        return (self.device, self.dtype_name, identity)
+
+    def cached(self, key: tuple, factory: Callable[[], Any], *, load_label: str | None = None,
+               group: str | tuple[str, ...] = (), estimate: Callable[[], int | None] | None = None) -> Any:
+        """The object stored under `key` in the pool, made by `factory()` the first time.
+
+        `load_label` marks a model load from disk: a new resident named by `group` (its identity), sized
+        after loading and made room for before it (`estimate()` bytes). Derived objects name the residents
+        they are made of in `group`, and go when any of those is released.
+        """
+        groups = tuple(self._resident_key(g) for g in ((group,) if isinstance(group, str) else group))
+        full_key = (self.device, self.dtype_name) + key
+        pool = self.pool
+        self.in_use.update(g for g in groups if g in pool.residents)
+        found = pool.objects.get(full_key)
+        if found is not None:
+            for resident_key in groups:
+                resident = pool.residents.get(resident_key)
+                if resident is not None:
+                    resident.last_used = time.monotonic()
+                    if load_label is not None and resident.run != self.run and resident.identity not in self.reused:
+                        self.reused.append(resident.identity)
+            return found[0]
+        if load_label is not None and groups:
+            memory = "vram" if self.device.startswith("cuda") else "ram"
+            needed = estimate() if estimate is not None else None
+            pool.make_room(memory, needed or 0, self.in_use, self.released, load_label)
+        value = factory()
+        if load_label is not None and groups:
+            resident_key = groups[0]
+            resident = Resident(resident_key[2], self.device, self.dtype_name, load_label, run=self.run)
+            seen = pool._counted[resident.memory]
+            before = set(seen)
+            resident.size = measure_bytes(value, seen)
+            resident.pointers = seen - before
+            pool.residents[resident_key] = resident
+            self.in_use.add(resident_key)
+            self.loads.append(load_label)
+            pool.peak[resident.memory] = max(pool.peak[resident.memory], pool.resident_bytes(resident.memory))
+            # a model whose size was not known before loading: release others now if it went over the budget
+            pool.make_room(resident.memory, 0, self.in_use, self.released, load_label)
+        pool.objects[full_key] = (value, groups)
+        return value
+
+    def estimate(self, source: ModelSource) -> Callable[[], int | None]:
+        """Bytes the source's weights will take in this run's dtype, read from its files before loading."""
+        return lambda: estimate_bytes(self.model_folder(source), self.dtype_name, source.entry.variant)
 
     def model_folder(self, source: ModelSource) -> Path | None:
         """The model's files on disk (tiny: built on demand; hub: the cached snapshot), or None if not local."""
-        if source.kind == "tiny":
-            from .tiny import ensure_tiny
-
-            return ensure_tiny(source.location, self.models_dir / "tiny")
-        return local_folder(source, self.models_dir)
+        return model_folder(source, self.models_dir)
 
     def pretrained_args(self, source: ModelSource) -> tuple[str, dict]:
         """(what to pass to from_pretrained, its keyword arguments) for this source, dtype and safety settings."""
@@ -141,7 +189,7 @@ class ModelRegistry:
             pipe.set_progress_bar_config(disable=True)
             return pipe
 
-        return self.cached(("base", identity), load, load_label=identity)
+        return self.cached(("base", identity), load, load_label=identity, group=identity, estimate=self.estimate(source))
 
     def _component_digests(self, folder: Path | None) -> dict[str, str]:
         """Component subfolder -> digest of its files, for folders holding weights."""
@@ -154,18 +202,22 @@ class ModelRegistry:
         return digests
 
     def _identical_components(self, folder: Path | None) -> dict[str, Any]:
-        return {name: self._components_by_digest[digest] for name, digest in self._component_digests(folder).items()
-                if digest in self._components_by_digest}
+        known = self.pool.components_by_digest
+        return {name: known[(self.device, self.dtype_name, digest)] for name, digest in self._component_digests(folder).items()
+                if (self.device, self.dtype_name, digest) in known}
 
     def _remember_components(self, folder: Path | None, pipe) -> None:
         for name, digest in self._component_digests(folder).items():
             module = getattr(pipe, name, None)
             if module is not None:
-                self._components_by_digest.setdefault(digest, module)
+                self.pool.components_by_digest.setdefault((self.device, self.dtype_name, digest), module)
 
     def _from_single_file(self, location: str, kwargs: dict):
         from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
-        from diffusers.loaders.single_file_utils import infer_diffusers_model_type, load_single_file_checkpoint
+        from diffusers.loaders.single_file_utils import (
+            infer_diffusers_model_type,
+            load_single_file_checkpoint,
+        )
 
         checkpoint = load_single_file_checkpoint(location)
         model_type = infer_diffusers_model_type(checkpoint)
@@ -182,32 +234,33 @@ class ModelRegistry:
             location, kwargs = self.pretrained_args(source)
             return ControlNetModel.from_pretrained(location, **kwargs).to(self.device)
 
-        return self.cached(("controlnet", identity), load, load_label=identity)
+        return self.cached(("controlnet", identity), load, load_label=identity, group=identity, estimate=self.estimate(source))
 
-    def pipeline(self, task: str, source: ModelSource, identity: str, controlnets: list = ()):
-        """A pipeline for `task` on this checkpoint (with these ControlNets), sharing the base's modules."""
+    def pipeline(self, autopipeline: str | None, source: ModelSource, identity: str, controlnets: list = (), *,
+                 channels: tuple[int, ...] = (), used_by: str = "this node"):
+        """The pipeline `autopipeline.from_pipe` derives from this checkpoint (None: the checkpoint's own), with these
+        ControlNets, sharing the base's modules; a UNet taking other input `channels` than these is refused."""
+        base = self.base(source, identity)
+        self._check_channels(channels, used_by, source, base)
+        models = [self.controlnet(*pair) for pair in controlnets]
 
         def derive():
-            base = self.base(source, identity)
-            self._check_channels(task, source, base)
             extra = {}
             if controlnets:
-                if task in ("depth2img", "refine"):
-                    raise ModelUnavailable(f"a {task} node cannot take ControlNets; use txt2img, img2img or inpaint")
-                models = [self.controlnet(*pair) for pair in controlnets]
                 for (cn_source, _id), model in zip(controlnets, models):
                     self._check_controlnet_pairing(source, base, cn_source, model)
                 extra["controlnet"] = models[0] if len(models) == 1 else models
-            if task == "depth2img":
-                pipe = base  # AutoPipeline has no depth-to-image task: the checkpoint's own class is the one
+            if autopipeline is None:
+                pipe = base
             else:
                 import diffusers
 
-                pipe = getattr(diffusers, TASK_AUTOPIPELINES[task]).from_pipe(base, **extra)
+                pipe = getattr(diffusers, autopipeline).from_pipe(base, **extra)
             pipe.set_progress_bar_config(disable=True)
             return pipe
 
-        return self.cached(("pipeline", identity, task, tuple(cn_identity for _s, cn_identity in controlnets)), derive)
+        cn_identities = tuple(cn_identity for _s, cn_identity in controlnets)
+        return self.cached(("pipeline", identity, autopipeline, cn_identities), derive, group=(identity, *cn_identities))
 
     @staticmethod
     def _check_controlnet_pairing(source: ModelSource, base, cn_source: ModelSource, controlnet) -> None:
@@ -226,11 +279,10 @@ class ModelRegistry:
             )
 
     @staticmethod
-    def _check_channels(task: str, source: ModelSource, pipe) -> None:
+    def _check_channels(allowed: tuple[int, ...], used_by: str, source: ModelSource, pipe) -> None:
         unet = getattr(pipe, "unet", None)
         channels = getattr(getattr(unet, "config", None), "in_channels", None)
-        allowed = TASK_CHANNELS.get(task)
-        if channels is None or allowed is None or channels in allowed:
+        if channels is None or not allowed or channels in allowed:
             return
         what = UNET_CHANNELS.get(channels, f"a {channels}-channel")
         fix = {9: "use it in an inpaint node, or use the base (non-inpainting) checkpoint here",
@@ -239,7 +291,7 @@ class ModelRegistry:
                }.get(channels, "use a checkpoint made for this task")
         raise ModelUnavailable(
             f"model '{source.label}' is {what} checkpoint (its UNet takes {channels} input channels), "
-            f"which a {task} node cannot use: {fix}"
+            f"which {used_by} cannot use: {fix}"
         )
 
     def depth_estimator(self, source: ModelSource, identity: str):
@@ -254,12 +306,13 @@ class ModelRegistry:
             return pipeline("depth-estimation", model=location, device=self.device, dtype=self.dtype,
                             model_kwargs=model_kwargs, **hub)
 
-        return self.cached(("depth-estimator", identity), load, load_label=identity)
+        return self.cached(("depth-estimator", identity), load, load_label=identity, group=identity,
+                           estimate=self.estimate(source))
 
     # ------------------------------------------------------------ schedulers
     def fresh_scheduler(self, identity: str, name: str | None):
         """A new scheduler for one call: the checkpoint's own (default) or one by short name, from its config."""
         from .schedulers import make_scheduler
 
-        own = self._objects[("base", identity)].scheduler
+        own = self.pool.objects[(self.device, self.dtype_name, "base", identity)][0].scheduler
         return make_scheduler(name, own.config, type(own))

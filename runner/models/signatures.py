@@ -25,20 +25,20 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
+from ..core.atomic import write_atomic
+
 INDEX_FORMAT = 1
 
-# runner task -> the AutoPipeline mapping `from_pipe` consults (depth2img runs the checkpoint's own class)
-TASK_MAPPINGS = {
-    "txt2img": "AUTO_TEXT2IMAGE_PIPELINES_MAPPING",
-    "img2img": "AUTO_IMAGE2IMAGE_PIPELINES_MAPPING",
-    "refine": "AUTO_IMAGE2IMAGE_PIPELINES_MAPPING",
-    "inpaint": "AUTO_INPAINT_PIPELINES_MAPPING",
+# AutoPipeline class -> the mapping its `from_pipe` consults (see diffusers' auto_pipeline.py)
+AUTOPIPELINE_MAPPINGS = {
+    "AutoPipelineForText2Image": "AUTO_TEXT2IMAGE_PIPELINES_MAPPING",
+    "AutoPipelineForImage2Image": "AUTO_IMAGE2IMAGE_PIPELINES_MAPPING",
+    "AutoPipelineForInpainting": "AUTO_INPAINT_PIPELINES_MAPPING",
 }
 # how `from_pipe(..., controlnet=...)` renames the task class (see diffusers' auto_pipeline.py)
 _CONTROLNET_SUFFIX = {
@@ -69,11 +69,11 @@ class PipelineIndex:
     def signature(self, class_name: str) -> CallSignature | None:
         return self.signatures.get(class_name)
 
-    def task_class(self, checkpoint_class: str, task: str, controlnet: bool = False) -> str | None:
-        """The class a runner task makes of a checkpoint, as diffusers' AutoPipeline `from_pipe` picks it; None if it has none."""
-        if task == "depth2img":
+    def task_class(self, checkpoint_class: str, autopipeline: str | None, controlnet: bool = False) -> str | None:
+        """The class `autopipeline.from_pipe` makes of a checkpoint (None: the checkpoint's own class); None if it has none."""
+        if autopipeline is None:
             return checkpoint_class if checkpoint_class in self.signatures else None
-        mapping = TASK_MAPPINGS.get(task)
+        mapping = AUTOPIPELINE_MAPPINGS.get(autopipeline)
         if mapping is None:
             return None
         found = self._get_task_class(mapping, checkpoint_class)
@@ -103,7 +103,7 @@ def pipeline_index(cache_dir: Path | None = None) -> PipelineIndex | None:
     if version in _MEMORY and _MEMORY[version].stamp == stamp:
         return _MEMORY[version]
     if cache_dir is None:
-        from ..executor.cache import default_cache_dir
+        from ..core.paths import default_cache_dir
 
         cache_dir = default_cache_dir()
     path = Path(cache_dir) / "signatures" / f"diffusers-{_safe(version)}.json"
@@ -162,9 +162,7 @@ def _read(path: Path, version: str, stamp: list) -> dict | None:
 def _write(path: Path, data: dict) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(data, separators=(",", ":")))
     except OSError:
         pass  # a read-only cache folder: the index is still kept in memory for this process
 

@@ -8,20 +8,17 @@ Identities are cheap (no torch): they feed cache keys before anything runs.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..language.refs import MODEL_REF_PREFIX
-from ..language.workflow import ModelEntry
+from ..core.hashing import HASHED_SUFFIXES, FileHashCache
+from ..core.model_entry import ModelEntry
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
-HASHED_SUFFIXES = (".safetensors", ".json", ".txt", ".model", ".bin", ".ckpt", ".pt", ".pth")
 
 
 class ModelUnavailable(RuntimeError):
@@ -38,12 +35,19 @@ class ModelSource:
     def label(self) -> str:
         return self.entry.source
 
+    def to_data(self) -> dict:
+        """As plain JSON-able data, the form tasks carry it in (to another process or machine)."""
+        return {"entry": self.entry.model_dump(exclude_defaults=True), "kind": self.kind, "location": self.location}
 
-def resolve_entry(ref: str, models: dict[str, ModelEntry]) -> ModelEntry:
-    """`$models.NAME` or an inline source string -> ModelEntry."""
-    if ref.startswith(MODEL_REF_PREFIX):
-        return models[ref[len(MODEL_REF_PREFIX):]]
-    return ModelEntry(source=ref)
+    @classmethod
+    def from_data(cls, data: dict) -> "ModelSource":
+        return cls(ModelEntry.model_validate(data["entry"]), data["kind"], data["location"])
+
+
+def describe(entry: ModelEntry, base_dir: Path, hash_cache: FileHashCache) -> tuple[dict, str]:
+    """(the source as plain data, its identity): what a plan needs of a model, without loading it."""
+    source = classify(entry, base_dir)
+    return source.to_data(), identity(source, hash_cache)
 
 
 def classify(entry: ModelEntry, base_dir: Path) -> ModelSource:
@@ -65,7 +69,7 @@ def classify(entry: ModelEntry, base_dir: Path) -> ModelSource:
     )
 
 
-def identity(source: ModelSource, hash_cache: "FileHashCache") -> str:
+def identity(source: ModelSource, hash_cache: FileHashCache) -> str:
     """A string that changes whenever the model's weights or configs change."""
     entry = source.entry
     extras = "".join(f";{k}={v}" for k, v in (("variant", entry.variant), ("subfolder", entry.subfolder)) if v)
@@ -94,7 +98,7 @@ def local_folder(source: ModelSource, models_dir: Path) -> Path | None:
     return hf_hub_cache() / ("models--" + source.location.replace("/", "--")) / "snapshots" / commit
 
 
-def model_record(source: ModelSource, model_identity: str, models_dir: Path, hash_cache: "FileHashCache") -> dict:
+def model_record(source: ModelSource, model_identity: str, models_dir: Path, hash_cache: FileHashCache) -> dict:
     """What a manifest says about a model: source, revision, resolved commit, and the sha256 of each weight/config file."""
     entry = source.entry
     record = {"source": entry.source, "kind": source.kind, "identity": model_identity, "revision": entry.revision,
@@ -158,60 +162,3 @@ def prepare_hub(source: ModelSource) -> dict:
             "or point the model at a local folder, or use a tiny: model for offline tests."
         )
     return {"revision": revision, "cache_dir": str(hf_hub_cache())}
-
-
-# ----------------------------------------------------------------- file hashes
-class FileHashCache:
-    """sha256 of files, remembered by (path, size, mtime) in a JSON file so big weights hash once."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._entries: dict[str, list] | None = None
-        self._dirty = False
-
-    def _load(self) -> dict[str, list]:
-        if self._entries is None:
-            try:
-                self._entries = json.loads(self.path.read_text())
-            except (OSError, ValueError):
-                self._entries = {}
-        return self._entries
-
-    def file_digest(self, path: Path) -> str:
-        stat = path.stat()
-        entries = self._load()
-        key = str(path.resolve())
-        known = entries.get(key)
-        if known and known[0] == stat.st_size and known[1] == stat.st_mtime_ns:
-            return known[2]
-        digest = sha256_file(path)
-        entries[key] = [stat.st_size, stat.st_mtime_ns, digest]
-        self._dirty = True
-        return digest
-
-    def tree_digest(self, root: Path) -> str:
-        """One digest over every weight/config file (relative path + content hash)."""
-        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in HASHED_SUFFIXES)
-        hasher = hashlib.sha256()
-        for file in files:
-            relative = file.name if root.is_file() else file.relative_to(root).as_posix()
-            hasher.update(f"{relative}\0{self.file_digest(file)}\n".encode())
-        self.save()
-        return hasher.hexdigest()[:16]
-
-    def save(self) -> None:
-        if not self._dirty or self._entries is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(self._entries))
-        os.replace(tmp, self.path)
-        self._dirty = False
-
-
-def sha256_file(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            hasher.update(block)
-    return hasher.hexdigest()

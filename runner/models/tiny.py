@@ -23,12 +23,11 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import os
 import pathlib
-import shutil
-import tempfile
 import threading
 from typing import Any
+
+from ..core.atomic import staged_folder
 
 TINY_BUILDER_VERSION = 1
 
@@ -337,23 +336,13 @@ def ensure_tiny(name: str, root: pathlib.Path) -> pathlib.Path:
     target = tiny_folder(name, root)
     if target.is_dir():
         return target
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=root))
-    try:
-        import torch
+    import torch
 
-        # Builders seed torch's global RNG: serialise builds between threads
-        # and leave the caller's RNG state as it was.
-        with _BUILD_LOCK, torch.random.fork_rng(devices=[]):
-            for sub, (pipeline, parts, kwargs) in spec["folders"].items():
-                _build_folder(tmp / sub if sub else tmp, pipeline, parts, kwargs)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not target.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    # Builders seed torch's global RNG: serialise builds between threads
+    # and leave the caller's RNG state as it was.
+    with staged_folder(target) as tmp, _BUILD_LOCK, torch.random.fork_rng(devices=[]):
+        for sub, (pipeline, parts, kwargs) in spec["folders"].items():
+            _build_folder(tmp / sub if sub else tmp, pipeline, parts, kwargs)
     return target
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 
-from .generate import run_pipeline
+from .calls import run_pipeline
 from .sources import ModelUnavailable
 
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, create_model
 
-from .fields import Fields
-
-OUTPUT_KINDS = ("image", "mask", "depth", "latents", "images")
+from ..core.kinds import OUTPUT_KINDS
+from ..language.fields import Fields
 
 
 @dataclass(frozen=True)
@@ -52,14 +50,6 @@ def _class_name(type_name: str) -> str:
 
 
 NODE_TYPES: dict[str, NodeType] = {}
-
-
-@dataclass(frozen=True)
-class CheckContext:
-    """What a node's `check` may look at: the workflow's named models and the folder relative paths start from."""
-
-    models: dict[str, Any]  # name -> ModelEntry
-    base_dir: Path
 
 
 def node_type(name: str, *, fields: type[Fields], outputs: dict[str, str], version: int = 1, publish=None, check=None):

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..language.errors import did_you_mean
 from ..language.refs import MODEL_REF_PREFIX
+from .arguments import CALL_ARGUMENTS
 
 # Arguments of a `pipeline` node's call that runner supplies itself.
 PIPELINE_NODE_ARGUMENTS = {
@@ -30,20 +31,22 @@ FIELD_OF_ARGUMENT = {"depth_map": "depth", "mask_image": "mask"}
 Problems = list[tuple[tuple, str, str]]
 
 
-def generation_check(task: str):
-    """The `check` of a generation node type running `task`."""
+def generation_check(spec):
+    """The `check` of a generation node type driven by `spec` (a GenerationSpec; None: no AutoPipeline to look up)."""
 
     def check(fields, context) -> Problems:
-        return check_pipeline_kwargs(task, fields, context)
+        return check_pipeline_kwargs(spec, fields, context)
 
     return check
 
 
-def check_pipeline_kwargs(task: str, fields, context) -> Problems:
+def check_pipeline_kwargs(spec, fields, context) -> Problems:
     extra: dict[str, Any] = fields.pipeline_kwargs
     if not extra:
         return []
-    from ..models.generate import CALL_ARGUMENTS, RESERVED_CALL_ARGUMENTS
+    from ..models.calls import RESERVED_CALL_ARGUMENTS
+
+    task = fields.type
 
     node_fields = {info.alias or name for name, info in type(fields).model_fields.items()} - {"pipeline_kwargs"}
     field_of = {**FIELD_OF_ARGUMENT, **{argument: field for field, argument in CALL_ARGUMENTS.items()}}
@@ -65,7 +68,7 @@ def check_pipeline_kwargs(task: str, fields, context) -> Problems:
             to_check.append(name)
     if not to_check:
         return problems
-    target = _task_pipeline(task, fields, context)
+    target = _task_pipeline(spec, fields, context) if spec is not None else None
     if target is None:
         return problems
     class_name, signature, label = target
@@ -106,7 +109,7 @@ def check_pipeline_node(fields, context) -> Problems:
     return problems
 
 
-def _task_pipeline(task: str, fields, context):
+def _task_pipeline(spec, fields, context):
     """(class name, signature, model label) of the pipeline a generation node will call, or None when unknown here."""
     from ..models.signatures import checkpoint_class, pipeline_index
 
@@ -117,7 +120,7 @@ def _task_pipeline(task: str, fields, context):
     index = pipeline_index() if checkpoint is not None else None
     if index is None:
         return None
-    class_name = index.task_class(checkpoint, task, controlnet=bool(getattr(fields, "controlnet", None)))
+    class_name = index.task_class(checkpoint, spec.autopipeline, controlnet=bool(getattr(fields, "controlnet", None)))
     signature = index.signature(class_name) if class_name is not None else None
     if signature is None:
         return None
@@ -125,7 +128,8 @@ def _task_pipeline(task: str, fields, context):
 
 
 def _source(ref: str, context):
-    from ..models.sources import ModelUnavailable, classify, resolve_entry
+    from ..language.fields import resolve_entry
+    from ..models.sources import ModelUnavailable, classify
 
     if ref.startswith(MODEL_REF_PREFIX) and ref[len(MODEL_REF_PREFIX):] not in context.models:
         return None  # reported as an unknown model already

@@ -2,15 +2,92 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
 
 from pydantic import Field, model_validator
 
+from ..language.fields import (
+    ArgumentsWithImages,
+    Fields,
+    ImageIn,
+    LatentsIn,
+    MaskIn,
+    ModelIn,
+    Offload,
+    SchedulerName,
+    Seed,
+)
+from ..language.refs import Link, unresolve
+from .arguments import CALL_ARGUMENTS
 from .base import node_type
 from .call_checks import check_pipeline_node, generation_check
-from .fields import ArgumentsWithImages, Fields, ImageIn, LatentsIn, MaskIn, ModelIn, Offload, SchedulerName, Seed
 
 GENERATION_OUTPUTS = {"image": "image", "images": "images", "latents": "latents"}
+
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    """How a generation node type drives diffusers. runner.models reads these facts; it never looks at type names.
+
+    To add a generation node type: declare its fields (a Generation subclass) and one spec, then `_declare` it.
+    """
+
+    # the AutoPipeline whose from_pipe derives this node's pipeline from the checkpoint (None: the checkpoint's own class)
+    autopipeline: str | None
+    # model family -> the UNet input channels this node accepts; the families it runs on are the keys
+    # ("diffusers": SD 1.x/2.x, SDXL and other AutoPipeline checkpoints; "kandinsky22": Kandinsky 2.2 prior + decoder)
+    unet_channels: dict[str, tuple[int, ...]]
+    # call arguments made from the node's linked inputs: inputs(ctx, fields) -> {argument: value}
+    inputs: Callable[[Any, Any], dict[str, Any]]
+    # the call argument taking ControlNet conditions; None: the node takes no ControlNets
+    controlnet_condition: str | None = None
+    # inpaint nodes may leave out a ControlNet image: the inpaint condition is built from image and mask
+    builds_inpaint_condition: bool = False
+    # without width/height, generate at the input image's size (diffusers would fall back to the model's default)
+    size_from_image: bool = False
+    arguments: dict[str, str] = field(default_factory=lambda: dict(CALL_ARGUMENTS))
+
+
+def _no_inputs(ctx, f) -> dict[str, Any]:
+    return {}
+
+
+def _image_input(ctx, f) -> dict[str, Any]:
+    return {"image": ctx.load(f.image).convert("RGB")}
+
+
+def _inpaint_inputs(ctx, f) -> dict[str, Any]:
+    return {"image": ctx.load(f.image).convert("RGB"), "mask_image": ctx.load(f.mask).convert("L")}
+
+
+def _depth2img_inputs(ctx, f) -> dict[str, Any]:
+    arguments = _image_input(ctx, f)
+    if f.depth is not None:
+        from ..models.generate import depth_tensor
+
+        arguments["depth_map"] = depth_tensor(ctx.load(f.depth))
+    return arguments
+
+
+def _refine_inputs(ctx, f) -> dict[str, Any]:
+    if f.latents is None:
+        return _image_input(ctx, f)
+    arguments: dict[str, Any] = {"image": ctx.load(f.latents)}  # diffusers' img2img takes latents as `image`
+    if f.denoising_start is not None:
+        arguments["denoising_start"] = f.denoising_start
+    return arguments
+
+
+TXT2IMG = GenerationSpec("AutoPipelineForText2Image", {"diffusers": (4,), "kandinsky22": (4,)}, _no_inputs,
+                         controlnet_condition="image")
+IMG2IMG = GenerationSpec("AutoPipelineForImage2Image", {"diffusers": (4,), "kandinsky22": (4,)}, _image_input,
+                         controlnet_condition="control_image")
+INPAINT = GenerationSpec("AutoPipelineForInpainting", {"diffusers": (4, 9), "kandinsky22": (9,)}, _inpaint_inputs,
+                         controlnet_condition="control_image", builds_inpaint_condition=True, size_from_image=True)
+DEPTH2IMG = GenerationSpec(None, {"diffusers": (5,)}, _depth2img_inputs)  # AutoPipeline has no depth-to-image task
+REFINE = GenerationSpec("AutoPipelineForImage2Image", {"diffusers": (4,)}, _refine_inputs)
 
 
 class Lora(Fields):
@@ -54,42 +131,43 @@ class Generation(Fields):
 
     @model_validator(mode="after")
     def _controlnet_images(self):
+        spec = self.spec
         for index, item in enumerate(self.controlnet):
-            if item.image is None and not self.builds_inpaint_condition:
+            if item.image is None and not (spec and spec.builds_inpaint_condition):
                 raise ValueError(f"controlnet[{index}] needs an 'image' (only inpaint nodes build one from image and mask)")
-        if self.controlnet and not self.takes_controlnet:
+        if self.controlnet and not (spec and spec.controlnet_condition):
             raise ValueError("this node type takes no controlnet; use txt2img, img2img or inpaint")
         return self
 
-    builds_inpaint_condition: ClassVar[bool] = False
-    takes_controlnet: ClassVar[bool] = True
+    spec: ClassVar[GenerationSpec | None] = None
 
 
 class Txt2Img(Generation):
-    pass
+    spec: ClassVar[GenerationSpec] = TXT2IMG
 
 
 class Img2Img(Generation):
+    spec: ClassVar[GenerationSpec] = IMG2IMG
     image: ImageIn = Field(..., description="image to restyle")
     strength: float = Field(0.8, ge=0, le=1, description="how much to change: 0 keeps the image, 1 ignores it")
 
 
 class Inpaint(Generation):
-    builds_inpaint_condition: ClassVar[bool] = True
+    spec: ClassVar[GenerationSpec] = INPAINT
     image: ImageIn = Field(..., description="image to repaint")
     mask: MaskIn = Field(..., description="white = repaint, black = keep (any image; converted to one channel)")
     strength: float = Field(1.0, ge=0, le=1, description="how much the masked area changes")
 
 
 class Depth2Img(Generation):
-    takes_controlnet: ClassVar[bool] = False
+    spec: ClassVar[GenerationSpec] = DEPTH2IMG
     image: ImageIn = Field(..., description="image to restyle")
     depth: ImageIn | None = Field(None, description="depth map; default: estimated by the model's own depth estimator")
     strength: float = Field(0.8, ge=0, le=1, description="how much to change")
 
 
 class Refine(Generation):
-    takes_controlnet: ClassVar[bool] = False
+    spec: ClassVar[GenerationSpec] = REFINE
     image: ImageIn | None = Field(None, description="image to refine (img2img with strength)")
     latents: LatentsIn | None = Field(None, description="latents of a base node (handoff without decoding)")
     denoising_start: float | None = Field(None, gt=0, lt=1, description="with latents: fraction of the schedule already done by the base")
@@ -115,7 +193,6 @@ class InterpolationItem(Fields):
 
 
 class Interpolate(Generation):
-    takes_controlnet: ClassVar[bool] = False
     items: list[InterpolationItem] = Field(..., min_length=2, description="prompts and images to blend, with weights")
 
 
@@ -130,14 +207,16 @@ class Pipeline(Fields):
                                                 "default: derived from the workflow seed and the node id")
 
 
-def _declare(name: str, fields: type[Fields], doc: str, outputs: dict[str, str] = GENERATION_OUTPUTS) -> None:
+def _declare(name: str, fields: type[Generation], doc: str) -> None:
+    spec = fields.spec
+
     def run(ctx, f, inputs=None):
         from ..models.generate import generate
 
-        return generate(ctx, name, f)
+        return generate(ctx, spec, f)
 
     run.__doc__ = doc
-    node_type(name, fields=fields, outputs=outputs, check=generation_check(name))(run)
+    node_type(name, fields=fields, outputs=GENERATION_OUTPUTS, check=generation_check(spec))(run)
 
 
 _declare("txt2img", Txt2Img, "Text to image (SD1.5, SD2, SDXL, SDXL Turbo, Kandinsky 2.2, any AutoPipeline checkpoint).")
@@ -145,7 +224,15 @@ _declare("img2img", Img2Img, "Restyle an image guided by a prompt.")
 _declare("inpaint", Inpaint, "Repaint the white area of a mask.")
 _declare("depth2img", Depth2Img, "Structure-preserving restyle guided by depth (SD2-depth).")
 _declare("refine", Refine, "Second stage: SDXL refiner on a base's latents or on an image.")
-_declare("interpolate", Interpolate, "Blend weighted prompts and images (Kandinsky 2.2 prior).", {"image": "image"})
+
+
+@node_type("interpolate", fields=Interpolate, outputs={"image": "image"}, check=generation_check(None))
+def _run_interpolate(ctx, f, inputs=None):
+    """Blend weighted prompts and images (Kandinsky 2.2 prior)."""
+    from ..models.kandinsky import interpolate
+
+    conditions = [item.prompt if item.prompt is not None else ctx.load(item.image).convert("RGB") for item in f.items]
+    return interpolate(ctx, f, conditions, CALL_ARGUMENTS)
 
 
 @node_type("pipeline", fields=Pipeline, outputs={"image": "image", "images": "images"}, check=check_pipeline_node)
@@ -153,4 +240,14 @@ def _run_pipeline(ctx, f, inputs=None):
     """Any pipeline class diffusers exports, by name, called with `call` (no arbitrary imports)."""
     from ..models.named_pipeline import run_named_pipeline
 
-    return run_named_pipeline(ctx, f)
+    call = {name: _loaded(ctx, value) for name, value in f.call.items()}
+    return run_named_pipeline(ctx, f.class_, f.model, call, recorded=unresolve(dict(f.call)))
+
+
+def _loaded(ctx, value: Any) -> Any:
+    """A link becomes the image it points to, a list of links a list of images; other values stay as written."""
+    if isinstance(value, Link):
+        return ctx.load(value)
+    if isinstance(value, list) and value and all(isinstance(item, Link) for item in value):
+        return [ctx.load(item) for item in value]
+    return value

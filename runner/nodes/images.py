@@ -8,8 +8,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from ..language.fields import (
+    Fields,
+    FilePath,
+    ImageIn,
+    ImagesIn,
+    MaskIn,
+    ModelIn,
+    Seed,
+    Size,
+)
 from .base import node_type
-from .fields import Fields, FilePath, ImageIn, ImagesIn, MaskIn, ModelIn, Seed, Size
 
 URL_TIMEOUT_S = 30
 URL_MAX_BYTES = 64 * 1024 * 1024

@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import Field
 
+from ..language.fields import Fields, ImageIn, ModelIn
 from .base import node_type
-from .fields import Fields, ImageIn, ModelIn
 
 
 class EstimateDepth(Fields):

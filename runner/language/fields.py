@@ -8,11 +8,13 @@ reads `Accepts` to type-check links, the executor reads `ModelField` and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
-from ..language.refs import LINK_PATTERN, Link
+from ..core.model_entry import ModelEntry
+from .refs import LINK_PATTERN, MODEL_REF_PREFIX, Link
 
 IMAGE_LIKE = frozenset({"image", "mask", "depth"})
 
@@ -156,3 +158,34 @@ def _plain(value: Any, only_set: bool) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v, only_set) for k, v in value.items()}
     return value
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """What a node's `check` may look at: the workflow's named models and the folder relative paths start from."""
+
+    models: dict[str, ModelEntry]  # name -> ModelEntry
+    base_dir: Path
+
+
+def resolve_entry(ref: str, models: dict[str, ModelEntry]) -> ModelEntry:
+    """`$models.NAME` or an inline source string -> ModelEntry."""
+    if ref.startswith(MODEL_REF_PREFIX):
+        return models[ref[len(MODEL_REF_PREFIX):]]
+    return ModelEntry(source=ref)
+
+
+class NodeDeclaration(Protocol):
+    """What the language needs of a node type (runner.nodes declares them; the language is handed a catalogue)."""
+
+    name: str
+    fields: type[Fields]
+    outputs: dict[str, str]
+    model: type[BaseModel]
+    check: Any
+
+    @property
+    def default_output(self) -> str | None: ...
+
+
+Catalogue = dict[str, NodeDeclaration]

@@ -1,0 +1,1 @@
+"""Leaf modules every layer may import: they import nothing else of runner's."""

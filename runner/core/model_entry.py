@@ -1,0 +1,17 @@
+"""A named model as a workflow writes it: the language validates it, the models layer loads it."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ModelEntry(BaseModel):
+    """A named model. A plain string in `models:` is shorthand for {source: ...}."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    source: str = Field(..., min_length=1, description="hub id, local diffusers folder, single-file .safetensors, or tiny:NAME")
+    revision: str | None = Field(None, description="hub branch, tag or commit; runs record the resolved commit")
+    variant: str | None = Field(None, description="weight variant, e.g. fp16")
+    subfolder: str | None = Field(None, description="folder inside the repository")
+    allow_pickle: bool = Field(False, description="allow pickle (.bin/.ckpt) weights; they can run code when loaded")
+    trust_remote_code: bool = Field(False, description="allow code from the model repository to run")

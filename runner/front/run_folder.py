@@ -1,0 +1,277 @@
+"""A run folder: the resolved workflow, the published files, manifest.json and report.html, for one run of a plan."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ..core.atomic import write_atomic
+from ..core.hashing import FileHashCache
+from ..core.paths import models_dir
+from ..executor.cache import NodeCache
+from ..executor.engine import NodeFailed, NodeResult
+from ..executor.plan import Plan, Task, build_plan
+from ..language.errors import Location, Problem, WorkflowError
+from ..language.refs import Link
+from ..language.workflow import Workflow
+from ..nodes import NODE_TYPES
+from .png_text import with_text
+from .progress import LiveEvents, PlainEvents
+from .provenance import a1111_parameters, git_state, png_size
+
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class Outcome:
+    run_dir: Path
+    manifest: dict
+    results: dict[str, NodeResult]
+    status: str
+    exit_code: int
+    error: str | None
+
+
+def execute(executor, resources, workflow: Workflow, plan: Plan, out: Path, *, mode: str = "plain",
+            force: set[str] = frozenset(), no_cache: bool = False, extra: dict | None = None,
+            run_dir: Path | None = None) -> Outcome:
+    """Run a plan with `executor` into a new run folder: resolved workflow, published files, manifest (also when a node
+    fails). `resources` (the Session's models) says what the run loaded, reused and released."""
+    from rich.console import Console
+
+    cache = executor.cache
+
+    if run_dir is None:
+        run_dir = _new_run_dir(out, workflow.name)
+    else:
+        run_dir.mkdir(parents=True)
+    resolved_text = resolved_workflow_text(workflow, plan)
+    write_atomic(run_dir / "workflow.yaml", resolved_text.encode())
+    types = {node_id: workflow.nodes[node_id].type.name for node_id in plan.order}
+    events = LiveEvents(types, Console(highlight=False)) if mode == "live" else PlainEvents(types, quiet=mode == "quiet")
+    publisher = Publisher(workflow, plan, cache, run_dir, resolved_text)
+    status, exit_code, error = "ok", 0, None
+    started = time.time()
+    events.start(plan.order)
+    try:
+        executor.run(plan, events, force=force, no_cache=no_cache, after_node=publisher)
+    except NodeFailed as failure:
+        status, exit_code, error = "failed", 1, str(failure)
+    except KeyboardInterrupt:
+        status, exit_code, error = "interrupted", 130, "interrupted by the user (Ctrl-C); finished nodes stay cached"
+    finally:
+        events.stop()
+    results = executor.last_results
+    manifest = build_manifest(workflow, plan, results, publisher, status, error, started, resources)
+    manifest.update(extra or {})
+    write_atomic(run_dir / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+    write_report(run_dir)
+    return Outcome(run_dir, manifest, results, status, exit_code, error)
+
+
+def write_report(folder: Path) -> Path | None:
+    """report.html (a run) or index.html (a sweep); a failure here is reported but never fails the run."""
+    from .report import write_run_report, write_sweep_index
+
+    try:
+        return write_sweep_index(folder) if (folder / "index.json").is_file() else write_run_report(folder)
+    except Exception as exc:  # noqa: BLE001
+        print(f"warning: report not written for {folder}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return None
+
+
+def plan_or_problems(workflow: Workflow, hash_cache: FileHashCache, targets: list[str] | None,
+                     deterministic: bool = False, device: str = "auto") -> Plan:
+    """Build the plan; a missing input file or model path becomes a located validation problem."""
+    from ..models.sources import ModelUnavailable, describe
+    from ..models.tiny import UnknownTinyModel
+
+    try:
+        try:
+            return build_plan(workflow, lambda entry, base_dir: describe(entry, base_dir, hash_cache), targets,
+                              deterministic, device)
+        finally:
+            hash_cache.save()
+    except (OSError, ModelUnavailable, UnknownTinyModel) as exc:
+        node_id = getattr(exc, "node_id", None)
+        path = ("nodes", node_id) if node_id else ()
+        location = workflow.source_map.locate(path) if workflow.source_map else Location(str(workflow.path))
+        message = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename else str(exc)
+        raise WorkflowError([Problem(location, path, message, "fix the path (relative to the workflow file's folder)")]) from None
+
+
+def _new_run_dir(out: Path, name: str) -> Path:
+    while True:
+        now = time.time()  # ids sort in start order: second, then millisecond, then a random tie-breaker
+        run_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}-" + secrets.token_hex(2)
+        run_dir = out / name / run_id
+        try:
+            run_dir.mkdir(parents=True)
+            return run_dir
+        except FileExistsError:
+            continue
+
+
+def resolved_workflow_text(workflow: Workflow, plan: Plan) -> str:
+    """The workflow as run: overrides applied, random seeds replaced by the drawn ones."""
+    document = json.loads(json.dumps(workflow.document))
+    document.pop("sweep", None)  # a run is one variant: its swept values are among the overrides
+    if workflow.seed == "random":
+        document["seed"] = plan.workflow_seed
+    for node_id, node in workflow.nodes.items():
+        if getattr(node.fields, "seed", None) == "random" and node_id in plan.seeds:
+            document["nodes"][node_id]["seed"] = plan.seeds[node_id]
+    header = f"# resolved by runner from {workflow.path}" + (f" with {' '.join('--set ' + o for o in workflow.overrides)}" if workflow.overrides else "")
+    return header + "\n" + yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+
+
+class Publisher:
+    """After each node (ran or cached), lets nodes with a publish step write files into the run folder."""
+
+    def __init__(self, workflow: Workflow, plan: Plan, cache: NodeCache, run_dir: Path, resolved_text: str):
+        self.workflow, self.plan, self.cache, self.run_dir, self.resolved_text = workflow, plan, cache, run_dir, resolved_text
+        self.files: dict[str, list[str]] = {}
+
+    def __call__(self, task: Task, result: NodeResult) -> None:
+        node_type = NODE_TYPES[task.type_name]
+        if node_type.publish is not None:
+            self.files[task.node_id] = node_type.publish(PublishContext(self, task), self.workflow.nodes[task.node_id].fields)
+
+
+class PublishContext:
+    def __init__(self, publisher: Publisher, task: Task):
+        self.publisher = publisher
+        self.task = task
+        self.node_id = task.node_id
+
+    def image_sources(self, value) -> list[tuple[Link, int]]:
+        sources = []
+        for link in value if isinstance(value, list) else [value]:
+            _kind, files = self._files(link)
+            sources.extend((link, index) for index in range(len(files)))
+        return sources
+
+    def _files(self, link: Link) -> tuple[str, list[Path]]:
+        return self.publisher.cache.output(self.task.upstream[link.node], link.output)
+
+    def publish_png(self, source, name: str) -> str:
+        link, index = source if isinstance(source, tuple) else (source, 0)
+        _kind, files = self._files(link)
+        plan = self.publisher.plan
+        seed = plan.seeds.get(link.node)
+        texts = {
+            "runner:workflow": self.publisher.resolved_text,
+            "runner:workflow_path": str(self.publisher.workflow.path.resolve()),
+            "runner:node": link.node,
+            "runner:seed": json.dumps({"workflow_seed": plan.workflow_seed, "node_seed": seed}),
+        }
+        pixels = files[index].read_bytes()
+        source_task = plan.tasks[link.node]
+        source_fields = self.publisher.workflow.nodes[link.node].fields
+        model_ref = getattr(source_fields, "model", None)
+        if model_ref:
+            entry = self.publisher.cache.read_entry(source_task.key)
+            parameters = a1111_parameters(source_fields, seed, png_size(pixels), source_task.models[model_ref]["entry"]["source"],
+                                          entry.get("info", {}).get("scheduler"))
+            if parameters:
+                texts["parameters"] = parameters
+        data = with_text(pixels, texts)
+        write_atomic(self.publisher.run_dir / name, data)
+        return name
+
+
+def _cpu_name() -> str:
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _models_section(plan: Plan, cache: NodeCache) -> dict[str, dict]:
+    from ..models.sources import ModelSource, model_record
+
+    hashes = cache.hashes
+    section = {}
+    for task in plan.tasks.values():
+        for ref, source in task.models.items():
+            if ref not in section:
+                record = model_record(ModelSource.from_data(source), task.model_ids[ref], models_dir(cache.root), hashes)
+                section[ref] = {**record, "dtype": task.dtype}
+    return section
+
+
+def _input_hashes(cache: NodeCache, task: Task) -> dict[str, list[str]]:
+    """Every linked input ("$node.output") with its sha256, read from the upstream cache entry ([] if never made)."""
+    hashes = {}
+    for link in task.inputs:
+        node, output = link[1:].split(".", 1)
+        key = task.upstream[node]
+        hashes[link] = cache.read_entry(key)["outputs"].get(output, {}).get("sha256", []) if cache.has(key) else []
+    return hashes
+
+
+def _output_hashes(cache: NodeCache, key: str) -> dict[str, list[str]]:
+    """sha256 of each stored output file, as recorded in the cache entry (empty when the node did not finish)."""
+    if not cache.has(key):
+        return {}
+    return {name: output.get("sha256", []) for name, output in cache.read_entry(key)["outputs"].items()}
+
+
+def build_manifest(workflow: Workflow, plan: Plan, results: dict[str, NodeResult], publisher: Publisher, status: str,
+                   error: str | None, started: float, resources) -> dict:
+    workflow_bytes = workflow.text.encode("utf-8")
+    nodes = {}
+    for node_id in plan.order:
+        task = plan.tasks[node_id]
+        result = results.get(node_id)
+        nodes[node_id] = {
+            "type": task.type_name,
+            "implementation_version": NODE_TYPES[task.type_name].version,
+            "key": task.key,
+            "status": result.status if result else "not run",
+            "cache": {"cached": "hit", "ran": "miss"}.get(result.status if result else "", None),
+            "seconds": round(result.seconds, 4) if result else None,
+            "seed": task.seed,
+            "models": task.model_ids,
+            "input_files": task.files,
+            "inputs": _input_hashes(publisher.cache, task),
+            "outputs": _output_hashes(publisher.cache, task.key),
+            **({"published": publisher.files[node_id]} if node_id in publisher.files else {}),
+            **(result.info if result else {}),
+        }
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "run_id": publisher.run_dir.name,
+        "cache_dir": str(publisher.cache.root.resolve()),
+        "workflow": {"name": workflow.name, "path": str(workflow.path), "sha256": hashlib.sha256(workflow_bytes).hexdigest(),
+                     "overrides": workflow.overrides, "git": git_state(Path(workflow.path))},
+        "status": status,
+        "error": error,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "seconds": round(time.time() - started, 3),
+        "seed": plan.workflow_seed,
+        "device": plan.device,
+        "dtype": plan.dtype,
+        "libraries": plan.libraries,
+        "device_name": _cpu_name() if plan.device == "cpu" else resources.environment.get("device_name"),
+        "determinism": {"requested": plan.deterministic, **resources.environment},
+        "models_loaded": resources.loads,
+        "models_reused": resources.reused,
+        "models_released": resources.released,
+        "executor": {"name": "local"},
+        "models": _models_section(plan, publisher.cache),
+        "counts": {s: sum(1 for n in nodes.values() if n["status"] == s) for s in ("ran", "cached", "failed", "not run")},
+        "nodes": nodes,
+    }

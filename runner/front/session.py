@@ -1,0 +1,181 @@
+"""`runner.Session`: one warm engine (the cache, the model pool and an executor) for any number of runs.
+
+`runner run`, sweeps and scripts or notebooks all run workflows through a Session, so the models a run
+loads stay loaded for the next one (within the memory budget). Creating a Session imports no torch; the
+first node that needs a model does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..core.paths import default_cache_dir, models_dir
+from ..executor.cache import NodeCache
+from ..executor.engine import LocalExecutor, NodeResult
+from ..executor.plan import Plan
+from ..language.errors import Location, Problem, WorkflowError, did_you_mean
+from ..language.workflow import Workflow
+from ..models.pool import ModelPool, parse_size
+from ..models.resources import PoolResources
+from ..nodes import NODE_TYPES
+from .loading import load_for_run, load_workflow
+from .run_folder import Outcome, execute, plan_or_problems
+
+
+@dataclass
+class Run:
+    """One finished run: its status, folder and manifest, and its node outputs as images."""
+
+    status: str  # "ok" | "failed" | "interrupted"
+    folder: Path
+    manifest: dict
+    error: str | None = None
+    exit_code: int = 0
+    results: dict[str, NodeResult] = field(default_factory=dict, repr=False)
+    cache: NodeCache | None = field(default=None, repr=False)
+
+    def image(self, node_id: str, output: str | None = None):
+        """The PIL image of a node's output (its default output when `output` is None); a list for `images` outputs.
+
+        For a save_image node: the image it saved (a list when it saved several)."""
+        from ..executor.values import read_value
+
+        node = self.manifest["nodes"].get(node_id)
+        if node is None:
+            raise KeyError(f"no node '{node_id}' in this run{did_you_mean(node_id, self.manifest['nodes'])}")
+        if output is None and node.get("published") and not node.get("outputs"):
+            # a save_image node: the file(s) it wrote into the run folder
+            images = [read_value("image", [self.folder / name]) for name in node["published"]]
+            return images[0] if len(images) == 1 else images
+        if not node.get("outputs"):
+            raise KeyError(f"node '{node_id}' has no stored outputs (status: {node['status']})")
+        if output is not None and output not in node["outputs"]:
+            raise KeyError(f"node '{node_id}' has no output '{output}'; it has: {', '.join(node['outputs'])}")
+        kind, files = self.cache.output(node["key"], output)
+        return read_value(kind, files)
+
+
+class Session:
+    """A warm engine: run workflows one after another, sharing the cache and the loaded models.
+
+    >>> with runner.Session(out="outputs") as session:
+    ...     run = session.run("workflows/demo.yaml", set={"params.prompt": "a red barn"})
+    ...     run.image("final")
+
+    `out`: the folder run folders go into. `cache_dir`: the node cache (default `RUNNER_CACHE_DIR` or
+    `outputs/.cache`). `device`: where `device: auto` workflows run (`auto`, `cpu`, `cuda`, `cuda:N`,
+    `mps`); a workflow that names a device keeps it. `max_ram` / `max_vram`: the memory budget of the model
+    pool, as bytes or text ("16GB", "512MB"); default: the memory available when the Session starts
+    (when the GPU is first used, for VRAM) less a reserve (2 GB of RAM, 1 GB of VRAM).
+    """
+
+    def __init__(self, out: str | Path = "outputs", cache_dir: str | Path | None = None, device: str = "auto",
+                 max_ram: int | str | None = None, max_vram: int | str | None = None):
+        self.out = Path(out)
+        self.cache = NodeCache(Path(cache_dir) if cache_dir is not None else default_cache_dir())
+        self.device = device
+        try:
+            budget = {"max_ram": parse_size(max_ram), "max_vram": parse_size(max_vram)}
+        except ValueError as exc:
+            raise WorkflowError([Problem(Location("Session"), (), str(exc), "e.g. max_ram='16GB'")]) from None
+        self.pool = ModelPool(models_dir(self.cache.root), self.cache.hashes, **budget)
+        self.resources = PoolResources(self.pool)
+        self.executor = LocalExecutor(self.cache, NODE_TYPES, self.resources)
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release every loaded model."""
+        for key in list(self.pool.residents):
+            self.pool.release(key)
+
+    # ------------------------------------------------------------ loading
+    def load(self, workflow: str | Path | dict, set: dict[str, Any] | list[str] | None = None) -> Workflow:
+        """Validate a workflow given as a path, YAML text or a dict, with overrides; raises WorkflowError."""
+        overrides = _overrides(set)
+        if isinstance(workflow, dict):
+            text = yaml.safe_dump(workflow, sort_keys=False, allow_unicode=True)
+            return load_workflow(Path.cwd() / "workflow.yaml", overrides, text=text, source="<workflow dict>")
+        if isinstance(workflow, str) and ("\n" in workflow or not workflow.strip().lower().endswith((".yaml", ".yml", ".png"))):
+            return load_workflow(Path.cwd() / "workflow.yaml", overrides, text=workflow, source="<workflow text>")
+        return load_for_run(Path(workflow), overrides)
+
+    def plan(self, workflow: Workflow, only: list[str] | None = None, deterministic: bool = False) -> Plan:
+        check_node_names(workflow, only or [], "only")
+        return plan_or_problems(workflow, self.cache.hashes, only or None, deterministic, self.device)
+
+    # -------------------------------------------------------------- runs
+    def run(self, workflow: str | Path | dict | Workflow, set: dict[str, Any] | list[str] | None = None, *,
+            only: list[str] | None = None, force: list[str] | None = None, no_cache: bool = False,
+            deterministic: bool = False, mode: str = "quiet", run_dir: Path | None = None,
+            extra: dict | None = None, plan: Plan | None = None) -> Run:
+        """Run a workflow (path, YAML text, dict, or one `load` returned) into a new run folder under `out`.
+
+        `only`, `force`, `no_cache` and `deterministic` mirror the CLI's options; `mode` is the progress display
+        ("quiet", "plain" or "live"). An invalid workflow raises WorkflowError before anything runs.
+        """
+        loaded = workflow if isinstance(workflow, Workflow) else self.load(workflow, set)
+        check_node_names(loaded, force or [], "force")
+        plan = plan or self.plan(loaded, only, deterministic)
+        self.check_budget(loaded, plan, force=set_of(force), no_cache=no_cache)
+        self.resources.begin_run()
+        outcome: Outcome = execute(self.executor, self.resources, loaded, plan, self.out, mode=mode, force=set_of(force),
+                                   no_cache=no_cache, extra=extra, run_dir=run_dir)
+        return Run(outcome.status, outcome.run_dir, outcome.manifest, outcome.error, outcome.exit_code, outcome.results,
+                   self.cache)
+
+    def check_budget(self, workflow: Workflow, plan: Plan, *, force: set[str] = frozenset(), no_cache: bool = False) -> None:
+        """Refuse (WorkflowError, before anything loads) a model that alone exceeds the memory budget."""
+        from ..models.sources import ModelSource
+
+        needs = []
+        for node_id in plan.order:
+            task = plan.tasks[node_id]
+            if not no_cache and node_id not in force and self.cache.has(task.key):
+                continue  # a cache hit loads nothing
+            for ref, data in task.models.items():
+                needs.append((node_id, data["entry"]["source"], ModelSource.from_data(data), task.dtype, task.device))
+        if not needs or (self.pool.max_ram is None and self.pool._max_vram is None):
+            return
+        problems, reported = [], set()
+        for node_id, message in self.resources.budget_problems(needs):
+            if message in reported:  # one problem per model, at the first node that would load it
+                continue
+            reported.add(message)
+            path = ("nodes", node_id, "model")
+            location = workflow.source_map.locate(path) if workflow.source_map else Location(str(workflow.path))
+            problems.append(Problem(location, path, message,
+                                    "raise the budget (--max-ram / --max-vram, Session(max_ram=..., max_vram=...)), "
+                                    "or use float16 (dtype:) or a smaller model"))
+        if problems:
+            raise WorkflowError(problems)
+
+
+def set_of(names: list[str] | None) -> set[str]:
+    return set(names or [])
+
+
+def check_node_names(workflow: Workflow, names: list[str], option: str) -> None:
+    problems = [Problem(Location(f"--{option}"), (), f"unknown node '{name}'{did_you_mean(name, workflow.nodes)}",
+                        "name nodes defined under nodes:") for name in names if name not in workflow.nodes]
+    if problems:
+        raise WorkflowError(problems)
+
+
+def _overrides(values: dict[str, Any] | list[str] | None) -> list[str]:
+    """`set=` as a dict {path: value} (values as Python data) or as CLI-style "PATH=VALUE" strings."""
+    import json
+
+    if values is None:
+        return []
+    if isinstance(values, dict):
+        return [f"{path}={json.dumps(value)}" for path, value in values.items()]
+    return list(values)

@@ -1,0 +1,96 @@
+"""Calling a diffusers pipeline the way every runner node does: arguments from fields, a CPU generator, progress."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from ..core.suggest import did_you_mean
+
+# call arguments runner sets itself: never from pipeline_kwargs
+RESERVED_CALL_ARGUMENTS = {"generator", "callback_on_step_end", "callback_on_step_end_tensor_inputs", "output_type",
+                           "return_dict", "image", "mask_image"}
+
+
+class NodeInputError(ValueError):
+    """The node's inputs cannot be used as given; the message says why and how to fix it."""
+
+
+def common_arguments(f, arguments: dict[str, str]) -> dict[str, Any]:
+    """The call arguments that node fields map to one to one (`arguments`: field -> argument; unset fields: the pipeline's defaults)."""
+    kwargs: dict[str, Any] = {}
+    for field, argument in arguments.items():
+        value = getattr(f, field, None)
+        if value is not None:
+            kwargs[argument] = value
+    return kwargs
+
+
+def check_denoising_steps(kwargs: dict[str, Any]) -> None:
+    """diffusers runs int(steps * strength) steps on an input image; zero fails deep inside with a tensor error."""
+    steps, strength = kwargs.get("num_inference_steps"), kwargs.get("strength")
+    if steps is None or strength is None or "image" not in kwargs or "denoising_start" in kwargs:
+        return
+    if int(steps * strength) < 1:
+        raise NodeInputError(
+            f"strength {strength} x steps {steps} leaves no denoising step (diffusers runs int(steps * strength) "
+            f"steps on an input image): raise steps to at least {int(1 / strength) + 1 if strength else 1} or raise strength"
+        )
+
+
+def run_pipeline(ctx, pipe, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Call the pipeline with a CPU generator seeded from the node, report steps, return image/images/latents."""
+    import torch
+
+    generator = torch.Generator("cpu").manual_seed(ctx.seed)
+    final_latents: dict[str, Any] = {}
+    takes_callback = "callback_on_step_end" in inspect.signature(pipe.__call__).parameters
+
+    def on_step_end(pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
+        if "latents" in callback_kwargs:
+            final_latents["latents"] = callback_kwargs["latents"]
+        ctx.step(step + 1, getattr(pipeline, "_num_timesteps", None) or kwargs.get("num_inference_steps"))
+        return callback_kwargs
+
+    callbacks = {"callback_on_step_end": on_step_end, "callback_on_step_end_tensor_inputs": ["latents"]} if takes_callback else {}
+    scheduler = getattr(pipe, "scheduler", None)
+    ctx.record(pipeline_class=type(pipe).__name__, scheduler=type(scheduler).__name__,
+               scheduler_config={k: recordable(v) for k, v in getattr(scheduler, "config", {}).items()},
+               call={k: recordable(v) for k, v in kwargs.items()})
+    with torch.inference_mode():
+        result = pipe(**kwargs, generator=generator, **callbacks)
+    images = list(result.images)
+    outputs: dict[str, Any] = {"image": images[0], "images": images}
+    if "latents" in final_latents:
+        outputs["latents"] = final_latents["latents"].detach().clone()
+    return outputs
+
+
+def recordable(value: Any) -> Any:
+    """A call argument as manifest data: plain values as they are, anything else by its type name."""
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float, bool)) for v in value):
+        return list(value)
+    return type(value).__name__
+
+
+def checked_pipeline_kwargs(pipe, extra: dict[str, Any], arguments: dict[str, str]) -> dict[str, Any]:
+    """pipeline_kwargs checked against the pipeline's call signature; YAML lists become tuples where it wants tuples."""
+    if not extra:
+        return {}
+    parameters = {name: p for name, p in inspect.signature(pipe.__call__).parameters.items() if name not in ("self", "kwargs")}
+    checked = {}
+    for name, value in extra.items():
+        if name in RESERVED_CALL_ARGUMENTS or name in arguments.values():
+            field = next((k for k, v in arguments.items() if v == name), None)
+            hint = f"use the node field '{field}'" if field else "runner sets it itself"
+            raise NodeInputError(f"pipeline_kwargs.{name} is not allowed: {hint}")
+        if name not in parameters:
+            raise NodeInputError(
+                f"pipeline_kwargs.{name}: {type(pipe).__name__} takes no argument '{name}'{did_you_mean(name, parameters)}"
+            )
+        if isinstance(value, list) and "tuple" in str(parameters[name].annotation).lower():
+            value = tuple(value)  # e.g. SDXL original_size / crops_coords_top_left / target_size
+        checked[name] = value
+    return checked

@@ -1,0 +1,13 @@
+"""Node fields that map one to one onto diffusers call arguments (shared by the specs and the call checks)."""
+
+# node field -> pipeline call argument
+CALL_ARGUMENTS = {
+    "prompt": "prompt",
+    "negative_prompt": "negative_prompt",
+    "steps": "num_inference_steps",
+    "guidance_scale": "guidance_scale",
+    "width": "width",
+    "height": "height",
+    "num_images": "num_images_per_prompt",
+    "strength": "strength",
+}
