@@ -14,6 +14,7 @@ front hands build_plan a `describe(entry, base_dir) -> (source data, identity)`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import secrets
@@ -107,14 +108,20 @@ class Plan:
     deterministic: bool = False
 
 
-def library_versions() -> dict[str, str]:
-    versions = {"python": sys.version.split()[0]}
+@functools.lru_cache(maxsize=1)
+def _installed_versions() -> tuple[tuple[str, str], ...]:
+    versions = []
     for name in KEY_LIBRARIES + ("huggingface_hub", "safetensors", "runner"):
         try:
-            versions[name] = metadata.version(name)
+            versions.append((name, metadata.version(name)))
         except metadata.PackageNotFoundError:
-            versions[name] = "absent"
-    return versions
+            versions.append((name, "absent"))
+    return tuple(versions)
+
+
+def library_versions() -> dict[str, str]:
+    """Python and the libraries that can change outputs (read once per process: a Session's runs share them)."""
+    return {"python": sys.version.split()[0], **dict(_installed_versions())}
 
 
 def probe_device(requested: str) -> str:

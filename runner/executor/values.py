@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-IMAGE_KINDS = ("image", "mask", "depth")
+from ..core.kinds import IMAGE_KINDS
 
 
 def write_value(kind: str, value: Any, stem: Path) -> list[str]:

@@ -16,8 +16,9 @@ from typing import Any
 import yaml
 
 from ..core.atomic import write_atomic
+from ..core.kinds import IMAGE_KINDS
 
-IMAGE_KINDS = ("image", "mask", "depth", "images")
+SHOWN_KINDS = (*IMAGE_KINDS, "images")  # outputs a card shows as thumbnails
 STATE_COLOURS = {"ran": "#2e7d32", "cached": "#1565c0", "failed": "#c62828", "interrupted": "#c62828", "not run": "#757575"}
 KIND_COLOURS = {"image": "#6a1b9a", "mask": "#ef6c00", "depth": "#00838f", "latents": "#5d4037", "images": "#ad1457"}
 
@@ -171,7 +172,7 @@ def _node_card(node_id: str, node: dict, document: dict, manifest: dict) -> str:
     if entry is not None:
         record = json.loads((entry / "entry.json").read_text())
         for output, data in record["outputs"].items():
-            if data["kind"] not in IMAGE_KINDS or (output == "images" and "image" in record["outputs"] and len(data["files"]) == 1):
+            if data["kind"] not in SHOWN_KINDS or (output == "images" and "image" in record["outputs"] and len(data["files"]) == 1):
                 continue
             for index, name in enumerate(data["files"]):
                 uri = _data_uri(entry / name)

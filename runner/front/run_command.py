@@ -45,15 +45,15 @@ def run_command(args) -> int:
     from .sweep import file_sweeps, parse_cli_sweeps
 
     dimensions = file_sweeps(workflow.document.get("sweep"), str(args.workflow)) + parse_cli_sweeps(args.sweep, args.zip, args.seeds)
-    with session:
-        if dimensions:
-            return sweep_command(args, session, workflow, dimensions)
-        plan = session.plan(workflow, args.only, args.deterministic)
-        console = Console(highlight=False)
-        if args.dry_run:
-            return _dry_run(workflow, plan, cache, args, console)
-        mode = "quiet" if args.quiet else ("plain" if args.plain or not sys.stdout.isatty() else "live")
-        run = session.run(workflow, plan=plan, force=args.force, no_cache=args.no_cache, mode=mode)
+    # the Session lives as long as the command: its models go with the process (releasing them first only costs time)
+    if dimensions:
+        return sweep_command(args, session, workflow, dimensions)
+    plan = session.plan(workflow, args.only, args.deterministic)
+    console = Console(highlight=False)
+    if args.dry_run:
+        return _dry_run(workflow, plan, cache, args, console)
+    mode = "quiet" if args.quiet else ("plain" if args.plain or not sys.stdout.isatty() else "live")
+    run = session.run(workflow, plan=plan, force=args.force, no_cache=args.no_cache, mode=mode)
     if mode != "quiet":
         rows = [(n, workflow.nodes[n].type.name, run.results[n].status if n in run.results else "not run",
                  run.results[n].seconds if n in run.results else 0.0) for n in plan.order]

@@ -93,9 +93,12 @@ class Session:
         self.close()
 
     def close(self) -> None:
-        """Release every loaded model."""
+        """Release every loaded model (their memory returns once nothing else of yours holds them)."""
+        memories = {resident.memory for resident in self.pool.residents.values()}
         for key in list(self.pool.residents):
-            self.pool.release(key)
+            self.pool.release(key, collect=False)
+        for memory in memories:
+            self.pool.collect(memory)
 
     # ------------------------------------------------------------ loading
     def load(self, workflow: str | Path | dict, set: dict[str, Any] | list[str] | None = None) -> Workflow:

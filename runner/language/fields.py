@@ -13,10 +13,11 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
+from ..core.kinds import IMAGE_KINDS
 from ..core.model_entry import ModelEntry
 from .refs import LINK_PATTERN, MODEL_REF_PREFIX, Link
 
-IMAGE_LIKE = frozenset({"image", "mask", "depth"})
+IMAGE_LIKE = frozenset(IMAGE_KINDS)
 
 
 @dataclass(frozen=True)

@@ -133,17 +133,6 @@ def measure_bytes(obj: Any, seen: set[int]) -> int:
     return total
 
 
-def storage_pointers(obj: Any) -> set[int]:
-    pointers = set()
-    for module in _modules(obj):
-        for tensor in list(module.parameters()) + list(module.buffers()):
-            try:
-                pointers.add(tensor.untyped_storage().data_ptr())
-            except (RuntimeError, NotImplementedError):
-                continue
-    return pointers
-
-
 def _modules(obj: Any) -> list:
     import torch
 
@@ -214,7 +203,19 @@ class ModelPool:
     def resident_bytes(self, memory: str) -> int:
         return sum(r.size for r in self.residents.values() if r.memory == memory)
 
-    def release(self, key: tuple[str, str, str]) -> Resident:
+    def admit(self, key: tuple[str, str, str], value: Any, label: str, run: int) -> Resident:
+        """Account a model just loaded from disk (`key`: device, dtype, identity): its storage not counted yet."""
+        device, dtype, identity = key
+        resident = Resident(identity, device, dtype, label, run=run)
+        seen = self._counted[resident.memory]
+        before = set(seen)
+        resident.size = measure_bytes(value, seen)
+        resident.pointers = seen - before
+        self.residents[key] = resident
+        self.peak[resident.memory] = max(self.peak[resident.memory], self.resident_bytes(resident.memory))
+        return resident
+
+    def release(self, key: tuple[str, str, str], collect: bool = True) -> Resident:
         """Drop a resident and everything derived from it (the memory is freed once nothing else holds it)."""
         resident = self.residents.pop(key)
         for object_key in [k for k, (_obj, groups) in self.objects.items() if key in groups]:
@@ -223,12 +224,17 @@ class ModelPool:
                            if k[:2] == key[:2] and not self._held(module)]:
             del self.components_by_digest[digest_key]
         self._counted[resident.memory] -= resident.pointers
+        if collect:
+            self.collect(resident.memory)
+        return resident
+
+    @staticmethod
+    def collect(memory: str) -> None:
         gc.collect()
-        if resident.memory == "vram":
+        if memory == "vram":
             import torch
 
             torch.cuda.empty_cache()
-        return resident
 
     def _held(self, module: Any) -> bool:
         return any(module is other or module in getattr(other, "components", {}).values()

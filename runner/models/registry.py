@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .pool import ModelPool, Resident, estimate_bytes, measure_bytes
+from .pool import ModelPool, estimate_bytes
 from .sources import ModelSource, ModelUnavailable, local_folder, prepare_hub
 
 UNET_CHANNELS = {4: "a standard", 9: "an inpainting", 5: "a depth-to-image"}
@@ -129,16 +129,9 @@ class ModelRegistry:
             pool.make_room(memory, needed or 0, self.in_use, self.released, load_label)
         value = factory()
         if load_label is not None and groups:
-            resident_key = groups[0]
-            resident = Resident(resident_key[2], self.device, self.dtype_name, load_label, run=self.run)
-            seen = pool._counted[resident.memory]
-            before = set(seen)
-            resident.size = measure_bytes(value, seen)
-            resident.pointers = seen - before
-            pool.residents[resident_key] = resident
-            self.in_use.add(resident_key)
+            resident = pool.admit(groups[0], value, load_label, self.run)
+            self.in_use.add(groups[0])
             self.loads.append(load_label)
-            pool.peak[resident.memory] = max(pool.peak[resident.memory], pool.resident_bytes(resident.memory))
             # a model whose size was not known before loading: release others now if it went over the budget
             pool.make_room(resident.memory, 0, self.in_use, self.released, load_label)
         pool.objects[full_key] = (value, groups)
