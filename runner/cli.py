@@ -1,4 +1,4 @@
-"""Command line: runner run | validate | schema | nodes | graph | report | lock | runs | reproduce | extract | cache.
+"""Command line: runner run | watch | validate | schema | nodes | graph | report | lock | runs | reproduce | extract | cache.
 
 Exit status: 0 success, 1 a node failed, 2 the workflow or the command line is invalid.
 Commands that need no model never import torch, diffusers or transformers.
@@ -51,6 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
     mode = run.add_mutually_exclusive_group()
     mode.add_argument("--quiet", "-q", action="store_true", help="print only errors and the run folder")
     mode.add_argument("--plain", action="store_true", help="plain line-per-event output (default when not a terminal)")
+
+    watch = commands.add_parser("watch", help="run a workflow, then again on every save of it or of a file it reads "
+                                "(only what changed; models stay loaded)")
+    with_overrides(watch)
+    watch.add_argument("--out", type=Path, default=Path("outputs"), help="folder for run folders (default: ./outputs)")
+    watch.add_argument("--open", action="store_true", help="open watch.html, which follows the newest pass's report")
+    watch.add_argument("--max-ram", metavar="SIZE", help="memory budget for loaded models in RAM, e.g. 16GB")
+    watch.add_argument("--max-vram", metavar="SIZE", help="memory budget for loaded models on the GPU, e.g. 20GB")
+    watch_mode = watch.add_mutually_exclusive_group()
+    watch_mode.add_argument("--quiet", "-q", action="store_true", help="print only the summary line of each pass and errors")
+    watch_mode.add_argument("--plain", action="store_true", help="plain line-per-event output (default when not a terminal)")
 
     validate = commands.add_parser("validate", help="check a workflow and report every problem")
     with_overrides(validate)
@@ -196,6 +207,12 @@ def cmd_run(args) -> int:
     return run_command(args)
 
 
+def cmd_watch(args) -> int:
+    from .front.watch import watch_command
+
+    return watch_command(args)
+
+
 def cmd_runs(args) -> int:
     from .front.runs import print_diff, print_list, print_show, resolve_run
     from .language.errors import Location, Problem, WorkflowError
@@ -279,6 +296,7 @@ def cmd_cache(args) -> int:
 
 COMMANDS = {
     "run": cmd_run,
+    "watch": cmd_watch,
     "validate": cmd_validate,
     "schema": cmd_schema,
     "nodes": cmd_nodes,

@@ -49,7 +49,14 @@ class Executor(Protocol):
     cache: NodeCache
 
     def run(self, plan: Plan, events: Events, *, force: set[str] = frozenset(), no_cache: bool = False,
-            after_node: Callable[[Task, "NodeResult"], None] | None = None) -> dict[str, "NodeResult"]: ...
+            after_node: Callable[[Task, "NodeResult"], None] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> dict[str, "NodeResult"]: ...
+
+
+class RunStopped(BaseException):
+    """The caller asked the run to stop (a newer version of the workflow is waiting): raised at a step or node boundary.
+
+    A BaseException like KeyboardInterrupt, so that no node's error handling swallows it."""
 
 
 class NodeFailed(Exception):
@@ -70,8 +77,10 @@ class NodeResult:
 class NodeContext:
     """What a node's run function may use: its inputs, models, seed, and progress reporting."""
 
-    def __init__(self, task: Task, cache: NodeCache, resources: Resources, events: Events):
+    def __init__(self, task: Task, cache: NodeCache, resources: Resources, events: Events,
+                 should_stop: Callable[[], bool] | None = None):
         self.task = task
+        self._should_stop = should_stop
         self.node_id = task.node_id
         self.seed = task.seed
         self.base_dir = Path(task.base_dir)
@@ -97,7 +106,10 @@ class NodeContext:
         return items
 
     def step(self, step: int, total: int | None) -> None:
+        """Report a finished denoising step; this is also where a requested stop takes effect."""
         self._events.node_step(self.node_id, step, total)
+        if self._should_stop is not None and self._should_stop():
+            raise RunStopped(f"stopped at step {step} of node '{self.node_id}'")
 
     def record(self, **info: Any) -> None:
         self.info.update(info)
@@ -118,17 +130,21 @@ class LocalExecutor:
         self.last_results: dict[str, NodeResult] = {}  # also holds the finished nodes when a run stops early
 
     def run(self, plan: Plan, events: Events, *, force: set[str] = frozenset(), no_cache: bool = False,
-            after_node: Callable[[Task, NodeResult], None] | None = None) -> dict[str, NodeResult]:
-        """Run every task of the plan; raises NodeFailed (after recording it) when one fails."""
+            after_node: Callable[[Task, NodeResult], None] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> dict[str, NodeResult]:
+        """Run every task of the plan; raises NodeFailed (after recording it) when one fails, and RunStopped at the
+        next denoising step or node boundary once `should_stop()` is true."""
         results: dict[str, NodeResult] = {}
         self.last_results = results
         for node_id in plan.order:
+            if should_stop is not None and should_stop():
+                raise RunStopped(f"stopped before node '{node_id}'")
             task = plan.tasks[node_id]
             if not no_cache and node_id not in force and self.cache.has(task.key):
                 result = NodeResult("cached", info=self.cache.read_entry(task.key).get("info", {}))
                 events.node_cached(node_id)
             else:
-                result = self._execute(task, events, results, replace=no_cache or node_id in force)
+                result = self._execute(task, events, results, replace=no_cache or node_id in force, should_stop=should_stop)
             results[node_id] = result
             if after_node is not None:
                 after_node(task, result)
@@ -138,9 +154,10 @@ class LocalExecutor:
         """The node's validated fields, rebuilt from the task's plain data."""
         return self.catalogue[task.type_name].model.model_validate(decode_links(task.fields))
 
-    def _execute(self, task: Task, events: Events, results: dict[str, NodeResult], *, replace: bool) -> NodeResult:
+    def _execute(self, task: Task, events: Events, results: dict[str, NodeResult], *, replace: bool,
+                 should_stop: Callable[[], bool] | None = None) -> NodeResult:
         node_type = self.catalogue[task.type_name]
-        context = NodeContext(task, self.cache, self.resources, events)
+        context = NodeContext(task, self.cache, self.resources, events, should_stop)
         events.node_started(task.node_id)
         started = time.perf_counter()
         retried = False
@@ -165,7 +182,7 @@ class LocalExecutor:
                 "node_id": task.node_id, "type": task.type_name, "version": node_type.version,
                 "default_output": node_type.default_output, "seconds": round(seconds, 4), "info": context.info,
             }, replace=replace)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, RunStopped):
             results[task.node_id] = NodeResult("interrupted", time.perf_counter() - started, context.info)
             raise
         except Exception as error:  # a node's failure is reported as data, not a crash

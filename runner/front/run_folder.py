@@ -16,7 +16,7 @@ from ..core.atomic import write_atomic
 from ..core.hashing import FileHashCache
 from ..core.paths import models_dir
 from ..executor.cache import NodeCache
-from ..executor.engine import NodeFailed, NodeResult
+from ..executor.engine import NodeFailed, NodeResult, RunStopped
 from ..executor.plan import Plan, Task, build_plan
 from ..language.errors import Location, Problem, WorkflowError
 from ..language.refs import Link
@@ -27,6 +27,7 @@ from .progress import LiveEvents, PlainEvents
 from .provenance import a1111_parameters, git_state, png_size
 
 MANIFEST_VERSION = 1
+SUPERSEDED = "superseded by a newer version of the workflow"
 
 
 @dataclass
@@ -41,7 +42,7 @@ class Outcome:
 
 def execute(executor, resources, workflow: Workflow, plan: Plan, out: Path, *, mode: str = "plain",
             force: set[str] = frozenset(), no_cache: bool = False, extra: dict | None = None,
-            run_dir: Path | None = None) -> Outcome:
+            run_dir: Path | None = None, should_stop=None) -> Outcome:
     """Run a plan with `executor` into a new run folder: resolved workflow, published files, manifest (also when a node
     fails). `resources` (the Session's models) says what the run loaded, reused and released."""
     from rich.console import Console
@@ -61,9 +62,11 @@ def execute(executor, resources, workflow: Workflow, plan: Plan, out: Path, *, m
     started = time.time()
     events.start(plan.order)
     try:
-        executor.run(plan, events, force=force, no_cache=no_cache, after_node=publisher)
+        executor.run(plan, events, force=force, no_cache=no_cache, after_node=publisher, should_stop=should_stop)
     except NodeFailed as failure:
         status, exit_code, error = "failed", 1, str(failure)
+    except RunStopped as stop:
+        status, exit_code, error = "interrupted", 130, f"{SUPERSEDED}: {stop}; finished nodes stay cached"
     except KeyboardInterrupt:
         status, exit_code, error = "interrupted", 130, "interrupted by the user (Ctrl-C); finished nodes stay cached"
     finally:

@@ -119,11 +119,13 @@ class Session:
     def run(self, workflow: str | Path | dict | Workflow, set: dict[str, Any] | list[str] | None = None, *,
             only: list[str] | None = None, force: list[str] | None = None, no_cache: bool = False,
             deterministic: bool = False, mode: str = "quiet", run_dir: Path | None = None,
-            extra: dict | None = None, plan: Plan | None = None) -> Run:
+            extra: dict | None = None, plan: Plan | None = None, should_stop=None) -> Run:
         """Run a workflow (path, YAML text, dict, or one `load` returned) into a new run folder under `out`.
 
         `only`, `force`, `no_cache` and `deterministic` mirror the CLI's options; `mode` is the progress display
-        ("quiet", "plain" or "live"). An invalid workflow raises WorkflowError before anything runs.
+        ("quiet", "plain" or "live"). An invalid workflow raises WorkflowError before anything runs. With `should_stop`
+        (a callable), the run stops at the next denoising step or node boundary once it returns true (status
+        "interrupted"; finished nodes stay cached).
         """
         loaded = workflow if isinstance(workflow, Workflow) else self.load(workflow, set)
         check_node_names(loaded, force or [], "force")
@@ -131,7 +133,7 @@ class Session:
         self.check_budget(loaded, plan, force=set_of(force), no_cache=no_cache)
         self.resources.begin_run()
         outcome: Outcome = execute(self.executor, self.resources, loaded, plan, self.out, mode=mode, force=set_of(force),
-                                   no_cache=no_cache, extra=extra, run_dir=run_dir)
+                                   no_cache=no_cache, extra=extra, run_dir=run_dir, should_stop=should_stop)
         return Run(outcome.status, outcome.run_dir, outcome.manifest, outcome.error, outcome.exit_code, outcome.results,
                    self.cache)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from pathlib import Path
 from typing import Any
@@ -45,10 +46,13 @@ def generate_diffusers(ctx, spec, f) -> dict[str, Any]:
 
     kwargs = common_arguments(f, spec.arguments)
     kwargs.update(spec.inputs(ctx, f))
-    if spec.size_from_image and isinstance(kwargs.get("image"), Image.Image):
+    start = kwargs.get("image")
+    if start is not None and not isinstance(start, Image.Image) and "mask_image" in kwargs:
+        kwargs.update(_inpaint_from_latents(ctx, pipe, source, f, start))
+    if spec.size_from_image and isinstance(start, Image.Image):
         # without explicit sizes diffusers' inpaint falls back to the model's default size; keep the input's
-        kwargs.setdefault("width", kwargs["image"].width)
-        kwargs.setdefault("height", kwargs["image"].height)
+        kwargs.setdefault("width", start.width)
+        kwargs.setdefault("height", start.height)
     check_denoising_steps(kwargs)
     if f.controlnet:
         kwargs.update(controlnet_arguments(ctx, spec, f, kwargs))
@@ -61,6 +65,26 @@ def generate_diffusers(ctx, spec, f) -> dict[str, Any]:
     kwargs.update(checked_pipeline_kwargs(pipe, f.pipeline_kwargs, spec.arguments))
     with applied_loras(ctx, pipe, f.lora), memory_options(ctx, pipe, f):
         return run_pipeline(ctx, pipe, kwargs)
+
+
+def _inpaint_from_latents(ctx, pipe, source, f, latents) -> dict[str, Any]:
+    """Inpainting that starts from a base's latents: only 4-channel UNets can (a 9-channel inpainting UNet is
+    conditioned on the VAE encoding of the masked pixels, which latents do not give), and no ControlNet condition."""
+    channels = pipe.unet.config.in_channels
+    if channels != 4:
+        raise NodeInputError(
+            f"model '{source.label}' is an inpainting checkpoint ({channels}-channel UNet) that needs the masked image "
+            "in pixels (it is conditioned on its VAE encoding): give 'image' (e.g. the base node's image) instead of "
+            "'latents', or use a standard checkpoint for latent inpainting")
+    if f.controlnet:
+        raise NodeInputError("an inpaint ControlNet needs the image in pixels: give 'image' instead of 'latents' on this "
+                             "node, or remove 'controlnet'")
+    scale = pipe.vae_scale_factor
+    arguments = {"width": latents.shape[-1] * scale, "height": latents.shape[-2] * scale}  # the size comes from the latents
+    if "masked_image_latents" in inspect.signature(pipe.__call__).parameters:
+        # SD 1.x/2.x inpaint otherwise multiplies the latents with the pixel-size mask; a 4-channel UNet never reads it
+        arguments["masked_image_latents"] = latents
+    return arguments
 
 
 def depth_tensor(depth_image):

@@ -80,6 +80,11 @@ def generate_kandinsky(ctx, spec, f) -> dict[str, Any]:
     _check_sizes(kwargs, unit)
     kwargs.update(spec.inputs(ctx, f))
     keep_size = None
+    from PIL import Image
+
+    if "image" in kwargs and not isinstance(kwargs["image"], Image.Image):
+        raise NodeInputError(f"model '{source.label}' is a Kandinsky 2.2 model, whose pipelines take an image, not latents: "
+                             "give 'image' instead of 'latents' on this node")
     if "image" in kwargs:
         image = kwargs["image"]
         if "width" not in kwargs and "height" not in kwargs:

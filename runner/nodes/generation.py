@@ -55,11 +55,13 @@ def _no_inputs(ctx, f) -> dict[str, Any]:
 
 
 def _image_input(ctx, f) -> dict[str, Any]:
+    if getattr(f, "latents", None) is not None:
+        return {"image": ctx.load(f.latents)}  # diffusers' img2img and inpaint take 4-channel latents as `image`
     return {"image": ctx.load(f.image).convert("RGB")}
 
 
 def _inpaint_inputs(ctx, f) -> dict[str, Any]:
-    return {"image": ctx.load(f.image).convert("RGB"), "mask_image": ctx.load(f.mask).convert("L")}
+    return {**_image_input(ctx, f), "mask_image": ctx.load(f.mask).convert("L")}
 
 
 def _depth2img_inputs(ctx, f) -> dict[str, Any]:
@@ -146,15 +148,30 @@ class Txt2Img(Generation):
     spec: ClassVar[GenerationSpec] = TXT2IMG
 
 
-class Img2Img(Generation):
+class _ImageOrLatents(Generation):
+    @model_validator(mode="after")
+    def _one_start(self):
+        if (self.image is None) == (self.latents is None):
+            raise ValueError("give exactly one of 'image' or 'latents'")
+        return self
+
+
+LATENTS_DOC = ("latents of a generation node ($node.latents) instead of 'image': the stages hand over without a VAE "
+               "decode and re-encode; the size comes from the latents")
+
+
+class Img2Img(_ImageOrLatents):
     spec: ClassVar[GenerationSpec] = IMG2IMG
-    image: ImageIn = Field(..., description="image to restyle")
+    image: ImageIn | None = Field(None, description="image to restyle (or 'latents')")
+    latents: LatentsIn | None = Field(None, description=LATENTS_DOC)
     strength: float = Field(0.8, ge=0, le=1, description="how much to change: 0 keeps the image, 1 ignores it")
 
 
-class Inpaint(Generation):
+class Inpaint(_ImageOrLatents):
     spec: ClassVar[GenerationSpec] = INPAINT
-    image: ImageIn = Field(..., description="image to repaint")
+    image: ImageIn | None = Field(None, description="image to repaint (or 'latents')")
+    latents: LatentsIn | None = Field(None, description=LATENTS_DOC + " (4-channel checkpoints; no ControlNet "
+                                      "inpaint condition can be built from them)")
     mask: MaskIn = Field(..., description="white = repaint, black = keep (any image; converted to one channel)")
     strength: float = Field(1.0, ge=0, le=1, description="how much the masked area changes")
 
