@@ -34,12 +34,31 @@ def workflow_json_schema() -> dict[str, Any]:
         if "patternProperties" in prop:
             prop["additionalProperties"] = False
     schema["properties"]["nodes"]["propertyNames"] = {"not": {"enum": list(RESERVED)}}
+    _describe_pipeline_defaults(definitions, NODE_TYPES)
     schema = {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "$id": "https://github.com/runner/runner/schemas/workflow.schema.json",
         **schema,
     }
     return schema
+
+
+def _describe_pipeline_defaults(definitions: dict, node_types: dict) -> None:
+    """Fields left to the pipeline say what each pipeline class's own default is (from diffusers' source)."""
+    from .front.catalogue import _nested_models
+    from .nodes.pipeline_defaults import field_defaults
+
+    models = {}
+    for node_type in node_types.values():
+        models[node_type.model.__name__] = node_type.model
+        models.update({model.__name__: model for model in _nested_models(node_type.fields).values()})
+    for name, model in models.items():
+        properties = definitions.get(name, {}).get("properties", {})
+        for field, text in field_defaults(model).items():
+            if field in properties:
+                description = properties[field].get("description", "")
+                properties[field]["description"] = description.replace("default: the pipeline's", text) \
+                    if "default: the pipeline's" in description else f"{description}; {text}".lstrip("; ")
 
 
 def schema_text() -> str:

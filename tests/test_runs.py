@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 
 import pytest
 from PIL import Image
 
-from conftest import latest_run, manifest, run_cli, statuses
+from conftest import latest_run, manifest, run_cli, statuses, write_workflow
 
 
 def test_runs_list_show_and_diff_of_one_param(demo, tmp_path, capsys):
@@ -38,7 +39,11 @@ def test_png_carries_a1111_parameters_and_the_workflow_runs_again_from_it(demo, 
     text = Image.open(run_dir / "final.png").text
     seed = manifest(run_dir)["nodes"]["fixed"]["seed"]
     assert text["parameters"].startswith("a large window with a view of pine trees\n")
-    assert f"Seed: {seed}" in text["parameters"] and "Size: 64x64" in text["parameters"] and "Model: tiny:sd15" in text["parameters"]
+    assert f"Seed: {seed}" in text["parameters"] and "Size: 64x64" in text["parameters"] and "Model: tiny-sd15" in text["parameters"]
+    settings = text["parameters"].splitlines()[-1]
+    # A1111's words and order, with the values the pipeline used (its own defaults for fields the node left out)
+    assert re.fullmatch(rf"Steps: 2, Sampler: DDIM, CFG scale: 7\.5, Seed: {seed}, Size: 64x64, Model hash: [0-9a-f]{{10}}, "
+                        r"Model: tiny-sd15, Denoising strength: 1", settings), settings
     capsys.readouterr()
     assert run_cli("extract", run_dir / "final.png") == 0
     assert "type: inpaint" in capsys.readouterr().out
@@ -120,3 +125,22 @@ def test_deterministic_runs_are_recorded_and_keyed_apart(demo, tmp_path):
     assert strict["determinism"]["requested"] is True and strict["determinism"]["deterministic_algorithms"] is True
     assert set(statuses(latest_run(out, "demo")).values()) == {"ran"}  # other kernels: other cache keys
     assert strict["nodes"]["fixed"]["key"] != normal["nodes"]["fixed"]["key"]
+
+
+def test_a1111_text_names_samplers_loras_and_hashes_as_a1111_does(tmp_path):
+    from runner.front.provenance import a1111_sampler
+
+    assert a1111_sampler("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}) == "DPM++ 2M Karras"
+    assert a1111_sampler("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}) == "DPM++ 2M SDE"
+    assert a1111_sampler("EulerAncestralDiscreteScheduler", {}) == "Euler a"
+    workflow = write_workflow(tmp_path, "lora.yaml",
+                              "version: 1\nmodels: {sd: tiny:sd15, style: tiny:lora-sd15}\nnodes:\n"
+                              "  out: {type: txt2img, model: $models.sd, prompt: a cat, steps: 2, scheduler: dpmpp_2m_karras,"
+                              " lora: [{model: $models.style, scale: 0.7}]}\n"
+                              "  save: {type: save_image, image: $out}\n")
+    assert run_cli("run", workflow, "--out", tmp_path / "out", "--quiet") == 0
+    text = Image.open(latest_run(tmp_path / "out", "lora") / "save.png").text["parameters"]
+    prompt, settings = text.splitlines()
+    assert prompt == "a cat <lora:tiny-lora-sd15:0.7>"
+    assert "Sampler: DPM++ 2M Karras" in settings and "CFG scale: 7.5" in settings
+    assert re.search(r'Lora hashes: "tiny-lora-sd15: [0-9a-f]{10}"$', settings), settings

@@ -47,9 +47,13 @@ def print_node_type(console: Console, node_type: NodeType) -> None:
 def _print_fields(console: Console, title: str, model: type[BaseModel]) -> None:
     console.print()
     console.print(f"[bold]{escape(title)}[/]", soft_wrap=True)
+    from ..nodes.pipeline_defaults import field_defaults
+
+    pipeline_defaults = field_defaults(model)
     rows = []
     for name, info in model.model_fields.items():
-        facts = [describe_type(info.annotation, info.metadata), "required" if info.is_required() else f"default {_show_default(info)}"]
+        default = pipeline_defaults.get(info.alias or name) or f"default {_show_default(info)}"
+        facts = [describe_type(info.annotation, info.metadata), "required" if info.is_required() else default]
         bounds = _bounds(info)
         if bounds:
             facts.append(bounds)

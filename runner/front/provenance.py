@@ -31,30 +31,68 @@ def png_size(data: bytes) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def a1111_parameters(fields: Any, seed: int | None, size: tuple[int, int], model: str, scheduler: str | None) -> str | None:
-    """The `parameters` text that A1111-style image browsers show: prompt, negative prompt, then settings."""
+# diffusers scheduler class -> the sampler name A1111 writes (with Karras sigmas: "... Karras")
+A1111_SAMPLERS = {
+    "EulerDiscreteScheduler": "Euler", "EulerAncestralDiscreteScheduler": "Euler a", "HeunDiscreteScheduler": "Heun",
+    "KDPM2DiscreteScheduler": "DPM2", "KDPM2AncestralDiscreteScheduler": "DPM2 a", "DDIMScheduler": "DDIM",
+    "PNDMScheduler": "PLMS", "UniPCMultistepScheduler": "UniPC", "LCMScheduler": "LCM", "DEISMultistepScheduler": "DEIS",
+    "DDPMScheduler": "DDPM", "LMSDiscreteScheduler": "LMS", "DPMSolverSinglestepScheduler": "DPM++ SDE",
+}
+
+
+def a1111_sampler(scheduler: str | None, config: dict) -> str | None:
+    """A sampler name as A1111 writes it ("DPM++ 2M Karras", "Euler a"), from the scheduler class and its config."""
+    if scheduler is None:
+        return None
+    if scheduler == "DPMSolverMultistepScheduler":
+        name = "DPM++ 2M SDE" if "sde" in str(config.get("algorithm_type", "")) else "DPM++ 2M"
+    else:
+        name = A1111_SAMPLERS.get(scheduler, scheduler)
+    return name + (" Karras" if config.get("use_karras_sigmas") else "")
+
+
+def a1111_name(label: str) -> str:
+    """A model or LoRA name as A1111 shows it: the file or repository name, without ':' (parsers split on it)."""
+    name = label.rstrip("/").split("/")[-1]
+    for suffix in (".safetensors", ".ckpt", ".pt", ".bin"):
+        name = name.removesuffix(suffix)
+    return name.replace(":", "-")
+
+
+def a1111_parameters(fields: Any, info: dict, seed: int | None, size: tuple[int, int], model: str, model_hash: str | None,
+                     loras: list[tuple[str, float, str | None]] = ()) -> str | None:
+    """The `parameters` text A1111 writes and image browsers parse: the prompt (with <lora:NAME:SCALE> tags), the
+    negative prompt, then Steps, Sampler, CFG scale, Seed, Size, Model hash, Model, Denoising strength, Lora hashes,
+    with the values the pipeline used (its own defaults where the node left a field out, from the recorded call)."""
     prompt = getattr(fields, "prompt", None)
     if prompt is None:
         return None
-    lines = [prompt]
-    negative = getattr(fields, "negative_prompt", None)
+    used = {**info.get("call_defaults", {}), **info.get("call", {})}
+    lines = [prompt + "".join(f" <lora:{name}:{scale:g}>" for name, scale, _hash in loras)]
+    negative = used.get("negative_prompt") or getattr(fields, "negative_prompt", None)
     if negative:
         lines.append(f"Negative prompt: {negative}")
     settings = []
-    steps = getattr(fields, "steps", None)
-    if steps is not None:
+    steps = used.get("num_inference_steps", getattr(fields, "steps", None))
+    if isinstance(steps, int):
         settings.append(f"Steps: {steps}")
-    if scheduler:
-        settings.append(f"Sampler: {scheduler}")
-    guidance = getattr(fields, "guidance_scale", None)
-    if guidance is not None:
-        settings.append(f"CFG scale: {guidance}")
+    sampler = a1111_sampler(info.get("scheduler"), info.get("scheduler_config", {}))
+    if sampler:
+        settings.append(f"Sampler: {sampler}")
+    guidance = used.get("guidance_scale", getattr(fields, "guidance_scale", None))
+    if isinstance(guidance, (int, float)):
+        settings.append(f"CFG scale: {guidance:g}")
     if seed is not None:
         settings.append(f"Seed: {seed}")
     settings.append(f"Size: {size[0]}x{size[1]}")
-    settings.append(f"Model: {model}")
-    strength = getattr(fields, "strength", None)
-    if strength is not None:
-        settings.append(f"Denoising strength: {strength}")
+    if model_hash:
+        settings.append(f"Model hash: {model_hash[:10]}")
+    settings.append(f"Model: {a1111_name(model)}")
+    strength = used.get("strength") if "image" in info.get("call", {}) else None
+    if isinstance(strength, (int, float)):
+        settings.append(f"Denoising strength: {strength:g}")
+    hashes = [f"{name}: {digest[:10]}" for name, _scale, digest in loras if digest]
+    if hashes:
+        settings.append(f'Lora hashes: "{", ".join(hashes)}"')
     lines.append(", ".join(settings))
     return "\n".join(lines)

@@ -24,7 +24,7 @@ from ..language.workflow import Workflow
 from ..nodes import NODE_TYPES
 from .png_text import with_text
 from .progress import LiveEvents, PlainEvents
-from .provenance import a1111_parameters, git_state, png_size
+from .provenance import a1111_name, a1111_parameters, git_state, png_size
 
 MANIFEST_VERSION = 1
 SUPERSEDED = "superseded by a newer version of the workflow"
@@ -164,6 +164,18 @@ class PublishContext:
     def _files(self, link: Link) -> tuple[str, list[Path]]:
         return self.publisher.cache.output(self.task.upstream[link.node], link.output)
 
+    def _weights_hash(self, source: dict) -> str | None:
+        """sha256 of a model's main weights, as A1111's "Model hash" (the file itself, or the UNet's of a folder)."""
+        from ..models.sources import ModelSource, local_folder
+
+        folder = local_folder(ModelSource.from_data(source), models_dir(self.publisher.cache.root))
+        if folder is None or not folder.exists():
+            return None
+        if folder.is_file():
+            return self.publisher.cache.hashes.file_digest(folder)
+        weights = sorted((folder / "unet").glob("*.safetensors")) or sorted(folder.glob("*.safetensors"))
+        return self.publisher.cache.hashes.file_digest(weights[0]) if weights else None
+
     def publish_png(self, source, name: str) -> str:
         link, index = source if isinstance(source, tuple) else (source, 0)
         _kind, files = self._files(link)
@@ -180,9 +192,12 @@ class PublishContext:
         source_fields = self.publisher.workflow.nodes[link.node].fields
         model_ref = getattr(source_fields, "model", None)
         if model_ref:
-            entry = self.publisher.cache.read_entry(source_task.key)
-            parameters = a1111_parameters(source_fields, seed, png_size(pixels), source_task.models[model_ref]["entry"]["source"],
-                                          entry.get("info", {}).get("scheduler"))
+            info = self.publisher.cache.read_entry(source_task.key).get("info", {})
+            loras = [(a1111_name(source_task.models[item.model]["entry"]["source"]), item.scale,
+                      self._weights_hash(source_task.models[item.model])) for item in getattr(source_fields, "lora", [])]
+            parameters = a1111_parameters(source_fields, info, seed, png_size(pixels),
+                                          source_task.models[model_ref]["entry"]["source"],
+                                          self._weights_hash(source_task.models[model_ref]), loras)
             if parameters:
                 texts["parameters"] = parameters
         data = with_text(pixels, texts)

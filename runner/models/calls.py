@@ -26,9 +26,17 @@ def common_arguments(f, arguments: dict[str, str]) -> dict[str, Any]:
     return kwargs
 
 
-def check_denoising_steps(kwargs: dict[str, Any]) -> None:
+def own_defaults(pipe) -> dict[str, Any]:
+    """The pipeline's call defaults, from its signature (`inspect`: the installed class's own)."""
+    return {name: parameter.default for name, parameter in inspect.signature(pipe.__call__).parameters.items()
+            if parameter.default is not inspect.Parameter.empty}
+
+
+def check_denoising_steps(kwargs: dict[str, Any], pipe=None) -> None:
     """diffusers runs int(steps * strength) steps on an input image; zero fails deep inside with a tensor error."""
-    steps, strength = kwargs.get("num_inference_steps"), kwargs.get("strength")
+    defaults = own_defaults(pipe) if pipe is not None else {}
+    steps = kwargs.get("num_inference_steps", defaults.get("num_inference_steps"))
+    strength = kwargs.get("strength", defaults.get("strength"))
     if steps is None or strength is None or "image" not in kwargs or "denoising_start" in kwargs:
         return
     if int(steps * strength) < 1:
@@ -56,7 +64,7 @@ def run_pipeline(ctx, pipe, kwargs: dict[str, Any]) -> dict[str, Any]:
     scheduler = getattr(pipe, "scheduler", None)
     ctx.record(pipeline_class=type(pipe).__name__, scheduler=type(scheduler).__name__,
                scheduler_config={k: recordable(v) for k, v in getattr(scheduler, "config", {}).items()},
-               call={k: recordable(v) for k, v in kwargs.items()})
+               call={k: recordable(v) for k, v in kwargs.items()}, call_defaults=call_defaults(pipe, kwargs))
     with torch.inference_mode():
         result = pipe(**kwargs, generator=generator, **callbacks)
     images = list(result.images)
@@ -64,6 +72,12 @@ def run_pipeline(ctx, pipe, kwargs: dict[str, Any]) -> dict[str, Any]:
     if "latents" in final_latents:
         outputs["latents"] = final_latents["latents"].detach().clone()
     return outputs
+
+
+def call_defaults(pipe, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The arguments the call left to the pipeline, with the values it takes for them (what really ran, with `call`)."""
+    return {name: recordable(value) for name, value in own_defaults(pipe).items()
+            if name not in kwargs and name not in RESERVED_CALL_ARGUMENTS}
 
 
 def recordable(value: Any) -> Any:

@@ -53,11 +53,11 @@ def generate_diffusers(ctx, spec, f) -> dict[str, Any]:
         # without explicit sizes diffusers' inpaint falls back to the model's default size; keep the input's
         kwargs.setdefault("width", start.width)
         kwargs.setdefault("height", start.height)
-    check_denoising_steps(kwargs)
+    check_denoising_steps(kwargs, pipe)
     if f.controlnet:
-        kwargs.update(controlnet_arguments(ctx, spec, f, kwargs))
-        ctx.record(controlnets=[{"model": cn_identity, "scale": item.scale, "start": item.start, "end": item.end}
-                                for (_s, cn_identity), item in zip(controlnets, f.controlnet)],
+        kwargs.update(controlnet_arguments(ctx, spec, f, kwargs, pipe))
+        used = controlnet_values(spec, f, pipe)
+        ctx.record(controlnets=[{"model": cn_identity, **values} for (_s, cn_identity), values in zip(controlnets, used)],
                    controlnet_class=type(pipe.controlnet).__name__)
     shared = registry.shared_components.get(identity)
     if shared:
@@ -106,7 +106,8 @@ def inpaint_condition(image, mask):
     return torch.from_numpy(pixels.transpose(2, 0, 1)[None].copy())
 
 
-def controlnet_arguments(ctx, spec, f, kwargs: dict[str, Any]) -> dict[str, Any]:
+def controlnet_arguments(ctx, spec, f, kwargs: dict[str, Any], pipe) -> dict[str, Any]:
+    """The condition images, and scale / start / end where the items set them (else the pipeline's own defaults)."""
     conditions = []
     for item in f.controlnet:
         if item.image is not None:
@@ -118,12 +119,30 @@ def controlnet_arguments(ctx, spec, f, kwargs: dict[str, Any]) -> dict[str, Any]
     def one_or_list(values: list) -> Any:
         return values[0] if single else values
 
-    return {
-        spec.controlnet_condition: one_or_list(conditions),
-        "controlnet_conditioning_scale": one_or_list([item.scale for item in f.controlnet]),
-        "control_guidance_start": one_or_list([item.start for item in f.controlnet]),
-        "control_guidance_end": one_or_list([item.end for item in f.controlnet]),
-    }
+    arguments = {spec.controlnet_condition: one_or_list(conditions)}
+    used = controlnet_values(spec, f, pipe)
+    for field, argument in spec.controlnet_arguments.items():
+        if all(getattr(item, field) is None for item in f.controlnet):
+            continue  # not sent: the pipeline's own default
+        arguments[argument] = one_or_list([values[field] for values in used])
+    return arguments
+
+
+def controlnet_values(spec, f, pipe) -> list[dict[str, Any]]:
+    """Each ControlNet item's scale / start / end: as set, else the pipeline's own default (diffusers broadcasts a
+    single default to every ControlNet of several)."""
+    parameters = inspect.signature(pipe.__call__).parameters
+    used = []
+    for index, item in enumerate(f.controlnet):
+        values = {}
+        for field, argument in spec.controlnet_arguments.items():
+            value = getattr(item, field)
+            if value is None and argument in parameters:
+                default = parameters[argument].default
+                value = default[index] if isinstance(default, (list, tuple)) else default
+            values[field] = value
+        used.append(values)
+    return used
 
 
 class memory_options:

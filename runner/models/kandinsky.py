@@ -95,7 +95,7 @@ def generate_kandinsky(ctx, spec, f) -> dict[str, Any]:
             kwargs.setdefault("width", _nearest(image.width * kwargs["height"] / image.height, unit))
             kwargs.setdefault("height", _nearest(image.height * kwargs["width"] / image.width, unit))
     if "mask_image" not in kwargs:
-        check_denoising_steps(kwargs)
+        check_denoising_steps(kwargs, pipe)
     else:
         strength = kwargs.pop("strength", 1.0)
         if strength != 1.0:

@@ -10,7 +10,7 @@ import inspect
 from typing import Any
 
 from ..core.suggest import did_you_mean
-from .calls import NodeInputError, recordable
+from .calls import NodeInputError, call_defaults, recordable
 
 
 def run_named_pipeline(ctx, class_name: str, model_ref: str, call: dict[str, Any], recorded: dict[str, Any]) -> dict[str, Any]:
@@ -33,6 +33,7 @@ def run_named_pipeline(ctx, class_name: str, model_ref: str, call: dict[str, Any
 
         kwargs["callback_on_step_end"] = on_step_end
     ctx.record(pipeline_class=type(pipe).__name__, call={k: recordable(v) for k, v in recorded.items()},
+               call_defaults=call_defaults(pipe, kwargs),
                seeded="generator" in parameters)
     with torch.inference_mode():
         result = pipe(**kwargs)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ..core.atomic import write_atomic
 
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2  # 2: parameter defaults
 
 # AutoPipeline class -> the mapping its `from_pipe` consults (see diffusers' auto_pipeline.py)
 AUTOPIPELINE_MAPPINGS = {
@@ -53,13 +53,14 @@ class CallSignature:
     parameters: tuple[str, ...]  # named parameters of __call__, without self
     var_keyword: bool  # it also takes **kwargs (in diffusers: swallowed deprecated arguments, so not counted as "any")
     defined_in: str  # the class whose __call__ this is (itself or a base)
+    defaults: dict  # parameter -> its default, for defaults written as literals (numbers, strings, None, tuples)
 
 
 class PipelineIndex:
     def __init__(self, data: dict):
         self.version: str = data["diffusers"]
         self.stamp: list = data["stamp"]
-        self.signatures = {name: CallSignature(tuple(s["parameters"]), s["var_keyword"], s["defined_in"])
+        self.signatures = {name: CallSignature(tuple(s["parameters"]), s["var_keyword"], s["defined_in"], s.get("defaults", {}))
                            for name, s in data["signatures"].items()}
         # exported by `import diffusers` and callable: what the `pipeline` node may name
         self.allowed: frozenset[str] = frozenset(name for name in data["exported"] if name in self.signatures)
@@ -211,7 +212,8 @@ def _resolve_call(name: str, classes: dict[str, dict], seen: set) -> dict | None
         return None
     seen.add(name)
     if info["call"] is not None:
-        return {"parameters": info["call"], "var_keyword": info["var_keyword"], "defined_in": name}
+        return {"parameters": info["call"], "var_keyword": info["var_keyword"], "defined_in": name,
+                "defaults": info.get("defaults", {})}
     for base in info["bases"]:
         found = _resolve_call(base, classes, seen)
         if found is not None:
@@ -235,11 +237,12 @@ def _scan_classes(text: str) -> dict[str, dict]:
         if any(not re.fullmatch(r"\w+", base) for base in bases):
             raise ValueError("bases beyond plain names: parse the file")
         call = _CALL.search(body)
-        parameters, var_keyword = None, False
+        parameters, var_keyword, defaults = None, False, {}
         if call is not None:
             function = ast.parse(_signature_text(body[call.start():]).strip() + " pass").body[0]
             parameters, var_keyword = _parameters(function)
-        found[match.group(1)] = {"bases": bases, "call": parameters, "var_keyword": var_keyword}
+            defaults = _defaults(function)
+        found[match.group(1)] = {"bases": bases, "call": parameters, "var_keyword": var_keyword, "defaults": defaults}
     return found
 
 
@@ -267,7 +270,8 @@ def _parse_classes(text: str) -> dict[str, dict]:
             parameters, var_keyword = _parameters(call) if call is not None else (None, False)
             bases = [base.id if isinstance(base, ast.Name) else base.attr if isinstance(base, ast.Attribute) else ""
                      for base in node.bases]
-            found[node.name] = {"bases": [b for b in bases if b], "call": parameters, "var_keyword": var_keyword}
+            found[node.name] = {"bases": [b for b in bases if b], "call": parameters, "var_keyword": var_keyword,
+                                "defaults": _defaults(call) if call is not None else {}}
     return found
 
 
@@ -277,6 +281,23 @@ def _parameters(function) -> tuple[list[str], bool]:
     if names and names[0] == "self":
         names = names[1:]
     return names, arguments.kwarg is not None
+
+
+def _defaults(function) -> dict:
+    """Parameter -> default for the defaults that are literals; others (calls, names) are left out."""
+    arguments = function.args
+    positional = arguments.posonlyargs + arguments.args
+    pairs = list(zip(positional[len(positional) - len(arguments.defaults):], arguments.defaults))
+    pairs += [(a, d) for a, d in zip(arguments.kwonlyargs, arguments.kw_defaults) if d is not None]
+    found = {}
+    for argument, node in pairs:
+        try:
+            value = ast.literal_eval(node)
+        except (ValueError, SyntaxError, TypeError):
+            continue
+        if isinstance(value, (int, float, str, bool, type(None), tuple, list)):
+            found[argument.arg] = list(value) if isinstance(value, tuple) else value
+    return found
 
 
 def _exported_names(init: Path) -> set[str]:

@@ -11,3 +11,10 @@ CALL_ARGUMENTS = {
     "num_images": "num_images_per_prompt",
     "strength": "strength",
 }
+
+# controlnet item field -> pipeline call argument (a list of values with several ControlNets)
+CONTROLNET_ITEM_ARGUMENTS = {
+    "scale": "controlnet_conditioning_scale",
+    "start": "control_guidance_start",
+    "end": "control_guidance_end",
+}

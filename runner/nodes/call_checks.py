@@ -12,7 +12,7 @@ from typing import Any
 
 from ..language.errors import did_you_mean
 from ..language.refs import MODEL_REF_PREFIX
-from .arguments import CALL_ARGUMENTS
+from .arguments import CALL_ARGUMENTS, CONTROLNET_ITEM_ARGUMENTS
 
 # Arguments of a `pipeline` node's call that runner supplies itself.
 PIPELINE_NODE_ARGUMENTS = {
@@ -23,8 +23,7 @@ PIPELINE_NODE_ARGUMENTS = {
     "callback_on_step_end_tensor_inputs": "runner uses it to report progress",
 }
 # Arguments a generation node sets from its ControlNet items.
-CONTROLNET_ARGUMENTS = {"controlnet_conditioning_scale": "scale", "control_guidance_start": "start",
-                        "control_guidance_end": "end", "control_image": "image"}
+CONTROLNET_ARGUMENTS = {**{argument: field for field, argument in CONTROLNET_ITEM_ARGUMENTS.items()}, "control_image": "image"}
 # Call arguments named differently from the node field that sets them (besides generate.CALL_ARGUMENTS).
 FIELD_OF_ARGUMENT = {"depth_map": "depth", "mask_image": "mask"}
 

@@ -19,7 +19,7 @@ from ..language.fields import (
     Seed,
 )
 from ..language.refs import Link, unresolve
-from .arguments import CALL_ARGUMENTS
+from .arguments import CALL_ARGUMENTS, CONTROLNET_ITEM_ARGUMENTS
 from .base import node_type
 from .call_checks import check_pipeline_node, generation_check
 
@@ -48,6 +48,10 @@ class GenerationSpec:
     # without width/height, generate at the input image's size (diffusers would fall back to the model's default)
     size_from_image: bool = False
     arguments: dict[str, str] = field(default_factory=lambda: dict(CALL_ARGUMENTS))
+    # controlnet item field -> call argument
+    controlnet_arguments: dict[str, str] = field(default_factory=lambda: dict(CONTROLNET_ITEM_ARGUMENTS))
+    # the classes it calls when `autopipeline` is None (what `runner nodes` lists the pipelines' defaults of)
+    pipeline_classes: tuple[str, ...] = ()
 
 
 def _no_inputs(ctx, f) -> dict[str, Any]:
@@ -88,8 +92,10 @@ IMG2IMG = GenerationSpec("AutoPipelineForImage2Image", {"diffusers": (4,), "kand
                          controlnet_condition="control_image")
 INPAINT = GenerationSpec("AutoPipelineForInpainting", {"diffusers": (4, 9), "kandinsky22": (9,)}, _inpaint_inputs,
                          controlnet_condition="control_image", builds_inpaint_condition=True, size_from_image=True)
-DEPTH2IMG = GenerationSpec(None, {"diffusers": (5,)}, _depth2img_inputs)  # AutoPipeline has no depth-to-image task
+DEPTH2IMG = GenerationSpec(None, {"diffusers": (5,)}, _depth2img_inputs,  # AutoPipeline has no depth-to-image task
+                           pipeline_classes=("StableDiffusionDepth2ImgPipeline",))
 REFINE = GenerationSpec("AutoPipelineForImage2Image", {"diffusers": (4,)}, _refine_inputs)
+GENERATION_SPECS = (TXT2IMG, IMG2IMG, INPAINT, DEPTH2IMG, REFINE)
 
 
 class Lora(Fields):
@@ -101,14 +107,18 @@ class ControlNet(Fields):
     model: ModelIn = Field(..., description="ControlNet model: $models.NAME or a source")
     image: ImageIn | None = Field(None, description="condition image (edges, depth, pose, ...); on inpaint nodes it may be "
                                                   "left out: the inpaint condition is built from the node's image and mask")
-    scale: float = Field(1.0, ge=0, le=5, description="controlnet_conditioning_scale")
-    start: float = Field(0.0, ge=0, le=1, description="control_guidance_start: fraction of steps before the net applies")
-    end: float = Field(1.0, ge=0, le=1, description="control_guidance_end: fraction of steps after which it stops")
+    scale: float | None = Field(None, ge=0, le=5, description="controlnet_conditioning_scale; default: the pipeline's")
+    start: float | None = Field(None, ge=0, le=1, description="control_guidance_start: fraction of steps before the net "
+                                "applies; default: the pipeline's")
+    end: float | None = Field(None, ge=0, le=1, description="control_guidance_end: fraction of steps after which it stops; "
+                              "default: the pipeline's")
 
     @model_validator(mode="after")
     def _ordered(self):
-        if self.start >= self.end:
-            raise ValueError(f"start ({self.start}) must be below end ({self.end})")
+        start = 0.0 if self.start is None else self.start  # every diffusers ControlNet pipeline's defaults
+        end = 1.0 if self.end is None else self.end
+        if start >= end:
+            raise ValueError(f"start ({start}) must be below end ({end})")
         return self
 
 
@@ -164,7 +174,8 @@ class Img2Img(_ImageOrLatents):
     spec: ClassVar[GenerationSpec] = IMG2IMG
     image: ImageIn | None = Field(None, description="image to restyle (or 'latents')")
     latents: LatentsIn | None = Field(None, description=LATENTS_DOC)
-    strength: float = Field(0.8, ge=0, le=1, description="how much to change: 0 keeps the image, 1 ignores it")
+    strength: float | None = Field(None, ge=0, le=1, description="how much to change: 0 keeps the image, 1 ignores it; "
+                                                                  "default: the pipeline's")
 
 
 class Inpaint(_ImageOrLatents):
@@ -173,14 +184,14 @@ class Inpaint(_ImageOrLatents):
     latents: LatentsIn | None = Field(None, description=LATENTS_DOC + " (4-channel checkpoints; no ControlNet "
                                       "inpaint condition can be built from them)")
     mask: MaskIn = Field(..., description="white = repaint, black = keep (any image; converted to one channel)")
-    strength: float = Field(1.0, ge=0, le=1, description="how much the masked area changes")
+    strength: float | None = Field(None, ge=0, le=1, description="how much the masked area changes; default: the pipeline's")
 
 
 class Depth2Img(Generation):
     spec: ClassVar[GenerationSpec] = DEPTH2IMG
     image: ImageIn = Field(..., description="image to restyle")
     depth: ImageIn | None = Field(None, description="depth map; default: estimated by the model's own depth estimator")
-    strength: float = Field(0.8, ge=0, le=1, description="how much to change")
+    strength: float | None = Field(None, ge=0, le=1, description="how much to change; default: the pipeline's")
 
 
 class Refine(Generation):
@@ -188,7 +199,7 @@ class Refine(Generation):
     image: ImageIn | None = Field(None, description="image to refine (img2img with strength)")
     latents: LatentsIn | None = Field(None, description="latents of a base node (handoff without decoding)")
     denoising_start: float | None = Field(None, gt=0, lt=1, description="with latents: fraction of the schedule already done by the base")
-    strength: float | None = Field(None, ge=0, le=1, description="with image: how much to change")
+    strength: float | None = Field(None, ge=0, le=1, description="with image: how much to change; default: the pipeline's")
 
     @model_validator(mode="after")
     def _one_input(self):
