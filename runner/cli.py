@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run once per value (repeatable: a grid of all combinations); values parsed as YAML")
     run.add_argument("--zip", action="store_true", help="pair the --sweep lists instead of combining them")
     run.add_argument("--seeds", metavar="A-B", help="sweep the workflow seed, e.g. 1-8 or 1,5,9")
+    run.add_argument("--max-variants", type=int, default=1000, metavar="N",
+                     help="refuse sweeps of more variants than this (default 1000), counted before any is built")
     run.add_argument("--open", action="store_true", help="open the run's report.html (a sweep's index.html) when done")
     run.add_argument("--deterministic", action="store_true",
                      help="use PyTorch's deterministic algorithms (and cuDNN/cuBLAS settings); recorded in the manifest")

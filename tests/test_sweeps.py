@@ -63,3 +63,32 @@ def test_bad_sweeps_are_invalid_input(tmp_path, capsys):
                    "--sweep", "params.prompt=a") == 2
     assert "equally long" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing ran: every variant is validated first
+
+
+def test_sweep_sizes_are_counted_before_anything_is_built(demo, tmp_path, capsys):
+    import time
+
+    started = time.perf_counter()
+    grid = "sweep:\n  grid:\n" + "".join(f"    params.p{n}: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n" for n in range(6))
+    text = demo.read_text().replace("params:\n", "params:\n" + "".join(f"  p{n}: 0\n" for n in range(6)), 1)
+    demo.write_text(text + grid)
+    assert run_cli("run", demo, "--out", tmp_path / "out", "--dry-run") == 2
+    err = capsys.readouterr().err
+    assert "the sweep has 1000000 variants (10 x 10 x 10 x 10 x 10 x 10), more than the limit of 1000" in err
+    assert "--max-variants" in err
+    values = ",".join(str(n) for n in range(1000))
+    plain = demo.parent / "plain.yaml"
+    plain.write_text(text)
+    assert run_cli("run", plain, "--out", tmp_path / "out", "--dry-run", "--sweep", f"params.p0={values}",
+                   "--sweep", f"params.p1={values}") == 2
+    assert "the sweep has 1000000 variants (1000 x 1000)" in capsys.readouterr().err
+    assert run_cli("run", plain, "--out", tmp_path / "out", "--dry-run", "--seeds", "1-100000000") == 2
+    assert "100000000 seeds is more than the limit of 1000 variants" in capsys.readouterr().err
+    assert time.perf_counter() - started < 20  # refused without building a million variants (a loose bound)
+    assert run_cli("run", plain, "--out", tmp_path / "out", "--dry-run", "--seeds", "9-1") == 2
+    err = capsys.readouterr().err
+    assert "the range 9-1 is empty" in err and "--seeds 1-9" in err
+    assert run_cli("run", plain, "--out", tmp_path / "out", "--dry-run", "--seeds", "1-3", "--max-variants", "2") == 2
+    capsys.readouterr()
+    assert run_cli("run", plain, "--out", tmp_path / "out", "--dry-run", "--seeds", "1-3", "--max-variants", "3") == 0
+    assert "sweep of 3 variants" in capsys.readouterr().out

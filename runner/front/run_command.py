@@ -42,9 +42,12 @@ def run_command(args) -> int:
     session = open_session(args)
     cache = session.cache
     check_lock(workflow, models_dir(cache.root), cache.hashes)
-    from .sweep import file_sweeps, parse_cli_sweeps
+    from .sweep import check_variant_count, file_sweeps, parse_cli_sweeps
 
-    dimensions = file_sweeps(workflow.document.get("sweep"), str(args.workflow)) + parse_cli_sweeps(args.sweep, args.zip, args.seeds)
+    dimensions = (file_sweeps(workflow.document.get("sweep"), str(args.workflow))
+                  + parse_cli_sweeps(args.sweep, args.zip, args.seeds, args.max_variants))
+    if dimensions:
+        check_variant_count(dimensions, args.max_variants)
     # the Session lives as long as the command: its models go with the process (releasing them first only costs time)
     if dimensions:
         return sweep_command(args, session, workflow, dimensions)

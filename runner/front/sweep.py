@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import secrets
 import time
 from pathlib import Path
@@ -21,9 +22,10 @@ from ..language.errors import Location, Problem, WorkflowError
 from ..language.yaml_source import load_yaml
 
 Dimension = list[dict[str, Any]]  # each entry: {path: value, ...} applied together
+MAX_VARIANTS = 1000  # a sweep larger than this is refused unless --max-variants says otherwise
 
 
-def parse_cli_sweeps(sweeps: list[str], zipped: bool, seeds: str | None) -> list[Dimension]:
+def parse_cli_sweeps(sweeps: list[str], zipped: bool, seeds: str | None, max_variants: int = MAX_VARIANTS) -> list[Dimension]:
     columns: list[tuple[str, list[Any]]] = []
     for text in sweeps:
         where = Location(f"--sweep {text}")
@@ -41,18 +43,30 @@ def parse_cli_sweeps(sweeps: list[str], zipped: bool, seeds: str | None) -> list
     else:
         dimensions.extend([{path: value} for value in values] for path, values in columns)
     if seeds:
-        dimensions.append([{"seed": seed} for seed in _seed_range(seeds)])
+        dimensions.append([{"seed": seed} for seed in _seed_range(seeds, max_variants)])
     return dimensions
 
 
-def _seed_range(text: str) -> list[int]:
+def _seed_range(text: str, max_variants: int) -> list[int]:
+    where = Location(f"--seeds {text}")
     try:
         if "-" in text:
             first, last = (int(part) for part in text.split("-", 1))
-            return list(range(first, last + 1))
-        return [int(part) for part in text.split(",")]
+            count = last - first + 1
+        else:
+            values = [int(part) for part in text.split(",")]
+            first, last, count = None, None, len(values)
     except ValueError:
-        raise WorkflowError([Problem(Location(f"--seeds {text}"), (), "seeds are A-B or A,B,C (integers)", "e.g. --seeds 1-8")]) from None
+        raise WorkflowError([Problem(where, (), "seeds are A-B or A,B,C (integers)", "e.g. --seeds 1-8")]) from None
+    if count < 1:
+        raise WorkflowError([Problem(where, (), f"the range {text} is empty: its end is below its start",
+                                     f"write the smaller seed first, e.g. --seeds {last}-{first}")])
+    if count > max_variants:
+        raise WorkflowError([Problem(where, (), f"{count} seeds is more than the limit of {max_variants} variants",
+                                     "sweep fewer seeds, or raise the limit with --max-variants N")])
+    if first is not None and (first < 0 or last > 2**63 - 1):
+        raise WorkflowError([Problem(where, (), "seeds are integers from 0 to 2**63-1", "e.g. --seeds 1-8")])
+    return list(range(first, last + 1)) if first is not None else values
 
 
 def file_sweeps(section: Any, source: str) -> list[Dimension]:
@@ -80,8 +94,19 @@ def _as_list(values: Any, where: Location, path: str) -> list:
     return values
 
 
+def check_variant_count(dimensions: list[Dimension], max_variants: int = MAX_VARIANTS) -> int:
+    """The number of variants, counted before any is built; more than `max_variants` is a located error."""
+    count = math.prod(len(dimension) for dimension in dimensions)
+    if count > max_variants:
+        sizes = " x ".join(str(len(dimension)) for dimension in dimensions)
+        raise WorkflowError([Problem(Location("sweep"), (), f"the sweep has {count} variants ({sizes}), more than the "
+                                     f"limit of {max_variants}", "sweep fewer values (zip paired lists instead of a grid), "
+                                     "or raise the limit with --max-variants N")])
+    return count
+
+
 def variants(dimensions: list[Dimension]) -> list[dict[str, Any]]:
-    """Every combination: the product of the dimensions."""
+    """Every combination: the product of the dimensions (count them first with check_variant_count)."""
     combined = []
     for combo in itertools.product(*dimensions):
         merged: dict[str, Any] = {}
