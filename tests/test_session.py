@@ -284,3 +284,17 @@ def test_runner_models_never_switch_on_node_type_names():
             if isinstance(node, ast.Compare):
                 names = [c.value for c in ast.walk(node) if isinstance(c, ast.Constant) and isinstance(c.value, str)]
                 assert not set(names) & set(NODE_TYPES), f"{path.name}:{node.lineno} compares with a node type name"
+
+
+def test_an_input_replaced_after_planning_is_not_cached_under_the_old_key(demo, tmp_path):
+    photo = demo.parent / "inputs" / "room.png"
+    with runner.Session(out=tmp_path / "out") as session:
+        workflow = session.load(demo)
+        plan = session.plan(workflow)
+        Image.open(photo).rotate(90).save(photo)  # replaced between planning and running
+        run = session.run(workflow, plan=plan)
+        assert run.status == "failed" and "inputs/room.png changed after the run was planned" in run.error
+        assert not session.cache.has(plan.tasks["room"].key)
+        again = session.run(demo)
+    assert again.status == "ok" and again.manifest["nodes"]["room"]["key"] != plan.tasks["room"].key
+    assert again.manifest["nodes"]["room"]["outputs"]["image"]

@@ -43,16 +43,33 @@ class LoadImage(Fields):
 @node_type("load_image", fields=LoadImage, outputs={"image": "image"})
 def load_image(ctx, f: LoadImage, inputs=None) -> dict[str, Any]:
     """Read an image file or http(s) URL, upright (EXIF orientation applied), optionally resized."""
+    import io
+
     from PIL import Image, ImageOps
 
     if f.path is not None:
-        image = Image.open(ctx.base_dir / f.path)
+        image = Image.open(io.BytesIO(_planned_bytes(ctx, f.path)))
     else:
         image = Image.open(_fetch(f.url))
     image = ImageOps.exif_transpose(image).convert(f.mode)
     if f.size is not None and tuple(image.size) != tuple(f.size):
         image = image.resize(tuple(f.size), Image.Resampling.LANCZOS)
     return {"image": image}
+
+
+def _planned_bytes(ctx, relative: str) -> bytes:
+    """The file's bytes, read once: the ones decoded are the ones whose sha256 made the cache key (a file replaced
+    between planning and running would otherwise be cached and published under the old file's key)."""
+    import hashlib
+
+    data = (ctx.base_dir / relative).read_bytes()
+    planned = ctx.task.files.get(relative)
+    if planned is not None and hashlib.sha256(data).hexdigest() != planned:
+        from ..models.calls import NodeInputError
+
+        raise NodeInputError(f"{relative} changed after the run was planned (its content is not the one the cache key "
+                             "was computed from); nothing was stored: run again to use the new file")
+    return data
 
 
 def _fetch(url: str):
