@@ -288,7 +288,14 @@ def cmd_cache(args) -> int:
 
     cache = NodeCache(default_cache_dir())
     if args.action == "clear":
-        removed = cache.clear()
+        from .executor.cache import MARKER_FILE, NotACache
+        from .language.errors import Location, Problem, WorkflowError
+
+        try:
+            removed = cache.clear()
+        except NotACache as exc:
+            raise WorkflowError([Problem(Location("runner cache clear"), (), str(exc),
+                                         f"point RUNNER_CACHE_DIR at runner's cache folder (one holding {MARKER_FILE})")]) from None
         print(f"removed {removed} cached node results from {cache.root}")
     else:
         entries, size = cache.stats()

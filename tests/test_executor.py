@@ -264,3 +264,23 @@ def test_cache_info_and_clear(demo, tmp_path, capsys, isolated_cache):
     assert run_cli("cache", "clear") == 0
     assert f"removed {len(DEMO_NODES)} cached node results" in capsys.readouterr().out
     assert set(statuses(run_demo(demo, tmp_path / "out")).values()) == {"ran"}
+
+
+def test_cache_clear_deletes_only_what_runner_wrote(demo, tmp_path, capsys, isolated_cache, monkeypatch):
+    run_demo(demo, tmp_path / "out")
+    mine = isolated_cache / "nodes" / "ab" / "my-notes.txt"  # a user's file inside the cache's nodes/ folder
+    mine.parent.mkdir(parents=True, exist_ok=True)
+    mine.write_text("keep me")
+    (isolated_cache / "nodes" / "holiday-photos").mkdir()
+    capsys.readouterr()
+    assert run_cli("cache", "clear") == 0
+    assert f"removed {len(DEMO_NODES)} cached node results" in capsys.readouterr().out
+    assert mine.read_text() == "keep me" and (isolated_cache / "nodes" / "holiday-photos").is_dir()
+    # a folder that is not runner's cache (no marker): nothing is deleted, exit 2
+    elsewhere = tmp_path / "someone-elses"
+    (elsewhere / "nodes" / "ab" / ("ab" + "0" * 62)).mkdir(parents=True)
+    (elsewhere / "nodes" / "ab" / ("ab" + "0" * 62) / "entry.json").write_text("{}")
+    monkeypatch.setenv("RUNNER_CACHE_DIR", str(elsewhere))
+    assert run_cli("cache", "clear") == 2
+    assert "no .runner-cache marker" in capsys.readouterr().err
+    assert (elsewhere / "nodes" / "ab" / ("ab" + "0" * 62) / "entry.json").is_file()

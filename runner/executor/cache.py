@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Callable
@@ -21,6 +22,12 @@ from ..core.paths import default_cache_dir
 __all__ = ["NodeCache", "default_cache_dir"]
 
 ENTRY_FILE = "entry.json"
+MARKER_FILE = ".runner-cache"  # written with the first entry: what makes a folder runner's cache, for `cache clear`
+KEY = re.compile(r"^[0-9a-f]{64}$")
+
+
+class NotACache(Exception):
+    """The folder holds no runner cache marker: runner deletes nothing there."""
 
 
 class NodeCache:
@@ -59,6 +66,7 @@ class NodeCache:
         An entry that landed meanwhile (another process computed the same key) is kept, unless `replace`
         (a --no-cache run re-computed it: its fresh outputs win).
         """
+        self.mark()
         with staged_folder(self.entry_dir(key), replace=replace) as staging:
             record = {"key": key, **info, "outputs": {}}
             for name, (kind, value) in outputs.items():
@@ -75,8 +83,32 @@ class NodeCache:
                 size += sum(f.stat().st_size for f in entry.parent.iterdir() if f.is_file())
         return entries, size
 
+    def mark(self) -> None:
+        marker = self.root / MARKER_FILE
+        if not marker.is_file():
+            self.root.mkdir(parents=True, exist_ok=True)
+            marker.write_text('{"runner_cache": 1}\n')
+
     def clear(self) -> int:
-        count = self.stats()[0]
-        if self.nodes.is_dir():
-            shutil.rmtree(self.nodes)
+        """Delete the node results runner stored (entries it recognises, stray staging folders) and nothing else."""
+        if not self.nodes.is_dir():
+            return 0
+        if not (self.root / MARKER_FILE).is_file():
+            raise NotACache(f"{self.root} has no {MARKER_FILE} marker, so it is not a runner cache (or one written before "
+                            "the marker existed): nothing was deleted")
+        count = 0
+        for shard in sorted(self.nodes.iterdir()):
+            if not (shard.is_dir() and not shard.is_symlink() and re.fullmatch(r"[0-9a-f]{2}", shard.name)):
+                continue
+            for entry in sorted(shard.iterdir()):
+                ours = entry.is_dir() and not entry.is_symlink() and (
+                    (KEY.match(entry.name) and entry.name.startswith(shard.name) and (entry / ENTRY_FILE).is_file())
+                    or (entry.name.startswith(".") and entry.name.endswith((".tmp", ".old"))))
+                if ours:
+                    count += not entry.name.startswith(".")
+                    shutil.rmtree(entry, ignore_errors=True)
+            try:
+                shard.rmdir()  # only when nothing else is left in it
+            except OSError:
+                pass
         return count
