@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -105,7 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # the real command line (not a test calling main): SIGTERM and SIGHUP stop a run like Ctrl-C
+        for name in ("SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), _as_interrupt)
     code = _main(argv)
+    if argv is None:
+        # everything is written: a signal from now on must neither change the exit status nor print a traceback
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), signal.SIG_IGN)
     if code == EXIT_INTERRUPTED and argv is None:
         # A Ctrl-C that landed inside an import can make CPython re-raise SIGINT at shutdown (exit -2);
         # everything is written and flushed, so leave with the documented status instead.
@@ -113,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.flush()
         os._exit(EXIT_INTERRUPTED)
     return code
+
+
+def _as_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _main(argv: list[str] | None) -> int:

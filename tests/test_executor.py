@@ -19,6 +19,7 @@ from conftest import (
     statuses,
     write_workflow,
 )
+import pytest
 from PIL import Image
 
 DEMO_NODES = {"room", "window_mask", "generated", "restyled", "fixed", "final", "first_draft"}
@@ -284,3 +285,23 @@ def test_cache_clear_deletes_only_what_runner_wrote(demo, tmp_path, capsys, isol
     assert run_cli("cache", "clear") == 2
     assert "no .runner-cache marker" in capsys.readouterr().err
     assert (elsewhere / "nodes" / "ab" / ("ab" + "0" * 62) / "entry.json").is_file()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_stop_a_run_like_ctrl_c(tmp_path, isolated_cache, signum):
+    workflow = write_workflow(tmp_path, "slow.yaml",
+                              "version: 1\nnodes:\n"
+                              "  a_photo: {type: load_image, path: in.png}\n"
+                              "  c_slow: {type: img2img, model: tiny:sd15, image: $a_photo, strength: 1.0, steps: 500}\n")
+    process = subprocess.Popen([sys.executable, "-m", "runner", "run", str(workflow), "--out", str(tmp_path / "out"), "--plain"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    for line in process.stdout:
+        if "c_slow: step" in line:
+            break
+    process.send_signal(signum)
+    _rest, errors = process.communicate(timeout=60)
+    assert process.returncode == 130, errors
+    assert "Traceback" not in errors
+    interrupted = latest_run(tmp_path / "out", "slow")
+    assert manifest(interrupted)["status"] == "interrupted" and (interrupted / "report.html").is_file()
+    assert statuses(interrupted) == {"a_photo": "ran", "c_slow": "interrupted"}

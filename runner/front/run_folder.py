@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,11 +74,29 @@ def execute(executor, resources, workflow: Workflow, plan: Plan, out: Path, *, m
     finally:
         events.stop()
     results = executor.last_results
-    manifest = build_manifest(workflow, plan, results, publisher, status, error, started, resources)
-    manifest.update(extra or {})
-    write_atomic(run_dir / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
-    write_report(run_dir)
+    with signals_held():  # a Ctrl-C now waits until the record is complete, then stops the command as usual
+        manifest = build_manifest(workflow, plan, results, publisher, status, error, started, resources)
+        manifest.update(extra or {})
+        write_atomic(run_dir / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+        write_report(run_dir)
     return Outcome(run_dir, manifest, results, status, exit_code, error)
+
+
+class signals_held:
+    """Block SIGINT, SIGTERM and SIGHUP for a moment (POSIX): one that arrives is delivered when the block ends."""
+
+    SIGNALS = {getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)}
+
+    def __enter__(self):
+        self.active = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
+        if self.active:
+            signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
+        return self
+
+    def __exit__(self, *exc):
+        if self.active:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, self.SIGNALS)
+        return False
 
 
 def write_report(folder: Path) -> Path | None:
