@@ -298,3 +298,10 @@ def test_an_input_replaced_after_planning_is_not_cached_under_the_old_key(demo, 
         again = session.run(demo)
     assert again.status == "ok" and again.manifest["nodes"]["room"]["key"] != plan.tasks["room"].key
     assert again.manifest["nodes"]["room"]["outputs"]["image"]
+
+
+def test_a_cache_folder_that_is_a_file_is_a_clear_error(demo, tmp_path, monkeypatch, capsys):
+    (tmp_path / "not-a-folder").write_text("x")
+    monkeypatch.setenv("RUNNER_CACHE_DIR", str(tmp_path / "not-a-folder"))
+    assert run_cli("run", demo, "--out", tmp_path / "out") == 2
+    assert "the cache folder is a file, not a folder" in capsys.readouterr().err

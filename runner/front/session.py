@@ -77,6 +77,9 @@ class Session:
                  max_ram: int | str | None = None, max_vram: int | str | None = None):
         self.out = Path(out)
         self.cache = NodeCache(Path(cache_dir) if cache_dir is not None else default_cache_dir())
+        if self.cache.root.exists() and not self.cache.root.is_dir():
+            raise WorkflowError([Problem(Location(str(self.cache.root)), (), "the cache folder is a file, not a folder",
+                                         "point RUNNER_CACHE_DIR (or cache_dir=) at a folder, or remove the file")])
         self.device = device
         try:
             budget = {"max_ram": parse_size(max_ram), "max_vram": parse_size(max_vram)}
