@@ -77,6 +77,20 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     def do_GET(self):
         if self.path.startswith("/slow"):
             time.sleep(2)
+        if self.path.startswith(("/to-ftp", "/loop")):
+            self.send_response(302)
+            self.send_header("Location", "ftp://127.0.0.1/room.png" if self.path.startswith("/to-ftp") else self.path)
+            self.end_headers()
+            return
+        if self.path.startswith("/trickle"):  # one byte every 0.1 s: no single wait is long, the whole is
+            self.send_response(200)
+            self.send_header("Content-Length", "40")
+            self.end_headers()
+            for _ in range(40):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.1)
+            return
         super().do_GET()
 
 
@@ -138,3 +152,19 @@ def test_upscale_with_a_diffusion_upscaler(tmp_path):
     assert data["nodes"]["x4"]["pipeline_class"] == "StableDiffusionUpscalePipeline"
     assert data["nodes"]["x2"]["resized_from"] == [128, 96] and data["nodes"]["x2"]["call"]["noise_level"] == 10
     assert len([m for m in data["models_loaded"] if m.startswith("tiny:sd-x4-upscaler@")]) == 1
+
+
+def test_url_redirects_deadline_and_ports_are_bounded(tmp_path, http_root, monkeypatch, capsys):
+    import runner.nodes.images as images
+
+    code, _ = run_nodes(tmp_path, f"  photo: {{type: load_image, url: '{http_root}/to-ftp/room.png'}}\n")
+    assert code == 1 and "only http(s) redirects are followed" in capsys.readouterr().err
+    code, _ = run_nodes(tmp_path, f"  photo: {{type: load_image, url: '{http_root}/loop/room.png'}}\n")
+    assert code == 1 and "redirect" in capsys.readouterr().err
+    monkeypatch.setattr(images, "URL_DEADLINE_S", 1)
+    started = time.perf_counter()
+    code, _ = run_nodes(tmp_path, f"  photo: {{type: load_image, url: '{http_root}/trickle/room.png'}}\n")
+    assert code == 1 and "took longer than 1 s in all" in capsys.readouterr().err
+    assert time.perf_counter() - started < 30
+    code, _ = run_nodes(tmp_path, "  photo: {type: load_image, url: 'http://127.0.0.1:70000/room.png'}\n")
+    assert code == 2 and "ports are 1-65535" in capsys.readouterr().err

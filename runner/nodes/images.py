@@ -20,15 +20,18 @@ from ..language.fields import (
 )
 from .base import node_type
 
-URL_TIMEOUT_S = 30
+URL_TIMEOUT_S = 30  # connecting, and each wait for data
+URL_DEADLINE_S = 120  # the whole download
 URL_MAX_BYTES = 64 * 1024 * 1024
+URL_MAX_REDIRECTS = 5
 
 
 # ---------------------------------------------------------------- load_image
 class LoadImage(Fields):
     path: FilePath | None = Field(None, description="image file, relative to the workflow file's folder")
     url: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
-        None, description=f"http(s) URL (timeout {URL_TIMEOUT_S} s, at most {URL_MAX_BYTES >> 20} MiB); assumed immutable for caching"
+        None, description=f"http(s) URL (timeout {URL_TIMEOUT_S} s per wait, {URL_DEADLINE_S} s in all, at most "
+                         f"{URL_MAX_BYTES >> 20} MiB and {URL_MAX_REDIRECTS} redirects); assumed immutable for caching"
     )
     size: Size | None = Field(None, description="resize to [width, height] (Lanczos); default: keep the file's size")
     mode: Literal["RGB", "RGBA", "L"] = Field("RGB", description="colour mode after loading")
@@ -37,6 +40,13 @@ class LoadImage(Fields):
     def _one_source(self):
         if (self.path is None) == (self.url is None):
             raise ValueError("give exactly one of 'path' or 'url'")
+        if self.url is not None:
+            from urllib.parse import urlsplit
+
+            try:
+                urlsplit(self.url).port
+            except ValueError:
+                raise ValueError(f"the port in {self.url} is out of range: ports are 1-65535") from None
         return self
 
 
@@ -73,15 +83,37 @@ def _planned_bytes(ctx, relative: str) -> bytes:
 
 
 def _fetch(url: str):
+    """The URL's bytes: at most URL_MAX_BYTES, within URL_DEADLINE_S in all (a server trickling bytes cannot hold the
+    run), through at most URL_MAX_REDIRECTS redirects, each to http(s) only."""
     import io
+    import time
+    import urllib.parse
     import urllib.request
 
+    class HttpRedirectsOnly(urllib.request.HTTPRedirectHandler):
+        max_redirections = URL_MAX_REDIRECTS
+
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            if urllib.parse.urlsplit(newurl).scheme not in ("http", "https"):
+                raise ValueError(f"{url} redirects to {newurl}: only http(s) redirects are followed")
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    deadline = time.monotonic() + URL_DEADLINE_S
     request = urllib.request.Request(url, headers={"User-Agent": "runner"})
-    with urllib.request.urlopen(request, timeout=URL_TIMEOUT_S) as response:
-        data = response.read(URL_MAX_BYTES + 1)
-    if len(data) > URL_MAX_BYTES:
-        raise ValueError(f"{url} is larger than {URL_MAX_BYTES >> 20} MiB")
-    return io.BytesIO(data)
+    opener = urllib.request.build_opener(HttpRedirectsOnly)
+    chunks, size = [], 0
+    with opener.open(request, timeout=URL_TIMEOUT_S) as response:
+        while True:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} took longer than {URL_DEADLINE_S} s in all; fetch it yourself and use path:")
+            chunk = response.read1(1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > URL_MAX_BYTES:
+                raise ValueError(f"{url} is larger than {URL_MAX_BYTES >> 20} MiB")
+    return io.BytesIO(b"".join(chunks))
 
 
 # ----------------------------------------------------------------- make_mask
