@@ -168,3 +168,33 @@ def test_url_redirects_deadline_and_ports_are_bounded(tmp_path, http_root, monke
     assert time.perf_counter() - started < 30
     code, _ = run_nodes(tmp_path, "  photo: {type: load_image, url: 'http://127.0.0.1:70000/room.png'}\n")
     assert code == 2 and "ports are 1-65535" in capsys.readouterr().err
+
+
+def test_grow_is_the_square_dilation_at_any_radius_and_big_outputs_are_refused(tmp_path, monkeypatch, capsys):
+    import numpy as np
+    from PIL import ImageDraw, ImageFilter
+
+    import runner.nodes.images as images
+
+    mask = Image.new("L", (97, 61), 0)
+    draw = ImageDraw.Draw(mask)
+    draw.ellipse([10, 12, 40, 30], fill=255)
+    draw.polygon([(60, 5), (90, 40), (70, 55)], fill=255)
+    draw.point((3, 58), fill=255)
+    for radius in (1, 2, 5, 17):
+        expected = mask.filter(ImageFilter.MaxFilter(2 * radius + 1))
+        assert np.array_equal(np.asarray(images._grown(mask, radius)), np.asarray(expected)), radius
+    assert not np.asarray(images._grown(Image.new("L", (8, 8), 0), 3)).any()
+    monkeypatch.setattr(images, "MAX_OUTPUT_PIXELS", 100 * 100)
+    code, _ = run_nodes(tmp_path, "  photo: {type: load_image, path: in.png, size: [64, 64]}\n"
+                                  "  big: {type: upscale, image: $photo, scale: 2}\n")
+    assert code == 1 and "the image upscaled x2 would be 128 x 128 = 0 MP, more than the limit" in capsys.readouterr().err
+    code, _ = run_nodes(tmp_path, "  photo: {type: load_image, path: in.png, size: [64, 64]}\n"
+                                  "  sheet: {type: grid, images: [$photo, $photo, $photo, $photo]}\n")
+    assert code == 1 and "a 2 x 2 grid would be 128 x 128" in capsys.readouterr().err
+
+
+def test_steps_beyond_the_schedule_are_a_clear_error(tmp_path, capsys):
+    code, _ = run_nodes(tmp_path, "  out: {type: txt2img, model: tiny:sd15, steps: 1000}\n")
+    err = capsys.readouterr().err
+    assert code == 1 and "steps 1000: DDIMScheduler" in err and "takes at most 999 steps" in err

@@ -43,6 +43,7 @@ def generate_diffusers(ctx, spec, f) -> dict[str, Any]:
     pipe = registry.pipeline(spec.autopipeline, source, identity, controlnets,
                              channels=spec.unet_channels["diffusers"], used_by=f"a {ctx.task.type_name} node")
     pipe.scheduler = registry.fresh_scheduler(identity, f.scheduler)
+    _check_steps(pipe.scheduler, f.steps)
 
     kwargs = common_arguments(f, spec.arguments)
     kwargs.update(spec.inputs(ctx, f))
@@ -65,6 +66,19 @@ def generate_diffusers(ctx, spec, f) -> dict[str, Any]:
     kwargs.update(checked_pipeline_kwargs(pipe, f.pipeline_kwargs, spec.arguments))
     with applied_loras(ctx, pipe, f.lora), memory_options(ctx, pipe, f):
         return run_pipeline(ctx, pipe, kwargs)
+
+
+def _check_steps(scheduler, steps: int | None) -> None:
+    """More steps than the scheduler's training timesteps allow fails deep inside diffusers (an IndexError in DDIM)."""
+    config = getattr(scheduler, "config", {})
+    limit = config.get("num_train_timesteps")
+    if steps is None or not isinstance(limit, int):
+        return
+    most = limit - int(config.get("steps_offset", 0) or 0)
+    if steps > most:
+        raise NodeInputError(f"steps {steps}: {type(scheduler).__name__} with this checkpoint's schedule "
+                             f"({limit} training timesteps, steps_offset {config.get('steps_offset', 0)}) takes at most "
+                             f"{most} steps; use fewer steps")
 
 
 def _inpaint_from_latents(ctx, pipe, source, f, latents) -> dict[str, Any]:
