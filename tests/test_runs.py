@@ -144,3 +144,37 @@ def test_a1111_text_names_samplers_loras_and_hashes_as_a1111_does(tmp_path):
     assert prompt == "a cat <lora:tiny-lora-sd15:0.7>"
     assert "Sampler: DPM++ 2M Karras" in settings and "CFG scale: 7.5" in settings
     assert re.search(r'Lora hashes: "tiny-lora-sd15: [0-9a-f]{10}"$', settings), settings
+
+
+def test_damaged_run_records_and_images_are_clear_errors(demo, tmp_path, capsys):
+    import zlib
+
+    out = tmp_path / "out"
+    assert run_cli("run", demo, "--out", out, "--quiet") == 0
+    good = latest_run(out, "demo")
+    broken = out / "demo" / "20000101-000000.000-dead"
+    broken.mkdir()
+    (broken / "manifest.json").write_text('{"workflow": {"name": "demo"}, "stat')  # truncated
+    odd = out / "demo" / "20000101-000000.000-beef"
+    odd.mkdir()
+    (odd / "manifest.json").write_text('[1, 2, 3]')
+    capsys.readouterr()
+    assert run_cli("runs", "list", "--out", out) == 0
+    captured = capsys.readouterr()
+    assert good.name in captured.out and "skipped" in captured.err and "damaged manifest" in captured.err
+    for command in (["runs", "show", str(broken)], ["runs", "diff", str(good), str(odd)], ["reproduce", str(broken)]):
+        assert run_cli(*command, "--out", out) == 2
+        assert "damaged manifest" in capsys.readouterr().err
+    # a PNG whose text chunk decompresses to far more than PIL accepts
+    bomb = tmp_path / "bomb.png"
+    Image.new("RGB", (8, 8)).save(bomb)
+    data = bomb.read_bytes()
+    body = b"runner:workflow\x00\x00" + zlib.compress(b"a" * (64 << 20), 9)
+    chunk = len(body).to_bytes(4, "big") + b"zTXt" + body + zlib.crc32(b"zTXt" + body).to_bytes(4, "big")
+    bomb.write_bytes(data[:33] + chunk + data[33:])
+    assert run_cli("extract", bomb) == 2
+    assert "cannot read image" in capsys.readouterr().err
+    long_name = demo.parent / "long.yaml"
+    long_name.write_text(demo.read_text().replace("name: demo", "name: " + "x" * 300))
+    assert run_cli("validate", long_name) == 2
+    assert "at most 100 characters" in capsys.readouterr().err

@@ -60,6 +60,9 @@ class FileHashCache:
     def save(self) -> None:
         if not self._dirty or self._entries is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.path, json.dumps(self._entries))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.path, json.dumps(self._entries))
+        except OSError:
+            return  # a read-only cache folder: the memo only saves time, the hashes stay right in this process
         self._dirty = False

@@ -36,7 +36,32 @@ def resolve_run(ref: str, out: Path) -> Path:
 
 
 def load_manifest(run: Path) -> dict:
-    return json.loads((run / "manifest.json").read_text())
+    """A run's manifest.json; a truncated, unreadable or wrong-shape one is a located error (exit 2), never a traceback."""
+    path = run / "manifest.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        problem = f"cannot read it: {exc}"
+    else:
+        problem = _manifest_shape(data)
+        if problem is None:
+            return data
+    raise WorkflowError([Problem(Location(str(path)), (), f"damaged manifest: {problem}",
+                                 "this run folder's record is broken: restore manifest.json or delete the folder")])
+
+
+def _manifest_shape(data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    if not isinstance(data.get("workflow"), dict) or not isinstance(data["workflow"].get("name"), str):
+        return "no workflow name"
+    if not isinstance(data.get("status"), str):
+        return "no status"
+    nodes = data.get("nodes")
+    if not isinstance(nodes, dict) or not all(isinstance(n, dict) and isinstance(n.get("type"), str)
+                                              and isinstance(n.get("status"), str) for n in nodes.values()):
+        return "no valid nodes section"
+    return None
 
 
 def print_list(console: Console, out: Path) -> None:
@@ -44,8 +69,12 @@ def print_list(console: Console, out: Path) -> None:
     for column in ("workflow", "run id", "status", "ran", "cached", "seconds"):
         table.add_column(column, justify="right" if column in ("ran", "cached", "seconds") else "left", overflow="fold")
     for run in find_runs(out):
-        data = load_manifest(run)
-        counts = data.get("counts", {})
+        try:
+            data = load_manifest(run)
+        except WorkflowError as damaged:
+            Console(stderr=True, highlight=False).print(f"warning: skipped {escape(str(run))}: {escape(damaged.problems[0].message)}")
+            continue
+        counts = data.get("counts", {}) if isinstance(data.get("counts"), dict) else {}
         table.add_row(data["workflow"]["name"], run.name, data["status"], str(counts.get("ran", 0)),
                       str(counts.get("cached", 0)), f"{data.get('seconds', 0):.2f}")
     console.print(table)
@@ -121,8 +150,9 @@ def embedded_workflow(image: Path) -> tuple[str, str | None]:
     try:
         with Image.open(image) as opened:
             texts = dict(getattr(opened, "text", {}))
-    except OSError as exc:
-        raise WorkflowError([Problem(Location(str(image)), (), f"cannot read image: {exc}")]) from None
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL: ValueError for a text chunk that decompresses too large
+        raise WorkflowError([Problem(Location(str(image)), (), f"cannot read image: {exc}",
+                                     "use a PNG that 'runner run' saved with save_image")]) from None
     if "runner:workflow" not in texts:
         raise WorkflowError([Problem(Location(str(image)), (), "this PNG holds no runner workflow (no 'runner:workflow' text chunk)",
                                      "use an image that 'runner run' saved with save_image")])

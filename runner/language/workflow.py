@@ -29,6 +29,7 @@ from .refs import NAME, NODE_ID, RESERVED, Link, resolve_references, unresolve
 from .yaml_source import SourceMap, load_yaml, load_yaml_file
 
 WORKFLOW_NAME = r"^[a-z0-9_-]+$"
+NAME_MAX = 100  # a folder name under outputs/ (file systems allow 255 bytes; run ids and sweeps add their own)
 DEVICE = r"^(auto|cpu|mps|cuda(:[0-9]+)?)$"
 
 
@@ -44,7 +45,8 @@ class Sweep(BaseModel):
 class WorkflowHeader(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version: Literal[1] = Field(..., description="workflow format version; only 1 exists")
-    name: str | None = Field(None, pattern=WORKFLOW_NAME, description="run folder name; default: the file stem")
+    name: str | None = Field(None, pattern=WORKFLOW_NAME, max_length=NAME_MAX,
+                             description="run folder name; default: the file stem")
     description: str = Field("", description="free text")
     seed: int | Literal["random"] = Field(0, ge=0, description="workflow seed; node seeds derive from it and the node id")
     device: str = Field("auto", pattern=DEVICE, description="auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps")
@@ -227,7 +229,7 @@ def _model_entries(raw: Any) -> dict[str, ModelEntry]:
 def _default_name(path: Path) -> str:
     import re
 
-    return re.sub(r"[^a-z0-9_-]+", "-", path.stem.lower()).strip("-") or "workflow"
+    return re.sub(r"[^a-z0-9_-]+", "-", path.stem.lower()).strip("-")[:NAME_MAX] or "workflow"
 
 
 def _validate_header(document: dict, smap: SourceMap, problems: list[Problem]) -> WorkflowHeader | None:
