@@ -227,7 +227,7 @@ class Interpolate(Generation):
 class Pipeline(Fields):
     class_: str = Field(..., alias="class", pattern=r"^[A-Z][A-Za-z0-9]*Pipeline$",
                         description="a diffusers pipeline class name (one diffusers exports), e.g. StableDiffusionUpscalePipeline; "
-                                    "loaded with CLASS.from_pretrained(model), once per run")
+                                    "loaded with CLASS.from_pretrained(model), once per Session (a run, a sweep, a watch loop)")
     model: ModelIn = Field(..., description="checkpoint for the pipeline: $models.NAME or a source")
     call: ArgumentsWithImages = Field(default_factory=dict, description="keyword arguments of the pipeline call, checked "
                                       "against its signature at validation; a value may link an image output: image: $photo")
