@@ -144,20 +144,18 @@ class Session:
         """Refuse (WorkflowError, before anything loads) a model that alone exceeds the memory budget."""
         from ..models.sources import ModelSource
 
-        needs = []
+        needs = {}  # one per model, at the first node that would load it
         for node_id in plan.order:
             task = plan.tasks[node_id]
             if not no_cache and node_id not in force and self.cache.has(task.key):
                 continue  # a cache hit loads nothing
             for ref, data in task.models.items():
-                needs.append((node_id, data["entry"]["source"], ModelSource.from_data(data), task.dtype, task.device))
-        if not needs or (self.pool.max_ram is None and self.pool._max_vram is None):
+                needs.setdefault((task.model_ids[ref], task.dtype, task.device),
+                                 (node_id, data["entry"]["source"], ModelSource.from_data(data), task.dtype, task.device))
+        if not needs:
             return
-        problems, reported = [], set()
-        for node_id, message in self.resources.budget_problems(needs):
-            if message in reported:  # one problem per model, at the first node that would load it
-                continue
-            reported.add(message)
+        problems = []
+        for node_id, message in self.resources.budget_problems(list(needs.values())):
             path = ("nodes", node_id, "model")
             location = workflow.source_map.locate(path) if workflow.source_map else Location(str(workflow.path))
             problems.append(Problem(location, path, message,

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import struct
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,6 +200,12 @@ class ModelPool:
         if self._max_vram is None:
             self._max_vram = _default_vram_budget()
         return self._max_vram
+
+    def known_budget(self, memory: str) -> int | None:
+        """The budget as far as it is known without importing torch (the default VRAM budget needs it)."""
+        if memory == "vram" and self._max_vram is None and "torch" not in sys.modules:
+            return None
+        return self.budget(memory)
 
     def resident_bytes(self, memory: str) -> int:
         return sum(r.size for r in self.residents.values() if r.memory == memory)

@@ -56,8 +56,9 @@ class ModelRegistry:
         self.torch = torch
         # process-wide settings: a Session's later runs set them again, either way
         torch.use_deterministic_algorithms(deterministic)
-        torch.backends.cudnn.benchmark = False if deterministic else torch.backends.cudnn.benchmark
         torch.backends.cudnn.deterministic = deterministic
+        if deterministic:
+            torch.backends.cudnn.benchmark = False
         self.pool = pool
         self.device = self._usable_device(device)
         self.dtype_name = dtype
@@ -102,6 +103,10 @@ class ModelRegistry:
     def _resident_key(self, identity: str) -> tuple[str, str, str]:
         return (self.device, self.dtype_name, identity)
 
+    def _pool_key(self, key: tuple) -> tuple:
+        """Objects in the pool are kept per device and dtype: the same checkpoint in float16 on CUDA is another one."""
+        return (self.device, self.dtype_name) + key
+
     def cached(self, key: tuple, factory: Callable[[], Any], *, load_label: str | None = None,
                group: str | tuple[str, ...] = (), estimate: Callable[[], int | None] | None = None) -> Any:
         """The object stored under `key` in the pool, made by `factory()` the first time.
@@ -111,7 +116,7 @@ class ModelRegistry:
         they are made of in `group`, and go when any of those is released.
         """
         groups = tuple(self._resident_key(g) for g in ((group,) if isinstance(group, str) else group))
-        full_key = (self.device, self.dtype_name) + key
+        full_key = self._pool_key(key)
         pool = self.pool
         self.in_use.update(g for g in groups if g in pool.residents)
         found = pool.objects.get(full_key)
@@ -307,5 +312,5 @@ class ModelRegistry:
         """A new scheduler for one call: the checkpoint's own (default) or one by short name, from its config."""
         from .schedulers import make_scheduler
 
-        own = self.pool.objects[(self.device, self.dtype_name, "base", identity)][0].scheduler
+        own = self.pool.objects[self._pool_key(("base", identity))][0].scheduler
         return make_scheduler(name, own.config, type(own))

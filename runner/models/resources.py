@@ -92,7 +92,7 @@ class PoolResources:
         problems = []
         for node_id, label, source, dtype, device in needs:
             memory = "vram" if device.startswith("cuda") else "ram"
-            budget = self.pool.budget(memory) if memory == "ram" or "torch" in sys.modules else self.pool._max_vram
+            budget = self.pool.known_budget(memory)
             if budget is None:
                 continue
             needed = estimate_bytes(model_folder(source, self.pool.models_dir), dtype, source.entry.variant)

@@ -194,18 +194,12 @@ class Depth2Img(Generation):
     strength: float | None = Field(None, ge=0, le=1, description="how much to change; default: the pipeline's")
 
 
-class Refine(Generation):
+class Refine(_ImageOrLatents):
     spec: ClassVar[GenerationSpec] = REFINE
     image: ImageIn | None = Field(None, description="image to refine (img2img with strength)")
     latents: LatentsIn | None = Field(None, description="latents of a base node (handoff without decoding)")
     denoising_start: float | None = Field(None, gt=0, lt=1, description="with latents: fraction of the schedule already done by the base")
     strength: float | None = Field(None, ge=0, le=1, description="with image: how much to change; default: the pipeline's")
-
-    @model_validator(mode="after")
-    def _one_input(self):
-        if (self.image is None) == (self.latents is None):
-            raise ValueError("give exactly one of 'image' or 'latents'")
-        return self
 
 
 class InterpolationItem(Fields):
