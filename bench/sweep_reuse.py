@@ -13,27 +13,15 @@ runs (default 3 on tiny, 1 at full size). Run: `.venv/bin/python bench/sweep_reu
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-sys.path.insert(0, str(REPO))
+from timing import BENCH, bench_options, timed
+
 STRENGTHS = ("0.5", "0.6", "0.7", "0.8")
-
-
-def timed(command: list[str], env: dict) -> float:
-    started = time.perf_counter()
-    result = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr}")
-    return time.perf_counter() - started
 
 
 def bench_case(label: str, model: str, size: int, work: Path, repeats: int) -> dict:
@@ -65,11 +53,7 @@ def bench_case(label: str, model: str, size: int, work: Path, repeats: int) -> d
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("tiny", "full"))
-    parser.add_argument("--repeats", type=int, default=0, help="default: 3 on tiny, 1 at full size")
-    parser.add_argument("--models", type=Path, default=REPO / "outputs" / ".bench-models", help="where models are built")
-    args = parser.parse_args()
+    args = bench_options(__doc__, "3 on tiny, 1 at full size")
     results = []
     with tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:
         work = Path(tmp)

@@ -12,7 +12,6 @@ Target: watch <= 0.6 x fresh run. Run: `.venv/bin/python bench/watch_loop.py [--
 
 from __future__ import annotations
 
-import argparse
 import os
 import queue
 import re
@@ -24,17 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-sys.path.insert(0, str(REPO))
-
-
-def timed(command: list[str], env: dict) -> float:
-    started = time.perf_counter()
-    result = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
-    return time.perf_counter() - started
+from timing import BENCH, REPO, bench_options, timed
 
 
 def bench_case(label: str, model: str, folder: Path, size: int, repeats: int, work: Path) -> dict:
@@ -89,11 +78,7 @@ def bench_case(label: str, model: str, folder: Path, size: int, repeats: int, wo
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("tiny", "full"))
-    parser.add_argument("--repeats", type=int, default=0, help="default: 3 on tiny, 2 at full size")
-    parser.add_argument("--models", type=Path, default=REPO / "outputs" / ".bench-models", help="where models are built")
-    args = parser.parse_args()
+    args = bench_options(__doc__, "3 on tiny, 2 at full size")
     from runner.models.tiny import ensure_tiny
 
     results = []
