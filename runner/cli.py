@@ -100,8 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("image", type=Path, help="a PNG written by save_image")
     extract.add_argument("--out", type=Path, help="write the workflow to this file instead of stdout")
 
-    cache = commands.add_parser("cache", help="show or clear the node cache")
-    cache.add_argument("action", choices=("info", "clear"), nargs="?", default="info")
+    cache = commands.add_parser(
+        "cache", help="show, check, prune or clear the node cache",
+        description="info: what the cache folder holds, by kind; verify: check every entry's files against the sha256 "
+                    "recorded when it was written (damaged entries go to quarantine/, their nodes re-run next time; "
+                    "exit 1 if any); prune: evict entries least recently used first; clear: delete every node result. "
+                    "Entries a running process is using are skipped by prune and clear.")
+    cache.add_argument("action", choices=("info", "verify", "prune", "clear"), nargs="?", default="info")
+    cache.add_argument("--max-size", metavar="SIZE", help="prune: evict least recently used entries until the node "
+                                                          "results total at most SIZE (e.g. 10GB, 500MB)")
+    cache.add_argument("--older-than", metavar="DAYS", type=float, help="prune: evict entries not used for DAYS days")
     return parser
 
 
@@ -298,22 +306,54 @@ def cmd_extract(args) -> int:
 
 
 def cmd_cache(args) -> int:
-    from .executor.cache import NodeCache, default_cache_dir
+    from .executor.cache import MARKER_FILE, NodeCache, NotACache, default_cache_dir
+    from .language.errors import Location, Problem, WorkflowError
+    from .models.pool import format_size, parse_size
 
     cache = NodeCache(default_cache_dir())
+    where = Location(f"runner cache {args.action}")
+    if cache.root.exists() and not cache.root.is_dir():
+        raise WorkflowError([Problem(Location(str(cache.root)), (), "the cache folder is a file, not a folder",
+                                     "point RUNNER_CACHE_DIR at a folder")])
+    if args.action != "prune" and (args.max_size is not None or args.older_than is not None):
+        raise WorkflowError([Problem(where, (), "--max-size and --older-than belong to 'runner cache prune'",
+                                     "run 'runner cache prune --max-size SIZE --older-than DAYS'")])
     if args.action == "clear":
-        from .executor.cache import MARKER_FILE, NotACache
-        from .language.errors import Location, Problem, WorkflowError
-
         try:
-            removed = cache.clear()
+            removed, skipped = cache.clear()
         except NotACache as exc:
-            raise WorkflowError([Problem(Location("runner cache clear"), (), str(exc),
+            raise WorkflowError([Problem(where, (), str(exc),
                                          f"point RUNNER_CACHE_DIR at runner's cache folder (one holding {MARKER_FILE})")]) from None
-        print(f"removed {removed} cached node results from {cache.root}")
-    else:
+        print(f"removed {removed} cached node results from {cache.root}"
+              + (f"; kept {skipped} in use by a running process" if skipped else ""))
+    elif args.action == "verify":
+        checked, damaged = cache.verify()
+        for key, problem in damaged:
+            print(f"damaged: {key}: {problem} (moved to {cache.quarantine_dir})")
+        print(f"{cache.root}: checked {checked} node results, {len(damaged)} damaged"
+              + (" (moved aside; their nodes run again when next needed)" if damaged else ""))
+        return EXIT_NODE_FAILED if damaged else EXIT_OK
+    elif args.action == "prune":
+        if args.max_size is None and args.older_than is None:
+            raise WorkflowError([Problem(where, (), "say what to prune", "give --max-size SIZE and/or --older-than DAYS")])
+        try:
+            max_size = parse_size(args.max_size)
+        except ValueError as exc:
+            raise WorkflowError([Problem(where, (), f"--max-size: {exc}")]) from None
+        if args.older_than is not None and not (args.older_than >= 0):
+            raise WorkflowError([Problem(where, (), "--older-than must be a number of days, 0 or more")])
+        removed, freed, skipped = cache.prune(max_size=max_size, older_than_s=None if args.older_than is None
+                                              else args.older_than * 86400)
         entries, size = cache.stats()
+        print(f"removed {removed} cached node results ({format_size(freed)}) from {cache.root}; {entries} left "
+              f"({format_size(size)})" + (f"; kept {skipped} in use by a running process" if skipped else ""))
+    else:
+        info = cache.info()
+        entries, size = info.get("node results", (0, 0))
         print(f"{cache.root}: {entries} cached node results, {size / 1e6:.1f} MB")
+        for kind, (count, total) in info.items():
+            if kind != "node results":
+                print(f"  {kind}: {count} ({format_size(total)})")
     return EXIT_OK
 
 

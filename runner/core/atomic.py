@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, ContextManager, Iterator
 
 
 def write_atomic(path: Path, data: bytes | str) -> Path:
@@ -25,29 +25,34 @@ def write_atomic(path: Path, data: bytes | str) -> Path:
 
 
 @contextmanager
-def staged_folder(final: Path, *, replace: bool = False) -> Iterator[Path]:
+def staged_folder(final: Path, *, replace: bool = False,
+                  guard: Callable[[], ContextManager] | None = None) -> Iterator[Path]:
     """A temporary folder beside `final` to fill; on a clean exit it is renamed to `final`.
 
     When `final` exists already (another writer of the same content landed first), the staged copy is
     dropped and the existing folder kept, unless `replace`: then the old folder is moved aside first.
+    `guard()` (a lock) is held around the swap only, not while the folder is filled.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name[:24]}.", suffix=".tmp", dir=final.parent))
     try:
         yield staging
-        if replace and final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{final.name[:24]}.", suffix=".old", dir=final.parent))
+        with guard() if guard is not None else nullcontext():
+            old = None
+            if replace and final.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{final.name[:24]}.", suffix=".old", dir=final.parent))
+                try:
+                    os.rename(final, old / "entry")
+                except OSError:
+                    pass  # gone meanwhile
             try:
-                os.rename(final, old / "entry")
+                os.rename(staging, final)
             except OSError:
-                pass  # gone meanwhile
+                if not final.is_dir():
+                    raise
+        if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-        try:
-            os.rename(staging, final)
-        except OSError:
-            if not final.is_dir():
-                raise
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

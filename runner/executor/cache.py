@@ -1,40 +1,72 @@
-"""The persistent, content-addressed node cache.
+"""The persistent, content-addressed node cache, shared safely by any number of processes.
 
 An entry is a folder named by the node's cache key, holding one file per
-output value and `entry.json`. Entries are written into a temporary folder
-and renamed into place, so a reader sees a whole entry or none: a crash or
-Ctrl-C mid-write leaves at most a stray temporary folder, never a torn entry.
+output value and `entry.json` (kinds, file names, sizes and sha256 of every
+file). Entries are written into a temporary folder and renamed into place, so
+a reader sees a whole entry or none: a crash or Ctrl-C mid-write leaves at most
+a stray temporary folder, never a torn entry.
+
+Concurrency: each key has a lock file (`locks/ab/KEY.lock`, the filelock
+package: an OS lock, released by the kernel when its process dies). A process
+computes a missing entry while holding its lock, so others wait for it and then
+reuse it instead of computing it again; readers hold it while they read, so a
+`--no-cache` re-run replacing the entry, `cache clear` or `cache prune` never
+removes files under a reader (they skip entries whose lock is held).
+
+Integrity: every read checks the files against `entry.json` (sizes on every
+read, sha256 once per process and entry version). A damaged entry (a missing or
+changed file, unreadable `entry.json`, a file where its folder should be) is
+moved to `quarantine/` with the reason, and the node runs again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+from filelock import FileLock, Timeout
 
 from ..core.atomic import staged_folder
 from ..core.hashing import FileHashCache
 from ..core.paths import default_cache_dir
 
-__all__ = ["NodeCache", "default_cache_dir"]
+__all__ = ["NodeCache", "default_cache_dir", "EntryMissing", "NotACache"]
 
 ENTRY_FILE = "entry.json"
 MARKER_FILE = ".runner-cache"  # written with the first entry: what makes a folder runner's cache, for `cache clear`
 KEY = re.compile(r"^[0-9a-f]{64}$")
+LOCK_POLL_S = 0.2
+_LOCKS: dict[str, FileLock] = {}  # one lock object per lock file in this process: re-entrant, never self-blocking
 
 
 class NotACache(Exception):
     """The folder holds no runner cache marker: runner deletes nothing there."""
 
 
+class EntryMissing(Exception):
+    """A cache entry a node needs is gone (cleared or pruned by another process) or was damaged and moved aside."""
+
+    def __init__(self, key: str, reason: str = "not in the cache"):
+        super().__init__(f"cache entry {key[:12]}: {reason}")
+        self.key, self.reason = key, reason
+
+
 class NodeCache:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.nodes = self.root / "nodes"
+        self.locks = self.root / "locks"
+        self.quarantine_dir = self.root / "quarantine"
         self._hashes = None
+        self._verified: set[tuple[str, int, str]] = set()  # (key, entry.json inode, its sha256): sha256 checked in this process
+        self.on_problem: Callable[[str, str], None] | None = None  # (key, what was wrong): told when an entry is quarantined
 
     @property
     def hashes(self):
@@ -46,42 +78,194 @@ class NodeCache:
     def entry_dir(self, key: str) -> Path:
         return self.nodes / key[:2] / key
 
+    # -- locking -------------------------------------------------------------------------------------------------
+
+    def lock(self, key: str) -> FileLock:
+        """The key's lock: one object per key in this process (re-entrant), an OS lock across processes."""
+        path = self.locks / key[:2] / f"{key}.lock"
+        lock = _LOCKS.get(str(path))
+        if lock is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = _LOCKS[str(path)] = FileLock(str(path), thread_local=False)
+        return lock
+
+    @contextmanager
+    def acquire(self, key: str, should_stop: Callable[[], bool] | None = None,
+                waiting: Callable[[], None] | None = None) -> Iterator[None]:
+        """Hold the key's lock for the `with` block, waiting as long as another process holds it (Ctrl-C and
+        `should_stop` still work; `waiting()` is called once if it has to wait)."""
+        lock = self.lock(key)
+        told = False
+        while True:
+            try:
+                lock.acquire(timeout=LOCK_POLL_S, poll_interval=0.05)
+                break
+            except Timeout:
+                if should_stop is not None and should_stop():
+                    from .engine import RunStopped
+
+                    raise RunStopped("stopped while waiting for another process") from None
+                if waiting is not None and not told:
+                    waiting()
+                    told = True
+        try:
+            yield
+        finally:
+            lock.release()
+
+    # -- reading -------------------------------------------------------------------------------------------------
+
     def has(self, key: str) -> bool:
+        """Whether an entry is there (not checked: `lookup` checks it)."""
         return (self.entry_dir(key) / ENTRY_FILE).is_file()
 
     def read_entry(self, key: str) -> dict:
-        return json.loads((self.entry_dir(key) / ENTRY_FILE).read_text())
+        """The entry's record; EntryMissing when there is none (or it cannot be read)."""
+        try:
+            record = json.loads((self.entry_dir(key) / ENTRY_FILE).read_text())
+        except FileNotFoundError:
+            raise EntryMissing(key) from None
+        except (OSError, ValueError) as exc:
+            raise EntryMissing(key, f"entry.json cannot be read ({exc})") from None
+        if not isinstance(record, dict):
+            raise EntryMissing(key, "entry.json is not a mapping")
+        return record
+
+    def entry(self, key: str) -> dict | None:
+        """The entry's record without checking its files, or None: for what only describes an entry (manifests)."""
+        try:
+            return self.read_entry(key)
+        except EntryMissing:
+            return None
+
+    def lookup(self, key: str) -> dict | None:
+        """The checked entry, or None when there is none; a damaged one is quarantined (and None returned)."""
+        folder = self.entry_dir(key)
+        if not os.path.lexists(folder):
+            return None
+        with self.acquire(key):
+            return self._checked(key)
+
+    def _checked(self, key: str) -> dict | None:
+        """(Lock held.) The entry if whole, else quarantine it and return None."""
+        folder = self.entry_dir(key)
+        if not os.path.lexists(folder):
+            return None
+        problem = self._problem(key)
+        if problem is None:
+            try:
+                os.utime(folder / ENTRY_FILE)  # last use, for `cache prune`
+            except OSError:
+                pass  # a read-only cache
+            return self.read_entry(key)
+        if problem == "gone":
+            return None
+        self._quarantine(key, problem)
+        return None
+
+    def _problem(self, key: str, *, full: bool = False) -> str | None:
+        """What is wrong with an entry (None: nothing; 'gone': removed meanwhile). `full` hashes even if checked before."""
+        folder = self.entry_dir(key)
+        if folder.is_symlink() or not folder.is_dir():
+            return "gone" if not os.path.lexists(folder) else "a file where the entry's folder should be"
+        try:
+            text = (folder / ENTRY_FILE).read_bytes()
+            inode = (folder / ENTRY_FILE).stat().st_ino
+        except FileNotFoundError:
+            return "gone" if not folder.exists() else "entry.json is missing"
+        except OSError as exc:
+            return f"entry.json cannot be read ({exc})"
+        try:
+            record = json.loads(text)
+            outputs = record["outputs"]
+            record["default_output"]
+            checks = [(name, out["kind"], list(out["files"]), list(out["sha256"]), out.get("sizes"))
+                      for name, out in outputs.items()]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return f"entry.json is damaged ({type(exc).__name__}: {exc})"
+        # the entry as written (a replaced entry has a new entry.json): hashed once per process, sizes every time
+        stamp = (key, inode, hashlib.sha256(text).hexdigest())
+        hash_now = full or stamp not in self._verified
+        for name, _kind, files, digests, sizes in checks:
+            if len(digests) != len(files) or (sizes is not None and len(sizes) != len(files)):
+                return f"entry.json is damaged (output {name!r} lists {len(files)} files but {len(digests)} digests)"
+            for index, file in enumerate(files):
+                path = folder / file
+                if not isinstance(file, str) or Path(file).name != file or path.is_symlink() or not path.is_file():
+                    return f"output file {file} is missing"
+                if sizes is not None and path.stat().st_size != sizes[index]:
+                    return f"output file {file} has {path.stat().st_size} bytes, not the {sizes[index]} written"
+                if hash_now and _sha256(path) != digests[index]:
+                    return f"output file {file} does not match the sha256 recorded when it was written"
+        if hash_now:
+            self._verified.add(stamp)
+        return None
 
     def output(self, key: str, name: str | None = None) -> tuple[str, list[Path]]:
-        """(kind, files) of one stored output; `name` None is the node's default output."""
-        entry = self.read_entry(key)
-        record = entry["outputs"][name or entry["default_output"]]
+        """(kind, files) of one checked output; `name` None is the node's default output. EntryMissing if gone or
+        damaged. The files may be replaced or removed by another process afterwards: read them with `read_output`."""
+        with self.acquire(key):
+            return self._output(key, name)
+
+    def _output(self, key: str, name: str | None) -> tuple[str, list[Path]]:
+        entry = self._checked(key)
+        if entry is None:
+            raise EntryMissing(key)
+        output = name or entry["default_output"]
+        if output not in entry["outputs"]:
+            raise EntryMissing(key, f"has no output {output!r}")
+        record = entry["outputs"][output]
         folder = self.entry_dir(key)
         return record["kind"], [folder / file for file in record["files"]]
+
+    def read_output(self, key: str, name: str | None, reader: Callable[[str, list[Path]], Any]) -> Any:
+        """`reader(kind, files)` on one checked output, with the entry locked (nothing replaces it meanwhile)."""
+        with self.acquire(key):
+            kind, files = self._output(key, name)
+            try:
+                return reader(kind, files)
+            except FileNotFoundError as exc:
+                raise EntryMissing(key, f"a file vanished while it was read ({exc.filename})") from None
+
+    # -- writing -------------------------------------------------------------------------------------------------
 
     def put(self, key: str, outputs: dict[str, tuple[str, Any]], write_value: Callable[[str, Any, Path], list[str]],
             info: dict, *, replace: bool = False) -> None:
         """Store outputs {name: (kind, value)} atomically; `write_value(kind, value, stem)` returns the file names written.
 
-        An entry that landed meanwhile (another process computed the same key) is kept, unless `replace`
-        (a --no-cache run re-computed it: its fresh outputs win).
+        An entry that landed meanwhile (another process computed the same key) is kept, unless `replace` (a
+        --no-cache run re-computed it: its fresh outputs win). The files are written unlocked; the swap into place
+        is done under the key's lock, so no reader sees it half-done.
         """
         self.mark()
-        with staged_folder(self.entry_dir(key), replace=replace) as staging:
+        folder = self.entry_dir(key)
+        self._clear_way(folder.parent)
+        with staged_folder(folder, replace=replace, guard=lambda: self._swapping(key, replace)) as staging:
             record = {"key": key, **info, "outputs": {}}
             for name, (kind, value) in outputs.items():
                 files = [Path(f).name for f in write_value(kind, value, staging / name)]
-                digests = [hashlib.sha256((staging / f).read_bytes()).hexdigest() for f in files]
-                record["outputs"][name] = {"kind": kind, "files": files, "sha256": digests}
+                digests = [_sha256(staging / f) for f in files]
+                sizes = [(staging / f).stat().st_size for f in files]
+                record["outputs"][name] = {"kind": kind, "files": files, "sha256": digests, "sizes": sizes}
             (staging / ENTRY_FILE).write_text(json.dumps(record, indent=1, sort_keys=True))
 
-    def stats(self) -> tuple[int, int]:
-        entries = size = 0
-        if self.nodes.is_dir():
-            for entry in self.nodes.glob("*/*/" + ENTRY_FILE):
-                entries += 1
-                size += sum(f.stat().st_size for f in entry.parent.iterdir() if f.is_file())
-        return entries, size
+    @contextmanager
+    def _swapping(self, key: str, replace: bool) -> Iterator[None]:
+        """The key's lock around the swap into place; a damaged entry in the way is quarantined, not kept."""
+        with self.acquire(key):
+            folder = self.entry_dir(key)
+            if not replace and os.path.lexists(folder):
+                problem = self._problem(key)
+                if problem not in (None, "gone"):
+                    self._quarantine(key, problem)
+            elif replace and os.path.lexists(folder) and (folder.is_symlink() or not folder.is_dir()):
+                self._quarantine(key, "a file where the entry's folder should be")
+            yield
+
+    def _clear_way(self, shard: Path) -> None:
+        """A file (or link) where a shard folder should be is moved aside, so the entry can be written."""
+        if os.path.lexists(shard) and (shard.is_symlink() or not shard.is_dir()):
+            self._move_aside(shard, f"shard-{shard.name}", "a file where a folder of the cache should be")
 
     def mark(self) -> None:
         marker = self.root / MARKER_FILE
@@ -89,26 +273,224 @@ class NodeCache:
             self.root.mkdir(parents=True, exist_ok=True)
             marker.write_text('{"runner_cache": 1}\n')
 
-    def clear(self) -> int:
-        """Delete the node results runner stored (entries it recognises, stray staging folders) and nothing else."""
+    # -- damage ---------------------------------------------------------------------------------------------------
+
+    def _quarantine(self, key: str, reason: str) -> None:
+        """(Lock held.) Move a damaged entry to quarantine/ with the reason, and tell `on_problem`."""
+        self._move_aside(self.entry_dir(key), key, reason)
+        self._verified = {stamp for stamp in self._verified if stamp[0] != key}
+        if self.on_problem is not None:
+            self.on_problem(key, reason)
+
+    def _move_aside(self, path: Path, name: str, reason: str) -> None:
+        try:
+            self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+            target = self.quarantine_dir / f"{name}.{time.strftime('%Y%m%d-%H%M%S')}.{os.getpid()}"
+            target.mkdir()
+            os.rename(path, target / "entry")
+            (target / "reason.txt").write_text(reason + "\n")
+        except FileNotFoundError:
+            pass  # removed meanwhile
+        except OSError:
+            _remove(path)  # cannot keep it (a read-only or full cache folder): at least never read it again
+
+    # -- the whole cache -----------------------------------------------------------------------------------------
+
+    def keys(self) -> Iterator[str]:
+        """Every key with a folder (whole or not) under nodes/."""
         if not self.nodes.is_dir():
-            return 0
-        if not (self.root / MARKER_FILE).is_file():
-            raise NotACache(f"{self.root} has no {MARKER_FILE} marker, so it is not a runner cache (or one written before "
-                            "the marker existed): nothing was deleted")
-        count = 0
+            return
         for shard in sorted(self.nodes.iterdir()):
             if not (shard.is_dir() and not shard.is_symlink() and re.fullmatch(r"[0-9a-f]{2}", shard.name)):
                 continue
             for entry in sorted(shard.iterdir()):
-                ours = entry.is_dir() and not entry.is_symlink() and (
-                    (KEY.match(entry.name) and entry.name.startswith(shard.name) and (entry / ENTRY_FILE).is_file())
-                    or (entry.name.startswith(".") and entry.name.endswith((".tmp", ".old"))))
-                if ours:
-                    count += not entry.name.startswith(".")
-                    shutil.rmtree(entry, ignore_errors=True)
+                if KEY.match(entry.name) and entry.name.startswith(shard.name):
+                    yield entry.name
+
+    def stats(self) -> tuple[int, int]:
+        entries = size = 0
+        if self.nodes.is_dir():
+            for entry in self.nodes.glob("*/*/" + ENTRY_FILE):
+                entries += 1
+                size += _tree_size(entry.parent)
+        return entries, size
+
+    def info(self) -> dict[str, tuple[int, int]]:
+        """What the cache folder holds, by kind: {kind: (count, bytes)}; everything under it is counted somewhere."""
+        counts: dict[str, list[int]] = {}
+
+        def add(kind: str, count: int, size: int) -> None:
+            counts.setdefault(kind, [0, 0])
+            counts[kind][0] += count
+            counts[kind][1] += size
+
+        if not self.root.is_dir():
+            return {}
+        for child in sorted(self.root.iterdir()):
+            if child == self.nodes and child.is_dir() and not child.is_symlink():
+                for shard in sorted(child.iterdir()):
+                    for entry in sorted(shard.iterdir()) if shard.is_dir() and not shard.is_symlink() else [shard]:
+                        if entry.parent == child:
+                            add("other files", 1, _tree_size(entry))
+                        elif KEY.match(entry.name) and (entry / ENTRY_FILE).is_file():
+                            add("node results", 1, _tree_size(entry))
+                        elif entry.name.startswith(".") and entry.name.endswith((".tmp", ".old")):
+                            add("unfinished writes", 1, _tree_size(entry))
+                        else:
+                            add("other files", 1, _tree_size(entry))
+            elif child.name == "models" and child.is_dir():
+                for model in child.iterdir():
+                    add("built models", 1, _tree_size(model))
+            elif child.name == "signatures" and child.is_dir():
+                for file in child.iterdir():
+                    add("pipeline signatures", 1, _tree_size(file))
+            elif child.name == "file-hashes.json":
+                try:
+                    known = len(json.loads(child.read_text()))
+                except (OSError, ValueError, TypeError):
+                    known = 0
+                add("remembered file hashes", known, _tree_size(child))
+            elif child == self.locks and child.is_dir():
+                add("lock files", sum(1 for p in child.rglob("*.lock")), _tree_size(child))
+            elif child == self.quarantine_dir and child.is_dir():
+                for item in child.iterdir():
+                    add("quarantined entries", 1, _tree_size(item))
+            elif child.name == MARKER_FILE:
+                continue
+            else:
+                add("other files", 1, _tree_size(child))
+        return {kind: (count, size) for kind, (count, size) in counts.items()}
+
+    def verify(self) -> tuple[int, list[tuple[str, str]]]:
+        """Check every entry's files against its record (hashing all of them); damaged ones are quarantined.
+        Returns (entries checked, [(key, problem)]); entries in use by another process are checked after it."""
+        checked, damaged = 0, []
+        for key in list(self.keys()):
+            with self.acquire(key):
+                problem = self._problem(key, full=True)
+                if problem == "gone":
+                    continue
+                checked += 1
+                if problem is not None:
+                    damaged.append((key, problem))
+                    self._quarantine(key, problem)
+        return checked, damaged
+
+    def prune(self, *, max_size: int | None = None, older_than_s: float | None = None,
+              now: float | None = None) -> tuple[int, int, int]:
+        """Evict entries last used more than `older_than_s` ago, then the least recently used until the entries
+        total at most `max_size` bytes. Entries in use (locked by another process) are kept.
+        Returns (removed, bytes freed, skipped because in use)."""
+        now = time.time() if now is None else now
+        entries = []
+        for key in self.keys():
+            folder = self.entry_dir(key)
+            try:
+                used = (folder / ENTRY_FILE).stat().st_mtime
+            except OSError:
+                used = 0.0  # damaged: the first to go
+            entries.append((used, key, _tree_size(folder)))
+        entries.sort()
+        total = sum(size for _used, _key, size in entries)
+        removed = freed = skipped = 0
+        for used, key, size in entries:
+            old = older_than_s is not None and now - used > older_than_s
+            big = max_size is not None and total > max_size
+            if not (old or big):
+                continue
+            if self._remove_unless_in_use(key):
+                removed += 1
+                freed += size
+                total -= size
+            else:
+                skipped += 1
+        return removed, freed, skipped
+
+    def _remove_unless_in_use(self, key: str) -> bool:
+        lock = self.lock(key)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return False
+        try:
+            _remove(self.entry_dir(key))
+            self._verified = {stamp for stamp in self._verified if stamp[0] != key}
+            return True
+        finally:
+            lock.release()
+
+    def clear(self) -> tuple[int, int]:
+        """Delete the node results runner stored (entries it recognises, stray staging folders, quarantined entries)
+        and nothing else; entries in use by a running process are kept. Returns (removed, skipped as in use)."""
+        if not self.nodes.is_dir():
+            return 0, 0
+        if not (self.root / MARKER_FILE).is_file():
+            raise NotACache(f"{self.root} has no {MARKER_FILE} marker, so it is not a runner cache (or one written before "
+                            "the marker existed): nothing was deleted")
+        count = skipped = 0
+        for shard in sorted(self.nodes.iterdir()):
+            if not (shard.is_dir() and not shard.is_symlink() and re.fullmatch(r"[0-9a-f]{2}", shard.name)):
+                continue
+            for entry in sorted(shard.iterdir()):
+                if entry.is_symlink() or not entry.is_dir():
+                    continue
+                if KEY.match(entry.name) and entry.name.startswith(shard.name) and (entry / ENTRY_FILE).is_file():
+                    if self._remove_unless_in_use(entry.name):
+                        count += 1
+                    else:
+                        skipped += 1
+                elif entry.name.startswith(".") and entry.name.endswith(".old"):
+                    _remove(entry)
+                elif entry.name.startswith(".") and entry.name.endswith(".tmp") and time.time() - _mtime(entry) > 3600:
+                    _remove(entry)  # a writer's staging folder: only once no live writer can still be filling it
             try:
                 shard.rmdir()  # only when nothing else is left in it
             except OSError:
                 pass
-        return count
+        if self.quarantine_dir.is_dir() and not self.quarantine_dir.is_symlink():
+            for item in self.quarantine_dir.iterdir():
+                if (item / "reason.txt").is_file():
+                    _remove(item)
+        return count, skipped
+
+
+def _sha256(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
+def _tree_size(path: Path) -> int:
+    try:
+        if path.is_symlink() or path.is_file():
+            return path.lstat().st_size
+        return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    except OSError:
+        return 0
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _remove(path: Path) -> None:
+    """Remove a folder (or file) so that no reader ever sees it half-deleted: renamed away first, then deleted."""
+    if not os.path.lexists(path):
+        return
+    if path.is_symlink() or not path.is_dir():
+        try:
+            path.unlink()
+        except OSError:
+            pass
+        return
+    gone = path.with_name(f".{path.name[:24]}.{os.getpid()}.{time.monotonic_ns()}.old")
+    try:
+        os.rename(path, gone)
+    except OSError:
+        return
+    shutil.rmtree(gone, ignore_errors=True)

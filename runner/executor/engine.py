@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
 from ..language.refs import Link
-from .cache import NodeCache
+from .cache import EntryMissing, NodeCache
 from .plan import Plan, Task, decode_links
 from .values import read_value, write_value
 
@@ -95,8 +95,8 @@ class NodeContext:
         return self._resources.source(self.task.models[ref]), self.task.model_ids[ref]
 
     def load(self, link: Link) -> Any:
-        kind, files = self._cache.output(self.task.upstream[link.node], link.output)
-        return read_value(kind, files)
+        """An upstream node's output, read from its checked cache entry (EntryMissing if it was removed meanwhile)."""
+        return self._cache.read_output(self.task.upstream[link.node], link.output, read_value)
 
     def load_many(self, value: Link | list[Link]) -> list[Any]:
         items: list[Any] = []
@@ -136,38 +136,94 @@ class LocalExecutor:
         next denoising step or node boundary once `should_stop()` is true."""
         results: dict[str, NodeResult] = {}
         self.last_results = results
-        for node_id in plan.order:
-            if should_stop is not None and should_stop():
-                raise RunStopped(f"stopped before node '{node_id}'")
-            task = plan.tasks[node_id]
-            if not no_cache and node_id not in force and self.cache.has(task.key):
-                result = NodeResult("cached", info=self.cache.read_entry(task.key).get("info", {}))
-                events.node_cached(node_id)
-            else:
-                result = self._execute(task, events, results, replace=no_cache or node_id in force, should_stop=should_stop)
-            results[node_id] = result
-            if after_node is not None:
-                after_node(task, result)
+        owners = {task.key: node_id for node_id, task in plan.tasks.items()}
+
+        def damaged(key: str, reason: str) -> None:
+            node = owners.get(key)
+            if node is not None:
+                events.node_warning(node, f"its cache entry was damaged ({reason}): moved to the cache's quarantine/ "
+                                          "folder, the node runs again")
+
+        self.cache.on_problem = damaged
+        try:
+            for node_id in plan.order:
+                if should_stop is not None and should_stop():
+                    raise RunStopped(f"stopped before node '{node_id}'")
+                task = plan.tasks[node_id]
+                replace = no_cache or node_id in force
+                result = self._from_cache(task, events) if not replace else None
+                if result is None:
+                    result = self._compute(plan, task, events, results, replace=replace, should_stop=should_stop)
+                results[node_id] = result
+                if after_node is not None:
+                    try:
+                        after_node(task, result)
+                    except EntryMissing:  # an input entry was removed by another process: make it again, once
+                        self._ensure_upstream(plan, task, events, should_stop)
+                        after_node(task, result)
+        finally:
+            self.cache.on_problem = None
         return results
+
+    def _from_cache(self, task: Task, events: Events) -> NodeResult | None:
+        entry = self.cache.lookup(task.key)
+        if entry is None:
+            return None
+        events.node_cached(task.node_id)
+        return NodeResult("cached", info=entry.get("info", {}))
+
+    def _compute(self, plan: Plan, task: Task, events: Events, results: dict[str, NodeResult], *, replace: bool,
+                 should_stop: Callable[[], bool] | None) -> NodeResult:
+        """Run the node, holding its entry's lock unless it replaces an entry (--no-cache, --force): another process
+        computing the same key meanwhile is waited for and its entry reused, never computed twice."""
+        if replace:
+            return self._execute(plan, task, events, results, replace=True, should_stop=should_stop)
+        with self.cache.acquire(task.key, should_stop, waiting=lambda: events.node_warning(
+                task.node_id, "another process is computing this node: waiting for its result")):
+            result = self._from_cache(task, events)
+            if result is not None:
+                return result
+            return self._execute(plan, task, events, results, replace=False, should_stop=should_stop)
+
+    def _ensure_upstream(self, plan: Plan, task: Task, events: Events, should_stop: Callable[[], bool] | None,
+                         depth: int = 0) -> None:
+        """Upstream entries removed since they were checked (another process's `cache clear`, a damaged file) are
+        computed again before the node reads them."""
+        for node_id, key in task.upstream.items():
+            if self.cache.lookup(key) is None and node_id in plan.tasks and depth < len(plan.tasks):
+                upstream = plan.tasks[node_id]
+                with self.cache.acquire(key, should_stop):
+                    if self.cache.lookup(key) is None:
+                        events.node_warning(task.node_id, f"the cache entry of its input '{node_id}' was removed or "
+                                                          "damaged meanwhile: computing it again")
+                        self._ensure_upstream(plan, upstream, events, should_stop, depth + 1)
+                        self._execute(plan, upstream, events, {}, replace=False, should_stop=should_stop, quiet=True)
 
     def fields(self, task: Task):
         """The node's validated fields, rebuilt from the task's plain data."""
         return self.catalogue[task.type_name].model.model_validate(decode_links(task.fields))
 
-    def _execute(self, task: Task, events: Events, results: dict[str, NodeResult], *, replace: bool,
-                 should_stop: Callable[[], bool] | None = None) -> NodeResult:
+    def _execute(self, plan: Plan, task: Task, events: Events, results: dict[str, NodeResult], *, replace: bool,
+                 should_stop: Callable[[], bool] | None = None, quiet: bool = False) -> NodeResult:
         node_type = self.catalogue[task.type_name]
         context = NodeContext(task, self.cache, self.resources, events, should_stop)
-        events.node_started(task.node_id)
+        if not quiet:
+            events.node_started(task.node_id)
         started = time.perf_counter()
-        retried = False
+        retried = refetched = False
         try:
             fields = self.fields(task)
+            self._ensure_upstream(plan, task, events, should_stop)
             while True:
                 self.resources.node_started(task)
                 try:
                     outputs = node_type.run(context, fields)
                     break
+                except EntryMissing:
+                    if refetched:
+                        raise
+                    refetched = True  # an input entry vanished under the node: compute it again, then the node
+                    self._ensure_upstream(plan, task, events, should_stop)
                 except Exception as error:  # noqa: BLE001
                     if retried or not self.resources.retry_after(task, error):
                         raise
@@ -190,5 +246,6 @@ class LocalExecutor:
             results[task.node_id] = NodeResult("failed", seconds, {**context.info, "error": f"{type(error).__name__}: {error}"})
             events.node_failed(task.node_id, error)
             raise NodeFailed(task.node_id, task.type_name, error) from error
-        events.node_done(task.node_id, seconds)
+        if not quiet:
+            events.node_done(task.node_id, seconds)
         return NodeResult("ran", seconds, context.info)

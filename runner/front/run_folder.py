@@ -198,7 +198,6 @@ class PublishContext:
 
     def publish_png(self, source, name: str) -> str:
         link, index = source if isinstance(source, tuple) else (source, 0)
-        _kind, files = self._files(link)
         plan = self.publisher.plan
         seed = plan.seeds.get(link.node)
         texts = {
@@ -207,12 +206,13 @@ class PublishContext:
             "runner:node": link.node,
             "runner:seed": json.dumps({"workflow_seed": plan.workflow_seed, "node_seed": seed}),
         }
-        pixels = files[index].read_bytes()
+        pixels = self.publisher.cache.read_output(self.task.upstream[link.node], link.output,
+                                                  lambda _kind, paths: paths[index].read_bytes())
         source_task = plan.tasks[link.node]
         source_fields = self.publisher.workflow.nodes[link.node].fields
         model_ref = getattr(source_fields, "model", None)
         if model_ref:
-            info = self.publisher.cache.read_entry(source_task.key).get("info", {})
+            info = (self.publisher.cache.entry(source_task.key) or {}).get("info", {})
             loras = [(a1111_name(source_task.models[item.model]["entry"]["source"]), item.scale,
                       self._weights_hash(source_task.models[item.model])) for item in getattr(source_fields, "lora", [])]
             parameters = a1111_parameters(source_fields, info, seed, png_size(pixels),
@@ -256,15 +256,15 @@ def _input_hashes(cache: NodeCache, task: Task) -> dict[str, list[str]]:
     for link in task.inputs:
         node, output = link[1:].split(".", 1)
         key = task.upstream[node]
-        hashes[link] = cache.read_entry(key)["outputs"].get(output, {}).get("sha256", []) if cache.has(key) else []
+        entry = cache.entry(key) or {}
+        hashes[link] = (entry.get("outputs") or {}).get(output, {}).get("sha256", [])
     return hashes
 
 
 def _output_hashes(cache: NodeCache, key: str) -> dict[str, list[str]]:
     """sha256 of each stored output file, as recorded in the cache entry (empty when the node did not finish)."""
-    if not cache.has(key):
-        return {}
-    return {name: output.get("sha256", []) for name, output in cache.read_entry(key)["outputs"].items()}
+    entry = cache.entry(key) or {}
+    return {name: output.get("sha256", []) for name, output in (entry.get("outputs") or {}).items()}
 
 
 def build_manifest(workflow: Workflow, plan: Plan, results: dict[str, NodeResult], publisher: Publisher, status: str,

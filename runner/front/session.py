@@ -55,8 +55,7 @@ class Run:
             raise KeyError(f"node '{node_id}' has no stored outputs (status: {node['status']})")
         if output is not None and output not in node["outputs"]:
             raise KeyError(f"node '{node_id}' has no output '{output}'; it has: {', '.join(node['outputs'])}")
-        kind, files = self.cache.output(node["key"], output)
-        return read_value(kind, files)
+        return self.cache.read_output(node["key"], output, read_value)
 
 
 class Session:

@@ -1,0 +1,277 @@
+"""The cache under damage, concurrency and kills: integrity checks and quarantine, verify/prune/info, many processes
+on one cache, runs killed at spread moments and resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, latest_run, manifest, run_cli, statuses, write_workflow
+
+# image nodes only (no model to load): many processes fit on two cores
+IMAGES = """version: 1
+name: shared
+nodes:
+  photo: {type: load_image, path: in.png, size: [96, 64]}
+  edges: {type: canny, image: $photo}
+  mask: {type: make_mask, like: $photo, shapes: [{rect: [10, 10, 50, 40]}], grow: 3}
+  big: {type: upscale, image: $edges, scale: 2}
+  sheet: {type: grid, images: [$photo, $edges, $mask], cols: 3}
+  out_sheet: {type: save_image, image: $sheet, name: sheet.png}
+  out_big: {type: save_image, image: $big, name: big.png}
+"""
+NODES = {"photo", "edges", "mask", "big", "sheet", "out_sheet", "out_big"}  # each has an entry (a save's is empty)
+
+
+def _entries(cache: Path) -> dict[str, Path]:
+    return {json.loads(e.read_text())["node_id"]: e.parent for e in (cache / "nodes").glob("*/*/entry.json")}
+
+
+def _outputs(run_dir: Path) -> dict[str, bytes]:
+    return {name: (run_dir / name).read_bytes() for name in ("sheet.png", "big.png")}
+
+
+def _pixels(path: Path) -> bytes:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.tobytes()
+
+
+@pytest.fixture
+def images_workflow(tmp_path) -> Path:
+    return write_workflow(tmp_path, "shared.yaml", IMAGES)
+
+
+def _run(workflow: Path, out: Path, *extra: str) -> Path:
+    assert run_cli("run", workflow, "--out", out, "--plain", *extra) == 0
+    return latest_run(out, "shared")
+
+
+def _damage(kind: str, entry: Path) -> None:
+    record = json.loads((entry / "entry.json").read_text())
+    image = entry / record["outputs"][record["default_output"]]["files"][0]
+    if kind == "flipped byte":
+        data = bytearray(image.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        image.write_bytes(bytes(data))
+    elif kind == "truncated file":
+        image.write_bytes(image.read_bytes()[:-7])
+    elif kind == "deleted output":
+        image.unlink()
+    elif kind == "garbage entry.json":
+        (entry / "entry.json").write_text('{"outputs": [1, 2')
+    elif kind == "wrong-shape entry.json":
+        (entry / "entry.json").write_text('["not", "a", "record"]')
+    elif kind == "file where the folder should be":
+        import shutil
+
+        shutil.rmtree(entry)
+        entry.write_text("not a folder")
+
+
+@pytest.mark.parametrize("kind", ["flipped byte", "truncated file", "deleted output", "garbage entry.json",
+                                  "wrong-shape entry.json", "file where the folder should be"])
+def test_a_damaged_entry_is_detected_quarantined_and_recomputed(images_workflow, tmp_path, isolated_cache, capsys, kind):
+    clean = _outputs(_run(images_workflow, tmp_path / "clean"))
+    entry = _entries(isolated_cache)["edges"]
+    _damage(kind, entry)
+    capsys.readouterr()
+    run_dir = _run(images_workflow, tmp_path / "out")
+    err = capsys.readouterr().err
+    assert "edges" in err and "damaged" in err and "quarantine" in err, err
+    assert statuses(run_dir)["edges"] == "ran"
+    assert {node for node, status in statuses(run_dir).items() if status == "ran"} <= {"edges", "big", "sheet", "out_sheet",
+                                                                                       "out_big"}
+    assert _outputs(run_dir) == clean
+    quarantined = list((isolated_cache / "quarantine").iterdir())
+    assert len(quarantined) == 1 and (quarantined[0] / "reason.txt").read_text().strip()
+    # the recomputed entry is whole again: a third run is all cache hits
+    assert set(statuses(_run(images_workflow, tmp_path / "again")).values()) == {"cached"}
+
+
+def test_a_damaged_input_entry_is_recomputed_before_its_reader_runs(images_workflow, tmp_path, isolated_cache, capsys):
+    """An upstream entry damaged between the check of its own node and the read by the next one."""
+    clean = _outputs(_run(images_workflow, tmp_path / "clean"))
+    entries = _entries(isolated_cache)
+    import shutil
+
+    for node in ("big", "sheet", "out_big", "out_sheet"):
+        if node in entries:
+            shutil.rmtree(entries[node])
+    _damage("flipped byte", entries["edges"])
+    run_dir = _run(images_workflow, tmp_path / "out")
+    assert _outputs(run_dir) == clean
+
+
+def test_cache_verify_reports_damage_and_exits_1(images_workflow, tmp_path, isolated_cache, capsys):
+    _run(images_workflow, tmp_path / "out")
+    capsys.readouterr()
+    assert run_cli("cache", "verify") == 0
+    assert f"checked {len(NODES)} node results, 0 damaged" in capsys.readouterr().out
+    entries = _entries(isolated_cache)
+    _damage("flipped byte", entries["mask"])
+    _damage("deleted output", entries["big"])
+    assert run_cli("cache", "verify") == 1
+    out = capsys.readouterr().out
+    assert out.count("damaged: ") == 2 and entries["mask"].name in out and "sha256" in out and "missing" in out
+    assert "2 damaged" in out
+    assert not entries["mask"].exists() and len(list((isolated_cache / "quarantine").iterdir())) == 2
+    assert run_cli("cache", "verify") == 0
+
+
+def test_cache_info_counts_everything_by_kind(images_workflow, tmp_path, isolated_cache, capsys):
+    _run(images_workflow, tmp_path / "out")
+    _damage("flipped byte", _entries(isolated_cache)["mask"])
+    run_cli("cache", "verify")
+    (isolated_cache / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert run_cli("cache", "info") == 0
+    out = capsys.readouterr().out
+    assert f"{len(NODES) - 1} cached node results" in out
+    for kind in ("quarantined entries: 1", "lock files: 7", "other files: 1"):
+        assert kind in out, out
+
+
+def _hold_lock(cache: Path, key: str) -> subprocess.Popen:
+    """Another process holding an entry's lock (as a run reading or computing it does)."""
+    path = cache / "locks" / key[:2] / f"{key}.lock"
+    code = ("import sys, filelock; lock = filelock.FileLock(sys.argv[1]); lock.acquire(); print('held', flush=True); "
+            "sys.stdin.read()")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_cache_prune_by_age_and_size_keeps_entries_in_use(images_workflow, tmp_path, isolated_cache, capsys):
+    _run(images_workflow, tmp_path / "out")
+    entries = _entries(isolated_cache)
+    # last use is recorded at read: "photo" the least recently used, "sheet" the most
+    for age, node in enumerate(["sheet", "out_sheet", "out_big", "big", "mask", "edges", "photo"]):
+        stamp = time.time() - 86400 * (age + 1)
+        os.utime(entries[node] / "entry.json", (stamp, stamp))
+    assert run_cli("cache", "prune", "--older-than", "5.5") == 0
+    assert "removed 2 cached node results" in capsys.readouterr().out
+    assert set(_entries(isolated_cache)) == {"sheet", "out_sheet", "out_big", "big", "mask"}
+    sizes = {node: sum(f.stat().st_size for f in folder.iterdir()) for node, folder in _entries(isolated_cache).items()}
+    holder = _hold_lock(isolated_cache, entries["mask"].name)
+    try:
+        # room for the most recent one and "mask", which is in use by another process and cannot go
+        assert run_cli("cache", "prune", "--max-size", str(sizes["sheet"] + sizes["mask"])) == 0
+        out = capsys.readouterr().out
+        assert "removed 3 cached node results" in out and "kept 1 in use" in out
+        assert set(_entries(isolated_cache)) == {"sheet", "mask"}
+        assert run_cli("cache", "clear") == 0
+        assert "kept 1 in use" in capsys.readouterr().out and set(_entries(isolated_cache)) == {"mask"}
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+    assert run_cli("cache", "prune") == 2
+    assert run_cli("cache", "prune", "--max-size", "lots") == 2
+    assert run_cli("cache", "info", "--older-than", "3") == 2
+
+
+def test_a_read_marks_the_entry_as_recently_used(images_workflow, tmp_path, isolated_cache):
+    _run(images_workflow, tmp_path / "out")
+    entry = _entries(isolated_cache)["photo"] / "entry.json"
+    os.utime(entry, (1_000_000, 1_000_000))
+    _run(images_workflow, tmp_path / "out")
+    assert time.time() - entry.stat().st_mtime < 600
+
+
+def test_no_cache_replaces_an_entry_whole(images_workflow, tmp_path, isolated_cache):
+    clean = _outputs(_run(images_workflow, tmp_path / "out"))
+    before = {node: json.loads((folder / "entry.json").read_text())["outputs"] for node, folder in _entries(isolated_cache).items()}
+    assert _outputs(_run(images_workflow, tmp_path / "out", "--no-cache")) == clean
+    after = {node: json.loads((folder / "entry.json").read_text())["outputs"] for node, folder in _entries(isolated_cache).items()}
+    assert after == before
+    assert not [p for p in (isolated_cache / "nodes").rglob(".*") if p.name.endswith((".tmp", ".old"))]
+
+
+def _spawn(workflow: Path, out: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "runner", "run", str(workflow), "--out", str(out), "--plain", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+
+
+def test_eight_processes_share_one_cache(images_workflow, tmp_path, isolated_cache):
+    """Overlapping rounds, cold and warm, some with --no-cache, and a `cache clear` in the middle: every process
+    exits 0, every output equals a serial run's, no torn entry and no stray staging folder is left."""
+    serial = _outputs(_run(images_workflow, tmp_path / "serial", "--no-cache"))
+    assert run_cli("cache", "clear") == 0
+    for round_ in range(2):  # the first round starts cold, the second warm
+        processes = [_spawn(images_workflow, tmp_path / f"out{round_}-{i}", *(["--no-cache"] if i % 3 == 1 else []))
+                     for i in range(8)]
+        for line in processes[0].stdout:  # the first one is working: clear the cache under all of them
+            if line.startswith(("running", "cached")):
+                break
+        clear = subprocess.run([sys.executable, "-m", "runner", "cache", "clear"], capture_output=True, text=True,
+                               cwd=REPO, timeout=120)
+        assert clear.returncode == 0 and "Traceback" not in clear.stderr, clear.stderr
+        for i, process in enumerate(processes):
+            stdout, stderr = process.communicate(timeout=300)
+            assert process.returncode == 0 and "Traceback" not in stderr, (stdout, stderr)
+            assert _outputs(latest_run(tmp_path / f"out{round_}-{i}", "shared")) == serial
+    for folder in _entries(isolated_cache).values():
+        record = json.loads((folder / "entry.json").read_text())
+        for output in record["outputs"].values():
+            assert [(folder / f).stat().st_size for f in output["files"]] == output["sizes"]
+    assert not [p for p in (isolated_cache / "nodes").rglob(".*") if p.name.endswith((".tmp", ".old"))]
+    assert not (isolated_cache / "quarantine").exists()
+
+
+KILLED = """version: 1
+name: killed
+seed: 7
+models:
+  sd: tiny:sd15
+nodes:
+  photo: {type: load_image, path: in.png, size: [64, 64]}
+  edges: {type: canny, image: $photo}
+  first: {type: img2img, model: $models.sd, image: $photo, prompt: a room, strength: 1.0, steps: 20}
+  second: {type: img2img, model: $models.sd, image: $first, prompt: a painted room, strength: 1.0, steps: 20}
+  sheet: {type: grid, images: [$edges, $second], cols: 2}
+  out: {type: save_image, image: $sheet, name: sheet.png}
+"""
+
+
+@pytest.mark.parametrize("signame,moment", [
+    ("SIGKILL", "first: step 10"), ("SIGKILL", "running  sheet"), ("SIGINT", "first: step 10"), ("SIGINT", "running  out"),
+])
+def test_a_killed_run_resumes_exactly_where_it_stopped(tmp_path, isolated_cache, monkeypatch, capsys, signame, moment):
+    workflow = write_workflow(tmp_path, "killed.yaml", KILLED)
+    monkeypatch.setenv("RUNNER_CACHE_DIR", str(tmp_path / "reference-cache"))
+    assert run_cli("run", workflow, "--out", tmp_path / "ref", "--plain") == 0
+    expected = _pixels(latest_run(tmp_path / "ref", "killed") / "sheet.png")
+    monkeypatch.setenv("RUNNER_CACHE_DIR", str(isolated_cache))
+
+    process = _spawn(workflow, tmp_path / "out")
+    for line in process.stdout:
+        if moment in line:
+            process.send_signal(getattr(signal, signame))
+            break
+    _stdout, stderr = process.communicate(timeout=120)
+    assert "Traceback" not in stderr, stderr
+    finished = set(_entries(isolated_cache))
+    if signame == "SIGINT":
+        run_dir = latest_run(tmp_path / "out", "killed")
+        status = manifest(run_dir)["status"]
+        assert (process.returncode, status) in {(130, "interrupted"), (0, "ok")}, (process.returncode, status, stderr)
+        assert {node for node, s in statuses(run_dir).items() if s == "ran"} <= finished
+    else:
+        assert process.returncode == -signal.SIGKILL
+
+    capsys.readouterr()
+    assert run_cli("run", workflow, "--out", tmp_path / "again", "--plain") == 0
+    assert "damaged" not in capsys.readouterr().err  # nothing torn was left to find
+    run_dir = latest_run(tmp_path / "again", "killed")
+    ran = {node for node, s in statuses(run_dir).items() if s == "ran"}
+    assert ran == {"photo", "edges", "first", "second", "sheet", "out"} - finished, (ran, finished)
+    assert _pixels(run_dir / "sheet.png") == expected
+    assert run_cli("cache", "verify") == 0
