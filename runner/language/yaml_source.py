@@ -29,7 +29,7 @@ from .errors import Location, Problem, WorkflowError
 
 MAX_DOCUMENT_BYTES = 1 << 20  # 1 MiB: a workflow is a few kilobytes; 1000 nodes fit with room to spare
 MAX_DEPTH = 64  # levels of nested mappings and lists (a workflow needs about 6)
-MAX_VALUES = 100_000  # keys, items and scalars together, each alias counted as the values it repeats
+MAX_VALUES = 50_000  # keys, items and scalars together, each alias counted as the values it repeats (1000 nodes need about 20,000)
 MAX_STRING = 65_536  # characters in one string: far above what a text encoder reads of a prompt (77 tokens)
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1  # no field takes more (seeds stop at 2**63-1)
 _INT_DIGITS_MAX = 64  # significant digits: more than this cannot fit in 64 bits in any base (and int() is not asked)
@@ -37,6 +37,7 @@ _INT_DIGITS_MAX = 64  # significant digits: more than this cannot fit in 64 bits
 _CORE = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_CORE + t for t in ("str", "int", "float", "bool", "null")}
 _MERGE = _CORE + "merge"
+_UNUSABLE = re.compile("[\x00\ud800-\udfff]")  # what an escape can write but no text may hold: NUL, lone surrogates
 _LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")  # what PyYAML counts as a line break
 
 
@@ -119,7 +120,8 @@ def load_yaml(text: str, source: str, *, outer_depth: int = 0) -> tuple[Any, Sou
     loader = None
     try:
         try:
-            loader = yaml.SafeLoader(text)
+            loader = _Loader(text)
+            loader.source, loader.outer_depth = source, outer_depth
             root = _Composer(loader, source, outer_depth).compose()
         except ReaderError as exc:  # the check above finds these first; kept so none can escape
             raise WorkflowError([_bad_character(source, text, exc.position)]) from None
@@ -163,6 +165,26 @@ def _bad_character(source: str, text: str, position: int) -> Problem:
                        f"delete it; inside double quotes \\x{code:02x} writes one")
     return Problem(where, (), f"character U+{code:04X} is not allowed in YAML (a non-character or an unpaired surrogate)",
                    "delete it, or save the file as UTF-8 text")
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader whose scanner refuses a bracket past MAX_DEPTH levels ([[[...).
+
+    The scanner reads up to 1024 characters ahead of the parser (a flow entry may
+    turn out to be a key), and each step looks at every open flow level: a run of
+    brackets cost about 1024 x 1024 steps (half a second here, 2 s traced) before
+    the composer could refuse the 65th. Its count
+    (block indentation levels, flow levels, the --set path's) is at most the true
+    depth, and the same as the composer's in the usual layouts.
+    """
+
+    source = ""
+    outer_depth = 0
+
+    def fetch_flow_collection_start(self, TokenClass):
+        if self.outer_depth + len(self.indents) + self.flow_level + 1 > MAX_DEPTH:
+            raise WorkflowError([Problem(_mark_location(self.source, self.get_mark()), (), _TOO_DEEP, _TOO_DEEP_HINT)])
+        super().fetch_flow_collection_start(TokenClass)
 
 
 @dataclass
@@ -231,6 +253,12 @@ class _Composer:
                     raise self._limit(event.start_mark, f"text of {len(event.value):,} characters is longer than the limit of "
                                       f"{MAX_STRING:,}", "shorten it: a text encoder reads the first 77 tokens of a prompt "
                                       "(a few hundred characters)")
+                unusable = _UNUSABLE.search(event.value)
+                if unusable:  # only an escape in double quotes writes these; no file name, prompt or hash can hold them
+                    code = ord(unusable.group())
+                    raise self._limit(event.start_mark, "text holds a NUL character (\\0)" if code == 0 else
+                                      f"text holds U+{code:04X}, half of a surrogate pair: not a character on its own",
+                                      "remove that escape" + ("" if code == 0 else ", or write the character itself"))
                 tag = event.tag
                 if tag is None or tag == "!":
                     tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
@@ -290,9 +318,7 @@ class _Composer:
 
     def _check_depth(self, height: int, mark) -> None:
         if self.outer_depth + len(self.stack) + height > MAX_DEPTH:
-            raise self._limit(mark, f"values nested more than {MAX_DEPTH} levels deep (mappings and lists inside each other, "
-                              "aliases expanded)", "flatten the structure: a workflow needs a few levels "
-                              "(nodes, a node, a list of ControlNets, ...)")
+            raise self._limit(mark, _TOO_DEEP, _TOO_DEEP_HINT)
 
     def _count(self, size: int, mark) -> None:
         self.total += size
@@ -329,6 +355,10 @@ class _Composer:
                 seen.add(key.value)
             kept.append((key, value))
         node.value = kept + own
+
+
+_TOO_DEEP = f"values nested more than {MAX_DEPTH} levels deep (mappings and lists inside each other, aliases expanded)"
+_TOO_DEEP_HINT = "flatten the structure: a workflow needs a few levels (nodes, a node, a list of ControlNets, ...)"
 
 
 def _kind(node: yaml.Node) -> str:
