@@ -38,10 +38,14 @@ class Location:
 
 
 def option_location(option: str, text: str) -> "Location":
-    """The place of a command-line option such as '--set PATH=VALUE'; a very long one is shortened (it is echoed in every message)."""
+    """The place of a command-line option such as '--set PATH=VALUE', as a printable line.
+
+    A very long one is shortened (it is echoed in every message); line breaks and
+    control characters are shown as escapes (\\n, \\x01), so each problem stays one line.
+    """
     if len(text) > 100:
         text = f"{text[:80]}... ({len(text):,} characters)"
-    return Location(f"{option} {text}")
+    return Location(f"{option} {''.join(c if c.isprintable() else repr(c)[1:-1] for c in text)}")
 
 
 @dataclass
