@@ -85,10 +85,10 @@ def read_yaml_text(path: FsPath) -> str:
         raise WorkflowError([Problem(Location(source), (), f"cannot read file: {exc}")]) from None
     if len(data) > MAX_DOCUMENT_BYTES:
         try:
-            size = f"{FsPath(path).stat().st_size:,} bytes"
+            size = FsPath(path).stat().st_size
         except OSError:
-            size = "larger"
-        raise WorkflowError([_too_big(Location(source), f"the file is {size}")])
+            size = 0
+        raise WorkflowError([_too_big(Location(source), "file", size if size > MAX_DOCUMENT_BYTES else None)])  # None: a device, a pipe
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -100,8 +100,9 @@ def read_yaml_text(path: FsPath) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")  # as Path.read_text does
 
 
-def _too_big(where: Location, what: str) -> Problem:
-    return Problem(where, (), f"{what}, more than the limit of {MAX_DOCUMENT_BYTES:,} bytes (1 MiB) for a workflow",
+def _too_big(where: Location, what: str, size: int | None) -> Problem:
+    limit = f"the limit of {MAX_DOCUMENT_BYTES:,} bytes (1 MiB) for a workflow"
+    return Problem(where, (), f"the {what} is {size:,} bytes, more than {limit}" if size else f"the {what} is longer than {limit}",
                    "a workflow is a few kilobytes of YAML: check that this is the right file, and keep long data in files it names")
 
 
@@ -113,7 +114,7 @@ def load_yaml(text: str, source: str, *, outer_depth: int = 0) -> tuple[Any, Sou
     """
     smap = SourceMap(source)
     if len(text) > MAX_DOCUMENT_BYTES or len(text.encode("utf-8", errors="surrogatepass")) > MAX_DOCUMENT_BYTES:
-        raise WorkflowError([_too_big(Location(source), f"the text is {len(text.encode('utf-8', errors='surrogatepass')):,} bytes")])
+        raise WorkflowError([_too_big(Location(source), "text", len(text.encode("utf-8", errors="surrogatepass")))])
     bad = Reader.NON_PRINTABLE.search(text)
     if bad:
         raise WorkflowError([_bad_character(source, text, bad.start())])
