@@ -29,21 +29,19 @@ def text_tree(workflow: Workflow) -> Tree:
     for source, target, label in _edges(workflow):
         labels.setdefault((source, target), []).append(label)
     shown: set[str] = set()
-
-    def add(branch: Tree, node_id: str, via: str) -> None:
+    # depth first, each node's dependents in file order; a loop, not recursion: a chain of any length is fine
+    pending = [(tree, node_id, "") for node_id in reversed(order) if not workflow.graph.deps[node_id]]
+    while pending:
+        branch, node_id, via = pending.pop()
         node = workflow.nodes[node_id]
         text = f"[cyan]{node_id}[/] ({node.type.name})" + (f" [dim]{via}[/]" if via else "")
         if node_id in shown:
             branch.add(text + " [dim](shown above)[/]")
-            return
+            continue
         shown.add(node_id)
         child = branch.add(text)
-        for dependent in sorted(dependents[node_id], key=order.index):
-            add(child, dependent, ", ".join(labels.get((node_id, dependent), [])))
-
-    for node_id in order:
-        if not workflow.graph.deps[node_id]:
-            add(tree, node_id, "")
+        for dependent in reversed(sorted(dependents[node_id], key=order.index)):
+            pending.append((child, dependent, ", ".join(labels.get((node_id, dependent), []))))
     return tree
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..language.yaml_source import read_yaml_text
 from .loading import load_workflow
 from .runs import load_manifest, resolve_run
 from .session import Session
@@ -52,8 +53,8 @@ def reproduce_command(args) -> int:
     run = resolve_run(args.run, args.out)
     old = load_manifest(run)
     original = Path(old["workflow"]["path"])
-    workflow = load_workflow(original, [], text=(run / "workflow.yaml").read_text(encoding="utf-8"),
-                             source=f"{run / 'workflow.yaml'}")
+    recorded = run / "workflow.yaml"
+    workflow = load_workflow(original, [], text=read_yaml_text(recorded), source=str(recorded))
     deterministic = bool(old.get("determinism", {}).get("requested"))
     with Session(out=args.out) as session:
         outcome = session.run(workflow, deterministic=deterministic, mode="quiet" if args.quiet else "plain", no_cache=True,

@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from ..language.errors import Location, Problem, WorkflowError
+from ..language.yaml_source import load_yaml, read_yaml_text
 
 
 def find_runs(out: Path) -> list[Path]:
@@ -107,6 +107,12 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
+def recorded_workflow(run: Path) -> Any:
+    """The workflow.yaml a run recorded, read like any workflow (limits, located errors: a damaged one is exit 2, not a traceback)."""
+    path = run / "workflow.yaml"
+    return load_yaml(read_yaml_text(path), str(path))[0]
+
+
 def run_differences(a: Path, b: Path) -> list[tuple[str, str, Any, Any]]:
     """(section, what, in A, in B) for every difference in settings, models, versions and outputs."""
     manifest_a, manifest_b = load_manifest(a), load_manifest(b)
@@ -117,8 +123,8 @@ def run_differences(a: Path, b: Path) -> list[tuple[str, str, Any, Any]]:
             if left.get(key) != right.get(key):
                 rows.append((section, key, left.get(key, "-"), right.get(key, "-")))
 
-    workflow_a = _flatten(yaml.safe_load((a / "workflow.yaml").read_text()))
-    workflow_b = _flatten(yaml.safe_load((b / "workflow.yaml").read_text()))
+    workflow_a = _flatten(recorded_workflow(a))
+    workflow_b = _flatten(recorded_workflow(b))
     compare("workflow", workflow_a, workflow_b)
     models = lambda m: {f"{n}: {ref}": ident for n, node in m["nodes"].items() for ref, ident in node.get("models", {}).items()}  # noqa: E731
     compare("models", models(manifest_a), models(manifest_b))

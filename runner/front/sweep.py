@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..language.errors import Location, Problem, WorkflowError
+from ..language.errors import Location, Problem, WorkflowError, option_location
+from ..language.overrides import split_path
 from ..language.yaml_source import load_yaml
 
 Dimension = list[dict[str, Any]]  # each entry: {path: value, ...} applied together
@@ -28,11 +29,16 @@ MAX_VARIANTS = 1000  # a sweep larger than this is refused unless --max-variants
 def parse_cli_sweeps(sweeps: list[str], zipped: bool, seeds: str | None, max_variants: int = MAX_VARIANTS) -> list[Dimension]:
     columns: list[tuple[str, list[Any]]] = []
     for text in sweeps:
-        where = Location(f"--sweep {text}")
+        where = option_location("--sweep", text)
         if "=" not in text:
             raise WorkflowError([Problem(where, (), "a sweep needs the form PATH=V1,V2,...", "e.g. --sweep params.strength=0.3,0.6")])
         path, raw = text.split("=", 1)
-        values = [load_yaml(item.strip(), f"--sweep {text}")[0] for item in raw.split(",")]
+        items = raw.split(",")
+        if len(items) > max_variants:  # refused before any value is parsed (each is its own variant)
+            raise WorkflowError([Problem(where, (), f"{len(items):,} values is more than the limit of {max_variants} variants",
+                                         "sweep fewer values, or raise the limit with --max-variants N")])
+        depth = len(split_path(path, where))  # each value sits under the path's levels: they count towards the nesting limit
+        values = [load_yaml(item.strip(), where.source, outer_depth=depth)[0] for item in items]
         columns.append((path.strip(), values))
     dimensions: list[Dimension] = []
     if zipped and columns:

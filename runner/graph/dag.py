@@ -49,30 +49,26 @@ class Graph:
         return out
 
     def find_cycle(self) -> list[str] | None:
-        """One cycle as [a, b, ..., a], or None."""
-        state: dict[str, int] = {}  # 1 = on the stack, 2 = done
-        stack: list[str] = []
-
-        def visit(node: str) -> list[str] | None:
-            state[node] = 1
-            stack.append(node)
-            for dep in self.deps.get(node, ()):
-                if dep not in self.deps:
+        """One cycle as [a, b, ..., a], or None. A loop, not recursion: a chain of any length is fine."""
+        state: dict[str, int] = {}  # 1 = on the path, 2 = done
+        for start in sorted(self.deps):
+            if start in state:
+                continue
+            state[start] = 1
+            path = [start]
+            pending = [iter(self.deps.get(start, ()))]  # for each node on the path: its deps not yet looked at
+            while pending:
+                dep = next(pending[-1], None)
+                if dep is None:
+                    state[path.pop()] = 2
+                    pending.pop()
+                elif dep not in self.deps or state.get(dep) == 2:
                     continue
-                if state.get(dep) == 1:
-                    cycle = stack[stack.index(dep):] + [dep]
+                elif state.get(dep) == 1:
+                    cycle = path[path.index(dep):] + [dep]
                     return list(reversed(cycle))
-                if dep not in state:
-                    found = visit(dep)
-                    if found:
-                        return found
-            stack.pop()
-            state[node] = 2
-            return None
-
-        for node in sorted(self.deps):
-            if node not in state:
-                found = visit(node)
-                if found:
-                    return found
+                else:
+                    state[dep] = 1
+                    path.append(dep)
+                    pending.append(iter(self.deps.get(dep, ())))
         return None

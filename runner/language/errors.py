@@ -7,7 +7,7 @@ from typing import Iterable
 
 from ..core.suggest import did_you_mean
 
-__all__ = ["Location", "Problem", "WorkflowError", "did_you_mean", "dotted"]
+__all__ = ["Location", "Problem", "WorkflowError", "did_you_mean", "dotted", "option_location"]
 
 Path = tuple  # a dotted document path as a tuple of str keys and int indexes
 
@@ -35,6 +35,17 @@ class Location:
         if self.line:
             return f"{self.source}:{self.line}:{self.column}"
         return self.source
+
+
+def option_location(option: str, text: str) -> "Location":
+    """The place of a command-line option such as '--set PATH=VALUE', as a printable line.
+
+    A very long one is shortened (it is echoed in every message); line breaks and
+    control characters are shown as escapes (\\n, \\x01), so each problem stays one line.
+    """
+    if len(text) > 100:
+        text = f"{text[:80]}... ({len(text):,} characters)"
+    return Location(f"{option} {''.join(c if c.isprintable() else repr(c)[1:-1] for c in text)}")
 
 
 @dataclass

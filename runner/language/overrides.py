@@ -6,33 +6,57 @@ import copy
 import re
 from typing import Any
 
-from .errors import Location, Problem, WorkflowError, did_you_mean
-from .yaml_source import SourceMap, load_yaml
+from .errors import Location, Problem, WorkflowError, did_you_mean, option_location
+from .yaml_source import MAX_DEPTH, SourceMap, load_yaml
 
 _INDEX = re.compile(r"\[(\d+)\]")
+_INDEX_DIGITS_MAX = 18  # a list index beyond this many digits names no item of any list that fits in memory
+
+
+def split_path(raw_path: str, where: Location) -> tuple:
+    """'nodes.a.controlnet[0].image' -> ('nodes', 'a', 'controlnet', 0, 'image'). Raises WorkflowError."""
+    parts: list[Any] = []
+    for piece in _INDEX.sub(r".\1", raw_path.strip()).split("."):
+        if piece == "":
+            raise WorkflowError([Problem(where, (), f"'{_short(raw_path)}' is not a dotted path", "e.g. nodes.restyled.steps")])
+        if piece.isascii() and piece.isdigit():
+            if len(piece) > _INDEX_DIGITS_MAX:
+                raise WorkflowError([Problem(where, (), f"list index {_short(piece)} is too large",
+                                             "a list index is the item's position: 0, 1, 2, ...")])
+            parts.append(int(piece))
+        else:
+            parts.append(piece)
+    if len(parts) > MAX_DEPTH:
+        raise WorkflowError([Problem(where, (), f"the path has {len(parts)} parts, more than a workflow nests ({MAX_DEPTH} levels)",
+                                     "use a path that the workflow file has, e.g. nodes.NODE.FIELD or params.NAME")])
+    return tuple(parts)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def parse_override(text: str) -> tuple[tuple, Any]:
     """'nodes.a.size=[64, 64]' -> (('nodes', 'a', 'size'), [64, 64]). Raises WorkflowError."""
-    where = Location(f"--set {text}")
+    where = option_location("--set", text)
     if "=" not in text:
         raise WorkflowError([Problem(where, (), "an override needs the form PATH=VALUE", "e.g. --set params.prompt='a red barn'")])
     raw_path, raw_value = text.split("=", 1)
-    parts: list[Any] = []
-    for piece in _INDEX.sub(r".\1", raw_path.strip()).split("."):
-        if piece == "":
-            raise WorkflowError([Problem(where, (), f"'{raw_path}' is not a dotted path", "e.g. nodes.restyled.steps")])
-        parts.append(int(piece) if piece.isdigit() else piece)
+    parts = split_path(raw_path, where)
     try:
-        value, _ = load_yaml(raw_value, "value") if raw_value.strip() else ("", None)
+        # the value sits under as many levels as the path has parts: they count towards the nesting limit
+        value, _ = load_yaml(raw_value, "value", outer_depth=len(parts)) if raw_value.strip() else ("", None)
     except WorkflowError as exc:
         for problem in exc.problems:  # the value alone was parsed: point at the option, and into the value
-            if problem.location.line:
+            if problem.location.line > 1:
+                problem.message += f" (line {problem.location.line}, column {problem.location.column} of the value)"
+            elif problem.location.line:
                 problem.message += f" (column {problem.location.column} of the value)"
             problem.location = where
-            problem.hint = "quote the value, e.g. --set params.prompt='\"a: b\"'"
+            if problem.message.startswith("YAML syntax error"):
+                problem.hint = "quote the value, e.g. --set params.prompt='\"a: b\"'"
         raise
-    return tuple(parts), value
+    return parts, value
 
 
 def apply_overrides(document: Any, overrides: list[str], smap: SourceMap) -> Any:
@@ -49,7 +73,7 @@ def apply_overrides(document: Any, overrides: list[str], smap: SourceMap) -> Any
         except WorkflowError as exc:
             problems.extend(exc.problems)
             continue
-        where = Location(f"--set {text}")
+        where = option_location("--set", text)
         target = document
         ok = True
         for depth, part in enumerate(path[:-1]):

@@ -26,8 +26,10 @@ from .fields import (
 )
 from .overrides import apply_overrides
 from .refs import NAME, NODE_ID, RESERVED, Link, resolve_references, unresolve
-from .yaml_source import SourceMap, load_yaml, load_yaml_file
+from .yaml_source import SourceMap, load_yaml, read_yaml_text
 
+MAX_NODES = 1000  # nodes in one workflow: a long chain of hand-written steps is tens; generated ones stay far below
+MAX_PARAMS = 1000  # params in one workflow (after --set): knobs for a person to turn
 WORKFLOW_NAME = r"^[a-z0-9_-]+$"
 NAME_MAX = 100  # a folder name under outputs/ (file systems allow 255 bytes; run ids and sweeps add their own)
 DEVICE = r"^(auto|cpu|mps|cuda(:[0-9]+)?)$"
@@ -127,14 +129,13 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catal
     path = Path(path)
     overrides = list(overrides or [])
     if text is None:
-        raw, smap = load_yaml_file(path)
-        text = path.read_text(encoding="utf-8")
-    else:
-        raw, smap = load_yaml(text, source or str(path))
+        text = read_yaml_text(path)
+    raw, smap = load_yaml(text, source or str(path))
     if not isinstance(raw, dict):
         raise WorkflowError([Problem(smap.locate(()), (), "a workflow is a mapping with version, nodes, ...",
                                      "start the file with 'version: 1' and a 'nodes:' section")])
     document = apply_overrides(raw, overrides, smap)
+    _check_counts(document, smap)
     problems: list[Problem] = []
 
     header = _validate_header(document, smap, problems)
@@ -213,6 +214,16 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catal
         source_map=smap,
         text=text,
     )
+
+
+def _check_counts(document: dict, smap: SourceMap) -> None:
+    """Refuse more than MAX_NODES nodes or MAX_PARAMS params before any of them is validated."""
+    for section, limit, hint in (("nodes", MAX_NODES, "split the work into several workflows (a run's images can be the next one's inputs)"),
+                                 ("params", MAX_PARAMS, "keep the params the nodes use; fixed values can be written in the nodes")):
+        entries = document.get(section)
+        if isinstance(entries, dict) and len(entries) > limit:
+            raise WorkflowError([Problem(smap.locate((section,)), (section,),
+                                         f"{len(entries):,} {section} is more than the limit of {limit:,} {section} in a workflow", hint)])
 
 
 def _model_entries(raw: Any) -> dict[str, ModelEntry]:
