@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("workflow", type=Path, help="workflow YAML file")
         sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                          help="override a value by dotted path, parsed as YAML (repeatable), e.g. --set params.prompt='a red barn'")
+        sub.add_argument("--allow-path", dest="allow_paths", action="append", default=[], type=Path, metavar="DIR",
+                         help="let input files (load_image path:) come from DIR too, not only from the workflow "
+                              "file's folder (repeatable; symlinks are followed before the check)")
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
     run = commands.add_parser("run", help="execute a workflow, or the one embedded in a PNG runner saved (cached nodes are not re-run)")
@@ -95,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("run", help="run folder, run id (or a unique prefix), NAME/RUN_ID, or 'latest'")
     reproduce.add_argument("--out", type=Path, default=Path("outputs"), help="folder holding run folders (default: ./outputs)")
     reproduce.add_argument("--quiet", "-q", action="store_true", help="print only the verdict")
+    reproduce.add_argument("--allow-path", dest="allow_paths", action="append", default=[], type=Path, metavar="DIR",
+                           help="as for run: input files may come from DIR too (the recorded run's allow_paths are "
+                                "not taken from its manifest: a run folder may come from someone else)")
 
     extract = commands.add_parser("extract", help="print the workflow embedded in a PNG that runner saved")
     extract.add_argument("image", type=Path, help="a PNG written by save_image")
@@ -164,7 +170,7 @@ def cmd_validate(args) -> int:
     from .front.loading import load_workflow
 
     started = time.perf_counter()
-    workflow = load_workflow(args.workflow, args.overrides)
+    workflow = load_workflow(args.workflow, args.overrides, allow_paths=args.allow_paths)
     types = sorted({node.type.name for node in workflow.nodes.values()})
     print(f"OK {args.workflow}: workflow '{workflow.name}', {_count(workflow.nodes, 'node')} ({', '.join(types)}), "
           f"{_count(workflow.models, 'model')}, {_count(workflow.params, 'param')} "
@@ -209,7 +215,7 @@ def cmd_graph(args) -> int:
     from .front.graph_view import mermaid, text_tree
     from .front.loading import load_workflow
 
-    workflow = load_workflow(args.workflow, args.overrides)
+    workflow = load_workflow(args.workflow, args.overrides, allow_paths=args.allow_paths)
     if args.format == "mermaid":
         sys.stdout.write(mermaid(workflow))
     else:
@@ -272,7 +278,7 @@ def cmd_lock(args) -> int:
     from .front.loading import load_workflow
     from .front.lock import write_lock
 
-    workflow = load_workflow(args.workflow, args.overrides)
+    workflow = load_workflow(args.workflow, args.overrides, allow_paths=args.allow_paths)
     cache = NodeCache(default_cache_dir())
     path = write_lock(workflow, models_dir(cache.root), cache.hashes)
     print(f"wrote {path}")

@@ -24,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-from ..core.hashing import sha256_file
+from ..core.input_files import confined_path, sha256_input
 from ..core.model_entry import ModelEntry
 from ..language.fields import (
     InputFile,
@@ -193,8 +193,8 @@ def _task(workflow: Workflow, node_id: str, tasks: dict[str, Task], identities: 
             identities[ref] = describe(resolve_entry(ref, workflow.models), workflow.base_dir)
         models[ref], model_ids[ref] = identities[ref]
     files = {}
-    for relative, _marker, _path in iter_marked(node.fields, InputFile):
-        files[relative] = sha256_file(workflow.base_dir / relative)
+    for relative, _marker, _path in iter_marked(node.fields, InputFile):  # checked again: the file may have changed
+        files[relative] = sha256_input(confined_path(workflow.base_dir, relative, workflow.allow_paths), relative)
     seed = None
     if node.type.takes_seed:
         chosen = node.fields.seed

@@ -53,7 +53,7 @@ def reproduce_command(args) -> int:
     old = load_manifest(run)
     original = Path(old["workflow"]["path"])
     workflow = load_workflow(original, [], text=(run / "workflow.yaml").read_text(encoding="utf-8"),
-                             source=f"{run / 'workflow.yaml'}")
+                             source=f"{run / 'workflow.yaml'}", allow_paths=args.allow_paths)
     deterministic = bool(old.get("determinism", {}).get("requested"))
     with Session(out=args.out) as session:
         outcome = session.run(workflow, deterministic=deterministic, mode="quiet" if args.quiet else "plain", no_cache=True,

@@ -21,7 +21,8 @@ from .session import Session, check_node_names
 def open_session(args) -> Session:
     """The Session a command runs in, from its --out, --max-ram and --max-vram options."""
     try:
-        return Session(out=args.out, max_ram=getattr(args, "max_ram", None), max_vram=getattr(args, "max_vram", None))
+        return Session(out=args.out, max_ram=getattr(args, "max_ram", None), max_vram=getattr(args, "max_vram", None),
+                       allow_paths=getattr(args, "allow_paths", None))
     except WorkflowError as exc:
         option = "--max-ram" if getattr(args, "max_ram", None) else "--max-vram"
         raise WorkflowError([Problem(Location(option), (), p.message, "e.g. --max-ram 16GB") for p in exc.problems]) from None
@@ -30,7 +31,7 @@ def open_session(args) -> Session:
 def run_command(args) -> int:
     from rich.console import Console
 
-    workflow = load_for_run(args.workflow, args.overrides)
+    workflow = load_for_run(args.workflow, args.overrides, args.allow_paths)
     check_node_names(workflow, args.only, "only")
     check_node_names(workflow, args.force, "force")
     from .lock import check_lock, pinned_revisions
@@ -38,7 +39,7 @@ def run_command(args) -> int:
     pins = pinned_revisions(workflow)  # a WF.lock beside the workflow pins hub models to commits
     if pins:
         args.overrides = args.overrides + pins
-        workflow = load_for_run(args.workflow, args.overrides)
+        workflow = load_for_run(args.workflow, args.overrides, args.allow_paths)
     session = open_session(args)
     cache = session.cache
     check_lock(workflow, models_dir(cache.root), cache.hashes)
@@ -88,7 +89,7 @@ def sweep_command(args, session: Session, workflow: Workflow, dimensions: list) 
     combos = variants(dimensions)
     prepared = []
     for values in combos:  # validate every variant before running any
-        variant = load_for_run(args.workflow, args.overrides + as_overrides(values))
+        variant = load_for_run(args.workflow, args.overrides + as_overrides(values), args.allow_paths)
         prepared.append((values, variant, session.plan(variant, args.only, args.deterministic)))
     if args.dry_run:
         print(f"sweep of {len(combos)} variants: " + "; ".join(", ".join(f"{k}={v}" for k, v in c.items()) for c in combos))

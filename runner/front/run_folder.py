@@ -16,6 +16,7 @@ import yaml
 
 from ..core.atomic import write_atomic
 from ..core.hashing import FileHashCache
+from ..core.input_files import InputRefused
 from ..core.paths import models_dir
 from ..executor.cache import NodeCache
 from ..executor.engine import NodeFailed, NodeResult, RunStopped
@@ -122,12 +123,13 @@ def plan_or_problems(workflow: Workflow, hash_cache: FileHashCache, targets: lis
                               deterministic, device)
         finally:
             hash_cache.save()
-    except (OSError, ModelUnavailable, UnknownTinyModel) as exc:
+    except (OSError, ModelUnavailable, UnknownTinyModel, InputRefused) as exc:
         node_id = getattr(exc, "node_id", None)
         path = ("nodes", node_id) if node_id else ()
         location = workflow.source_map.locate(path) if workflow.source_map else Location(str(workflow.path))
         message = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename else str(exc)
-        raise WorkflowError([Problem(location, path, message, "fix the path (relative to the workflow file's folder)")]) from None
+        hint = getattr(exc, "hint", "") or "fix the path (relative to the workflow file's folder)"
+        raise WorkflowError([Problem(location, path, message, hint)]) from None
 
 
 def _new_run_dir(out: Path, name: str) -> Path:
@@ -297,6 +299,7 @@ def build_manifest(workflow: Workflow, plan: Plan, results: dict[str, NodeResult
                      "overrides": workflow.overrides, "git": git_state(Path(workflow.path))},
         "status": status,
         "error": error,
+        "allow_paths": [str(folder) for folder in workflow.allow_paths],
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "seconds": round(time.time() - started, 3),
         "seed": plan.workflow_seed,

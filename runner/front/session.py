@@ -71,11 +71,15 @@ class Session:
     `mps`); a workflow that names a device keeps it. `max_ram` / `max_vram`: the memory budget of the model
     pool, as bytes or text ("16GB", "512MB"); default: the memory available when the Session starts
     (when the GPU is first used, for VRAM) less a reserve (2 GB of RAM, 1 GB of VRAM).
+    `allow_paths`: folders besides a workflow's own that its input files may come from (the CLI's --allow-path), for
+    the workflows this Session loads; recorded in each run's manifest.
     """
 
     def __init__(self, out: str | Path = "outputs", cache_dir: str | Path | None = None, device: str = "auto",
-                 max_ram: int | str | None = None, max_vram: int | str | None = None):
+                 max_ram: int | str | None = None, max_vram: int | str | None = None, *,
+                 allow_paths: list[str | Path] | None = None):
         self.out = Path(out)
+        self.allow_paths = [Path(folder) for folder in allow_paths or ()]
         self.cache = NodeCache(Path(cache_dir) if cache_dir is not None else default_cache_dir())
         if self.cache.root.exists() and not self.cache.root.is_dir():
             raise WorkflowError([Problem(Location(str(self.cache.root)), (), "the cache folder is a file, not a folder",
@@ -104,15 +108,22 @@ class Session:
             self.pool.collect(memory)
 
     # ------------------------------------------------------------ loading
-    def load(self, workflow: str | Path | dict, set: dict[str, Any] | list[str] | None = None) -> Workflow:
-        """Validate a workflow given as a path, YAML text or a dict, with overrides; raises WorkflowError."""
+    def load(self, workflow: str | Path | dict, set: dict[str, Any] | list[str] | None = None, *,
+             allow_paths: list[str | Path] | None = None) -> Workflow:
+        """Validate a workflow given as a path, YAML text or a dict, with overrides; raises WorkflowError.
+
+        A path's input files come from its folder; those of YAML text or a dict from the current folder; and from the
+        Session's `allow_paths` plus the ones given here."""
         overrides = _overrides(set)
+        allowed = self.allow_paths + [Path(folder) for folder in allow_paths or ()]
         if isinstance(workflow, dict):
             text = yaml.safe_dump(workflow, sort_keys=False, allow_unicode=True)
-            return load_workflow(Path.cwd() / "workflow.yaml", overrides, text=text, source="<workflow dict>")
+            return load_workflow(Path.cwd() / "workflow.yaml", overrides, text=text, source="<workflow dict>",
+                                 allow_paths=allowed)
         if isinstance(workflow, str) and ("\n" in workflow or not workflow.strip().lower().endswith((".yaml", ".yml", ".png"))):
-            return load_workflow(Path.cwd() / "workflow.yaml", overrides, text=workflow, source="<workflow text>")
-        return load_for_run(Path(workflow), overrides)
+            return load_workflow(Path.cwd() / "workflow.yaml", overrides, text=workflow, source="<workflow text>",
+                                 allow_paths=allowed)
+        return load_for_run(Path(workflow), overrides, allowed)
 
     def plan(self, workflow: Workflow, only: list[str] | None = None, deterministic: bool = False) -> Plan:
         check_node_names(workflow, only or [], "only")
@@ -122,15 +133,17 @@ class Session:
     def run(self, workflow: str | Path | dict | Workflow, set: dict[str, Any] | list[str] | None = None, *,
             only: list[str] | None = None, force: list[str] | None = None, no_cache: bool = False,
             deterministic: bool = False, mode: str = "quiet", run_dir: Path | None = None,
-            extra: dict | None = None, plan: Plan | None = None, should_stop=None) -> Run:
+            extra: dict | None = None, plan: Plan | None = None, should_stop=None,
+            allow_paths: list[str | Path] | None = None) -> Run:
         """Run a workflow (path, YAML text, dict, or one `load` returned) into a new run folder under `out`.
 
         `only`, `force`, `no_cache` and `deterministic` mirror the CLI's options; `mode` is the progress display
         ("quiet", "plain" or "live"). An invalid workflow raises WorkflowError before anything runs. With `should_stop`
         (a callable), the run stops at the next denoising step or node boundary once it returns true (status
-        "interrupted"; finished nodes stay cached).
+        "interrupted"; finished nodes stay cached). `allow_paths` widens the Session's for this workflow (see `load`;
+        a Workflow already loaded keeps the folders it was loaded with).
         """
-        loaded = workflow if isinstance(workflow, Workflow) else self.load(workflow, set)
+        loaded = workflow if isinstance(workflow, Workflow) else self.load(workflow, set, allow_paths=allow_paths)
         check_node_names(loaded, force or [], "force")
         plan = plan or self.plan(loaded, only, deterministic)
         self.check_budget(loaded, plan, force=set_of(force), no_cache=no_cache)

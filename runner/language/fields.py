@@ -41,7 +41,10 @@ class ModelField:
 
 @dataclass(frozen=True)
 class InputFile:
-    """Marks a path to a file read by the node, relative to the workflow's folder; its bytes are hashed."""
+    """Marks a path to a file read by the node, relative to the workflow's folder; its bytes are hashed.
+
+    Every such path is confined (runner.core.input_files): inside the workflow's folder or an allowed one, a regular
+    file of a bounded size."""
 
 
 def _link_validator(many: bool):

@@ -11,14 +11,16 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from ..core.input_files import InputRefused, check_input
 from ..core.model_entry import ModelEntry
 from ..graph.dag import Graph
-from .errors import Problem, WorkflowError, did_you_mean, dotted
+from .errors import Location, Problem, WorkflowError, did_you_mean, dotted
 from .fields import (
     Accepts,
     Catalogue,
     CheckContext,
     Fields,
+    InputFile,
     NodeDeclaration,
     field_values,
     find_marker,
@@ -108,6 +110,7 @@ class Workflow:
     overrides: list[str] = field(default_factory=list)
     source_map: SourceMap | None = None
     text: str = ""  # the YAML as read, before overrides
+    allow_paths: tuple[Path, ...] = ()  # folders besides its own that its input files may come from (resolved)
 
     @property
     def base_dir(self) -> Path:
@@ -118,14 +121,16 @@ class Workflow:
 
 
 def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catalogue: Catalogue, text: str | None = None,
-                  source: str | None = None) -> Workflow:
+                  source: str | None = None, allow_paths=()) -> Workflow:
     """Parse and fully validate a workflow file against the node types of `catalogue`. Raises WorkflowError listing every problem.
 
     With `text`, that YAML is used instead of the file's content (a workflow recovered from an image);
     `path` still decides the folder that relative paths start from, and `source` names it in messages.
+    Input files must lie in that folder or in one of the folders `allow_paths` (the user's --allow-path) names.
     """
     path = Path(path)
     overrides = list(overrides or [])
+    allowed, allow_problems = _allowed_folders(allow_paths)
     if text is None:
         raw, smap = load_yaml_file(path)
         text = path.read_text(encoding="utf-8")
@@ -135,7 +140,7 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catal
         raise WorkflowError([Problem(smap.locate(()), (), "a workflow is a mapping with version, nodes, ...",
                                      "start the file with 'version: 1' and a 'nodes:' section")])
     document = apply_overrides(raw, overrides, smap)
-    problems: list[Problem] = []
+    problems: list[Problem] = list(allow_problems)
 
     header = _validate_header(document, smap, problems)
     resolved, ref_problems = resolve_references(document, smap)
@@ -188,6 +193,7 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catal
             for relative, message, hint in node.type.check(node.fields, context):
                 where = ("nodes", node.id) + tuple(relative)
                 problems.append(Problem(smap.locate(where), where, message, hint))
+    problems.extend(_input_file_problems(nodes, context.base_dir, allowed, smap))
     cycle = graph.find_cycle()
     if cycle:
         problems.append(Problem(smap.locate(("nodes", cycle[0])), ("nodes", cycle[0]),
@@ -212,7 +218,40 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catal
         overrides=overrides,
         source_map=smap,
         text=text,
+        allow_paths=allowed,
     )
+
+
+def _allowed_folders(allow_paths) -> tuple[tuple[Path, ...], list[Problem]]:
+    """The --allow-path folders, resolved; each that is not an existing folder is a problem."""
+    folders, problems = [], []
+    for given in allow_paths or ():
+        if "\0" in str(given):
+            problems.append(Problem(Location("--allow-path"), (), f"the path {str(given)!r} contains a NUL character",
+                                    "remove the NUL (\\0) from the path"))
+            continue
+        folder = Path(given).expanduser().resolve()
+        if not folder.is_dir():
+            what = "does not exist" if not folder.exists() else "is not a folder"
+            problems.append(Problem(Location("--allow-path"), (), f"{given} {what}: --allow-path takes a folder",
+                                    "name an existing folder holding the input files"))
+        elif folder not in folders:
+            folders.append(folder)
+    return tuple(folders), problems
+
+
+def _input_file_problems(nodes: dict[str, Node], base_dir: Path, allowed: tuple[Path, ...], smap: SourceMap) -> list[Problem]:
+    """Every field marked InputFile: inside the workflow's folder or an allowed one, and (when it exists) a regular
+    file of a bounded size. Checked by stat only: validation never opens an input."""
+    problems = []
+    for node in nodes.values():
+        for written, _marker, relative in iter_marked(node.fields, InputFile):
+            try:
+                check_input(base_dir, written, allowed)
+            except InputRefused as refused:
+                where = ("nodes", node.id) + tuple(relative)
+                problems.append(Problem(smap.locate(where), where, str(refused), refused.hint))
+    return problems
 
 
 def _model_entries(raw: Any) -> dict[str, ModelEntry]:

@@ -31,7 +31,8 @@ MAX_OUTPUT_PIXELS = int(os.environ.get("RUNNER_MAX_PIXELS") or 8192 * 8192)
 
 # ---------------------------------------------------------------- load_image
 class LoadImage(Fields):
-    path: FilePath | None = Field(None, description="image file, relative to the workflow file's folder")
+    path: FilePath | None = Field(None, description="image file, relative to the workflow file's folder (and inside it, "
+                                                    "unless --allow-path allows another folder)")
     url: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
         None, description=f"http(s) URL (timeout {URL_TIMEOUT_S} s per wait, {URL_DEADLINE_S} s in all, at most "
                          f"{URL_MAX_BYTES >> 20} MiB and {URL_MAX_REDIRECTS} redirects); assumed immutable for caching"
@@ -72,10 +73,13 @@ def load_image(ctx, f: LoadImage, inputs=None) -> dict[str, Any]:
 
 def _planned_bytes(ctx, relative: str) -> bytes:
     """The file's bytes, read once: the ones decoded are the ones whose sha256 made the cache key (a file replaced
-    between planning and running would otherwise be cached and published under the old file's key)."""
+    between planning and running would otherwise be cached and published under the old file's key). Read by the
+    rules of runner.core.input_files: a FIFO or device swapped in after planning is refused, not waited on."""
     import hashlib
 
-    data = (ctx.base_dir / relative).read_bytes()
+    from ..core.input_files import read_input
+
+    data = read_input(ctx.base_dir / relative, relative)
     planned = ctx.task.files.get(relative)
     if planned is not None and hashlib.sha256(data).hexdigest() != planned:
         from ..models.calls import NodeInputError

@@ -1,0 +1,161 @@
+"""Inputs and outputs confined: input files inside the workflow's folder (or --allow-path), regular and bounded;
+URLs to public addresses only (also after redirects); bounded names; --out problems as clear errors."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, WORKFLOWS, latest_run, manifest, run_cli, run_subprocess, write_workflow
+from PIL import Image
+
+import runner
+
+ROOM = WORKFLOWS / "inputs" / "room.png"
+POSIX = os.name == "posix"
+
+
+def cli(capsys, *args) -> tuple[int, str]:
+    code = run_cli(*args)
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def nodes_workflow(folder: Path, nodes: str, name: str = "wf.yaml") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_workflow(folder, name, "version: 1\nnodes:\n" + nodes)
+
+
+# ------------------------------------------------------------------ input files: where they may come from
+def test_absolute_paths_dotdot_and_symlinks_out_of_the_folder_are_refused_until_allowed(tmp_path, capsys):
+    elsewhere = tmp_path / "private"
+    elsewhere.mkdir()
+    (elsewhere / "secret.png").write_bytes(ROOM.read_bytes())
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    (folder / "innocent.png").symlink_to(elsewhere / "secret.png")
+    workflow = nodes_workflow(folder, f"  a: {{type: load_image, path: {elsewhere / 'secret.png'}}}\n"
+                                      "  b: {type: load_image, path: ../private/secret.png}\n"
+                                      "  c: {type: load_image, path: innocent.png}\n"
+                                      "  keep: {type: save_image, images: [$a, $b, $c]}\n")
+    for command in (["validate"], ["run", "--dry-run"]):
+        code, text = cli(capsys, *command, workflow)
+        assert code == 2, text
+        assert f"wf.yaml:3:25: nodes.a.path: {elsewhere / 'secret.png'} is outside the workflow's folder {folder}" in text
+        assert f"wf.yaml:4:25: nodes.b.path: ../private/secret.png (resolves to {elsewhere / 'secret.png'}) is outside" in text
+        assert f"wf.yaml:5:25: nodes.c.path: innocent.png (resolves to {elsewhere / 'secret.png'}) is outside" in text
+        assert f"fix: put the file beside the workflow, or allow its folder with --allow-path {elsewhere}" in text
+        assert "Traceback" not in text
+    # --set cannot get round it either
+    code, text = cli(capsys, "validate", workflow, "--set", "nodes.a.path=/etc/hostname", "--allow-path", elsewhere)
+    assert code == 2 and "--set nodes.a.path=/etc/hostname: nodes.a.path: /etc/hostname is outside" in text
+    assert f"or the allowed folders {elsewhere}" in text
+    # widened on purpose: the run reads them, and the manifest says so
+    code, text = cli(capsys, "run", workflow, "--allow-path", elsewhere, "--out", tmp_path / "out", "--plain")
+    assert code == 0, text
+    record = manifest(latest_run(tmp_path / "out", "wf"))
+    assert record["allow_paths"] == [str(elsewhere)]
+    assert set(record["nodes"]["a"]["input_files"]) == {str(elsewhere / "secret.png")}
+
+
+def test_allow_path_must_name_a_folder(tmp_path, capsys):
+    workflow = nodes_workflow(tmp_path / "wf", "  a: {type: load_image, path: in.png}\n")
+    code, text = cli(capsys, "validate", workflow, "--allow-path", tmp_path / "missing", "--allow-path", workflow)
+    assert code == 2
+    assert f"error: --allow-path: {tmp_path / 'missing'} does not exist: --allow-path takes a folder" in text
+    assert f"error: --allow-path: {workflow} is not a folder" in text
+
+
+def test_the_python_api_takes_allow_paths_on_the_session_and_per_run(tmp_path):
+    elsewhere = tmp_path / "photos"
+    elsewhere.mkdir()
+    (elsewhere / "room.png").write_bytes(ROOM.read_bytes())
+    workflow = nodes_workflow(tmp_path / "wf", f"  a: {{type: load_image, path: {elsewhere / 'room.png'}}}\n"
+                                               "  keep: {type: save_image, image: $a}\n")
+    with runner.Session(out=tmp_path / "out") as session:
+        with pytest.raises(runner.WorkflowError, match="is outside the workflow's folder"):
+            session.run(workflow)
+        run = session.run(workflow, allow_paths=[elsewhere])
+        assert run.status == "ok" and run.manifest["allow_paths"] == [str(elsewhere)]
+    with runner.Session(out=tmp_path / "out", allow_paths=[elsewhere]) as session:
+        assert session.run(workflow).status == "ok"
+
+
+def test_every_input_file_field_is_confined_not_only_load_image(tmp_path):
+    """The rule follows the InputFile marker: a node type of any name with such a field gets it."""
+    from pydantic import Field
+
+    from runner.language.fields import Fields, FilePath
+    from runner.language.workflow import load_workflow
+    from runner.nodes.base import NodeType
+
+    class ReadsALut(Fields):
+        lut: FilePath = Field(..., description="a colour look-up table")
+
+    catalogue = {"apply_lut": NodeType("apply_lut", ReadsALut, {"image": "image"}, 1, "apply a LUT", lambda *a: {})}
+    workflow = tmp_path / "wf" / "lut.yaml"
+    workflow.parent.mkdir()
+    (workflow.parent / "ok.cube").write_text("LUT_3D_SIZE 2\n")
+    workflow.write_text("version: 1\nnodes:\n  grade: {type: apply_lut, lut: ../../etc/hostname}\n")
+    with pytest.raises(runner.WorkflowError) as problems:
+        load_workflow(workflow, catalogue=catalogue)
+    assert "lut.yaml:3:28: nodes.grade.lut: ../../etc/hostname (resolves to" in str(problems.value)
+    workflow.write_text("version: 1\nnodes:\n  grade: {type: apply_lut, lut: ok.cube}\n")
+    assert load_workflow(workflow, catalogue=catalogue).nodes["grade"].fields.lut == "ok.cube"
+
+
+# ------------------------------------------------------------------ input files: what may be read
+@pytest.mark.skipif(not POSIX, reason="FIFOs and /dev are POSIX")
+def test_fifos_devices_and_folders_are_refused_at_validation_without_blocking(tmp_path):
+    folder = tmp_path / "wf"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe.png")
+    (folder / "folder.png").mkdir()
+    (folder / "zero.png").symlink_to("/dev/zero")
+    workflow = nodes_workflow(folder, "  a: {type: load_image, path: pipe.png}\n"
+                                      "  b: {type: load_image, path: folder.png}\n"
+                                      "  c: {type: load_image, path: zero.png}\n"
+                                      "  d: {type: load_image, path: /dev/urandom}\n")
+    for command in (["validate"], ["run", "--dry-run"]):  # a subprocess: reading the FIFO would block for ever
+        started = time.perf_counter()
+        result = run_subprocess(*command, workflow, "--allow-path", "/dev", timeout=120)
+        assert time.perf_counter() - started < 60
+        assert result.returncode == 2, result.stderr
+        err = result.stderr
+        assert "wf.yaml:3:25: nodes.a.path: pipe.png is a FIFO (named pipe): only regular files are read" in err
+        assert "wf.yaml:4:25: nodes.b.path: folder.png is a folder: only regular files are read" in err
+        assert "wf.yaml:5:25: nodes.c.path: zero.png is a character device: only regular files are read" in err
+        assert "wf.yaml:6:25: nodes.d.path: /dev/urandom is a character device" in err
+        assert "fix: point the path at an image file" in err and "Traceback" not in err
+    # without --allow-path /dev the devices are outside the folder in the first place
+    result = run_subprocess("validate", workflow, timeout=120)
+    assert "nodes.c.path: zero.png (resolves to /dev/zero) is outside the workflow's folder" in result.stderr
+
+
+def test_a_huge_input_file_is_refused_by_stat_before_hashing(tmp_path, capsys):
+    folder = tmp_path / "wf"
+    workflow = nodes_workflow(folder, "  a: {type: load_image, path: huge.png}\n  keep: {type: save_image, image: $a}\n")
+    with open(folder / "huge.png", "wb") as handle:  # sparse: 8 GB that take no disk space
+        handle.truncate(8 * 1024**3)
+    for command in (["validate"], ["run", "--dry-run"]):
+        started = time.perf_counter()
+        code, text = cli(capsys, *command, workflow)
+        assert time.perf_counter() - started < 5  # hashing 8 GB takes half a minute
+        assert code == 2 and "wf.yaml:3:25: nodes.a.path: huge.png is 8192 MiB, more than the limit of 256 MiB" in text
+        assert "raise RUNNER_MAX_INPUT_BYTES" in text
+
+
+def test_a_nul_in_a_path_is_a_located_error(tmp_path, capsys):
+    workflow = nodes_workflow(tmp_path / "wf", '  a: {type: load_image, path: "in\\0.png"}\n')
+    for command in (["validate"], ["run", "--dry-run"]):
+        code, text = cli(capsys, *command, workflow)
+        assert code == 2 and "wf.yaml:3:25: nodes.a.path: the path 'in\\x00.png' contains a NUL character" in text
+        assert "Traceback" not in text
+
+
