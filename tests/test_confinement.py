@@ -159,3 +159,34 @@ def test_a_nul_in_a_path_is_a_located_error(tmp_path, capsys):
         assert "Traceback" not in text
 
 
+# ------------------------------------------------------------------ names of what a run writes
+def test_long_save_names_and_node_ids_are_located_errors(tmp_path, capsys):
+    long_name = "n" * 300 + ".png"
+    long_id = "x" * 300
+    workflow = nodes_workflow(tmp_path / "wf", "  a: {type: load_image, path: in.png}\n"
+                                               f"  s: {{type: save_image, image: $a, name: {long_name}}}\n"
+                                               f"  {long_id}: {{type: save_image, image: $a}}\n")
+    code, text = cli(capsys, "run", workflow, "--out", tmp_path / "out")
+    assert code == 2, text
+    assert "wf.yaml:4:36: nodes.s.name: String should have at most 100 characters" in text
+    assert "file name in the run folder (.png, no folders, at most 100 characters)" in text
+    assert f"wf.yaml:5:3: nodes.{long_id}: node id 'xxxxxxxxxxxxxxxxxxxxxxxx...' is 300 characters long; ids are at most 100" in text
+    assert "Traceback" not in text and not (tmp_path / "out").exists()
+
+
+def test_two_nodes_saving_the_same_file_are_an_error_naming_both(tmp_path, capsys):
+    workflow = nodes_workflow(tmp_path / "wf", "  a: {type: load_image, path: in.png}\n"
+                                               "  first: {type: save_image, image: $a, name: final.png}\n"
+                                               "  second: {type: save_image, image: $a, name: Final.png}\n"
+                                               "  pair: {type: save_image, images: [$a, $a], name: pair.png}\n"
+                                               "  one: {type: save_image, image: $a, name: pair_1.png}\n"
+                                               "  final: {type: save_image, image: $a}\n")
+    code, text = cli(capsys, "validate", workflow)
+    assert code == 2, text
+    assert ("wf.yaml:5:41: nodes.second.name: nodes 'first' and 'second' both write Final.png into the run folder "
+            "('first' writes final.png): the second would overwrite the first") in text
+    assert "nodes 'pair' and 'one' both write pair_1.png into the run folder ('pair' writes pair_0.png, pair_1.png, ...)" in text
+    assert "wf.yaml:8:3: nodes.final: nodes 'first' and 'final' both write final.png (the default name, from its id)" in text
+    assert "3 problems found" in text
+
+

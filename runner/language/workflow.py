@@ -32,6 +32,7 @@ from .yaml_source import SourceMap, load_yaml, load_yaml_file
 
 WORKFLOW_NAME = r"^[a-z0-9_-]+$"
 NAME_MAX = 100  # a folder name under outputs/ (file systems allow 255 bytes; run ids and sweeps add their own)
+NODE_ID_MAX = 100  # node ids name files (NODE_ID.png) and appear in every message
 DEVICE = r"^(auto|cpu|mps|cuda(:[0-9]+)?)$"
 
 
@@ -67,7 +68,7 @@ def workflow_schema_model(catalogue: Catalogue) -> type[BaseModel]:
     """The document model with `nodes` as the discriminated union of every declared node type."""
     union = Union[tuple(t.model for t in catalogue.values())]  # type: ignore[valid-type]
     node = Annotated[union, Field(discriminator="type")]
-    node_id = Annotated[str, Field(pattern=NODE_ID.pattern)]
+    node_id = Annotated[str, Field(pattern=NODE_ID.pattern, max_length=NODE_ID_MAX)]
     return create_model(
         "Workflow",
         __base__=WorkflowHeader,
@@ -194,6 +195,7 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catal
                 where = ("nodes", node.id) + tuple(relative)
                 problems.append(Problem(smap.locate(where), where, message, hint))
     problems.extend(_input_file_problems(nodes, context.base_dir, allowed, smap))
+    problems.extend(_run_folder_clashes(nodes, smap))
     cycle = graph.find_cycle()
     if cycle:
         problems.append(Problem(smap.locate(("nodes", cycle[0])), ("nodes", cycle[0]),
@@ -254,6 +256,26 @@ def _input_file_problems(nodes: dict[str, Node], base_dir: Path, allowed: tuple[
     return problems
 
 
+def _run_folder_clashes(nodes: dict[str, Node], smap: SourceMap) -> list[Problem]:
+    """Two nodes that would write the same file into the run folder (the second would overwrite the first)."""
+    problems, claimed = [], []  # (node id, RunFolderFile) in file order
+    for node in nodes.values():
+        writes = getattr(node.type, "writes", None)
+        for file in writes(node.fields, node.id) if writes is not None else ():
+            for other_id, other in claimed:
+                if file.collides(other):
+                    where = ("nodes", node.id) + tuple(file.field)
+                    default = "" if file.field else " (the default name, from its id)"
+                    problems.append(Problem(
+                        smap.locate(where), where,
+                        f"nodes '{other_id}' and '{node.id}' both write {file.name}{default} into the run folder "
+                        f"('{other_id}' writes {other.shown()}): the second would overwrite the first",
+                        f"give '{node.id}' or '{other_id}' another file name"))
+                    break
+            claimed.append((node.id, file))
+    return problems
+
+
 def _model_entries(raw: Any) -> dict[str, ModelEntry]:
     """The valid entries of `models:` (an invalid one is reported by the header's validation)."""
     entries = {}
@@ -289,6 +311,10 @@ def _validate_node(node_id: str, body: Any, smap: SourceMap, problems: list[Prob
                                 f"rename it, e.g. '{_suggest_id(node_id)}'"))
     elif node_id in RESERVED:
         problems.append(Problem(where, path, f"'{node_id}' is reserved and cannot be a node id", f"rename it, e.g. '{node_id}_node'"))
+    elif len(node_id) > NODE_ID_MAX:
+        problems.append(Problem(where, path, f"node id '{node_id[:24]}...' is {len(node_id)} characters long; ids are at most "
+                                             f"{NODE_ID_MAX} (they name files such as NODE_ID.png)",
+                                f"rename it, e.g. '{node_id[:NODE_ID_MAX // 4]}'"))
     if not isinstance(body, dict):
         problems.append(Problem(where, path, "a node is a mapping with a 'type' and its fields", "e.g. {type: load_image, path: in.png}"))
         return None
@@ -468,7 +494,7 @@ def _pydantic_problems(exc: ValidationError, base: tuple, data: Any, smap: Sourc
 _MISSING_ITEMS = "<missing items>"
 
 # errors whose pydantic message says little about what the value should be: the field description is the hint
-_DESCRIBED_KINDS = ("string_pattern_mismatch", "too_long", "too_short", "string_too_short")
+_DESCRIBED_KINDS = ("string_pattern_mismatch", "too_long", "too_short", "string_too_short", "string_too_long")
 
 
 def _describe(path: tuple, what: str) -> str:

@@ -16,6 +16,7 @@ from ..language.fields import (
     ImagesIn,
     MaskIn,
     ModelIn,
+    RunFolderFile,
     Seed,
     Size,
 )
@@ -298,13 +299,15 @@ def upscale(ctx, f: Upscale, inputs=None) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- save_image
 SAFE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.png$"
+SAVE_NAME_MAX = 100  # file systems allow 255 bytes; a series adds _N
 
 
 class SaveImage(Fields):
     image: ImageIn | None = Field(None, description="the image to save")
     images: ImagesIn | None = Field(None, description="several images: saved as NAME_0.png, NAME_1.png, ...")
-    name: Annotated[str, Field(pattern=SAFE_NAME)] | None = Field(
-        None, description="file name in the run folder (.png, no folders); default: NODE_ID.png"
+    name: Annotated[str, Field(pattern=SAFE_NAME, max_length=SAVE_NAME_MAX)] | None = Field(
+        None, description=f"file name in the run folder (.png, no folders, at most {SAVE_NAME_MAX} characters); "
+                          "default: NODE_ID.png"
     )
 
     @model_validator(mode="after")
@@ -323,7 +326,12 @@ def publish_save_image(ctx, f: SaveImage) -> list[str]:
     return [ctx.publish_png(source, f"{stem}_{i}.png") for i, source in enumerate(ctx.image_sources(f.images))]
 
 
-@node_type("save_image", fields=SaveImage, outputs={}, publish=publish_save_image)
+def save_image_writes(f: SaveImage, node_id: str) -> list[RunFolderFile]:
+    """What publish_save_image writes, as validation sees it (two nodes may not write the same file)."""
+    return [RunFolderFile(f.name or f"{node_id}.png", numbered=f.images is not None, field=("name",) if f.name else ())]
+
+
+@node_type("save_image", fields=SaveImage, outputs={}, publish=publish_save_image, writes=save_image_writes)
 def save_image(ctx, f: SaveImage, inputs=None) -> dict[str, Any]:
     """Write images into the run folder as PNG with metadata (workflow, seeds) embedded."""
     return {}
