@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
                               "file's folder (repeatable; symlinks are followed before the check)")
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
+    def with_private_urls(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--allow-private-urls", action="store_true",
+                         help="let load_image url: reach loopback, private, link-local and cloud metadata addresses "
+                              "(refused by default, also after a redirect); recorded in the manifest")
+
     run = commands.add_parser("run", help="execute a workflow, or the one embedded in a PNG runner saved (cached nodes are not re-run)")
     with_overrides(run)
     run.add_argument("--out", type=Path, default=Path("outputs"), help="folder for run folders (default: ./outputs)")
@@ -54,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: the available memory less 2 GB); least recently used models are released first")
     run.add_argument("--max-vram", metavar="SIZE", help="memory budget for loaded models on the GPU, e.g. 20GB "
                      "(default: the free GPU memory less 1 GB)")
+    with_private_urls(run)
     mode = run.add_mutually_exclusive_group()
     mode.add_argument("--quiet", "-q", action="store_true", help="print only errors and the run folder")
     mode.add_argument("--plain", action="store_true", help="plain line-per-event output (default when not a terminal)")
@@ -65,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--open", action="store_true", help="open watch.html, which follows the newest pass's report")
     watch.add_argument("--max-ram", metavar="SIZE", help="memory budget for loaded models in RAM, e.g. 16GB")
     watch.add_argument("--max-vram", metavar="SIZE", help="memory budget for loaded models on the GPU, e.g. 20GB")
+    with_private_urls(watch)
     watch_mode = watch.add_mutually_exclusive_group()
     watch_mode.add_argument("--quiet", "-q", action="store_true", help="print only the summary line of each pass and errors")
     watch_mode.add_argument("--plain", action="store_true", help="plain line-per-event output (default when not a terminal)")
@@ -101,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--allow-path", dest="allow_paths", action="append", default=[], type=Path, metavar="DIR",
                            help="as for run: input files may come from DIR too (the recorded run's allow_paths are "
                                 "not taken from its manifest: a run folder may come from someone else)")
+    with_private_urls(reproduce)
 
     extract = commands.add_parser("extract", help="print the workflow embedded in a PNG that runner saved")
     extract.add_argument("image", type=Path, help="a PNG written by save_image")

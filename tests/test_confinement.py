@@ -60,7 +60,7 @@ def test_absolute_paths_dotdot_and_symlinks_out_of_the_folder_are_refused_until_
     code, text = cli(capsys, "run", workflow, "--allow-path", elsewhere, "--out", tmp_path / "out", "--plain")
     assert code == 0, text
     record = manifest(latest_run(tmp_path / "out", "wf"))
-    assert record["allow_paths"] == [str(elsewhere)]
+    assert record["allow_paths"] == [str(elsewhere)] and record["allow_private_urls"] is False
     assert set(record["nodes"]["a"]["input_files"]) == {str(elsewhere / "secret.png")}
 
 
@@ -190,3 +190,132 @@ def test_two_nodes_saving_the_same_file_are_an_error_naming_both(tmp_path, capsy
     assert "3 problems found" in text
 
 
+# ------------------------------------------------------------------ URLs
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        if self.path.startswith("/to-metadata"):
+            self.send_response(302)
+            self.send_header("Location", "http://169.254.169.254/latest/meta-data/iam/security-credentials/")
+            self.end_headers()
+            return
+        super().do_GET()
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "room.png").write_bytes(ROOM.read_bytes())
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a, **k: _Handler(*a, directory=str(root), **k))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_urls_to_this_machine_are_refused_unless_allowed(tmp_path, http_root, capsys):
+    workflow = nodes_workflow(tmp_path / "wf", f"  a: {{type: load_image, url: '{http_root}/room.png'}}\n"
+                                               "  keep: {type: save_image, image: $a}\n")
+    code, text = cli(capsys, "run", workflow, "--out", tmp_path / "out", "--plain")
+    assert code == 1
+    assert (f"AddressRefused: {http_root}/room.png: 127.0.0.1 is a loopback address (this machine): runner fetches "
+            "only from public addresses; to allow private ones, pass --allow-private-urls") in text
+    code, text = cli(capsys, "run", workflow, "--out", tmp_path / "out", "--plain", "--allow-private-urls")
+    assert code == 0, text
+    run_dir = latest_run(tmp_path / "out", "wf")
+    assert Image.open(run_dir / "keep.png").size == (64, 64) and manifest(run_dir)["allow_private_urls"] is True
+
+
+def test_a_redirect_from_an_allowed_host_to_the_metadata_address_is_refused_before_connecting(tmp_path, http_root):
+    workflow = nodes_workflow(tmp_path / "wf", f"  a: {{type: load_image, url: '{http_root}/to-metadata'}}\n")
+    # the test server is on 127.0.0.1: allow that network alone (a real option: a LAN image server, say)
+    with runner.Session(out=tmp_path / "out", allow_private_urls=["127.0.0.0/8"]) as session:
+        started = time.perf_counter()
+        run = session.run(workflow)
+    assert run.status == "failed" and run.manifest["allow_private_urls"] == ["127.0.0.0/8"]
+    assert (f"{http_root}/to-metadata redirects to http://169.254.169.254/latest/meta-data/iam/security-credentials/: "
+            "169.254.169.254 is a cloud metadata address") in run.error
+    assert time.perf_counter() - started < 10  # refused, not a connection attempt waiting for its timeout
+    with pytest.raises(runner.WorkflowError, match="allow_private_urls: .*does not appear to be an IPv4 or IPv6 network"):
+        runner.Session(out=tmp_path / "out", allow_private_urls=["not-a-network"])
+
+
+@pytest.mark.parametrize("host, reason", [
+    ("169.254.169.254", "a cloud metadata address"),
+    ("fd00:ec2::254", "a cloud metadata address"),
+    ("::ffff:169.254.169.254", "a cloud metadata address"),
+    ("168.63.129.16", "a cloud metadata address"),
+    ("127.0.0.1", "a loopback address (this machine)"),
+    ("::1", "a loopback address (this machine)"),
+    ("169.254.1.1", "a link-local address"),
+    ("fe80::1", "a link-local address"),
+    ("10.1.2.3", "a private address"),
+    ("192.168.0.10", "a private address"),
+    ("fc00::1", "a private address"),
+    ("100.64.0.1", "not a globally routable address"),
+    ("224.0.0.1", "a multicast address"),
+    ("0.0.0.0", "the unspecified address"),
+    ("240.0.0.1", "a reserved address"),
+])
+def test_non_public_addresses_are_refused_by_the_address_check(host, reason):
+    """getaddrinfo of a literal address needs no DNS and connects nowhere: the check alone is under test."""
+    from runner.nodes.url_fetch import AddressPolicy, AddressRefused
+
+    with pytest.raises(AddressRefused, match=f"{host} is {reason.replace('(', '[(]').replace(')', '[)]')}"):
+        AddressPolicy(False).vetted(host, 80, f"http://{host}/")
+    assert AddressPolicy(True).vetted(host, 80, f"http://{host}/")
+
+
+def test_public_addresses_pass_and_names_are_checked_by_what_they_resolve_to():
+    from runner.nodes.url_fetch import AddressPolicy, AddressRefused
+
+    assert AddressPolicy(False).vetted("93.184.215.14", 443, "https://93.184.215.14/")[0][3][0] == "93.184.215.14"
+    assert AddressPolicy(False).vetted("2606:4700::1", 443, "https://[2606:4700::1]/")
+    with pytest.raises(AddressRefused, match="localhost resolves to 127.0.0.1 [(]a loopback address"):
+        AddressPolicy(False).vetted("localhost", 80, "http://localhost/")
+    lan = AddressPolicy(["192.168.1.0/24"])
+    assert lan.vetted("192.168.1.20", 80, "")
+    with pytest.raises(AddressRefused):
+        lan.vetted("169.254.169.254", 80, "")
+
+
+@pytest.mark.skipif(subprocess.run(["which", "openssl"], capture_output=True).returncode != 0, reason="needs openssl")
+def test_https_connects_to_the_checked_address_with_the_host_name_for_sni_and_the_certificate(tmp_path, monkeypatch):
+    import ssl
+
+    from runner.nodes.url_fetch import AddressRefused, fetch
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"], check=True, capture_output=True)
+    (tmp_path / "room.png").write_bytes(ROOM.read_bytes())
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a, **k: _Handler(*a, directory=str(tmp_path), **k))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    names = []
+    context.sni_callback = lambda sock, name, ctx: names.append(name)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trust the test certificate (read by each new default context)
+    try:
+        assert fetch(f"https://localhost:{port}/room.png", allow=True) == ROOM.read_bytes()
+        assert names == ["localhost"]  # the socket went to 127.0.0.1, the TLS layer saw the host name
+        with pytest.raises(Exception, match="certificate is not valid for '127.0.0.1'"):
+            fetch(f"https://127.0.0.1:{port}/room.png", allow=True)  # the certificate is still checked
+        with pytest.raises(AddressRefused, match="localhost resolves to 127.0.0.1"):
+            fetch(f"https://localhost:{port}/room.png")
+    finally:
+        server.shutdown()
+
+
+# ------------------------------------------------------------------ the flags are there
+def test_the_flags_are_in_the_help(capsys):
+    for command, flags in (("run", ("--allow-path DIR", "--allow-private-urls")), ("watch", ("--allow-path DIR", "--allow-private-urls")),
+                           ("validate", ("--allow-path DIR",)), ("reproduce", ("--allow-path DIR", "--allow-private-urls"))):
+        with pytest.raises(SystemExit):
+            run_cli(command, "--help")
+        text = capsys.readouterr().out
+        assert all(flag in text for flag in flags), (command, text)

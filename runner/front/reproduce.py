@@ -55,7 +55,7 @@ def reproduce_command(args) -> int:
     workflow = load_workflow(original, [], text=(run / "workflow.yaml").read_text(encoding="utf-8"),
                              source=f"{run / 'workflow.yaml'}", allow_paths=args.allow_paths)
     deterministic = bool(old.get("determinism", {}).get("requested"))
-    with Session(out=args.out) as session:
+    with Session(out=args.out, allow_private_urls=args.allow_private_urls) as session:
         outcome = session.run(workflow, deterministic=deterministic, mode="quiet" if args.quiet else "plain", no_cache=True,
                               extra={"reproduces": str(run)})
     new = outcome.manifest

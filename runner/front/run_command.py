@@ -22,7 +22,8 @@ def open_session(args) -> Session:
     """The Session a command runs in, from its --out, --max-ram and --max-vram options."""
     try:
         return Session(out=args.out, max_ram=getattr(args, "max_ram", None), max_vram=getattr(args, "max_vram", None),
-                       allow_paths=getattr(args, "allow_paths", None))
+                       allow_paths=getattr(args, "allow_paths", None),
+                       allow_private_urls=getattr(args, "allow_private_urls", False))
     except WorkflowError as exc:
         option = "--max-ram" if getattr(args, "max_ram", None) else "--max-vram"
         raise WorkflowError([Problem(Location(option), (), p.message, "e.g. --max-ram 16GB") for p in exc.problems]) from None

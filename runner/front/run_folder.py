@@ -112,7 +112,7 @@ def write_report(folder: Path) -> Path | None:
 
 
 def plan_or_problems(workflow: Workflow, hash_cache: FileHashCache, targets: list[str] | None,
-                     deterministic: bool = False, device: str = "auto") -> Plan:
+                     deterministic: bool = False, device: str = "auto", allow_private_urls: bool | list[str] = False) -> Plan:
     """Build the plan; a missing input file or model path becomes a located validation problem."""
     from ..models.sources import ModelUnavailable, describe
     from ..models.tiny import UnknownTinyModel
@@ -120,7 +120,7 @@ def plan_or_problems(workflow: Workflow, hash_cache: FileHashCache, targets: lis
     try:
         try:
             return build_plan(workflow, lambda entry, base_dir: describe(entry, base_dir, hash_cache), targets,
-                              deterministic, device)
+                              deterministic, device, allow_private_urls)
         finally:
             hash_cache.save()
     except (OSError, ModelUnavailable, UnknownTinyModel, InputRefused) as exc:
@@ -300,6 +300,7 @@ def build_manifest(workflow: Workflow, plan: Plan, results: dict[str, NodeResult
         "status": status,
         "error": error,
         "allow_paths": [str(folder) for folder in workflow.allow_paths],
+        "allow_private_urls": plan.allow_private_urls,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "seconds": round(time.time() - started, 3),
         "seed": plan.workflow_seed,

@@ -72,14 +72,17 @@ class Session:
     pool, as bytes or text ("16GB", "512MB"); default: the memory available when the Session starts
     (when the GPU is first used, for VRAM) less a reserve (2 GB of RAM, 1 GB of VRAM).
     `allow_paths`: folders besides a workflow's own that its input files may come from (the CLI's --allow-path), for
-    the workflows this Session loads; recorded in each run's manifest.
+    the workflows this Session loads. `allow_private_urls`: `load_image url:` may reach loopback, private, link-local
+    and metadata addresses: True for all of them, or a list of networks (["192.168.1.0/24"]) for those only (the CLI's
+    --allow-private-urls is True). Both are recorded in each run's manifest.
     """
 
     def __init__(self, out: str | Path = "outputs", cache_dir: str | Path | None = None, device: str = "auto",
                  max_ram: int | str | None = None, max_vram: int | str | None = None, *,
-                 allow_paths: list[str | Path] | None = None):
+                 allow_paths: list[str | Path] | None = None, allow_private_urls: bool | list[str] = False):
         self.out = Path(out)
         self.allow_paths = [Path(folder) for folder in allow_paths or ()]
+        self.allow_private_urls = _url_networks(allow_private_urls)
         self.cache = NodeCache(Path(cache_dir) if cache_dir is not None else default_cache_dir())
         if self.cache.root.exists() and not self.cache.root.is_dir():
             raise WorkflowError([Problem(Location(str(self.cache.root)), (), "the cache folder is a file, not a folder",
@@ -127,7 +130,8 @@ class Session:
 
     def plan(self, workflow: Workflow, only: list[str] | None = None, deterministic: bool = False) -> Plan:
         check_node_names(workflow, only or [], "only")
-        return plan_or_problems(workflow, self.cache.hashes, only or None, deterministic, self.device)
+        return plan_or_problems(workflow, self.cache.hashes, only or None, deterministic, self.device,
+                                self.allow_private_urls)
 
     # -------------------------------------------------------------- runs
     def run(self, workflow: str | Path | dict | Workflow, set: dict[str, Any] | list[str] | None = None, *,
@@ -187,6 +191,24 @@ def check_node_names(workflow: Workflow, names: list[str], option: str) -> None:
                         "name nodes defined under nodes:") for name in names if name not in workflow.nodes]
     if problems:
         raise WorkflowError(problems)
+
+
+def _url_networks(allow: Any) -> bool | list[str]:
+    """`allow_private_urls` as True/False or a list of networks in CIDR notation (a bad one: WorkflowError)."""
+    import ipaddress
+
+    if isinstance(allow, bool):
+        return allow
+    if isinstance(allow, str):
+        allow = [allow]
+    networks = []
+    for text in allow:
+        try:
+            networks.append(str(ipaddress.ip_network(str(text), strict=False)))
+        except ValueError as exc:
+            raise WorkflowError([Problem(Location("Session"), (), f"allow_private_urls: {exc}",
+                                         "give True, or networks such as ['192.168.1.0/24', 'fd00::/8']")]) from None
+    return networks
 
 
 def _overrides(values: dict[str, Any] | list[str] | None) -> list[str]:

@@ -35,7 +35,7 @@ class LoadImage(Fields):
     path: FilePath | None = Field(None, description="image file, relative to the workflow file's folder (and inside it, "
                                                     "unless --allow-path allows another folder)")
     url: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
-        None, description=f"http(s) URL (timeout {URL_TIMEOUT_S} s per wait, {URL_DEADLINE_S} s in all, at most "
+        None, description=f"http(s) URL of a public address (timeout {URL_TIMEOUT_S} s per wait, {URL_DEADLINE_S} s in all, at most "
                          f"{URL_MAX_BYTES >> 20} MiB and {URL_MAX_REDIRECTS} redirects); assumed immutable for caching"
     )
     size: Size | None = Field(None, description="resize to [width, height] (Lanczos); default: keep the file's size")
@@ -48,6 +48,8 @@ class LoadImage(Fields):
         if self.url is not None:
             from urllib.parse import urlsplit
 
+            if any(ord(c) < 33 or ord(c) == 127 for c in self.url):
+                raise ValueError(f"the URL {self.url!r} contains a space or a control character: escape it (%20, ...)")
             try:
                 urlsplit(self.url).port
             except ValueError:
@@ -65,7 +67,7 @@ def load_image(ctx, f: LoadImage, inputs=None) -> dict[str, Any]:
     if f.path is not None:
         image = Image.open(io.BytesIO(_planned_bytes(ctx, f.path)))
     else:
-        image = Image.open(_fetch(f.url))
+        image = Image.open(io.BytesIO(_fetch(f.url, ctx.task.allow_private_urls)))
     image = ImageOps.exif_transpose(image).convert(f.mode)
     if f.size is not None and tuple(image.size) != tuple(f.size):
         image = image.resize(tuple(f.size), Image.Resampling.LANCZOS)
@@ -90,38 +92,12 @@ def _planned_bytes(ctx, relative: str) -> bytes:
     return data
 
 
-def _fetch(url: str):
-    """The URL's bytes: at most URL_MAX_BYTES, within URL_DEADLINE_S in all (a server trickling bytes cannot hold the
-    run), through at most URL_MAX_REDIRECTS redirects, each to http(s) only."""
-    import io
-    import time
-    import urllib.parse
-    import urllib.request
+def _fetch(url: str, allow_private: bool | list[str] = False) -> bytes:
+    """The URL's bytes, by the limits above, from public addresses only unless `allow_private` (see url_fetch)."""
+    from .url_fetch import fetch
 
-    class HttpRedirectsOnly(urllib.request.HTTPRedirectHandler):
-        max_redirections = URL_MAX_REDIRECTS
-
-        def redirect_request(self, req, fp, code, msg, headers, newurl):
-            if urllib.parse.urlsplit(newurl).scheme not in ("http", "https"):
-                raise ValueError(f"{url} redirects to {newurl}: only http(s) redirects are followed")
-            return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-    deadline = time.monotonic() + URL_DEADLINE_S
-    request = urllib.request.Request(url, headers={"User-Agent": "runner"})
-    opener = urllib.request.build_opener(HttpRedirectsOnly)
-    chunks, size = [], 0
-    with opener.open(request, timeout=URL_TIMEOUT_S) as response:
-        while True:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{url} took longer than {URL_DEADLINE_S} s in all; fetch it yourself and use path:")
-            chunk = response.read1(1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > URL_MAX_BYTES:
-                raise ValueError(f"{url} is larger than {URL_MAX_BYTES >> 20} MiB")
-    return io.BytesIO(b"".join(chunks))
+    return fetch(url, allow=allow_private, timeout=URL_TIMEOUT_S, deadline=URL_DEADLINE_S, max_bytes=URL_MAX_BYTES,
+                 max_redirects=URL_MAX_REDIRECTS)
 
 
 # ----------------------------------------------------------------- make_mask
