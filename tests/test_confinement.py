@@ -159,6 +159,22 @@ def test_a_nul_in_a_path_is_a_located_error(tmp_path, capsys):
         assert "Traceback" not in text
 
 
+def test_images_above_the_input_pixel_bound_are_a_node_error(tmp_path, capsys):
+    folder = tmp_path / "wf"
+    folder.mkdir()
+    # one bit per pixel: a few kB on disk, 169 MP (0.5 GB as RGB) and 400 MP once decoded
+    Image.new("1", (13000, 13000)).save(folder / "big.png")
+    Image.new("1", (20000, 20000)).save(folder / "bigger.png")
+    workflow = nodes_workflow(folder, "  a: {type: load_image, path: big.png}\n")
+    code, text = cli(capsys, "run", workflow, "--out", tmp_path / "out", "--plain")
+    assert code == 1, text
+    assert ("node 'a' (load_image) failed: NodeInputError: big.png is 13000 x 13000 = 169 MP, more than the limit of "
+            "67 MP for an input image: make it smaller, or raise RUNNER_MAX_INPUT_PIXELS") in text
+    code, text = cli(capsys, "run", workflow, "--out", tmp_path / "out", "--plain", "--set", "nodes.a.path=bigger.png")
+    assert code == 1 and "bigger.png is 400 MP, more than the limit of 67 MP for an input image" in text
+    assert "Traceback" not in text
+
+
 # ------------------------------------------------------------------ names of what a run writes
 def test_long_save_names_and_node_ids_are_located_errors(tmp_path, capsys):
     long_name = "n" * 300 + ".png"

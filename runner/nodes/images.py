@@ -28,6 +28,10 @@ URL_MAX_BYTES = 64 * 1024 * 1024
 URL_MAX_REDIRECTS = 5
 # the largest image a grid or upscale node makes, in pixels (RUNNER_MAX_PIXELS overrides; 8192 x 8192 by default)
 MAX_OUTPUT_PIXELS = int(os.environ.get("RUNNER_MAX_PIXELS") or 8192 * 8192)
+# the largest image load_image decodes (RUNNER_MAX_INPUT_PIXELS overrides; 8192 x 8192 by default, so that what runner
+# makes loads back): checked from the file's header before any pixel is decoded. Pillow's own guard (a warning above
+# 89 MP, an error above 179 MP) would let a 13000 x 13000 image (169 MP, 0.5 GB decoded) through.
+MAX_INPUT_PIXELS = int(os.environ.get("RUNNER_MAX_INPUT_PIXELS") or 8192 * 8192)
 
 
 # ---------------------------------------------------------------- load_image
@@ -60,18 +64,44 @@ class LoadImage(Fields):
 @node_type("load_image", fields=LoadImage, outputs={"image": "image"})
 def load_image(ctx, f: LoadImage, inputs=None) -> dict[str, Any]:
     """Read an image file or http(s) URL, upright (EXIF orientation applied), optionally resized."""
-    import io
-
     from PIL import Image, ImageOps
 
     if f.path is not None:
-        image = Image.open(io.BytesIO(_planned_bytes(ctx, f.path)))
+        image = open_image(_planned_bytes(ctx, f.path), f.path)
     else:
-        image = Image.open(io.BytesIO(_fetch(f.url, ctx.task.allow_private_urls)))
+        image = open_image(_fetch(f.url, ctx.task.allow_private_urls), f.url)
     image = ImageOps.exif_transpose(image).convert(f.mode)
     if f.size is not None and tuple(image.size) != tuple(f.size):
         image = image.resize(tuple(f.size), Image.Resampling.LANCZOS)
     return {"image": image}
+
+
+def open_image(data: bytes, what: str):
+    """The image in `data`, refused (a NodeInputError, before any pixel is decoded) above MAX_INPUT_PIXELS."""
+    import io
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    from ..models.calls import NodeInputError
+
+    fix = "make it smaller, or raise RUNNER_MAX_INPUT_PIXELS"
+    try:
+        with warnings.catch_warnings():  # the bound below is the one that counts; Pillow's warning would only be noise
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:  # beyond even Pillow's own bound: it says how many pixels, not the size
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(pixels.group(1)) / 1e6:.0f} MP" if pixels else "too large"
+        raise NodeInputError(f"{what} is {size}, more than the limit of {MAX_INPUT_PIXELS / 1e6:.0f} MP for an input "
+                             f"image: {fix}") from None
+    except UnidentifiedImageError:
+        raise NodeInputError(f"{what} is not an image Pillow can read") from None
+    width, height = image.size
+    if width * height > MAX_INPUT_PIXELS:
+        raise NodeInputError(f"{what} is {width} x {height} = {width * height / 1e6:.0f} MP, more than the limit of "
+                             f"{MAX_INPUT_PIXELS / 1e6:.0f} MP for an input image: {fix}")
+    return image
 
 
 def _planned_bytes(ctx, relative: str) -> bytes:
