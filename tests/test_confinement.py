@@ -327,6 +327,95 @@ def test_https_connects_to_the_checked_address_with_the_host_name_for_sni_and_th
         server.shutdown()
 
 
+# ------------------------------------------------------------------ --out
+def test_out_on_a_file_is_a_clear_error_before_anything_runs(tmp_path, capsys):
+    workflow = nodes_workflow(tmp_path / "wf", "  a: {type: load_image, path: in.png}\n  keep: {type: save_image, image: $a}\n")
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    for out, shown in ((blocker, f"{blocker} is a file, not a folder"),
+                       (blocker / "sub", f"{blocker / 'sub'} cannot be made: {blocker} is a file, not a folder")):
+        for extra in ([], ["--dry-run"], ["--seeds", "1-2"]):
+            code, text = cli(capsys, "run", workflow, "--out", out, *extra)
+            assert code == 2, (extra, text)
+            assert f"error: --out: {shown}" in text and "choose a folder you can write to (--out DIR" in text
+            assert "Traceback" not in text
+    with runner.Session(out=blocker) as session:
+        with pytest.raises(runner.WorkflowError, match="is a file, not a folder"):
+            session.run(workflow)
+
+
+def test_watch_checks_out_before_watching(tmp_path):
+    workflow = nodes_workflow(tmp_path / "wf", "  a: {type: load_image, path: in.png}\n")
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    result = run_subprocess("watch", workflow, "--out", blocker, timeout=120)
+    assert result.returncode == 2 and f"error: --out: {blocker} is a file, not a folder" in result.stderr
+
+
+@pytest.mark.skipif(not POSIX or os.geteuid() == 0, reason="root may write into read-only folders")
+def test_out_without_write_permission_is_a_clear_error(tmp_path, capsys):
+    workflow = nodes_workflow(tmp_path / "wf", "  a: {type: load_image, path: in.png}\n")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        for out in (locked, locked / "sub"):
+            code, text = cli(capsys, "run", workflow, "--out", out)
+            assert code == 2 and "error: --out: cannot write into" in text and "permission denied" in text
+    finally:
+        locked.chmod(0o700)
+
+
+def _namespace_with_tmpfs(target: Path, options: str) -> list[str] | None:
+    """A command prefix running in a private mount namespace with a small tmpfs on `target` (no root needed where
+    user namespaces are enabled), or None where that is not available."""
+    prefix = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+              f'mount -t tmpfs -o {options} tmpfs "$0" && exec "$@"', str(target)]
+    try:
+        probe = subprocess.run(prefix + ["true"], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return prefix if probe.returncode == 0 else None
+
+
+def _noise_workflow(tmp_path: Path) -> Path:
+    folder = tmp_path / "wf"
+    folder.mkdir()
+    Image.frombytes("RGB", (512, 512), os.urandom(512 * 512 * 3)).save(folder / "noise.png")  # ~0.8 MB: no room in 256 kB
+    workflow = folder / "full.yaml"
+    workflow.write_text("version: 1\nnodes:\n  n: {type: load_image, path: noise.png}\n  keep: {type: save_image, image: $n}\n")
+    return workflow
+
+
+def test_out_on_a_read_only_file_system_is_a_clear_error(tmp_path):
+    out = tmp_path / "mnt"
+    out.mkdir()
+    prefix = _namespace_with_tmpfs(out, "ro,size=256k")
+    if prefix is None:
+        pytest.skip("no unprivileged mount namespace here")
+    workflow = _noise_workflow(tmp_path)
+    result = subprocess.run(prefix + [sys.executable, "-m", "runner", "run", str(workflow), "--out", str(out / "runs")],
+                            capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 2, result.stderr
+    assert f"error: --out: cannot write into {out / 'runs'}: it is on a read-only file system" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_full_disk_under_out_fails_the_run_without_a_traceback(tmp_path):
+    out = tmp_path / "mnt"
+    out.mkdir()
+    prefix = _namespace_with_tmpfs(out, "size=256k")
+    if prefix is None:
+        pytest.skip("no unprivileged mount namespace here")
+    workflow = _noise_workflow(tmp_path)
+    result = subprocess.run(prefix + [sys.executable, "-m", "runner", "run", str(workflow), "--out", str(out), "--plain"],
+                            capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 1, result.stderr
+    assert "error: node 'keep' (save_image) could not write its files into" in result.stderr
+    assert "No space left on device; free some space or choose another --out" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 # ------------------------------------------------------------------ the flags are there
 def test_the_flags_are_in_the_help(capsys):
     for command, flags in (("run", ("--allow-path DIR", "--allow-private-urls")), ("watch", ("--allow-path DIR", "--allow-private-urls")),

@@ -56,6 +56,7 @@ def run_command(args) -> int:
     plan = session.plan(workflow, args.only, args.deterministic)
     console = Console(highlight=False)
     if args.dry_run:
+        session.check_out(create=False)
         return _dry_run(workflow, plan, cache, args, console)
     mode = "quiet" if args.quiet else ("plain" if args.plain or not sys.stdout.isatty() else "live")
     run = session.run(workflow, plan=plan, force=args.force, no_cache=args.no_cache, mode=mode)
@@ -95,6 +96,7 @@ def sweep_command(args, session: Session, workflow: Workflow, dimensions: list) 
     if args.dry_run:
         print(f"sweep of {len(combos)} variants: " + "; ".join(", ".join(f"{k}={v}" for k, v in c.items()) for c in combos))
         return 0
+    session.check_out()
     sweep_dir = new_sweep_dir(args.out, workflow.name)
     mode = "quiet" if args.quiet else "plain"
     index = {"workflow": str(args.workflow), "overrides": args.overrides, "variants": []}
@@ -107,7 +109,11 @@ def sweep_command(args, session: Session, workflow: Workflow, dimensions: list) 
                           extra={"sweep": {"folder": str(sweep_dir), "variant": number, "values": values}})
         index["variants"].append({"variant": number, "values": values, "run": run.folder.name,
                                   "status": run.status, "counts": run.manifest["counts"]})
-        write_atomic(sweep_dir / "index.json", json.dumps(index, indent=2) + "\n")
+        try:
+            write_atomic(sweep_dir / "index.json", json.dumps(index, indent=2) + "\n")
+        except OSError as exc:
+            print(f"error: index.json could not be written into {sweep_dir}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
         write_report(sweep_dir)
         if run.exit_code:
             exit_code = run.exit_code

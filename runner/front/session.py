@@ -23,7 +23,7 @@ from ..models.pool import ModelPool, parse_size
 from ..models.resources import PoolResources
 from ..nodes import NODE_TYPES
 from .loading import load_for_run, load_workflow
-from .run_folder import Outcome, execute, plan_or_problems
+from .run_folder import Outcome, check_out_folder, execute, plan_or_problems
 
 
 @dataclass
@@ -133,6 +133,11 @@ class Session:
         return plan_or_problems(workflow, self.cache.hashes, only or None, deterministic, self.device,
                                 self.allow_private_urls)
 
+    def check_out(self, *, create: bool = True) -> None:
+        """WorkflowError (before anything runs) unless run folders can be written under `out`; with `create` False
+        nothing is written (a dry run)."""
+        check_out_folder(self.out, create=create)
+
     # -------------------------------------------------------------- runs
     def run(self, workflow: str | Path | dict | Workflow, set: dict[str, Any] | list[str] | None = None, *,
             only: list[str] | None = None, force: list[str] | None = None, no_cache: bool = False,
@@ -151,6 +156,7 @@ class Session:
         check_node_names(loaded, force or [], "force")
         plan = plan or self.plan(loaded, only, deterministic)
         self.check_budget(loaded, plan, force=set_of(force), no_cache=no_cache)
+        self.check_out()
         self.resources.begin_run()
         outcome: Outcome = execute(self.executor, self.resources, loaded, plan, self.out, mode=mode, force=set_of(force),
                                    no_cache=no_cache, extra=extra, run_dir=run_dir, should_stop=should_stop)
