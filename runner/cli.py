@@ -29,7 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("workflow", type=Path, help="workflow YAML file")
         sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                          help="override a value by dotted path, parsed as YAML (repeatable), e.g. --set params.prompt='a red barn'")
+        sub.add_argument("--allow-path", dest="allow_paths", action="append", default=[], type=Path, metavar="DIR",
+                         help="let input files (load_image path:) come from DIR too, not only from the workflow "
+                              "file's folder (repeatable; symlinks are followed before the check)")
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
+    def with_private_urls(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--allow-private-urls", action="store_true",
+                         help="let load_image url: reach loopback, private, link-local and cloud metadata addresses "
+                              "(refused by default, also after a redirect); recorded in the manifest")
 
     run = commands.add_parser("run", help="execute a workflow, or the one embedded in a PNG runner saved (cached nodes are not re-run)")
     with_overrides(run)
@@ -51,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: the available memory less 2 GB); least recently used models are released first")
     run.add_argument("--max-vram", metavar="SIZE", help="memory budget for loaded models on the GPU, e.g. 20GB "
                      "(default: the free GPU memory less 1 GB)")
+    with_private_urls(run)
     mode = run.add_mutually_exclusive_group()
     mode.add_argument("--quiet", "-q", action="store_true", help="print only errors and the run folder")
     mode.add_argument("--plain", action="store_true", help="plain line-per-event output (default when not a terminal)")
@@ -62,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--open", action="store_true", help="open watch.html, which follows the newest pass's report")
     watch.add_argument("--max-ram", metavar="SIZE", help="memory budget for loaded models in RAM, e.g. 16GB")
     watch.add_argument("--max-vram", metavar="SIZE", help="memory budget for loaded models on the GPU, e.g. 20GB")
+    with_private_urls(watch)
     watch_mode = watch.add_mutually_exclusive_group()
     watch_mode.add_argument("--quiet", "-q", action="store_true", help="print only the summary line of each pass and errors")
     watch_mode.add_argument("--plain", action="store_true", help="plain line-per-event output (default when not a terminal)")
@@ -95,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("run", help="run folder, run id (or a unique prefix), NAME/RUN_ID, or 'latest'")
     reproduce.add_argument("--out", type=Path, default=Path("outputs"), help="folder holding run folders (default: ./outputs)")
     reproduce.add_argument("--quiet", "-q", action="store_true", help="print only the verdict")
+    reproduce.add_argument("--allow-path", dest="allow_paths", action="append", default=[], type=Path, metavar="DIR",
+                           help="as for run: input files may come from DIR too (the recorded run's allow_paths are "
+                                "not taken from its manifest: a run folder may come from someone else)")
+    with_private_urls(reproduce)
 
     extract = commands.add_parser("extract", help="print the workflow embedded in a PNG that runner saved")
     extract.add_argument("image", type=Path, help="a PNG written by save_image")
@@ -172,7 +186,7 @@ def cmd_validate(args) -> int:
     from .front.loading import load_workflow
 
     started = time.perf_counter()
-    workflow = load_workflow(args.workflow, args.overrides)
+    workflow = load_workflow(args.workflow, args.overrides, allow_paths=args.allow_paths)
     types = sorted({node.type.name for node in workflow.nodes.values()})
     print(f"OK {args.workflow}: workflow '{workflow.name}', {_count(workflow.nodes, 'node')} ({', '.join(types)}), "
           f"{_count(workflow.models, 'model')}, {_count(workflow.params, 'param')} "
@@ -217,7 +231,7 @@ def cmd_graph(args) -> int:
     from .front.graph_view import mermaid, text_tree
     from .front.loading import load_workflow
 
-    workflow = load_workflow(args.workflow, args.overrides)
+    workflow = load_workflow(args.workflow, args.overrides, allow_paths=args.allow_paths)
     if args.format == "mermaid":
         sys.stdout.write(mermaid(workflow))
     else:
@@ -280,7 +294,7 @@ def cmd_lock(args) -> int:
     from .front.loading import load_workflow
     from .front.lock import write_lock
 
-    workflow = load_workflow(args.workflow, args.overrides)
+    workflow = load_workflow(args.workflow, args.overrides, allow_paths=args.allow_paths)
     cache = NodeCache(default_cache_dir())
     path = write_lock(workflow, models_dir(cache.root), cache.hashes)
     print(f"wrote {path}")

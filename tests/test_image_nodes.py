@@ -13,6 +13,9 @@ from PIL import Image
 from conftest import write_workflow, WORKFLOWS, latest_run, manifest, run_cli, statuses
 
 
+LOCAL = ("--allow-private-urls",)  # the test server is on 127.0.0.1, which load_image refuses by default
+
+
 def run_nodes(tmp_path: Path, nodes_yaml: str, *extra: str) -> tuple[int, Path | None]:
     workflow = write_workflow(tmp_path, "images.yaml", "version: 1\nnodes:\n" + nodes_yaml)
     code = run_cli("run", workflow, "--out", tmp_path / "out", "--plain", *extra)
@@ -108,7 +111,7 @@ def http_root(tmp_path):
 
 
 def test_load_image_from_url_with_size_limit_and_timeout(tmp_path, http_root, monkeypatch, capsys):
-    code, run_dir = run_nodes(tmp_path, f"  photo: {{type: load_image, url: '{http_root}/room.png'}}\n  keep: {{type: save_image, image: $photo}}\n")
+    code, run_dir = run_nodes(tmp_path, f"  photo: {{type: load_image, url: '{http_root}/room.png'}}\n  keep: {{type: save_image, image: $photo}}\n", *LOCAL)
     assert code == 0
     assert Image.open(run_dir / "keep.png").size == (64, 64)
     assert statuses(run_dir)["photo"] == "ran"
@@ -116,10 +119,10 @@ def test_load_image_from_url_with_size_limit_and_timeout(tmp_path, http_root, mo
     import runner.nodes.images as images
 
     monkeypatch.setattr(images, "URL_MAX_BYTES", 100)
-    code, _ = run_nodes(tmp_path, f"  photo: {{type: load_image, url: '{http_root}/room.png?big'}}\n")
+    code, _ = run_nodes(tmp_path, f"  photo: {{type: load_image, url: '{http_root}/room.png?big'}}\n", *LOCAL)
     assert code == 1 and "larger than" in capsys.readouterr().err
     monkeypatch.setattr(images, "URL_TIMEOUT_S", 0.5)
-    code, _ = run_nodes(tmp_path, f"  photo: {{type: load_image, url: '{http_root}/slow/room.png'}}\n")
+    code, _ = run_nodes(tmp_path, f"  photo: {{type: load_image, url: '{http_root}/slow/room.png'}}\n", *LOCAL)
     assert code == 1 and "timed out" in capsys.readouterr().err
 
 
@@ -157,13 +160,13 @@ def test_upscale_with_a_diffusion_upscaler(tmp_path):
 def test_url_redirects_deadline_and_ports_are_bounded(tmp_path, http_root, monkeypatch, capsys):
     import runner.nodes.images as images
 
-    code, _ = run_nodes(tmp_path, f"  photo: {{type: load_image, url: '{http_root}/to-ftp/room.png'}}\n")
+    code, _ = run_nodes(tmp_path, f"  photo: {{type: load_image, url: '{http_root}/to-ftp/room.png'}}\n", *LOCAL)
     assert code == 1 and "only http(s) redirects are followed" in capsys.readouterr().err
-    code, _ = run_nodes(tmp_path, f"  photo: {{type: load_image, url: '{http_root}/loop/room.png'}}\n")
+    code, _ = run_nodes(tmp_path, f"  photo: {{type: load_image, url: '{http_root}/loop/room.png'}}\n", *LOCAL)
     assert code == 1 and "redirect" in capsys.readouterr().err
     monkeypatch.setattr(images, "URL_DEADLINE_S", 1)
     started = time.perf_counter()
-    code, _ = run_nodes(tmp_path, f"  photo: {{type: load_image, url: '{http_root}/trickle/room.png'}}\n")
+    code, _ = run_nodes(tmp_path, f"  photo: {{type: load_image, url: '{http_root}/trickle/room.png'}}\n", *LOCAL)
     assert code == 1 and "took longer than 1 s in all" in capsys.readouterr().err
     assert time.perf_counter() - started < 30
     code, _ = run_nodes(tmp_path, "  photo: {type: load_image, url: 'http://127.0.0.1:70000/room.png'}\n")

@@ -12,10 +12,12 @@ FAST = "pipeline_kwargs: {prior_num_inference_steps: 2}"
 
 
 def write(tmp_path: Path, nodes_yaml: str, name: str = "kd") -> Path:
+    """The workflow, with the demo photo beside it as room.png (input files come from the workflow's folder)."""
+    (tmp_path / "room.png").write_bytes(ROOM.read_bytes())
     workflow = tmp_path / f"{name}.yaml"
     workflow.write_text(
         f"version: 1\nname: {name}\nseed: 5\nmodels: {{k: tiny:kandinsky22, ki: tiny:kandinsky22-inpaint}}\nnodes:\n"
-        f"  src: {{type: load_image, path: {ROOM}, size: [64, 64]}}\n"
+        "  src: {type: load_image, path: room.png, size: [64, 64]}\n"
         "  left: {type: make_mask, like: $src, shapes: [{rect: [0, 0, 32, 64]}]}\n" + nodes_yaml)
     return workflow
 
@@ -84,7 +86,7 @@ def test_inpaint_repaints_white_and_keeps_black(tmp_path):
 
 def test_inpaint_keeps_the_input_size(tmp_path):
     nodes = f"""
-  big: {{type: load_image, path: {ROOM}, size: [100, 72]}}
+  big: {{type: load_image, path: room.png, size: [100, 72]}}
   hole: {{type: make_mask, like: $big, shapes: [{{rect: [10, 10, 60, 60]}}]}}
   p: {{type: inpaint, model: $models.ki, image: $big, mask: $hole, prompt: a cat, steps: 2, {FAST}}}
   s: {{type: save_image, image: $p, name: p.png}}

@@ -24,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-from ..core.hashing import sha256_file
+from ..core.input_files import confined_path, sha256_input
 from ..core.model_entry import ModelEntry
 from ..language.fields import (
     InputFile,
@@ -61,6 +61,8 @@ class Task:
     base_dir: str = "."  # the folder the workflow's relative paths start from
     offload: str = "none"  # the workflow's default; a node's own `offload` field wins (not in the key: same outputs)
     deterministic: bool = False
+    # URLs may reach non-public addresses: True (all), or a list of networks (not in the key: same bytes)
+    allow_private_urls: bool | list[str] = False
 
     def to_data(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -106,6 +108,7 @@ class Plan:
     libraries: dict[str, str]
     seeds: dict[str, int] = field(default_factory=dict)
     deterministic: bool = False
+    allow_private_urls: bool | list[str] = False
 
 
 @functools.lru_cache(maxsize=1)
@@ -154,8 +157,9 @@ def derived_seed(workflow_seed: int, node_id: str) -> int:
 
 
 def build_plan(workflow: Workflow, describe: Describe, targets: list[str] | None = None,
-               deterministic: bool = False, device: str = "auto") -> Plan:
-    """The plan for `workflow` (or for what `targets` need). `device` applies where the workflow says `device: auto`."""
+               deterministic: bool = False, device: str = "auto", allow_private_urls: bool | list[str] = False) -> Plan:
+    """The plan for `workflow` (or for what `targets` need). `device` applies where the workflow says `device: auto`;
+    `allow_private_urls` goes to every task (see runner.nodes.url_fetch)."""
     device = probe_device(workflow.device if workflow.device != "auto" else device)
     dtype = resolve_dtype(workflow.dtype, device)
     libraries = library_versions()
@@ -170,15 +174,16 @@ def build_plan(workflow: Workflow, describe: Describe, targets: list[str] | None
     identities: dict[str, tuple[dict, str]] = {}
     for node_id in order:
         try:
-            tasks[node_id] = _task(workflow, node_id, tasks, identities, seeds, describe, workflow_seed, environment)
+            tasks[node_id] = _task(workflow, node_id, tasks, identities, seeds, describe, workflow_seed, environment,
+                                   allow_private_urls)
         except Exception as exc:
             exc.node_id = node_id  # type: ignore[attr-defined]  (lets the CLI point at the node)
             raise
-    return Plan(tasks, order, workflow_seed, device, dtype, libraries, seeds, deterministic)
+    return Plan(tasks, order, workflow_seed, device, dtype, libraries, seeds, deterministic, allow_private_urls)
 
 
 def _task(workflow: Workflow, node_id: str, tasks: dict[str, Task], identities: dict, seeds: dict[str, int],
-          describe: Describe, workflow_seed: int, environment: dict) -> Task:
+          describe: Describe, workflow_seed: int, environment: dict, allow_private_urls: bool | list[str] = False) -> Task:
     node = workflow.nodes[node_id]
     device, dtype = environment["device"], environment["dtype"]
     upstream, inputs = {}, []
@@ -193,8 +198,8 @@ def _task(workflow: Workflow, node_id: str, tasks: dict[str, Task], identities: 
             identities[ref] = describe(resolve_entry(ref, workflow.models), workflow.base_dir)
         models[ref], model_ids[ref] = identities[ref]
     files = {}
-    for relative, _marker, _path in iter_marked(node.fields, InputFile):
-        files[relative] = sha256_file(workflow.base_dir / relative)
+    for relative, _marker, _path in iter_marked(node.fields, InputFile):  # checked again: the file may have changed
+        files[relative] = sha256_input(confined_path(workflow.base_dir, relative, workflow.allow_paths), relative)
     seed = None
     if node.type.takes_seed:
         chosen = node.fields.seed
@@ -210,7 +215,8 @@ def _task(workflow: Workflow, node_id: str, tasks: dict[str, Task], identities: 
     }
     key = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
     return Task(node_id, node.type.name, encode_fields(node.fields), key, seed, upstream, inputs, models, model_ids, files,
-                device, dtype, str(workflow.base_dir), workflow.offload, bool(environment.get("deterministic")))
+                device, dtype, str(workflow.base_dir), workflow.offload, bool(environment.get("deterministic")),
+                allow_private_urls)
 
 
 def _keyed_fields(fields, upstream: dict[str, str], model_ids: dict[str, str], workflow: Workflow) -> Any:

@@ -21,7 +21,9 @@ from .session import Session, check_node_names
 def open_session(args) -> Session:
     """The Session a command runs in, from its --out, --max-ram and --max-vram options."""
     try:
-        return Session(out=args.out, max_ram=getattr(args, "max_ram", None), max_vram=getattr(args, "max_vram", None))
+        return Session(out=args.out, max_ram=getattr(args, "max_ram", None), max_vram=getattr(args, "max_vram", None),
+                       allow_paths=getattr(args, "allow_paths", None),
+                       allow_private_urls=getattr(args, "allow_private_urls", False))
     except WorkflowError as exc:
         option = "--max-ram" if getattr(args, "max_ram", None) else "--max-vram"
         raise WorkflowError([Problem(Location(option), (), p.message, "e.g. --max-ram 16GB") for p in exc.problems]) from None
@@ -30,7 +32,7 @@ def open_session(args) -> Session:
 def run_command(args) -> int:
     from rich.console import Console
 
-    workflow = load_for_run(args.workflow, args.overrides)
+    workflow = load_for_run(args.workflow, args.overrides, args.allow_paths)
     check_node_names(workflow, args.only, "only")
     check_node_names(workflow, args.force, "force")
     from .lock import check_lock, pinned_revisions
@@ -38,7 +40,7 @@ def run_command(args) -> int:
     pins = pinned_revisions(workflow)  # a WF.lock beside the workflow pins hub models to commits
     if pins:
         args.overrides = args.overrides + pins
-        workflow = load_for_run(args.workflow, args.overrides)
+        workflow = load_for_run(args.workflow, args.overrides, args.allow_paths)
     session = open_session(args)
     cache = session.cache
     check_lock(workflow, models_dir(cache.root), cache.hashes)
@@ -54,6 +56,7 @@ def run_command(args) -> int:
     plan = session.plan(workflow, args.only, args.deterministic)
     console = Console(highlight=False)
     if args.dry_run:
+        session.check_out(create=False)
         return _dry_run(workflow, plan, cache, args, console)
     mode = "quiet" if args.quiet else ("plain" if args.plain or not sys.stdout.isatty() else "live")
     run = session.run(workflow, plan=plan, force=args.force, no_cache=args.no_cache, mode=mode)
@@ -88,11 +91,12 @@ def sweep_command(args, session: Session, workflow: Workflow, dimensions: list) 
     combos = variants(dimensions)
     prepared = []
     for values in combos:  # validate every variant before running any
-        variant = load_for_run(args.workflow, args.overrides + as_overrides(values))
+        variant = load_for_run(args.workflow, args.overrides + as_overrides(values), args.allow_paths)
         prepared.append((values, variant, session.plan(variant, args.only, args.deterministic)))
     if args.dry_run:
         print(f"sweep of {len(combos)} variants: " + "; ".join(", ".join(f"{k}={v}" for k, v in c.items()) for c in combos))
         return 0
+    session.check_out()
     sweep_dir = new_sweep_dir(args.out, workflow.name)
     mode = "quiet" if args.quiet else "plain"
     index = {"workflow": str(args.workflow), "overrides": args.overrides, "variants": []}
@@ -105,7 +109,11 @@ def sweep_command(args, session: Session, workflow: Workflow, dimensions: list) 
                           extra={"sweep": {"folder": str(sweep_dir), "variant": number, "values": values}})
         index["variants"].append({"variant": number, "values": values, "run": run.folder.name,
                                   "status": run.status, "counts": run.manifest["counts"]})
-        write_atomic(sweep_dir / "index.json", json.dumps(index, indent=2) + "\n")
+        try:
+            write_atomic(sweep_dir / "index.json", json.dumps(index, indent=2) + "\n")
+        except OSError as exc:
+            print(f"error: index.json could not be written into {sweep_dir}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
         write_report(sweep_dir)
         if run.exit_code:
             exit_code = run.exit_code

@@ -16,6 +16,7 @@ import yaml
 
 from ..core.atomic import write_atomic
 from ..core.hashing import FileHashCache
+from ..core.input_files import InputRefused
 from ..core.paths import models_dir
 from ..executor.cache import NodeCache
 from ..executor.engine import NodeFailed, NodeResult, RunStopped
@@ -51,12 +52,16 @@ def execute(executor, resources, workflow: Workflow, plan: Plan, out: Path, *, m
 
     cache = executor.cache
 
-    if run_dir is None:
-        run_dir = _new_run_dir(out, workflow.name)
-    else:
-        run_dir.mkdir(parents=True)
     resolved_text = resolved_workflow_text(workflow, plan)
-    write_atomic(run_dir / "workflow.yaml", resolved_text.encode())
+    try:  # nothing ran yet: a folder that cannot be written is a problem of the command line
+        if run_dir is None:
+            run_dir = _new_run_dir(out, workflow.name)
+        else:
+            run_dir.mkdir(parents=True)
+        write_atomic(run_dir / "workflow.yaml", resolved_text.encode())
+    except OSError as exc:
+        raise WorkflowError([Problem(Location("--out"), (), f"cannot write the run folder {run_dir or out}: "
+                                                             f"{exc.strerror or exc}", OUT_FIX)]) from None
     types = {node_id: workflow.nodes[node_id].type.name for node_id in plan.order}
     events = LiveEvents(types, Console(highlight=False)) if mode == "live" else PlainEvents(types, quiet=mode == "quiet")
     publisher = Publisher(workflow, plan, cache, run_dir, resolved_text)
@@ -66,6 +71,8 @@ def execute(executor, resources, workflow: Workflow, plan: Plan, out: Path, *, m
     try:
         executor.run(plan, events, force=force, no_cache=no_cache, after_node=publisher, should_stop=should_stop)
     except NodeFailed as failure:
+        status, exit_code, error = "failed", 1, str(failure)
+    except RunFolderUnwritable as failure:
         status, exit_code, error = "failed", 1, str(failure)
     except RunStopped as stop:
         status, exit_code, error = "interrupted", 130, f"{SUPERSEDED}: {stop}; finished nodes stay cached"
@@ -77,8 +84,14 @@ def execute(executor, resources, workflow: Workflow, plan: Plan, out: Path, *, m
     with signals_held():  # a Ctrl-C now waits until the record is complete, then stops the command as usual
         manifest = build_manifest(workflow, plan, results, publisher, status, error, started, resources)
         manifest.update(extra or {})
-        write_atomic(run_dir / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
-        write_report(run_dir)
+        try:
+            write_atomic(run_dir / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+        except OSError as exc:
+            status, exit_code = ("failed" if status == "ok" else status), (exit_code or 1)
+            error = (f"{error}; " if error else "") + f"manifest.json could not be written into {run_dir}: {exc.strerror or exc}"
+            manifest.update(status=status, error=error)
+        else:
+            write_report(run_dir)
     return Outcome(run_dir, manifest, results, status, exit_code, error)
 
 
@@ -111,7 +124,7 @@ def write_report(folder: Path) -> Path | None:
 
 
 def plan_or_problems(workflow: Workflow, hash_cache: FileHashCache, targets: list[str] | None,
-                     deterministic: bool = False, device: str = "auto") -> Plan:
+                     deterministic: bool = False, device: str = "auto", allow_private_urls: bool | list[str] = False) -> Plan:
     """Build the plan; a missing input file or model path becomes a located validation problem."""
     from ..models.sources import ModelUnavailable, describe
     from ..models.tiny import UnknownTinyModel
@@ -119,15 +132,62 @@ def plan_or_problems(workflow: Workflow, hash_cache: FileHashCache, targets: lis
     try:
         try:
             return build_plan(workflow, lambda entry, base_dir: describe(entry, base_dir, hash_cache), targets,
-                              deterministic, device)
+                              deterministic, device, allow_private_urls)
         finally:
             hash_cache.save()
-    except (OSError, ModelUnavailable, UnknownTinyModel) as exc:
+    except (OSError, ModelUnavailable, UnknownTinyModel, InputRefused) as exc:
         node_id = getattr(exc, "node_id", None)
         path = ("nodes", node_id) if node_id else ()
         location = workflow.source_map.locate(path) if workflow.source_map else Location(str(workflow.path))
         message = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename else str(exc)
-        raise WorkflowError([Problem(location, path, message, "fix the path (relative to the workflow file's folder)")]) from None
+        hint = getattr(exc, "hint", "") or "fix the path (relative to the workflow file's folder)"
+        raise WorkflowError([Problem(location, path, message, hint)]) from None
+
+
+def out_folder_problem(out: Path, *, create: bool) -> str | None:
+    """Why run folders cannot be written under `out` (None when they can). With `create`, the folder is made and a
+    probe file written and removed (what the run will do); without, nothing is written: the nearest existing folder
+    must be one this process may write into."""
+    import errno
+    import os
+    import tempfile
+
+    out = Path(out)
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        return (f"{out} is a file, not a folder" if existing == out else
+                f"{out} cannot be made: {existing} is a file, not a folder")
+    if not create:
+        if not os.access(existing, os.W_OK | os.X_OK):
+            return f"cannot write into {existing}: permission denied"
+        return None
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".runner-probe-", dir=out)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        reasons = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+                   errno.EROFS: "it is on a read-only file system", errno.ENOSPC: "the disk is full",
+                   errno.EDQUOT: "the disk quota is used up"}
+        return f"cannot write into {out}: {reasons.get(exc.errno, exc.strerror or str(exc))}"
+    return None
+
+
+OUT_FIX = "choose a folder you can write to (--out DIR; Python: Session(out=...)), or fix this one (permissions, free space)"
+
+
+def check_out_folder(out: Path, *, create: bool = True) -> None:
+    """WorkflowError (exit status 2, before anything runs) unless run folders can be written under `out`."""
+    problem = out_folder_problem(out, create=create)
+    if problem:
+        raise WorkflowError([Problem(Location("--out"), (), problem, OUT_FIX)])
+
+
+class RunFolderUnwritable(Exception):
+    """A file of the run folder could not be written (a full disk, say) after nodes ran: the run fails (exit 1)."""
 
 
 def _new_run_dir(out: Path, name: str) -> Path:
@@ -165,7 +225,12 @@ class Publisher:
     def __call__(self, task: Task, result: NodeResult) -> None:
         node_type = NODE_TYPES[task.type_name]
         if node_type.publish is not None:
-            self.files[task.node_id] = node_type.publish(PublishContext(self, task), self.workflow.nodes[task.node_id].fields)
+            try:
+                self.files[task.node_id] = node_type.publish(PublishContext(self, task), self.workflow.nodes[task.node_id].fields)
+            except OSError as exc:
+                raise RunFolderUnwritable(f"node '{task.node_id}' ({task.type_name}) could not write its files into "
+                                          f"{self.run_dir}: {exc.strerror or exc}; free some space or choose another "
+                                          "--out (the node's result is cached: the next run only writes the files)") from None
 
 
 class PublishContext:
@@ -297,6 +362,8 @@ def build_manifest(workflow: Workflow, plan: Plan, results: dict[str, NodeResult
                      "overrides": workflow.overrides, "git": git_state(Path(workflow.path))},
         "status": status,
         "error": error,
+        "allow_paths": [str(folder) for folder in workflow.allow_paths],
+        "allow_private_urls": plan.allow_private_urls,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "seconds": round(time.time() - started, 3),
         "seed": plan.workflow_seed,

@@ -23,7 +23,7 @@ from ..models.pool import ModelPool, parse_size
 from ..models.resources import PoolResources
 from ..nodes import NODE_TYPES
 from .loading import load_for_run, load_workflow
-from .run_folder import Outcome, execute, plan_or_problems
+from .run_folder import Outcome, check_out_folder, execute, plan_or_problems
 
 
 @dataclass
@@ -70,11 +70,18 @@ class Session:
     `mps`); a workflow that names a device keeps it. `max_ram` / `max_vram`: the memory budget of the model
     pool, as bytes or text ("16GB", "512MB"); default: the memory available when the Session starts
     (when the GPU is first used, for VRAM) less a reserve (2 GB of RAM, 1 GB of VRAM).
+    `allow_paths`: folders besides a workflow's own that its input files may come from (the CLI's --allow-path), for
+    the workflows this Session loads. `allow_private_urls`: `load_image url:` may reach loopback, private, link-local
+    and metadata addresses: True for all of them, or a list of networks (["192.168.1.0/24"]) for those only (the CLI's
+    --allow-private-urls is True). Both are recorded in each run's manifest.
     """
 
     def __init__(self, out: str | Path = "outputs", cache_dir: str | Path | None = None, device: str = "auto",
-                 max_ram: int | str | None = None, max_vram: int | str | None = None):
+                 max_ram: int | str | None = None, max_vram: int | str | None = None, *,
+                 allow_paths: list[str | Path] | None = None, allow_private_urls: bool | list[str] = False):
         self.out = Path(out)
+        self.allow_paths = [Path(folder) for folder in allow_paths or ()]
+        self.allow_private_urls = _url_networks(allow_private_urls)
         self.cache = NodeCache(Path(cache_dir) if cache_dir is not None else default_cache_dir())
         if self.cache.root.exists() and not self.cache.root.is_dir():
             raise WorkflowError([Problem(Location(str(self.cache.root)), (), "the cache folder is a file, not a folder",
@@ -103,36 +110,52 @@ class Session:
             self.pool.collect(memory)
 
     # ------------------------------------------------------------ loading
-    def load(self, workflow: str | Path | dict, set: dict[str, Any] | list[str] | None = None) -> Workflow:
-        """Validate a workflow given as a path, YAML text or a dict, with overrides; raises WorkflowError."""
+    def load(self, workflow: str | Path | dict, set: dict[str, Any] | list[str] | None = None, *,
+             allow_paths: list[str | Path] | None = None) -> Workflow:
+        """Validate a workflow given as a path, YAML text or a dict, with overrides; raises WorkflowError.
+
+        A path's input files come from its folder; those of YAML text or a dict from the current folder; and from the
+        Session's `allow_paths` plus the ones given here."""
         overrides = _overrides(set)
+        allowed = self.allow_paths + [Path(folder) for folder in allow_paths or ()]
         if isinstance(workflow, dict):
             text = yaml.safe_dump(workflow, sort_keys=False, allow_unicode=True)
-            return load_workflow(Path.cwd() / "workflow.yaml", overrides, text=text, source="<workflow dict>")
+            return load_workflow(Path.cwd() / "workflow.yaml", overrides, text=text, source="<workflow dict>",
+                                 allow_paths=allowed)
         if isinstance(workflow, str) and ("\n" in workflow or not workflow.strip().lower().endswith((".yaml", ".yml", ".png"))):
-            return load_workflow(Path.cwd() / "workflow.yaml", overrides, text=workflow, source="<workflow text>")
-        return load_for_run(Path(workflow), overrides)
+            return load_workflow(Path.cwd() / "workflow.yaml", overrides, text=workflow, source="<workflow text>",
+                                 allow_paths=allowed)
+        return load_for_run(Path(workflow), overrides, allowed)
 
     def plan(self, workflow: Workflow, only: list[str] | None = None, deterministic: bool = False) -> Plan:
         check_node_names(workflow, only or [], "only")
-        return plan_or_problems(workflow, self.cache.hashes, only or None, deterministic, self.device)
+        return plan_or_problems(workflow, self.cache.hashes, only or None, deterministic, self.device,
+                                self.allow_private_urls)
+
+    def check_out(self, *, create: bool = True) -> None:
+        """WorkflowError (before anything runs) unless run folders can be written under `out`; with `create` False
+        nothing is written (a dry run)."""
+        check_out_folder(self.out, create=create)
 
     # -------------------------------------------------------------- runs
     def run(self, workflow: str | Path | dict | Workflow, set: dict[str, Any] | list[str] | None = None, *,
             only: list[str] | None = None, force: list[str] | None = None, no_cache: bool = False,
             deterministic: bool = False, mode: str = "quiet", run_dir: Path | None = None,
-            extra: dict | None = None, plan: Plan | None = None, should_stop=None) -> Run:
+            extra: dict | None = None, plan: Plan | None = None, should_stop=None,
+            allow_paths: list[str | Path] | None = None) -> Run:
         """Run a workflow (path, YAML text, dict, or one `load` returned) into a new run folder under `out`.
 
         `only`, `force`, `no_cache` and `deterministic` mirror the CLI's options; `mode` is the progress display
         ("quiet", "plain" or "live"). An invalid workflow raises WorkflowError before anything runs. With `should_stop`
         (a callable), the run stops at the next denoising step or node boundary once it returns true (status
-        "interrupted"; finished nodes stay cached).
+        "interrupted"; finished nodes stay cached). `allow_paths` widens the Session's for this workflow (see `load`;
+        a Workflow already loaded keeps the folders it was loaded with).
         """
-        loaded = workflow if isinstance(workflow, Workflow) else self.load(workflow, set)
+        loaded = workflow if isinstance(workflow, Workflow) else self.load(workflow, set, allow_paths=allow_paths)
         check_node_names(loaded, force or [], "force")
         plan = plan or self.plan(loaded, only, deterministic)
         self.check_budget(loaded, plan, force=set_of(force), no_cache=no_cache)
+        self.check_out()
         self.resources.begin_run()
         outcome: Outcome = execute(self.executor, self.resources, loaded, plan, self.out, mode=mode, force=set_of(force),
                                    no_cache=no_cache, extra=extra, run_dir=run_dir, should_stop=should_stop)
@@ -173,6 +196,24 @@ def check_node_names(workflow: Workflow, names: list[str], option: str) -> None:
                         "name nodes defined under nodes:") for name in names if name not in workflow.nodes]
     if problems:
         raise WorkflowError(problems)
+
+
+def _url_networks(allow: Any) -> bool | list[str]:
+    """`allow_private_urls` as True/False or a list of networks in CIDR notation (a bad one: WorkflowError)."""
+    import ipaddress
+
+    if isinstance(allow, bool):
+        return allow
+    if isinstance(allow, str):
+        allow = [allow]
+    networks = []
+    for text in allow:
+        try:
+            networks.append(str(ipaddress.ip_network(str(text), strict=False)))
+        except ValueError as exc:
+            raise WorkflowError([Problem(Location("Session"), (), f"allow_private_urls: {exc}",
+                                         "give True, or networks such as ['192.168.1.0/24', 'fd00::/8']")]) from None
+    return networks
 
 
 def _overrides(values: dict[str, Any] | list[str] | None) -> list[str]:

@@ -94,6 +94,7 @@ def watch_command(args) -> int:
     from .run_command import open_in_browser, open_session
 
     session = open_session(args)
+    session.check_out()  # before watching: a pass could not write its run folder
     watcher = Watcher()
     mode = "quiet" if args.quiet else ("plain" if args.plain or not sys.stdout.isatty() else "live")
     page: Path | None = None
@@ -104,10 +105,10 @@ def watch_command(args) -> int:
         while True:
             watcher.changed.clear()
             try:
-                workflow = load_for_run(args.workflow, args.overrides)
+                workflow = load_for_run(args.workflow, args.overrides, args.allow_paths)
                 pins = pinned_revisions(workflow)
                 if pins:
-                    workflow = load_for_run(args.workflow, args.overrides + pins)
+                    workflow = load_for_run(args.workflow, args.overrides + pins, args.allow_paths)
                 check_lock(workflow, models_dir(session.cache.root), session.cache.hashes)
                 plan = session.plan(workflow)
             except WorkflowError as problems:
@@ -122,11 +123,14 @@ def watch_command(args) -> int:
             if run.exit_code == 130 and not (run.error or "").startswith(SUPERSEDED):
                 say(f"pass {number}: interrupted; finished nodes stay cached")
                 return 130  # Ctrl-C during the pass
-            page = write_live_page(args.out / workflow.name, number, run)
+            try:
+                page = write_live_page(args.out / workflow.name, number, run)
+            except OSError as exc:  # a full disk, say: the pass's own record says what it could write
+                print(f"warning: watch.html not updated in {args.out / workflow.name}: {exc.strerror or exc}", file=sys.stderr)
             say(summary_line(number, run, time.perf_counter() - started))
             if run.error and not run.error.startswith(SUPERSEDED):
                 print(f"error: {run.error}", file=sys.stderr, flush=True)
-            if number == 1 and args.open:
+            if number == 1 and args.open and page is not None:
                 open_in_browser(page)
             if run.status == "interrupted":
                 continue  # superseded: the newest version runs now

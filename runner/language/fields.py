@@ -7,6 +7,7 @@ reads `Accepts` to type-check links, the executor reads `ModelField` and
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
@@ -41,7 +42,40 @@ class ModelField:
 
 @dataclass(frozen=True)
 class InputFile:
-    """Marks a path to a file read by the node, relative to the workflow's folder; its bytes are hashed."""
+    """Marks a path to a file read by the node, relative to the workflow's folder; its bytes are hashed.
+
+    Every such path is confined (runner.core.input_files): inside the workflow's folder or an allowed one, a regular
+    file of a bounded size."""
+
+
+@dataclass(frozen=True)
+class RunFolderFile:
+    """A file a node writes into the run folder: `name`, or with `numbered` the series STEM_0.png, STEM_1.png, ...
+    (STEM and the suffix from `name`). `field` is where the node sets the name; () when it comes from the node id.
+
+    Declarations list them (`writes`), so that validation refuses two nodes writing the same file."""
+
+    name: str
+    numbered: bool = False
+    field: tuple = ()
+
+    def shown(self) -> str:
+        stem, suffix = _split_suffix(self.name)
+        return f"{stem}_0{suffix}, {stem}_1{suffix}, ..." if self.numbered else self.name
+
+    def collides(self, other: "RunFolderFile") -> bool:
+        """True when both could write the same file (names compared ignoring case: some file systems do)."""
+        mine, theirs = self.name.casefold(), other.name.casefold()
+        if self.numbered == other.numbered:
+            return mine == theirs
+        series, single = (mine, theirs) if self.numbered else (theirs, mine)
+        stem, suffix = _split_suffix(series)
+        return re.fullmatch(re.escape(stem) + r"_[0-9]+" + re.escape(suffix), single) is not None
+
+
+def _split_suffix(name: str) -> tuple[str, str]:
+    stem, dot, suffix = name.rpartition(".")
+    return (stem, dot + suffix) if dot else (name, "")
 
 
 def _link_validator(many: bool):
@@ -184,6 +218,7 @@ class NodeDeclaration(Protocol):
     outputs: dict[str, str]
     model: type[BaseModel]
     check: Any
+    writes: Any  # None, or `writes(fields, node_id) -> [RunFolderFile]`: the files it writes into the run folder
 
     @property
     def default_output(self) -> str | None: ...

@@ -11,14 +11,16 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from ..core.input_files import InputRefused, check_input
 from ..core.model_entry import ModelEntry
 from ..graph.dag import Graph
-from .errors import Problem, WorkflowError, did_you_mean, dotted
+from .errors import Location, Problem, WorkflowError, did_you_mean, dotted
 from .fields import (
     Accepts,
     Catalogue,
     CheckContext,
     Fields,
+    InputFile,
     NodeDeclaration,
     field_values,
     find_marker,
@@ -32,6 +34,7 @@ MAX_NODES = 1000  # nodes in one workflow: a long chain of hand-written steps is
 MAX_PARAMS = 1000  # params in one workflow (after --set): knobs for a person to turn
 WORKFLOW_NAME = r"^[a-z0-9_-]+$"
 NAME_MAX = 100  # a folder name under outputs/ (file systems allow 255 bytes; run ids and sweeps add their own)
+NODE_ID_MAX = 100  # node ids name files (NODE_ID.png) and appear in every message
 DEVICE = r"^(auto|cpu|mps|cuda(:[0-9]+)?)$"
 
 
@@ -67,7 +70,7 @@ def workflow_schema_model(catalogue: Catalogue) -> type[BaseModel]:
     """The document model with `nodes` as the discriminated union of every declared node type."""
     union = Union[tuple(t.model for t in catalogue.values())]  # type: ignore[valid-type]
     node = Annotated[union, Field(discriminator="type")]
-    node_id = Annotated[str, Field(pattern=NODE_ID.pattern)]
+    node_id = Annotated[str, Field(pattern=NODE_ID.pattern, max_length=NODE_ID_MAX)]
     return create_model(
         "Workflow",
         __base__=WorkflowHeader,
@@ -110,6 +113,7 @@ class Workflow:
     overrides: list[str] = field(default_factory=list)
     source_map: SourceMap | None = None
     text: str = ""  # the YAML as read, before overrides
+    allow_paths: tuple[Path, ...] = ()  # folders besides its own that its input files may come from (resolved)
 
     @property
     def base_dir(self) -> Path:
@@ -120,14 +124,16 @@ class Workflow:
 
 
 def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catalogue: Catalogue, text: str | None = None,
-                  source: str | None = None) -> Workflow:
+                  source: str | None = None, allow_paths=()) -> Workflow:
     """Parse and fully validate a workflow file against the node types of `catalogue`. Raises WorkflowError listing every problem.
 
     With `text`, that YAML is used instead of the file's content (a workflow recovered from an image);
     `path` still decides the folder that relative paths start from, and `source` names it in messages.
+    Input files must lie in that folder or in one of the folders `allow_paths` (the user's --allow-path) names.
     """
     path = Path(path)
     overrides = list(overrides or [])
+    allowed, allow_problems = _allowed_folders(allow_paths)
     if text is None:
         text = read_yaml_text(path)
     raw, smap = load_yaml(text, source or str(path))
@@ -136,7 +142,7 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catal
                                      "start the file with 'version: 1' and a 'nodes:' section")])
     document = apply_overrides(raw, overrides, smap)
     _check_counts(document, smap)
-    problems: list[Problem] = []
+    problems: list[Problem] = list(allow_problems)
 
     header = _validate_header(document, smap, problems)
     resolved, ref_problems = resolve_references(document, smap)
@@ -189,6 +195,8 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catal
             for relative, message, hint in node.type.check(node.fields, context):
                 where = ("nodes", node.id) + tuple(relative)
                 problems.append(Problem(smap.locate(where), where, message, hint))
+    problems.extend(_input_file_problems(nodes, context.base_dir, allowed, smap))
+    problems.extend(_run_folder_clashes(nodes, smap))
     cycle = graph.find_cycle()
     if cycle:
         problems.append(Problem(smap.locate(("nodes", cycle[0])), ("nodes", cycle[0]),
@@ -213,6 +221,7 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catal
         overrides=overrides,
         source_map=smap,
         text=text,
+        allow_paths=allowed,
     )
 
 
@@ -224,6 +233,58 @@ def _check_counts(document: dict, smap: SourceMap) -> None:
         if isinstance(entries, dict) and len(entries) > limit:
             raise WorkflowError([Problem(smap.locate((section,)), (section,),
                                          f"{len(entries):,} {section} is more than the limit of {limit:,} {section} in a workflow", hint)])
+
+
+def _allowed_folders(allow_paths) -> tuple[tuple[Path, ...], list[Problem]]:
+    """The --allow-path folders, resolved; each that is not an existing folder is a problem."""
+    folders, problems = [], []
+    for given in allow_paths or ():
+        if "\0" in str(given):
+            problems.append(Problem(Location("--allow-path"), (), f"the path {str(given)!r} contains a NUL character",
+                                    "remove the NUL (\\0) from the path"))
+            continue
+        folder = Path(given).expanduser().resolve()
+        if not folder.is_dir():
+            what = "does not exist" if not folder.exists() else "is not a folder"
+            problems.append(Problem(Location("--allow-path"), (), f"{given} {what}: --allow-path takes a folder",
+                                    "name an existing folder holding the input files"))
+        elif folder not in folders:
+            folders.append(folder)
+    return tuple(folders), problems
+
+
+def _input_file_problems(nodes: dict[str, Node], base_dir: Path, allowed: tuple[Path, ...], smap: SourceMap) -> list[Problem]:
+    """Every field marked InputFile: inside the workflow's folder or an allowed one, and (when it exists) a regular
+    file of a bounded size. Checked by stat only: validation never opens an input."""
+    problems = []
+    for node in nodes.values():
+        for written, _marker, relative in iter_marked(node.fields, InputFile):
+            try:
+                check_input(base_dir, written, allowed)
+            except InputRefused as refused:
+                where = ("nodes", node.id) + tuple(relative)
+                problems.append(Problem(smap.locate(where), where, str(refused), refused.hint))
+    return problems
+
+
+def _run_folder_clashes(nodes: dict[str, Node], smap: SourceMap) -> list[Problem]:
+    """Two nodes that would write the same file into the run folder (the second would overwrite the first)."""
+    problems, claimed = [], []  # (node id, RunFolderFile) in file order
+    for node in nodes.values():
+        writes = getattr(node.type, "writes", None)
+        for file in writes(node.fields, node.id) if writes is not None else ():
+            for other_id, other in claimed:
+                if file.collides(other):
+                    where = ("nodes", node.id) + tuple(file.field)
+                    default = "" if file.field else " (the default name, from its id)"
+                    problems.append(Problem(
+                        smap.locate(where), where,
+                        f"nodes '{other_id}' and '{node.id}' both write {file.name}{default} into the run folder "
+                        f"('{other_id}' writes {other.shown()}): the second would overwrite the first",
+                        f"give '{node.id}' or '{other_id}' another file name"))
+                    break
+            claimed.append((node.id, file))
+    return problems
 
 
 def _model_entries(raw: Any) -> dict[str, ModelEntry]:
@@ -261,6 +322,10 @@ def _validate_node(node_id: str, body: Any, smap: SourceMap, problems: list[Prob
                                 f"rename it, e.g. '{_suggest_id(node_id)}'"))
     elif node_id in RESERVED:
         problems.append(Problem(where, path, f"'{node_id}' is reserved and cannot be a node id", f"rename it, e.g. '{node_id}_node'"))
+    elif len(node_id) > NODE_ID_MAX:
+        problems.append(Problem(where, path, f"node id '{node_id[:24]}...' is {len(node_id)} characters long; ids are at most "
+                                             f"{NODE_ID_MAX} (they name files such as NODE_ID.png)",
+                                f"rename it, e.g. '{node_id[:NODE_ID_MAX // 4]}'"))
     if not isinstance(body, dict):
         problems.append(Problem(where, path, "a node is a mapping with a 'type' and its fields", "e.g. {type: load_image, path: in.png}"))
         return None
@@ -440,7 +505,7 @@ def _pydantic_problems(exc: ValidationError, base: tuple, data: Any, smap: Sourc
 _MISSING_ITEMS = "<missing items>"
 
 # errors whose pydantic message says little about what the value should be: the field description is the hint
-_DESCRIBED_KINDS = ("string_pattern_mismatch", "too_long", "too_short", "string_too_short")
+_DESCRIBED_KINDS = ("string_pattern_mismatch", "too_long", "too_short", "string_too_short", "string_too_long")
 
 
 def _describe(path: tuple, what: str) -> str:

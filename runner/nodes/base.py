@@ -24,6 +24,9 @@ class NodeType:
     # Checks beyond the fields' own types, at validation, without loading models or importing torch:
     # `check(fields, context: CheckContext) -> [(path inside the node, message, hint)]`.
     check: Callable[..., list[tuple[tuple, str, str]]] | None = None
+    # The files `publish` writes into the run folder, known at validation: `writes(fields, node_id) -> [RunFolderFile]`
+    # (two nodes writing the same file are a validation error).
+    writes: Callable[..., list] | None = None
     model: type[BaseModel] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -52,14 +55,15 @@ def _class_name(type_name: str) -> str:
 NODE_TYPES: dict[str, NodeType] = {}
 
 
-def node_type(name: str, *, fields: type[Fields], outputs: dict[str, str], version: int = 1, publish=None, check=None):
+def node_type(name: str, *, fields: type[Fields], outputs: dict[str, str], version: int = 1, publish=None, check=None,
+              writes=None):
     """Decorator registering `run(ctx, fields, inputs) -> {output: value}` as node type `name`."""
 
     def register(run: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
         if name in NODE_TYPES:
             raise ValueError(f"node type {name!r} declared twice")
         doc = (run.__doc__ or "").strip().splitlines()[0] if run.__doc__ else name
-        NODE_TYPES[name] = NodeType(name, fields, dict(outputs), version, doc, run, publish, check)
+        NODE_TYPES[name] = NodeType(name, fields, dict(outputs), version, doc, run, publish, check, writes)
         return run
 
     return register

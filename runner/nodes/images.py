@@ -16,6 +16,7 @@ from ..language.fields import (
     ImagesIn,
     MaskIn,
     ModelIn,
+    RunFolderFile,
     Seed,
     Size,
 )
@@ -27,13 +28,18 @@ URL_MAX_BYTES = 64 * 1024 * 1024
 URL_MAX_REDIRECTS = 5
 # the largest image a grid or upscale node makes, in pixels (RUNNER_MAX_PIXELS overrides; 8192 x 8192 by default)
 MAX_OUTPUT_PIXELS = int(os.environ.get("RUNNER_MAX_PIXELS") or 8192 * 8192)
+# the largest image load_image decodes (RUNNER_MAX_INPUT_PIXELS overrides; 8192 x 8192 by default, so that what runner
+# makes loads back): checked from the file's header before any pixel is decoded. Pillow's own guard (a warning above
+# 89 MP, an error above 179 MP) would let a 13000 x 13000 image (169 MP, 0.5 GB decoded) through.
+MAX_INPUT_PIXELS = int(os.environ.get("RUNNER_MAX_INPUT_PIXELS") or 8192 * 8192)
 
 
 # ---------------------------------------------------------------- load_image
 class LoadImage(Fields):
-    path: FilePath | None = Field(None, description="image file, relative to the workflow file's folder")
+    path: FilePath | None = Field(None, description="image file, relative to the workflow file's folder (and inside it, "
+                                                    "unless --allow-path allows another folder)")
     url: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
-        None, description=f"http(s) URL (timeout {URL_TIMEOUT_S} s per wait, {URL_DEADLINE_S} s in all, at most "
+        None, description=f"http(s) URL of a public address (timeout {URL_TIMEOUT_S} s per wait, {URL_DEADLINE_S} s in all, at most "
                          f"{URL_MAX_BYTES >> 20} MiB and {URL_MAX_REDIRECTS} redirects); assumed immutable for caching"
     )
     size: Size | None = Field(None, description="resize to [width, height] (Lanczos); default: keep the file's size")
@@ -46,6 +52,8 @@ class LoadImage(Fields):
         if self.url is not None:
             from urllib.parse import urlsplit
 
+            if any(ord(c) < 33 or ord(c) == 127 for c in self.url):
+                raise ValueError(f"the URL {self.url!r} contains a space or a control character: escape it (%20, ...)")
             try:
                 urlsplit(self.url).port
             except ValueError:
@@ -56,26 +64,55 @@ class LoadImage(Fields):
 @node_type("load_image", fields=LoadImage, outputs={"image": "image"})
 def load_image(ctx, f: LoadImage, inputs=None) -> dict[str, Any]:
     """Read an image file or http(s) URL, upright (EXIF orientation applied), optionally resized."""
-    import io
-
     from PIL import Image, ImageOps
 
     if f.path is not None:
-        image = Image.open(io.BytesIO(_planned_bytes(ctx, f.path)))
+        image = open_image(_planned_bytes(ctx, f.path), f.path)
     else:
-        image = Image.open(_fetch(f.url))
+        image = open_image(_fetch(f.url, ctx.task.allow_private_urls), f.url)
     image = ImageOps.exif_transpose(image).convert(f.mode)
     if f.size is not None and tuple(image.size) != tuple(f.size):
         image = image.resize(tuple(f.size), Image.Resampling.LANCZOS)
     return {"image": image}
 
 
+def open_image(data: bytes, what: str):
+    """The image in `data`, refused (a NodeInputError, before any pixel is decoded) above MAX_INPUT_PIXELS."""
+    import io
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    from ..models.calls import NodeInputError
+
+    fix = "make it smaller, or raise RUNNER_MAX_INPUT_PIXELS"
+    try:
+        with warnings.catch_warnings():  # the bound below is the one that counts; Pillow's warning would only be noise
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:  # beyond even Pillow's own bound: it says how many pixels, not the size
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(pixels.group(1)) / 1e6:.0f} MP" if pixels else "too large"
+        raise NodeInputError(f"{what} is {size}, more than the limit of {MAX_INPUT_PIXELS / 1e6:.0f} MP for an input "
+                             f"image: {fix}") from None
+    except UnidentifiedImageError:
+        raise NodeInputError(f"{what} is not an image Pillow can read") from None
+    width, height = image.size
+    if width * height > MAX_INPUT_PIXELS:
+        raise NodeInputError(f"{what} is {width} x {height} = {width * height / 1e6:.0f} MP, more than the limit of "
+                             f"{MAX_INPUT_PIXELS / 1e6:.0f} MP for an input image: {fix}")
+    return image
+
+
 def _planned_bytes(ctx, relative: str) -> bytes:
     """The file's bytes, read once: the ones decoded are the ones whose sha256 made the cache key (a file replaced
-    between planning and running would otherwise be cached and published under the old file's key)."""
+    between planning and running would otherwise be cached and published under the old file's key). Read by the
+    rules of runner.core.input_files: a FIFO or device swapped in after planning is refused, not waited on."""
     import hashlib
 
-    data = (ctx.base_dir / relative).read_bytes()
+    from ..core.input_files import read_input
+
+    data = read_input(ctx.base_dir / relative, relative)
     planned = ctx.task.files.get(relative)
     if planned is not None and hashlib.sha256(data).hexdigest() != planned:
         from ..models.calls import NodeInputError
@@ -85,38 +122,12 @@ def _planned_bytes(ctx, relative: str) -> bytes:
     return data
 
 
-def _fetch(url: str):
-    """The URL's bytes: at most URL_MAX_BYTES, within URL_DEADLINE_S in all (a server trickling bytes cannot hold the
-    run), through at most URL_MAX_REDIRECTS redirects, each to http(s) only."""
-    import io
-    import time
-    import urllib.parse
-    import urllib.request
+def _fetch(url: str, allow_private: bool | list[str] = False) -> bytes:
+    """The URL's bytes, by the limits above, from public addresses only unless `allow_private` (see url_fetch)."""
+    from .url_fetch import fetch
 
-    class HttpRedirectsOnly(urllib.request.HTTPRedirectHandler):
-        max_redirections = URL_MAX_REDIRECTS
-
-        def redirect_request(self, req, fp, code, msg, headers, newurl):
-            if urllib.parse.urlsplit(newurl).scheme not in ("http", "https"):
-                raise ValueError(f"{url} redirects to {newurl}: only http(s) redirects are followed")
-            return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-    deadline = time.monotonic() + URL_DEADLINE_S
-    request = urllib.request.Request(url, headers={"User-Agent": "runner"})
-    opener = urllib.request.build_opener(HttpRedirectsOnly)
-    chunks, size = [], 0
-    with opener.open(request, timeout=URL_TIMEOUT_S) as response:
-        while True:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{url} took longer than {URL_DEADLINE_S} s in all; fetch it yourself and use path:")
-            chunk = response.read1(1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > URL_MAX_BYTES:
-                raise ValueError(f"{url} is larger than {URL_MAX_BYTES >> 20} MiB")
-    return io.BytesIO(b"".join(chunks))
+    return fetch(url, allow=allow_private, timeout=URL_TIMEOUT_S, deadline=URL_DEADLINE_S, max_bytes=URL_MAX_BYTES,
+                 max_redirects=URL_MAX_REDIRECTS)
 
 
 # ----------------------------------------------------------------- make_mask
@@ -294,13 +305,15 @@ def upscale(ctx, f: Upscale, inputs=None) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- save_image
 SAFE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.png$"
+SAVE_NAME_MAX = 100  # file systems allow 255 bytes; a series adds _N
 
 
 class SaveImage(Fields):
     image: ImageIn | None = Field(None, description="the image to save")
     images: ImagesIn | None = Field(None, description="several images: saved as NAME_0.png, NAME_1.png, ...")
-    name: Annotated[str, Field(pattern=SAFE_NAME)] | None = Field(
-        None, description="file name in the run folder (.png, no folders); default: NODE_ID.png"
+    name: Annotated[str, Field(pattern=SAFE_NAME, max_length=SAVE_NAME_MAX)] | None = Field(
+        None, description=f"file name in the run folder (.png, no folders, at most {SAVE_NAME_MAX} characters); "
+                          "default: NODE_ID.png"
     )
 
     @model_validator(mode="after")
@@ -319,7 +332,12 @@ def publish_save_image(ctx, f: SaveImage) -> list[str]:
     return [ctx.publish_png(source, f"{stem}_{i}.png") for i, source in enumerate(ctx.image_sources(f.images))]
 
 
-@node_type("save_image", fields=SaveImage, outputs={}, publish=publish_save_image)
+def save_image_writes(f: SaveImage, node_id: str) -> list[RunFolderFile]:
+    """What publish_save_image writes, as validation sees it (two nodes may not write the same file)."""
+    return [RunFolderFile(f.name or f"{node_id}.png", numbered=f.images is not None, field=("name",) if f.name else ())]
+
+
+@node_type("save_image", fields=SaveImage, outputs={}, publish=publish_save_image, writes=save_image_writes)
 def save_image(ctx, f: SaveImage, inputs=None) -> dict[str, Any]:
     """Write images into the run folder as PNG with metadata (workflow, seeds) embedded."""
     return {}

@@ -1,0 +1,122 @@
+"""Files a workflow reads: inside its own folder (or a folder the user allows), regular files of a bounded size.
+
+A workflow is a file people share. Without these rules a shared workflow could read any file the user can
+(`path: /home/me/photos/x.jpg`, or a symlink beside it pointing there), copy it into its outputs and report,
+or hang the run on a FIFO or /dev/zero before anything starts (inputs are hashed when the run is planned).
+Validation, planning and the node that reads the file all go through here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+from typing import Iterable
+
+# the largest input file read (RUNNER_MAX_INPUT_BYTES overrides, in bytes), checked by stat before hashing
+MAX_INPUT_BYTES = int(os.environ.get("RUNNER_MAX_INPUT_BYTES") or 256 * 1024 * 1024)
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+
+
+class InputRefused(ValueError):
+    """An input file the rules refuse; `hint` says how to fix it."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.hint = hint
+
+
+def allowed_roots(base_dir: Path, allow_paths: Iterable[Path] = ()) -> list[Path]:
+    """The folders inputs may come from: the workflow's folder, then the ones the user allows, all fully resolved."""
+    return [Path(base_dir).resolve(), *(Path(folder).resolve() for folder in allow_paths)]
+
+
+def confined_path(base_dir: Path, written: str, allow_paths: Iterable[Path] = ()) -> Path:
+    """The real path of `written` (relative to `base_dir`, or absolute), symlinks resolved; InputRefused unless it lies
+    inside `base_dir` or one of `allow_paths`. A file that does not exist is not refused here (reading it reports that)."""
+    if "\0" in written:
+        raise InputRefused(f"the path {written!r} contains a NUL character", "remove the NUL (\\0) from the path")
+    if len(written) > 4096:
+        raise InputRefused(f"the path is {len(written)} characters long; paths are at most 4096", "shorten the path")
+    real = (Path(base_dir) / written).resolve()
+    roots = allowed_roots(base_dir, allow_paths)
+    if any(real == root or root in real.parents for root in roots):
+        return real
+    shown = f"{written} (resolves to {real})" if str(real) != written else written
+    widened = "" if len(roots) == 1 else f" or the allowed folders {', '.join(str(r) for r in roots[1:])}"
+    raise InputRefused(f"{shown} is outside the workflow's folder {roots[0]}{widened}: a workflow reads files only "
+                       f"from its own folder",
+                       f"put the file beside the workflow, or allow its folder with --allow-path {real.parent} "
+                       f"(Python: allow_paths=[...])")
+
+
+def kind_of(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def check_regular(info: os.stat_result, written: str) -> None:
+    """InputRefused unless `info` is a regular file of at most MAX_INPUT_BYTES."""
+    if not stat.S_ISREG(info.st_mode):
+        raise InputRefused(f"{written} is {kind_of(info.st_mode)}: only regular files are read",
+                           "point the path at an image file")
+    if info.st_size > MAX_INPUT_BYTES:
+        raise InputRefused(f"{written} is {info.st_size / 2**20:.0f} MiB, more than the limit of "
+                           f"{MAX_INPUT_BYTES / 2**20:.0f} MiB for an input file",
+                           "use a smaller file, or raise RUNNER_MAX_INPUT_BYTES")
+
+
+def check_input(base_dir: Path, written: str, allow_paths: Iterable[Path] = ()) -> Path:
+    """What validation asks: confined, and when the file exists, a regular file of a bounded size (by stat: nothing
+    is opened, so a FIFO or a device cannot block). Returns the real path."""
+    real = confined_path(base_dir, written, allow_paths)
+    try:
+        info = os.stat(real)
+    except FileNotFoundError:
+        return real  # reported when the run is planned: "No such file or directory"
+    except OSError as exc:
+        raise InputRefused(f"{written}: {exc.strerror}", "fix the path (relative to the workflow file's folder)") from None
+    check_regular(info, written)
+    return real
+
+
+def _open_checked(path: Path, written: str) -> int:
+    """A descriptor of the regular file at `path`, opened without blocking (a FIFO swapped in after validation cannot
+    hang the open) and checked by fstat (what is read is what was checked)."""
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        check_regular(os.fstat(fd), written)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_input(path: Path, written: str | None = None) -> bytes:
+    """The bytes of an input file, by the rules above (at most MAX_INPUT_BYTES, also when it grows meanwhile)."""
+    written = written or str(path)
+    fd = _open_checked(Path(path), written)
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(MAX_INPUT_BYTES + 1)
+    if len(data) > MAX_INPUT_BYTES:
+        raise InputRefused(f"{written} grew beyond the limit of {MAX_INPUT_BYTES / 2**20:.0f} MiB while being read")
+    return data
+
+
+def sha256_input(path: Path, written: str | None = None) -> str:
+    """sha256 of an input file, by the rules above."""
+    written = written or str(path)
+    fd = _open_checked(Path(path), written)
+    hasher, size = hashlib.sha256(), 0
+    with os.fdopen(fd, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            size += len(block)
+            if size > MAX_INPUT_BYTES:
+                raise InputRefused(f"{written} grew beyond the limit of {MAX_INPUT_BYTES / 2**20:.0f} MiB while being read")
+            hasher.update(block)
+    return hasher.hexdigest()
