@@ -90,24 +90,17 @@ class NodeCache:
         return lock
 
     @contextmanager
-    def acquire(self, key: str, should_stop: Callable[[], bool] | None = None,
-                waiting: Callable[[], None] | None = None) -> Iterator[None]:
-        """Hold the key's lock for the `with` block, waiting as long as another process holds it (Ctrl-C and
-        `should_stop` still work; `waiting()` is called once if it has to wait)."""
+    def acquire(self, key: str, waiting: Callable[[], None] | None = None) -> Iterator[None]:
+        """Hold the key's lock for the `with` block, waiting as long as another process holds it; while it waits,
+        `waiting()` is called every LOCK_POLL_S seconds (it may raise to give up: a stop request). Ctrl-C works."""
         lock = self.lock(key)
-        told = False
         while True:
             try:
                 lock.acquire(timeout=LOCK_POLL_S, poll_interval=0.05)
                 break
             except Timeout:
-                if should_stop is not None and should_stop():
-                    from .engine import RunStopped
-
-                    raise RunStopped("stopped while waiting for another process") from None
-                if waiting is not None and not told:
+                if waiting is not None:
                     waiting()
-                    told = True
         try:
             yield
         finally:

@@ -120,6 +120,20 @@ class NodeContext:
         self._events.node_warning(self.node_id, message)
 
 
+def _waiting(node_id: str, events: Events, should_stop: Callable[[], bool] | None) -> Callable[[], None]:
+    """While another process holds a node's entry lock: say so once, and stop when asked to."""
+    told = []
+
+    def waiting() -> None:
+        if should_stop is not None and should_stop():
+            raise RunStopped(f"stopped while waiting for another process to compute node '{node_id}'")
+        if not told:
+            told.append(True)
+            events.node_warning(node_id, "another process is computing this node: waiting for its result")
+
+    return waiting
+
+
 class LocalExecutor:
     """Runs tasks one after another in this process; long-lived (a Session keeps one), events per run."""
 
@@ -178,8 +192,7 @@ class LocalExecutor:
         computing the same key meanwhile is waited for and its entry reused, never computed twice."""
         if replace:
             return self._execute(plan, task, events, results, replace=True, should_stop=should_stop)
-        with self.cache.acquire(task.key, should_stop, waiting=lambda: events.node_warning(
-                task.node_id, "another process is computing this node: waiting for its result")):
+        with self.cache.acquire(task.key, _waiting(task.node_id, events, should_stop)):
             result = self._from_cache(task, events)
             if result is not None:
                 return result
@@ -192,7 +205,7 @@ class LocalExecutor:
         for node_id, key in task.upstream.items():
             if self.cache.lookup(key) is None and node_id in plan.tasks and depth < len(plan.tasks):
                 upstream = plan.tasks[node_id]
-                with self.cache.acquire(key, should_stop):
+                with self.cache.acquire(key, _waiting(node_id, events, should_stop)):
                     if self.cache.lookup(key) is None:
                         events.node_warning(task.node_id, f"the cache entry of its input '{node_id}' was removed or "
                                                           "damaged meanwhile: computing it again")

@@ -6,14 +6,12 @@ import inspect
 from typing import Any
 
 from ..core.suggest import did_you_mean
+from .errors import NodeInputError
+from .estimate import check_working_memory
 
 # call arguments runner sets itself: never from pipeline_kwargs
 RESERVED_CALL_ARGUMENTS = {"generator", "callback_on_step_end", "callback_on_step_end_tensor_inputs", "output_type",
                            "return_dict", "image", "mask_image"}
-
-
-class NodeInputError(ValueError):
-    """The node's inputs cannot be used as given; the message says why and how to fix it."""
 
 
 def common_arguments(f, arguments: dict[str, str]) -> dict[str, Any]:
@@ -65,6 +63,7 @@ def run_pipeline(ctx, pipe, kwargs: dict[str, Any]) -> dict[str, Any]:
     ctx.record(pipeline_class=type(pipe).__name__, scheduler=type(scheduler).__name__,
                scheduler_config={k: recordable(v) for k, v in getattr(scheduler, "config", {}).items()},
                call={k: recordable(v) for k, v in kwargs.items()}, call_defaults=call_defaults(pipe, kwargs))
+    check_working_memory(ctx, pipe, kwargs)  # refuse at once what cannot fit, instead of being killed mid-allocation
     with torch.inference_mode():
         result = pipe(**kwargs, generator=generator, **callbacks)
     images = list(result.images)
