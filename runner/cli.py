@@ -320,7 +320,7 @@ def cmd_extract(args) -> int:
 
 
 def cmd_cache(args) -> int:
-    from .executor.cache import MARKER_FILE, NodeCache, NotACache, default_cache_dir
+    from .executor.cache import MARKER_FILE, CannotRemove, NodeCache, NotACache, default_cache_dir
     from .language.errors import Location, Problem, WorkflowError
     from .models.pool import format_size, parse_size
 
@@ -335,6 +335,9 @@ def cmd_cache(args) -> int:
     if args.action == "clear":
         try:
             removed, skipped = cache.clear()
+        except CannotRemove as exc:
+            raise WorkflowError([Problem(where, (), str(exc), "run it as the cache's owner, or point RUNNER_CACHE_DIR at "
+                                                              "a cache you can write")]) from None
         except NotACache as exc:
             raise WorkflowError([Problem(where, (), str(exc),
                                          f"point RUNNER_CACHE_DIR at runner's cache folder (one holding {MARKER_FILE})")]) from None
@@ -356,8 +359,12 @@ def cmd_cache(args) -> int:
             raise WorkflowError([Problem(where, (), f"--max-size: {exc}")]) from None
         if args.older_than is not None and not (args.older_than >= 0):
             raise WorkflowError([Problem(where, (), "--older-than must be a number of days, 0 or more")])
-        removed, freed, skipped = cache.prune(max_size=max_size, older_than_s=None if args.older_than is None
-                                              else args.older_than * 86400)
+        try:
+            removed, freed, skipped = cache.prune(max_size=max_size, older_than_s=None if args.older_than is None
+                                                  else args.older_than * 86400)
+        except CannotRemove as exc:
+            raise WorkflowError([Problem(where, (), str(exc), "run it as the cache's owner, or point RUNNER_CACHE_DIR at "
+                                                              "a cache you can write")]) from None
         entries, size = cache.stats()
         print(f"removed {removed} cached node results ({format_size(freed)}) from {cache.root}; {entries} left "
               f"({format_size(size)})" + (f"; kept {skipped} in use by a running process" if skipped else ""))

@@ -275,3 +275,46 @@ def test_a_killed_run_resumes_exactly_where_it_stopped(tmp_path, isolated_cache,
     assert ran == {"photo", "edges", "first", "second", "sheet", "out"} - finished, (ran, finished)
     assert _pixels(run_dir / "sheet.png") == expected
     assert run_cli("cache", "verify") == 0
+
+
+def _read_only(folder: Path) -> list[str] | None:
+    """A command prefix that sees `folder` read-only (a private mount namespace, no root needed), or None."""
+    prefix = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+              'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" && exec "$@"', str(folder)]
+    try:
+        probe = subprocess.run(prefix + ["true"], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return prefix if probe.returncode == 0 else None
+
+
+def test_a_read_only_cache_serves_hits_and_refuses_clear_clearly(images_workflow, tmp_path, isolated_cache):
+    clean = _outputs(_run(images_workflow, tmp_path / "out"))
+    prefix = _read_only(isolated_cache)
+    if prefix is None:
+        pytest.skip("no unprivileged mount namespace here")
+    command = [sys.executable, "-m", "runner"]
+    run = subprocess.run(prefix + command + ["run", str(images_workflow), "--out", str(tmp_path / "ro"), "--plain"],
+                         capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+    assert set(statuses(latest_run(tmp_path / "ro", "shared")).values()) == {"cached"}
+    assert _outputs(latest_run(tmp_path / "ro", "shared")) == clean
+    for action in (["clear"], ["prune", "--older-than", "0"]):
+        result = subprocess.run(prefix + command + ["cache", *action], capture_output=True, text=True, timeout=120, cwd=REPO)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert "the cache folder is not writable" in result.stderr and "fix:" in result.stderr
+    assert len(_entries(isolated_cache)) == len(NODES)
+
+
+def test_cache_clear_through_a_symlinked_nodes_folder(images_workflow, tmp_path, isolated_cache, capsys):
+    _run(images_workflow, tmp_path / "out")
+    elsewhere = tmp_path / "bigdisk-nodes"
+    (isolated_cache / "nodes").rename(elsewhere)
+    (isolated_cache / "nodes").symlink_to(elsewhere)
+    (elsewhere / "my-notes.txt").write_text("keep me")
+    assert set(statuses(_run(images_workflow, tmp_path / "again")).values()) == {"cached"}
+    capsys.readouterr()
+    assert run_cli("cache", "clear") == 0
+    assert f"removed {len(NODES)} cached node results" in capsys.readouterr().out
+    assert (isolated_cache / "nodes").is_symlink() and (elsewhere / "my-notes.txt").read_text() == "keep me"
+    assert not list(elsewhere.glob("*/*/entry.json"))

@@ -195,6 +195,14 @@ def test_grow_is_the_square_dilation_at_any_radius_and_big_outputs_are_refused(t
     code, _ = run_nodes(tmp_path, "  photo: {type: load_image, path: in.png, size: [64, 64]}\n"
                                   "  sheet: {type: grid, images: [$photo, $photo, $photo, $photo]}\n")
     assert code == 1 and "a 2 x 2 grid would be 128 x 128" in capsys.readouterr().err
+    # the sheet's size is refused before the cells are decoded: one image is read, not 64
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda *a, **k: opened.append(a) or real_open(*a, **k))
+    code, _ = run_nodes(tmp_path, "  photo: {type: load_image, path: in.png, size: [64, 64]}\n"
+                                  "  sheet: {type: grid, images: [" + ", ".join(["$photo"] * 64) + "]}\n")
+    assert code == 1 and "a 8 x 8 grid would be 512 x 512" in capsys.readouterr().err
+    assert len(opened) <= 2, len(opened)
 
 
 def test_steps_beyond_the_schedule_are_a_clear_error(tmp_path, capsys):

@@ -37,7 +37,7 @@ from ..core.atomic import staged_folder
 from ..core.hashing import FileHashCache
 from ..core.paths import default_cache_dir
 
-__all__ = ["NodeCache", "default_cache_dir", "EntryMissing", "NotACache"]
+__all__ = ["CannotRemove", "NodeCache", "default_cache_dir", "EntryMissing", "NotACache"]
 
 ENTRY_FILE = "entry.json"
 MARKER_FILE = ".runner-cache"  # written with the first entry: what makes a folder runner's cache, for `cache clear`
@@ -48,6 +48,14 @@ _LOCKS: dict[str, FileLock] = {}  # one lock object per lock file in this proces
 
 class NotACache(Exception):
     """The folder holds no runner cache marker: runner deletes nothing there."""
+
+
+class CannotRemove(OSError):
+    """An entry cannot be removed (a read-only cache folder); what was removed before it stays removed."""
+
+    def __init__(self, path: Path):
+        super().__init__(f"cannot remove {path}: the cache folder is not writable (read-only or not yours)")
+        self.path = path
 
 
 class EntryMissing(Exception):
@@ -93,18 +101,22 @@ class NodeCache:
     def acquire(self, key: str, waiting: Callable[[], None] | None = None) -> Iterator[None]:
         """Hold the key's lock for the `with` block, waiting as long as another process holds it; while it waits,
         `waiting()` is called every LOCK_POLL_S seconds (it may raise to give up: a stop request). Ctrl-C works."""
-        lock = self.lock(key)
-        while True:
-            try:
-                lock.acquire(timeout=LOCK_POLL_S, poll_interval=0.05)
-                break
-            except Timeout:
-                if waiting is not None:
-                    waiting()
+        try:
+            lock = self.lock(key)
+            while True:
+                try:
+                    lock.acquire(timeout=LOCK_POLL_S, poll_interval=0.05)
+                    break
+                except Timeout:
+                    if waiting is not None:
+                        waiting()
+        except OSError:
+            lock = None  # no lock file can be made here (a read-only cache): nothing can be written here either
         try:
             yield
         finally:
-            lock.release()
+            if lock is not None:
+                lock.release()
 
     # -- reading -------------------------------------------------------------------------------------------------
 
@@ -391,24 +403,29 @@ class NodeCache:
             big = max_size is not None and total > max_size
             if not (old or big):
                 continue
-            if self._remove_unless_in_use(key):
+            done = self._remove_unless_in_use(key)
+            if done:
                 removed += 1
                 freed += size
                 total -= size
-            else:
+            elif done is None:
                 skipped += 1
+            else:
+                raise CannotRemove(self.entry_dir(key))
         return removed, freed, skipped
 
-    def _remove_unless_in_use(self, key: str) -> bool:
-        lock = self.lock(key)
+    def _remove_unless_in_use(self, key: str) -> bool | None:
+        """True: removed; None: in use by another process (kept); False: cannot be removed (read-only)."""
         try:
+            lock = self.lock(key)
             lock.acquire(timeout=0)
         except Timeout:
-            return False
+            return None
+        except OSError:  # no lock file can be made (a read-only cache): nobody else can be writing here either
+            return _remove(self.entry_dir(key))
         try:
-            _remove(self.entry_dir(key))
             self._verified = {stamp for stamp in self._verified if stamp[0] != key}
-            return True
+            return _remove(self.entry_dir(key))
         finally:
             lock.release()
 
@@ -428,10 +445,13 @@ class NodeCache:
                 if entry.is_symlink() or not entry.is_dir():
                     continue
                 if KEY.match(entry.name) and entry.name.startswith(shard.name) and (entry / ENTRY_FILE).is_file():
-                    if self._remove_unless_in_use(entry.name):
+                    done = self._remove_unless_in_use(entry.name)
+                    if done:
                         count += 1
-                    else:
+                    elif done is None:
                         skipped += 1
+                    else:
+                        raise CannotRemove(entry)
                 elif entry.name.startswith(".") and entry.name.endswith(".old"):
                     _remove(entry)
                 elif entry.name.startswith(".") and entry.name.endswith(".tmp") and time.time() - _mtime(entry) > 3600:
@@ -471,19 +491,25 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-def _remove(path: Path) -> None:
-    """Remove a folder (or file) so that no reader ever sees it half-deleted: renamed away first, then deleted."""
+def _remove(path: Path) -> bool:
+    """Remove a folder (or file) so that no reader ever sees it half-deleted: renamed away first, then deleted.
+    False when it cannot be (a read-only cache): then it is left whole."""
     if not os.path.lexists(path):
-        return
+        return True
     if path.is_symlink() or not path.is_dir():
         try:
             path.unlink()
+            return True
+        except FileNotFoundError:
+            return True
         except OSError:
-            pass
-        return
+            return False
     gone = path.with_name(f".{path.name[:24]}.{os.getpid()}.{time.monotonic_ns()}.old")
     try:
         os.rename(path, gone)
+    except FileNotFoundError:
+        return True
     except OSError:
-        return
+        return False
     shutil.rmtree(gone, ignore_errors=True)
+    return True

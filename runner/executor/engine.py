@@ -105,6 +105,11 @@ class NodeContext:
             items.extend(loaded if isinstance(loaded, list) else [loaded])
         return items
 
+    def count_many(self, value: Link | list[Link]) -> int:
+        """How many images `load_many(value)` would give, from the entries' records (nothing is decoded)."""
+        return sum(len(self._cache.output(self.task.upstream[link.node], link.output)[1])
+                   for link in (value if isinstance(value, list) else [value]))
+
     def step(self, step: int, total: int | None) -> None:
         """Report a finished denoising step; this is also where a requested stop takes effect."""
         self._events.node_step(self.node_id, step, total)

@@ -249,14 +249,18 @@ def grid(ctx, f: Grid, inputs=None) -> dict[str, Any]:
     """Side-by-side contact sheet of several images (cells sized like the first image)."""
     from PIL import Image
 
-    images = [im.convert("RGB") for im in ctx.load_many(f.images)]
-    count = len(images)
+    count = ctx.count_many(f.images)
     cols = f.cols or (math.ceil(count / f.rows) if f.rows else math.ceil(math.sqrt(count)))
     rows = f.rows or math.ceil(count / cols)
     if rows * cols < count:
         raise ValueError(f"{rows} rows x {cols} cols hold {rows * cols} images, but {count} were given")
-    width, height = images[0].size
+    first = f.images[0] if isinstance(f.images, list) else f.images
+    loaded = ctx.load(first)
+    width, height = (loaded[0] if isinstance(loaded, list) else loaded).size
+    del loaded
+    # the sheet's size is known from the count and the first image: refuse it before the other images are decoded
     check_output_size(cols * width + (cols - 1) * f.gap, rows * height + (rows - 1) * f.gap, f"a {rows} x {cols} grid")
+    images = [im.convert("RGB") for im in ctx.load_many(f.images)]
     sheet = Image.new("RGB", (cols * width + (cols - 1) * f.gap, rows * height + (rows - 1) * f.gap))
     for index, image in enumerate(images):
         if image.size != (width, height):
