@@ -442,7 +442,7 @@ structural = st.one_of(
     st.tuples(st.just("bomb"), st.sampled_from(BOMB_LEVELS)),
 )
 mutations = st.one_of(structural, structural, byte_level)  # most mutants should get past the reader, to the fields
-FUZZ = settings(max_examples=80, deadline=timedelta(seconds=10), derandomize=True, database=None,
+FUZZ = settings(max_examples=80, deadline=timedelta(seconds=30), derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
