@@ -126,7 +126,7 @@ def write_report(folder: Path) -> Path | None:
 def plan_or_problems(workflow: Workflow, hash_cache: FileHashCache, targets: list[str] | None,
                      deterministic: bool = False, device: str = "auto", allow_private_urls: bool | list[str] = False) -> Plan:
     """Build the plan; a missing input file or model path becomes a located validation problem."""
-    from ..models.sources import ModelUnavailable, describe
+    from ..models.sources import ModelUnavailable, PickleRefused, describe
     from ..models.tiny import UnknownTinyModel
 
     try:
@@ -138,9 +138,15 @@ def plan_or_problems(workflow: Workflow, hash_cache: FileHashCache, targets: lis
     except (OSError, ModelUnavailable, UnknownTinyModel, InputRefused) as exc:
         node_id = getattr(exc, "node_id", None)
         path = ("nodes", node_id) if node_id else ()
+        if isinstance(exc, PickleRefused) and getattr(exc, "model_path", None):
+            path = exc.model_path  # the entry that would have to say allow_pickle: true
         location = workflow.source_map.locate(path) if workflow.source_map else Location(str(workflow.path))
         message = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename else str(exc)
         hint = getattr(exc, "hint", "") or "fix the path (relative to the workflow file's folder)"
+        if isinstance(exc, PickleRefused):
+            message = exc.what  # the fix is the hint
+            if tuple(getattr(exc, "model_path", ()))[:1] == ("nodes",):
+                hint += " (an inline model has no entry: name it under models:, as {source: ..., allow_pickle: true})"
         raise WorkflowError([Problem(location, path, message, hint)]) from None
 
 
