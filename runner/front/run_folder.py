@@ -309,15 +309,26 @@ def _cpu_name() -> str:
 
 
 def _models_section(plan: Plan, cache: NodeCache) -> dict[str, dict]:
-    from ..models.sources import ModelSource, model_record
+    """Each model's record, with the safety opt-ins in force: allow_pickle (and the pickle weight files it let in,
+    where the model's files here have any) and trust_remote_code."""
+    from ..models.sources import ModelSource, local_folder, model_record, pickle_weights
 
     hashes = cache.hashes
     section = {}
     for task in plan.tasks.values():
-        for ref, source in task.models.items():
+        for ref, data in task.models.items():
             if ref not in section:
-                record = model_record(ModelSource.from_data(source), task.model_ids[ref], models_dir(cache.root), hashes)
-                section[ref] = {**record, "dtype": task.dtype}
+                source = ModelSource.from_data(data)
+                record = model_record(source, task.model_ids[ref], models_dir(cache.root), hashes)
+                safety = {"allow_pickle": source.entry.allow_pickle, "trust_remote_code": source.entry.trust_remote_code}
+                folder = local_folder(source, models_dir(cache.root)) if source.entry.allow_pickle else None
+                if folder is not None and folder.exists():
+                    weights = folder / source.entry.subfolder if source.entry.subfolder else folder
+                    pickled = [f.name if folder.is_file() else f.relative_to(folder).as_posix()  # as in "files"
+                               for f in pickle_weights(weights)]
+                    if pickled:
+                        safety["pickle_files"] = pickled
+                section[ref] = {**record, "dtype": task.dtype, **safety}
     return section
 
 
