@@ -321,8 +321,13 @@ class ModelRegistry:
             from transformers import pipeline
 
             location, kwargs = self.pretrained_args(source)
+            if kwargs.get("local_files_only"):
+                # a hub model in the local cache: its snapshot is an ordinary folder. (By the hub id, pipeline() hands
+                # local_files_only to AutoConfig twice, a TypeError, and asks the hub for an adapter config first.)
+                location = str(self.model_folder(source))
+                kwargs = {k: v for k, v in kwargs.items() if k not in ("revision", "cache_dir", "local_files_only")}
             hub = {k: kwargs[k] for k in ("revision", "trust_remote_code") if k in kwargs}
-            model_kwargs = {k: kwargs[k] for k in ("cache_dir", "local_files_only", "use_safetensors") if k in kwargs}
+            model_kwargs = {k: kwargs[k] for k in ("cache_dir", "use_safetensors") if k in kwargs}
             with missing_safetensors_explained(source):
                 return pipeline("depth-estimation", model=location, device=self.device, dtype=self.dtype,
                                 model_kwargs=model_kwargs, **hub)
