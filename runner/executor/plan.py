@@ -193,9 +193,15 @@ def _task(workflow: Workflow, node_id: str, tasks: dict[str, Task], identities: 
         if named not in inputs:
             inputs.append(named)
     models, model_ids = {}, {}
-    for ref, _marker, _path in iter_marked(node.fields, ModelField):
+    for ref, _marker, path in iter_marked(node.fields, ModelField):
         if ref not in identities:
-            identities[ref] = describe(resolve_entry(ref, workflow.models), workflow.base_dir)
+            try:
+                identities[ref] = describe(resolve_entry(ref, workflow.models), workflow.base_dir)
+            except Exception as exc:
+                # where the model is written: its entry under models:, or the node's field for an inline source
+                name = ref[len("$models."):] if ref.startswith("$models.") else None
+                exc.model_path = ("models", name) if name in workflow.models else ("nodes", node_id, *path)  # type: ignore[attr-defined]
+                raise
         models[ref], model_ids[ref] = identities[ref]
     files = {}
     for relative, _marker, _path in iter_marked(node.fields, InputFile):  # checked again: the file may have changed

@@ -126,7 +126,7 @@ def write_report(folder: Path) -> Path | None:
 def plan_or_problems(workflow: Workflow, hash_cache: FileHashCache, targets: list[str] | None,
                      deterministic: bool = False, device: str = "auto", allow_private_urls: bool | list[str] = False) -> Plan:
     """Build the plan; a missing input file or model path becomes a located validation problem."""
-    from ..models.sources import ModelUnavailable, describe
+    from ..models.sources import ModelUnavailable, PickleRefused, describe
     from ..models.tiny import UnknownTinyModel
 
     try:
@@ -138,9 +138,15 @@ def plan_or_problems(workflow: Workflow, hash_cache: FileHashCache, targets: lis
     except (OSError, ModelUnavailable, UnknownTinyModel, InputRefused) as exc:
         node_id = getattr(exc, "node_id", None)
         path = ("nodes", node_id) if node_id else ()
+        if isinstance(exc, PickleRefused) and getattr(exc, "model_path", None):
+            path = exc.model_path  # the entry that would have to say allow_pickle: true
         location = workflow.source_map.locate(path) if workflow.source_map else Location(str(workflow.path))
         message = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename else str(exc)
         hint = getattr(exc, "hint", "") or "fix the path (relative to the workflow file's folder)"
+        if isinstance(exc, PickleRefused):
+            message = exc.what  # the fix is the hint
+            if tuple(getattr(exc, "model_path", ()))[:1] == ("nodes",):
+                hint += " (an inline model has no entry: name it under models:, as {source: ..., allow_pickle: true})"
         raise WorkflowError([Problem(location, path, message, hint)]) from None
 
 
@@ -303,15 +309,26 @@ def _cpu_name() -> str:
 
 
 def _models_section(plan: Plan, cache: NodeCache) -> dict[str, dict]:
-    from ..models.sources import ModelSource, model_record
+    """Each model's record, with the safety opt-ins in force: allow_pickle (and the pickle weight files it let in,
+    where the model's files here have any) and trust_remote_code."""
+    from ..models.sources import ModelSource, local_folder, model_record, pickle_weights
 
     hashes = cache.hashes
     section = {}
     for task in plan.tasks.values():
-        for ref, source in task.models.items():
+        for ref, data in task.models.items():
             if ref not in section:
-                record = model_record(ModelSource.from_data(source), task.model_ids[ref], models_dir(cache.root), hashes)
-                section[ref] = {**record, "dtype": task.dtype}
+                source = ModelSource.from_data(data)
+                record = model_record(source, task.model_ids[ref], models_dir(cache.root), hashes)
+                safety = {"allow_pickle": source.entry.allow_pickle, "trust_remote_code": source.entry.trust_remote_code}
+                folder = local_folder(source, models_dir(cache.root)) if source.entry.allow_pickle else None
+                if folder is not None and folder.exists():
+                    weights = folder / source.entry.subfolder if source.entry.subfolder else folder
+                    pickled = [f.name if folder.is_file() else f.relative_to(folder).as_posix()  # as in "files"
+                               for f in pickle_weights(weights)]
+                    if pickled:
+                        safety["pickle_files"] = pickled
+                section[ref] = {**record, "dtype": task.dtype, **safety}
     return section
 
 

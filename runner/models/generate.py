@@ -15,7 +15,7 @@ from .calls import (
     run_pipeline,
 )
 from .families import FAMILY_NAMES, model_family
-from .sources import ModelUnavailable
+from .sources import ModelUnavailable, missing_safetensors_explained
 
 
 def generate(ctx, spec, f) -> dict[str, Any]:
@@ -219,10 +219,12 @@ class applied_loras:
             source, identity = self.ctx.source(item.model)
             location, kwargs = self.ctx.models.pretrained_args(source)
             name = f"lora_{index}"
-            allowed = {k: v for k, v in kwargs.items() if k in ("revision", "cache_dir", "local_files_only", "subfolder")}
+            allowed = {k: v for k, v in kwargs.items()
+                       if k in ("revision", "cache_dir", "local_files_only", "subfolder", "use_safetensors")}
             if source.kind == "file":
                 location, allowed["weight_name"] = str(Path(location).parent), Path(location).name
-            with warnings.catch_warnings():  # peft warns whenever a second adapter joins the first: that is the point here
+            with warnings.catch_warnings(), missing_safetensors_explained(source):
+                # peft warns whenever a second adapter joins the first: that is the point here
                 warnings.filterwarnings("ignore", message="Already found a `peft_config`")
                 self.pipe.load_lora_weights(location, adapter_name=name, **allowed)
             names.append(name)

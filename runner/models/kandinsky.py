@@ -57,7 +57,7 @@ from .calls import (
 )
 from .families import FAMILY_NAMES, model_family
 from .signatures import AUTOPIPELINE_MAPPINGS
-from .sources import ModelUnavailable
+from .sources import ModelUnavailable, missing_safetensors_explained
 
 FAMILY = "kandinsky22"
 DECODER_HUB_IDS = {4: "kandinsky-community/kandinsky-2-2-decoder", 9: "kandinsky-community/kandinsky-2-2-decoder-inpaint"}
@@ -132,10 +132,11 @@ def kandinsky_components(registry, source, identity: str) -> dict[str, Any]:
 def _load(registry, source) -> dict[str, Any]:
     location, kwargs = registry.pretrained_args(source)
     folder = registry.model_folder(source)
-    if source.kind == "hub":
-        components = _load_hub(source, location, kwargs, folder)
-    else:
-        components = _load_local(source, Path(location) / kwargs.pop("subfolder", ""), kwargs)
+    with missing_safetensors_explained(source):
+        if source.kind == "hub":
+            components = _load_hub(source, location, kwargs, folder)
+        else:
+            components = _load_local(source, Path(location) / kwargs.pop("subfolder", ""), kwargs)
     for module in components.values():
         if hasattr(module, "to") and hasattr(module, "parameters"):
             module.to(registry.device)

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .sources import ModelSource, ModelUnavailable
+from .sources import ModelSource, ModelUnavailable, missing_safetensors_explained
 
 Keypoint = tuple[float, float, float]  # x, y (pixels), score
 
@@ -150,7 +150,8 @@ def _transformers_model(registry, source: ModelSource, identity: str, kind: str,
         import transformers
 
         location, kwargs = registry.pretrained_args(source)
-        model = getattr(transformers, model_class).from_pretrained(location, **kwargs).to(registry.device).eval()
+        with missing_safetensors_explained(source):
+            model = getattr(transformers, model_class).from_pretrained(location, **kwargs).to(registry.device).eval()
         processor = transformers.AutoImageProcessor.from_pretrained(location, **_processor_kwargs(kwargs))
         return model, processor
 

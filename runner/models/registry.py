@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .pool import ModelPool, estimate_bytes
-from .sources import ModelSource, ModelUnavailable, local_folder, prepare_hub
+from .sources import (
+    ModelSource,
+    ModelUnavailable,
+    has_safetensors,
+    local_folder,
+    missing_safetensors_explained,
+    pickle_weights,
+    prepare_hub,
+    refuse_pickle,
+)
 
 UNET_CHANNELS = {4: "a standard", 9: "an inpainting", 5: "a depth-to-image"}
 
@@ -151,19 +160,30 @@ class ModelRegistry:
         return model_folder(source, self.models_dir)
 
     def pretrained_args(self, source: ModelSource) -> tuple[str, dict]:
-        """(what to pass to from_pretrained, its keyword arguments) for this source, dtype and safety settings."""
+        """(what to pass to from_pretrained, its keyword arguments) for this source, dtype and safety settings.
+
+        Without allow_pickle: true on the entry, the loaders are asked for safetensors only, and a model whose files
+        here hold pickle weights without safetensors beside them is refused first (PickleRefused: the file and the
+        fix). With it, the libraries' own choice (safetensors where there are, pickle otherwise), or straight to
+        pickle for a model that has no safetensors here (diffusers would log an error for each component first)."""
         entry = source.entry
-        kwargs: dict[str, Any] = {"dtype": self.dtype, "use_safetensors": not entry.allow_pickle}
+        kwargs: dict[str, Any] = {"dtype": self.dtype}
+        folder = self.model_folder(source)
+        if not entry.allow_pickle:
+            kwargs["use_safetensors"] = True
+        elif folder is not None and folder.exists():
+            weights = folder / entry.subfolder if entry.subfolder else folder
+            if pickle_weights(weights) and not has_safetensors(weights):
+                kwargs["use_safetensors"] = False
         if entry.variant:
             kwargs["variant"] = entry.variant
         if entry.subfolder:
             kwargs["subfolder"] = entry.subfolder
         if entry.trust_remote_code:
             kwargs["trust_remote_code"] = True
+        refuse_pickle(source, folder)
         if source.kind == "tiny":
-            from .tiny import ensure_tiny
-
-            return str(ensure_tiny(source.location, self.models_dir / "tiny")), kwargs
+            return str(folder), kwargs
         if source.kind == "hub":
             kwargs.update(prepare_hub(source))
         return source.location, kwargs
@@ -180,7 +200,8 @@ class ModelRegistry:
             else:
                 folder = self.model_folder(source)
                 shared = self._identical_components(folder)
-                pipe = DiffusionPipeline.from_pretrained(location, **kwargs, **shared)
+                with missing_safetensors_explained(source):
+                    pipe = DiffusionPipeline.from_pretrained(location, **kwargs, **shared)
                 self.shared_components[identity] = sorted(shared)
                 self._remember_components(folder, pipe)
             pipe.to(self.device)
@@ -230,7 +251,8 @@ class ModelRegistry:
             from diffusers import ControlNetModel
 
             location, kwargs = self.pretrained_args(source)
-            return ControlNetModel.from_pretrained(location, **kwargs).to(self.device)
+            with missing_safetensors_explained(source):
+                return ControlNetModel.from_pretrained(location, **kwargs).to(self.device)
 
         return self.cached(("controlnet", identity), load, load_label=identity, group=identity, estimate=self.estimate(source))
 
@@ -299,10 +321,16 @@ class ModelRegistry:
             from transformers import pipeline
 
             location, kwargs = self.pretrained_args(source)
+            if kwargs.get("local_files_only"):
+                # a hub model in the local cache: its snapshot is an ordinary folder. (By the hub id, pipeline() hands
+                # local_files_only to AutoConfig twice, a TypeError, and asks the hub for an adapter config first.)
+                location = str(self.model_folder(source))
+                kwargs = {k: v for k, v in kwargs.items() if k not in ("revision", "cache_dir", "local_files_only")}
             hub = {k: kwargs[k] for k in ("revision", "trust_remote_code") if k in kwargs}
-            model_kwargs = {k: kwargs[k] for k in ("cache_dir", "local_files_only") if k in kwargs}
-            return pipeline("depth-estimation", model=location, device=self.device, dtype=self.dtype,
-                            model_kwargs=model_kwargs, **hub)
+            model_kwargs = {k: kwargs[k] for k in ("cache_dir", "use_safetensors") if k in kwargs}
+            with missing_safetensors_explained(source):
+                return pipeline("depth-estimation", model=location, device=self.device, dtype=self.dtype,
+                                model_kwargs=model_kwargs, **hub)
 
         return self.cached(("depth-estimator", identity), load, load_label=identity, group=identity,
                            estimate=self.estimate(source))

@@ -8,9 +8,11 @@ Identities are cheap (no torch): they feed cache keys before anything runs.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,23 @@ COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 class ModelUnavailable(RuntimeError):
     """The model cannot be loaded here; the message says how to get it."""
+
+
+# Weight files torch reads with its pickle loader (diffusers and transformers read every single-file checkpoint
+# that is not .safetensors or .gguf with torch.load). Pickle can run code when loaded.
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
+NOT_PICKLE_SUFFIXES = (".safetensors", ".gguf")
+PICKLE_FIX = "convert to safetensors, or set allow_pickle: true on the model entry if you trust it"
+# how diffusers and transformers say that the safetensors file they were asked for is not there
+NO_SAFETENSORS = re.compile(r"(no file named|does not appear to have (a )?files? named)[^\n]*\.safetensors")
+
+
+class PickleRefused(ModelUnavailable):
+    """Pickle weights of a model whose entry does not say allow_pickle: true. `what` is the finding, `hint` the fix."""
+
+    def __init__(self, what: str, hint: str = PICKLE_FIX):
+        super().__init__(f"{what}: {hint}")
+        self.what, self.hint = what, hint
 
 
 @dataclass(frozen=True)
@@ -47,6 +66,8 @@ class ModelSource:
 def describe(entry: ModelEntry, base_dir: Path, hash_cache: FileHashCache) -> tuple[dict, str]:
     """(the source as plain data, its identity): what a plan needs of a model, without loading it."""
     source = classify(entry, base_dir)
+    if source.kind != "tiny":  # tiny models are built as safetensors; their folder may not exist yet
+        refuse_pickle(source, local_folder(source, Path()))
     return source.to_data(), identity(source, hash_cache)
 
 
@@ -96,6 +117,88 @@ def local_folder(source: ModelSource, models_dir: Path) -> Path | None:
     if commit is None:
         return None
     return hf_hub_cache() / ("models--" + source.location.replace("/", "--")) / "snapshots" / commit
+
+
+# ------------------------------------------------------------ pickle weights
+def pickle_weights(path: Path) -> list[Path]:
+    """The pickle weight files that loading `path` (a single-file checkpoint or a model folder) would read.
+
+    A file is pickle unless it is .safetensors or .gguf. In a folder, each folder that holds weights is looked at:
+    a diffusers pipeline's component folders (those model_index.json names; a Kandinsky-style folder of several
+    pipelines, each one's), otherwise the folder itself. Where a folder holds any .safetensors file the loaders
+    (asked for safetensors) read that, and its pickle files are not counted.
+    """
+    if path.is_file():
+        return [] if path.suffix.lower() in NOT_PICKLE_SUFFIXES else [path]
+    found = []
+    for folder in weight_folders(path):
+        files = sorted(p for p in folder.iterdir() if p.is_file())
+        if not any(p.suffix.lower() == ".safetensors" for p in files):
+            found.extend(p for p in files if p.suffix.lower() in PICKLE_SUFFIXES)
+    return found
+
+
+def has_safetensors(path: Path) -> bool:
+    """Whether any folder that loading `path` reads weights from holds a .safetensors file (or `path` is one)."""
+    if path.is_file():
+        return path.suffix.lower() == ".safetensors"
+    return any(p.suffix.lower() == ".safetensors" for folder in weight_folders(path) for p in folder.iterdir())
+
+
+def weight_folders(folder: Path) -> list[Path]:
+    """The folders that loading the model folder `folder` reads weight files from."""
+    if not folder.is_dir():
+        return []
+    index = folder / "model_index.json"
+    if index.is_file():
+        try:
+            data = json.loads(index.read_text())
+        except (OSError, ValueError):
+            data = {}
+        return [folder / name for name, value in (data.items() if isinstance(data, dict) else ())
+                if isinstance(value, list) and value and value[0] is not None and (folder / name).is_dir()]
+    pipelines = sorted(sub for sub in folder.iterdir() if sub.is_dir() and (sub / "model_index.json").is_file())
+    if pipelines:
+        return [weights for sub in pipelines for weights in weight_folders(sub)]
+    return [folder]
+
+
+def refuse_pickle(source: ModelSource, folder: Path | None) -> None:
+    """PickleRefused when loading the model from `folder` (its files on this machine) would read pickle weights
+    and its entry does not say allow_pickle: true."""
+    entry = source.entry
+    if entry.allow_pickle or folder is None or not folder.exists():
+        return
+    if entry.subfolder and (folder / entry.subfolder).is_dir():
+        folder = folder / entry.subfolder
+    files = pickle_weights(folder)
+    if not files:
+        return
+    if folder.is_file():
+        kind = ("a pickle checkpoint" if folder.suffix.lower() in PICKLE_SUFFIXES else
+                "not a .safetensors file, so it would be read with torch's pickle loader")
+        what = f"model '{source.label}' is {kind} ({folder})"
+    else:
+        names = [f.relative_to(folder).as_posix() for f in files]
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        what = f"model '{source.label}' has pickle weights and no safetensors beside them ({shown} in {folder})"
+    raise PickleRefused(f"{what}; pickle can run code when loaded, so runner refuses it")
+
+
+@contextmanager
+def missing_safetensors_explained(source: ModelSource):
+    """Around a library load asked for safetensors only: its "no file named ....safetensors" (a model downloaded
+    now, whose files could not be looked at before) becomes a ModelUnavailable that says why and what to do."""
+    try:
+        yield
+    except (OSError, ValueError) as exc:
+        if source.entry.allow_pickle or not NO_SAFETENSORS.search(str(exc)):
+            raise
+        said = " ".join(str(exc).split())
+        raise ModelUnavailable(
+            f"model '{source.label}' has no safetensors weights where they were looked for ({said[:300]}); "
+            "runner loads only safetensors unless the model entry says allow_pickle: true. If the model has only "
+            f"pickle weights (.bin, .ckpt, .pt): {PICKLE_FIX}") from None
 
 
 def model_record(source: ModelSource, model_identity: str, models_dir: Path, hash_cache: FileHashCache) -> dict:
