@@ -32,7 +32,7 @@ def main() -> None:
         return {**os.environ, "RUNNER_CACHE_DIR": str(work / f"cache-{name}"), "RUNNER_MODELS_DIR": str(options.models),
                 "TRANSFORMERS_VERBOSITY": "error", "PYTHONWARNINGS": "ignore"}
 
-    strengths = ",".join(f"{0.3 + 0.08 * i:.2f}" for i in range(VARIANTS))
+    strengths = ",".join(f"{0.5 + 0.06 * i:.2f}" for i in range(VARIANTS))
     plain = [sys.executable, "-m", "runner", "run", str(workflow), "--quiet"]
     base = plain + ["--sweep", f"params.strength={strengths}"]
     timed(plain + ["--out", str(work / "warm")], env("warm"))  # builds the tiny models
