@@ -254,6 +254,32 @@ class NodeCache:
                 record["outputs"][name] = {"kind": kind, "files": files, "sha256": digests, "sizes": sizes}
             (staging / ENTRY_FILE).write_text(json.dumps(record, indent=1, sort_keys=True))
 
+    def export_entry(self, key: str) -> tuple[dict, dict[str, bytes]]:
+        """A checked entry as data (its record and the bytes of each file), for another machine's cache."""
+        with self.acquire(key):
+            record = self._checked(key)
+            if record is None:
+                raise EntryMissing(key)
+            folder = self.entry_dir(key)
+            files = {name: (folder / name).read_bytes() for output in record["outputs"].values() for name in output["files"]}
+            return record, files
+
+    def import_entry(self, key: str, record: dict, files: dict[str, bytes], *, replace: bool = False) -> None:
+        """Store an entry another cache exported, checking its files against the record's sha256 first."""
+        for output in record["outputs"].values():
+            for name, digest in zip(output["files"], output["sha256"]):
+                if Path(name).name != name or name not in files or hashlib.sha256(files[name]).hexdigest() != digest:
+                    raise ValueError(f"entry {key[:12]}: file {name} does not match its recorded sha256")
+        if key != record.get("key", key):
+            raise ValueError(f"entry {key[:12]} carries the record of {str(record.get('key'))[:12]}")
+        self.mark()
+        folder = self.entry_dir(key)
+        self._clear_way(folder.parent)
+        with staged_folder(folder, replace=replace, guard=lambda: self._swapping(key, replace)) as staging:
+            for name, data in files.items():
+                (staging / name).write_bytes(data)
+            (staging / ENTRY_FILE).write_text(json.dumps(record, indent=1, sort_keys=True))
+
     @contextmanager
     def _swapping(self, key: str, replace: bool) -> Iterator[None]:
         """The key's lock around the swap into place; a damaged entry in the way is quarantined, not kept."""

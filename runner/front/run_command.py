@@ -23,8 +23,12 @@ def open_session(args) -> Session:
     try:
         return Session(out=args.out, max_ram=getattr(args, "max_ram", None), max_vram=getattr(args, "max_vram", None),
                        allow_paths=getattr(args, "allow_paths", None),
-                       allow_private_urls=getattr(args, "allow_private_urls", False))
+                       allow_private_urls=getattr(args, "allow_private_urls", False),
+                       executor=getattr(args, "executor", "local"), ray_address=getattr(args, "ray_address", None),
+                       workers=getattr(args, "workers", None), cpus_per_worker=getattr(args, "cpus_per_worker", 1))
     except WorkflowError as exc:
+        if exc.problems and exc.problems[0].location.source != "Session":
+            raise
         option = "--max-ram" if getattr(args, "max_ram", None) else "--max-vram"
         raise WorkflowError([Problem(Location(option), (), p.message, "e.g. --max-ram 16GB") for p in exc.problems]) from None
 
@@ -42,6 +46,19 @@ def run_command(args) -> int:
         args.overrides = args.overrides + pins
         workflow = load_for_run(args.workflow, args.overrides, args.allow_paths)
     session = open_session(args)
+    try:
+        return _run_in(session, args, workflow)
+    finally:
+        closer = getattr(session.executor, "close", None)
+        if closer is not None:
+            closer()  # the Ray workers, and the local cluster started for this command
+
+
+def _run_in(session: Session, args, workflow: Workflow) -> int:
+    from rich.console import Console
+
+    from .lock import check_lock
+
     cache = session.cache
     check_lock(workflow, models_dir(cache.root), cache.hashes)
     from .sweep import check_variant_count, file_sweeps, parse_cli_sweeps

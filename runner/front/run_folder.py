@@ -83,6 +83,9 @@ def execute(executor, resources, workflow: Workflow, plan: Plan, out: Path, *, m
     results = executor.last_results
     with signals_held():  # a Ctrl-C now waits until the record is complete, then stops the command as usual
         manifest = build_manifest(workflow, plan, results, publisher, status, error, started, resources)
+        describe = getattr(executor, "describe", None)
+        if describe is not None:
+            manifest["executor"] = describe()
         manifest.update(extra or {})
         try:
             write_atomic(run_dir / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())

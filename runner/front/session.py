@@ -74,11 +74,16 @@ class Session:
     the workflows this Session loads. `allow_private_urls`: `load_image url:` may reach loopback, private, link-local
     and metadata addresses: True for all of them, or a list of networks (["192.168.1.0/24"]) for those only (the CLI's
     --allow-private-urls is True). Both are recorded in each run's manifest.
+    `executor`: "local" (this process) or "ray" (a pool of warm Ray workers: `ray_address` to join a cluster, else a
+    local one is started and stopped with the Session; `workers`, `cpus_per_worker`; `ray_shared_cache` False ships
+    cache entries through Ray's object store even where the workers could see the cache folder).
     """
 
     def __init__(self, out: str | Path = "outputs", cache_dir: str | Path | None = None, device: str = "auto",
                  max_ram: int | str | None = None, max_vram: int | str | None = None, *,
-                 allow_paths: list[str | Path] | None = None, allow_private_urls: bool | list[str] = False):
+                 allow_paths: list[str | Path] | None = None, allow_private_urls: bool | list[str] = False,
+                 executor: str = "local", ray_address: str | None = None, workers: int | None = None,
+                 cpus_per_worker: float = 1, ray_shared_cache: bool | None = None):
         self.out = Path(out)
         self.allow_paths = [Path(folder) for folder in allow_paths or ()]
         self.allow_private_urls = _url_networks(allow_private_urls)
@@ -93,7 +98,19 @@ class Session:
             raise WorkflowError([Problem(Location("Session"), (), str(exc), "e.g. max_ram='16GB'")]) from None
         self.pool = ModelPool(models_dir(self.cache.root), self.cache.hashes, **budget)
         self.resources = PoolResources(self.pool)
-        self.executor = LocalExecutor(self.cache, NODE_TYPES, self.resources)
+        if executor == "ray":
+            from .cluster import RayExecutor
+
+            if workers is not None and workers < 1:
+                raise WorkflowError([Problem(Location("--workers"), (), f"--workers {workers}: at least 1 worker",
+                                             "give --workers N with N >= 1, or leave it out")])
+            self.executor = RayExecutor(self.cache, address=ray_address, workers=workers, cpus_per_worker=cpus_per_worker,
+                                        shared=ray_shared_cache, **budget)
+        elif executor == "local":
+            self.executor = LocalExecutor(self.cache, NODE_TYPES, self.resources)
+        else:
+            raise WorkflowError([Problem(Location("Session"), (), f"unknown executor {executor!r}",
+                                         "use executor='local' or executor='ray'")])
 
     def __enter__(self) -> "Session":
         return self
@@ -102,7 +119,10 @@ class Session:
         self.close()
 
     def close(self) -> None:
-        """Release every loaded model (their memory returns once nothing else of yours holds them)."""
+        """Release every loaded model (their memory returns once nothing else of yours holds them), and the Ray
+        workers (and the local Ray cluster this Session started) with the Ray executor."""
+        if hasattr(self.executor, "close"):
+            self.executor.close()
         memories = {resident.memory for resident in self.pool.residents.values()}
         for key in list(self.pool.residents):
             self.pool.release(key, collect=False)
@@ -166,6 +186,8 @@ class Session:
         """Refuse (WorkflowError, before anything loads) a model that alone exceeds the memory budget."""
         from ..models.sources import ModelSource
 
+        if getattr(self.executor, "name", "local") != "local":
+            return  # the workers load the models, each within its own budget
         needs = {}  # one per model, at the first node that would load it
         for node_id in plan.order:
             task = plan.tasks[node_id]

@@ -1,0 +1,361 @@
+"""The Ray executor: a plan's tasks on a pool of warm Ray actors, each holding its own models (a Session's engine).
+
+The driver (this process) plans, checks its cache, and writes run folders and manifests exactly as a local run does.
+It sends each task that is not cached (plain data, `Task.to_data()`) to an idle worker as soon as the nodes it reads
+are done, preferring a worker that already holds the task's models (model affinity), so independent branches run
+side by side and a checkpoint loads once per worker, not once per task.
+
+Results travel as content-addressed cache entries. When the workers see the driver's cache folder (shared storage:
+the driver writes a probe file there and each worker looks for it), they read and write entries there directly;
+otherwise the driver ships the entries a task reads with it and writes the entry a worker sends back into its own
+cache, through Ray's object store.
+
+Faults: a worker that dies mid-task is replaced and its task retried on another (at most `max_retries` times, each
+recorded in the manifest); a node that raises fails the run as it does locally (no retry). Every wait on Ray has a
+timeout: a cluster that cannot start the workers (a GPU request on a CPU-only cluster) is a clear error.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ..executor.cache import NodeCache
+from ..executor.engine import NodeFailed, NodeResult, RunStopped
+from ..executor.plan import Plan, Task
+from ..language.errors import Location, Problem, WorkflowError
+
+WORKER_START_S = 300  # importing torch and diffusers in a fresh process on a slow machine, with margin
+POLL_S = 0.5
+RAY_HINT = ("start a cluster with 'ray start --head' (then --ray-address auto), give the head's address "
+            "(ray://HOST:10001), or leave --ray-address out to start a local cluster for this command")
+_FORWARDED_ENV = ("RUNNER_MODELS_DIR", "RUNNER_MAX_PIXELS", "RUNNER_MAX_INPUT_PIXELS", "RUNNER_MAX_INPUT_BYTES",
+                  "HF_HOME", "HF_HUB_OFFLINE", "HF_HUB_CACHE", "TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS")
+
+
+class _WorkerEvents:
+    """What a worker's run of one task reports back: its warnings (steps are not streamed)."""
+
+    def __init__(self):
+        self.warnings: list[str] = []
+
+    def node_cached(self, node_id): ...
+    def node_started(self, node_id): ...
+    def node_step(self, node_id, step, total): ...
+    def node_done(self, node_id, seconds): ...
+    def node_failed(self, node_id, error): ...
+
+    def node_warning(self, node_id, message):
+        self.warnings.append(message)
+
+
+class Worker:
+    """A Ray actor: one warm engine (cache view, model pool) running tasks one at a time."""
+
+    def __init__(self, driver_cache: str, probe: str, token: str, max_ram=None, max_vram=None, shared: bool | None = None,
+                 threads: dict[str, str] | None = None):
+        # Ray sets OMP_NUM_THREADS to the actor's CPUs; torch's CPU kernels give other last bits with another thread
+        # count, so a worker uses the threads a local run would (the driver's settings, else torch's default)
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.pop(name, None)
+        os.environ.update(threads or {})
+        from ..core.paths import models_dir
+        from ..executor.engine import LocalExecutor
+        from ..models.pool import ModelPool
+        from ..models.resources import PoolResources
+        from .catalogue import NODE_TYPES
+
+        try:
+            sees = (Path(driver_cache) / probe).read_text() == token
+        except OSError:
+            sees = False
+        self.shared = sees if shared is None else (shared and sees)
+        root = Path(driver_cache) if self.shared else Path(tempfile.mkdtemp(prefix="runner-worker-cache-"))
+        self.cache = NodeCache(root)
+        self.pool = ModelPool(models_dir(root if not self.shared else Path(driver_cache)), self.cache.hashes,
+                              max_ram=max_ram, max_vram=max_vram)
+        self.resources = PoolResources(self.pool)
+        self.executor = LocalExecutor(self.cache, NODE_TYPES, self.resources)
+        self.name = f"{os.uname().nodename}:{os.getpid()}"
+
+    def ready(self) -> dict:
+        return {"name": self.name, "shared": self.shared}
+
+    def run_task(self, task_data: dict, plan_data: dict, entries: dict[str, dict], replace: bool) -> dict:
+        task = Task.from_data(task_data)
+        for key, entry in entries.items():
+            if not self.cache.has(key):
+                self.cache.import_entry(key, entry["record"], entry["files"])
+        plan = Plan(tasks={task.node_id: task}, order=[task.node_id], **plan_data)
+        events = _WorkerEvents()
+        self.resources.begin_run()
+        loaded_before = set(self.pool_identities())
+        started = time.perf_counter()
+        try:
+            results = self.executor.run(plan, events, force={task.node_id} if replace else set(), no_cache=replace)
+        except NodeFailed as failure:
+            result = self.executor.last_results.get(task.node_id)
+            return {"status": "failed", "error": str(failure), "info": result.info if result else {},
+                    "seconds": time.perf_counter() - started, "warnings": events.warnings, "worker": self.name}
+        result = results[task.node_id]
+        payload = {"status": result.status, "info": result.info, "seconds": result.seconds, "warnings": events.warnings,
+                   "worker": self.name, "loaded": sorted(set(self.pool_identities()) - loaded_before),
+                   "models": sorted(self.pool_identities())}
+        if not self.shared:
+            record, files = self.cache.export_entry(task.key)
+            payload["entry"] = {"record": record, "files": files}
+        return payload
+
+    def pool_identities(self) -> list[str]:
+        return [resident.identity for resident in self.pool.residents.values()]
+
+
+class RayExecutor:
+    """Runs plans on Ray actors (see the module docstring); long-lived like a Session, closed with `close()`."""
+
+    name = "ray"
+
+    def __init__(self, cache: NodeCache, *, address: str | None = None, workers: int | None = None,
+                 cpus_per_worker: float = 1, gpus_per_worker: float | None = None, max_retries: int = 2,
+                 max_ram: int | None = None, max_vram: int | None = None, shared: bool | None = None):
+        """`shared`: None finds out whether the workers see the cache folder; False ships entries through Ray's
+        object store even where they could (what a cluster without shared storage does)."""
+        self.cache = cache
+        self.shared_wanted = shared
+        self.in_flight: dict[str, int] = {}  # node id -> index of the worker running it
+        self.address = address
+        self.workers_wanted = workers
+        self.cpus_per_worker = cpus_per_worker
+        self.gpus_per_worker = gpus_per_worker
+        self.max_retries = max_retries
+        self.budget = {"max_ram": max_ram, "max_vram": max_vram}
+        self.last_results: dict[str, NodeResult] = {}
+        self.actors: list[Any] = []
+        self.names: dict[int, str] = {}  # actor index -> worker name
+        self.holds: dict[int, set[str]] = {}  # actor index -> model identities it holds
+        self.started_ray = False
+        self.run_record: dict[str, Any] = {}
+        self.shared = False
+
+    # ---------------------------------------------------------------- start
+    def start(self) -> None:
+        if self.actors:
+            return
+        import ray
+
+        if not ray.is_initialized():
+            try:
+                if self.address:
+                    ray.init(address=self.address, log_to_driver=False, logging_level="ERROR")
+                else:
+                    cpus = max(1, int((self.workers_wanted or 1) * self.cpus_per_worker + 0.999))
+                    ray.init(num_cpus=max(cpus, os.cpu_count() or 1), log_to_driver=False, include_dashboard=False,
+                             logging_level="ERROR")
+                    self.started_ray = True
+            except Exception as exc:  # noqa: BLE001  (ConnectionError, RuntimeError, ... by Ray's version)
+                raise WorkflowError([Problem(Location("--ray-address"), (), f"cannot reach the Ray cluster at "
+                                             f"{self.address or 'a new local cluster'}: {type(exc).__name__}: {exc}",
+                                             RAY_HINT)]) from None
+        resources = ray.cluster_resources()
+        gpus = self.gpus_per_worker if self.gpus_per_worker is not None else (1 if resources.get("GPU", 0) >= 1 else 0)
+        count = self.workers_wanted or (int(resources.get("GPU", 0)) if gpus else 1) or 1
+        need_cpu, need_gpu = count * self.cpus_per_worker, count * gpus
+        if need_gpu > resources.get("GPU", 0) or need_cpu > resources.get("CPU", 0):
+            raise WorkflowError([Problem(Location("--workers"), (), (
+                f"{count} workers of {self.cpus_per_worker:g} CPU{'' if self.cpus_per_worker == 1 else 's'}"
+                + (f" and {gpus:g} GPU" if gpus else "") + f" need {need_cpu:g} CPUs" + (f" and {need_gpu:g} GPUs" if gpus else "")
+                + f", but the cluster has {resources.get('CPU', 0):g} CPUs and {resources.get('GPU', 0):g} GPUs: "
+                "they could never start"), "ask for fewer workers (--workers N, --cpus-per-worker N), or add nodes")])
+        self.gpus = gpus
+        self._probe()
+        self.actors = [self._new_actor() for _ in range(count)]
+        for index, actor in enumerate(self.actors):
+            self._await_ready(index, actor)
+
+    def _probe(self) -> None:
+        self.cache.root.mkdir(parents=True, exist_ok=True)
+        self.probe_name, self.token = f".ray-probe-{secrets.token_hex(6)}", secrets.token_hex(16)
+        (self.cache.root / self.probe_name).write_text(self.token)
+
+    def _new_actor(self):
+        import ray
+
+        env = {name: os.environ[name] for name in _FORWARDED_ENV if name in os.environ}
+        remote = ray.remote(num_cpus=self.cpus_per_worker, num_gpus=self.gpus, max_restarts=0,
+                            runtime_env={"env_vars": env} if env else None)(Worker)
+        threads = {name: os.environ[name] for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if name in os.environ}
+        return remote.remote(str(self.cache.root.resolve()), self.probe_name, self.token, shared=self.shared_wanted,
+                             threads=threads, **self.budget)
+
+    def _await_ready(self, index: int, actor) -> None:
+        import ray
+
+        try:
+            info = ray.get(actor.ready.remote(), timeout=WORKER_START_S)
+        except ray.exceptions.GetTimeoutError:
+            raise WorkflowError([Problem(Location("--executor ray"), (), f"the Ray workers did not start within "
+                                         f"{WORKER_START_S} s (cluster resources: {ray.cluster_resources()})",
+                                         "check 'ray status' for pending actors; ask for fewer or smaller workers")]) from None
+        self.names[index] = info["name"]
+        self.holds[index] = set()
+        self.shared = info["shared"]
+
+    # ------------------------------------------------------------------ run
+    def run(self, plan: Plan, events, *, force: set[str] = frozenset(), no_cache: bool = False,
+            after_node: Callable[[Task, NodeResult], None] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> dict[str, NodeResult]:
+        import ray
+
+        self.start()
+        results: dict[str, NodeResult] = {}
+        self.last_results = results
+        self.run_record = {"workers": {}, "retries": [], "loads": {}}
+        plan_data = {"workflow_seed": plan.workflow_seed, "device": plan.device, "dtype": plan.dtype,
+                     "libraries": plan.libraries, "seeds": plan.seeds, "deterministic": plan.deterministic,
+                     "allow_private_urls": plan.allow_private_urls}
+        pending = list(plan.order)
+        running: dict[Any, tuple[str, int, int]] = {}  # object ref -> (node id, actor index, attempt)
+        attempts: dict[str, int] = {}
+        done: set[str] = set()
+        owners = {task.key: node_id for node_id, task in plan.tasks.items()}
+
+        def finish(node_id: str, result: NodeResult) -> None:
+            results[node_id] = result
+            done.add(node_id)
+            if after_node is not None:
+                after_node(plan.tasks[node_id], result)
+
+        try:
+            while pending or running:
+                if should_stop is not None and should_stop():
+                    raise RunStopped("stopped: a newer version of the workflow is waiting")
+                busy = {index for _node, index, _attempt in running.values()}
+                for node_id in list(pending):
+                    task = plan.tasks[node_id]
+                    if not all(owners.get(key) in done for key in task.upstream.values()):
+                        continue
+                    replace = no_cache or node_id in force
+                    if not replace:
+                        entry = self.cache.lookup(task.key)
+                        if entry is not None:
+                            pending.remove(node_id)
+                            events.node_cached(node_id)
+                            finish(node_id, NodeResult("cached", info=entry.get("info", {})))
+                            continue
+                    index = self._pick(task, busy)
+                    if index is None:
+                        continue
+                    pending.remove(node_id)
+                    busy.add(index)
+                    entries = {} if self.shared else {key: self._export(key) for key in task.upstream.values()}
+                    if attempts.get(node_id, 0) == 0:
+                        events.node_started(node_id)
+                    ref = self.actors[index].run_task.remote(task.to_data(), plan_data, entries, replace)
+                    running[ref] = (node_id, index, attempts.get(node_id, 0))
+                    self.in_flight[node_id] = index
+                if not running:
+                    if pending:
+                        raise RuntimeError(f"nothing can run: {pending} wait on nodes that are not done")
+                    break
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
+                for ref in ready:
+                    node_id, index, attempt = running.pop(ref)
+                    self.in_flight.pop(node_id, None)
+                    task = plan.tasks[node_id]
+                    try:
+                        payload = ray.get(ref, timeout=60)
+                    except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
+                            ray.exceptions.ObjectLostError) as exc:
+                        self._replace(index)
+                        if attempt >= self.max_retries:
+                            error = RuntimeError(f"its worker died {attempt + 1} times ({type(exc).__name__})")
+                            results[node_id] = NodeResult("failed", info={"error": str(error)})
+                            events.node_failed(node_id, error)
+                            raise NodeFailed(node_id, task.type_name, error) from None
+                        attempts[node_id] = attempt + 1
+                        self.run_record["retries"].append({"node": node_id, "worker": self.names.get(index, "?"),
+                                                           "error": type(exc).__name__, "attempt": attempt + 1})
+                        events.node_warning(node_id, f"its worker died ({type(exc).__name__}): running it again on another")
+                        pending.insert(0, node_id)
+                        continue
+                    self.run_record["workers"][node_id] = payload["worker"]
+                    if payload.get("loaded"):
+                        self.run_record["loads"][node_id] = payload["loaded"]
+                    for message in payload.get("warnings", []):
+                        events.node_warning(node_id, message)
+                    if payload["status"] == "failed":
+                        error = RuntimeError(payload["error"])
+                        results[node_id] = NodeResult("failed", payload["seconds"], payload.get("info", {}))
+                        events.node_failed(node_id, error)
+                        raise NodeFailed(node_id, task.type_name, error)
+                    self.holds[index] = set(payload.get("models", []))
+                    if "entry" in payload:
+                        self.cache.import_entry(task.key, payload["entry"]["record"], payload["entry"]["files"],
+                                                replace=no_cache or node_id in force)
+                    status = "ran" if payload["status"] == "ran" else "cached"
+                    if status == "ran":
+                        events.node_done(node_id, payload["seconds"])
+                    else:
+                        events.node_cached(node_id)
+                    finish(node_id, NodeResult(status, payload["seconds"], payload.get("info", {})))
+        except BaseException:
+            for ref in running:
+                ray.cancel(ref, force=False)
+            self.in_flight.clear()
+            raise
+        return results
+
+    def _pick(self, task: Task, busy: set[int]) -> int | None:
+        """An idle worker, preferring one that holds the task's models."""
+        idle = [index for index in range(len(self.actors)) if index not in busy]
+        if not idle:
+            return None
+        wanted = set(task.model_ids.values())
+        return max(idle, key=lambda index: (len(wanted & self.holds.get(index, set())), -index))
+
+    def _export(self, key: str) -> dict:
+        record, files = self.cache.export_entry(key)
+        return {"record": record, "files": files}
+
+    def _replace(self, index: int) -> None:
+        import ray
+
+        try:
+            ray.kill(self.actors[index], no_restart=True)
+        except Exception:  # noqa: BLE001  (already gone)
+            pass
+        self.actors[index] = self._new_actor()
+        self._await_ready(index, self.actors[index])
+
+    # -------------------------------------------------------------- record
+    def describe(self) -> dict[str, Any]:
+        import ray
+
+        return {"name": "ray", "ray_version": ray.__version__, "address": self.address or "local",
+                "workers": len(self.actors), "shared_cache": self.shared,
+                "nodes": dict(self.run_record.get("workers", {})), "retries": list(self.run_record.get("retries", [])),
+                "loads": dict(self.run_record.get("loads", {}))}
+
+    def close(self) -> None:
+        if not self.actors and not self.started_ray:
+            return
+        import ray
+
+        for actor in self.actors:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001
+                pass
+        self.actors = []
+        if getattr(self, "probe_name", None):
+            try:
+                (self.cache.root / self.probe_name).unlink(missing_ok=True)
+            except OSError:
+                pass
+        if self.started_ray:
+            ray.shutdown()
+            self.started_ray = False

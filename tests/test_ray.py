@@ -1,0 +1,163 @@
+"""The Ray executor on one local CPU cluster shared by these tests (logical resources; every wait has a timeout)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import latest_run, manifest, run_cli, write_workflow
+
+ray = pytest.importorskip("ray")
+
+SWEEP = """version: 1
+name: raysweep
+models:
+  sd: tiny:sd15
+nodes:
+  photo: {type: load_image, path: in.png, size: [64, 64]}
+  edges: {type: canny, image: $photo}
+  gen: {type: txt2img, model: $models.sd, prompt: a red barn, steps: 2, width: 64, height: 64}
+  redo: {type: img2img, model: $models.sd, image: $photo, prompt: a blue barn, steps: 2, strength: 0.5}
+  out: {type: save_image, image: $gen, name: gen.png}
+  out2: {type: save_image, image: $redo, name: redo.png}
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+def _pngs(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.png"))
+            if "report" not in p.name}
+
+
+def _keys(folder: Path) -> dict[str, dict[str, str]]:
+    return {m.parent.name: {n: node["key"] for n, node in json.loads(m.read_text())["nodes"].items()}
+            for m in sorted(folder.rglob("manifest.json"))}
+
+
+def _local_reference(workflow: Path, tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.setenv("RUNNER_CACHE_DIR", str(tmp_path / "local-cache"))
+    assert run_cli("run", workflow, "--seeds", "1-3", "--out", tmp_path / "local", "--plain") == 0
+    return next((tmp_path / "local" / "raysweep").iterdir())
+
+
+def _check_affinity(variants: list[Path], shared: bool) -> None:
+    loads: dict[tuple[str, str], int] = {}
+    workers = set()
+    for variant in variants:
+        record = manifest(variant)["executor"]
+        assert record["name"] == "ray" and record["ray_version"] == ray.__version__ and record["shared_cache"] is shared
+        assert set(record["nodes"]) <= set(manifest(variant)["nodes"]) and record["retries"] == []
+        workers |= set(record["nodes"].values())
+        for node, identities in record["loads"].items():
+            for identity in identities:
+                key = (record["nodes"][node], identity)
+                loads[key] = loads.get(key, 0) + 1
+    assert len(workers) == 2  # independent branches ran side by side
+    assert loads and max(loads.values()) == 1  # model affinity: each worker loaded the checkpoint at most once
+
+
+def test_a_sweep_on_two_workers_equals_the_local_run(cluster, tmp_path, isolated_cache, monkeypatch):
+    workflow = write_workflow(tmp_path, "raysweep.yaml", SWEEP)
+    local_sweep = _local_reference(workflow, tmp_path, monkeypatch)
+    monkeypatch.setenv("RUNNER_CACHE_DIR", str(isolated_cache))
+    assert run_cli("run", workflow, "--seeds", "1-3", "--out", tmp_path / "ray", "--plain",
+                   "--executor", "ray", "--workers", "2") == 0
+    ray_sweep = next((tmp_path / "ray" / "raysweep").iterdir())
+    assert _pngs(ray_sweep) == _pngs(local_sweep) and len(_pngs(ray_sweep)) == 6
+    assert _keys(ray_sweep) == _keys(local_sweep)
+    _check_affinity(sorted(p for p in ray_sweep.iterdir() if p.is_dir()), shared=True)
+
+
+def test_entries_travel_through_the_object_store_without_shared_storage(cluster, tmp_path, isolated_cache, monkeypatch):
+    import runner
+
+    workflow = write_workflow(tmp_path, "raysweep.yaml", SWEEP)
+    local_sweep = _local_reference(workflow, tmp_path, monkeypatch)
+    monkeypatch.setenv("RUNNER_CACHE_DIR", str(isolated_cache))
+    runs = []
+    with runner.Session(out=tmp_path / "ray", executor="ray", workers=2, ray_shared_cache=False) as session:
+        for seed in (1, 2, 3):
+            runs.append(session.run(workflow, set={"seed": seed}))
+    assert all(run.status == "ok" for run in runs)
+    local = sorted(p for p in local_sweep.iterdir() if p.is_dir())
+    for run, reference in zip(runs, local):
+        assert {n: node["key"] for n, node in run.manifest["nodes"].items()} == _keys(local_sweep)[reference.name]
+        assert (run.folder / "gen.png").read_bytes() == (reference / "gen.png").read_bytes()
+        assert (run.folder / "redo.png").read_bytes() == (reference / "redo.png").read_bytes()
+    # the driver's own cache holds every entry, written from what the workers sent back
+    assert len(list((isolated_cache / "nodes").glob("*/*/entry.json"))) == len({
+        node["key"] for run in runs for node in run.manifest["nodes"].values()})
+    _check_affinity([run.folder for run in runs], shared=False)
+
+
+def test_a_worker_killed_mid_task_is_replaced_and_the_task_retried(cluster, tmp_path):
+    import runner
+
+    text = SWEEP.replace("steps: 2, strength: 0.5", "steps: 40, strength: 1.0")
+    workflow = write_workflow(tmp_path, "raysweep.yaml", text)
+    with runner.Session(out=tmp_path / "out", executor="ray", workers=2) as session:
+        executor = session.executor
+        killed = []
+
+        def kill_when_running() -> None:
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline and not killed:
+                index = executor.in_flight.get("redo")
+                if index is not None:
+                    time.sleep(1.0)
+                    if executor.in_flight.get("redo") == index:
+                        ray.kill(executor.actors[index], no_restart=True)
+                        killed.append(index)
+                time.sleep(0.05)
+
+        killer = threading.Thread(target=kill_when_running, daemon=True)
+        killer.start()
+        run = session.run(workflow, mode="quiet")
+        killer.join(10)
+    assert killed, "the test never saw 'redo' running"
+    assert run.status == "ok", run.error
+    retries = run.manifest["executor"]["retries"]
+    assert [r["node"] for r in retries] == ["redo"] and retries[0]["attempt"] == 1
+    assert run.manifest["nodes"]["redo"]["status"] == "ran"
+
+
+def test_a_failing_node_fails_the_run_without_retry(cluster, tmp_path, capsys):
+    # more steps than the scheduler's schedule holds: the node raises when it runs (as it would locally)
+    workflow = write_workflow(tmp_path, "raysweep.yaml", SWEEP.replace("steps: 2, strength: 0.5", "steps: 1000, strength: 1.0"))
+    code = run_cli("run", workflow, "--out", tmp_path / "out", "--plain", "--executor", "ray", "--workers", "1")
+    err = capsys.readouterr().err
+    assert code == 1 and "redo" in err and "takes at most 999 steps" in err, err
+    record = manifest(latest_run(tmp_path / "out", "raysweep"))
+    assert record["status"] == "failed" and record["nodes"]["redo"]["status"] == "failed"
+    assert record["executor"]["retries"] == []
+
+
+def test_workers_no_node_can_hold_are_refused_at_once(cluster, tmp_path):
+    from runner.executor.cache import NodeCache
+    from runner.front.cluster import RayExecutor
+    from runner.language.errors import WorkflowError
+
+    started = time.monotonic()
+    with pytest.raises(WorkflowError) as refused:
+        RayExecutor(NodeCache(tmp_path / "cache"), workers=1, gpus_per_worker=1).start()
+    assert time.monotonic() - started < 10
+    assert "1 workers of 1 CPU and 1 GPU need 1 CPUs and 1 GPUs, but the cluster has 2 CPUs and 0 GPUs" in str(refused.value)
+    with pytest.raises(WorkflowError) as refused:
+        RayExecutor(NodeCache(tmp_path / "cache"), workers=3).start()
+    assert "they could never start" in str(refused.value) and "--workers" in str(refused.value)
+
+
+def test_the_ray_options_are_checked(tmp_path, capsys):
+    workflow = write_workflow(tmp_path, "raysweep.yaml", SWEEP)
+    assert run_cli("run", workflow, "--executor", "ray", "--workers", "0", "--out", tmp_path / "out") == 2
+    assert "at least 1 worker" in capsys.readouterr().err
