@@ -34,12 +34,11 @@ def open_session(args) -> Session:
 
 
 def run_command(args) -> int:
-    from rich.console import Console
 
     workflow = load_for_run(args.workflow, args.overrides, args.allow_paths)
     check_node_names(workflow, args.only, "only")
     check_node_names(workflow, args.force, "force")
-    from .lock import check_lock, pinned_revisions
+    from .lock import pinned_revisions
 
     pins = pinned_revisions(workflow)  # a WF.lock beside the workflow pins hub models to commits
     if pins:
