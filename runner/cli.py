@@ -1,4 +1,4 @@
-"""Command line: runner run | watch | validate | schema | nodes | graph | report | lock | runs | reproduce | extract | cache.
+"""Command line: runner run | watch | validate | schema | nodes | graph | report | lock | runs | reproduce | extract | import | cache.
 
 Exit status: 0 success, 1 a node failed, 2 the workflow or the command line is invalid.
 Commands that need no model never import torch, diffusers or transformers.
@@ -119,6 +119,20 @@ def build_parser() -> argparse.ArgumentParser:
     extract = commands.add_parser("extract", help="print the workflow embedded in a PNG that runner saved")
     extract.add_argument("image", type=Path, help="a PNG written by save_image")
     extract.add_argument("--out", type=Path, help="write the workflow to this file instead of stdout")
+
+    importer = commands.add_parser("import", help="convert a graph from another tool into a workflow file",
+                                   description="Convert a graph from another tool into a runner workflow.")
+    formats = importer.add_subparsers(dest="import_format", metavar="FORMAT", required=True)
+    comfyui = formats.add_parser(
+        "comfyui", help="a ComfyUI API-format graph (Save (API) JSON, or a PNG ComfyUI saved)",
+        description="Convert a ComfyUI API-format prompt (the JSON that Save (API) writes, or the 'prompt' text chunk "
+                    "of a PNG that ComfyUI saved) made of ComfyUI's core nodes into a runner workflow. Other nodes "
+                    "are refused (exit 2) and nothing is written. Results differ from ComfyUI's: samplers and noise "
+                    "are diffusers' (see the README, 'Importing ComfyUI graphs').")
+    comfyui.add_argument("file", type=Path, help="ComfyUI API-format .json, or a PNG that ComfyUI saved")
+    comfyui.add_argument("-o", "--out", type=Path, help="write the workflow to this file (default: print it); input "
+                                                       "image paths are written relative to it")
+    comfyui.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
     cache = commands.add_parser(
         "cache", help="show, check, prune or clear the node cache",
@@ -325,6 +339,12 @@ def cmd_extract(args) -> int:
     return EXIT_OK
 
 
+def cmd_import(args) -> int:
+    from .front.comfyui import import_command
+
+    return import_command(args)
+
+
 def cmd_cache(args) -> int:
     from .executor.cache import MARKER_FILE, CannotRemove, NodeCache, NotACache, default_cache_dir
     from .language.errors import Location, Problem, WorkflowError
@@ -396,5 +416,6 @@ COMMANDS = {
     "runs": cmd_runs,
     "reproduce": cmd_reproduce,
     "extract": cmd_extract,
+    "import": cmd_import,
     "cache": cmd_cache,
 }

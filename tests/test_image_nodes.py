@@ -47,6 +47,34 @@ def test_masks_shapes_threshold_invert_grow_blur(tmp_path):
     assert inverted.getpixel((2, 2)) < 50 and inverted.getpixel((50, 40)) == 255 and 0 < inverted.getpixel((11, 5)) < 255
 
 
+def test_masks_from_the_alpha_channel(tmp_path, capsys):
+    """channel: alpha thresholds the opacity, transparency 255 - opacity (ComfyUI's LoadImage MASK: transparent =
+    repaint); an image loaded without alpha is opaque everywhere."""
+    pixels = Image.new("RGBA", (32, 32), (200, 200, 200, 255))
+    for x in range(8, 16):
+        for y in range(4, 12):
+            pixels.putpixel((x, y), (10, 10, 10, 0 if x < 12 else 127))
+    pixels.save(tmp_path / "cut.png")
+    code, run_dir = run_nodes(tmp_path, """
+  rgba: {type: load_image, path: cut.png, mode: RGBA}
+  rgb: {type: load_image, path: cut.png}
+  opaque: {type: make_mask, from: $rgba, channel: alpha}
+  holes: {type: make_mask, from: $rgba, channel: transparency, grow: 1}
+  none: {type: make_mask, from: $rgb, channel: transparency}
+  s1: {type: save_image, image: $opaque}
+  s2: {type: save_image, image: $holes}
+  s3: {type: save_image, image: $none}
+""")
+    assert code == 0
+    opaque, holes, none = (Image.open(run_dir / f"s{i}.png") for i in (1, 2, 3))
+    assert opaque.getpixel((9, 5)) == 0 and opaque.getpixel((13, 5)) == 0 and opaque.getpixel((20, 20)) == 255
+    assert holes.getpixel((9, 5)) == 255 and holes.getpixel((15, 11)) == 255  # alpha 127 rounds to transparent
+    assert holes.getpixel((16, 12)) == 255 and holes.getpixel((18, 5)) == 0  # grown by one pixel, no further
+    assert none.getextrema() == (0, 0)
+    workflow = write_workflow(tmp_path, "bad.yaml", "version: 1\nnodes:\n  m: {type: make_mask, size: [8, 8], channel: alpha}\n")
+    assert run_cli("validate", workflow) == 2
+    assert "'channel' applies to 'from' only" in capsys.readouterr().err
+
 def test_canny_grid_upscale_and_images_save(tmp_path):
     code, run_dir = run_nodes(tmp_path, """
   photo: {type: load_image, path: in.png}

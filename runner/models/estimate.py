@@ -33,9 +33,15 @@ def call_size(pipe, kwargs: dict[str, Any]) -> tuple[int, int, int]:
     height, width = kwargs.get("height"), kwargs.get("width")
     if height is None or width is None:
         start = kwargs.get("image")
-        size = getattr(start, "size", None)
         if isinstance(start, list) and start:
-            size = getattr(start[0], "size", None)
+            start = start[0]
+        shape = getattr(start, "shape", None)  # latents (a tensor: its `size` is a method) hand over their size
+        if shape is not None and len(shape) == 4:
+            scale = getattr(pipe, "vae_scale_factor", 8) or 8
+            size = (int(shape[-1]) * scale, int(shape[-2]) * scale)
+            images = max(images, int(shape[0]))
+        else:
+            size = getattr(start, "size", None)
         if size is not None:
             width, height = width or size[0], height or size[1]
         else:

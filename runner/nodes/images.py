@@ -148,6 +148,10 @@ class MakeMask(Fields):
     size: Size | None = Field(None, description="[width, height] of the mask")
     from_: MaskIn | None = Field(None, alias="from", description="threshold this image into a mask")
     threshold: int = Field(128, ge=0, le=255, description="with 'from': pixels at or above become white")
+    channel: Literal["luminance", "alpha", "transparency"] = Field(
+        "luminance", description="with 'from': what is thresholded: the grey value, the opacity (alpha), or "
+                                 "255 - alpha (transparent = repaint, as ComfyUI's LoadImage MASK; load the image with "
+                                 "mode: RGBA)")
     shapes: list[Shape] = Field(default_factory=list, description="white shapes drawn on black")
     invert: bool = Field(False, description="swap white and black")
     grow: int = Field(0, ge=0, le=512, description="dilate the white area by this many pixels")
@@ -157,6 +161,8 @@ class MakeMask(Fields):
     def _one_base(self):
         if sum(v is not None for v in (self.like, self.size, self.from_)) != 1:
             raise ValueError("give exactly one of 'like', 'size' or 'from'")
+        if self.channel != "luminance" and self.from_ is None:
+            raise ValueError("'channel' applies to 'from' only")
         return self
 
 
@@ -166,7 +172,7 @@ def make_mask(ctx, f: MakeMask, inputs=None) -> dict[str, Any]:
     from PIL import Image, ImageDraw, ImageFilter
 
     if f.from_ is not None:
-        source = ctx.load(f.from_).convert("L")
+        source = _mask_source(ctx.load(f.from_), f.channel)
         mask = source.point(lambda v: 255 if v >= f.threshold else 0)
     else:
         size = tuple(f.size) if f.size is not None else ctx.load(f.like).size
@@ -186,6 +192,15 @@ def make_mask(ctx, f: MakeMask, inputs=None) -> dict[str, Any]:
     if f.blur:
         mask = mask.filter(ImageFilter.GaussianBlur(f.blur))
     return {"mask": mask}
+
+
+def _mask_source(image, channel: str):
+    """The one-channel image that `from` thresholds: grey value, opacity, or transparency (255 - opacity).
+    An image without alpha is fully opaque."""
+    if channel == "luminance":
+        return image.convert("L")
+    alpha = image.getchannel("A") if "A" in image.getbands() else image.convert("RGBA").getchannel("A")
+    return alpha if channel == "alpha" else alpha.point(lambda v: 255 - v)
 
 
 def _grown(mask, radius: int):

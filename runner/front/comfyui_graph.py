@@ -1,0 +1,779 @@
+"""A ComfyUI API-format prompt as runner workflow data: which runner nodes, models and fields its core nodes become.
+
+ComfyUI's graph is a dataflow of typed values (MODEL, CLIP, CONDITIONING, LATENT, IMAGE, ...); runner's has one node
+per diffusers call. So the mapping works back from each SaveImage: VAEDecode -> the sampler that made the latents,
+whose inputs decide the runner node type (an EmptyLatentImage: txt2img; a VAEEncode: img2img; an inpaint encode or
+noise mask: inpaint; another sampler's leftover noise: refine) and its fields (prompts from the text encoders,
+ControlNets from the apply chain, LoRAs from the loader chain). Plain data in and out: no torch, no files read.
+
+Anything this module cannot map faithfully is refused (`Refused`), naming the ComfyUI node, the input and the value.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any, Callable
+
+from ..language.fields import SCHEDULERS
+from ..language.refs import RESERVED
+
+# class_type -> (output types by index, {input name: a ComfyUI type for links, or int | float | str | enable})
+NODE_SPECS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
+    "CheckpointLoaderSimple": (("MODEL", "CLIP", "VAE"), {"ckpt_name": "str"}),
+    "LoraLoader": (("MODEL", "CLIP"), {"model": "MODEL", "clip": "CLIP", "lora_name": "str", "strength_model": "float",
+                                       "strength_clip": "float"}),
+    "ControlNetLoader": (("CONTROL_NET",), {"control_net_name": "str"}),
+    "CLIPTextEncode": (("CONDITIONING",), {"text": "str", "clip": "CLIP"}),
+    "CLIPTextEncodeSDXL": (("CONDITIONING",), {"clip": "CLIP", "width": "int", "height": "int", "crop_w": "int",
+                                               "crop_h": "int", "target_width": "int", "target_height": "int",
+                                               "text_g": "str", "text_l": "str"}),
+    "CLIPTextEncodeSDXLRefiner": (("CONDITIONING",), {"clip": "CLIP", "ascore": "float", "width": "int", "height": "int",
+                                                      "text": "str"}),
+    "ControlNetApply": (("CONDITIONING",), {"conditioning": "CONDITIONING", "control_net": "CONTROL_NET",
+                                            "image": "IMAGE", "strength": "float"}),
+    "ControlNetApplyAdvanced": (("CONDITIONING", "CONDITIONING"), {
+        "positive": "CONDITIONING", "negative": "CONDITIONING", "control_net": "CONTROL_NET", "image": "IMAGE",
+        "strength": "float", "start_percent": "float", "end_percent": "float"}),
+    "EmptyLatentImage": (("LATENT",), {"width": "int", "height": "int", "batch_size": "int"}),
+    "LoadImage": (("IMAGE", "MASK"), {"image": "str"}),
+    "VAEEncode": (("LATENT",), {"pixels": "IMAGE", "vae": "VAE"}),
+    "VAEEncodeForInpaint": (("LATENT",), {"pixels": "IMAGE", "vae": "VAE", "mask": "MASK", "grow_mask_by": "int"}),
+    "SetLatentNoiseMask": (("LATENT",), {"samples": "LATENT", "mask": "MASK"}),
+    "KSampler": (("LATENT",), {"model": "MODEL", "seed": "int", "steps": "int", "cfg": "float", "sampler_name": "str",
+                               "scheduler": "str", "positive": "CONDITIONING", "negative": "CONDITIONING",
+                               "latent_image": "LATENT", "denoise": "float"}),
+    "KSamplerAdvanced": (("LATENT",), {"model": "MODEL", "add_noise": "enable", "noise_seed": "int", "steps": "int",
+                                       "cfg": "float", "sampler_name": "str", "scheduler": "str",
+                                       "positive": "CONDITIONING", "negative": "CONDITIONING", "latent_image": "LATENT",
+                                       "start_at_step": "int", "end_at_step": "int",
+                                       "return_with_leftover_noise": "enable"}),
+    "VAEDecode": (("IMAGE",), {"samples": "LATENT", "vae": "VAE"}),
+    "SaveImage": ((), {"images": "IMAGE", "filename_prefix": "str"}),
+}
+SUPPORTED = tuple(NODE_SPECS)
+# inputs ComfyUI lets a graph leave out, with the value it then uses
+DEFAULTS = {("KSampler", "denoise"): 1.0, ("VAEEncodeForInpaint", "grow_mask_by"): 6,
+            ("SaveImage", "filename_prefix"): "ComfyUI"}
+# inputs that change nothing runner does: LoadImage's upload widget; the optional VAE newer ComfyUI versions give
+# ControlNetApplyAdvanced (used by a few ControlNet kinds to encode the hint; diffusers' ControlNets take pixels)
+IGNORED = {("LoadImage", "upload"), ("ControlNetApplyAdvanced", "vae")}
+SAMPLERS = ("KSampler", "KSamplerAdvanced")
+
+# ComfyUI sampler_name -> runner scheduler, with a uniform spacing (ComfyUI's normal, simple or sgm_uniform) ...
+UNIFORM = ("normal", "simple", "sgm_uniform")
+SAMPLER_NAMES = {
+    "euler": "euler", "euler_ancestral": "euler_a", "heun": "heun", "dpm_2": "kdpm2", "dpm_2_ancestral": "kdpm2_a",
+    "dpmpp_2m": "dpmpp_2m", "dpmpp_2m_sde": "dpmpp_2m_sde", "dpmpp_2m_sde_gpu": "dpmpp_2m_sde", "ddim": "ddim",
+    "ddpm": "ddpm", "deis": "deis", "lcm": "lcm", "uni_pc": "unipc", "uni_pc_bh2": "unipc",
+}
+# ... and with other ComfyUI schedulers where runner has the same sigmas
+SPECIAL_SCHEDULES = {("dpmpp_2m", "karras"): "dpmpp_2m_karras", ("dpmpp_2m_sde", "karras"): "dpmpp_2m_sde_karras",
+                     ("dpmpp_2m_sde_gpu", "karras"): "dpmpp_2m_sde_karras", ("ddim", "ddim_uniform"): "ddim"}
+assert set(SAMPLER_NAMES.values()) | set(SPECIAL_SCHEDULES.values()) <= set(SCHEDULERS)
+
+# runner's bounds where they are narrower than ComfyUI's (refused with the value rather than written invalid)
+MAX_STEPS, MAX_SEED, MAX_CONTROLNET_SCALE, MAX_CFG = 1000, 2**63 - 1, 5.0, 100.0
+# diffusers' SDXL refiner call defaults (an aesthetic score equal to them is not written)
+AESTHETIC_DEFAULT, NEGATIVE_AESTHETIC_DEFAULT = 6.0, 2.5
+
+
+def scheduler_for(sampler_name: str, scheduler: str) -> str | None:
+    if (sampler_name, scheduler) in SPECIAL_SCHEDULES:
+        return SPECIAL_SCHEDULES[sampler_name, scheduler]
+    if scheduler in UNIFORM:
+        return SAMPLER_NAMES.get(sampler_name)
+    return None
+
+
+def supported_schedules() -> str:
+    uniform = ", ".join(SAMPLER_NAMES)
+    special = "; ".join(f"{s} with {c} -> {r}" for (s, c), r in SPECIAL_SCHEDULES.items())
+    return f"{uniform} with {', '.join(UNIFORM)}; {special}"
+
+
+class Refused(Exception):
+    """The graph (or one node of it) has no faithful runner equivalent."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
+@dataclass
+class ComfyNode:
+    id: str
+    class_type: str
+    inputs: dict[str, Any]
+
+    def __str__(self) -> str:
+        return f"node {self.id} ({self.class_type})"
+
+
+@dataclass(frozen=True)
+class Use:
+    """A link to a runner node (by its key until the node ids are chosen); `output` None is its default output."""
+
+    key: tuple
+    output: str | None = None
+
+
+@dataclass
+class RunnerNode:
+    key: tuple
+    preferred: str  # the id it gets unless another node wants the same
+    comfy: list[str]  # the ComfyUI nodes it comes from, for its comment
+    body: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Generation:
+    key: tuple
+    batch: int
+    size: tuple[int, int] | None  # (width, height) when known from an EmptyLatentImage
+    checkpoint: str  # ComfyUI id of the CheckpointLoaderSimple
+    stopped_at: float | None  # fraction of the schedule where it stopped, leaving noise; None: fully denoised
+
+
+@dataclass
+class Latent:
+    kind: str  # "empty" | "image" | "latents"
+    comfy: list[str]
+    width: int = 0
+    height: int = 0
+    batch: int = 1
+    image: Use | None = None
+    mask: Use | None = None
+    previous: Generation | None = None
+
+
+@dataclass
+class Conditioning:
+    encoder: ComfyNode
+    controlnets: list[ComfyNode]  # ControlNetApply / ControlNetApplyAdvanced, innermost first
+
+
+@dataclass
+class Imported:
+    """The workflow as plain data, and what the YAML's comments should say."""
+
+    models: dict[str, str]  # name -> source
+    model_kinds: dict[str, str]  # name -> what ComfyUI loaded it as (and its ComfyUI name when it has folders)
+    nodes: list[tuple[str, RunnerNode]]  # (id, node) in a readable order
+    skipped_keys: list[str]  # top-level entries that are no nodes
+    unused: list[str]  # ComfyUI nodes no SaveImage needs (ComfyUI would not run them either)
+    images: list[tuple[str, str]]  # (written path, what ComfyUI named) of every LoadImage
+    notes: list[str]
+
+
+def check_graph(nodes: dict[str, ComfyNode]) -> list[Refused]:
+    """Every node a supported class with its inputs present, of the right kinds, links to outputs of the right type."""
+    problems: list[Refused] = []
+    unsupported = [node for node in nodes.values() if node.class_type not in NODE_SPECS]
+    for node in unsupported:
+        problems.append(Refused(f"{node}: not one of the ComfyUI core nodes runner imports",
+                                f"runner imports graphs made of {', '.join(SUPPORTED)}; replace or remove this node "
+                                "in ComfyUI and export again with Save (API)"))
+    for node in nodes.values():
+        if node.class_type not in NODE_SPECS:
+            continue
+        _outputs, spec = NODE_SPECS[node.class_type]
+        for name in node.inputs:
+            if name not in spec and (node.class_type, name) not in IGNORED:
+                problems.append(Refused(f"{node}: input '{name}' is not one runner can import",
+                                        f"{node.class_type} inputs runner imports: {', '.join(spec)}"))
+        for name, kind in spec.items():
+            if name not in node.inputs:
+                if (node.class_type, name) not in DEFAULTS:
+                    problems.append(Refused(f"{node}: input '{name}' is missing",
+                                            "export the graph again with Save (API) from a ComfyUI that runs it"))
+                continue
+            problem = _input_problem(nodes, node, name, kind, node.inputs[name])
+            if problem:
+                problems.append(problem)
+    return problems
+
+
+def _input_problem(nodes: dict[str, ComfyNode], node: ComfyNode, name: str, kind: str, value: Any) -> Refused | None:
+    where = f"{node}: input '{name}'"
+    if kind.isupper():  # a link to another node's output of that type
+        if not is_link(value):
+            return Refused(f"{where} should be a link to a {kind} output, got {_shown(value)}")
+        source_id, index = str(value[0]), value[1]
+        source = nodes.get(source_id)
+        if source is None:
+            return Refused(f"{where} links to node {source_id}, which the graph does not have")
+        if source.class_type not in NODE_SPECS:
+            return None  # refused already, by name
+        outputs = NODE_SPECS[source.class_type][0]
+        if not 0 <= index < len(outputs) or outputs[index] != kind:
+            got = outputs[index] if 0 <= index < len(outputs) else f"no output {index}"
+            return Refused(f"{where} takes {kind} but links to {source} output {index} ({got})")
+        return None
+    if is_link(value):
+        return Refused(f"{where} is a link to node {value[0]}; runner imports a value written in the node here",
+                       "convert the input back to a widget in ComfyUI (or set the value) and export again")
+    if kind == "int" and not (isinstance(value, int) and not isinstance(value, bool)):
+        return Refused(f"{where} should be a whole number, got {_shown(value)}")
+    if kind == "float" and not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)):
+        return Refused(f"{where} should be a number, got {_shown(value)}")
+    if kind == "str" and not isinstance(value, str):
+        return Refused(f"{where} should be text, got {_shown(value)}")
+    if kind == "enable" and value not in ("enable", "disable"):
+        return Refused(f"{where} should be 'enable' or 'disable', got {_shown(value)}")
+    return None
+
+
+def is_link(value: Any) -> bool:
+    return (isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int))
+            and not isinstance(value[0], bool) and isinstance(value[1], int) and not isinstance(value[1], bool))
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def model_name(file_name: str) -> str:
+    """A model entry's name from its file: the stem, lower-cased, every run of other characters one `_` (none at the
+    ends: v1-5-pruned-emaonly.safetensors -> v1_5_pruned_emaonly); a leading `_` where it would start with a digit."""
+    stem = PurePosixPath(bare_file_name(file_name)).stem
+    name = re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_")
+    if not name:
+        return "model"
+    return "_" + name if name[0].isdigit() else name
+
+
+def bare_file_name(comfy_name: str) -> str:
+    """ComfyUI names model files by their path below its model folder (SDXL/x.safetensors, or SDXL\\x on Windows)."""
+    return PurePosixPath(comfy_name.replace("\\", "/")).name
+
+
+def loaded_image_name(comfy_name: str) -> str:
+    """LoadImage's value: a file in ComfyUI's input folder, maybe in a subfolder, maybe annotated ' [input]'."""
+    return re.sub(r" \[(input|output|temp)\]$", "", comfy_name).replace("\\", "/")
+
+
+def escaped(text: str) -> str:
+    """Text as runner reads it literally: `$` starts references there, `$$` is a `$`."""
+    return text.replace("$", "$$")
+
+
+def node_order(node_id: str) -> tuple:
+    return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
+
+
+class GraphMapping:
+    """One import: walk back from every SaveImage, building runner nodes on the way."""
+
+    def __init__(self, nodes: dict[str, ComfyNode], image_path: Callable[[str], str]):
+        self.nodes = nodes
+        self.image_path = image_path  # ComfyUI LoadImage name -> load_image path (relative to the output file)
+        self.models: dict[tuple[str, str], str] = {}  # (kind, ComfyUI file name) -> model name
+        self.runner_nodes: dict[tuple, RunnerNode] = {}
+        self.generations: dict[str, Generation] = {}
+        self.in_progress: set[str] = set()
+        self.used: set[str] = set()
+        self.images: list[tuple[str, str]] = []
+        self.notes: list[str] = []
+
+    # ------------------------------------------------------------------ the walk
+    def run(self) -> list[Refused]:
+        problems: list[Refused] = []
+        saves = sorted((n for n in self.nodes.values() if n.class_type == "SaveImage"), key=lambda n: node_order(n.id))
+        if not saves:
+            problems.append(Refused("the graph has no SaveImage node: nothing it makes would be kept",
+                                    "add a SaveImage after the VAEDecode in ComfyUI and export again"))
+        for save in saves:
+            try:
+                self.save_image(save)
+            except Refused as refused:
+                if not any(p.message == refused.message for p in problems):
+                    problems.append(refused)
+        return problems
+
+    def source(self, node: ComfyNode, name: str) -> tuple[ComfyNode, int]:
+        value = node.inputs[name]
+        return self.nodes[str(value[0])], value[1]
+
+    def save_image(self, save: ComfyNode) -> None:
+        self.used.add(save.id)
+        source, _index = self.source(save, "images")
+        if source.class_type == "VAEDecode":
+            use, generation = self.decoded(source)
+            batch = generation.batch
+        else:  # LoadImage: saved as loaded
+            use, batch = self.loaded(source), 1
+        body: dict[str, Any] = {"type": "save_image"}
+        body["images" if batch > 1 else "image"] = Use(use.key, "images") if batch > 1 else use
+        body["name"] = save_name(save.inputs.get("filename_prefix", DEFAULTS["SaveImage", "filename_prefix"]))
+        self.add(RunnerNode(("save", save.id), "save", [f"{save.id} {save.class_type}"], body))
+
+    def decoded(self, decode: ComfyNode) -> tuple[Use, Generation]:
+        self.used.add(decode.id)
+        sampler, _index = self.source(decode, "samples")
+        if sampler.class_type not in SAMPLERS:
+            raise Refused(f"{decode} decodes the latents of {sampler} directly: runner decodes only what a sampler made",
+                          "decode the output of a KSampler")
+        generation = self.generation(sampler)
+        if generation.stopped_at is not None:
+            raise Refused(f"{decode} decodes the latents of {sampler}, which stops at {generation.stopped_at:g} of "
+                          "its schedule with leftover noise: runner decodes finished images only",
+                          "set return_with_leftover_noise to disable and end_at_step to 10000, or decode the "
+                          "KSamplerAdvanced that finishes the schedule")
+        self.check_vae(decode, generation, "decodes")
+        node = self.runner_nodes[generation.key]
+        node.comfy.append(f"{decode.id} {decode.class_type}")
+        return Use(generation.key), generation
+
+    def check_vae(self, node: ComfyNode, generation: Generation, verb: str) -> None:
+        vae, _index = self.source(node, "vae")
+        self.used.add(vae.id)
+        if vae.id != generation.checkpoint:
+            checkpoint = self.nodes[generation.checkpoint]
+            note = (f"ComfyUI {node} {verb} with the VAE of {vae.inputs['ckpt_name']}; runner uses the VAE of the "
+                    f"node's own model {checkpoint.inputs['ckpt_name']}")
+            self.runner_nodes[generation.key].notes.append(note)
+            self.notes.append(note)
+
+    def loaded(self, load: ComfyNode, with_alpha: bool = False) -> Use:
+        """The load_image node of a LoadImage (one per LoadImage; RGBA when its MASK output is used)."""
+        self.used.add(load.id)
+        key = ("load", load.id)
+        if key not in self.runner_nodes:
+            name = loaded_image_name(load.inputs["image"])
+            path = self.image_path(name)
+            self.images.append((path, name))
+            stem = re.sub(r"[^a-z0-9]+", "_", PurePosixPath(name).stem.lower()).strip("_")
+            self.add(RunnerNode(key, stem or "image", [f"{load.id} {load.class_type}"],
+                                {"type": "load_image", "path": escaped(path)}))
+        if with_alpha:
+            self.runner_nodes[key].body["mode"] = "RGBA"
+        return Use(key)
+
+    def image(self, node: ComfyNode, name: str) -> Use:
+        source, _index = self.source(node, name)
+        if source.class_type == "LoadImage":
+            return self.loaded(source)
+        return self.decoded(source)[0]  # VAEDecode: the IMAGE outputs of the supported nodes
+
+    def mask(self, node: ComfyNode, name: str, grow: int) -> Use:
+        load, _index = self.source(node, name)  # LoadImage output 1: the only MASK among the supported nodes
+        image = self.loaded(load, with_alpha=True)
+        key = ("mask", load.id, grow)
+        if key not in self.runner_nodes:
+            body = {"type": "make_mask", "from": image, "channel": "transparency", "threshold": 128}
+            if grow:
+                body["grow"] = grow
+            preferred = self.runner_nodes[image.key].preferred + "_mask"
+            self.add(RunnerNode(key, preferred, [f"{load.id} {load.class_type} MASK (255 - alpha; rounded as ComfyUI's "
+                                                 "inpaint encode does)"], body))
+        return Use(key)
+
+    def model(self, kind: str, file_name: str) -> str:
+        key = (kind, file_name)
+        if key not in self.models:
+            base = model_name(file_name)
+            name, n = base, 1
+            while name in self.models.values():
+                n += 1
+                name = f"{base}_{n}"
+            self.models[key] = name
+        return "$models." + self.models[key]
+
+    def add(self, node: RunnerNode) -> None:
+        self.runner_nodes[node.key] = node
+
+    # ------------------------------------------------------------- the samplers
+    def generation(self, sampler: ComfyNode) -> Generation:
+        if sampler.id in self.generations:
+            return self.generations[sampler.id]
+        if sampler.id in self.in_progress:
+            raise Refused(f"{sampler} depends on its own output: the graph has a cycle")
+        self.in_progress.add(sampler.id)
+        self.used.add(sampler.id)
+        try:
+            generation = self._generation(sampler)
+        finally:
+            self.in_progress.discard(sampler.id)
+        self.generations[sampler.id] = generation
+        return generation
+
+    def _generation(self, s: ComfyNode) -> Generation:
+        advanced = s.class_type == "KSamplerAdvanced"
+        inputs = s.inputs
+        steps = inputs["steps"]
+        if not 1 <= steps:
+            raise Refused(f"{s}: steps {steps} is below 1")
+        comfy = [f"{s.id} {s.class_type}"]
+        notes: list[str] = []
+        if advanced:
+            add_noise = inputs["add_noise"] == "enable"
+            leftover = inputs["return_with_leftover_noise"] == "enable"
+            start_step, end_step = inputs["start_at_step"], min(inputs["end_at_step"], steps)
+            if not 0 <= start_step < end_step:
+                raise Refused(f"{s}: start_at_step {inputs['start_at_step']} and end_at_step {inputs['end_at_step']} "
+                              f"of {steps} steps leave nothing to do")
+            start, end = start_step / steps, end_step / steps
+            denoise = 1.0
+        else:
+            add_noise, leftover = True, False
+            denoise = inputs.get("denoise", DEFAULTS["KSampler", "denoise"])
+            if not 0 < denoise <= 1:
+                raise Refused(f"{s}: denoise {denoise} is not above 0 and at most 1")
+            start, end = 0.0, 1.0
+
+        checkpoint, loras, skipped = self.model_chain(s)
+        for lora in skipped:
+            comfy.append(f"{lora.id} {lora.class_type}")
+            notes.append(f"{lora} ({lora.inputs['lora_name']}) has strength 0: left out, as ComfyUI skips it")
+        positive = self.conditioning(s, "positive")
+        negative = self.conditioning(s, "negative")
+        for conditioning in (positive, negative):
+            self.check_clip(s, conditioning.encoder, checkpoint, loras)
+        comfy += [f"{c.encoder.id} {c.encoder.class_type}" for c in (positive, negative)]
+        latent = self.latent(s)
+        comfy += latent.comfy
+
+        body: dict[str, Any] = {}
+        arguments: dict[str, Any] = {}
+        size: tuple[int, int] | None = None
+        batch = latent.batch
+        if latent.kind == "empty":
+            if not add_noise:
+                raise Refused(f"{s}: add_noise disable on an EmptyLatentImage denoises nothing but zeros",
+                              "enable add_noise")
+            if advanced and start_step > 0 or denoise < 1:
+                what = f"start_at_step {start_step}" if advanced else f"denoise {denoise}"
+                raise Refused(f"{s}: {what} on an EmptyLatentImage has no runner equivalent (a text-to-image "
+                              "generation runs the whole schedule)", "use denoise 1.0 (start_at_step 0) or an image input")
+            kind = "txt2img"
+            size = (latent.width, latent.height)
+            body.update(width=latent.width, height=latent.height)
+            if batch > 1:
+                body["num_images"] = batch
+            runner_steps = steps
+        elif latent.kind == "latents" and not add_noise:  # the second half of a split schedule: base -> refiner
+            previous = latent.previous
+            if previous.stopped_at is None:
+                raise Refused(f"{s}: add_noise disable on the finished latents of node {previous.key[1]} has no "
+                              "runner equivalent", "let the first sampler return with leftover noise, or enable add_noise")
+            if abs(previous.stopped_at - start) > 1e-6:
+                raise Refused(f"{s} starts at step {start_step} of {steps} ({start:g} of the schedule) but node "
+                              f"{previous.key[1]} stopped at {previous.stopped_at:g}: runner hands over at one point",
+                              "make start_at_step of the second sampler equal end_at_step of the first, for equal steps")
+            if latent.mask is not None:
+                raise Refused(f"{s}: a noise mask on leftover-noise latents has no runner equivalent")
+            kind = "refine"
+            body["latents"] = Use(previous.key, "latents")
+            body["denoising_start"] = round(start, 6)
+            size, batch = previous.size, previous.batch
+            if batch > 1:
+                body["num_images"] = batch
+            runner_steps = steps
+        else:  # noise added over an image, or over another sampler's finished latents: img2img / inpaint
+            if not add_noise:
+                raise Refused(f"{s}: add_noise disable over an encoded image has no runner equivalent",
+                              "enable add_noise")
+            if latent.kind == "latents" and latent.previous.stopped_at is not None:
+                raise Refused(f"{s} adds noise to the leftover-noise latents of node {latent.previous.key[1]}: runner "
+                              "continues such latents only without new noise",
+                              "set add_noise disable and start_at_step where the first sampler ended")
+            kind = "inpaint" if latent.mask is not None else "img2img"
+            if latent.kind == "latents":
+                body["latents"] = Use(latent.previous.key, "latents")
+                size, batch = latent.previous.size, latent.previous.batch
+                if batch > 1:
+                    body["num_images"] = batch
+            else:
+                body["image"] = latent.image
+            if latent.mask is not None:
+                body["mask"] = latent.mask
+            if advanced:
+                strength = round(1 - start, 6)
+                runner_steps = steps
+            else:
+                strength = denoise
+                # ComfyUI runs `steps` steps over the last `denoise` of a longer schedule; diffusers runs
+                # int(steps * strength) of `steps`: this many steps make diffusers run at least as many as ComfyUI
+                runner_steps = steps if denoise == 1 else math.ceil(steps / denoise - 1e-9)
+                if runner_steps != steps:
+                    notes.append(f"steps {runner_steps} = ComfyUI's {steps} / denoise {denoise:g}, rounded up: diffusers "
+                                 f"runs int(steps x strength) = {int(runner_steps * strength + 1e-9)} of them, ComfyUI ran {steps}")
+            body["strength"] = strength
+        if end < 1:
+            if not leftover:
+                raise Refused(f"{s} stops at step {end_step} of {steps} and returns without leftover noise: "
+                              "runner has no truncated schedule", "set end_at_step to 10000, or return_with_leftover_noise"
+                              " enable and finish in a second KSamplerAdvanced")
+            arguments["denoising_end"] = round(end, 6)
+        if runner_steps > MAX_STEPS:
+            raise Refused(f"{s}: {runner_steps} steps are more than runner's {MAX_STEPS}")
+        seed = inputs["noise_seed" if advanced else "seed"]
+        if not 0 <= seed <= MAX_SEED:
+            raise Refused(f"{s}: seed {seed} is outside runner's 0 .. 2^63-1", "pick a smaller seed in ComfyUI")
+        cfg = inputs["cfg"]
+        if not 0 <= cfg <= MAX_CFG:
+            raise Refused(f"{s}: cfg {cfg} is outside runner's 0 .. {MAX_CFG:g}")
+        scheduler = scheduler_for(inputs["sampler_name"], inputs["scheduler"])
+        if scheduler is None:
+            raise Refused(f"{s}: sampler '{inputs['sampler_name']}' with scheduler '{inputs['scheduler']}' has no runner "
+                          "scheduler", f"runner maps {supported_schedules()}; pick one of those in ComfyUI and export again")
+
+        prompt, negative_prompt = self.prompt(positive, size, negative=False), self.prompt(negative, size, negative=True)
+        arguments.update(prompt[1])
+        arguments.update(negative_prompt[1])
+        ordered: dict[str, Any] = {"type": kind, "model": self.model("checkpoint", self.nodes[checkpoint].inputs["ckpt_name"])}
+        ordered.update({k: body.pop(k) for k in ("image", "latents", "mask") if k in body})
+        ordered["prompt"] = escaped(prompt[0])
+        if negative_prompt[0]:
+            ordered["negative_prompt"] = escaped(negative_prompt[0])
+        ordered.update(body)
+        ordered.update(steps=runner_steps, guidance_scale=cfg, scheduler=scheduler, seed=seed)
+        lora = [{"model": self.model("lora", node.inputs["lora_name"]), "scale": node.inputs["strength_model"]}
+                for node in loras]
+        if lora:
+            ordered["lora"] = lora
+            comfy += [f"{node.id} {node.class_type}" for node in loras]
+        controlnets = self.controlnets(s, positive, negative)
+        if controlnets:
+            ordered["controlnet"] = controlnets
+            comfy += [f"{node.id} {node.class_type}" for node in positive.controlnets]
+        if arguments:
+            ordered["pipeline_kwargs"] = arguments
+        key = ("gen", s.id)
+        self.add(RunnerNode(key, kind, comfy, ordered, notes))
+        return Generation(key, batch, size, checkpoint, end if end < 1 else None)
+
+    def model_chain(self, sampler: ComfyNode) -> tuple[str, list[ComfyNode], list[ComfyNode]]:
+        """(the CheckpointLoaderSimple's id, the LoraLoaders between it and the sampler, nearest the checkpoint first,
+        those of them at strength 0)."""
+        node, _index = self.source(sampler, "model")
+        loras: list[ComfyNode] = []
+        while node.class_type == "LoraLoader":
+            if node in loras or len(loras) > len(self.nodes):
+                raise Refused(f"{node}: the LoRA chain is a cycle")
+            loras.append(node)
+            node, _index = self.source(node, "model")
+        self.used.update([node.id] + [lora.id for lora in loras])
+        effective, skipped = [], []
+        for lora in reversed(loras):
+            strength_model, strength_clip = lora.inputs["strength_model"], lora.inputs["strength_clip"]
+            if strength_model == 0 and strength_clip == 0:
+                skipped.append(lora)  # ComfyUI skips it too
+                continue
+            if strength_model != strength_clip:
+                raise Refused(f"{lora}: strength_model {strength_model:g} and strength_clip {strength_clip:g} differ; "
+                              "runner's lora has one scale for the UNet and the text encoder",
+                              "set both strengths to the same value in ComfyUI")
+            if not -10 <= strength_model <= 10:
+                raise Refused(f"{lora}: strength {strength_model:g} is outside runner's -10 .. 10")
+            effective.append(lora)
+        return node.id, effective, skipped
+
+    def check_clip(self, sampler: ComfyNode, encoder: ComfyNode, checkpoint: str, loras: list[ComfyNode]) -> None:
+        """The prompts must be encoded by the text encoder of the sampler's own model, with the same LoRAs."""
+        node, _index = self.source(encoder, "clip")
+        chain: list[ComfyNode] = []
+        while node.class_type == "LoraLoader":
+            if node in chain or len(chain) > len(self.nodes):
+                raise Refused(f"{node}: the LoRA chain is a cycle")
+            chain.append(node)
+            node, _index = self.source(node, "clip")
+        self.used.update([node.id] + [lora.id for lora in chain])
+        if node.id != checkpoint:
+            raise Refused(f"{encoder} uses the text encoder of {node.inputs['ckpt_name']} (node {node.id}) but {sampler} "
+                          f"samples with {self.nodes[checkpoint].inputs['ckpt_name']} (node {checkpoint}): runner encodes "
+                          "prompts with the node's own model", "connect the encoder's clip to the same checkpoint")
+        applied = {lora.id for lora in chain if lora.inputs["strength_model"] or lora.inputs["strength_clip"]}
+        if applied != {lora.id for lora in loras}:
+            raise Refused(f"{encoder} and {sampler} go through different LoraLoaders (text encoder: "
+                          f"{sorted(applied) or 'none'}, model: {sorted(l.id for l in loras) or 'none'}): runner applies "
+                          "a LoRA to both", "connect the encoder's clip to the last LoraLoader's CLIP output")
+
+    def conditioning(self, sampler: ComfyNode, name: str) -> Conditioning:
+        node, index = self.source(sampler, name)
+        controlnets: list[ComfyNode] = []
+        while node.class_type in ("ControlNetApply", "ControlNetApplyAdvanced"):
+            if node in controlnets or len(controlnets) > len(self.nodes):
+                raise Refused(f"{node}: the ControlNet chain is a cycle")
+            controlnets.append(node)
+            inner = "conditioning" if node.class_type == "ControlNetApply" else ("positive", "negative")[index]
+            node, index = self.source(node, inner)
+        self.used.update([node.id] + [c.id for c in controlnets])
+        return Conditioning(node, controlnets[::-1])
+
+    def controlnets(self, sampler: ComfyNode, positive: Conditioning, negative: Conditioning) -> list[dict[str, Any]]:
+        """diffusers applies a ControlNet to the conditional and the unconditional pass alike: ControlNetApply (which
+        ComfyUI applies to both too) on the positive prompt, or a ControlNetApplyAdvanced on both prompts."""
+        on_positive = {c.id for c in positive.controlnets}
+        for c in negative.controlnets:
+            if c.class_type == "ControlNetApply" or c.id not in on_positive:
+                raise Refused(f"{c} conditions only the negative prompt of {sampler}: runner applies a ControlNet to both",
+                              "apply it to the positive prompt (ControlNetApplyAdvanced: both)")
+        on_negative = {c.id for c in negative.controlnets}
+        items = []
+        for c in positive.controlnets:
+            if c.class_type == "ControlNetApplyAdvanced" and c.id not in on_negative:
+                raise Refused(f"{c} conditions the positive prompt of {sampler} but not its negative one: runner applies "
+                              "a ControlNet to both", f"connect its negative output to the sampler's negative input")
+            strength = c.inputs["strength"]
+            if not 0 <= strength <= MAX_CONTROLNET_SCALE:
+                raise Refused(f"{c}: strength {strength:g} is outside runner's 0 .. {MAX_CONTROLNET_SCALE:g}")
+            loader, _index = self.source(c, "control_net")
+            self.used.add(loader.id)
+            item = {"model": self.model("controlnet", loader.inputs["control_net_name"]), "image": self.image(c, "image"),
+                    "scale": strength}
+            if c.class_type == "ControlNetApplyAdvanced":
+                begin, finish = c.inputs["start_percent"], c.inputs["end_percent"]
+                if not 0 <= begin < finish <= 1:
+                    raise Refused(f"{c}: start_percent {begin:g} and end_percent {finish:g} leave no steps to control")
+                if begin:
+                    item["start"] = begin
+                if finish != 1:
+                    item["end"] = finish
+            items.append(item)
+        return items
+
+    def latent(self, sampler: ComfyNode) -> Latent:
+        node, _index = self.source(sampler, "latent_image")
+        return self.latent_of(node)
+
+    def latent_of(self, node: ComfyNode) -> Latent:
+        self.used.add(node.id)
+        comfy = [f"{node.id} {node.class_type}"]
+        kind = node.class_type
+        if kind == "EmptyLatentImage":
+            width, height, batch = node.inputs["width"], node.inputs["height"], node.inputs["batch_size"]
+            for what, value in (("width", width), ("height", height)):
+                if not (8 <= value <= 8192 and value % 8 == 0):
+                    raise Refused(f"{node}: {what} {value} is not a multiple of 8 from 8 to 8192", "runner's sizes are")
+            if not 1 <= batch <= 64:
+                raise Refused(f"{node}: batch_size {batch} is outside runner's 1 .. 64")
+            return Latent("empty", comfy, width, height, batch)
+        if kind in SAMPLERS:  # that sampler's own runner node names it
+            return Latent("latents", [], previous=self.generation(node))
+        if kind == "VAEEncode":
+            return Latent("image", comfy, image=self.image(node, "pixels"))
+        if kind == "VAEEncodeForInpaint":
+            grow = node.inputs.get("grow_mask_by", DEFAULTS["VAEEncodeForInpaint", "grow_mask_by"])
+            # ComfyUI grows the noise mask with a grow_mask_by-wide square kernel: about half of it on each side
+            return Latent("image", comfy, image=self.image(node, "pixels"), mask=self.mask(node, "mask", grow // 2))
+        # SetLatentNoiseMask: the latents it wraps, repainted where the mask is white
+        inner_node, _index = self.source(node, "samples")
+        inner = self.latent_of(inner_node)
+        if inner.kind == "empty":
+            raise Refused(f"{node}: a noise mask on an EmptyLatentImage has no runner equivalent",
+                          "mask the encoded image (VAEEncode) instead")
+        if inner.mask is not None:
+            raise Refused(f"{node}: the latents already carry a mask (two masks on one sampler)")
+        inner.mask = self.mask(node, "mask", 0)
+        inner.comfy = comfy + inner.comfy
+        return inner
+
+    def prompt(self, conditioning: Conditioning, size: tuple[int, int] | None, negative: bool) -> tuple[str, dict]:
+        """(prompt text, pipeline_kwargs) of one side of a sampler's conditioning."""
+        encoder = conditioning.encoder
+        inputs = encoder.inputs
+        prefix = "negative_" if negative else ""
+        arguments: dict[str, Any] = {}
+        default_size = [size[1], size[0]] if size else None  # diffusers: (height, width) of the output
+        if encoder.class_type == "CLIPTextEncode":
+            return inputs["text"], arguments
+        if encoder.class_type == "CLIPTextEncodeSDXL":
+            # diffusers' prompt goes to CLIP ViT-L (ComfyUI's text_l), prompt_2 to OpenCLIP bigG (text_g)
+            if inputs["text_g"] != inputs["text_l"]:
+                arguments[prefix + "prompt_2"] = escaped(inputs["text_g"])
+            for argument, value, default in (
+                ("original_size", [inputs["height"], inputs["width"]], default_size),
+                ("crops_coords_top_left", [inputs["crop_h"], inputs["crop_w"]], [0, 0]),
+                ("target_size", [inputs["target_height"], inputs["target_width"]], default_size),
+            ):
+                if value != default:
+                    arguments[prefix + argument] = value
+            return inputs["text_l"], arguments
+        # CLIPTextEncodeSDXLRefiner
+        score, default_score = inputs["ascore"], (NEGATIVE_AESTHETIC_DEFAULT if negative else AESTHETIC_DEFAULT)
+        if score != default_score:
+            arguments[prefix + "aesthetic_score"] = score
+        original = [inputs["height"], inputs["width"]]
+        if original != default_size:
+            arguments[prefix + "original_size"] = original
+        return inputs["text"], arguments
+
+    # ----------------------------------------------------------------- result
+    def result(self, skipped_keys: list[str]) -> Imported:
+        chosen = choose_ids(list(self.runner_nodes.values()))
+        rank = {"load": 0, "mask": 1, "gen": 2, "save": 3}
+
+        def order(node: RunnerNode) -> tuple:
+            depth = self.gen_depth(node.key[1]) if node.key[0] == "gen" else 0
+            return rank[node.key[0]], depth, node_order(node.key[1])
+
+        nodes = [(chosen[node.key], node) for node in sorted(self.runner_nodes.values(), key=order)]
+        models = {name: bare_file_name(file_name) for (kind, file_name), name in self.models.items()}
+        kinds = {name: kind + ("" if bare_file_name(file_name) == file_name else f" {file_name}")
+                 for (kind, file_name), name in self.models.items()}
+        unused = [f"{n.id} {n.class_type}" for n in sorted(self.nodes.values(), key=lambda n: node_order(n.id))
+                  if n.id not in self.used]
+        return Imported(models, kinds, nodes, skipped_keys, unused, self.images, self.notes)
+
+    def gen_depth(self, sampler_id: str) -> int:
+        """How many samplers come before this one (base before refiner in the file)."""
+        depth, node = 0, self.nodes[sampler_id]
+        seen = set()
+        while node.id not in seen:
+            seen.add(node.id)
+            source, _index = self.source(node, "latent_image")
+            while source.class_type == "SetLatentNoiseMask":
+                source, _index = self.source(source, "samples")
+            if source.class_type not in SAMPLERS:
+                break
+            depth, node = depth + 1, source
+        return depth
+
+
+def save_name(prefix: str) -> str:
+    """SaveImage's filename_prefix as a file name in the run folder: its last part, %date:...% tokens and characters
+    outside [A-Za-z0-9_.-] dropped, .png added."""
+    last = prefix.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    last = re.sub(r"%[^%]*%", "", last)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", last).strip("._-")[:90]
+    return (name or "ComfyUI") + ".png"
+
+
+def choose_ids(nodes: list[RunnerNode]) -> dict[tuple, str]:
+    """Each node's preferred id when no other node wants it, else the id with its ComfyUI node's id added."""
+    def valid(name: str) -> str:
+        name = re.sub(r"[^a-z0-9_]+", "_", name.lower()) or "node"
+        return "image_" + name if name[0].isdigit() or name in RESERVED else name
+
+    wanted: dict[str, int] = {}
+    for node in nodes:
+        wanted[valid(node.preferred)] = wanted.get(valid(node.preferred), 0) + 1
+    chosen: dict[tuple, str] = {}
+    taken: set[str] = set()
+    for node in nodes:
+        base = valid(node.preferred)
+        name = base if wanted[base] == 1 else valid(f"{base}_{node.key[1]}")
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        chosen[node.key] = name
+    return chosen
+
+
+def save_names_unique(imported: Imported) -> None:
+    """Two SaveImage nodes with one prefix would write one file: the second gets its node id added."""
+    seen: set[str] = set()
+    for node_id, node in imported.nodes:
+        if node.body.get("type") != "save_image":
+            continue
+        name = node.body["name"]
+        if name.casefold() in seen:
+            name = name[: -len(".png")] + f"_{node_id}.png"
+            node.body["name"] = name
+        seen.add(name.casefold())
