@@ -15,6 +15,7 @@ bench: $(STAMP)  ## runner vs hand-written diffusers scripts, sweeps, the watch 
 	$(VENV)/bin/python bench/demo_chain.py
 	$(VENV)/bin/python bench/sweep_reuse.py
 	$(VENV)/bin/python bench/watch_loop.py
+	$(VENV)/bin/python bench/ray_sweep.py
 
 schema: $(STAMP)  ## regenerate the committed JSON Schema
 	$(VENV)/bin/runner schema --out schemas/workflow.schema.json
