@@ -161,3 +161,17 @@ def test_the_ray_options_are_checked(tmp_path, capsys):
     workflow = write_workflow(tmp_path, "raysweep.yaml", SWEEP)
     assert run_cli("run", workflow, "--executor", "ray", "--workers", "0", "--out", tmp_path / "out") == 2
     assert "at least 1 worker" in capsys.readouterr().err
+
+
+def test_a_cluster_that_cannot_be_reached_fails_at_once(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as free:  # a port nothing listens on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    workflow = write_workflow(tmp_path, "raysweep.yaml", SWEEP)
+    started = time.monotonic()
+    code = run_cli("run", workflow, "--executor", "ray", "--ray-address", f"127.0.0.1:{port}", "--out", tmp_path / "out")
+    err = capsys.readouterr().err
+    assert code == 2 and f"cannot reach the Ray cluster at 127.0.0.1:{port}" in err and "ray start --head" in err, err
+    assert time.monotonic() - started < 30

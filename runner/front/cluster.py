@@ -31,6 +31,7 @@ from ..language.errors import Location, Problem, WorkflowError
 
 WORKER_START_S = 300  # importing torch and diffusers in a fresh process on a slow machine, with margin
 POLL_S = 0.5
+CONNECT_S = 10  # to reach a cluster's head before handing the address to Ray
 RAY_HINT = ("start a cluster with 'ray start --head' (then --ray-address auto), give the head's address "
             "(ray://HOST:10001), or leave --ray-address out to start a local cluster for this command")
 _FORWARDED_ENV = ("RUNNER_MODELS_DIR", "RUNNER_MAX_PIXELS", "RUNNER_MAX_INPUT_PIXELS", "RUNNER_MAX_INPUT_BYTES",
@@ -147,6 +148,8 @@ class RayExecutor:
             return
         import ray
 
+        if self.address and self.address != "auto":
+            self._check_reachable(self.address)
         if not ray.is_initialized():
             try:
                 if self.address:
@@ -175,6 +178,26 @@ class RayExecutor:
         self.actors = [self._new_actor() for _ in range(count)]
         for index, actor in enumerate(self.actors):
             self._await_ready(index, actor)
+
+    @staticmethod
+    def _check_reachable(address: str) -> None:
+        """A head that does not answer is an error at once (Ray itself retries the connection for minutes)."""
+        import socket
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(address if "://" in address else f"gcs://{address}")
+        try:
+            host, port = parts.hostname, parts.port or (10001 if parts.scheme == "ray" else 6379)
+        except ValueError:
+            host, port = None, None
+        if not host:
+            raise WorkflowError([Problem(Location("--ray-address"), (), f"'{address}' is not a Ray address",
+                                         "write auto, HOST:6379 or ray://HOST:10001")])
+        try:
+            socket.create_connection((host, port), timeout=CONNECT_S).close()
+        except OSError as exc:
+            raise WorkflowError([Problem(Location("--ray-address"), (), f"cannot reach the Ray cluster at {address} "
+                                         f"({host}:{port}: {exc.strerror or exc})", RAY_HINT)]) from None
 
     def _probe(self) -> None:
         self.cache.root.mkdir(parents=True, exist_ok=True)
