@@ -100,7 +100,7 @@ def test_fifty_nodes_and_long_text_do_not_break_the_layout(tmp_path, width):
     lines = ["version: 1", f"description: {long_word}", "nodes:", "  photo: {type: load_image, path: in.png}",
              "  m0: {type: make_mask, from: $photo, threshold: 10}"]
     lines += [f"  m{i}: {{type: make_mask, from: $m{i - 1}, threshold: {i}, invert: true}}" for i in range(1, 48)]
-    lines += [f"  {'s' * 40}: {{type: save_image, image: $m47, name: {long_word[:100]}.png}}"]
+    lines += [f"  {'s' * 40}: {{type: save_image, image: $m47, name: {long_word[:96]}.png}}"]
     workflow = write_workflow(tmp_path, "big.yaml", "\n".join(lines) + "\n")
     assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain") == 0
     page = latest_run(tmp_path / "out", "big") / "report.html"
