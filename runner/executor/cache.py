@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator
 from filelock import FileLock, Timeout
 
 from ..core.atomic import staged_folder
-from ..core.hashing import FileHashCache
+from ..core.hashing import FileHashCache, sha256_file as _sha256
 from ..core.paths import default_cache_dir
 
 __all__ = ["CannotRemove", "NodeCache", "default_cache_dir", "EntryMissing", "NotACache"]
@@ -491,14 +491,6 @@ class NodeCache:
                 if (item / "reason.txt").is_file():
                     _remove(item)
         return count, skipped
-
-
-def _sha256(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            hasher.update(block)
-    return hasher.hexdigest()
 
 
 def _tree_size(path: Path) -> int:
