@@ -388,29 +388,29 @@ def _noise_workflow(tmp_path: Path) -> Path:
     return workflow
 
 
-def test_out_on_a_read_only_file_system_is_a_clear_error(tmp_path):
+def _run_on_tmpfs(tmp_path: Path, options: str, out_below: str = "", *extra: str) -> tuple[Path, subprocess.CompletedProcess]:
+    """`runner run` of the noise workflow with --out on a small private tmpfs (skipped where none can be made)."""
     out = tmp_path / "mnt"
     out.mkdir()
-    prefix = _namespace_with_tmpfs(out, "ro,size=256k")
+    prefix = _namespace_with_tmpfs(out, options)
     if prefix is None:
         pytest.skip("no unprivileged mount namespace here")
     workflow = _noise_workflow(tmp_path)
-    result = subprocess.run(prefix + [sys.executable, "-m", "runner", "run", str(workflow), "--out", str(out / "runs")],
+    target = out / out_below if out_below else out
+    result = subprocess.run(prefix + [sys.executable, "-m", "runner", "run", str(workflow), "--out", str(target), *extra],
                             capture_output=True, text=True, timeout=300, cwd=REPO)
+    return out, result
+
+
+def test_out_on_a_read_only_file_system_is_a_clear_error(tmp_path):
+    out, result = _run_on_tmpfs(tmp_path, "ro,size=256k", "runs")
     assert result.returncode == 2, result.stderr
     assert f"error: --out: cannot write into {out / 'runs'}: it is on a read-only file system" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_a_full_disk_under_out_fails_the_run_without_a_traceback(tmp_path):
-    out = tmp_path / "mnt"
-    out.mkdir()
-    prefix = _namespace_with_tmpfs(out, "size=256k")
-    if prefix is None:
-        pytest.skip("no unprivileged mount namespace here")
-    workflow = _noise_workflow(tmp_path)
-    result = subprocess.run(prefix + [sys.executable, "-m", "runner", "run", str(workflow), "--out", str(out), "--plain"],
-                            capture_output=True, text=True, timeout=300, cwd=REPO)
+    _out, result = _run_on_tmpfs(tmp_path, "size=256k", "", "--plain")
     assert result.returncode == 1, result.stderr
     assert "error: node 'keep' (save_image) could not write its files into" in result.stderr
     assert "No space left on device; free some space or choose another --out" in result.stderr
