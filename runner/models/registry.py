@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .pool import ModelPool, estimate_bytes
+from .pool import ModelPool, estimate_bytes, format_size
 from .sources import (
     ModelSource,
     ModelUnavailable,
@@ -80,6 +80,7 @@ class ModelRegistry:
         self.reused: list[str] = []  # identities this run took from the pool, loaded by an earlier run
         self.released: list[dict] = []  # residents released to stay within the memory budget
         self.in_use: set[tuple[str, str, str]] = set()  # residents the running node uses: never released
+        self.phase: Callable[[str], None] = lambda text: None  # tells the running node's progress what takes time
 
     def environment(self) -> dict[str, Any]:
         """What the manifest records about the device and the determinism settings in force."""
@@ -106,8 +107,10 @@ class ModelRegistry:
         return device
 
     # ------------------------------------------------------------- loading
-    def node_started(self) -> None:
+    def node_started(self, phase: Callable[[str], None] | None = None) -> None:
         self.in_use = set()
+        if phase is not None:
+            self.phase = phase
 
     def _resident_key(self, identity: str) -> tuple[str, str, str]:
         return (self.device, self.dtype_name, identity)
@@ -117,12 +120,14 @@ class ModelRegistry:
         return (self.device, self.dtype_name) + key
 
     def cached(self, key: tuple, factory: Callable[[], Any], *, load_label: str | None = None,
-               group: str | tuple[str, ...] = (), estimate: Callable[[], int | None] | None = None) -> Any:
+               group: str | tuple[str, ...] = (), estimate: Callable[[], int | None] | None = None,
+               source: ModelSource | None = None) -> Any:
         """The object stored under `key` in the pool, made by `factory()` the first time.
 
         `load_label` marks a model load from disk: a new resident named by `group` (its identity), sized
-        after loading and made room for before it (`estimate()` bytes). Derived objects name the residents
-        they are made of in `group`, and go when any of those is released.
+        after loading and made room for before it (`estimate()` bytes); the node's progress says what loads
+        (`source`: its name and where its files are). Derived objects name the residents they are made of in
+        `group`, and go when any of those is released.
         """
         groups = tuple(self._resident_key(g) for g in ((group,) if isinstance(group, str) else group))
         full_key = self._pool_key(key)
@@ -141,6 +146,7 @@ class ModelRegistry:
             memory = "vram" if self.device.startswith("cuda") else "ram"
             needed = estimate() if estimate is not None else None
             pool.make_room(memory, needed or 0, self.in_use, self.released, load_label)
+            self.phase(self._loading_text(source, load_label, needed))
         value = factory()
         if load_label is not None and groups:
             resident = pool.admit(groups[0], value, load_label, self.run)
@@ -151,12 +157,28 @@ class ModelRegistry:
         pool.objects[full_key] = (value, groups)
         return value
 
+    def _loading_text(self, source: ModelSource | None, label: str, needed: int | None) -> str:
+        """'loading NAME (about SIZE in DTYPE, onto DEVICE) from WHERE': the phase a model load shows."""
+        size = f"about {format_size(needed)} in {self.dtype_name}" if needed else "size not known before loading"
+        text = f"loading {source.label if source is not None else label} ({size}, onto {self.device})"
+        if source is None:
+            return text
+        if source.kind == "hub":
+            folder = local_folder(source, self.models_dir)
+            return text + (f" from the Hugging Face cache {folder}" if folder is not None
+                           else " from the Hugging Face hub (downloading)")
+        folder = self.model_folder(source).resolve() if source.kind == "tiny" else source.location
+        return text + f" from {folder}"
+
     def estimate(self, source: ModelSource) -> Callable[[], int | None]:
         """Bytes the source's weights will take in this run's dtype, read from its files before loading."""
         return lambda: estimate_bytes(self.model_folder(source), self.dtype_name, source.entry.variant)
 
     def model_folder(self, source: ModelSource) -> Path | None:
         """The model's files on disk (tiny: built on demand; hub: the cached snapshot), or None if not local."""
+        if source.kind == "tiny" and local_folder(source, self.models_dir) is None:
+            self.phase(f"building {source.label} (first use of this tiny model; kept in "
+                       f"{(self.models_dir / 'tiny').resolve()} for later runs)")
         return model_folder(source, self.models_dir)
 
     def pretrained_args(self, source: ModelSource) -> tuple[str, dict]:
@@ -208,7 +230,8 @@ class ModelRegistry:
             pipe.set_progress_bar_config(disable=True)
             return pipe
 
-        return self.cached(("base", identity), load, load_label=identity, group=identity, estimate=self.estimate(source))
+        return self.cached(("base", identity), load, load_label=identity, group=identity, estimate=self.estimate(source),
+                           source=source)
 
     def _component_digests(self, folder: Path | None) -> dict[str, str]:
         """Component subfolder -> digest of its files, for folders holding weights."""
@@ -254,7 +277,8 @@ class ModelRegistry:
             with missing_safetensors_explained(source):
                 return ControlNetModel.from_pretrained(location, **kwargs).to(self.device)
 
-        return self.cached(("controlnet", identity), load, load_label=identity, group=identity, estimate=self.estimate(source))
+        return self.cached(("controlnet", identity), load, load_label=identity, group=identity, estimate=self.estimate(source),
+                           source=source)
 
     def pipeline(self, autopipeline: str | None, source: ModelSource, identity: str, controlnets: list = (), *,
                  channels: tuple[int, ...] = (), used_by: str = "this node"):
@@ -333,7 +357,7 @@ class ModelRegistry:
                                 model_kwargs=model_kwargs, **hub)
 
         return self.cached(("depth-estimator", identity), load, load_label=identity, group=identity,
-                           estimate=self.estimate(source))
+                           estimate=self.estimate(source), source=source)
 
     # ------------------------------------------------------------ schedulers
     def fresh_scheduler(self, identity: str, name: str | None):

@@ -336,6 +336,9 @@ def ensure_tiny(name: str, root: pathlib.Path) -> pathlib.Path:
     target = tiny_folder(name, root)
     if target.is_dir():
         return target
+    from .registry import quiet_libraries
+
+    quiet_libraries()  # no "Writing model shards" bars on the run's own progress display
     import torch
 
     # Builders seed torch's global RNG: serialise builds between threads
