@@ -67,6 +67,7 @@ class NodeFailed(Exception):
         super().__init__(f"node '{node_id}' ({type_name}) failed: {type(error).__name__}: {error}")
         self.node_id = node_id
         self.error = error
+        self.hint = str(getattr(error, "hint", "") or "")  # how to fix it, where the error says
 
 
 @dataclass
@@ -268,7 +269,10 @@ class LocalExecutor:
             raise
         except Exception as error:  # a node's failure is reported as data, not a crash
             seconds = time.perf_counter() - started
-            results[task.node_id] = NodeResult("failed", seconds, {**context.info, "error": f"{type(error).__name__}: {error}"})
+            failed = {**context.info, "error": f"{type(error).__name__}: {error}"}
+            if getattr(error, "hint", ""):
+                failed["fix"] = str(error.hint)
+            results[task.node_id] = NodeResult("failed", seconds, failed)
             events.node_failed(task.node_id, error)
             raise NodeFailed(task.node_id, task.type_name, error) from error
         if not quiet:

@@ -28,6 +28,26 @@ from .sources import (
 )
 
 UNET_CHANNELS = {4: "a standard", 9: "an inpainting", 5: "a depth-to-image"}
+CONTROLNET_EXAMPLES = {"SD 1.x": "e.g. lllyasviel/control_v11p_sd15_canny", "SD 2.x": "e.g. thibaud/controlnet-sd21-canny-diffusers",
+                       "SDXL": "e.g. diffusers/controlnet-canny-sdxl-1.0; tiny:controlnet-sdxl offline",
+                       "SD 1.x/2.x": "e.g. lllyasviel/control_v11p_sd15_canny; tiny:controlnet-sd15 offline"}
+CHECKPOINT_EXAMPLES = {"SD 1.x": "e.g. stable-diffusion-v1-5/stable-diffusion-v1-5",
+                       "SD 2.x": "e.g. stabilityai/stable-diffusion-2-1",
+                       "SDXL": "e.g. stabilityai/stable-diffusion-xl-base-1.0; tiny:sdxl offline",
+                       "SD 1.x/2.x": "e.g. stable-diffusion-v1-5/stable-diffusion-v1-5; tiny:sd15 offline"}
+
+
+def _family(cross_attention: int, addition_embed_type: str | None) -> str:
+    """The model family a UNet or ControlNet config belongs to, in the words model cards use."""
+    if addition_embed_type == "text_time":
+        return "SDXL"
+    if addition_embed_type is not None:
+        return str(addition_embed_type)
+    return {768: "SD 1.x", 1024: "SD 2.x"}.get(cross_attention, "SD 1.x/2.x")
+
+
+def _article(word: str) -> str:
+    return "an" if word.startswith(("SD", "S")) else "a"
 
 
 def quiet_libraries() -> None:
@@ -314,12 +334,14 @@ class ModelRegistry:
         wanted = (unet.config.cross_attention_dim, unet.config.get("addition_embed_type"))
         has = (controlnet.config.cross_attention_dim, controlnet.config.get("addition_embed_type"))
         if wanted != has:
-            family = {None: "SD 1.x/2.x", "text_time": "SDXL"}
+            checkpoint, made_for = _family(*wanted), _family(*has)
             raise ModelUnavailable(
-                f"ControlNet '{cn_source.label}' was made for {family.get(has[1], has[1])} models "
-                f"(cross-attention {has[0]}), but '{source.label}' is {family.get(wanted[1], wanted[1])} "
-                f"(cross-attention {wanted[0]}): use a ControlNet trained for '{source.label}' "
-                "(e.g. a *-sdxl-* ControlNet for SDXL checkpoints)"
+                f"ControlNet '{cn_source.label}' was made for {made_for} checkpoints (cross-attention {has[0]}), but "
+                f"'{source.label}' is {_article(checkpoint)} {checkpoint} checkpoint (cross-attention {wanted[0]}): "
+                "a ControlNet works only with the model family it was trained for",
+                f"use {_article(checkpoint)} {checkpoint} ControlNet here ({CONTROLNET_EXAMPLES.get(checkpoint, 'one trained for this checkpoint')}), "
+                f"or run '{cn_source.label}' with {_article(made_for)} {made_for} checkpoint "
+                f"({CHECKPOINT_EXAMPLES.get(made_for, 'one of its family')})",
             )
 
     @staticmethod
