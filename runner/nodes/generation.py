@@ -18,6 +18,7 @@ from ..language.fields import (
     SchedulerName,
     Seed,
 )
+from ..language.errors import Invalid, exactly_one
 from ..language.refs import Link, unresolve
 from .arguments import CALL_ARGUMENTS, CONTROLNET_ITEM_ARGUMENTS
 from .base import node_type
@@ -118,7 +119,10 @@ class ControlNet(Fields):
         start = 0.0 if self.start is None else self.start  # every diffusers ControlNet pipeline's defaults
         end = 1.0 if self.end is None else self.end
         if start >= end:
-            raise ValueError(f"start ({start}) must be below end ({end})")
+            raise Invalid(f"start ({start}) must be below end ({end})",
+                          "start and end are fractions of the steps (0 to 1): the ControlNet applies from start to end, "
+                          f"e.g. start: {min(start, end)}, end: {max(start, end)}" if start != end else
+                          "start and end are fractions of the steps (0 to 1): give end a larger value than start")
         return self
 
 
@@ -146,9 +150,12 @@ class Generation(Fields):
         spec = self.spec
         for index, item in enumerate(self.controlnet):
             if item.image is None and not (spec and spec.builds_inpaint_condition):
-                raise ValueError(f"controlnet[{index}] needs an 'image' (only inpaint nodes build one from image and mask)")
+                raise Invalid(f"controlnet[{index}] needs an 'image' (only inpaint nodes build one from image and mask)",
+                              f"add the condition image, e.g. controlnet[{index}].image: $edges (a canny, depth or pose "
+                              "node's output)")
         if self.controlnet and not (spec and spec.controlnet_condition):
-            raise ValueError("this node type takes no controlnet; use txt2img, img2img or inpaint")
+            raise Invalid("this node type takes no controlnet",
+                          "remove 'controlnet', or do the ControlNet step in a txt2img, img2img or inpaint node")
         return self
 
     spec: ClassVar[GenerationSpec | None] = None
@@ -161,8 +168,7 @@ class Txt2Img(Generation):
 class _ImageOrLatents(Generation):
     @model_validator(mode="after")
     def _one_start(self):
-        if (self.image is None) == (self.latents is None):
-            raise ValueError("give exactly one of 'image' or 'latents'")
+        exactly_one({"image": self.image, "latents": self.latents})
         return self
 
 
@@ -209,8 +215,7 @@ class InterpolationItem(Fields):
 
     @model_validator(mode="after")
     def _one(self):
-        if (self.prompt is None) == (self.image is None):
-            raise ValueError("an item is exactly one of 'prompt' or 'image'")
+        exactly_one({"prompt": self.prompt, "image": self.image}, "an item is exactly one of 'prompt' or 'image'")
         return self
 
 

@@ -20,6 +20,7 @@ from ..language.fields import (
     Seed,
     Size,
 )
+from ..language.errors import Invalid, exactly_one
 from .base import node_type
 
 URL_TIMEOUT_S = 30  # connecting, and each wait for data
@@ -47,17 +48,17 @@ class LoadImage(Fields):
 
     @model_validator(mode="after")
     def _one_source(self):
-        if (self.path is None) == (self.url is None):
-            raise ValueError("give exactly one of 'path' or 'url'")
+        exactly_one({"path": self.path, "url": self.url})
         if self.url is not None:
             from urllib.parse import urlsplit
 
             if any(ord(c) < 33 or ord(c) == 127 for c in self.url):
-                raise ValueError(f"the URL {self.url!r} contains a space or a control character: escape it (%20, ...)")
+                raise Invalid(f"the URL {self.url!r} contains a space or a control character",
+                              "escape it as a browser does (a space is %20)")
             try:
                 urlsplit(self.url).port
             except ValueError:
-                raise ValueError(f"the port in {self.url} is out of range: ports are 1-65535") from None
+                raise Invalid(f"the port in {self.url} is out of range", "ports are 1-65535: fix the number after the ':'") from None
         return self
 
 
@@ -138,8 +139,8 @@ class Shape(Fields):
 
     @model_validator(mode="after")
     def _one_shape(self):
-        if sum(v is not None for v in (self.rect, self.ellipse, self.polygon)) != 1:
-            raise ValueError("a shape is exactly one of rect, ellipse or polygon")
+        exactly_one({"rect": self.rect, "ellipse": self.ellipse, "polygon": self.polygon},
+                    "a shape is exactly one of rect, ellipse or polygon")
         return self
 
 
@@ -159,10 +160,9 @@ class MakeMask(Fields):
 
     @model_validator(mode="after")
     def _one_base(self):
-        if sum(v is not None for v in (self.like, self.size, self.from_)) != 1:
-            raise ValueError("give exactly one of 'like', 'size' or 'from'")
+        exactly_one({"like": self.like, "size": self.size, "from": self.from_})
         if self.channel != "luminance" and self.from_ is None:
-            raise ValueError("'channel' applies to 'from' only")
+            raise Invalid("'channel' applies to 'from' only", "remove 'channel', or make the mask from an image with 'from'")
         return self
 
 
@@ -337,8 +337,7 @@ class SaveImage(Fields):
 
     @model_validator(mode="after")
     def _one_input(self):
-        if (self.image is None) == (self.images is None):
-            raise ValueError("give exactly one of 'image' or 'images'")
+        exactly_one({"image": self.image, "images": self.images})
         return self
 
 
