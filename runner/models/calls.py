@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any
 
 from ..core.suggest import did_you_mean
@@ -37,11 +38,25 @@ def check_denoising_steps(kwargs: dict[str, Any], pipe=None) -> None:
     strength = kwargs.get("strength", defaults.get("strength"))
     if steps is None or strength is None or "image" not in kwargs or "denoising_start" in kwargs:
         return
-    if int(steps * strength) < 1:
-        raise NodeInputError(
-            f"strength {strength} x steps {steps} leaves no denoising step (diffusers runs int(steps * strength) "
-            f"steps on an input image): raise steps to at least {int(1 / strength) + 1 if strength else 1} or raise strength"
-        )
+    problem = denoising_problem(steps, strength)
+    if problem:
+        raise NodeInputError(*problem)
+
+
+def denoising_problem(steps: int, strength: float) -> tuple[str, str] | None:
+    """(message, fix) when int(steps * strength) is 0: diffusers then fails (img2img deep inside with a tensor error,
+    inpaint with "the number of pipeline steps is 0"); it never returns the image unchanged."""
+    if int(steps * strength) >= 1:
+        return None
+    if strength == 0:
+        return ("strength 0 asks for no change at all, and diffusers cannot run it: it runs int(steps * strength) = 0 "
+                "denoising steps on an input image and fails",
+                "to keep the image as it is, link the input image itself where this node's output is used (and remove "
+                "the node); to change it, set strength above 0 (e.g. 0.3)")
+    fewest_steps = int(1 / strength) + 1 if int(1 / strength) * strength < 1 else int(1 / strength)
+    return (f"strength {strength} x steps {steps} leaves no denoising step (diffusers runs int(steps * strength) "
+            "steps on an input image)",
+            f"raise steps to at least {fewest_steps}, or strength to at least {math.ceil(100 / steps) / 100:g}")
 
 
 def run_pipeline(ctx, pipe, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -66,7 +66,17 @@ def _image_input(ctx, f) -> dict[str, Any]:
 
 
 def _inpaint_inputs(ctx, f) -> dict[str, Any]:
-    return {**_image_input(ctx, f), "mask_image": ctx.load(f.mask).convert("L")}
+    from .images import mask_coverage
+
+    mask = ctx.load(f.mask).convert("L")
+    coverage = mask_coverage(mask)
+    if coverage == "empty":
+        ctx.warn(f"its mask ({f.mask}) has no white area: nothing is repainted, yet every denoising step runs and the "
+                 "result is the input again (through the VAE); draw the area to repaint in white")
+    elif coverage == "full":
+        ctx.warn(f"its mask ({f.mask}) is all white: the whole image is repainted and nothing of it is kept "
+                 "(img2img with a strength keeps its composition)")
+    return {**_image_input(ctx, f), "mask_image": mask}
 
 
 def _depth2img_inputs(ctx, f) -> dict[str, Any]:
