@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from .library_output import quiet_libraries
 from .pool import ModelPool, estimate_bytes, format_size
 from .sources import (
     ModelSource,
@@ -48,22 +49,6 @@ def _family(cross_attention: int, addition_embed_type: str | None) -> str:
 
 def _article(word: str) -> str:
     return "an" if word.startswith(("SD", "S")) else "a"
-
-
-def quiet_libraries() -> None:
-    """Silence progress bars and advisory warnings of the libraries; errors still surface as exceptions."""
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    import diffusers
-    import huggingface_hub
-    import transformers
-
-    diffusers.utils.logging.set_verbosity_error()
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    huggingface_hub.utils.disable_progress_bars()
 
 
 def model_folder(source: ModelSource, models_dir: Path) -> Path | None:

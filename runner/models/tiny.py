@@ -337,7 +337,7 @@ def ensure_tiny(name: str, root: pathlib.Path) -> pathlib.Path:
     target = tiny_folder(name, root)
     if target.is_dir():
         return target
-    from .registry import quiet_libraries
+    from .library_output import quiet_libraries
 
     quiet_libraries()  # no "Writing model shards" bars on the run's own progress display
     import torch
