@@ -96,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("--format", choices=("text", "mermaid"), default="text", help="text tree (default) or Mermaid flowchart")
 
     report = commands.add_parser("report", help="write a run's report.html (or a sweep's index.html) again")
-    report.add_argument("folder", type=Path, help="a run folder or a sweep folder")
+    report.add_argument("folder", metavar="RUN", help="run or sweep folder, run id (RUN_ID, SWEEP/NNN) or sweep id, "
+                        "a unique prefix of one, NAME/RUN_ID, or 'latest'")
+    report.add_argument("--out", type=Path, default=Path("outputs"), help="folder holding run folders (default: ./outputs)")
     report.add_argument("--open", action="store_true", help="open it in a browser")
 
     lock = commands.add_parser("lock", help="pin every model of a workflow (commit and file hashes) in WF.lock")
@@ -104,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = commands.add_parser("runs", help="list past runs, show one, or diff two")
     runs.add_argument("action", choices=("list", "show", "diff"), nargs="?", default="list")
-    runs.add_argument("runs", nargs="*", metavar="RUN", help="run folder, run id (or a unique prefix), NAME/RUN_ID, or 'latest'")
+    runs.add_argument("runs", nargs="*", metavar="RUN", help="run folder, run id (RUN_ID, or SWEEP/NNN for a sweep's "
+                      "variant) or a unique prefix of one, NAME/RUN_ID, or 'latest'")
     runs.add_argument("--out", type=Path, default=Path("outputs"), help="folder holding run folders (default: ./outputs)")
 
     reproduce = commands.add_parser("reproduce", help="run a recorded run again without the cache and compare its outputs")
@@ -284,9 +287,10 @@ def cmd_runs(args) -> int:
     if args.action == "list":
         print_list(console, args.out)
     elif args.action == "show":
-        print_show(console, resolve_run(args.runs[0], args.out))
+        print_show(console, resolve_run(args.runs[0], args.out, "runner runs show"))
     else:
-        print_diff(console, resolve_run(args.runs[0], args.out), resolve_run(args.runs[1], args.out))
+        print_diff(console, resolve_run(args.runs[0], args.out, "runner runs diff"),
+                   resolve_run(args.runs[1], args.out, "runner runs diff"))
     return EXIT_OK
 
 
@@ -295,10 +299,13 @@ def cmd_report(args) -> int:
     from .front.run_folder import write_report
     from .language.errors import Location, Problem, WorkflowError
 
-    folder = args.folder
-    if not ((folder / "manifest.json").is_file() or (folder / "index.json").is_file()):
+    from .front.runs import resolve_run
+
+    folder = Path(args.folder)
+    if folder.is_dir() and not ((folder / "manifest.json").is_file() or (folder / "index.json").is_file()):
         raise WorkflowError([Problem(Location(str(folder)), (), "not a run folder (no manifest.json) or sweep folder (no index.json)",
-                                     "pass a folder that 'runner run' wrote, e.g. outputs/NAME/RUN_ID")])
+                                     "pass a folder that 'runner run' wrote, e.g. outputs/NAME/RUN_ID, or a run id or 'latest'")])
+    folder = resolve_run(args.folder, args.out, "runner report", sweeps=True)
     page = write_report(folder)
     if page is None:
         return EXIT_NODE_FAILED

@@ -192,7 +192,7 @@ def test_unreachable_hub_model_fails_fast_and_keeps_finished_nodes(demo, tmp_pat
     assert code == 1
     assert time.perf_counter() - started < 15
     err = capsys.readouterr().err
-    assert "some-org/some-model" in err and "not in the local Hugging Face cache" in err and "huggingface-cli download" in err
+    assert "some-org/some-model" in err and "not in the local Hugging Face cache" in err and "hf download" in err
     run_dir = latest_run(tmp_path / "out", "demo")
     assert manifest(run_dir)["nodes"]["room"]["status"] == "ran"
     assert manifest(run_dir)["status"] == "failed"

@@ -57,7 +57,7 @@ def test_uncached_revision_of_a_cached_repo_fails_with_how_to_fetch(demo, hf_cac
                    "--set", "models.sd15={source: acme/tiny-sd, revision: v2}")
     assert code == 1
     err = capsys.readouterr().err
-    assert "acme/tiny-sd" in err and "revision v2" in err and "huggingface-cli download" in err
+    assert "acme/tiny-sd" in err and "revision v2" in err and "hf download" in err
 
 
 def test_local_folder_identity_follows_file_bytes(demo, tiny_folder, tmp_path):
@@ -79,7 +79,8 @@ def test_local_folder_identity_follows_file_bytes(demo, tiny_folder, tmp_path):
 def test_unknown_source_and_unknown_tiny_name_are_invalid_input(demo, tmp_path, capsys):
     assert run_cli("run", demo, "--out", tmp_path / "out", "--set", "models.sd15=./no/such/folder") == 2
     err = capsys.readouterr().err
-    assert "no/such/folder" in err and "demo.yaml:" in err
+    # located where the bad source was written: here the --set that replaced the workflow's models.sd15
+    assert "error: --set models.sd15=./no/such/folder: models.sd15: model source './no/such/folder'" in err
     assert run_cli("run", demo, "--out", tmp_path / "out", "--set", "models.sd15=tiny:sd51") == 2
     assert "sd15" in capsys.readouterr().err
 

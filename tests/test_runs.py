@@ -178,3 +178,42 @@ def test_damaged_run_records_and_images_are_clear_errors(demo, tmp_path, capsys)
     long_name.write_text(demo.read_text().replace("name: demo", "name: " + "x" * 300))
     assert run_cli("validate", long_name) == 2
     assert "at most 100 characters" in capsys.readouterr().err
+
+
+def test_report_takes_latest_and_run_id_prefixes_like_runs_and_reproduce(tmp_path, capsys):
+    workflow = write_workflow(tmp_path, "edges.yaml", "version: 1\nnodes:\n  photo: {type: load_image, path: in.png}\n"
+                                                      "  save: {type: save_image, image: $photo}\n")
+    out = tmp_path / "out"
+    assert run_cli("run", workflow, "--out", out, "--quiet") == 0
+    run_dir = latest_run(out, "edges")
+    capsys.readouterr()
+    for ref in ("latest", run_dir.name[:17], f"edges/{run_dir.name}", str(run_dir)):
+        assert run_cli("report", ref, "--out", out) == 0, ref
+        assert capsys.readouterr().out == f"wrote {run_dir / 'report.html'}\n"
+    assert run_cli("report", "latest", "--out", tmp_path / "elsewhere") == 2
+    assert "'latest' names the newest run, and there is none under" in capsys.readouterr().err
+    assert run_cli("report", str(tmp_path), "--out", out) == 2  # a folder, but not one runner wrote
+    assert "not a run folder (no manifest.json)" in capsys.readouterr().err
+
+
+def test_reproduce_says_how_the_recorded_run_ended(tmp_path, capsys):
+    workflow = write_workflow(tmp_path, "fails.yaml", "version: 1\nmodels: {sd: tiny:sd15}\nnodes:\n"
+                              "  photo: {type: load_image, path: in.png, size: [64, 64]}\n"
+                              "  r: {type: img2img, model: $models.sd, image: $photo, strength: 0.25, steps: 2}\n")
+    out = tmp_path / "out"
+    assert run_cli("run", workflow, "--out", out, "--quiet") == 1
+    capsys.readouterr()
+    assert run_cli("reproduce", "latest", "--out", out, "--quiet") == 1  # a node failed: the CLI's status for it
+    said = capsys.readouterr().out
+    assert ("reproduced the failure: node 'r' fails again, as in the recorded run (NodeInputError: strength 0.25 x "
+            "steps 2 leaves no denoising step") in said
+    assert "identical: all 1 node outputs have the recorded sha256" in said  # what it had finished: photo
+    # the recorded failure is cured (more steps): the reproduction says the recorded run had failed, and finished
+    text = workflow.read_text().replace("steps: 2", "steps: 4")
+    (out / "fails" / latest_run(out, "fails").name / "workflow.yaml").write_text(text)
+    assert run_cli("reproduce", "latest", "--out", out) == 0
+    said = capsys.readouterr().out
+    assert said.startswith("note: the recorded run had failed at node 'r' (img2img): NodeInputError: strength 0.25")
+    verdict = [line for line in said.splitlines() if line.endswith("; the reproduction finished")]
+    assert len(verdict) == 1 and verdict[0].startswith("the recorded run had failed at node 'r' (img2img)")
+    assert "identical: all 1 node outputs have the recorded sha256" in said

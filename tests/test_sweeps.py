@@ -58,7 +58,7 @@ def test_zip_seeds_and_the_file_sweep_section(tmp_path):
 def test_bad_sweeps_are_invalid_input(tmp_path, capsys):
     workflow = write_workflow(tmp_path, "chain.yaml", CHAIN)
     assert run_cli("run", workflow, "--out", tmp_path / "out", "--sweep", "params.strength=0.5,7") == 2
-    assert "less than or equal to 1" in capsys.readouterr().err
+    assert "should be at most 1 " in capsys.readouterr().err
     assert run_cli("run", workflow, "--out", tmp_path / "out", "--zip", "--sweep", "params.strength=0.5,1",
                    "--sweep", "params.prompt=a") == 2
     assert "equally long" in capsys.readouterr().err
@@ -92,3 +92,47 @@ def test_sweep_sizes_are_counted_before_anything_is_built(demo, tmp_path, capsys
     capsys.readouterr()
     assert run_cli("run", plain, "--out", tmp_path / "out", "--dry-run", "--seeds", "1-3", "--max-variants", "3") == 0
     assert "sweep of 3 variants" in capsys.readouterr().out
+
+
+EDGES = """version: 1
+name: edges
+params: {low: 50}
+nodes:
+  photo: {type: load_image, path: in.png, size: [64, 64]}
+  edges: {type: canny, image: $photo, low: $params.low}
+  save: {type: save_image, image: $edges}
+"""
+
+
+def test_sweep_variants_have_ids_unique_across_sweeps_and_every_command_takes_them(tmp_path, capsys):
+    workflow = write_workflow(tmp_path, "edges.yaml", EDGES)
+    out = tmp_path / "out"
+    for values in ("params.low=10,20", "params.low=30,40"):
+        assert run_cli("run", workflow, "--out", out, "--quiet", "--sweep", values) == 0
+    # in the order they ran (two sweeps in one second sort by their random suffix)
+    first, second = [p.name for p in sorted((out / "edges").glob("sweep-*"), key=lambda p: (p / "index.json").stat().st_mtime_ns)]
+    capsys.readouterr()
+    assert run_cli("runs", "list", "--out", out) == 0
+    listing = capsys.readouterr().out
+    for sweep in (first, second):
+        for variant in ("000", "001"):
+            assert f"{sweep}/{variant}" in listing
+    assert run_cli("runs", "show", f"{second}/001", "--out", out) == 0
+    shown = capsys.readouterr().out
+    assert f"run {second}/001: ok" in shown and "--set params.low=40" in shown
+    assert run_cli("runs", "show", f"edges/{first}/000", "--out", out) == 0  # NAME/ in front works too
+    assert "--set params.low=10" in capsys.readouterr().out
+    assert run_cli("runs", "diff", f"{first}/000", f"{second}/001", "--out", out) == 0
+    diff = capsys.readouterr().out
+    assert "params.low" in diff and f"{first}/000" in diff
+    # a variant's number alone is in every sweep: refused, with the ids that would do
+    assert run_cli("runs", "show", "001", "--out", out) == 2
+    err = capsys.readouterr().err
+    assert "'001' is a sweep variant's number" in err and f"fix: name the sweep too, as SWEEP/001: e.g. {first}/001" in err
+    # report: a sweep by a unique prefix of its id, a variant, the newest run
+    assert run_cli("report", second[:-1], "--out", out) == 0
+    assert f"wrote {out / 'edges' / second / 'index.html'}" in capsys.readouterr().out
+    assert run_cli("report", "latest", "--out", out) == 0
+    assert f"wrote {out / 'edges' / second / '001' / 'report.html'}" in capsys.readouterr().out
+    assert run_cli("report", "sweep-", "--out", out) == 2
+    assert "'sweep-' matches 2 runs or sweeps" in capsys.readouterr().err

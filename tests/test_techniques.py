@@ -142,7 +142,7 @@ def test_lora_changes_the_image_and_is_removed_afterwards(tmp_path):
     ("  out: {type: txt2img, model: $models.sd, steps: 2, controlnet: [{model: $models.xlcn, image: $edges}]}\n",
      ["tiny:controlnet-sdxl", "tiny:sd15", "SDXL", "SD 1.x/2.x"]),
     ("  out: {type: txt2img, model: $models.xl, steps: 2, controlnet: [{model: $models.cn, image: $edges}]}\n",
-     ["tiny:controlnet-sd15", "tiny:sdxl", "ControlNet trained for"]),
+     ["tiny:controlnet-sd15", "tiny:sdxl", "fix: use an SDXL ControlNet here", "tiny:controlnet-sdxl offline"]),
     ("  out: {type: depth2img, model: $models.sd, image: $photo, steps: 2}\n",
      ["tiny:sd15", "depth2img node cannot use", "stable-diffusion-2-depth"]),
     ("  out: {type: txt2img, model: $models.inp, steps: 2}\n",

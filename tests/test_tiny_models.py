@@ -76,8 +76,8 @@ def test_unknown_name_message():
         tiny.tiny_identity("sd51")
     message = str(info.value)
     assert isinstance(info.value, ValueError)
-    assert "Did you mean 'tiny:sd15'?" in message
-    assert all(name in message for name in tiny.TINY_NAMES)
+    assert "(did you mean 'tiny:sd15'?)" in message
+    assert all(f"tiny:{name}" in info.value.hint for name in tiny.TINY_NAMES)  # the fix line lists them all
     with pytest.raises(tiny.UnknownTinyModel):
         tiny.ensure_tiny("nope", pathlib.Path("/nonexistent"))
 

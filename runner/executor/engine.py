@@ -22,6 +22,8 @@ from .values import read_value, write_value
 class Events(Protocol):
     def node_cached(self, node_id: str) -> None: ...
     def node_started(self, node_id: str) -> None: ...
+    def node_phase(self, node_id: str, text: str) -> None:
+        """What a running node is doing between steps, in a few words ("loading tiny:sd15 (...)", "decoding ...")."""
     def node_step(self, node_id: str, step: int, total: int | None) -> None: ...
     def node_done(self, node_id: str, seconds: float) -> None: ...
     def node_failed(self, node_id: str, error: BaseException) -> None: ...
@@ -37,7 +39,8 @@ class Resources(Protocol):
     def source(self, data: dict) -> Any:
         """A model source from the plain data a task carries."""
 
-    def node_started(self, task: Task) -> None: ...
+    def node_started(self, task: Task, phase: Callable[[str], None]) -> None:
+        """A node is about to run; `phase(text)` reports what the resources do for it meanwhile (imports, model loads)."""
 
     def retry_after(self, task: Task, error: BaseException) -> bool:
         """True when the error was a lack of memory that releasing other models may cure: run the node once more."""
@@ -64,6 +67,7 @@ class NodeFailed(Exception):
         super().__init__(f"node '{node_id}' ({type_name}) failed: {type(error).__name__}: {error}")
         self.node_id = node_id
         self.error = error
+        self.hint = str(getattr(error, "hint", "") or "")  # how to fix it, where the error says
 
 
 @dataclass
@@ -109,6 +113,10 @@ class NodeContext:
         """How many images `load_many(value)` would give, from the entries' records (nothing is decoded)."""
         return sum(len(self._cache.output(self.task.upstream[link.node], link.output)[1])
                    for link in (value if isinstance(value, list) else [value]))
+
+    def phase(self, text: str) -> None:
+        """Say what the node is doing now that takes time but is no denoising step (loading a model, decoding)."""
+        self._events.node_phase(self.node_id, text)
 
     def step(self, step: int, total: int | None) -> None:
         """Report a finished denoising step; this is also where a requested stop takes effect."""
@@ -233,7 +241,7 @@ class LocalExecutor:
             fields = self.fields(task)
             self._ensure_upstream(plan, task, events, should_stop)
             while True:
-                self.resources.node_started(task)
+                self.resources.node_started(task, context.phase)
                 try:
                     outputs = node_type.run(context, fields)
                     break
@@ -261,7 +269,10 @@ class LocalExecutor:
             raise
         except Exception as error:  # a node's failure is reported as data, not a crash
             seconds = time.perf_counter() - started
-            results[task.node_id] = NodeResult("failed", seconds, {**context.info, "error": f"{type(error).__name__}: {error}"})
+            failed = {**context.info, "error": f"{type(error).__name__}: {error}"}
+            if getattr(error, "hint", ""):
+                failed["fix"] = str(error.hint)
+            results[task.node_id] = NodeResult("failed", seconds, failed)
             events.node_failed(task.node_id, error)
             raise NodeFailed(task.node_id, task.type_name, error) from error
         if not quiet:

@@ -39,7 +39,7 @@ _FORWARDED_ENV = ("RUNNER_MODELS_DIR", "RUNNER_MAX_PIXELS", "RUNNER_MAX_INPUT_PI
 
 
 class _WorkerEvents:
-    """What a worker's run of one task reports back: its warnings (steps are not streamed)."""
+    """What a worker's run of one task reports back: its warnings (steps and phases are not streamed)."""
 
     def __init__(self):
         self.warnings: list[str] = []
@@ -47,6 +47,7 @@ class _WorkerEvents:
     def node_cached(self, node_id): ...
     def node_started(self, node_id): ...
     def node_step(self, node_id, step, total): ...
+    def node_phase(self, node_id, text): ...
     def node_done(self, node_id, seconds): ...
     def node_failed(self, node_id, error): ...
 
@@ -312,6 +313,7 @@ class RayExecutor:
                         events.node_warning(node_id, message)
                     if payload["status"] == "failed":
                         error = RuntimeError(payload["error"])
+                        error.hint = payload.get("info", {}).get("fix", "")  # type: ignore[attr-defined]
                         results[node_id] = NodeResult("failed", payload["seconds"], payload.get("info", {}))
                         events.node_failed(node_id, error)
                         raise NodeFailed(node_id, task.type_name, error)

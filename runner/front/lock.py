@@ -16,7 +16,7 @@ from ..core.hashing import FileHashCache
 from ..language.errors import Location, Problem, WorkflowError
 from ..language.fields import ModelField, iter_marked, resolve_entry
 from ..language.workflow import Workflow
-from ..models.sources import classify, identity, model_record
+from ..models.sources import classify, download_command, identity, model_record
 
 LOCK_VERSION = 1
 
@@ -47,7 +47,7 @@ def write_lock(workflow: Workflow, models_dir: Path, hashes: FileHashCache) -> P
         if source.kind == "hub" and not record.get("commit"):
             raise WorkflowError([Problem(Location(str(workflow.path)), (), f"cannot lock '{source.label}': revision "
                                          f"{source.entry.revision or 'main'} is not in the local Hugging Face cache",
-                                         f"download it first (huggingface-cli download {source.location})")])
+                                         f"download it first: {download_command(source)}")])
         pins[ref] = record
     path = lock_path(workflow.path)
     write_atomic(path, json.dumps({"lock_version": LOCK_VERSION, "workflow": workflow.path.name, "models": pins}, indent=2) + "\n")

@@ -49,9 +49,29 @@ def max_pixel_difference(a: Path, b: Path) -> int | None:
     return max(high for _low, high in extrema) if isinstance(extrema[0], tuple) else extrema[1]
 
 
+def recorded_status(manifest: dict) -> tuple[str | None, str]:
+    """(the node the recorded run failed at, or None; a sentence on how the recorded run ended, '' when it was ok)."""
+    status = manifest.get("status")
+    failed = next((node_id for node_id, node in manifest["nodes"].items() if node.get("status") == "failed"), None)
+    if status == "failed" and failed is not None:
+        node = manifest["nodes"][failed]
+        error = node.get("error") or manifest.get("error") or "no error recorded"
+        return failed, f"the recorded run had failed at node '{failed}' ({node['type']}): {error}"
+    if status == "failed":
+        return None, f"the recorded run had failed: {manifest.get('error') or 'no error recorded'}"
+    if status == "interrupted":
+        done = [node_id for node_id, node in manifest["nodes"].items() if node.get("status") in ("ran", "cached")]
+        return None, (f"the recorded run was interrupted ({manifest.get('error') or 'no reason recorded'}); it had finished "
+                      + (", ".join(done) if done else "no node"))
+    return None, ""
+
+
 def reproduce_command(args) -> int:
-    run = resolve_run(args.run, args.out)
+    run = resolve_run(args.run, args.out, "runner reproduce")
     old = load_manifest(run)
+    failed_at, ended = recorded_status(old)
+    if ended and not args.quiet:
+        print(f"note: {ended}; the outputs it recorded are compared")
     original = Path(old["workflow"]["path"])
     recorded = run / "workflow.yaml"
     workflow = load_workflow(original, [], text=read_yaml_text(recorded), source=str(recorded),
@@ -64,10 +84,18 @@ def reproduce_command(args) -> int:
     notes = environment_differences(old, new)
     for note in notes:
         print(f"warning: {note}")
-    if outcome.exit_code:
+    failed_again = failed_at is not None and new["nodes"].get(failed_at, {}).get("status") == "failed"
+    if outcome.exit_code and not failed_again:
+        if ended:
+            print(ended)
         print(f"the reproduction did not finish: {outcome.error or outcome.status}")
         print(f"run folder: {outcome.folder}")
         return outcome.exit_code
+    if failed_again:
+        print(f"reproduced the failure: node '{failed_at}' fails again, as in the recorded run "
+              f"({new['nodes'][failed_at].get('error', outcome.error)})")
+    elif ended:
+        print(f"{ended}; the reproduction finished")
     differing = []
     for node_id, node in old["nodes"].items():
         before = node.get("outputs", {})
@@ -87,7 +115,7 @@ def reproduce_command(args) -> int:
     else:
         print(f"identical: all {compared} node outputs have the recorded sha256")
     print(f"run folder: {outcome.folder}")
-    return 0 if not differing else 1
+    return 1 if differing or failed_again else 0
 
 
 def _published_differs(a: Path, b: Path) -> bool:

@@ -82,6 +82,8 @@ def _run_in(session: Session, args, workflow: Workflow) -> int:
         (Console(no_color=True, highlight=False) if mode == "plain" else console).print(summary_table(rows))
     if run.error:
         print(f"error: {run.error}", file=sys.stderr)
+        if run.hint:
+            print(f"    fix: {run.hint}", file=sys.stderr)
         if run.status == "failed":
             print("finished nodes stay cached; fix the problem and run again to resume from there", file=sys.stderr)
     print(f"run folder: {run.folder}")
@@ -134,6 +136,8 @@ def sweep_command(args, session: Session, workflow: Workflow, dimensions: list) 
         if run.exit_code:
             exit_code = run.exit_code
             print(f"error: variant {number}: {run.error}", file=sys.stderr)
+            if run.hint:
+                print(f"    fix: {run.hint}", file=sys.stderr)
             break
     if mode != "quiet":
         table = Table(title=f"sweep {sweep_dir.name}")

@@ -41,6 +41,7 @@ class Outcome:
     status: str
     exit_code: int
     error: str | None
+    hint: str = ""  # how to fix the error, when it says
 
 
 def execute(executor, resources, workflow: Workflow, plan: Plan, out: Path, *, mode: str = "plain",
@@ -65,13 +66,13 @@ def execute(executor, resources, workflow: Workflow, plan: Plan, out: Path, *, m
     types = {node_id: workflow.nodes[node_id].type.name for node_id in plan.order}
     events = LiveEvents(types, Console(highlight=False)) if mode == "live" else PlainEvents(types, quiet=mode == "quiet")
     publisher = Publisher(workflow, plan, cache, run_dir, resolved_text)
-    status, exit_code, error = "ok", 0, None
+    status, exit_code, error, hint = "ok", 0, None, ""
     started = time.time()
     events.start(plan.order)
     try:
         executor.run(plan, events, force=force, no_cache=no_cache, after_node=publisher, should_stop=should_stop)
     except NodeFailed as failure:
-        status, exit_code, error = "failed", 1, str(failure)
+        status, exit_code, error, hint = "failed", 1, str(failure), failure.hint
     except RunFolderUnwritable as failure:
         status, exit_code, error = "failed", 1, str(failure)
     except RunStopped as stop:
@@ -95,7 +96,7 @@ def execute(executor, resources, workflow: Workflow, plan: Plan, out: Path, *, m
             manifest.update(status=status, error=error)
         else:
             write_report(run_dir)
-    return Outcome(run_dir, manifest, results, status, exit_code, error)
+    return Outcome(run_dir, manifest, results, status, exit_code, error, hint)
 
 
 class signals_held:
@@ -141,8 +142,11 @@ def plan_or_problems(workflow: Workflow, hash_cache: FileHashCache, targets: lis
     except (OSError, ModelUnavailable, UnknownTinyModel, InputRefused) as exc:
         node_id = getattr(exc, "node_id", None)
         path = ("nodes", node_id) if node_id else ()
-        if isinstance(exc, PickleRefused) and getattr(exc, "model_path", None):
-            path = exc.model_path  # the entry that would have to say allow_pickle: true
+        if getattr(exc, "model_path", None):  # where the model is written, not where it is used
+            path = tuple(exc.model_path)
+            entry = workflow.document.get("models", {}).get(path[1]) if path[0] == "models" else None
+            if isinstance(entry, dict) and not isinstance(exc, PickleRefused):
+                path += ("source",)  # (a pickle refusal points at the entry that would have to say allow_pickle: true)
         location = workflow.source_map.locate(path) if workflow.source_map else Location(str(workflow.path))
         message = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename else str(exc)
         hint = getattr(exc, "hint", "") or "fix the path (relative to the workflow file's folder)"

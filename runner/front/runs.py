@@ -20,19 +20,61 @@ def find_runs(out: Path) -> list[Path]:
     return sorted(runs, key=lambda run: (run / "manifest.json").stat().st_mtime_ns)
 
 
-def resolve_run(ref: str, out: Path) -> Path:
-    """A run folder given as a path, a run id, or NAME/RUN_ID; 'latest' is the newest run."""
+def run_id(run: Path) -> str:
+    """A run's id as `runs list` shows it: RUN_ID, or SWEEP/NNN for a sweep's variant (NNN alone repeats in every sweep)."""
+    return f"{run.parent.name}/{run.name}" if run.parent.name.startswith("sweep-") else run.name
+
+
+def find_sweeps(out: Path) -> list[Path]:
+    """Sweep folders under `out` (outputs/<name>/sweep-*/index.json), oldest first."""
+    return sorted((index.parent for index in out.glob("*/sweep-*/index.json")), key=lambda sweep: (sweep / "index.json").stat().st_mtime_ns)
+
+
+def resolve_run(ref: str, out: Path, command: str = "runner runs", sweeps: bool = False) -> Path:
+    """A run folder given as a path, a run id (RUN_ID, SWEEP/NNN) or a unique prefix of one, with or without its
+    NAME/ in front; 'latest' is the newest run. With `sweeps`, sweep folders (by path, id or prefix) count too."""
     path = Path(ref)
-    if (path / "manifest.json").is_file():
+    if (path / "manifest.json").is_file() or (sweeps and (path / "index.json").is_file()):
         return path
     runs = find_runs(out)
-    if ref == "latest" and runs:
-        return runs[-1]
-    matches = [run for run in runs if run.name == ref or f"{run.parent.name}/{run.name}" == ref or run.name.startswith(ref)]
+    if ref == "latest":
+        if runs:
+            return runs[-1]
+        raise WorkflowError([Problem(Location(command), (), f"'latest' names the newest run, and there is none under {out}",
+                                     "run a workflow first, or give --out the folder the runs are in")])
+    candidates = [(run_id(run), run) for run in runs]
+    if sweeps:
+        candidates += [(sweep.name, sweep) for sweep in find_sweeps(out)]
+    named = [(f"{_workflow_folder(folder).name}/{identity}", identity, folder) for identity, folder in candidates]
+    exact = [folder for full, identity, folder in named if ref in (identity, full)]
+    matches = exact or [(identity, folder) for full, identity, folder in named if identity.startswith(ref) or full.startswith(ref)]
+    if not exact and sweeps and "/" not in ref:  # a prefix of a sweep's id names the sweep, not each of its variants
+        matches = [(identity, folder) for identity, folder in matches if "/" not in identity] or matches
+    if not exact:
+        matches = [folder for _identity, folder in matches]
     if len(matches) == 1:
         return matches[0]
-    why = "matches several runs" if matches else f"is neither a run folder nor a run id under {out}"
-    raise WorkflowError([Problem(Location("runner runs"), (), f"'{ref}' {why}", "run 'runner runs list' to see run ids")])
+    what, whats = ("run or sweep", "runs or sweeps") if sweeps else ("run", "runs")
+    if matches:
+        shown = ", ".join(_shown_id(folder) for folder in matches[:4]) + (", ..." if len(matches) > 4 else "")
+        raise WorkflowError([Problem(Location(command), (), f"'{ref}' matches {len(matches)} {whats}: {shown}",
+                                     "give more of the id, or NAME/RUN_ID (runner runs list shows the ids)")])
+    variants = [identity for identity, _folder in candidates if identity.endswith("/" + ref)]
+    if variants:  # a sweep's variant number alone: it repeats in every sweep
+        shown = ", ".join(variants[-3:])
+        raise WorkflowError([Problem(Location(command), (), f"'{ref}' is a sweep variant's number, which every sweep has",
+                                     f"name the sweep too, as SWEEP/{ref}: e.g. {shown}")])
+    raise WorkflowError([Problem(Location(command), (), f"'{ref}' is neither a {what} folder nor a {what} id under {out}",
+                                 "run 'runner runs list' to see run ids (or give --out the folder the runs are in)")])
+
+
+def _workflow_folder(folder: Path) -> Path:
+    """outputs/NAME of a run folder, a sweep's variant or a sweep folder."""
+    return folder.parent.parent if folder.parent.name.startswith("sweep-") else folder.parent
+
+
+def _shown_id(folder: Path) -> str:
+    return folder.name if (folder / "index.json").is_file() else run_id(folder)
 
 
 def load_manifest(run: Path) -> dict:
@@ -75,14 +117,14 @@ def print_list(console: Console, out: Path) -> None:
             Console(stderr=True, highlight=False).print(f"warning: skipped {escape(str(run))}: {escape(damaged.problems[0].message)}")
             continue
         counts = data.get("counts", {}) if isinstance(data.get("counts"), dict) else {}
-        table.add_row(data["workflow"]["name"], run.name, data["status"], str(counts.get("ran", 0)),
+        table.add_row(data["workflow"]["name"], run_id(run), data["status"], str(counts.get("ran", 0)),
                       str(counts.get("cached", 0)), f"{data.get('seconds', 0):.2f}")
     console.print(table)
 
 
 def print_show(console: Console, run: Path) -> None:
     data = load_manifest(run)
-    console.print(f"[bold]{escape(data['workflow']['name'])}[/] run {run.name}: {data['status']}"
+    console.print(f"[bold]{escape(data['workflow']['name'])}[/] run {escape(run_id(run))}: {data['status']}"
                   + (f" ({escape(data['error'])})" if data.get("error") else ""))
     console.print(f"folder {run}  seed {data['seed']}  device {data['device']}  dtype {data['dtype']}  "
                   f"{data.get('seconds', 0):.2f} s")
@@ -138,11 +180,12 @@ def run_differences(a: Path, b: Path) -> list[tuple[str, str, Any, Any]]:
 
 def print_diff(console: Console, a: Path, b: Path) -> None:
     rows = run_differences(a, b)
+    left, right = run_id(a), run_id(b)
     if not rows:
-        console.print(f"no differences between {a.name} and {b.name}")
+        console.print(f"no differences between {escape(left)} and {escape(right)}")
         return
-    table = Table(title=f"{a.name}  vs  {b.name}")
-    for column in ("section", "what", a.name, b.name):
+    table = Table(title=f"{escape(left)}  vs  {escape(right)}")
+    for column in ("section", "what", left, right):
         table.add_column(column, overflow="fold")
     for section, what, left, right in rows:
         table.add_row(section, escape(what), escape(str(left)), escape(str(right)))

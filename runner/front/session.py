@@ -37,6 +37,7 @@ class Run:
     exit_code: int = 0
     results: dict[str, NodeResult] = field(default_factory=dict, repr=False)
     cache: NodeCache | None = field(default=None, repr=False)
+    hint: str = ""  # how to fix `error`, when the failing node's error says
 
     def image(self, node_id: str, output: str | None = None):
         """The PIL image of a node's output (its default output when `output` is None); a list for `images` outputs.
@@ -180,7 +181,7 @@ class Session:
         outcome: Outcome = execute(self.executor, self.resources, loaded, plan, self.out, mode=mode, force=set_of(force),
                                    no_cache=no_cache, extra=extra, run_dir=run_dir, should_stop=should_stop)
         return Run(outcome.status, outcome.run_dir, outcome.manifest, outcome.error, outcome.exit_code, outcome.results,
-                   self.cache)
+                   self.cache, outcome.hint)
 
     def check_budget(self, workflow: Workflow, plan: Plan, *, force: set[str] = frozenset(), no_cache: bool = False) -> None:
         """Refuse (WorkflowError, before anything loads) a model that alone exceeds the memory budget."""

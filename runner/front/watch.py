@@ -130,6 +130,8 @@ def watch_command(args) -> int:
             say(summary_line(number, run, time.perf_counter() - started))
             if run.error and not run.error.startswith(SUPERSEDED):
                 print(f"error: {run.error}", file=sys.stderr, flush=True)
+                if run.hint:
+                    print(f"    fix: {run.hint}", file=sys.stderr, flush=True)
             if number == 1 and args.open and page is not None:
                 open_in_browser(page)
             if run.status == "interrupted":

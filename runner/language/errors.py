@@ -7,7 +7,7 @@ from typing import Iterable
 
 from ..core.suggest import did_you_mean
 
-__all__ = ["Location", "Problem", "WorkflowError", "did_you_mean", "dotted", "option_location"]
+__all__ = ["Invalid", "Location", "Problem", "WorkflowError", "did_you_mean", "dotted", "exactly_one", "option_location"]
 
 Path = tuple  # a dotted document path as a tuple of str keys and int indexes
 
@@ -62,6 +62,32 @@ class Problem:
         if self.hint:
             text += f"\n    fix: {self.hint}"
         return text
+
+
+class Invalid(ValueError):
+    """Raised by a field validator: what is wrong (the message) and how to fix it (`hint`, the problem's fix line)."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.hint = hint
+
+
+def _listed(names: list[str]) -> str:
+    quoted = [f"'{name}'" for name in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+def exactly_one(values: dict, message: str | None = None) -> None:
+    """Invalid unless exactly one of `values` (field name -> value) is set; the fix says which to add or remove."""
+    given = [name for name, value in values.items() if value is not None]
+    if len(given) == 1:
+        return
+    names = list(values)
+    if given:
+        hint = f"keep one of {_listed(given)} and remove the other" + ("s" if len(given) > 2 else "")
+    else:
+        hint = f"add {_listed(names)}"
+    raise Invalid(message or f"give exactly one of {_listed(names)}", hint)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchem
 
 from ..core.kinds import IMAGE_KINDS
 from ..core.model_entry import ModelEntry
+from .errors import Invalid
 from .refs import LINK_PATTERN, MODEL_REF_PREFIX, Link
 
 IMAGE_LIKE = frozenset(IMAGE_KINDS)
@@ -86,15 +87,23 @@ def _link_validator(many: bool):
             return value
         expected = "a link like $node or $node.output" + (", or a list of such links" if many else "")
         if not isinstance(value, list):
-            shown = repr(value)
+            shown, wrong = repr(value), value
         elif not many:
-            shown = "a list (this field takes one image)"
+            shown, wrong = "a list (this field takes one image)", None
         elif not value:
-            shown = "an empty list"
+            shown, wrong = "an empty list", None
         else:
-            index, item = next((i, v) for i, v in enumerate(value) if not isinstance(v, Link))
-            shown = f"{item!r} as item [{index}]"
-        raise ValueError(f"expected {expected}, got {shown}")
+            index, wrong = next((i, v) for i, v in enumerate(value) if not isinstance(v, Link))
+            shown = f"{wrong!r} as item [{index}]"
+        if isinstance(wrong, str) and re.fullmatch(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?", wrong):
+            hint = f"write ${wrong} to link the output of node '{wrong.split('.')[0]}' ($ marks a link)"
+        elif isinstance(value, list) and not many:
+            hint = "link one image, e.g. $node; a grid or save_image 'images' field takes several"
+        elif isinstance(value, list) and not value:
+            hint = "list the images to link, e.g. [$first, $second], or link an images output: $node.images"
+        else:
+            hint = "link a node's output: $node (its default output) or $node.output"
+        raise Invalid(f"expected {expected}, got {shown}", hint)
 
     return validate
 

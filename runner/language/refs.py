@@ -40,11 +40,12 @@ class Link:
         return f"${self.node}" + (f".{self.output}" if self.output else "")
 
 
-def resolve_references(document: dict, smap: SourceMap) -> tuple[dict, list[Problem]]:
+def resolve_references(document: dict, smap: SourceMap, origins: dict[tuple, str] | None = None) -> tuple[dict, list[Problem]]:
     """Replace param references and interpolations in `models` and `nodes`; turn links into Link objects.
 
     Links are checked against the graph later (their target's outputs are typed);
-    params and models are checked here.
+    params and models are checked here. `origins`, when given, receives path -> param name for every value
+    that is a whole `$params.NAME` (so that a problem with the value can name the param's definition too).
     """
     problems: list[Problem] = []
     params = document.get("params") if isinstance(document.get("params"), dict) else {}
@@ -69,6 +70,8 @@ def resolve_references(document: dict, smap: SourceMap) -> tuple[dict, list[Prob
                 if tail not in params:
                     return _problem(path, f"unknown param '{tail}'{did_you_mean(tail, params)}", text,
                                     "add it under params: or fix the name")
+                if origins is not None:
+                    origins[path] = tail
                 return params[tail]
             if head == "models":
                 if tail is None or tail not in models:

@@ -145,7 +145,8 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catal
     problems: list[Problem] = list(allow_problems)
 
     header = _validate_header(document, smap, problems)
-    resolved, ref_problems = resolve_references(document, smap)
+    param_origins: dict[tuple, str] = {}
+    resolved, ref_problems = resolve_references(document, smap, param_origins)
     problems.extend(ref_problems)
 
     nodes: dict[str, Node] = {}
@@ -203,6 +204,7 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catal
                                 "the nodes form a cycle: " + " -> ".join(cycle),
                                 "a node cannot depend on its own output; remove one of these links"))
     if problems:
+        _name_param_origins(problems, param_origins, smap)
         raise WorkflowError(sorted(_dedupe(problems), key=lambda p: (p.location.source != str(path), p.location.line, p.location.column)))
 
     models = {name: (ModelEntry(source=entry) if isinstance(entry, str) else entry) for name, entry in header.models.items()}
@@ -223,6 +225,21 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catal
         text=text,
         allow_paths=allowed,
     )
+
+
+def _name_param_origins(problems: list[Problem], origins: dict[tuple, str], smap: SourceMap) -> None:
+    """A problem with a value that came from `$params.NAME` names both places: where it is used (its location) and
+    where the param is defined (or set with --set), and its fix says to change the param."""
+    for problem in problems:
+        origin = next((p for p in sorted(origins, key=len, reverse=True) if problem.path[: len(p)] == p), None)
+        if origin is None:
+            continue
+        name = origins[origin]
+        where = smap.locate(("params", name))
+        given = f"set by {where}" if str(where).startswith("--set") else f"defined at {where}"
+        problem.message += f" (from params.{name} {given})"
+        fix = problem.hint or "give it a value this field takes"
+        problem.hint = f"in params.{name} ({where}): {fix} (or give this field its own value instead of $params.{name})"
 
 
 def _check_counts(document: dict, smap: SourceMap) -> None:
@@ -382,6 +399,21 @@ def _accepts_at(model: Any, relative: tuple) -> Accepts | None:
     return None
 
 
+def raw_inputs(body: Any) -> Any:
+    """A node's body as written, with its `$` links turned into Links (what it takes its inputs from)."""
+    from .refs import EXACT_REF
+
+    if isinstance(body, dict):
+        return {key: raw_inputs(value) for key, value in body.items() if key != "type"}
+    if isinstance(body, list):
+        return [raw_inputs(value) for value in body]
+    if isinstance(body, str):
+        found = EXACT_REF.match(body)
+        if found and found.group(1) not in RESERVED:
+            return Link(found.group(1), found.group(2))
+    return body
+
+
 def _stray_link(node_type: NodeDeclaration, link: Link, smap: SourceMap) -> Problem:
     field_name = dotted(link.path[2:])
     return Problem(smap.locate(link.path), link.path,
@@ -402,13 +434,20 @@ def _check_link(node_type: NodeDeclaration, link: Link, accepts: Accepts, nodes:
         return False
     outputs = target_type.outputs
     if not outputs:
-        problems.append(Problem(where, link.path, f"node '{link.node}' ({target_type.name}) has no outputs to link to"))
+        feeds = [str(item) for item in _links_in(raw_inputs(raw_nodes.get(link.node)))]
+        problems.append(Problem(where, link.path, f"node '{link.node}' ({target_type.name}) has no outputs to link to",
+                                f"link what '{link.node}' takes instead, e.g. {feeds[0]}" if feeds else
+                                f"link a node that has outputs ('runner nodes {target_type.name}' lists none)"))
         return False
     output = link.output or target_type.default_output
     if output not in outputs:
+        close = did_you_mean(output, outputs)
+        suggested = close.split("'")[1] if close else target_type.default_output
         problems.append(Problem(where, link.path,
-                                f"node '{link.node}' ({target_type.name}) has no output '{output}'{did_you_mean(output, outputs)}; "
-                                f"its outputs: {', '.join(outputs)}"))
+                                f"node '{link.node}' ({target_type.name}) has no output '{output}'{close}; "
+                                f"its outputs: {', '.join(outputs)}",
+                                f"link one of them, e.g. ${link.node}.{suggested} (${link.node} alone is its "
+                                f"{target_type.default_output})"))
         return False
     kind = outputs[output]
     if kind in accepts.kinds:
@@ -463,6 +502,12 @@ def _pydantic_problems(exc: ValidationError, base: tuple, data: Any, smap: Sourc
         elif kind == "missing":
             key = missing_key
             hint = "add 'version: 1' at the top of the file" if key == "version" and not base else ""
+            if key == "nodes" and not base:
+                hint = "add a 'nodes:' section, e.g. nodes: {photo: {type: load_image, path: in.png}}"
+            elif not hint:
+                missing = _field_at(root, path + (key,))
+                hint = f"add '{key}:' to {_describe(full, what)}" + (
+                    f" ({missing.description})" if missing is not None and missing.description else "")
             problems.append(Problem(smap.locate(full), full, f"missing required field '{key}' on {_describe(full, what)}", hint))
         elif kind == "extra_forbidden":
             key = full[-1]
@@ -486,16 +531,16 @@ def _pydantic_problems(exc: ValidationError, base: tuple, data: Any, smap: Sourc
             else:
                 messages = []
                 for error in errors:
-                    msg = _clean_message(error)
-                    if messages and msg.startswith("Input should be "):
-                        msg = msg[len("Input should be "):]
+                    msg = _plain_message(error)
+                    if messages and msg.startswith("should be "):
+                        msg = msg[len("should be "):]
                     if msg not in messages:
                         messages.append(msg)
                 message = " or ".join(messages)
                 # the value is shown unless our own validator's message does, or it is a whole mapping (a rule across fields)
                 if kind != "value_error" and not isinstance(value, dict):
                     message += f" (got {_show(value)})"
-                hint = _hint_for(full, value)
+                hint = _hint_for(full, value) or _validator_hint(first) or _type_hint(first, info, value)
                 if not hint and info is not None and info.description and kind in _DESCRIBED_KINDS:
                     hint = f"expected: {info.description}"
             problems.append(Problem(smap.locate(full), full, message, hint))
@@ -586,6 +631,103 @@ def _inner_model(annotation):
         if found is not None:
             return found
     return None
+
+
+# pydantic's words for a value of the wrong type or size, in the words of a YAML file
+_PLAIN_TYPES = {
+    "int_type": "a whole number", "int_parsing": "a whole number", "int_from_float": "a whole number",
+    "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false", "bool_parsing": "true or false",
+    "string_type": "text", "tuple_type": "a list", "list_type": "a list", "dict_type": "a mapping (key: value)",
+    "model_type": "a mapping (key: value)", "model_attributes_type": "a mapping (key: value)",
+}
+_PLAIN_BOUNDS = {"greater_than_equal": ("at least", "ge"), "less_than_equal": ("at most", "le"),
+                 "greater_than": ("more than", "gt"), "less_than": ("less than", "lt"),
+                 "multiple_of": ("a multiple of", "multiple_of")}
+
+
+def _plain_message(error: dict) -> str:
+    """What the value should be, in plain words where pydantic speaks Python ('a valid tuple', 'greater than or
+    equal to 0'); pydantic's own message otherwise."""
+    kind = error["type"]
+    if kind in _PLAIN_TYPES:
+        return f"should be {_PLAIN_TYPES[kind]}"
+    if kind in _PLAIN_BOUNDS:
+        words, key = _PLAIN_BOUNDS[kind]
+        return f"should be {words} {_number(error.get('ctx', {}).get(key))}"
+    message = _clean_message(error)
+    return "should be " + message[len("Input should be "):] if message.startswith("Input should be ") else message
+
+
+def _validator_hint(error: dict) -> str:
+    """The fix a node's own validator gave with its message (runner.language.errors.Invalid)."""
+    raised = error.get("ctx", {}).get("error")
+    return getattr(raised, "hint", "") or ""
+
+
+def _type_hint(error: dict, info, value: Any) -> str:
+    """A fix line for a value of the wrong type or out of bounds: what to write, with the field's bounds and doc."""
+    kind = error["type"]
+    about = f" ({info.description})" if info is not None and info.description else ""
+    bounds = _bounds(info)
+    if kind in ("multiple_of",) and isinstance(value, (int, float)):
+        step = error.get("ctx", {}).get("multiple_of")
+        below, above = int(value // step * step), int(value // step * step + step)
+        return f"use a multiple of {step}, e.g. {below} or {above}" if below > 0 else f"use a multiple of {step}, e.g. {above}"
+    if kind in _PLAIN_BOUNDS:
+        return f"use a value {bounds}{about}" if bounds else f"use a value {_plain_message(error)[len('should be '):]}{about}"
+    if kind in _PLAIN_TYPES:
+        what = _PLAIN_TYPES[kind]
+        if kind in ("tuple_type", "list_type") and not isinstance(value, (list, tuple)):
+            items = _tuple_length(info.annotation) if info is not None else None
+            example = ", ".join([_show(value)] * items) if items else f"{_show(value)}, ..."
+            return f"write a list in brackets, e.g. [{example}]{about}"
+        if kind == "string_type":
+            if isinstance(value, (dict, list)):
+                return f"write text here, not a {'mapping' if isinstance(value, dict) else 'list'}{about}"
+            return f"write text; quote it ('{_show(value)}') when YAML would read it as a number or true/false{about}"
+        return f"write {what}{' ' + bounds if bounds and kind.startswith(('int', 'float')) else ''}{about}"
+    return ""
+
+
+def _tuple_length(annotation) -> int | None:
+    """N for a fixed-length tuple annotation (inside Optional/Annotated), else None."""
+    import typing
+
+    if typing.get_origin(annotation) is tuple:
+        args = typing.get_args(annotation)
+        return None if not args or args[-1] is Ellipsis else len(args)
+    for arg in typing.get_args(annotation):
+        found = _tuple_length(arg)
+        if found:
+            return found
+    return None
+
+
+def _bounds(info) -> str:
+    """'from 1 to 1000', 'of at least 0', ... from a field's annotated bounds ('' when it has none)."""
+    if info is None:
+        return ""
+    low = high = None
+    for meta in info.metadata:
+        low = getattr(meta, "ge", None) if getattr(meta, "ge", None) is not None else low
+        high = getattr(meta, "le", None) if getattr(meta, "le", None) is not None else high
+        if getattr(meta, "gt", None) is not None:
+            low = f"above {meta.gt}"
+        if getattr(meta, "lt", None) is not None:
+            high = f"below {meta.lt}"
+    low = _number(low) if low is not None and not isinstance(low, str) else low
+    high = _number(high) if high is not None and not isinstance(high, str) else high
+    if low is not None and high is not None:
+        return f"from {low} to {high}" if not low.startswith("above") and not high.startswith("below") else f"{low} and {high}"
+    if low is not None:
+        return low if low.startswith("above") else f"of at least {low}"
+    if high is not None:
+        return high if high.startswith("below") else f"of at most {high}"
+    return ""
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _clean_message(error: dict) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any
 
 from ..core.suggest import did_you_mean
@@ -11,7 +12,7 @@ from .estimate import check_working_memory
 
 # call arguments runner sets itself: never from pipeline_kwargs
 RESERVED_CALL_ARGUMENTS = {"generator", "callback_on_step_end", "callback_on_step_end_tensor_inputs", "output_type",
-                           "return_dict", "image", "mask_image"}
+                           "return_dict", "image", "mask_image", "prior_callback_on_step_end"}
 
 
 def common_arguments(f, arguments: dict[str, str]) -> dict[str, Any]:
@@ -37,11 +38,25 @@ def check_denoising_steps(kwargs: dict[str, Any], pipe=None) -> None:
     strength = kwargs.get("strength", defaults.get("strength"))
     if steps is None or strength is None or "image" not in kwargs or "denoising_start" in kwargs:
         return
-    if int(steps * strength) < 1:
-        raise NodeInputError(
-            f"strength {strength} x steps {steps} leaves no denoising step (diffusers runs int(steps * strength) "
-            f"steps on an input image): raise steps to at least {int(1 / strength) + 1 if strength else 1} or raise strength"
-        )
+    problem = denoising_problem(steps, strength)
+    if problem:
+        raise NodeInputError(*problem)
+
+
+def denoising_problem(steps: int, strength: float) -> tuple[str, str] | None:
+    """(message, fix) when int(steps * strength) is 0: diffusers then fails (img2img deep inside with a tensor error,
+    inpaint with "the number of pipeline steps is 0"); it never returns the image unchanged."""
+    if int(steps * strength) >= 1:
+        return None
+    if strength == 0:
+        return ("strength 0 asks for no change at all, and diffusers cannot run it: it runs int(steps * strength) = 0 "
+                "denoising steps on an input image and fails",
+                "to keep the image as it is, link the input image itself where this node's output is used (and remove "
+                "the node); to change it, set strength above 0 (e.g. 0.3)")
+    fewest_steps = int(1 / strength) + 1 if int(1 / strength) * strength < 1 else int(1 / strength)
+    return (f"strength {strength} x steps {steps} leaves no denoising step (diffusers runs int(steps * strength) "
+            "steps on an input image)",
+            f"raise steps to at least {fewest_steps}, or strength to at least {math.ceil(100 / steps) / 100:g}")
 
 
 def run_pipeline(ctx, pipe, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -55,15 +70,23 @@ def run_pipeline(ctx, pipe, kwargs: dict[str, Any]) -> dict[str, Any]:
     def on_step_end(pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
         if "latents" in callback_kwargs:
             final_latents["latents"] = callback_kwargs["latents"]
-        ctx.step(step + 1, getattr(pipeline, "_num_timesteps", None) or kwargs.get("num_inference_steps"))
+        report_step(ctx, pipeline, step, kwargs)
         return callback_kwargs
 
     callbacks = {"callback_on_step_end": on_step_end, "callback_on_step_end_tensor_inputs": ["latents"]} if takes_callback else {}
+    if "prior_callback_on_step_end" in inspect.signature(pipe.__call__).parameters:  # a prior runs first, unreported
+        def on_prior_step(pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
+            if step == 0:
+                ctx.phase("running the prior (prompt to image embedding)")
+            return callback_kwargs
+
+        callbacks["prior_callback_on_step_end"] = on_prior_step
     scheduler = getattr(pipe, "scheduler", None)
     ctx.record(pipeline_class=type(pipe).__name__, scheduler=type(scheduler).__name__,
                scheduler_config={k: recordable(v) for k, v in getattr(scheduler, "config", {}).items()},
                call={k: recordable(v) for k, v in kwargs.items()}, call_defaults=call_defaults(pipe, kwargs))
     check_working_memory(ctx, pipe, kwargs)  # refuse at once what cannot fit, instead of being killed mid-allocation
+    ctx.phase("encoding the prompt and the input image" if "image" in kwargs else "encoding the prompt")
     with torch.inference_mode():
         result = pipe(**kwargs, generator=generator, **callbacks)
     images = list(result.images)
@@ -71,6 +94,16 @@ def run_pipeline(ctx, pipe, kwargs: dict[str, Any]) -> dict[str, Any]:
     if "latents" in final_latents:
         outputs["latents"] = final_latents["latents"].detach().clone()
     return outputs
+
+
+def report_step(ctx, pipeline, step: int, kwargs: dict[str, Any]) -> None:
+    """Report a finished denoising step (0-based `step`); after the last one the decode starts, which takes a while
+    at full size: say so, or the progress would sit at N/N with nothing shown."""
+    total = getattr(pipeline, "_num_timesteps", None) or kwargs.get("num_inference_steps")
+    ctx.step(step + 1, total)
+    if total and step + 1 >= total:
+        decoder = next((name for name in ("vae", "movq") if getattr(pipeline, name, None) is not None), None)
+        ctx.phase(f"decoding the latents ({decoder.upper() if decoder == 'vae' else 'MoVQ'})" if decoder else "finishing the call")
 
 
 def call_defaults(pipe, kwargs: dict[str, Any]) -> dict[str, Any]:

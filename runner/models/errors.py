@@ -2,4 +2,8 @@
 
 
 class NodeInputError(ValueError):
-    """The node's inputs cannot be used as given; the message says why and how to fix it."""
+    """The node's inputs cannot be used as given; the message says why, `hint` (or the message) how to fix it."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.hint = hint

@@ -126,7 +126,7 @@ def _run(ctx, pipe, kwargs: dict[str, Any]) -> dict[str, Any]:
 def kandinsky_components(registry, source, identity: str) -> dict[str, Any]:
     """Prior + decoder modules under the combined pipelines' names, loaded once per run."""
     return registry.cached(("kandinsky22", identity), lambda: _load(registry, source), load_label=identity, group=identity,
-                           estimate=registry.estimate(source))
+                           estimate=registry.estimate(source), source=source)
 
 
 def _load(registry, source) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import inspect
 from typing import Any
 
 from ..core.suggest import did_you_mean
-from .calls import NodeInputError, call_defaults, recordable
+from .calls import NodeInputError, call_defaults, recordable, report_step
 
 
 def run_named_pipeline(ctx, class_name: str, model_ref: str, call: dict[str, Any], recorded: dict[str, Any]) -> dict[str, Any]:
@@ -28,7 +28,7 @@ def run_named_pipeline(ctx, class_name: str, model_ref: str, call: dict[str, Any
         kwargs["generator"] = torch.Generator("cpu").manual_seed(ctx.seed)
     if "callback_on_step_end" in parameters:
         def on_step_end(pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
-            ctx.step(step + 1, getattr(pipeline, "_num_timesteps", None) or kwargs.get("num_inference_steps"))
+            report_step(ctx, pipeline, step, kwargs)
             return callback_kwargs
 
         kwargs["callback_on_step_end"] = on_step_end
@@ -72,7 +72,7 @@ def load_named_pipeline(ctx, class_name: str, model_ref: str):
 
     # a single file is loaded here (a model load); otherwise the pipeline derives from the checkpoint loaded once
     return registry.cached(("pipeline-class", class_name, identity), load, group=identity,
-                           load_label=identity if source.kind == "file" else None)
+                           load_label=identity if source.kind == "file" else None, source=source)
 
 
 def _argument(value: Any, parameter: inspect.Parameter | None) -> Any:

@@ -155,7 +155,8 @@ def _transformers_model(registry, source: ModelSource, identity: str, kind: str,
         processor = transformers.AutoImageProcessor.from_pretrained(location, **_processor_kwargs(kwargs))
         return model, processor
 
-    return registry.cached((kind, identity), load, load_label=identity, group=identity, estimate=registry.estimate(source))
+    return registry.cached((kind, identity), load, load_label=identity, group=identity, estimate=registry.estimate(source),
+                           source=source)
 
 
 def person_detector(registry, source: ModelSource, identity: str):

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .pool import ModelPool, estimate_bytes
+from .library_output import quiet_libraries
+from .pool import ModelPool, estimate_bytes, format_size
 from .sources import (
     ModelSource,
     ModelUnavailable,
@@ -28,22 +29,26 @@ from .sources import (
 )
 
 UNET_CHANNELS = {4: "a standard", 9: "an inpainting", 5: "a depth-to-image"}
+CONTROLNET_EXAMPLES = {"SD 1.x": "e.g. lllyasviel/control_v11p_sd15_canny", "SD 2.x": "e.g. thibaud/controlnet-sd21-canny-diffusers",
+                       "SDXL": "e.g. diffusers/controlnet-canny-sdxl-1.0; tiny:controlnet-sdxl offline",
+                       "SD 1.x/2.x": "e.g. lllyasviel/control_v11p_sd15_canny; tiny:controlnet-sd15 offline"}
+CHECKPOINT_EXAMPLES = {"SD 1.x": "e.g. stable-diffusion-v1-5/stable-diffusion-v1-5",
+                       "SD 2.x": "e.g. stabilityai/stable-diffusion-2-1",
+                       "SDXL": "e.g. stabilityai/stable-diffusion-xl-base-1.0; tiny:sdxl offline",
+                       "SD 1.x/2.x": "e.g. stable-diffusion-v1-5/stable-diffusion-v1-5; tiny:sd15 offline"}
 
 
-def quiet_libraries() -> None:
-    """Silence progress bars and advisory warnings of the libraries; errors still surface as exceptions."""
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    import diffusers
-    import huggingface_hub
-    import transformers
+def _family(cross_attention: int, addition_embed_type: str | None) -> str:
+    """The model family a UNet or ControlNet config belongs to, in the words model cards use."""
+    if addition_embed_type == "text_time":
+        return "SDXL"
+    if addition_embed_type is not None:
+        return str(addition_embed_type)
+    return {768: "SD 1.x", 1024: "SD 2.x"}.get(cross_attention, "SD 1.x/2.x")
 
-    diffusers.utils.logging.set_verbosity_error()
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    huggingface_hub.utils.disable_progress_bars()
+
+def _article(word: str) -> str:
+    return "an" if word.startswith(("SD", "S")) else "a"
 
 
 def model_folder(source: ModelSource, models_dir: Path) -> Path | None:
@@ -80,6 +85,7 @@ class ModelRegistry:
         self.reused: list[str] = []  # identities this run took from the pool, loaded by an earlier run
         self.released: list[dict] = []  # residents released to stay within the memory budget
         self.in_use: set[tuple[str, str, str]] = set()  # residents the running node uses: never released
+        self.phase: Callable[[str], None] = lambda text: None  # tells the running node's progress what takes time
 
     def environment(self) -> dict[str, Any]:
         """What the manifest records about the device and the determinism settings in force."""
@@ -106,8 +112,10 @@ class ModelRegistry:
         return device
 
     # ------------------------------------------------------------- loading
-    def node_started(self) -> None:
+    def node_started(self, phase: Callable[[str], None] | None = None) -> None:
         self.in_use = set()
+        if phase is not None:
+            self.phase = phase
 
     def _resident_key(self, identity: str) -> tuple[str, str, str]:
         return (self.device, self.dtype_name, identity)
@@ -117,12 +125,14 @@ class ModelRegistry:
         return (self.device, self.dtype_name) + key
 
     def cached(self, key: tuple, factory: Callable[[], Any], *, load_label: str | None = None,
-               group: str | tuple[str, ...] = (), estimate: Callable[[], int | None] | None = None) -> Any:
+               group: str | tuple[str, ...] = (), estimate: Callable[[], int | None] | None = None,
+               source: ModelSource | None = None) -> Any:
         """The object stored under `key` in the pool, made by `factory()` the first time.
 
         `load_label` marks a model load from disk: a new resident named by `group` (its identity), sized
-        after loading and made room for before it (`estimate()` bytes). Derived objects name the residents
-        they are made of in `group`, and go when any of those is released.
+        after loading and made room for before it (`estimate()` bytes); the node's progress says what loads
+        (`source`: its name and where its files are). Derived objects name the residents they are made of in
+        `group`, and go when any of those is released.
         """
         groups = tuple(self._resident_key(g) for g in ((group,) if isinstance(group, str) else group))
         full_key = self._pool_key(key)
@@ -141,6 +151,7 @@ class ModelRegistry:
             memory = "vram" if self.device.startswith("cuda") else "ram"
             needed = estimate() if estimate is not None else None
             pool.make_room(memory, needed or 0, self.in_use, self.released, load_label)
+            self.phase(self._loading_text(source, load_label, needed))
         value = factory()
         if load_label is not None and groups:
             resident = pool.admit(groups[0], value, load_label, self.run)
@@ -151,12 +162,28 @@ class ModelRegistry:
         pool.objects[full_key] = (value, groups)
         return value
 
+    def _loading_text(self, source: ModelSource | None, label: str, needed: int | None) -> str:
+        """'loading NAME (about SIZE in DTYPE, onto DEVICE) from WHERE': the phase a model load shows."""
+        size = f"about {format_size(needed)} in {self.dtype_name}" if needed else "size not known before loading"
+        text = f"loading {source.label if source is not None else label} ({size}, onto {self.device})"
+        if source is None:
+            return text
+        if source.kind == "hub":
+            folder = local_folder(source, self.models_dir)
+            return text + (f" from the Hugging Face cache {folder}" if folder is not None
+                           else " from the Hugging Face hub (downloading)")
+        folder = self.model_folder(source).resolve() if source.kind == "tiny" else source.location
+        return text + f" from {folder}"
+
     def estimate(self, source: ModelSource) -> Callable[[], int | None]:
         """Bytes the source's weights will take in this run's dtype, read from its files before loading."""
         return lambda: estimate_bytes(self.model_folder(source), self.dtype_name, source.entry.variant)
 
     def model_folder(self, source: ModelSource) -> Path | None:
         """The model's files on disk (tiny: built on demand; hub: the cached snapshot), or None if not local."""
+        if source.kind == "tiny" and local_folder(source, self.models_dir) is None:
+            self.phase(f"building {source.label} (first use of this tiny model; kept in "
+                       f"{(self.models_dir / 'tiny').resolve()} for later runs)")
         return model_folder(source, self.models_dir)
 
     def pretrained_args(self, source: ModelSource) -> tuple[str, dict]:
@@ -208,7 +235,8 @@ class ModelRegistry:
             pipe.set_progress_bar_config(disable=True)
             return pipe
 
-        return self.cached(("base", identity), load, load_label=identity, group=identity, estimate=self.estimate(source))
+        return self.cached(("base", identity), load, load_label=identity, group=identity, estimate=self.estimate(source),
+                           source=source)
 
     def _component_digests(self, folder: Path | None) -> dict[str, str]:
         """Component subfolder -> digest of its files, for folders holding weights."""
@@ -254,7 +282,8 @@ class ModelRegistry:
             with missing_safetensors_explained(source):
                 return ControlNetModel.from_pretrained(location, **kwargs).to(self.device)
 
-        return self.cached(("controlnet", identity), load, load_label=identity, group=identity, estimate=self.estimate(source))
+        return self.cached(("controlnet", identity), load, load_label=identity, group=identity, estimate=self.estimate(source),
+                           source=source)
 
     def pipeline(self, autopipeline: str | None, source: ModelSource, identity: str, controlnets: list = (), *,
                  channels: tuple[int, ...] = (), used_by: str = "this node"):
@@ -290,12 +319,14 @@ class ModelRegistry:
         wanted = (unet.config.cross_attention_dim, unet.config.get("addition_embed_type"))
         has = (controlnet.config.cross_attention_dim, controlnet.config.get("addition_embed_type"))
         if wanted != has:
-            family = {None: "SD 1.x/2.x", "text_time": "SDXL"}
+            checkpoint, made_for = _family(*wanted), _family(*has)
             raise ModelUnavailable(
-                f"ControlNet '{cn_source.label}' was made for {family.get(has[1], has[1])} models "
-                f"(cross-attention {has[0]}), but '{source.label}' is {family.get(wanted[1], wanted[1])} "
-                f"(cross-attention {wanted[0]}): use a ControlNet trained for '{source.label}' "
-                "(e.g. a *-sdxl-* ControlNet for SDXL checkpoints)"
+                f"ControlNet '{cn_source.label}' was made for {made_for} checkpoints (cross-attention {has[0]}), but "
+                f"'{source.label}' is {_article(checkpoint)} {checkpoint} checkpoint (cross-attention {wanted[0]}): "
+                "a ControlNet works only with the model family it was trained for",
+                f"use {_article(checkpoint)} {checkpoint} ControlNet here ({CONTROLNET_EXAMPLES.get(checkpoint, 'one trained for this checkpoint')}), "
+                f"or run '{cn_source.label}' with {_article(made_for)} {made_for} checkpoint "
+                f"({CHECKPOINT_EXAMPLES.get(made_for, 'one of its family')})",
             )
 
     @staticmethod
@@ -333,7 +364,7 @@ class ModelRegistry:
                                 model_kwargs=model_kwargs, **hub)
 
         return self.cached(("depth-estimator", identity), load, load_label=identity, group=identity,
-                           estimate=self.estimate(source))
+                           estimate=self.estimate(source), source=source)
 
     # ------------------------------------------------------------ schedulers
     def fresh_scheduler(self, identity: str, name: str | None):

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, Callable
 
 from .pool import ModelPool, format_size
 from .sources import ModelSource
+
+
+def _silent(text: str) -> None:
+    pass
 
 
 class PoolResources:
@@ -18,6 +22,7 @@ class PoolResources:
         self.views: dict[tuple, Any] = {}
         self.oom_released: list[dict] = []
         self.run = 0
+        self.phase: Callable[[str], None] = _silent  # the running node's phase reporter
 
     def begin_run(self) -> None:
         self.pool.runs += 1
@@ -29,17 +34,22 @@ class PoolResources:
     def models(self, task):
         key = (task.device, task.dtype, task.deterministic)
         if key not in self.views:
+            if "diffusers" not in sys.modules:  # the first model of the process: these imports take seconds
+                self.phase("importing torch, diffusers and transformers (once per process)")
             from .registry import ModelRegistry
 
-            self.views[key] = ModelRegistry(self.pool, task.device, task.dtype, task.deterministic, self.run)
+            view = ModelRegistry(self.pool, task.device, task.dtype, task.deterministic, self.run)
+            view.node_started(self.phase)
+            self.views[key] = view
         return self.views[key]
 
     def source(self, data: dict) -> ModelSource:
         return ModelSource.from_data(data)
 
-    def node_started(self, task) -> None:
+    def node_started(self, task, phase: Callable[[str], None] = None) -> None:
+        self.phase = phase or _silent
         for view in self.views.values():
-            view.node_started()
+            view.node_started(self.phase)
 
     def retry_after(self, task, error: BaseException) -> bool:
         """A CUDA out-of-memory error: release every GPU model the node does not use, and let it run once more."""

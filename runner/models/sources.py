@@ -24,7 +24,11 @@ COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
 class ModelUnavailable(RuntimeError):
-    """The model cannot be loaded here; the message says how to get it."""
+    """The model cannot be loaded here; the message says why, `hint` (or the message) how to get it."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.hint = hint
 
 
 # Weight files torch reads with its pickle loader (diffusers and transformers read every single-file checkpoint
@@ -86,7 +90,9 @@ def classify(entry: ModelEntry, base_dir: Path) -> ModelSource:
         return ModelSource(entry, "hub", source)
     raise ModelUnavailable(
         f"model source '{source}' is neither an existing folder or file (looked at {path}) nor a hub id (org/name) "
-        "nor tiny:NAME; fix the path or the id"
+        "nor tiny:NAME",
+        "fix the path (relative to the workflow file's folder), or write a hub id such as "
+        "stable-diffusion-v1-5/stable-diffusion-v1-5, or tiny:sd15 for an offline test",
     )
 
 
@@ -260,8 +266,16 @@ def prepare_hub(source: ModelSource) -> dict:
     if not hub_reachable():
         raise ModelUnavailable(
             f"model '{source.location}' (revision {revision}) is not in the local Hugging Face cache ({hf_hub_cache()}) "
-            "and the hub cannot be reached from here. Download it where there is internet with "
-            f"`huggingface-cli download {source.location}` and copy the cache folder here (or set HF_HUB_CACHE), "
-            "or point the model at a local folder, or use a tiny: model for offline tests."
+            "and the hub cannot be reached from here",
+            f"download it where there is internet with `{download_command(source)}` (huggingface_hub's CLI) and copy "
+            "the cache folder here (or set HF_HUB_CACHE), or point the model at a local folder, or use a tiny: model "
+            "for offline tests",
         )
     return {"revision": revision, "cache_dir": str(hf_hub_cache())}
+
+
+def download_command(source: ModelSource) -> str:
+    """The command that puts this hub model (at its revision) into the Hugging Face cache: `hf download` (the
+    `huggingface-cli` of older huggingface_hub releases is gone from 1.x on)."""
+    revision = source.entry.revision
+    return f"hf download {source.location}" + (f" --revision {revision}" if revision and revision != "main" else "")

@@ -284,9 +284,10 @@ class UnknownTinyModel(ValueError):
 
     def __init__(self, name: str):
         close = difflib.get_close_matches(name, TINY_NAMES, n=1)
-        hint = f" Did you mean 'tiny:{close[0]}'?" if close else ""
-        super().__init__(f"unknown tiny model 'tiny:{name}'.{hint} Valid names: {', '.join(TINY_NAMES)}")
+        suggestion = f" (did you mean 'tiny:{close[0]}'?)" if close else ""
+        super().__init__(f"unknown tiny model 'tiny:{name}'{suggestion}: runner builds only the tiny models it knows")
         self.name = name
+        self.hint = "use one of the tiny models: " + ", ".join(f"tiny:{n}" for n in TINY_NAMES)
 
 
 def _spec(name: str) -> tuple[str, dict[str, Any]]:
@@ -336,6 +337,9 @@ def ensure_tiny(name: str, root: pathlib.Path) -> pathlib.Path:
     target = tiny_folder(name, root)
     if target.is_dir():
         return target
+    from .library_output import quiet_libraries
+
+    quiet_libraries()  # no "Writing model shards" bars on the run's own progress display
     import torch
 
     # Builders seed torch's global RNG: serialise builds between threads

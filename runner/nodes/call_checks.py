@@ -34,9 +34,19 @@ def generation_check(spec):
     """The `check` of a generation node type driven by `spec` (a GenerationSpec; None: no AutoPipeline to look up)."""
 
     def check(fields, context) -> Problems:
-        return check_pipeline_kwargs(spec, fields, context)
+        return check_strength(fields) + check_pipeline_kwargs(spec, fields, context)
 
     return check
+
+
+def check_strength(fields) -> Problems:
+    """strength 0 on an input image: diffusers runs int(steps * strength) = 0 denoising steps and fails, whatever the
+    steps (other products below one step depend on the pipeline's default steps: checked when the node runs)."""
+    from ..models.calls import denoising_problem
+
+    if getattr(fields, "strength", None) != 0 or getattr(fields, "denoising_start", None) is not None:
+        return []
+    return [(("strength",), *denoising_problem(1, 0.0))]
 
 
 def check_pipeline_kwargs(spec, fields, context) -> Problems:

@@ -18,6 +18,7 @@ from ..language.fields import (
     SchedulerName,
     Seed,
 )
+from ..language.errors import Invalid, exactly_one
 from ..language.refs import Link, unresolve
 from .arguments import CALL_ARGUMENTS, CONTROLNET_ITEM_ARGUMENTS
 from .base import node_type
@@ -65,7 +66,17 @@ def _image_input(ctx, f) -> dict[str, Any]:
 
 
 def _inpaint_inputs(ctx, f) -> dict[str, Any]:
-    return {**_image_input(ctx, f), "mask_image": ctx.load(f.mask).convert("L")}
+    from .images import mask_coverage
+
+    mask = ctx.load(f.mask).convert("L")
+    coverage = mask_coverage(mask)
+    if coverage == "empty":
+        ctx.warn(f"its mask ({f.mask}) has no white area: nothing is repainted, yet every denoising step runs and the "
+                 "result is the input again (through the VAE); draw the area to repaint in white")
+    elif coverage == "full":
+        ctx.warn(f"its mask ({f.mask}) is all white: the whole image is repainted and nothing of it is kept "
+                 "(img2img with a strength keeps its composition)")
+    return {**_image_input(ctx, f), "mask_image": mask}
 
 
 def _depth2img_inputs(ctx, f) -> dict[str, Any]:
@@ -118,7 +129,10 @@ class ControlNet(Fields):
         start = 0.0 if self.start is None else self.start  # every diffusers ControlNet pipeline's defaults
         end = 1.0 if self.end is None else self.end
         if start >= end:
-            raise ValueError(f"start ({start}) must be below end ({end})")
+            raise Invalid(f"start ({start}) must be below end ({end})",
+                          "start and end are fractions of the steps (0 to 1): the ControlNet applies from start to end, "
+                          f"e.g. start: {min(start, end)}, end: {max(start, end)}" if start != end else
+                          "start and end are fractions of the steps (0 to 1): give end a larger value than start")
         return self
 
 
@@ -146,9 +160,12 @@ class Generation(Fields):
         spec = self.spec
         for index, item in enumerate(self.controlnet):
             if item.image is None and not (spec and spec.builds_inpaint_condition):
-                raise ValueError(f"controlnet[{index}] needs an 'image' (only inpaint nodes build one from image and mask)")
+                raise Invalid(f"controlnet[{index}] needs an 'image' (only inpaint nodes build one from image and mask)",
+                              f"add the condition image, e.g. controlnet[{index}].image: $edges (a canny, depth or pose "
+                              "node's output)")
         if self.controlnet and not (spec and spec.controlnet_condition):
-            raise ValueError("this node type takes no controlnet; use txt2img, img2img or inpaint")
+            raise Invalid("this node type takes no controlnet",
+                          "remove 'controlnet', or do the ControlNet step in a txt2img, img2img or inpaint node")
         return self
 
     spec: ClassVar[GenerationSpec | None] = None
@@ -161,8 +178,7 @@ class Txt2Img(Generation):
 class _ImageOrLatents(Generation):
     @model_validator(mode="after")
     def _one_start(self):
-        if (self.image is None) == (self.latents is None):
-            raise ValueError("give exactly one of 'image' or 'latents'")
+        exactly_one({"image": self.image, "latents": self.latents})
         return self
 
 
@@ -209,8 +225,7 @@ class InterpolationItem(Fields):
 
     @model_validator(mode="after")
     def _one(self):
-        if (self.prompt is None) == (self.image is None):
-            raise ValueError("an item is exactly one of 'prompt' or 'image'")
+        exactly_one({"prompt": self.prompt, "image": self.image}, "an item is exactly one of 'prompt' or 'image'")
         return self
 
 

@@ -20,6 +20,7 @@ from ..language.fields import (
     Seed,
     Size,
 )
+from ..language.errors import Invalid, exactly_one
 from .base import node_type
 
 URL_TIMEOUT_S = 30  # connecting, and each wait for data
@@ -47,17 +48,17 @@ class LoadImage(Fields):
 
     @model_validator(mode="after")
     def _one_source(self):
-        if (self.path is None) == (self.url is None):
-            raise ValueError("give exactly one of 'path' or 'url'")
+        exactly_one({"path": self.path, "url": self.url})
         if self.url is not None:
             from urllib.parse import urlsplit
 
             if any(ord(c) < 33 or ord(c) == 127 for c in self.url):
-                raise ValueError(f"the URL {self.url!r} contains a space or a control character: escape it (%20, ...)")
+                raise Invalid(f"the URL {self.url!r} contains a space or a control character",
+                              "escape it as a browser does (a space is %20)")
             try:
                 urlsplit(self.url).port
             except ValueError:
-                raise ValueError(f"the port in {self.url} is out of range: ports are 1-65535") from None
+                raise Invalid(f"the port in {self.url} is out of range", "ports are 1-65535: fix the number after the ':'") from None
         return self
 
 
@@ -138,8 +139,8 @@ class Shape(Fields):
 
     @model_validator(mode="after")
     def _one_shape(self):
-        if sum(v is not None for v in (self.rect, self.ellipse, self.polygon)) != 1:
-            raise ValueError("a shape is exactly one of rect, ellipse or polygon")
+        exactly_one({"rect": self.rect, "ellipse": self.ellipse, "polygon": self.polygon},
+                    "a shape is exactly one of rect, ellipse or polygon")
         return self
 
 
@@ -159,10 +160,9 @@ class MakeMask(Fields):
 
     @model_validator(mode="after")
     def _one_base(self):
-        if sum(v is not None for v in (self.like, self.size, self.from_)) != 1:
-            raise ValueError("give exactly one of 'like', 'size' or 'from'")
+        exactly_one({"like": self.like, "size": self.size, "from": self.from_})
         if self.channel != "luminance" and self.from_ is None:
-            raise ValueError("'channel' applies to 'from' only")
+            raise Invalid("'channel' applies to 'from' only", "remove 'channel', or make the mask from an image with 'from'")
         return self
 
 
@@ -191,6 +191,9 @@ def make_mask(ctx, f: MakeMask, inputs=None) -> dict[str, Any]:
         mask = mask.point(lambda v: 255 - v)
     if f.blur:
         mask = mask.filter(ImageFilter.GaussianBlur(f.blur))
+    coverage = mask_coverage(mask)
+    if coverage in ("empty", "full"):
+        ctx.warn(_mask_warning(coverage, mask.size, f))
     return {"mask": mask}
 
 
@@ -201,6 +204,59 @@ def _mask_source(image, channel: str):
         return image.convert("L")
     alpha = image.getchannel("A") if "A" in image.getbands() else image.convert("RGBA").getchannel("A")
     return alpha if channel == "alpha" else alpha.point(lambda v: 255 - v)
+
+
+REPAINT_LEVEL = 128  # diffusers' inpaint pipelines binarise the mask at 0.5: at or above it a pixel is repainted
+
+
+def mask_coverage(mask) -> str:
+    """'empty' (no pixel is repainted), 'full' (every pixel is) or 'partial', as diffusers' inpainting reads the mask."""
+    histogram = mask.convert("L").histogram()
+    white = sum(histogram[REPAINT_LEVEL:])
+    return "empty" if white == 0 else "full" if white == sum(histogram) else "partial"
+
+
+def _mask_warning(coverage: str, size: tuple[int, int], f: MakeMask) -> str:
+    width, height = size
+    outside = [(index, shape) for index, shape in enumerate(f.shapes) if not _overlaps(shape, width, height)]
+    if coverage == "empty":
+        if f.shapes and len(outside) == len(f.shapes):
+            index, shape = outside[0]
+            kind, values = next((k, v) for k, v in (("rect", shape.rect), ("ellipse", shape.ellipse),
+                                                    ("polygon", shape.polygon)) if v is not None)
+            why = (f"shapes[{index}] ({kind} {_coordinates(values)}) lies outside the {width} x {height} image"
+                   + (" (and so do the others)" if len(f.shapes) > 1 else ""))
+            fix = f"shapes are in pixels of the mask, from [0, 0] to [{width}, {height}]: move them inside"
+        elif not f.shapes and f.from_ is None:
+            why, fix = "it has no shapes", "add shapes (white = repaint), e.g. shapes: [{rect: [x0, y0, x1, y1]}]"
+        elif f.from_ is not None:
+            why, fix = (f"no pixel of 'from' ({f.channel}) reaches the threshold {f.threshold}",
+                        "lower 'threshold', or check 'channel' (an image without transparency is opaque everywhere)")
+        else:
+            why, fix = (f"no pixel reaches half white ({REPAINT_LEVEL}), where diffusers' inpainting starts to repaint",
+                        "make the shapes larger or the blur smaller")
+        return (f"the mask is all black: {why}, so an inpaint with it repaints nothing (and still runs every "
+                f"step); {fix}")
+    why = "'invert' turned an empty mask white" if f.invert else "every pixel is white"
+    return (f"the mask is all white ({why}), so an inpaint with it repaints the whole image and keeps nothing; "
+            "if that is meant, img2img or txt2img says so more plainly")
+
+
+def _coordinates(values) -> str:
+    """[300, 80, 480, 260] as written (YAML integers arrive as floats), [[x, y], ...] for a polygon."""
+    if values and isinstance(values[0], (list, tuple)):
+        return "[" + ", ".join(_coordinates(point) for point in values) + "]"
+    return "[" + ", ".join(f"{value:g}" for value in values) + "]"
+
+
+def _overlaps(shape: Shape, width: int, height: int) -> bool:
+    """True when the shape's bounding box reaches into the image."""
+    if shape.polygon is not None:
+        xs, ys = [p[0] for p in shape.polygon], [p[1] for p in shape.polygon]
+        x0, y0, x1, y1 = min(xs), min(ys), max(xs), max(ys)
+    else:
+        x0, y0, x1, y1 = _box(shape.rect if shape.rect is not None else shape.ellipse)
+    return x1 >= 0 and y1 >= 0 and x0 < width and y0 < height
 
 
 def _grown(mask, radius: int):
@@ -337,8 +393,7 @@ class SaveImage(Fields):
 
     @model_validator(mode="after")
     def _one_input(self):
-        if (self.image is None) == (self.images is None):
-            raise ValueError("give exactly one of 'image' or 'images'")
+        exactly_one({"image": self.image, "images": self.images})
         return self
 
 
