@@ -619,7 +619,7 @@ class GraphMapping:
         for c in positive.controlnets:
             if c.class_type == "ControlNetApplyAdvanced" and c.id not in on_negative:
                 raise Refused(f"{c} conditions the positive prompt of {sampler} but not its negative one: runner applies "
-                              "a ControlNet to both", f"connect its negative output to the sampler's negative input")
+                              "a ControlNet to both", "connect its negative output to the sampler's negative input")
             strength = c.inputs["strength"]
             if not 0 <= strength <= MAX_CONTROLNET_SCALE:
                 raise Refused(f"{c}: strength {strength:g} is outside runner's 0 .. {MAX_CONTROLNET_SCALE:g}")
