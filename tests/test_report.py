@@ -185,6 +185,8 @@ def test_sweep_index_is_a_labelled_2x3_grid(tmp_path):
     assert '<dd data-summary="">6 (6 ok)</dd>' in dom
     assert "--sweep nodes.photo.mode=RGB,L --sweep nodes.big.scale=0.5,1.0,2.0" in re.search(
         r'<code class="command">([^<]*)</code>', dom).group(1)
+    phone = chromium(page, tmp_path, "--window-size=390,900", "--virtual-time-budget=3000", "--dump-dom")
+    assert 'data-overflow="false"' in phone.stdout  # the grid scrolls inside its own box on a phone
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for width in (390, 1280):
         shot = ARTIFACTS / f"sweep-index-{width}.png"
