@@ -23,6 +23,7 @@ def test_runs_list_show_and_diff_of_one_param(demo, tmp_path, capsys):
     assert run_cli("runs", "show", "latest", "--out", out) == 0
     shown = capsys.readouterr().out
     assert second.name in shown and "--set params.strength=1.0" in shown and "StableDiffusionInpaintPipeline" in shown
+    assert f"command: runner run {demo} --out {out} --plain --set params.strength=1.0\n" in shown
     assert run_cli("runs", "diff", str(first), second.name, "--out", out) == 0
     diff = capsys.readouterr().out
     assert "params.strength" in diff and "0.6" in diff and "1.0" in diff
