@@ -208,3 +208,22 @@ def test_fifty_nodes_and_long_text_do_not_break_the_layout(tmp_path, width):
     done = chromium(page, tmp_path, f"--window-size={width},900", "--virtual-time-budget=3000", "--dump-dom")
     assert len(re.findall(r'<article class="node"', done.stdout)) == 50
     assert 'data-overflow="false"' in done.stdout and 'data-images-loaded="true"' in done.stdout
+
+
+def test_saved_files_of_an_older_manifest_are_measured_from_the_folder(tmp_path):
+    from runner.front.report import write_run_report
+
+    workflow = write_workflow(tmp_path, "saves.yaml", "version: 1\nnodes:\n  photo: {type: load_image, path: in.png}\n"
+                              "  keep: {type: save_image, image: $photo, name: kept.png}\n"
+                              "  lose: {type: save_image, image: $photo, name: lost.png}\n")
+    assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain") == 0
+    run_dir = latest_run(tmp_path / "out", "saves")
+    recorded = json.loads((run_dir / "manifest.json").read_text())
+    for node in recorded["nodes"].values():  # as manifests were before sizes were recorded
+        node.pop("published_files", None)
+    (run_dir / "manifest.json").write_text(json.dumps(recorded))
+    (run_dir / "lost.png").unlink()
+    text = write_run_report(run_dir).read_text()
+    size = (run_dir / "kept.png").stat().st_size
+    assert f'<a href="kept.png">kept.png</a><br><span data-size>64 × 64 px · {format_size(size)}</span>' in text
+    assert '<li data-file="lost.png"><div>lost.png · missing from the run folder</div></li>' in text
