@@ -177,6 +177,7 @@ def _as_interrupt(signum, frame) -> None:
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = ["runner", *(sys.argv[1:] if argv is None else argv)]  # recorded in run manifests
     from .language.errors import WorkflowError
 
     try:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import html
+import json
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import write_workflow, REPO, latest_run, run_cli
+from conftest import write_workflow, REPO, latest_run, manifest, run_cli
+from runner.core.hashing import sha256_file
+from runner.models.pool import format_size
+from test_graph_layout import assert_edges_avoid_boxes
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
@@ -59,8 +65,27 @@ def test_run_report_in_a_browser(demo, tmp_path):
     assert 'data-images-loaded="true"' in dom and int(re.search(r'data-images="(\d+)"', dom).group(1)) >= 5
     assert 'alt="fixed image"' in dom and 'alt="window_mask mask"' in dom
     assert not console_errors(log), console_errors(log)
+    # the header: the --set overrides as path = value, and the command line, shell-quoted
+    assert '<li><code>nodes.restyled.strength</code> = <code>1.0</code></li>' in dom
+    command = re.search(r'<code class="command">([^<]*)</code>', dom).group(1)
+    assert command == shlex.join(["runner", "run", str(demo), "--out", str(out), "--plain", "--set", "nodes.restyled.strength=1.0"])
+    # a legend for every node state and link kind
+    assert set(re.findall(r'data-legend-state="([a-z ]+)"', dom)) == {"ran", "cached", "failed", "interrupted", "not run"}
+    assert set(re.findall(r'data-legend-kind="([a-z]+)"', dom)) >= {"image", "mask", "depth", "latents", "images"}
+    # save_image cards: each written file as a thumbnail, a relative link, pixel and byte size
+    final = re.search(r'<article class="node" id="node-final".*?</article>', dom, re.S).group(0)
+    size = (run_dir / "final.png").stat().st_size
+    assert re.search(r'<li data-file="final.png"><a href="final.png" aria-label="open final.png"><img src="final.png" '
+                     r'alt="final.png, saved by final"></a><div><a href="final.png">final.png</a>', final)
+    assert f"64 × 64 px · {format_size(size)}" in final
+    assert manifest(run_dir)["nodes"]["final"]["published_files"][0] == {
+        "path": "final.png", "bytes": size, "sha256": sha256_file(run_dir / "final.png"), "width": 64, "height": 64}
+    moved = shutil.move(run_dir, tmp_path / "moved-run")  # the links are relative: the folder works anywhere
+    dom, _log = live_dom(Path(moved) / "report.html", tmp_path)
+    assert 'data-images-loaded="true"' in dom
+    page = Path(moved) / "report.html"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for width, name in ((1200, "report-desktop.png"), (390, "report-phone.png")):
+    for width, name in ((1280, "report-desktop.png"), (390, "report-phone.png")):
         shot = chromium(page, tmp_path, f"--window-size={width},1400", f"--screenshot={ARTIFACTS / name}")
         assert shot.returncode == 0 and (ARTIFACTS / name).stat().st_size > 0
 
@@ -74,6 +99,60 @@ def test_failed_run_report_shows_the_error(demo, tmp_path):
     assert re.search(r'id="node-room" data-node="room" data-state="ran"', dom)
     assert len(re.findall(r'<path class="edge"', dom)) == 6  # links to nodes that never ran are drawn too
     assert not console_errors(log)
+
+
+PROBE = """<script>
+window.addEventListener('load', () => {
+  const graph = document.querySelector('.graph');
+  const rects = [...graph.querySelectorAll('.graph-node rect')];
+  const inside = (rect, box) => { const b = rect.getBoundingClientRect();
+    return b.left >= box.left - 0.5 && b.right <= box.right + 0.5 && b.top >= box.top - 0.5 && b.bottom <= box.bottom + 0.5; };
+  const rightmost = rects.reduce((a, b) => a.getBoundingClientRect().right >= b.getBoundingClientRect().right ? a : b);
+  const result = {scrolls: graph.dataset.scrolls, hintHidden: document.querySelector('[data-scroll-hint]').hidden,
+                  rightmostVisibleAtStart: inside(rightmost, graph.getBoundingClientRect())};
+  graph.scrollLeft = graph.scrollWidth;
+  result.rightmostVisibleScrolled = inside(rightmost, graph.getBoundingClientRect());
+  result.rightmost = rightmost.parentNode.dataset.node;
+  document.querySelector('button[data-fit]').click();
+  result.fitScrolls = graph.dataset.scrolls;
+  result.fitAllVisible = rects.every(rect => inside(rect, graph.getBoundingClientRect()));
+  result.pageOverflow = document.documentElement.scrollWidth > window.innerWidth + 1;
+  const out = document.createElement('pre');
+  out.id = 'probe';
+  out.textContent = JSON.stringify(result);
+  document.body.append(out);
+});
+</script>"""
+
+
+@needs_chromium
+@pytest.mark.parametrize("width", [390, 1280])
+def test_the_graph_routes_edges_around_nodes_and_scrolls_instead_of_clipping(tmp_path, width):
+    # the issue's graph: patched reads styled directly and through hole, in the column between them; six columns
+    # are wider than the page at 1280 px
+    workflow = write_workflow(tmp_path, "holes.yaml", "version: 1\nnodes:\n  photo: {type: load_image, path: in.png}\n"
+                              "  styled: {type: upscale, image: $photo, scale: 1.0}\n"
+                              "  hole: {type: make_mask, like: $styled, shapes: [{rect: [1, 1, 4, 4]}]}\n"
+                              "  patched: {type: grid, images: [$styled, $hole]}\n"
+                              "  bigger: {type: upscale, image: $patched, scale: 2.0}\n"
+                              "  saved: {type: save_image, image: $bigger}\n")
+    assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain") == 0
+    report = latest_run(tmp_path / "out", "holes") / "report.html"
+    dom, log = live_dom(report, tmp_path)
+    svg = re.search(r"<svg role=\"img\".*?</svg>", dom, re.S).group(0)
+    assert_edges_avoid_boxes(svg, 6)  # as the browser has it: no line under a box
+    probe = report.with_name("probe.html")  # beside the report, so its relative links still resolve
+    probe.write_text(report.read_text().replace("</body>", PROBE + "</body>"))
+    done = chromium(probe, tmp_path, f"--window-size={width},900", "--virtual-time-budget=3000", "--dump-dom")
+    result = json.loads(html.unescape(re.search(r'<pre id="probe">(.*?)</pre>', done.stdout).group(1)))
+    assert result == {"scrolls": "true", "hintHidden": False, "rightmostVisibleAtStart": False,
+                      "rightmostVisibleScrolled": True, "rightmost": "saved",
+                      "fitScrolls": "false", "fitAllVisible": True, "pageOverflow": False}
+    assert not console_errors(log)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / f"report-graph-{width}.png"
+    done = chromium(report, tmp_path, f"--window-size={width},900", f"--screenshot={shot}")
+    assert done.returncode == 0 and shot.stat().st_size > 0
 
 
 @needs_chromium
@@ -91,6 +170,28 @@ def test_sweep_index_is_a_labelled_2x3_grid(tmp_path):
     assert [re.search(r'<th scope="row">([^<]*)</th>', row).group(1) for row in rows[1:]] == ["RGB", "L"]
     assert all(len(re.findall(r"<td data-variant", row)) == 3 for row in rows[1:])
     assert 'data-images-loaded="true"' in dom and not console_errors(log)
+    # each cell names the file it shows (a relative link), the variant's status, ran/cached counts and its report
+    index = json.loads((page.parent / "index.json").read_text())
+    cells = dict(re.findall(r'<td data-variant="(\d+)"[^>]*>(.*?)</td>', dom, re.S))
+    assert len(cells) == 6
+    for variant in index["variants"]:
+        cell, run = cells[str(variant["variant"])], variant["run"]
+        assert f'<img src="{run}/save.png" alt="' in cell and (page.parent / run / "save.png").is_file()
+        assert f'<a href="{run}/save.png" data-shown-file="save.png">save.png</a> <small>(save)</small>' in cell
+        assert 'data-variant-status="ok">ok</span>' in cell and f'<a href="{run}/report.html">report</a>' in cell
+        counts = variant["counts"]
+        assert f'<span data-counts="">ran {counts["ran"]} · cached {counts["cached"]}</span>' in cell
+    assert sum(v["counts"]["cached"] for v in index["variants"]) > 0  # the counts differ between variants
+    assert '<dd data-summary="">6 (6 ok)</dd>' in dom
+    assert "--sweep nodes.photo.mode=RGB,L --sweep nodes.big.scale=0.5,1.0,2.0" in re.search(
+        r'<code class="command">([^<]*)</code>', dom).group(1)
+    phone = chromium(page, tmp_path, "--window-size=390,900", "--virtual-time-budget=3000", "--dump-dom")
+    assert 'data-overflow="false"' in phone.stdout  # the grid scrolls inside its own box on a phone
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for width in (390, 1280):
+        shot = ARTIFACTS / f"sweep-index-{width}.png"
+        done = chromium(page, tmp_path, f"--window-size={width},1000", f"--screenshot={shot}")
+        assert done.returncode == 0 and shot.stat().st_size > 0
 
 
 @needs_chromium
@@ -107,3 +208,22 @@ def test_fifty_nodes_and_long_text_do_not_break_the_layout(tmp_path, width):
     done = chromium(page, tmp_path, f"--window-size={width},900", "--virtual-time-budget=3000", "--dump-dom")
     assert len(re.findall(r'<article class="node"', done.stdout)) == 50
     assert 'data-overflow="false"' in done.stdout and 'data-images-loaded="true"' in done.stdout
+
+
+def test_saved_files_of_an_older_manifest_are_measured_from_the_folder(tmp_path):
+    from runner.front.report import write_run_report
+
+    workflow = write_workflow(tmp_path, "saves.yaml", "version: 1\nnodes:\n  photo: {type: load_image, path: in.png}\n"
+                              "  keep: {type: save_image, image: $photo, name: kept.png}\n"
+                              "  lose: {type: save_image, image: $photo, name: lost.png}\n")
+    assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain") == 0
+    run_dir = latest_run(tmp_path / "out", "saves")
+    recorded = json.loads((run_dir / "manifest.json").read_text())
+    for node in recorded["nodes"].values():  # as manifests were before sizes were recorded
+        node.pop("published_files", None)
+    (run_dir / "manifest.json").write_text(json.dumps(recorded))
+    (run_dir / "lost.png").unlink()
+    text = write_run_report(run_dir).read_text()
+    size = (run_dir / "kept.png").stat().st_size
+    assert f'<a href="kept.png">kept.png</a><br><span data-size>64 × 64 px · {format_size(size)}</span>' in text
+    assert '<li data-file="lost.png"><div>lost.png · missing from the run folder</div></li>' in text

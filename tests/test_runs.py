@@ -23,6 +23,7 @@ def test_runs_list_show_and_diff_of_one_param(demo, tmp_path, capsys):
     assert run_cli("runs", "show", "latest", "--out", out) == 0
     shown = capsys.readouterr().out
     assert second.name in shown and "--set params.strength=1.0" in shown and "StableDiffusionInpaintPipeline" in shown
+    assert f"command: runner run {demo} --out {out} --plain --set params.strength=1.0\n" in shown
     assert run_cli("runs", "diff", str(first), second.name, "--out", out) == 0
     diff = capsys.readouterr().out
     assert "params.strength" in diff and "0.6" in diff and "1.0" in diff
@@ -102,8 +103,18 @@ def test_manifests_validate_against_the_committed_schema(demo, tmp_path):
     assert run_cli("run", demo, "--out", out, "--plain", "--set", "models.sd15=tiny:sd15-inpaint") == 1
     failed = manifest(latest_run(out, "demo"))
     assert failed["status"] == "failed"
-    for data in (ok, failed):
+    import runner
+
+    with runner.Session(out=out) as session:  # a run from the Python API records no command line
+        from_python = session.run(demo, set={"params.steps": 1}).manifest
+    assert "command" not in from_python and ok["command"] == ["runner", "run", str(demo), "--out", str(out), "--plain"]
+    assert ok["nodes"]["final"]["published_files"][0]["path"] == "final.png"
+    for data in (ok, failed, from_python):
         jsonschema.validate(data, schema)
+    for broken in (dict(ok, command="runner run"),
+                   dict(ok, nodes=dict(ok["nodes"], final=dict(ok["nodes"]["final"], published_files=[{"path": "final.png"}])))):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, schema)
     broken = dict(ok, status="fine")
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, schema)

@@ -7,6 +7,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from ..core.hashing import sha256_file
+
 
 def git_state(path: Path) -> dict[str, Any] | None:
     """Commit and dirty flag of the git repository holding `path`, or None outside a repository (or without git)."""
@@ -29,6 +31,24 @@ def git_state(path: Path) -> dict[str, Any] | None:
 
 def png_size(data: bytes) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def saved_file_record(folder: Path, name: str) -> dict[str, Any]:
+    """What a run folder's saved file is: its path (relative to the folder), bytes, sha256 and, for a PNG, its pixel
+    size (from the header; nothing is decoded). A file that is gone is recorded as missing."""
+    path = folder / name
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(24)
+        record: dict[str, Any] = {"path": name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    except OSError:
+        return {"path": name, "missing": True}
+    if head.startswith(PNG_SIGNATURE) and len(head) == 24:
+        record["width"], record["height"] = png_size(head)
+    return record
 
 
 # diffusers scheduler class -> the sampler name A1111 writes (with Karras sigmas: "... Karras")

@@ -10,16 +10,24 @@ from __future__ import annotations
 import base64
 import html
 import json
+import shlex
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 
 from ..core.atomic import write_atomic
 from ..core.kinds import IMAGE_KINDS
+from ..models.pool import format_size
+from .graph_layout import layered_layout
+from .provenance import saved_file_record
 
 SHOWN_KINDS = (*IMAGE_KINDS, "images")  # outputs a card shows as thumbnails
-STATE_COLOURS = {"ran": "#2e7d32", "cached": "#1565c0", "failed": "#c62828", "interrupted": "#c62828", "not run": "#757575"}
+STATE_COLOURS = {"ran": "#2e7d32", "cached": "#1565c0", "failed": "#c62828", "interrupted": "#b85c00", "not run": "#757575"}
+STATE_MEANINGS = {"ran": "computed by this run", "cached": "taken from the cache (an earlier run computed it)",
+                  "failed": "raised an error", "interrupted": "stopped before it finished",
+                  "not run": "not reached (an earlier node failed or the run stopped)"}
 KIND_COLOURS = {"image": "#6a1b9a", "mask": "#ef6c00", "depth": "#00838f", "latents": "#5d4037", "images": "#ad1457"}
 
 STYLE = """
@@ -28,8 +36,22 @@ body { margin: 0 auto; padding: 1rem; max-width: 1200px; }
 h1 { font-size: 1.4rem; margin: 0 0 .5rem; overflow-wrap: anywhere; }
 header dl { display: grid; grid-template-columns: max-content 1fr; gap: .2rem .8rem; margin: 0; }
 header dd { margin: 0; overflow-wrap: anywhere; }
-.graph { overflow-x: auto; background: #fff; border: 1px solid #ddd; border-radius: 6px; margin: 1rem 0; }
-.graph svg { display: block; }
+.graph { overflow: auto; max-height: 80vh; background: #fff; border: 1px solid #ddd; border-radius: 6px; margin: .4rem 0 1rem; }
+.graph svg { display: block; max-width: none; }
+.graph.fit svg { width: 100%; height: auto; }
+.graph-tools { display: flex; flex-wrap: wrap; align-items: center; gap: .5rem; margin-top: 1rem; font-size: .9rem; }
+.graph-tools [data-scroll-hint] { color: #555; }
+.legend { display: flex; flex-wrap: wrap; gap: .3rem 1.2rem; font-size: .85rem; margin: .3rem 0; padding: 0; list-style: none; }
+.legend li { display: flex; align-items: center; gap: .3rem; }
+.legend .state { display: inline-block; width: 1.6rem; height: .9rem; border: 2px solid var(--swatch); border-radius: 3px; background: #fff; }
+.legend .kind { display: inline-block; width: 1.6rem; border-top: 2px solid var(--swatch); }
+header ul { margin: 0; padding-left: 1.1rem; }
+code { font-family: ui-monospace, monospace; font-size: .85rem; overflow-wrap: anywhere; }
+.saved { list-style: none; padding: 0; margin: .4rem 0; display: flex; flex-direction: column; gap: .4rem; }
+.saved li { display: flex; gap: .5rem; align-items: flex-start; min-width: 0; }
+.saved img { display: block; max-width: 96px; max-height: 96px; border: 1px solid #ccc; background: repeating-conic-gradient(#eee 0 25%, #fff 0 50%) 0 0 / 12px 12px; }
+.saved div { min-width: 0; overflow-wrap: anywhere; font-size: .85rem; }
+table.grid figcaption { font-size: .8rem; max-width: 220px; margin: .2rem auto 0; }
 .graph a:focus rect { stroke: #000; stroke-width: 3; }
 .nodes { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(100%, 300px), 1fr)); gap: 1rem; }
 .node { background: #fff; border: 1px solid #ddd; border-left: 6px solid var(--state); border-radius: 6px; padding: .6rem; min-width: 0; }
@@ -42,9 +64,11 @@ header dd { margin: 0; overflow-wrap: anywhere; }
 pre { white-space: pre-wrap; overflow-wrap: anywhere; font-size: .8rem; background: #f5f5f5; padding: .4rem; margin: .3rem 0 0; }
 dialog { max-width: 95vw; max-height: 95vh; padding: .5rem; }
 dialog img { max-width: 90vw; max-height: 85vh; display: block; }
+.table { overflow-x: auto; }
 table.grid { border-collapse: collapse; }
 table.grid th, table.grid td { border: 1px solid #ddd; padding: .3rem; text-align: center; vertical-align: top; overflow-wrap: anywhere; }
 table.grid img { max-width: 200px; max-height: 200px; display: block; margin: auto; }
+table.grid figure { margin: 0; }
 @media (max-width: 600px) { body { padding: .5rem; } .thumbs img { max-width: 96px; } }
 """
 
@@ -56,6 +80,22 @@ document.querySelectorAll('button[data-full]').forEach(button => button.addEvent
   dialog.showModal();
 }));
 dialog.addEventListener('click', () => dialog.close());
+const graph = document.querySelector('.graph');
+const fit = document.querySelector('button[data-fit]');
+function checkGraph() {
+  if (!graph) return;
+  const scrolls = graph.scrollWidth > graph.clientWidth + 1;
+  graph.dataset.scrolls = scrolls ? 'true' : 'false';
+  document.querySelector('[data-scroll-hint]').hidden = !scrolls;
+}
+if (fit) fit.addEventListener('click', () => {
+  const fitted = graph.classList.toggle('fit');
+  fit.setAttribute('aria-pressed', fitted ? 'true' : 'false');
+  fit.textContent = fitted ? 'actual size' : 'fit to width';
+  checkGraph();
+});
+window.addEventListener('resize', checkGraph);
+window.addEventListener('load', checkGraph);
 function checkImages() {
   const images = [...document.querySelectorAll('main img')];
   const loaded = images.every(img => img.complete && img.naturalWidth > 0);
@@ -85,50 +125,29 @@ def _page(title: str, body: str) -> str:
             f"<script>{SCRIPT}</script>\n</body>\n</html>\n")
 
 
-def _layers(deps: dict[str, list[str]]) -> dict[str, int]:
-    depth: dict[str, int] = {}
-
-    def visit(node: str) -> int:
-        if node not in depth:
-            depth[node] = 0  # guards against cycles in a damaged manifest
-            depth[node] = 1 + max((visit(d) for d in deps.get(node, []) if d in deps), default=-1)
-        return depth[node]
-
-    for node in deps:
-        visit(node)
-    return depth
-
-
 def graph_svg(nodes: dict[str, dict], edges: list[tuple[str, str, str]]) -> str:
-    """The DAG, left to right by depth; nodes coloured by state, edges by data kind; each node links to its card."""
-    deps: dict[str, list[str]] = {n: [] for n in nodes}
-    for source, target, _kind in edges:
-        deps[target].append(source)
-    depth = _layers(deps)
-    columns: dict[int, list[str]] = {}
-    for node in nodes:
-        columns.setdefault(depth[node], []).append(node)
-    width, height, gap_x, gap_y = 170, 46, 60, 18
-    position = {}
-    for column, members in columns.items():
-        for row, node in enumerate(members):
-            position[node] = (10 + column * (width + gap_x), 10 + row * (height + gap_y))
-    total_w = 20 + (max(columns) + 1) * (width + gap_x) if columns else 100
-    total_h = 20 + max(len(m) for m in columns.values()) * (height + gap_y) if columns else 60
-    parts = [f'<svg role="img" aria-label="workflow graph" width="{total_w}" height="{total_h}" viewBox="0 0 {total_w} {total_h}">']
-    for source, target, kind in edges:
-        (x1, y1), (x2, y2) = position[source], position[target]
-        colour = KIND_COLOURS.get(kind, "#999")
-        parts.append(f'<path class="edge" data-kind="{_esc(kind)}" d="M{x1 + width},{y1 + height / 2} C{x1 + width + gap_x / 2},'
-                     f'{y1 + height / 2} {x2 - gap_x / 2},{y2 + height / 2} {x2},{y2 + height / 2}" fill="none" '
-                     f'stroke="{colour}" stroke-width="2"><title>{_esc(source)} → {_esc(target)} ({_esc(kind)})</title></path>')
+    """The DAG as a layered drawing, left to right (edges routed around the boxes, see graph_layout); nodes coloured
+    by state, edges by data kind; each node links to its card. The SVG keeps its natural size (its box scrolls)."""
+    layout = layered_layout(list(nodes), edges)
+    width, height = f"{layout.width:g}", f"{layout.height:g}"
+    parts = [f'<svg role="img" aria-label="workflow graph: {len(nodes)} nodes, {len(edges)} links" width="{width}" '
+             f'height="{height}" viewBox="0 0 {width} {height}">']
+    for route in layout.routes:
+        colour = KIND_COLOURS.get(route.kind, "#999")
+        parts.append(f'<path class="edge" data-kind="{_esc(route.kind)}" data-source="{_esc(route.source)}" '
+                     f'data-target="{_esc(route.target)}" d="{route.path}" fill="none" stroke="{colour}" stroke-width="2">'
+                     f'<title>{_esc(route.source)} → {_esc(route.target)} ({_esc(route.kind)})</title></path>')
     for node, info in nodes.items():
-        x, y = position[node]
+        box = layout.boxes[node]
         colour = STATE_COLOURS.get(info["status"], "#757575")
+        label = node if len(node) <= 22 else node[:21] + "…"
         parts.append(f'<a href="#node-{_esc(node)}" class="graph-node" data-node="{_esc(node)}" data-state="{_esc(info["status"])}">'
-                     f'<rect x="{x}" y="{y}" width="{width}" height="{height}" rx="6" fill="#fff" stroke="{colour}" stroke-width="2"/>'
-                     f'<text x="{x + 8}" y="{y + 19}" font-size="13" font-weight="bold">{_esc(node[:22])}</text>'
-                     f'<text x="{x + 8}" y="{y + 36}" font-size="11" fill="{colour}">{_esc(info["type"])} · {_esc(info["status"])}</text></a>')
+                     f'<title>{_esc(node)} ({_esc(info["type"])}, {_esc(info["status"])})</title>'
+                     f'<rect x="{box.x:g}" y="{box.y:g}" width="{box.w:g}" height="{box.h:g}" rx="6" fill="#fff" '
+                     f'stroke="{colour}" stroke-width="2"/>'
+                     f'<text x="{box.x + 8:g}" y="{box.y + 19:g}" font-size="13" font-weight="bold">{_esc(label)}</text>'
+                     f'<text x="{box.x + 8:g}" y="{box.y + 36:g}" font-size="11" fill="{colour}">{_esc(info["type"])} · '
+                     f'{_esc(info["status"])}</text></a>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -157,7 +176,32 @@ def _cache_entry(manifest: dict, key: str) -> Path | None:
     return entry if (entry / "entry.json").is_file() else None
 
 
-def _node_card(node_id: str, node: dict, document: dict, manifest: dict) -> str:
+def _saved_records(node: dict, run_dir: Path) -> list[dict]:
+    """The node's saved files as the manifest records them (one from before sizes were recorded: read from disk)."""
+    return node.get("published_files") or [saved_file_record(run_dir, name) for name in node.get("published", [])]
+
+
+def _saved_files(node_id: str, node: dict, run_dir: Path) -> str:
+    """The files a node wrote into the run folder: thumbnail, link (relative, so the folder can move), pixel and byte
+    size."""
+    records = _saved_records(node, run_dir)
+    if not records:
+        return ""
+    items = []
+    for record in records:
+        href = _esc(quote(record["path"]))
+        if record.get("missing"):
+            items.append(f'<li data-file="{_esc(record["path"])}"><div>{_esc(record["path"])} · missing from the run folder</div></li>')
+            continue
+        pixels = f'{record["width"]} × {record["height"]} px · ' if "width" in record else ""
+        picture = (f'<a href="{href}" aria-label="open {_esc(record["path"])}"><img src="{href}" '
+                   f'alt="{_esc(record["path"])}, saved by {_esc(node_id)}"></a>' if "width" in record else "")
+        items.append(f'<li data-file="{_esc(record["path"])}">{picture}<div><a href="{href}">{_esc(record["path"])}</a><br>'
+                     f'<span data-size>{pixels}{_esc(format_size(record["bytes"]))}</span></div></li>')
+    return f'<ul class="saved" aria-label="files saved by {_esc(node_id)}">' + "".join(items) + "</ul>"
+
+
+def _node_card(node_id: str, node: dict, document: dict, manifest: dict, run_dir: Path) -> str:
     colour = STATE_COLOURS.get(node["status"], "#757575")
     seconds = "" if node.get("seconds") in (None, 0) or node["status"] != "ran" else f" · {node['seconds']:.2f} s"
     cache = {"hit": "cache hit", "miss": "cache miss"}.get(node.get("cache"), "")
@@ -181,6 +225,9 @@ def _node_card(node_id: str, node: dict, document: dict, manifest: dict) -> str:
                               f'<img src="{uri}" alt="{_esc(alt)}"></button>')
     if thumbs:
         lines.append('<div class="thumbs">' + "".join(thumbs) + "</div>")
+    saved = _saved_files(node_id, node, run_dir)
+    if saved:
+        lines.append(saved)
     fields = document.get("nodes", {}).get(node_id, {})
     if fields:
         lines.append("<details><summary>parameters</summary><pre>"
@@ -192,6 +239,37 @@ def _node_card(node_id: str, node: dict, document: dict, manifest: dict) -> str:
     return "\n".join(lines)
 
 
+def _overrides(overrides: list[str]) -> str:
+    """The --set overrides as "path = value" items (a sweep's swept values are among them)."""
+    if not overrides:
+        return "none"
+    items = []
+    for override in overrides:
+        path, _, value = override.partition("=")
+        items.append(f"<li><code>{_esc(path)}</code> = <code>{_esc(value)}</code></li>")
+    return '<ul class="overrides">' + "".join(items) + "</ul>"
+
+
+def _command(record: dict) -> str:
+    line = record.get("command")
+    if not line:
+        return "none recorded (a run from the Python API)"
+    return f'<code class="command">{_esc(shlex.join(line))}</code>'
+
+
+def _legend(nodes: dict[str, dict], edges: list[tuple[str, str, str]]) -> str:
+    """What the colours mean: every node state and every link kind (those in this graph first)."""
+    present_states = {node["status"] for node in nodes.values()}
+    present_kinds = {kind for _s, _t, kind in edges}
+    states = sorted(STATE_COLOURS, key=lambda s: s not in present_states)
+    kinds = sorted(KIND_COLOURS, key=lambda k: k not in present_kinds)
+    items = [f'<li data-legend-state="{_esc(s)}"><span class="state" style="--swatch: {STATE_COLOURS[s]}"></span>'
+             f'<span title="{_esc(STATE_MEANINGS[s])}">{_esc(s)}</span></li>' for s in states]
+    items += [f'<li data-legend-kind="{_esc(k)}"><span class="kind" style="--swatch: {KIND_COLOURS[k]}"></span>'
+              f'<span>{_esc(k)} link</span></li>' for k in kinds]
+    return f'<ul class="legend" aria-label="legend: node border colour is its state, line colour the kind of data">{"".join(items)}</ul>'
+
+
 def write_run_report(run_dir: Path) -> Path:
     manifest = json.loads((run_dir / "manifest.json").read_text())
     document = yaml.safe_load((run_dir / "workflow.yaml").read_text()) or {}
@@ -201,6 +279,8 @@ def write_run_report(run_dir: Path) -> Path:
     header = (f"<header><h1>{_esc(name)} · run {_esc(manifest['run_id'])}</h1><dl>"
               f"<dt>status</dt><dd data-status=\"{_esc(manifest['status'])}\">{_esc(manifest['status'])}"
               + (f" · {_esc(manifest['error'])}" if manifest.get("error") else "") + "</dd>"
+              f"<dt>overrides</dt><dd>{_overrides(manifest['workflow'].get('overrides', []))}</dd>"
+              f"<dt>command</dt><dd>{_command(manifest)}</dd>"
               f"<dt>started</dt><dd>{_esc(manifest['started'])} ({manifest.get('seconds', 0):.2f} s)</dd>"
               f"<dt>seed</dt><dd>{_esc(manifest['seed'])}</dd>"
               f"<dt>device</dt><dd>{_esc(manifest['device'])} {_esc(manifest.get('device_name') or '')} · {_esc(manifest['dtype'])}</dd>"
@@ -208,8 +288,12 @@ def write_run_report(run_dir: Path) -> Path:
               f"<dt>versions</dt><dd>{_esc(versions)}</dd>"
               f"<dt>files</dt><dd><a href=\"manifest.json\">manifest.json</a> · <a href=\"workflow.yaml\">workflow.yaml</a></dd>"
               "</dl></header>")
-    graph = f'<section class="graph" aria-label="graph">{graph_svg(manifest["nodes"], _edges(manifest))}</section>'
-    cards = "\n".join(_node_card(node_id, node, document, manifest) for node_id, node in manifest["nodes"].items())
+    edges = _edges(manifest)
+    graph = (f'<div class="graph-tools"><button type="button" data-fit aria-pressed="false">fit to width</button>'
+             f'<span data-scroll-hint hidden>the graph is wider than its box: scroll it sideways, or fit it to the width</span></div>'
+             f'{_legend(manifest["nodes"], edges)}'
+             f'<section class="graph" aria-label="graph" tabindex="0">{graph_svg(manifest["nodes"], edges)}</section>')
+    cards = "\n".join(_node_card(node_id, node, document, manifest, run_dir) for node_id, node in manifest["nodes"].items())
     body = f"{header}\n<main>\n{graph}\n<section class=\"nodes\" aria-label=\"nodes\">\n{cards}\n</section>\n</main>"
     path = run_dir / "report.html"
     write_atomic(path, _page(f"{name} run {manifest['run_id']}", body))
@@ -225,12 +309,30 @@ def write_sweep_index(sweep_dir: Path) -> Path:
     def cell(variant: dict) -> str:
         run = sweep_dir / variant["run"]
         manifest = json.loads((run / "manifest.json").read_text()) if (run / "manifest.json").is_file() else {"nodes": {}}
-        published = [f for node in manifest["nodes"].values() for f in node.get("published", [])]
+        saved = [(node_id, record) for node_id, node in manifest["nodes"].items()
+                 for record in _saved_records(node, run)]
+        pictures = [(node_id, record) for node_id, record in saved if "width" in record]
         label = ", ".join(f"{k}={v}" for k, v in variant["values"].items())
-        picture = (f'<img src="{_data_uri(run / published[0])}" alt="{_esc(label)}">' if published and (run / published[0]).is_file()
-                   else f"<span>{_esc(variant['status'])}</span>")
+        report = f'{quote(variant["run"])}/report.html'
+        counts = variant.get("counts") or manifest.get("counts") or {}
+        status = variant["status"]
+        if pictures:
+            node_id, record = pictures[0]
+            href = _esc(f'{quote(variant["run"])}/{quote(record["path"])}')
+            of = f", 1 of {len(saved)} saved" if len(saved) > 1 else ""
+            picture = f'<a href="{_esc(report)}"><img src="{href}" alt="{_esc(label)}: {_esc(record["path"])}"></a>'
+            shown = (f'<a href="{href}" data-shown-file="{_esc(record["path"])}">{_esc(record["path"])}</a> '
+                     f'<small>({_esc(node_id)}{of})</small><br>')
+        else:
+            picture, shown = "", '<span data-shown-file="">no saved image</span><br>'
+        colour = STATE_COLOURS.get({"ok": "ran"}.get(status, status), "#757575")
+        caption = (f'{shown}<span class="badge" style="--state: {colour}" data-variant-status="{_esc(status)}">{_esc(status)}</span> '
+                   f'<span data-counts>ran {counts.get("ran", 0)} · cached {counts.get("cached", 0)}'
+                   + (f' · failed {counts["failed"]}' if counts.get("failed") else "")
+                   + (f' · not run {counts["not run"]}' if counts.get("not run") else "")
+                   + f'</span> · <a href="{_esc(report)}">report</a>')
         return (f'<td data-variant="{variant["variant"]}" data-values="{_esc(json.dumps(variant["values"]))}">'
-                f'<a href="{_esc(variant["run"])}/report.html">{picture}</a></td>')
+                f'<figure>{picture}<figcaption>{caption}</figcaption></figure></td>')
 
     if len(keys) == 2:
         rows = list(dict.fromkeys(json.dumps(v["values"][keys[0]]) for v in variants))
@@ -248,7 +350,11 @@ def write_sweep_index(sweep_dir: Path) -> Path:
             f"<tr><th scope=\"row\">{_esc(', '.join(f'{k}={val}' for k, val in v['values'].items()))}</th>{cell(v)}</tr>"
             for v in variants) + "</table>"
     title = f"sweep {sweep_dir.name}"
-    body = f"<header><h1>{_esc(title)}</h1><p>{_esc(index['workflow'])}: {len(variants)} variants</p></header><main>{table}</main>"
+    statuses = ", ".join(f"{sum(1 for v in variants if v['status'] == s)} {s}" for s in dict.fromkeys(v["status"] for v in variants))
+    body = (f"<header><h1>{_esc(title)}</h1><dl><dt>workflow</dt><dd>{_esc(index['workflow'])}</dd>"
+            f"<dt>variants</dt><dd data-summary>{len(variants)}" + (f" ({_esc(statuses)})" if variants else "") + "</dd>"
+            f"<dt>overrides</dt><dd>{_overrides(index.get('overrides', []))}</dd>"
+            f"<dt>command</dt><dd>{_command(index)}</dd></dl></header><main><div class=\"table\">{table}</div></main>")
     path = sweep_dir / "index.html"
     write_atomic(path, _page(title, body))
     return path

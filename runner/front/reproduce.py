@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..language.yaml_source import read_yaml_text
 from .loading import load_workflow
+from .run_command import command_record
 from .runs import load_manifest, resolve_run
 from .session import Session
 
@@ -79,7 +80,7 @@ def reproduce_command(args) -> int:
     deterministic = bool(old.get("determinism", {}).get("requested"))
     with Session(out=args.out, allow_private_urls=args.allow_private_urls) as session:
         outcome = session.run(workflow, deterministic=deterministic, mode="quiet" if args.quiet else "plain", no_cache=True,
-                              extra={"reproduces": str(run)})
+                              extra={"reproduces": str(run), **command_record(args)})
     new = outcome.manifest
     notes = environment_differences(old, new)
     for note in notes:

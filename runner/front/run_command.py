@@ -33,6 +33,12 @@ def open_session(args) -> Session:
         raise WorkflowError([Problem(Location(option), (), p.message, "e.g. --max-ram 16GB") for p in exc.problems]) from None
 
 
+def command_record(args) -> dict:
+    """{"command": [...]}: the command line a run came from (as `runner ARGS`), for its manifest; {} without one."""
+    line = getattr(args, "command_line", None)
+    return {"command": [str(part) for part in line]} if line else {}
+
+
 def run_command(args) -> int:
 
     workflow = load_for_run(args.workflow, args.overrides, args.allow_paths)
@@ -75,7 +81,7 @@ def _run_in(session: Session, args, workflow: Workflow) -> int:
         session.check_out(create=False)
         return _dry_run(workflow, plan, cache, args, console)
     mode = "quiet" if args.quiet else ("plain" if args.plain or not sys.stdout.isatty() else "live")
-    run = session.run(workflow, plan=plan, force=args.force, no_cache=args.no_cache, mode=mode)
+    run = session.run(workflow, plan=plan, force=args.force, no_cache=args.no_cache, mode=mode, extra=command_record(args))
     if mode != "quiet":
         rows = [(n, workflow.nodes[n].type.name, run.results[n].status if n in run.results else "not run",
                  run.results[n].seconds if n in run.results else 0.0) for n in plan.order]
@@ -117,14 +123,15 @@ def sweep_command(args, session: Session, workflow: Workflow, dimensions: list) 
     session.check_out()
     sweep_dir = new_sweep_dir(args.out, workflow.name)
     mode = "quiet" if args.quiet else "plain"
-    index = {"workflow": str(args.workflow), "overrides": args.overrides, "variants": []}
+    index = {"workflow": str(args.workflow), "overrides": args.overrides, **command_record(args), "variants": []}
     exit_code = 0
     for number, (values, variant, plan) in enumerate(prepared):
         if mode != "quiet":
             print(f"variant {number}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
         run = session.run(variant, plan=plan, force=args.force, no_cache=args.no_cache, mode=mode,
                           run_dir=sweep_dir / f"{number:03d}",
-                          extra={"sweep": {"folder": str(sweep_dir), "variant": number, "values": values}})
+                          extra={"sweep": {"folder": str(sweep_dir), "variant": number, "values": values},
+                                 **command_record(args)})
         index["variants"].append({"variant": number, "values": values, "run": run.folder.name,
                                   "status": run.status, "counts": run.manifest["counts"]})
         try:

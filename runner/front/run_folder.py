@@ -27,7 +27,7 @@ from ..language.workflow import Workflow
 from ..nodes import NODE_TYPES
 from .png_text import with_text
 from .progress import LiveEvents, PlainEvents
-from .provenance import a1111_name, a1111_parameters, git_state, png_size
+from .provenance import a1111_name, a1111_parameters, git_state, png_size, saved_file_record
 
 MANIFEST_VERSION = 1
 SUPERSEDED = "superseded by a newer version of the workflow"
@@ -375,7 +375,9 @@ def build_manifest(workflow: Workflow, plan: Plan, results: dict[str, NodeResult
             "input_files": task.files,
             "inputs": _input_hashes(publisher.cache, task),
             "outputs": _output_hashes(publisher.cache, task.key),
-            **({"published": publisher.files[node_id]} if node_id in publisher.files else {}),
+            **({"published": publisher.files[node_id],
+                "published_files": [saved_file_record(publisher.run_dir, name) for name in publisher.files[node_id]]}
+               if node_id in publisher.files else {}),
             **(result.info if result else {}),
         }
     return {

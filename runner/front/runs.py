@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,8 @@ def print_show(console: Console, run: Path) -> None:
                   f"{data.get('seconds', 0):.2f} s")
     if data["workflow"].get("overrides"):
         console.print("overrides: " + escape(" ".join(f"--set {o}" for o in data["workflow"]["overrides"])))
+    if data.get("command"):
+        console.print("command: " + escape(shlex.join(data["command"])), soft_wrap=True)
     table = Table()
     for column in ("node", "type", "status", "seconds", "seed", "pipeline", "published"):
         table.add_column(column, overflow="fold")

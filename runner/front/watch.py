@@ -91,7 +91,7 @@ def watched_paths(workflow: Workflow, plan) -> tuple[set[Path], set[Path]]:
 
 def watch_command(args) -> int:
     from .lock import check_lock, pinned_revisions
-    from .run_command import open_in_browser, open_session
+    from .run_command import command_record, open_in_browser, open_session
 
     session = open_session(args)
     session.check_out()  # before watching: a pass could not write its run folder
@@ -119,7 +119,7 @@ def watch_command(args) -> int:
             watcher.watch(*watched_paths(workflow, plan))
             number += 1
             started = time.perf_counter()
-            run = session.run(workflow, plan=plan, mode=mode, should_stop=watcher.changed.is_set)
+            run = session.run(workflow, plan=plan, mode=mode, should_stop=watcher.changed.is_set, extra=command_record(args))
             if run.exit_code == 130 and not (run.error or "").startswith(SUPERSEDED):
                 say(f"pass {number}: interrupted; finished nodes stay cached")
                 return 130  # Ctrl-C during the pass
