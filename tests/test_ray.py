@@ -44,9 +44,9 @@ def _keys(folder: Path) -> dict[str, dict[str, str]]:
             for m in sorted(folder.rglob("manifest.json"))}
 
 
-def _local_reference(workflow: Path, tmp_path: Path, monkeypatch) -> Path:
+def _local_reference(workflow: Path, tmp_path: Path, monkeypatch, seeds: str = "1-3") -> Path:
     monkeypatch.setenv("RUNNER_CACHE_DIR", str(tmp_path / "local-cache"))
-    assert run_cli("run", workflow, "--seeds", "1-3", "--out", tmp_path / "local", "--plain") == 0
+    assert run_cli("run", workflow, "--seeds", seeds, "--out", tmp_path / "local", "--plain") == 0
     return next((tmp_path / "local" / "raysweep").iterdir())
 
 
@@ -66,16 +66,110 @@ def _check_affinity(variants: list[Path], shared: bool) -> None:
     assert loads and max(loads.values()) == 1  # model affinity: each worker loaded the checkpoint at most once
 
 
-def test_a_sweep_on_two_workers_equals_the_local_run(cluster, tmp_path, isolated_cache, monkeypatch):
+def test_a_sweep_on_two_workers_equals_the_local_run(cluster, tmp_path, isolated_cache, monkeypatch, capsys):
     workflow = write_workflow(tmp_path, "raysweep.yaml", SWEEP)
-    local_sweep = _local_reference(workflow, tmp_path, monkeypatch)
+    local_sweep = _local_reference(workflow, tmp_path, monkeypatch, seeds="1-6")
     monkeypatch.setenv("RUNNER_CACHE_DIR", str(isolated_cache))
-    assert run_cli("run", workflow, "--seeds", "1-3", "--out", tmp_path / "ray", "--plain",
+    capsys.readouterr()
+    assert run_cli("run", workflow, "--seeds", "1-6", "--out", tmp_path / "ray", "--plain",
                    "--executor", "ray", "--workers", "2") == 0
+    lines = capsys.readouterr().out.splitlines()
     ray_sweep = next((tmp_path / "ray" / "raysweep").iterdir())
-    assert _pngs(ray_sweep) == _pngs(local_sweep) and len(_pngs(ray_sweep)) == 6
+    assert _pngs(ray_sweep) == _pngs(local_sweep) and len(_pngs(ray_sweep)) == 12
     assert _keys(ray_sweep) == _keys(local_sweep)
-    _check_affinity(sorted(p for p in ray_sweep.iterdir() if p.is_dir()), shared=True)
+    variants = sorted(p for p in ray_sweep.iterdir() if p.is_dir())
+    _check_affinity(variants, shared=True)
+    index = json.loads((ray_sweep / "index.json").read_text())
+    assert [v["variant"] for v in index["variants"]] == list(range(6)) and {v["status"] for v in index["variants"]} == {"ok"}
+    # variants ran side by side: variant 1 started before variant 0 printed its last line (each line names its variant)
+    first_of = {n: next(i for i, line in enumerate(lines) if line.startswith(f"[{n:03d}] ")) for n in range(6)}
+    last_of_0 = max(i for i, line in enumerate(lines) if line.startswith("[000] "))
+    assert first_of[1] < last_of_0, "\n".join(lines)
+    # photo and edges do not depend on the seed: computed once for the whole sweep, read by the other five
+    ran_photo = [v for v in variants if manifest(v)["nodes"]["photo"]["status"] == "ran"]
+    assert len(ran_photo) == 1, [manifest(v)["nodes"]["photo"]["status"] for v in variants]
+
+
+def _running_worker_pids() -> list[int]:
+    """Ray worker processes that run a task now (Ray titles them 'ray::Worker.run_task')."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                title = (proc / "cmdline").read_bytes().split(b"\0")[0]
+            except OSError:
+                continue
+            if title.startswith(b"ray::Worker.run_task"):
+                pids.append(int(proc.name))
+    return pids
+
+
+def test_a_worker_killed_mid_sweep_and_the_sweep_completes(cluster, tmp_path, isolated_cache, monkeypatch):
+    import os
+    import signal
+
+    text = SWEEP.replace("steps: 2, strength: 0.5", "steps: 30, strength: 1.0")
+    workflow = write_workflow(tmp_path, "raysweep.yaml", text)
+    killed: list[int] = []
+
+    def kill_one_busy_worker() -> None:  # a real crash: SIGKILL to the process of a worker in the middle of a task
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not killed:
+            busy = _running_worker_pids()
+            if busy:
+                time.sleep(0.5)
+                if busy[0] in _running_worker_pids():
+                    os.kill(busy[0], signal.SIGKILL)
+                    killed.append(busy[0])
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_one_busy_worker, daemon=True)
+    killer.start()
+    code = run_cli("run", workflow, "--seeds", "1-4", "--out", tmp_path / "out", "--quiet", "--executor", "ray",
+                   "--workers", "2")
+    killer.join(10)
+    assert killed, "the test never saw a worker running a task"
+    assert code == 0
+    sweep = next((tmp_path / "out" / "raysweep").iterdir())
+    index = json.loads((sweep / "index.json").read_text())
+    assert [v["status"] for v in index["variants"]] == ["ok"] * 4
+    retries = [r for v in sorted(p for p in sweep.iterdir() if p.is_dir()) for r in manifest(v)["executor"]["retries"]]
+    assert len(retries) == 1 and retries[0]["attempt"] == 1, retries
+    assert run_cli("cache", "verify") == 0
+
+
+def test_ctrl_c_on_the_driver_stops_a_sweep_keeps_finished_entries_and_exits_130(tmp_path, isolated_cache):
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    workflow = write_workflow(tmp_path, "raysweep.yaml", SWEEP.replace("steps: 2, strength: 0.5", "steps: 30, strength: 1.0"))
+    # its own process, and its own local cluster (started and stopped by the command)
+    process = subprocess.Popen([sys.executable, "-m", "runner", "run", str(workflow), "--seeds", "1-6", "--out",
+                                str(tmp_path / "out"), "--plain", "--executor", "ray", "--workers", "2"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if "] done " in line:  # a node of some variant finished
+            break
+    process.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    stdout, stderr = process.communicate(timeout=120)
+    assert time.monotonic() - started < 60
+    assert process.returncode == 130, ("".join(seen) + stdout, stderr)
+    assert "Traceback" not in stderr, stderr
+    sweep = next((tmp_path / "out" / "raysweep").iterdir())
+    index = json.loads((sweep / "index.json").read_text())
+    statuses = {v["variant"]: v["status"] for v in index["variants"]}
+    assert "interrupted" in statuses.values() and len(statuses) < 6, statuses
+    entries = {p.parent.name for p in (isolated_cache / "nodes").glob("*/*/entry.json")}
+    recorded = {node["key"]: node["status"] for v in sweep.iterdir() if (v / "manifest.json").is_file()
+                for node in manifest(v)["nodes"].values()}
+    assert {key for key, status in recorded.items() if status == "ran"} <= entries  # finished nodes stay cached
+    assert run_cli("cache", "verify") == 0
 
 
 def test_entries_travel_through_the_object_store_without_shared_storage(cluster, tmp_path, isolated_cache, monkeypatch):

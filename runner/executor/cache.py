@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,6 +45,10 @@ MARKER_FILE = ".runner-cache"  # written with the first entry: what makes a fold
 KEY = re.compile(r"^[0-9a-f]{64}$")
 LOCK_POLL_S = 0.2
 _LOCKS: dict[str, FileLock] = {}  # one lock object per lock file in this process: re-entrant, never self-blocking
+# the file lock excludes other processes only (it is re-entrant across this process's threads); threads that share a
+# cache (a sweep's variants run side by side) exclude each other with a per-key RLock taken first
+_THREAD_LOCKS: dict[str, threading.RLock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
 
 
 class NotACache(Exception):
@@ -99,24 +104,32 @@ class NodeCache:
 
     @contextmanager
     def acquire(self, key: str, waiting: Callable[[], None] | None = None) -> Iterator[None]:
-        """Hold the key's lock for the `with` block, waiting as long as another process holds it; while it waits,
-        `waiting()` is called every LOCK_POLL_S seconds (it may raise to give up: a stop request). Ctrl-C works."""
+        """Hold the key's lock for the `with` block, waiting as long as another process (or thread) holds it; while it
+        waits, `waiting()` is called every LOCK_POLL_S seconds (it may raise to give up: a stop request). Ctrl-C works."""
+        with _THREAD_LOCKS_GUARD:
+            in_process = _THREAD_LOCKS.setdefault(str(self.locks / key[:2] / key), threading.RLock())
+        while not in_process.acquire(timeout=LOCK_POLL_S):
+            if waiting is not None:
+                waiting()
         try:
-            lock = self.lock(key)
-            while True:
-                try:
-                    lock.acquire(timeout=LOCK_POLL_S, poll_interval=0.05)
-                    break
-                except Timeout:
-                    if waiting is not None:
-                        waiting()
-        except OSError:
-            lock = None  # no lock file can be made here (a read-only cache): nothing can be written here either
-        try:
-            yield
+            try:
+                lock = self.lock(key)
+                while True:
+                    try:
+                        lock.acquire(timeout=LOCK_POLL_S, poll_interval=0.05)
+                        break
+                    except Timeout:
+                        if waiting is not None:
+                            waiting()
+            except OSError:
+                lock = None  # no lock file can be made here (a read-only cache): nothing can be written here either
+            try:
+                yield
+            finally:
+                if lock is not None:
+                    lock.release()
         finally:
-            if lock is not None:
-                lock.release()
+            in_process.release()
 
     # -- reading -------------------------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -135,12 +136,14 @@ class RayExecutor:
         self.gpus_per_worker = gpus_per_worker
         self.max_retries = max_retries
         self.budget = {"max_ram": max_ram, "max_vram": max_vram}
-        self.last_results: dict[str, NodeResult] = {}
+        self._local = threading.local()
+        self.lock = threading.RLock()
+        self.busy: set[int] = set()  # actor indexes running a task, across every run in progress
+        self.computing: dict[str, int] = {}  # cache key -> the run (id of its results) computing it
         self.actors: list[Any] = []
         self.names: dict[int, str] = {}  # actor index -> worker name
         self.holds: dict[int, set[str]] = {}  # actor index -> model identities it holds
         self.started_ray = False
-        self.run_record: dict[str, Any] = {}
         self.shared = False
 
     # ---------------------------------------------------------------- start
@@ -228,13 +231,38 @@ class RayExecutor:
         self.holds[index] = set()
         self.shared = info["shared"]
 
+    def parallel_runs(self) -> int:
+        """How many runs (a sweep's variants) are worth running at once: one per worker (the workers start now)."""
+        with self.lock:
+            self.start()
+            return len(self.actors)
+
     # ------------------------------------------------------------------ run
+    # Several runs may share the workers at once (a sweep's variants, each in its own thread): the workers' busy set
+    # and the keys being computed are shared under `self.lock`; each run's results and record are its thread's own.
+    @property
+    def last_results(self) -> dict[str, NodeResult]:
+        return getattr(self._local, "results", {})
+
+    @last_results.setter
+    def last_results(self, value: dict[str, NodeResult]) -> None:
+        self._local.results = value
+
+    @property
+    def run_record(self) -> dict[str, Any]:
+        return getattr(self._local, "record", {})
+
+    @run_record.setter
+    def run_record(self, value: dict[str, Any]) -> None:
+        self._local.record = value
+
     def run(self, plan: Plan, events, *, force: set[str] = frozenset(), no_cache: bool = False,
             after_node: Callable[[Task, NodeResult], None] | None = None,
             should_stop: Callable[[], bool] | None = None) -> dict[str, NodeResult]:
         import ray
 
-        self.start()
+        with self.lock:
+            self.start()
         results: dict[str, NodeResult] = {}
         self.last_results = results
         self.run_record = {"workers": {}, "retries": [], "loads": {}}
@@ -253,35 +281,54 @@ class RayExecutor:
             if after_node is not None:
                 after_node(plan.tasks[node_id], result)
 
+        def release(index: int, key: str) -> None:
+            with self.lock:
+                self.busy.discard(index)
+                if self.computing.get(key) == id(results):
+                    del self.computing[key]
+
         try:
             while pending or running:
                 if should_stop is not None and should_stop():
                     raise RunStopped("stopped: a newer version of the workflow is waiting")
-                busy = {index for _node, index, _attempt in running.values()}
+                waiting_on_others = False
                 for node_id in list(pending):
                     task = plan.tasks[node_id]
                     if not all(owners.get(key) in done for key in task.upstream.values()):
                         continue
                     replace = no_cache or node_id in force
-                    if not replace:
-                        entry = self.cache.lookup(task.key)
-                        if entry is not None:
-                            pending.remove(node_id)
-                            events.node_cached(node_id)
-                            finish(node_id, NodeResult("cached", info=entry.get("info", {})))
+                    with self.lock:  # a key another run is computing is waited for, then read from the cache
+                        if not replace and self.computing.get(task.key, id(results)) != id(results):
+                            waiting_on_others = True
                             continue
-                    index = self._pick(task, busy)
+                        entry = None if replace else self.cache.lookup(task.key)
+                        index = None if entry is not None else self._pick(task, self.busy)
+                        if index is not None:
+                            self.busy.add(index)
+                            self.computing[task.key] = id(results)
+                    if entry is not None:
+                        pending.remove(node_id)
+                        events.node_cached(node_id)
+                        finish(node_id, NodeResult("cached", info=entry.get("info", {})))
+                        continue
                     if index is None:
+                        waiting_on_others = True  # every worker is busy (with another run's tasks)
                         continue
                     pending.remove(node_id)
-                    busy.add(index)
-                    entries = {} if self.shared else {key: self._export(key) for key in task.upstream.values()}
-                    if attempts.get(node_id, 0) == 0:
-                        events.node_started(node_id)
-                    ref = self.actors[index].run_task.remote(task.to_data(), plan_data, entries, replace)
+                    try:
+                        entries = {} if self.shared else {key: self._export(key) for key in task.upstream.values()}
+                        if attempts.get(node_id, 0) == 0:
+                            events.node_started(node_id)
+                        ref = self.actors[index].run_task.remote(task.to_data(), plan_data, entries, replace)
+                    except BaseException:
+                        release(index, task.key)
+                        raise
                     running[ref] = (node_id, index, attempts.get(node_id, 0))
                     self.in_flight[node_id] = index
                 if not running:
+                    if waiting_on_others:
+                        time.sleep(POLL_S)
+                        continue
                     if pending:
                         raise RuntimeError(f"nothing can run: {pending} wait on nodes that are not done")
                     break
@@ -291,36 +338,39 @@ class RayExecutor:
                     self.in_flight.pop(node_id, None)
                     task = plan.tasks[node_id]
                     try:
-                        payload = ray.get(ref, timeout=60)
-                    except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
-                            ray.exceptions.ObjectLostError) as exc:
-                        self._replace(index)
-                        if attempt >= self.max_retries:
-                            error = RuntimeError(f"its worker died {attempt + 1} times ({type(exc).__name__})")
-                            results[node_id] = NodeResult("failed", info={"error": str(error)})
+                        try:
+                            payload = ray.get(ref, timeout=60)
+                        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
+                                ray.exceptions.ObjectLostError) as exc:
+                            self._replace(index)
+                            if attempt >= self.max_retries:
+                                error = RuntimeError(f"its worker died {attempt + 1} times ({type(exc).__name__})")
+                                results[node_id] = NodeResult("failed", info={"error": str(error)})
+                                events.node_failed(node_id, error)
+                                raise NodeFailed(node_id, task.type_name, error) from None
+                            attempts[node_id] = attempt + 1
+                            self.run_record["retries"].append({"node": node_id, "worker": self.names.get(index, "?"),
+                                                               "error": type(exc).__name__, "attempt": attempt + 1})
+                            events.node_warning(node_id, f"its worker died ({type(exc).__name__}): running it again on another")
+                            pending.insert(0, node_id)
+                            continue
+                        self.run_record["workers"][node_id] = payload["worker"]
+                        if payload.get("loaded"):
+                            self.run_record["loads"][node_id] = payload["loaded"]
+                        for message in payload.get("warnings", []):
+                            events.node_warning(node_id, message)
+                        if payload["status"] == "failed":
+                            error = RuntimeError(payload["error"])
+                            error.hint = payload.get("info", {}).get("fix", "")  # type: ignore[attr-defined]
+                            results[node_id] = NodeResult("failed", payload["seconds"], payload.get("info", {}))
                             events.node_failed(node_id, error)
-                            raise NodeFailed(node_id, task.type_name, error) from None
-                        attempts[node_id] = attempt + 1
-                        self.run_record["retries"].append({"node": node_id, "worker": self.names.get(index, "?"),
-                                                           "error": type(exc).__name__, "attempt": attempt + 1})
-                        events.node_warning(node_id, f"its worker died ({type(exc).__name__}): running it again on another")
-                        pending.insert(0, node_id)
-                        continue
-                    self.run_record["workers"][node_id] = payload["worker"]
-                    if payload.get("loaded"):
-                        self.run_record["loads"][node_id] = payload["loaded"]
-                    for message in payload.get("warnings", []):
-                        events.node_warning(node_id, message)
-                    if payload["status"] == "failed":
-                        error = RuntimeError(payload["error"])
-                        error.hint = payload.get("info", {}).get("fix", "")  # type: ignore[attr-defined]
-                        results[node_id] = NodeResult("failed", payload["seconds"], payload.get("info", {}))
-                        events.node_failed(node_id, error)
-                        raise NodeFailed(node_id, task.type_name, error)
-                    self.holds[index] = set(payload.get("models", []))
-                    if "entry" in payload:
-                        self.cache.import_entry(task.key, payload["entry"]["record"], payload["entry"]["files"],
-                                                replace=no_cache or node_id in force)
+                            raise NodeFailed(node_id, task.type_name, error)
+                        self.holds[index] = set(payload.get("models", []))
+                        if "entry" in payload:
+                            self.cache.import_entry(task.key, payload["entry"]["record"], payload["entry"]["files"],
+                                                    replace=no_cache or node_id in force)
+                    finally:
+                        release(index, task.key)  # after the entry is in the cache: a waiting run then finds it
                     status = "ran" if payload["status"] == "ran" else "cached"
                     if status == "ran":
                         events.node_done(node_id, payload["seconds"])
@@ -328,9 +378,10 @@ class RayExecutor:
                         events.node_cached(node_id)
                     finish(node_id, NodeResult(status, payload["seconds"], payload.get("info", {})))
         except BaseException:
-            for ref in running:
+            for ref, (node_id, index, _attempt) in running.items():
                 ray.cancel(ref, force=False)
-            self.in_flight.clear()
+                self.in_flight.pop(node_id, None)
+                release(index, plan.tasks[node_id].key)
             raise
         return results
 

@@ -84,15 +84,16 @@ class PlainEvents:
     """One line per event, no ANSI: for CI logs and pipes. Steps every 10 % (every step below 10 steps) with their
     rate and the time left; one line per phase (a model load, the decode after the last step)."""
 
-    def __init__(self, types: dict[str, str], stream=None, quiet: bool = False):
+    def __init__(self, types: dict[str, str], stream=None, quiet: bool = False, label: str = ""):
         self.types = types
         self.stream = stream or sys.stdout
         self.quiet = quiet
+        self.label = label  # before every line: which run it is about, when several print at once (a sweep's variants)
         self.clocks: dict[str, StepClock] = {}
 
     def _say(self, text: str) -> None:
         if not self.quiet:
-            print(text, file=self.stream, flush=True)
+            print(self.label + text, file=self.stream, flush=True)
 
     def _clock(self, node_id: str) -> StepClock:
         return self.clocks.setdefault(node_id, StepClock())
@@ -131,10 +132,11 @@ class PlainEvents:
         self._say(f"done     {node_id} ({self.types[node_id]}) in {seconds:.2f} s{steps}")
 
     def node_failed(self, node_id: str, error: BaseException) -> None:
-        print(f"FAILED   {node_id} ({self.types[node_id]}): {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+        print(f"{self.label}FAILED   {node_id} ({self.types[node_id]}): {type(error).__name__}: {error}", file=sys.stderr,
+              flush=True)
 
     def node_warning(self, node_id: str, message: str) -> None:
-        print(f"warning: {node_id}: {message}", file=sys.stderr, flush=True)
+        print(f"{self.label}warning: {node_id}: {message}", file=sys.stderr, flush=True)
 
     def stop(self) -> None:
         pass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..core.atomic import write_atomic
 from ..core.paths import models_dir
@@ -124,28 +125,47 @@ def sweep_command(args, session: Session, workflow: Workflow, dimensions: list) 
     sweep_dir = new_sweep_dir(args.out, workflow.name)
     mode = "quiet" if args.quiet else "plain"
     index = {"workflow": str(args.workflow), "overrides": args.overrides, **command_record(args), "variants": []}
-    exit_code = 0
-    for number, (values, variant, plan) in enumerate(prepared):
+    parallel = min(len(prepared), session.executor.parallel_runs()) if hasattr(session.executor, "parallel_runs") else 1
+
+    def run_variant(number: int, values: dict, variant: Workflow, plan: Plan, should_stop=None, label: str = ""):
         if mode != "quiet":
-            print(f"variant {number}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
-        run = session.run(variant, plan=plan, force=args.force, no_cache=args.no_cache, mode=mode,
-                          run_dir=sweep_dir / f"{number:03d}",
-                          extra={"sweep": {"folder": str(sweep_dir), "variant": number, "values": values},
-                                 **command_record(args)})
+            print(f"{label}variant {number}: " + ", ".join(f"{k}={v}" for k, v in values.items()), flush=True)
+        return session.run(variant, plan=plan, force=args.force, no_cache=args.no_cache, mode=mode,
+                           run_dir=sweep_dir / f"{number:03d}", should_stop=should_stop, label=label,
+                           extra={"sweep": {"folder": str(sweep_dir), "variant": number, "values": values},
+                                  **command_record(args)})
+
+    def record(number: int, values: dict, run) -> bool:
+        """Add a finished variant to index.json (in variant order); False when the index cannot be written."""
+        index["variants"] = [item for item in index["variants"] if item["variant"] != number]
         index["variants"].append({"variant": number, "values": values, "run": run.folder.name,
                                   "status": run.status, "counts": run.manifest["counts"]})
+        index["variants"].sort(key=lambda item: item["variant"])
         try:
             write_atomic(sweep_dir / "index.json", json.dumps(index, indent=2) + "\n")
         except OSError as exc:
             print(f"error: index.json could not be written into {sweep_dir}: {exc.strerror or exc}", file=sys.stderr)
-            return 1
+            return False
         write_report(sweep_dir)
-        if run.exit_code:
-            exit_code = run.exit_code
-            print(f"error: variant {number}: {run.error}", file=sys.stderr)
-            if run.hint:
-                print(f"    fix: {run.hint}", file=sys.stderr)
-            break
+        return True
+
+    failures: dict[int, Any] = {}  # variant -> its run, for each variant that did not end ok
+    if parallel <= 1:
+        for number, (values, variant, plan) in enumerate(prepared):
+            run = run_variant(number, values, variant, plan)
+            if not record(number, values, run):
+                return 1
+            if run.exit_code:
+                failures[number] = run
+                break
+    elif not _run_side_by_side(prepared, run_variant, record, failures, parallel):
+        return 1
+    codes = [run.exit_code for _number, run in sorted(failures.items())]
+    exit_code = 130 if 130 in codes else (codes[0] if codes else 0)
+    for number, run in sorted(failures.items()):
+        print(f"error: variant {number}: {run.error}", file=sys.stderr)
+        if run.hint:
+            print(f"    fix: {run.hint}", file=sys.stderr)
     if mode != "quiet":
         table = Table(title=f"sweep {sweep_dir.name}")
         for column in ("variant", "values", "status", "ran", "cached"):
@@ -158,6 +178,52 @@ def sweep_command(args, session: Session, workflow: Workflow, dimensions: list) 
     if args.open:
         open_in_browser(sweep_dir / "index.html")
     return exit_code
+
+
+def _run_side_by_side(prepared: list, run_variant, record, failures: dict, parallel: int) -> bool:
+    """Run the variants `parallel` at a time, each in a thread, on an executor whose workers they share (False when
+    index.json could not be written). A variant that fails stops new ones from starting (as the sequential loop
+    stops) and the ones running finish; Ctrl-C stops them all at their next node boundary (status interrupted,
+    finished nodes cached), and the sweep ends with 130 once each has written its record."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    interrupted, failed = threading.Event(), threading.Event()
+
+    def should_stop() -> bool:
+        if interrupted.is_set():
+            raise KeyboardInterrupt  # in the variant's own thread: its run ends as a Ctrl-C ends a run
+        return False
+
+    def one(number: int, values, variant, plan):
+        if failed.is_set() or interrupted.is_set():
+            return None  # not started: a variant failed, or Ctrl-C
+        run = run_variant(number, values, variant, plan, should_stop, label=f"[{number:03d}] ")
+        if run.exit_code:
+            failed.set()
+        return run
+
+    written = True
+    pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="variant")
+    futures = {pool.submit(one, number, *item): number for number, item in enumerate(prepared)}
+    pending = set(futures)
+    try:
+        while pending:
+            try:
+                for future in as_completed(pending):
+                    run, number = future.result(), futures[future]
+                    if run is not None:
+                        if not record(number, prepared[number][0], run):
+                            written = False
+                            failed.set()
+                        if run.exit_code:
+                            failures[number] = run
+                    pending.discard(future)
+            except KeyboardInterrupt:
+                interrupted.set()  # and go on waiting: each running variant writes its record, then stops
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return written
 
 
 def _dry_run(workflow: Workflow, plan: Plan, cache: NodeCache, args, console) -> int:

@@ -46,7 +46,7 @@ class Outcome:
 
 def execute(executor, resources, workflow: Workflow, plan: Plan, out: Path, *, mode: str = "plain",
             force: set[str] = frozenset(), no_cache: bool = False, extra: dict | None = None,
-            run_dir: Path | None = None, should_stop=None) -> Outcome:
+            run_dir: Path | None = None, should_stop=None, label: str = "") -> Outcome:
     """Run a plan with `executor` into a new run folder: resolved workflow, published files, manifest (also when a node
     fails). `resources` (the Session's models) says what the run loaded, reused and released."""
     from rich.console import Console
@@ -64,7 +64,8 @@ def execute(executor, resources, workflow: Workflow, plan: Plan, out: Path, *, m
         raise WorkflowError([Problem(Location("--out"), (), f"cannot write the run folder {run_dir or out}: "
                                                              f"{exc.strerror or exc}", OUT_FIX)]) from None
     types = {node_id: workflow.nodes[node_id].type.name for node_id in plan.order}
-    events = LiveEvents(types, Console(highlight=False)) if mode == "live" else PlainEvents(types, quiet=mode == "quiet")
+    events = LiveEvents(types, Console(highlight=False)) if mode == "live" else PlainEvents(types, quiet=mode == "quiet",
+                                                                                             label=label)
     publisher = Publisher(workflow, plan, cache, run_dir, resolved_text)
     status, exit_code, error, hint = "ok", 0, None, ""
     started = time.time()

@@ -163,14 +163,15 @@ class Session:
             only: list[str] | None = None, force: list[str] | None = None, no_cache: bool = False,
             deterministic: bool = False, mode: str = "quiet", run_dir: Path | None = None,
             extra: dict | None = None, plan: Plan | None = None, should_stop=None,
-            allow_paths: list[str | Path] | None = None) -> Run:
+            allow_paths: list[str | Path] | None = None, label: str = "") -> Run:
         """Run a workflow (path, YAML text, dict, or one `load` returned) into a new run folder under `out`.
 
         `only`, `force`, `no_cache` and `deterministic` mirror the CLI's options; `mode` is the progress display
         ("quiet", "plain" or "live"). An invalid workflow raises WorkflowError before anything runs. With `should_stop`
         (a callable), the run stops at the next denoising step or node boundary once it returns true (status
         "interrupted"; finished nodes stay cached). `allow_paths` widens the Session's for this workflow (see `load`;
-        a Workflow already loaded keeps the folders it was loaded with).
+        a Workflow already loaded keeps the folders it was loaded with). `label` goes before each "plain" progress line
+        (e.g. a sweep variant's number, when several runs print at once).
         """
         loaded = workflow if isinstance(workflow, Workflow) else self.load(workflow, set, allow_paths=allow_paths)
         check_node_names(loaded, force or [], "force")
@@ -179,7 +180,8 @@ class Session:
         self.check_out()
         self.resources.begin_run()
         outcome: Outcome = execute(self.executor, self.resources, loaded, plan, self.out, mode=mode, force=set_of(force),
-                                   no_cache=no_cache, extra=extra, run_dir=run_dir, should_stop=should_stop)
+                                   no_cache=no_cache, extra=extra, run_dir=run_dir, should_stop=should_stop,
+                                   label=label)
         return Run(outcome.status, outcome.run_dir, outcome.manifest, outcome.error, outcome.exit_code, outcome.results,
                    self.cache, outcome.hint)
 
