@@ -112,3 +112,19 @@ def test_lock_pins_hub_models_to_their_commit(demo, hf_cache, tmp_path):
     data = manifest(latest_run(tmp_path / "out", "demo"))
     assert any(o.startswith("models.sd15=") and COMMIT in o for o in data["workflow"]["overrides"])
     assert data["models"]["$models.sd15"]["commit"] == COMMIT
+
+
+@pytest.mark.parametrize("content,says", [
+    (b"{not json", "not what 'runner lock' writes"),
+    (b"\xff\xfe garbage", "not what 'runner lock' writes"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    (b'{"models": ["$models.sd15"]}', "needs a 'models' mapping"),
+    (b'"just a string"', "needs a 'models' mapping"),
+    (b" " * ((1 << 20) + 10), "larger than 1,048,576 bytes"),
+])
+def test_a_damaged_lock_file_is_a_located_error(demo, capsys, content, says):
+    (demo.parent / "demo.yaml.lock").write_bytes(content)
+    for command in (("run", demo, "--dry-run"), ("run", demo, "--dry-run", "--seeds", "1-2")):
+        assert run_cli(*command) == 2
+        err = capsys.readouterr().err
+        assert "demo.yaml.lock" in err and says in err and "runner lock demo.yaml" in err and "Traceback" not in err, err

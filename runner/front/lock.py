@@ -54,13 +54,38 @@ def write_lock(workflow: Workflow, models_dir: Path, hashes: FileHashCache) -> P
     return path
 
 
+MAX_LOCK_BYTES = 1 << 20  # a lock names a few models: far below this
+
+
+def read_lock(path: Path) -> dict:
+    """WF.lock as written by `runner lock`; anything else (damaged, hand-edited, hostile) is a located error, exit 2."""
+    fix = f"re-create it with 'runner lock {path.name.removesuffix('.lock')}', or delete {path.name}"
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_LOCK_BYTES + 1)
+        if len(data) > MAX_LOCK_BYTES:
+            raise ValueError(f"it is larger than {MAX_LOCK_BYTES:,} bytes")
+        lock = json.loads(data.decode("utf-8"))
+    except OSError as exc:
+        raise WorkflowError([Problem(Location(str(path)), (), f"the lock file cannot be read: {exc.strerror or exc}", fix)]) from None
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deep to read
+        reason = "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise WorkflowError([Problem(Location(str(path)), (), f"the lock file is not what 'runner lock' writes: {reason}",
+                                     fix)]) from None
+    models = lock.get("models") if isinstance(lock, dict) else None
+    if not isinstance(models, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in models.items()):
+        raise WorkflowError([Problem(Location(str(path)), ("models",), "the lock file is not what 'runner lock' writes: "
+                                     "it needs a 'models' mapping of model references to their pins", fix)])
+    return lock
+
+
 def pinned_revisions(workflow: Workflow) -> list[str]:
     """--set overrides that load every locked hub model at its locked commit."""
     path = lock_path(workflow.path)
     if not path.is_file():
         return []
     overrides = []
-    for ref, pin in json.loads(path.read_text())["models"].items():
+    for ref, pin in read_lock(path)["models"].items():
         name = ref[len("$models."):] if ref.startswith("$models.") else None
         if name and pin.get("kind") == "hub" and pin.get("commit"):
             overrides.append(f"models.{name}={json.dumps({**_entry_fields(workflow, name), 'revision': pin['commit']})}")
@@ -77,7 +102,7 @@ def check_lock(workflow: Workflow, models_dir: Path, hashes: FileHashCache) -> d
     path = lock_path(workflow.path)
     if not path.is_file():
         return None
-    lock = json.loads(path.read_text())
+    lock = read_lock(path)
     problems = []
     for ref, pin in lock["models"].items():
         if ref.startswith("$models.") and ref[len("$models."):] not in workflow.models:
