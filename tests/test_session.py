@@ -305,3 +305,18 @@ def test_a_cache_folder_that_is_a_file_is_a_clear_error(demo, tmp_path, monkeypa
     monkeypatch.setenv("RUNNER_CACHE_DIR", str(tmp_path / "not-a-folder"))
     assert run_cli("run", demo, "--out", tmp_path / "out") == 2
     assert "the cache folder is a file, not a folder" in capsys.readouterr().err
+
+
+def test_a_dict_workflow_that_is_not_plain_data_is_a_workflow_error(tmp_path):
+    import runner
+    from runner.language.errors import WorkflowError
+
+    deep = inner = {}
+    for _ in range(5000):  # deeper than YAML's writer can recurse
+        inner["a"] = {}
+        inner = inner["a"]
+    with runner.Session(out=tmp_path / "out") as session:
+        for workflow, says in ((deep, "nested too deeply"), ({"version": 1, "nodes": {"a": object()}}, "not plain data")):
+            with pytest.raises(WorkflowError) as refused:
+                session.load(workflow)
+            assert says in str(refused.value) and "<workflow dict>" in str(refused.value)

@@ -19,6 +19,7 @@ from ..executor.engine import LocalExecutor, NodeResult
 from ..executor.plan import Plan
 from ..language.errors import Location, Problem, WorkflowError, did_you_mean
 from ..language.workflow import Workflow
+from ..language.yaml_source import MAX_DEPTH
 from ..models.pool import ModelPool, parse_size
 from ..models.resources import PoolResources
 from ..nodes import NODE_TYPES
@@ -140,7 +141,15 @@ class Session:
         overrides = _overrides(set)
         allowed = self.allow_paths + [Path(folder) for folder in allow_paths or ()]
         if isinstance(workflow, dict):
-            text = yaml.safe_dump(workflow, sort_keys=False, allow_unicode=True)
+            try:
+                text = yaml.safe_dump(workflow, sort_keys=False, allow_unicode=True)
+            except RecursionError:  # nested far deeper than the reader's limit: refused as the reader would
+                raise WorkflowError([Problem(Location("<workflow dict>"), (), "the workflow is nested too deeply (the "
+                                             f"limit is {MAX_DEPTH} levels)", "flatten the values nested inside each other")]) from None
+            except yaml.YAMLError as exc:  # a value YAML cannot represent (an object, a set, ...)
+                raise WorkflowError([Problem(Location("<workflow dict>"), (), f"the workflow holds a value that is not "
+                                             f"plain data: {exc}", "use only dicts, lists, strings, numbers, "
+                                             "booleans and None")]) from None
             return load_workflow(Path.cwd() / "workflow.yaml", overrides, text=text, source="<workflow dict>",
                                  allow_paths=allowed)
         if isinstance(workflow, str) and ("\n" in workflow or not workflow.strip().lower().endswith((".yaml", ".yml", ".png"))):
