@@ -205,7 +205,7 @@ def test_a_lora_as_checkpoint_says_what_it_is(tmp_path):
     with runner.Session(out=tmp_path / "out") as session:
         run = session.run(workflow)
     assert run.status == "failed"
-    assert "is not a whole checkpoint: it holds LoRA weights" in run.error and "model.diffusion_model" in run.error
+    assert "is not a whole checkpoint: it holds LoRA weights" in run.error and "model.diffusion_model" in run.hint
 
 
 def test_config_is_only_for_single_files(tmp_path, capsys):
@@ -222,3 +222,67 @@ def test_config_is_only_for_single_files(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{workflow}:3:33: models.sd.config: " in err
     assert "config './empty' of model './m.safetensors' is not a diffusers pipeline folder" in err
+
+
+def test_the_pipeline_node_loads_a_single_file_with_its_config(tmp_path):
+    tiny_single_file("sd15", tmp_path / "model.safetensors")
+    got = images(tmp_path, "  file: {source: ./model.safetensors, config: tiny:sd15}\n  folder: tiny:sd15\n",
+                 f"type: pipeline, class: StableDiffusionImg2ImgPipeline, seed: {SEED}, "
+                 f"call: {{prompt: {PROMPT}, image: $photo, num_inference_steps: 2}}")
+    assert got["file"].tobytes() == got["folder"].tobytes()
+
+
+def test_config_from_the_hub_cache_and_offline_without_it(tmp_path, monkeypatch):
+    from test_pickle_refusal import hub_snapshot
+
+    from runner.models.tiny import ensure_tiny
+
+    hub = tmp_path / "hf-hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub_snapshot(hub, "acme/sd15-config", ensure_tiny("sd15", Path(os.environ["RUNNER_MODELS_DIR"]) / "tiny"))
+    tiny_single_file("sd15", tmp_path / "model.safetensors")
+    node = f"type: txt2img, prompt: {PROMPT}, steps: 2, seed: {SEED}"
+    got = images(tmp_path, "  file: {source: ./model.safetensors, config: acme/sd15-config}\n  folder: tiny:sd15\n", node)
+    assert got["file"].tobytes() == got["folder"].tobytes()
+    assert ";config=hub:acme/sd15-config@0123456789abcdef" in got["manifest"]["models"]["$models.file"]["identity"]
+
+    workflow = write_workflow(tmp_path, "absent.yaml", "version: 1\nmodels:\n"
+                              "  file: {source: ./model.safetensors, config: acme/absent}\n"
+                              f"nodes:\n  out: {{{node}, model: $models.file}}\n")
+    with runner.Session(out=tmp_path / "out") as session:
+        run = session.run(workflow)
+    assert run.status == "failed"
+    assert "model 'acme/absent' (revision main) is not in the local Hugging Face cache" in run.error
+    assert "LocalEntryNotFoundError" not in run.error and "hf download acme/absent" in run.hint
+
+
+def test_a_checkpoint_of_no_shipped_architecture_asks_for_config(tmp_path):
+    # tiny:sd15 has two UNet blocks, not SD 1.x's four: diffusers recognises no architecture it knows
+    tiny_single_file("sd15", tmp_path / "model.safetensors")
+    workflow = write_workflow(tmp_path, "noconf.yaml", "version: 1\nmodels:\n  file: ./model.safetensors\n"
+                              f"nodes:\n  out: {{type: txt2img, prompt: {PROMPT}, steps: 2, model: $models.file}}\n")
+    with runner.Session(out=tmp_path / "out") as session:
+        run = session.run(workflow)
+    assert run.status == "failed"
+    assert (f"single-file checkpoint './model.safetensors' ({tmp_path / 'model.safetensors'}): diffusers recognises no "
+            "architecture in it (runner recognises a UNet in the original layout (model.diffusion_model.*) and a VAE "
+            "in the original layout (first_stage_model.*) and a text encoder in the original layout "
+            "(cond_stage_model.*)); runner ships configs for SD 1.x,") in run.error
+    assert "name its diffusers config with config: on the model entry" in run.hint
+
+
+def test_watch_follows_the_file_and_its_config_folder(tmp_path):
+    from runner.core.hashing import FileHashCache
+    from runner.front.loading import load_workflow
+    from runner.front.run_folder import plan_or_problems
+    from runner.front.watch import watched_paths
+    from runner.models.tiny import ensure_tiny
+
+    config = ensure_tiny("sd15", Path(os.environ["RUNNER_MODELS_DIR"]) / "tiny")
+    tiny_single_file("sd15", tmp_path / "model.safetensors")
+    workflow = load_workflow(write_workflow(tmp_path, "w.yaml", "version: 1\nmodels:\n"
+                                            f"  file: {{source: ./model.safetensors, config: {config}}}\n"
+                                            "nodes:\n  out: {type: txt2img, prompt: a, steps: 2, model: $models.file}\n"))
+    files, folders = watched_paths(workflow, plan_or_problems(workflow, FileHashCache(tmp_path / "h.json"), None))
+    assert (tmp_path / "model.safetensors").resolve() in files and config.resolve() in folders
