@@ -25,15 +25,37 @@ SEED = 5
 PROMPT = "a cosy cabin in the woods"
 
 
+def tiny_folder(name: str) -> Path:
+    from runner.models.tiny import ensure_tiny
+
+    return ensure_tiny(name, Path(os.environ["RUNNER_MODELS_DIR"]) / "tiny")
+
+
 def tiny_single_file(name: str, dest: Path) -> Path:
-    """The tiny model `name` as one original-layout .safetensors file."""
+    """The tiny model `name` (or the diffusers folder at that path) as one original-layout .safetensors file."""
     from diffusers import DiffusionPipeline
     from safetensors.torch import save_file
 
-    from runner.models.tiny import ensure_tiny
-
-    pipe = DiffusionPipeline.from_pretrained(ensure_tiny(name, Path(os.environ["RUNNER_MODELS_DIR"]) / "tiny"))
+    pipe = DiffusionPipeline.from_pretrained(name if Path(name).is_dir() else tiny_folder(name))
     save_file({k: v.contiguous() for k, v in pipeline_to_ldm(pipe).items()}, dest)
+    return dest
+
+
+def sdxl_with_a_wider_second_text_encoder(dest: Path) -> Path:
+    """tiny:sdxl with text_encoder_2 48 wide instead of 32. diffusers tells an SDXL file's two text encoders apart by
+    width (768 and 1280 in the real ones), so tiny:sdxl's two 32-wide ones cannot make a single file."""
+    import torch
+    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    from runner.models import tiny
+
+    torch.manual_seed(0)
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**{**tiny.CLIP_TEXT_PROJ, "hidden_size": 48, "projection_dim": 48}))
+    unet = UNet2DConditionModel(**{**tiny.UNET_SDXL, "cross_attention_dim": 32 + 48,
+                                   "projection_class_embeddings_input_dim": 6 * 8 + 48})
+    pipe = StableDiffusionXLPipeline.from_pretrained(tiny_folder("sdxl"), text_encoder_2=text_encoder_2, unet=unet)
+    pipe.save_pretrained(dest)
     return dest
 
 
@@ -56,17 +78,27 @@ def images(tmp_path: Path, models: str, node: str) -> dict:
     ("sd15", f"type: txt2img, prompt: {PROMPT}, steps: 2, seed: {SEED}"),
     ("sd15", f"type: img2img, image: $photo, prompt: {PROMPT}, steps: 2, seed: {SEED}"),
     ("sd15-inpaint", f"type: inpaint, image: $photo, mask: $hole, prompt: {PROMPT}, steps: 2, seed: {SEED}"),
-])  # (not tiny:sdxl: its two text encoders are both 32 wide, and diffusers tells them apart by width)
+    ("sdxl-refiner", f"type: refine, image: $photo, prompt: {PROMPT}, steps: 4, seed: {SEED}"),
+    ("sdxl-wide", f"type: txt2img, prompt: {PROMPT}, steps: 2, seed: {SEED}"),
+    ("sdxl-wide", f"type: inpaint, image: $photo, mask: $hole, prompt: {PROMPT}, steps: 2, seed: {SEED}"),
+])
 def test_single_file_gives_the_pixels_of_its_folder_form(tmp_path, tiny, node):
-    tiny_single_file(tiny, tmp_path / "model.safetensors")
-    got = images(tmp_path, f"  file: {{source: ./model.safetensors, config: tiny:{tiny}}}\n  folder: tiny:{tiny}\n", node)
+    if tiny == "sdxl-wide":
+        folder = sdxl_with_a_wider_second_text_encoder(tmp_path / "sdxl-wide")
+        tiny_single_file(str(folder), tmp_path / "model.safetensors")
+        config = folder_form = "./sdxl-wide"
+    else:
+        tiny_single_file(tiny, tmp_path / "model.safetensors")
+        config = folder_form = f"tiny:{tiny}"
+    got = images(tmp_path, f"  file: {{source: ./model.safetensors, config: {config}}}\n  folder: {folder_form}\n", node)
     assert got["file"].tobytes() == got["folder"].tobytes()
     models = got["manifest"]["models"]
     file_identity = models["$models.file"]["identity"]
     from runner.core.hashing import sha256_file
 
     # the identity is the file's sha256 (and its config's identity), whatever the file is called
-    assert file_identity.startswith(f"file:{sha256_file(tmp_path / 'model.safetensors')};config=tiny:")
+    assert file_identity.startswith(f"file:{sha256_file(tmp_path / 'model.safetensors')};config=")
+    assert file_identity.split(";config=")[1].startswith("folder:" if tiny == "sdxl-wide" else "tiny:")
 
 
 def test_a_renamed_copy_is_the_same_model_and_hashes_once(tmp_path):
@@ -286,3 +318,26 @@ def test_watch_follows_the_file_and_its_config_folder(tmp_path):
                                             "nodes:\n  out: {type: txt2img, prompt: a, steps: 2, model: $models.file}\n"))
     files, folders = watched_paths(workflow, plan_or_problems(workflow, FileHashCache(tmp_path / "h.json"), None))
     assert (tmp_path / "model.safetensors").resolve() in files and config.resolve() in folders
+
+
+def test_a_config_folder_counts_by_its_config_files_not_its_weights(tmp_path):
+    import shutil
+
+    from runner.core.hashing import FileHashCache
+    from runner.core.model_entry import ModelEntry
+    from runner.models.sources import describe
+
+    tiny_single_file("sd15", tmp_path / "m.safetensors")
+    shutil.copytree(tiny_folder("sd15"), tmp_path / "cfg")
+    memo = FileHashCache(tmp_path / "h.json")
+
+    def model_identity() -> str:
+        return describe(ModelEntry(source="m.safetensors", config="cfg"), tmp_path, memo)[1]
+
+    first = model_identity()
+    weights = tmp_path / "cfg" / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")  # not read from a config folder
+    assert model_identity() == first
+    scheduler = tmp_path / "cfg" / "scheduler" / "scheduler_config.json"
+    scheduler.write_text(scheduler.read_text().replace('"steps_offset": 1', '"steps_offset": 0'))
+    assert model_identity() != first

@@ -23,6 +23,7 @@ from .errors import ModelUnavailable
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
+CONFIG_SUFFIXES = (".json", ".txt", ".model")  # what from_single_file reads of a config folder (configs, tokenizers)
 
 
 # Weight files torch reads with its pickle loader (diffusers and transformers read every single-file checkpoint
@@ -144,7 +145,9 @@ def identity(source: ModelSource, hash_cache: FileHashCache) -> str:
         return f"folder:{hash_cache.tree_digest(Path(source.location))}" + extras
     if source.kind == "file":
         config = config_source(source)
-        if config is not None:
+        if config is not None and config.kind == "folder":  # only its config files are read, not its weights
+            configured = f"folder:{hash_cache.tree_digest(Path(config.location), CONFIG_SUFFIXES)}"
+        elif config is not None:
             configured = identity(config, hash_cache)
         else:
             from .single_file import packaged_digest
