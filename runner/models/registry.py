@@ -224,7 +224,7 @@ class ModelRegistry:
 
             location, kwargs = self.pretrained_args(source)
             if source.kind == "file":
-                pipe = self._from_single_file(location, kwargs, source)
+                pipe = self.from_single_file(location, kwargs, source)
             else:
                 folder = self.model_folder(source)
                 shared = self._identical_components(folder)
@@ -260,7 +260,7 @@ class ModelRegistry:
             if module is not None:
                 self.pool.components_by_digest.setdefault((self.device, self.dtype_name, digest), module)
 
-    def _from_single_file(self, location: str, kwargs: dict, source: ModelSource, cls=None):
+    def from_single_file(self, location: str, kwargs: dict, source: ModelSource, cls=None):
         """A single-file checkpoint's pipeline, with the diffusers config its entry names or the one runner ships."""
         from .single_file import load_pipeline
 
