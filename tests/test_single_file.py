@@ -121,9 +121,15 @@ def test_a_renamed_copy_is_the_same_model_and_hashes_once(tmp_path):
 
 
 # ------------------------------------------------------------------ the shipped configs, at their real sizes
-SHAPES = {  # parameter counts published for these models (UNet, VAE, text encoders), a check on the configs' values
+INPAINT_EXTRA = 5 * 320 * 3 * 3  # conv_in takes 9 channels instead of 4: 5 more 3x3 inputs to each of 320 outputs
+SHAPES = {  # parameter counts of the released models (UNet, VAE, text encoders), a check on the configs' values
     "v1": {"unet": 859_520_964, "vae": 83_653_863, "text_encoder": 123_060_480},
+    "v2": {"unet": 865_910_724, "vae": 83_653_863, "text_encoder": 340_387_840},
+    "inpainting": {"unet": 859_520_964 + INPAINT_EXTRA, "text_encoder": 123_060_480},
+    "inpainting_v2": {"unet": 865_910_724 + INPAINT_EXTRA, "text_encoder": 340_387_840},
     "xl_base": {"unet": 2_567_463_684, "vae": 83_653_863, "text_encoder": 123_060_480, "text_encoder_2": 694_659_840},
+    "xl_inpaint": {"unet": 2_567_463_684 + INPAINT_EXTRA, "text_encoder_2": 694_659_840},
+    "xl_refiner": {"vae": 83_653_863, "text_encoder_2": 694_659_840},
 }
 
 
@@ -341,3 +347,16 @@ def test_a_config_folder_counts_by_its_config_files_not_its_weights(tmp_path):
     scheduler = tmp_path / "cfg" / "scheduler" / "scheduler_config.json"
     scheduler.write_text(scheduler.read_text().replace('"steps_offset": 1', '"steps_offset": 0'))
     assert model_identity() != first
+
+
+def test_the_shipped_configs_are_package_data():
+    """pyproject's package-data globs take every shipped file into a wheel (a built wheel held all 57 files)."""
+    import tomllib
+
+    from runner.models.single_file import CONFIGS
+
+    globs = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["runner.models"]
+    files = {p for p in CONFIGS.rglob("*") if p.is_file()}
+    matched = {p for pattern in globs for p in CONFIGS.parent.glob(pattern) if p.is_file()}
+    assert files and files == matched
+    assert (CONFIGS / "clip_bpe" / "LICENSE").is_file()
