@@ -127,22 +127,11 @@ def packaged_digest() -> str:
     return hasher.hexdigest()[:16]
 
 
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible map of the 256 byte values to printable characters (the tokenizer's first 256 tokens)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    codes = printable[:]
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            codes.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, (chr(code) for code in codes)))
-
-
 @lru_cache(maxsize=1)
 def clip_tokenizer_files() -> tuple[str, str]:
     """(vocab.json, merges.txt) of the CLIP tokenizer, as openai/clip-vit-large-patch14 has them, from the BPE merges."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode  # GPT-2/CLIP's 256 byte characters, in order
+
     lines = gzip.decompress(CLIP_BPE.read_bytes()).decode("utf-8").split("\n")[1:CLIP_MERGES + 1]
     merges = [tuple(line.split()) for line in lines]
     characters = list(bytes_to_unicode().values())
