@@ -47,9 +47,9 @@ class FileHashCache:
         self._dirty = True
         return digest
 
-    def tree_digest(self, root: Path) -> str:
-        """One digest over every weight/config file (relative path + content hash)."""
-        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in HASHED_SUFFIXES)
+    def tree_digest(self, root: Path, suffixes: tuple[str, ...] = HASHED_SUFFIXES) -> str:
+        """One digest over every weight/config file (relative path + content hash); `suffixes`: which files count."""
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in suffixes)
         hasher = hashlib.sha256()
         for file in files:
             relative = file.name if root.is_file() else file.relative_to(root).as_posix()

@@ -14,4 +14,7 @@ class ModelEntry(BaseModel):
     variant: str | None = Field(None, description="weight variant, e.g. fp16")
     subfolder: str | None = Field(None, description="folder inside the repository")
     allow_pickle: bool = Field(False, description="allow pickle (.bin/.ckpt) weights; they can run code when loaded")
+    config: str | None = Field(None, description="for a single-file checkpoint: its diffusers config (a local diffusers "
+                               "folder, hub id or tiny:NAME); default: the one runner ships for the architecture its "
+                               "weights show (SD 1.x, 2.x, SDXL base, refiner, inpainting)")
     trust_remote_code: bool = Field(False, description="allow code from the model repository to run")

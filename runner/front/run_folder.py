@@ -147,7 +147,8 @@ def plan_or_problems(workflow: Workflow, hash_cache: FileHashCache, targets: lis
             path = tuple(exc.model_path)
             entry = workflow.document.get("models", {}).get(path[1]) if path[0] == "models" else None
             if isinstance(entry, dict) and not isinstance(exc, PickleRefused):
-                path += ("source",)  # (a pickle refusal points at the entry that would have to say allow_pickle: true)
+                # the field at fault (a pickle refusal points at the entry that would have to say allow_pickle: true)
+                path += (getattr(exc, "entry_field", "source"),)
         location = workflow.source_map.locate(path) if workflow.source_map else Location(str(workflow.path))
         message = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename else str(exc)
         hint = getattr(exc, "hint", "") or "fix the path (relative to the workflow file's folder)"

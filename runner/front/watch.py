@@ -84,6 +84,9 @@ def watched_paths(workflow: Workflow, plan) -> tuple[set[Path], set[Path]]:
         for source in task.models.values():
             if source["kind"] == "file":
                 files.add(Path(source["location"]))
+                config = source["entry"].get("config")
+                if config and Path(config).is_absolute():  # a local config folder (resolved by the models layer)
+                    folders.add(Path(config))
             elif source["kind"] == "folder":
                 folders.add(Path(source["location"]))
     return files, folders

@@ -7,3 +7,11 @@ class NodeInputError(ValueError):
     def __init__(self, message: str, hint: str = ""):
         super().__init__(message)
         self.hint = hint
+
+
+class ModelUnavailable(RuntimeError):
+    """The model cannot be loaded here; the message says why, `hint` (or the message) how to get it."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.hint = hint

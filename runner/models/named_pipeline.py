@@ -61,7 +61,7 @@ def load_named_pipeline(ctx, class_name: str, model_ref: str):
             raise NodeInputError(f"'{class_name}' is not a diffusers pipeline class")
         if source.kind == "file":
             location, kwargs = registry.pretrained_args(source)
-            pipe = cls.from_single_file(location, **{k: v for k, v in kwargs.items() if k == "dtype"})
+            pipe = registry.from_single_file(location, kwargs, source, cls)
             pipe.to(registry.device)
         else:
             # the checkpoint loads once per run (shared with generation nodes); other classes reuse its modules

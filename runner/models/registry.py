@@ -20,6 +20,7 @@ from .pool import ModelPool, estimate_bytes, format_size
 from .sources import (
     ModelSource,
     ModelUnavailable,
+    config_source,
     has_safetensors,
     local_folder,
     missing_safetensors_explained,
@@ -223,7 +224,7 @@ class ModelRegistry:
 
             location, kwargs = self.pretrained_args(source)
             if source.kind == "file":
-                pipe = self._from_single_file(location, kwargs)
+                pipe = self.from_single_file(location, kwargs, source)
             else:
                 folder = self.model_folder(source)
                 shared = self._identical_components(folder)
@@ -259,18 +260,28 @@ class ModelRegistry:
             if module is not None:
                 self.pool.components_by_digest.setdefault((self.device, self.dtype_name, digest), module)
 
-    def _from_single_file(self, location: str, kwargs: dict):
-        from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
-        from diffusers.loaders.single_file_utils import (
-            infer_diffusers_model_type,
-            load_single_file_checkpoint,
-        )
+    def from_single_file(self, location: str, kwargs: dict, source: ModelSource, cls=None):
+        """A single-file checkpoint's pipeline, with the diffusers config its entry names or the one runner ships."""
+        from .single_file import load_pipeline
 
-        checkpoint = load_single_file_checkpoint(location)
-        model_type = infer_diffusers_model_type(checkpoint)
-        cls = StableDiffusionXLPipeline if model_type.startswith("xl") else StableDiffusionPipeline
-        kwargs = {k: v for k, v in kwargs.items() if k in ("dtype",)}
-        return cls.from_single_file(location, **kwargs)
+        return load_pipeline(location, source.label, self.single_file_config(source), self.models_dir, kwargs["dtype"], cls)
+
+    def single_file_config(self, source: ModelSource) -> Path | None:
+        """The local folder of the entry's `config:` (a tiny one built, a hub one from the local cache or, where the
+        hub can be reached, its config files downloaded); None when the entry names none."""
+        config = config_source(source)
+        if config is None:
+            return None
+        if config.kind != "hub":
+            return self.model_folder(config)
+        hub = prepare_hub(config)  # not cached and the hub out of reach: says so, with the download command
+        folder = local_folder(config, self.models_dir)
+        if folder is not None:
+            return folder
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(config.location, cache_dir=hub["cache_dir"],
+                                      allow_patterns=["*.json", "*.txt", "*.model"]))
 
     def controlnet(self, source: ModelSource, identity: str):
         """A ControlNet model, loaded once and shared by every node and pipeline that uses it."""

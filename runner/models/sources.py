@@ -2,7 +2,8 @@
 
 Identities are cheap (no torch): they feed cache keys before anything runs.
 - tiny:NAME          -> the tiny builder's config hash
-- local folder/file  -> sha256 over the weight and config files (cached by path+size+mtime)
+- local folder       -> sha256 over the weight and config files (cached by path+size+mtime)
+- single file        -> the file's sha256 (cached the same way), and the identity of its diffusers config
 - hub id             -> the commit the revision resolves to in the local Hugging Face cache
 """
 
@@ -18,17 +19,11 @@ from pathlib import Path
 
 from ..core.hashing import HASHED_SUFFIXES, FileHashCache
 from ..core.model_entry import ModelEntry
+from .errors import ModelUnavailable
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
-
-
-class ModelUnavailable(RuntimeError):
-    """The model cannot be loaded here; the message says why, `hint` (or the message) how to get it."""
-
-    def __init__(self, message: str, hint: str = ""):
-        super().__init__(message)
-        self.hint = hint
+CONFIG_SUFFIXES = (".json", ".txt", ".model")  # what from_single_file reads of a config folder (configs, tokenizers)
 
 
 # Weight files torch reads with its pickle loader (diffusers and transformers read every single-file checkpoint
@@ -72,21 +67,63 @@ def describe(entry: ModelEntry, base_dir: Path, hash_cache: FileHashCache) -> tu
     source = classify(entry, base_dir)
     if source.kind != "tiny":  # tiny models are built as safetensors; their folder may not exist yet
         refuse_pickle(source, local_folder(source, Path()))
+    if source.kind == "file":
+        from .single_file import check_layout
+
+        check_layout(Path(source.location), source.label)
     return source.to_data(), identity(source, hash_cache)
+
+
+class ConfigUnusable(ModelUnavailable):
+    """The model entry's `config:` cannot serve: the problem is located at that field."""
+
+    entry_field = "config"
+
+
+def single_file_config(entry: ModelEntry, kind: str, base_dir: Path) -> ModelEntry:
+    """The entry with its `config:` (a single file's diffusers config) resolved as a source is: a local folder as
+    its absolute path. Only single files take one; a folder must hold model_index.json."""
+    if entry.config is None:
+        return entry
+    if kind != "file":
+        raise ConfigUnusable(f"config: is for single-file checkpoints, and model '{entry.source}' is a "
+                             f"{'tiny model' if kind == 'tiny' else 'hub model' if kind == 'hub' else 'diffusers folder'} "
+                             "with its own config", "remove config: from this entry")
+    try:
+        config = classify(ModelEntry(source=entry.config), base_dir)
+    except ModelUnavailable as exc:
+        raise ConfigUnusable(f"config '{entry.config}' of model '{entry.source}': {exc}", exc.hint) from None
+    if config.kind == "file" or (config.kind == "folder" and not (Path(config.location) / "model_index.json").is_file()):
+        raise ConfigUnusable(
+            f"config '{entry.config}' of model '{entry.source}' is not a diffusers pipeline folder (no model_index.json "
+            f"in {config.location})", "name a diffusers folder of the same architecture (model_index.json, unet/, "
+            "vae/, text_encoder/, tokenizer/, scheduler/; the weights are not needed), a hub id or tiny:NAME")
+    return entry.model_copy(update={"config": config.location if config.kind == "folder" else entry.config})
+
+
+def config_source(source: ModelSource) -> ModelSource | None:
+    """The source of a single file's `config:` (already resolved by classify), None when it has none."""
+    config = source.entry.config
+    if config is None:
+        return None
+    return classify(ModelEntry(source=config), Path())  # a local folder's path is absolute by now
 
 
 def classify(entry: ModelEntry, base_dir: Path) -> ModelSource:
     source = entry.source
     if source.startswith("tiny:"):
+        single_file_config(entry, "tiny", base_dir)
         return ModelSource(entry, "tiny", source[len("tiny:"):])
     path = Path(os.path.expanduser(source))
     if not path.is_absolute():
         path = base_dir / path
     if path.is_dir():
+        single_file_config(entry, "folder", base_dir)
         return ModelSource(entry, "folder", str(path.resolve()))
     if path.is_file():
-        return ModelSource(entry, "file", str(path.resolve()))
+        return ModelSource(single_file_config(entry, "file", base_dir), "file", str(path.resolve()))
     if HUB_ID.match(source) and not source.startswith((".", "/")):
+        single_file_config(entry, "hub", base_dir)
         return ModelSource(entry, "hub", source)
     raise ModelUnavailable(
         f"model source '{source}' is neither an existing folder or file (looked at {path}) nor a hub id (org/name) "
@@ -104,8 +141,19 @@ def identity(source: ModelSource, hash_cache: FileHashCache) -> str:
         from .tiny import tiny_identity
 
         return tiny_identity(source.location) + extras
-    if source.kind in ("folder", "file"):
-        return f"{source.kind}:{hash_cache.tree_digest(Path(source.location))}" + extras
+    if source.kind == "folder":
+        return f"folder:{hash_cache.tree_digest(Path(source.location))}" + extras
+    if source.kind == "file":
+        config = config_source(source)
+        if config is not None and config.kind == "folder":  # only its config files are read, not its weights
+            configured = f"folder:{hash_cache.tree_digest(Path(config.location), CONFIG_SUFFIXES)}"
+        elif config is not None:
+            configured = identity(config, hash_cache)
+        else:
+            from .single_file import packaged_digest
+
+            configured = f"packaged:{packaged_digest()}"
+        return f"file:{hash_cache.file_digest(Path(source.location))};config={configured}" + extras
     commit = resolve_hub_commit(source.location, entry.revision or "main")
     return f"hub:{source.location}@{commit or 'unresolved:' + (entry.revision or 'main')}" + extras
 
