@@ -105,10 +105,10 @@ def watch_command(args) -> int:
         while True:
             watcher.changed.clear()
             try:
-                workflow = load_for_run(args.workflow, args.overrides, args.allow_paths)
+                workflow = load_for_run(args.workflow, args.overrides, args.allow_paths, args.model_paths)
                 pins = pinned_revisions(workflow)
                 if pins:
-                    workflow = load_for_run(args.workflow, args.overrides + pins, args.allow_paths)
+                    workflow = load_for_run(args.workflow, args.overrides + pins, args.allow_paths, args.model_paths)
                 check_lock(workflow, models_dir(session.cache.root), session.cache.hashes)
                 plan = session.plan(workflow)
             except WorkflowError as problems:

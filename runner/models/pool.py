@@ -14,16 +14,15 @@ safetensors headers (element counts x the dtype's width), without importing torc
 from __future__ import annotations
 
 import gc
-import json
 import os
 import re
-import struct
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .model_kinds import safetensors_header
 from .sources import ModelUnavailable
 
 RAM_RESERVE = 2 << 30  # left to the rest of the process and the system when the budget is not given
@@ -92,7 +91,7 @@ def estimate_bytes(folder: Path | None, dtype: str, variant: str | None = None) 
     width = DTYPE_BYTES.get(dtype, 4)
     total = 0
     for file in chosen.values():
-        header = _safetensors_header(file)
+        header = safetensors_header(file)
         if header is None:
             return None
         for name, info in header.items():
@@ -104,17 +103,6 @@ def estimate_bytes(folder: Path | None, dtype: str, variant: str | None = None) 
             floating = str(info.get("dtype", "")).startswith(("F", "BF"))
             total += count * (width if floating else _SAFETENSORS_WIDTH.get(info.get("dtype"), 4))
     return total
-
-
-def _safetensors_header(path: Path) -> dict | None:
-    try:
-        with open(path, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            if length > 100 << 20:
-                return None
-            return json.loads(handle.read(length))
-    except (OSError, ValueError, struct.error):
-        return None
 
 
 def measure_bytes(obj: Any, seen: set[int]) -> int:

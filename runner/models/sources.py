@@ -67,27 +67,52 @@ class ModelSource:
         return cls(ModelEntry.model_validate(data["entry"]), data["kind"], data["location"])
 
 
-def describe(entry: ModelEntry, base_dir: Path, hash_cache: FileHashCache) -> tuple[dict, str]:
-    """(the source as plain data, its identity): what a plan needs of a model, without loading it."""
-    source = classify(entry, base_dir)
+def describe(entry: ModelEntry, base_dir: Path, hash_cache: FileHashCache, kind: str = "pipeline",
+             roots=()) -> tuple[dict, str]:
+    """(the source as plain data, its identity): what a plan needs of a model, without loading it. `kind` is what
+    the place it is used expects (runner.language.fields.ModelField), `roots` the model folders
+    (runner.models.model_folders) a bare name is looked for in."""
+    source = classify(entry, base_dir, roots, kind)
     if source.kind != "tiny":  # tiny models are built as safetensors; their folder may not exist yet
         refuse_pickle(source, local_folder(source, Path()))
     return source.to_data(), identity(source, hash_cache)
 
 
-def classify(entry: ModelEntry, base_dir: Path) -> ModelSource:
+def classify(entry: ModelEntry, base_dir: Path, roots=(), kind: str = "pipeline") -> ModelSource:
+    """What the entry's source names. A relative path is looked for in the workflow's folder first, then (a name
+    that is not ./ or ../) in the model folders `roots` for `kind`; what is found nowhere is a hub id if it reads as
+    one (org/name, not a weight file name), else ModelUnavailable listing every folder looked in."""
+    from .model_folders import WEIGHT_SUFFIXES, find_model, looks_local
+
     source = entry.source
     if source.startswith("tiny:"):
         return ModelSource(entry, "tiny", source[len("tiny:"):])
     path = Path(os.path.expanduser(source))
     if not path.is_absolute():
         path = base_dir / path
+    looked = [path.parent]
+    if not path.exists() and roots and looks_local(source):
+        found, folders = find_model(source, kind, roots)
+        looked += folders
+        if found is not None:
+            path = found
     if path.is_dir():
         return ModelSource(entry, "folder", str(path.resolve()))
     if path.is_file():
         return ModelSource(entry, "file", str(path.resolve()))
-    if HUB_ID.match(source) and not source.startswith((".", "/")):
+    if HUB_ID.match(source) and not source.startswith((".", "/")) and not source.lower().endswith(WEIGHT_SUFFIXES):
         return ModelSource(entry, "hub", source)
+    if len(looked) > 1:
+        shown = ", ".join(str(folder) for folder in looked[:12]) + (f" and {len(looked) - 12} more" if len(looked) > 12 else "")
+        raise ModelUnavailable(
+            f"model '{source}' was not found: looked in the workflow's folder and the model folders ({shown})",
+            "put it into one of these folders (ComfyUI layout: checkpoints/, controlnet/, loras/, vae/, ...), add its "
+            "folder with --model-path DIR or RUNNER_MODEL_PATHS, or fix the name")
+    if looks_local(source) and source.lower().endswith(WEIGHT_SUFFIXES):
+        raise ModelUnavailable(
+            f"model '{source}' is not in the workflow's folder ({looked[0]}), and no model folders are set to look in",
+            "name the folder that holds it with --model-path DIR or RUNNER_MODEL_PATHS (a folder, ComfyUI layout or "
+            "flat, or ComfyUI's extra_model_paths.yaml), or write its path relative to the workflow file's folder")
     raise ModelUnavailable(
         f"model source '{source}' is neither an existing folder or file (looked at {path}) nor a hub id (org/name) "
         "nor tiny:NAME",
@@ -214,6 +239,8 @@ def model_record(source: ModelSource, model_identity: str, models_dir: Path, has
               "variant": entry.variant}
     if source.kind == "hub":
         record["commit"] = resolve_hub_commit(source.location, entry.revision or "main")
+    if source.kind in ("folder", "file"):
+        record["path"] = source.location  # where it was found: beside the workflow or in a model folder
     folder = local_folder(source, models_dir)
     if folder is not None and folder.exists():
         files = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in HASHED_SUFFIXES)
