@@ -372,7 +372,8 @@ def cmd_import(args) -> int:
 def cmd_models(args) -> int:
     import json
 
-    from .models.model_folders import ENV_VAR, list_models, model_roots
+    from .front.model_paths import ENV_VAR, model_roots
+    from .models.model_folders import list_models
     from .models.pool import format_size
 
     roots = model_roots(args.model_paths)

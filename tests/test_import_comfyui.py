@@ -96,7 +96,7 @@ def test_default_txt2img_graph(tmp_path, capsys):
     # the checkpoint is a bare file name: found through the model folders, and where it was looked for when it is not
     assert run_cli("validate", workflow) == 2
     err = capsys.readouterr().err
-    assert (f"{workflow}:7:24: models.v1_5_pruned_emaonly: model 'v1-5-pruned-emaonly.safetensors' is not in the "
+    assert (f"{workflow}:12:3: models.v1_5_pruned_emaonly: model 'v1-5-pruned-emaonly.safetensors' is not in the "
             "workflow's folder") in err and "--model-path DIR or RUNNER_MODEL_PATHS" in err
     models = tmp_path / "ComfyUI" / "models"
     (models / "checkpoints").mkdir(parents=True)
@@ -192,6 +192,7 @@ def test_inpaint_graph_takes_the_mask_from_the_alpha_channel(tmp_path, capsys):
     nodes = nodes_of(masked)
     assert "grow" not in nodes["yosemite_inpaint_example_mask"]
     assert (nodes["inpaint"]["strength"], nodes["inpaint"]["steps"]) == (0.5, 4)
+    checkpoint_file(tmp_path / "in" / "512-inpainting-ema.safetensors")  # the checkpoint beside the workflow
     assert run_cli("validate", masked) == 0
 
 

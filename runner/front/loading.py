@@ -17,7 +17,7 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None, *, text:
     `model_paths` (--model-path) and RUNNER_MODEL_PATHS. With `check_files` False, neither input files nor model files
     need to exist here (an import writing a workflow for another machine)."""
     from ..models.model_checks import model_findings
-    from ..models.model_folders import model_roots
+    from .model_paths import model_roots
 
     roots = model_roots(model_paths)
     return language.load_workflow(path, overrides, catalogue=NODE_TYPES, text=text, source=source, allow_paths=allow_paths,

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from ..core.input_files import InputRefused, check_input
 from ..core.model_entry import ModelEntry
+from ..core.model_findings import ModelFinding
 from ..graph.dag import Graph
 from .errors import Location, Problem, WorkflowError, did_you_mean, dotted
 from .fields import (
@@ -297,18 +298,6 @@ def _input_file_problems(nodes: dict[str, Node], base_dir: Path, allowed: tuple[
     return problems
 
 
-@dataclass(frozen=True)
-class ModelFinding:
-    """What is wrong with a model a node uses. `at`: "source" (the entry's source is at fault: not found, an unknown
-    tiny name) or "entry" (the entry as a whole: wrong kind, pickle weights); `inline_hint` is added to the hint when
-    the model is an inline source (which has no entry to put an option on)."""
-
-    message: str
-    hint: str
-    at: str = "source"
-    inline_hint: str = ""
-
-
 # (entry, the kind its field expects, the workflow's folder, the model folders) -> what is wrong with it
 ModelCheck = Callable[[ModelEntry, str, Path, tuple], list[ModelFinding]]
 
@@ -334,8 +323,8 @@ def _model_problems(nodes: dict[str, Node], context: CheckContext, raw_models: A
                     hint += f" {finding.inline_hint}" if finding.inline_hint else ""
                 else:
                     written = raw_models.get(name) if isinstance(raw_models, dict) else None
-                    on_source = finding.at == "source" and isinstance(written, dict)
-                    path = ("models", name) + (("source",) if on_source else ())
+                    field = finding.at if finding.at in ("source", "vae") and isinstance(written, dict) else None
+                    path = ("models", name) + ((field,) if field else ())
                 problems.append(Problem(smap.locate(path), path, finding.message, hint))
     return problems
 

@@ -1,7 +1,7 @@
 """Model folders: where bare model names (`model: dreamshaper_8.safetensors`) are looked for.
 
-The user names them with `--model-path DIR` (repeatable) and `RUNNER_MODEL_PATHS` (os.pathsep-separated). Each is
-either a folder, searched in ComfyUI's layout (`checkpoints/`, `diffusers/`, `controlnet/`, `loras/`, `vae/`,
+The user names them with `--model-path DIR` (repeatable) and `RUNNER_MODEL_PATHS` (os.pathsep-separated; read by
+runner.front.model_paths, which makes the roots). Each is either a folder, searched in ComfyUI's layout (`checkpoints/`, `diffusers/`, `controlnet/`, `loras/`, `vae/`,
 `upscale_models/`, ...) and then flat, or a ComfyUI `extra_model_paths.yaml`, whose groups say which folders hold
 which kind (`base_path` plus `checkpoints: models/checkpoints`, one or several paths a line). Names are found by
 path only: identity comes from the files' content (runner.models.sources), so it does not depend on the folder.
@@ -12,10 +12,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from ..language.errors import Location, Problem, WorkflowError
-
-ENV_VAR = "RUNNER_MODEL_PATHS"
 
 # The ComfyUI folder names (folder_paths.py) that hold each kind of model runner loads, searched in this order.
 # `diffusers` is ComfyUI's folder for diffusers-format pipeline folders; `t2i_adapter` shares controlnet's loader.
@@ -48,64 +44,6 @@ class ModelRoot:
 
 def folder_root(folder: Path, given: str) -> ModelRoot:
     return ModelRoot(given, {name: (folder / name,) for name in LISTED_FOLDERS}, (folder,))
-
-
-def yaml_root(path: Path, given: str) -> ModelRoot:
-    """The folders of a ComfyUI extra_model_paths.yaml: each group's `base_path` (relative to the file's folder, `~`
-    and $VARS expanded) joined with each line of each folder entry; other keys (is_default, custom kinds) are ignored."""
-    from ..language.yaml_source import load_yaml, read_yaml_text
-
-    data, smap = load_yaml(read_yaml_text(path), str(path))
-    problems = []
-    folders: dict[str, list[Path]] = {}
-    for group, body in (data or {}).items() if isinstance(data, dict) else ():
-        if not isinstance(body, dict):
-            problems.append(Problem(smap.locate((group,)), (group,), "a group of extra_model_paths.yaml is a mapping "
-                                    "(base_path: ..., checkpoints: ...)", "see ComfyUI's extra_model_paths.yaml.example"))
-            continue
-        base = Path(os.path.expanduser(os.path.expandvars(str(body.get("base_path") or ""))))
-        if not base.is_absolute():
-            base = path.parent / base
-        for name, value in body.items():
-            if name in ("base_path", "is_default") or not isinstance(value, str):
-                continue
-            for line in value.splitlines():
-                line = line.strip()
-                if line:
-                    folders.setdefault(name, []).append((base / os.path.expanduser(os.path.expandvars(line))).resolve())
-    if not isinstance(data, dict) and data is not None:
-        problems.append(Problem(smap.locate(()), (), "extra_model_paths.yaml is a mapping of groups",
-                                "see ComfyUI's extra_model_paths.yaml.example"))
-    if problems:
-        raise WorkflowError(problems)
-    return ModelRoot(given, {name: tuple(paths) for name, paths in folders.items()})
-
-
-def model_roots(cli_paths=(), environ=None) -> tuple[ModelRoot, ...]:
-    """The --model-path entries, then those of RUNNER_MODEL_PATHS, as roots; WorkflowError for one that is neither
-    a folder nor a YAML file (located at the option or the variable)."""
-    environ = os.environ if environ is None else environ
-    given = [("--model-path", str(p)) for p in cli_paths or ()]
-    given += [(ENV_VAR, part) for part in (environ.get(ENV_VAR) or "").split(os.pathsep) if part.strip()]
-    roots, problems = [], []
-    for where, text in given:
-        path = Path(os.path.expanduser(text)).resolve() if "\0" not in text else None
-        if path is not None and path.is_dir():
-            roots.append(folder_root(path, text))
-        elif path is not None and path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
-            roots.append(yaml_root(path, text))
-        else:
-            what = "does not exist" if path is None or not path.exists() else "is neither a folder nor a .yaml file"
-            problems.append(Problem(Location(where), (), f"model path {text} {what}",
-                                    "name a folder of models (ComfyUI's models/ folder, or any folder holding them) or "
-                                    "a ComfyUI extra_model_paths.yaml" + (f"; {ENV_VAR} separates entries with "
-                                                                          f"'{os.pathsep}'" if where == ENV_VAR else "")))
-    if problems:
-        raise WorkflowError(problems)
-    unique = {}
-    for root in roots:
-        unique.setdefault((tuple(sorted(root.folders.items())), root.flat), root)
-    return tuple(unique.values())
 
 
 def looks_local(source: str) -> bool:

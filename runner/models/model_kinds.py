@@ -20,8 +20,8 @@ KIND_USE = {
     "pose-estimator": "use it as a detect_pose node's model:",
     "object-detector": "use it as a detect_pose node's detector:",
 }
-# the kinds a place accepts (a diffusion upscaler is a pipeline)
-ACCEPTED = {"upscaler": ("pipeline",)}
+# the kinds a place accepts (a diffusion upscaler is a pipeline; a VAE may come from a checkpoint's vae/)
+ACCEPTED = {"upscaler": ("pipeline",), "vae": ("vae", "pipeline")}
 _DIFFUSERS_CLASS_KINDS = {"ControlNetModel": "controlnet", "ControlNetXSAdapter": "controlnet",
                           "SD3ControlNetModel": "controlnet", "FluxControlNetModel": "controlnet",
                           "T2IAdapter": "controlnet", "AutoencoderKL": "vae", "AutoencoderTiny": "vae",

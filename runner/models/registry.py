@@ -26,6 +26,7 @@ from .sources import (
     pickle_weights,
     prepare_hub,
     refuse_pickle,
+    vae_source,
 )
 
 UNET_CHANNELS = {4: "a standard", 9: "an inpainting", 5: "a depth-to-image"}
@@ -222,11 +223,13 @@ class ModelRegistry:
             from diffusers import DiffusionPipeline
 
             location, kwargs = self.pretrained_args(source)
+            if source.entry.vae:  # diffusers' documented way: Pipeline.from_pretrained(..., vae=vae)
+                kwargs["vae"] = self._vae(source)
             if source.kind == "file":
                 pipe = self._from_single_file(location, kwargs)
             else:
                 folder = self.model_folder(source)
-                shared = self._identical_components(folder)
+                shared = {k: v for k, v in self._identical_components(folder).items() if k not in kwargs}
                 with missing_safetensors_explained(source):
                     pipe = DiffusionPipeline.from_pretrained(location, **kwargs, **shared)
                 self.shared_components[identity] = sorted(shared)
@@ -269,8 +272,29 @@ class ModelRegistry:
         checkpoint = load_single_file_checkpoint(location)
         model_type = infer_diffusers_model_type(checkpoint)
         cls = StableDiffusionXLPipeline if model_type.startswith("xl") else StableDiffusionPipeline
-        kwargs = {k: v for k, v in kwargs.items() if k in ("dtype",)}
+        kwargs = {k: v for k, v in kwargs.items() if k in ("dtype", "vae")}
         return cls.from_single_file(location, **kwargs)
+
+    def _vae(self, source: ModelSource):
+        """The AutoencoderKL a model entry's `vae:` names: a VAE folder, a pipeline folder's vae/ (tiny and hub models
+        too), or a single file, read with the checkpoint's own VAE config when the checkpoint is a folder (offline,
+        from_single_file has no other config to read)."""
+        from diffusers import AutoencoderKL
+
+        vae = vae_source(source)
+        location, kwargs = self.pretrained_args(vae)
+        kwargs.pop("variant", None)
+        folder = self.model_folder(vae)
+        if vae.kind == "file":
+            own = self.model_folder(source) if source.kind != "file" else None
+            if own is not None and (own / "vae" / "config.json").is_file():
+                kwargs.update(config=str(own), subfolder="vae")
+            kwargs.pop("use_safetensors", None)
+            return AutoencoderKL.from_single_file(location, **kwargs)
+        if folder is not None and (folder / "model_index.json").is_file():
+            kwargs["subfolder"] = "vae"
+        with missing_safetensors_explained(vae):
+            return AutoencoderKL.from_pretrained(location, **kwargs)
 
     def controlnet(self, source: ModelSource, identity: str):
         """A ControlNet model, loaded once and shared by every node and pipeline that uses it."""

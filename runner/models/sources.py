@@ -84,6 +84,8 @@ def classify(entry: ModelEntry, base_dir: Path, roots=(), kind: str = "pipeline"
     one (org/name, not a weight file name), else ModelUnavailable listing every folder looked in."""
     from .model_folders import WEIGHT_SUFFIXES, find_model, looks_local
 
+    if entry.vae:  # resolved here, as the source is, so that the task carries where its files are
+        entry = entry.model_copy(update={"vae": vae_location(classify(ModelEntry(source=entry.vae), base_dir, roots, "vae"))})
     source = entry.source
     if source.startswith("tiny:"):
         return ModelSource(entry, "tiny", source[len("tiny:"):])
@@ -121,10 +123,26 @@ def classify(entry: ModelEntry, base_dir: Path, roots=(), kind: str = "pipeline"
     )
 
 
+def vae_location(source: ModelSource) -> str:
+    """What a resolved `vae:` says: tiny:NAME, an absolute path, or a hub id."""
+    return f"tiny:{source.location}" if source.kind == "tiny" else source.location
+
+
+def vae_source(source: ModelSource) -> ModelSource | None:
+    """The VAE a model entry swaps in (`vae:`, resolved by classify), as a source of its own."""
+    if not source.entry.vae:
+        return None
+    return classify(ModelEntry(source=source.entry.vae, revision=None, allow_pickle=source.entry.allow_pickle), Path("/"),
+                    kind="vae")
+
+
 def identity(source: ModelSource, hash_cache: FileHashCache) -> str:
-    """A string that changes whenever the model's weights or configs change."""
+    """A string that changes whenever the model's weights or configs change (a swapped-in VAE's too)."""
     entry = source.entry
     extras = "".join(f";{k}={v}" for k, v in (("variant", entry.variant), ("subfolder", entry.subfolder)) if v)
+    vae = vae_source(source)
+    if vae is not None:
+        extras += f";vae={identity(vae, hash_cache)}"
     if source.kind == "tiny":
         from .tiny import tiny_identity
 
@@ -241,6 +259,10 @@ def model_record(source: ModelSource, model_identity: str, models_dir: Path, has
         record["commit"] = resolve_hub_commit(source.location, entry.revision or "main")
     if source.kind in ("folder", "file"):
         record["path"] = source.location  # where it was found: beside the workflow or in a model folder
+    vae = vae_source(source)
+    if vae is not None:
+        record["vae"] = {k: v for k, v in model_record(vae, identity(vae, hash_cache), models_dir, hash_cache).items()
+                         if k not in ("revision", "variant")}
     folder = local_folder(source, models_dir)
     if folder is not None and folder.exists():
         files = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in HASHED_SUFFIXES)
