@@ -66,7 +66,7 @@ ROWS = [
          "fix: put it under a node's controlnet: [{model: ..., image: ...}], and give this place a checkpoint")),
     Row("vae-not-found", HEAD.replace("models: {sd: tiny:sd15", "models: {sd: {source: tiny:sd15, vae: ./my-vae}")
         + "  g: {type: txt2img, model: $models.sd}\n", "validate", 2,
-        ("wf.yaml:3:34: models.sd.vae: vae: model source './my-vae' is neither an existing folder or file",
+        ("wf.yaml:3:34: models.sd.vae: model source './my-vae' is neither an existing folder or file",
          "fix: fix the path (relative to the workflow file's folder)")),
     Row("hub-model-not-cached", HEAD.replace("models: {", "models: {hub: {source: acme/absent, revision: v2}, ")
         + "  g: {type: txt2img, model: $models.hub}\n", "run", 1,

@@ -15,6 +15,7 @@ from PIL import Image
 
 from conftest import latest_run, manifest, run_cli, write_workflow
 from test_import_comfyui import checkpoint_file
+from test_pickle_refusal import schema_valid
 from runner.front.session import Session
 
 HEAD = "version: 1\nname: mp\nseed: 7\n"
@@ -177,3 +178,39 @@ def test_a_diffusers_folder_in_the_model_folders_runs_like_its_source(tmp_path, 
     assert record["model_paths"] == [str(models)]
     assert record["models"]["my-sd15"]["path"] == str(models / "diffusers" / "my-sd15")
     assert record["models"]["my-sd15"]["kind"] == "folder"
+    schema_valid(record)
+
+
+def test_the_model_path_flag_is_in_the_help(capsys):
+    for command in ("run", "watch", "validate", "graph", "lock", "reproduce", "models"):
+        with pytest.raises(SystemExit):
+            run_cli(command, "--help")
+        assert "--model-path DIR" in capsys.readouterr().out, command
+
+
+# ------------------------------------------------------------------ vae: overrides
+def test_vae_is_found_in_vae_folders_checked_and_keyed(tmp_path, capsys, models_dir):
+    from runner.models.tiny import ensure_tiny
+
+    models = comfy_models(tmp_path / "models")
+    shutil.copytree(ensure_tiny("sdxl", models_dir / "tiny") / "vae", models / "vae" / "xl-vae")
+    workflow = write_workflow(tmp_path, "wf.yaml", HEAD + "models:\n  sd: {source: tiny:sd15, vae: xl-vae}\n"
+                              "nodes:\n  g: {type: txt2img, model: $models.sd}\n")
+    code, text = validate(capsys, workflow, "--model-path", models)
+    assert code == 0, text
+    # a file that is not a VAE (a ControlNet), and a name found nowhere, at the entry's vae:
+    for vae, says in (("control_canny.safetensors", "is a ControlNet, used where a VAE is expected"),
+                      ("absent-vae", "models.sd.vae: model 'absent-vae' was not found: looked in the workflow's folder and the model "
+                                     f"folders ({tmp_path}, {models / 'vae'}, {models}, ")):
+        code, text = validate(capsys, workflow, "--model-path", models, "--set", f"models.sd={{source: tiny:sd15, vae: {vae}}}")
+        assert code == 2 and says in text and "models.sd.vae" in text, text
+    # the VAE is part of the identity: another VAE, another key; the same VAE found elsewhere, the same key
+    with Session(out=tmp_path / "out", model_paths=[models]) as session:
+        def key(entry):
+            loaded = session.load({"version": 1, "models": {"sd": entry}, "nodes": {"g": {"type": "txt2img", "model": "$models.sd"}}})
+            return session.plan(loaded).tasks["g"].key
+        keys = {name: key(entry) for name, entry in (
+            ("own", "tiny:sd15"), ("found", {"source": "tiny:sd15", "vae": "xl-vae"}),
+            ("path", {"source": "tiny:sd15", "vae": str(models / "vae" / "xl-vae")}),
+            ("tiny", {"source": "tiny:sd15", "vae": "tiny:sdxl"}))}
+    assert keys["found"] == keys["path"] and len({keys["own"], keys["found"], keys["tiny"]}) == 3

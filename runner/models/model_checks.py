@@ -20,7 +20,7 @@ def model_findings(entry: ModelEntry, kind: str, base_dir: Path, roots: tuple) -
     findings = []
     if entry.vae:
         swapped = ModelEntry(source=entry.vae, allow_pickle=entry.allow_pickle)
-        findings = [ModelFinding(f"vae: {finding.message}", finding.hint, "vae")
+        findings = [ModelFinding(finding.message, finding.hint, "vae")
                     for finding in model_findings(swapped, "vae", base_dir, roots)]
         entry = entry.model_copy(update={"vae": None})
     return findings + _findings(entry, kind, base_dir, roots)
