@@ -214,3 +214,29 @@ def test_vae_is_found_in_vae_folders_checked_and_keyed(tmp_path, capsys, models_
             ("path", {"source": "tiny:sd15", "vae": str(models / "vae" / "xl-vae")}),
             ("tiny", {"source": "tiny:sd15", "vae": "tiny:sdxl"}))}
     assert keys["found"] == keys["path"] and len({keys["own"], keys["found"], keys["tiny"]}) == 3
+
+
+def test_a_single_file_vae_from_the_vae_folder_is_what_diffusers_loads(tmp_path, models_dir):
+    """A bare .safetensors VAE file from models/vae/, read offline with the checkpoint's own vae/ config: the image
+    equals plain diffusers code passing the same from_single_file VAE as vae=."""
+    import torch
+    from diffusers import AutoencoderKL, AutoPipelineForText2Image
+
+    from runner.models.tiny import ensure_tiny
+
+    (tmp_path / "models" / "vae").mkdir(parents=True)
+    vae_file = tmp_path / "models" / "vae" / "xl.safetensors"
+    shutil.copy(ensure_tiny("sdxl", models_dir / "tiny") / "vae" / "diffusion_pytorch_model.safetensors", vae_file)
+    workflow = write_workflow(tmp_path, "wf.yaml", HEAD + "models: {sd: {source: tiny:sd15, vae: xl.safetensors}}\n"
+                              "nodes:\n  g: {type: txt2img, model: $models.sd, prompt: a barn, steps: 2, seed: 3}\n")
+    with Session(out=tmp_path / "out", model_paths=[tmp_path / "models"]) as session:
+        run = session.run(workflow)
+    assert run.status == "ok", run.error
+    sd15 = ensure_tiny("sd15", models_dir / "tiny")
+    vae = AutoencoderKL.from_single_file(str(vae_file), config=str(sd15), subfolder="vae")
+    pipe = AutoPipelineForText2Image.from_pretrained(str(sd15), vae=vae)
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe("a barn", num_inference_steps=2, generator=torch.Generator("cpu").manual_seed(3)).images[0]
+    assert run.image("g").convert("RGB").tobytes() == expected.convert("RGB").tobytes()
+    recorded = run.manifest["models"]["$models.sd"]["vae"]
+    assert recorded["path"] == str(vae_file) and recorded["kind"] == "file" and "xl.safetensors" in recorded["files"]
