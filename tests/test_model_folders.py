@@ -240,3 +240,16 @@ def test_a_single_file_vae_from_the_vae_folder_is_what_diffusers_loads(tmp_path,
     assert run.image("g").convert("RGB").tobytes() == expected.convert("RGB").tobytes()
     recorded = run.manifest["models"]["$models.sd"]["vae"]
     assert recorded["path"] == str(vae_file) and recorded["kind"] == "file" and "xl.safetensors" in recorded["files"]
+
+
+def test_watch_follows_a_local_vae(tmp_path, models_dir):
+    from runner.front.watch import watched_paths
+    from runner.models.tiny import ensure_tiny
+
+    vae = tmp_path / "models" / "vae" / "xl-vae"
+    shutil.copytree(ensure_tiny("sdxl", models_dir / "tiny") / "vae", vae)
+    with Session(out=tmp_path / "out", model_paths=[tmp_path / "models"]) as session:
+        workflow = session.load({"version": 1, "models": {"sd": {"source": "tiny:sd15", "vae": "xl-vae"}},
+                                 "nodes": {"g": {"type": "txt2img", "model": "$models.sd"}}})
+        _files, folders = watched_paths(workflow, session.plan(workflow))
+    assert vae in folders

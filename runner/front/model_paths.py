@@ -52,9 +52,9 @@ def model_roots(cli_paths=(), environ=None) -> tuple[ModelRoot, ...]:
     for where, text in given:
         path = Path(os.path.expanduser(text)).resolve() if "\0" not in text else None
         if path is not None and path.is_dir():
-            roots.append(folder_root(path, text))
+            roots.append(folder_root(path, str(path)))
         elif path is not None and path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
-            roots.append(yaml_root(path, text))
+            roots.append(yaml_root(path, str(path)))
         else:
             what = "does not exist" if path is None or not path.exists() else "is neither a folder nor a .yaml file"
             problems.append(Problem(Location(where), (), f"model path {text} {what}",

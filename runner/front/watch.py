@@ -86,6 +86,9 @@ def watched_paths(workflow: Workflow, plan) -> tuple[set[Path], set[Path]]:
                 files.add(Path(source["location"]))
             elif source["kind"] == "folder":
                 folders.add(Path(source["location"]))
+            vae = source["entry"].get("vae")  # a swapped-in VAE, resolved to its path when it is local
+            if vae and Path(vae).is_absolute():
+                (folders if Path(vae).is_dir() else files).add(Path(vae))
     return files, folders
 
 

@@ -30,7 +30,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sf
 class ModelRoot:
     """One entry of the model paths: a folder (ComfyUI layout, then flat) or the groups of an extra_model_paths.yaml."""
 
-    given: str  # as the user wrote it
+    given: str  # the folder or YAML file, resolved (what manifests record)
     folders: dict[str, tuple[Path, ...]] = field(default_factory=dict)  # ComfyUI folder name -> folders
     flat: tuple[Path, ...] = ()  # searched for every kind, after the kind's own folders
 
