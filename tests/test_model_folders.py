@@ -91,6 +91,10 @@ def test_extra_model_paths_yaml_and_the_environment_variable(tmp_path, capsys, m
     monkeypatch.setenv("RUNNER_MODEL_PATHS", str(config))
     code, text = validate(capsys, workflow)
     assert code == 0, text
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("comfyui: models/checkpoints\n")
+    code, text = validate(capsys, workflow, "--model-path", broken)
+    assert code == 2 and f"error: {broken}:1:1: comfyui: a group of extra_model_paths.yaml is a mapping" in text, text
     code = run_cli("models", "list", "--json")
     listed = json.loads(capsys.readouterr().out)
     assert listed["model_paths"] == [str(config)]
