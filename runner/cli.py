@@ -1,4 +1,5 @@
-"""Command line: runner run | watch | validate | schema | nodes | graph | report | lock | runs | reproduce | extract | import | cache.
+"""Command line: runner run | watch | validate | schema | nodes | graph | report | lock | runs | reproduce | extract | import |
+models | cache.
 
 Exit status: 0 success, 1 a node failed, 2 the workflow or the command line is invalid.
 Commands that need no model never import torch, diffusers or transformers.
@@ -25,6 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+    def with_model_paths(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--model-path", dest="model_paths", action="append", default=[], type=Path, metavar="DIR",
+                         help="look for bare model names (model: dreamshaper_8.safetensors) in DIR: ComfyUI's layout "
+                              "(checkpoints/, controlnet/, loras/, vae/, ...) then flat; or a ComfyUI "
+                              "extra_model_paths.yaml (repeatable; before RUNNER_MODEL_PATHS)")
+
     def with_overrides(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("workflow", type=Path, help="workflow YAML file")
         sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
@@ -32,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--allow-path", dest="allow_paths", action="append", default=[], type=Path, metavar="DIR",
                          help="let input files (load_image path:) come from DIR too, not only from the workflow "
                               "file's folder (repeatable; symlinks are followed before the check)")
+        with_model_paths(sub)
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
     def with_private_urls(sub: argparse.ArgumentParser) -> None:
@@ -117,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--allow-path", dest="allow_paths", action="append", default=[], type=Path, metavar="DIR",
                            help="as for run: input files may come from DIR too (the recorded run's allow_paths are "
                                 "not taken from its manifest: a run folder may come from someone else)")
+    with_model_paths(reproduce)
     with_private_urls(reproduce)
 
     extract = commands.add_parser("extract", help="print the workflow embedded in a PNG that runner saved")
@@ -136,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     comfyui.add_argument("-o", "--out", type=Path, help="write the workflow to this file (default: print it); input "
                                                        "image paths are written relative to it")
     comfyui.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
+    models = commands.add_parser("models", help="list the models found in the model folders, by kind",
+                                 description="List what bare model names can name: the files and folders in the model "
+                                             "folders (--model-path, then RUNNER_MODEL_PATHS), by ComfyUI folder kind.")
+    models.add_argument("action", choices=("list",), nargs="?", default="list")
+    with_model_paths(models)
+    models.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     cache = commands.add_parser(
         "cache", help="show, check, prune or clear the node cache",
@@ -210,7 +226,7 @@ def cmd_validate(args) -> int:
     from .front.loading import load_workflow
 
     started = time.perf_counter()
-    workflow = load_workflow(args.workflow, args.overrides, allow_paths=args.allow_paths)
+    workflow = load_workflow(args.workflow, args.overrides, allow_paths=args.allow_paths, model_paths=args.model_paths)
     types = sorted({node.type.name for node in workflow.nodes.values()})
     print(f"OK {args.workflow}: workflow '{workflow.name}', {_count(workflow.nodes, 'node')} ({', '.join(types)}), "
           f"{_count(workflow.models, 'model')}, {_count(workflow.params, 'param')} "
@@ -255,7 +271,8 @@ def cmd_graph(args) -> int:
     from .front.graph_view import mermaid, text_tree
     from .front.loading import load_workflow
 
-    workflow = load_workflow(args.workflow, args.overrides, allow_paths=args.allow_paths)
+    workflow = load_workflow(args.workflow, args.overrides, allow_paths=args.allow_paths, model_paths=args.model_paths,
+                             check_files=False)  # drawing the graph needs no file: `validate` checks them
     if args.format == "mermaid":
         sys.stdout.write(mermaid(workflow))
     else:
@@ -322,7 +339,7 @@ def cmd_lock(args) -> int:
     from .front.loading import load_workflow
     from .front.lock import write_lock
 
-    workflow = load_workflow(args.workflow, args.overrides, allow_paths=args.allow_paths)
+    workflow = load_workflow(args.workflow, args.overrides, allow_paths=args.allow_paths, model_paths=args.model_paths)
     cache = NodeCache(default_cache_dir())
     path = write_lock(workflow, models_dir(cache.root), cache.hashes)
     print(f"wrote {path}")
@@ -351,6 +368,34 @@ def cmd_import(args) -> int:
     from .front.comfyui import import_command
 
     return import_command(args)
+
+
+def cmd_models(args) -> int:
+    import json
+
+    from .front.model_paths import ENV_VAR, model_roots
+    from .models.model_folders import list_models
+    from .models.pool import format_size
+
+    roots = model_roots(args.model_paths)
+    found = list_models(roots)
+    if args.json:
+        print(json.dumps({"model_paths": [root.given for root in roots],
+                          "models": [{"kind": m.folder_kind, "name": m.name, "bytes": m.size, "path": str(m.path)}
+                                     for m in found]}, indent=2))
+        return EXIT_OK
+    if not roots:
+        print(f"no model folders: give --model-path DIR or set {ENV_VAR}")
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table("kind", "name", "size", "where", box=None)
+    for model in sorted(found, key=lambda m: (m.folder_kind, m.name.lower())):
+        table.add_row(model.folder_kind, model.name, format_size(model.size), str(model.path.parent))
+    console = _console(wide=True)
+    console.print(table)
+    console.print(f"{len(found)} model{'' if len(found) == 1 else 's'} in {', '.join(root.given for root in roots)}")
+    return EXIT_OK
 
 
 def cmd_cache(args) -> int:
@@ -425,5 +470,6 @@ COMMANDS = {
     "reproduce": cmd_reproduce,
     "extract": cmd_extract,
     "import": cmd_import,
+    "models": cmd_models,
     "cache": cmd_cache,
 }

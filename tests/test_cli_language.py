@@ -334,6 +334,8 @@ def twenty_nodes() -> str:
 def test_twenty_node_workflow_validates(tmp_path, capsys):
     path = tmp_path / "twenty.yaml"
     path.write_text(twenty_nodes())
+    (tmp_path / "inputs").mkdir()
+    (tmp_path / "inputs" / "room.png").write_bytes((REPO / "workflows" / "inputs" / "room.png").read_bytes())
     workflow = load_workflow(path)
     assert len(workflow.nodes) == 20
     best = float("inf")

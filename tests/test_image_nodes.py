@@ -98,7 +98,7 @@ def test_load_image_missing_file_is_a_located_error(tmp_path, capsys):
     code, _ = run_nodes(tmp_path, "  photo: {type: load_image, path: nope.png}\n")
     assert code == 2
     err = capsys.readouterr().err
-    assert "images.yaml:3:3" in err and "nope.png" in err and "No such file" in err
+    assert "images.yaml:3:29: nodes.photo.path: input file nope.png does not exist" in err
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):

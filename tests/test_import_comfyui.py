@@ -22,6 +22,16 @@ from runner.language.fields import SCHEDULERS
 FIXTURES = Path(__file__).parent / "comfyui"
 
 
+def checkpoint_file(path: Path, prefix: str = "model.diffusion_model.") -> Path:
+    """A .safetensors file whose tensor names are a single-file SD checkpoint's (A1111/ComfyUI layout): what the model
+    folders and the kind check read of it (its header)."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    save_file({prefix + "input_blocks.0.0.weight": np.zeros((2, 2), np.float32)}, str(path))
+    return path
+
+
 def graph(name: str) -> dict:
     return json.loads((FIXTURES / f"{name}.json").read_text())
 
@@ -83,7 +93,15 @@ def test_default_txt2img_graph(tmp_path, capsys):
         "save": {"type": "save_image", "image": "$txt2img", "name": "ComfyUI.png"},
     }
     assert "  # ComfyUI 3 KSampler, 5 EmptyLatentImage, 6 CLIPTextEncode, 7 CLIPTextEncode, 8 VAEDecode\n" in text
-    assert run_cli("validate", workflow) == 0
+    # the checkpoint is a bare file name: found through the model folders, and where it was looked for when it is not
+    assert run_cli("validate", workflow) == 2
+    err = capsys.readouterr().err
+    assert (f"{workflow}:12:3: models.v1_5_pruned_emaonly: model 'v1-5-pruned-emaonly.safetensors' is not in the "
+            "workflow's folder") in err and "--model-path DIR or RUNNER_MODEL_PATHS" in err
+    models = tmp_path / "ComfyUI" / "models"
+    (models / "checkpoints").mkdir(parents=True)
+    checkpoint_file(models / "checkpoints" / "v1-5-pruned-emaonly.safetensors")
+    assert run_cli("validate", workflow, "--model-path", models) == 0
     run = run_imported(tmp_path, workflow, "v1_5_pruned_emaonly=tiny:sd15")
     assert Image.open(run / "ComfyUI.png").size == (64, 48)
     assert manifest(run)["nodes"]["txt2img"]["seed"] == 156680208700286
@@ -174,6 +192,7 @@ def test_inpaint_graph_takes_the_mask_from_the_alpha_channel(tmp_path, capsys):
     nodes = nodes_of(masked)
     assert "grow" not in nodes["yosemite_inpaint_example_mask"]
     assert (nodes["inpaint"]["strength"], nodes["inpaint"]["steps"]) == (0.5, 4)
+    checkpoint_file(tmp_path / "in" / "512-inpainting-ema.safetensors")  # the checkpoint beside the workflow
     assert run_cli("validate", masked) == 0
 
 

@@ -48,6 +48,26 @@ ROWS = [
     Row("missing-model-path", HEAD + "  g: {type: txt2img, model: ./no-such-model}\n", "run", 2,
         ("nodes.g.model: model source './no-such-model' is neither an existing folder or file",
          "fix: fix the path (relative to the workflow file's folder), or write a hub id")),
+    Row("missing-input-file", HEAD.replace("path: in.png", "path: gone.png"), "validate", 2,
+        ("wf.yaml:5:29: nodes.photo.path: input file gone.png does not exist", "fix: fix the path (relative to the "
+         "workflow file's folder), or put the file there")),
+    Row("bare-name-without-model-folders", HEAD + "  g: {type: txt2img, model: dreamshaper_8.safetensors}\n", "validate", 2,
+        ("wf.yaml:6:22: nodes.g.model: model 'dreamshaper_8.safetensors' is not in the workflow's folder",
+         "and no model folders are set to look in", "fix: name the folder that holds it with --model-path DIR or "
+         "RUNNER_MODEL_PATHS"), ("Traceback", ".cache")),
+    Row("bare-name-not-in-the-model-folders", HEAD + "  g: {type: txt2img, model: dreamshaper_8.safetensors}\n",
+        "validate", 2,
+        ("wf.yaml:6:22: nodes.g.model: model 'dreamshaper_8.safetensors' was not found: looked in the workflow's "
+         "folder and the model folders (", "/comfy/checkpoints, ", "/comfy/diffusers, ",
+         "fix: put it into one of these folders (ComfyUI layout: checkpoints/, controlnet/, loras/, vae/, ...)"),
+        env=(("RUNNER_MODEL_PATHS", "comfy"),)),
+    Row("controlnet-where-a-checkpoint-goes", HEAD + "  g: {type: txt2img, model: $models.xlcn}\n", "validate", 2,
+        ("wf.yaml:3:25: models.xlcn: model 'tiny:controlnet-sdxl' is a ControlNet, used where a checkpoint is expected",
+         "fix: put it under a node's controlnet: [{model: ..., image: ...}], and give this place a checkpoint")),
+    Row("vae-not-found", HEAD.replace("models: {sd: tiny:sd15", "models: {sd: {source: tiny:sd15, vae: ./my-vae}")
+        + "  g: {type: txt2img, model: $models.sd}\n", "validate", 2,
+        ("wf.yaml:3:34: models.sd.vae: model source './my-vae' is neither an existing folder or file",
+         "fix: fix the path (relative to the workflow file's folder)")),
     Row("hub-model-not-cached", HEAD.replace("models: {", "models: {hub: {source: acme/absent, revision: v2}, ")
         + "  g: {type: txt2img, model: $models.hub}\n", "run", 1,
         ("not in the local Hugging Face cache", "fix: download it where there is internet with "
@@ -84,6 +104,7 @@ def test_message_table(row, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     for name, value in row.env:
         monkeypatch.setenv(name, value)
+    (tmp_path / "comfy").mkdir()  # an empty ComfyUI models folder, for RUNNER_MODEL_PATHS=comfy
     extra = ["--set", "params.steps=many"] if row.id == "param-type-error-from-set" else []
     if row.command == "run":
         extra += ["--out", str(tmp_path / "out"), "--plain"]

@@ -70,6 +70,22 @@ def test_txt2img_sd15(tmp_path):
     same(image, pipe(PROMPT, num_inference_steps=2, generator=generator()).images[0])
 
 
+def test_vae_override(tmp_path):
+    """`vae:` on a model entry is diffusers' `from_pretrained(..., vae=AutoencoderKL...)`; another VAE, another image."""
+    from diffusers import AutoencoderKL, AutoPipelineForText2Image
+
+    node = f"  out: {{type: txt2img, model: $models.m, prompt: {PROMPT}, steps: 2, seed: {SEED}}}\n"
+    image, run = runner_image(tmp_path, "m: {source: tiny:sd15, vae: tiny:sdxl}", node)
+    vae = AutoencoderKL.from_pretrained(folder("sdxl"), subfolder="vae")
+    pipe = quiet(AutoPipelineForText2Image.from_pretrained(folder("sd15"), vae=vae))
+    same(image, pipe(PROMPT, num_inference_steps=2, generator=generator()).images[0])
+    (tmp_path / "own").mkdir()
+    own, _ = runner_image(tmp_path / "own", "m: tiny:sd15", node)
+    assert own.tobytes() != image.tobytes()
+    record = run.manifest["models"]["$models.m"]
+    assert record["identity"].endswith(";vae=" + record["vae"]["identity"]) and record["vae"]["source"] == "tiny:sdxl"
+
+
 def test_txt2img_sdxl_and_turbo_settings(tmp_path):
     from diffusers import AutoPipelineForText2Image
 

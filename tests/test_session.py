@@ -201,7 +201,7 @@ def test_out_of_memory_releases_other_models_and_retries_once(tmp_path):
     path = tmp_path / "wf.yaml"
     path.write_text("version: 1\nnodes:\n  a: {type: flaky}\n  b: {type: flaky, failures: 5}\n")
     workflow = load_workflow(path, catalogue=catalogue)
-    plan = build_plan(workflow, lambda entry, base: ({}, ""), ["a"])
+    plan = build_plan(workflow, lambda entry, base, kind: ({}, ""), ["a"])
     pool = ModelPool(tmp_path / "models", max_ram=1 << 30, max_vram=1 << 30)
     pool.residents[("cuda", "float16", "other")] = Resident("other", "cuda", "float16", "tiny:other", size=1 << 20)
     pool.residents[("cpu", "float32", "cpu-model")] = Resident("cpu-model", "cpu", "float32", "tiny:cpu", size=1 << 20)
@@ -212,7 +212,7 @@ def test_out_of_memory_releases_other_models_and_retries_once(tmp_path):
     assert "out of memory" in results["a"].info["warnings"][0]
     assert list(pool.residents) == [("cpu", "float32", "cpu-model")]  # the GPU model went, the RAM one stayed
     calls.clear()
-    plan = build_plan(workflow, lambda entry, base: ({}, ""), ["b"])
+    plan = build_plan(workflow, lambda entry, base, kind: ({}, ""), ["b"])
     with pytest.raises(NodeFailed, match="out of memory"):
         executor.run(plan, PlainEvents({"b": "flaky"}, quiet=True))
     assert calls == ["b"]  # nothing left to release: no pointless retry
@@ -228,7 +228,7 @@ def test_tasks_are_plain_data_that_rebuild_the_same_fields(name, tmp_path):
     from runner.nodes import NODE_TYPES
 
     workflow = load_workflow(WORKFLOWS / name)
-    plan = build_plan(workflow, lambda entry, base: ({"entry": entry.model_dump(), "kind": "tiny", "location": "x"}, "id"))
+    plan = build_plan(workflow, lambda entry, base, kind: ({"entry": entry.model_dump(), "kind": "tiny", "location": "x"}, "id"))
     executor = LocalExecutor(NodeCache(tmp_path), NODE_TYPES, resources=None)
     for node_id, task in plan.tasks.items():
         data = json.loads(json.dumps(task.to_data()))  # JSON-able, so it travels to another process as is

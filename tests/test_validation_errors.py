@@ -42,7 +42,10 @@ def problems_in(stderr: str) -> list[str]:
 
 
 def run_validate(tmp_path, monkeypatch, capsys, text: str, *args: str) -> tuple[int, str, str]:
-    (tmp_path / FILE).write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    text = textwrap.dedent(text).lstrip("\n")
+    (tmp_path / FILE).write_text(text, encoding="utf-8")
+    for name in set(re.findall(r"path: ([A-Za-z0-9_-]+\.png)", text)):  # the images the cases read are there
+        (tmp_path / name).write_bytes(b"")
     monkeypatch.chdir(tmp_path)
     status = main(["validate", FILE, *args])
     captured = capsys.readouterr()
@@ -407,7 +410,7 @@ POSITIVE = {
       gen:
         type: txt2img
         model: $models.sd15
-        controlnet: [{model: x, image: $depth, start: 0.0, end: 0.5}]
+        controlnet: [{model: tiny:controlnet-sd15, image: $depth, start: 0.0, end: 0.5}]
     """),
     "any-image-as-mask": H("""
       gen: {type: txt2img, model: $models.sd15}
@@ -455,6 +458,7 @@ def test_valid_workflow(text, tmp_path, monkeypatch, capsys):
 
 def test_dollar_text_is_kept_and_unescaped(tmp_path):
     (tmp_path / FILE).write_text(textwrap.dedent(POSITIVE["dollar-text-kept"]))
+    (tmp_path / "room.png").write_bytes(b"")
     workflow = load_workflow(tmp_path / FILE)
     assert workflow.nodes["gen"].fields.prompt == "costs $5, $room is text, a red barn"
 

@@ -13,6 +13,9 @@ class ModelEntry(BaseModel):
     revision: str | None = Field(None, description="hub branch, tag or commit; runs record the resolved commit")
     variant: str | None = Field(None, description="weight variant, e.g. fp16")
     subfolder: str | None = Field(None, description="folder inside the repository")
+    vae: str | None = Field(None, min_length=1, description="a VAE to load instead of the checkpoint's own: a folder "
+                            "(a VAE's, or a pipeline's vae/), a single .safetensors file, a hub id or tiny:NAME; part "
+                            "of the model's identity")
     allow_pickle: bool = Field(False, description="allow pickle (.bin/.ckpt) weights; they can run code when loaded")
     config: str | None = Field(None, description="for a single-file checkpoint: its diffusers config (a local diffusers "
                                "folder, hub id or tiny:NAME); default: the one runner ships for the architecture its "

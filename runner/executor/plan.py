@@ -9,7 +9,7 @@ Computing keys imports no torch, so a fully cached run never does.
 A task is plain data (JSON-able: `Task.to_data()` / `Task.from_data()`), so it
 can run in this process or another one and land under the same key. What a
 model source is and how it is identified is not the executor's business: the
-front hands build_plan a `describe(entry, base_dir) -> (source data, identity)`.
+front hands build_plan a `describe(entry, base_dir, kind) -> (source data, identity)`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from ..language.fields import (
 from ..language.refs import Link
 from ..language.workflow import Workflow
 
-Describe = Callable[[ModelEntry, Path], tuple[dict, str]]
+Describe = Callable[[ModelEntry, Path, str], tuple[dict, str]]  # (entry, base dir, kind the field expects)
 
 KEY_LIBRARIES = ("torch", "diffusers", "transformers", "accelerate", "pillow", "opencv-python-headless")
 SEED_MAX = 2**32
@@ -193,10 +193,10 @@ def _task(workflow: Workflow, node_id: str, tasks: dict[str, Task], identities: 
         if named not in inputs:
             inputs.append(named)
     models, model_ids = {}, {}
-    for ref, _marker, path in iter_marked(node.fields, ModelField):
+    for ref, marker, path in iter_marked(node.fields, ModelField):
         if ref not in identities:
             try:
-                identities[ref] = describe(resolve_entry(ref, workflow.models), workflow.base_dir)
+                identities[ref] = describe(resolve_entry(ref, workflow.models), workflow.base_dir, marker.kind)
             except Exception as exc:
                 # where the model is written: its entry under models:, or the node's field for an inline source
                 name = ref[len("$models."):] if ref.startswith("$models.") else None

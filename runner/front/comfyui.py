@@ -281,7 +281,8 @@ def validate(text: str, imported: Imported, out: Path | None, out_dir: Path, sou
     outside = sorted({str((out_dir / path).resolve().parent) for path, _name in imported.images
                       if not (out_dir / path).resolve().is_relative_to(out_dir)})
     try:
-        load_workflow(target, text=text, source=f"{target} (imported)", allow_paths=[Path(p) for p in outside])
+        load_workflow(target, text=text, source=f"{target} (imported)", allow_paths=[Path(p) for p in outside],
+                      check_files=False)  # its models and images are found where it runs
     except WorkflowError as exc:
         exc.problems.append(Problem(Location(str(source)), (), "the imported workflow does not validate (shown above); "
                                     "nothing was written", "this is a bug in runner's ComfyUI importer: please report "

@@ -25,20 +25,24 @@ def lock_path(workflow_path: Path) -> Path:
     return workflow_path.with_name(workflow_path.name + ".lock")
 
 
-def model_refs(workflow: Workflow) -> list[str]:
-    refs: list[str] = []
+def model_refs(workflow: Workflow) -> dict[str, str]:
+    """Each model ref the nodes use -> the kind of model its first use expects."""
+    refs: dict[str, str] = {}
     for node in workflow.nodes.values():
-        for ref, _marker, _path in iter_marked(node.fields, ModelField):
-            if ref not in refs:
-                refs.append(ref)
+        for ref, marker, _path in iter_marked(node.fields, ModelField):
+            refs.setdefault(ref, marker.kind)
     return refs
+
+
+def _source(workflow: Workflow, ref: str, kind: str):
+    return classify(resolve_entry(ref, workflow.models), workflow.base_dir, workflow.model_roots, kind)
 
 
 def write_lock(workflow: Workflow, models_dir: Path, hashes: FileHashCache) -> Path:
     """Pin every model the workflow uses (tiny models are built first so that their files can be hashed)."""
     pins = {}
-    for ref in model_refs(workflow):
-        source = classify(resolve_entry(ref, workflow.models), workflow.base_dir)
+    for ref, kind in model_refs(workflow).items():
+        source = _source(workflow, ref, kind)
         if source.kind == "tiny":
             from ..models.tiny import ensure_tiny
 
@@ -104,10 +108,11 @@ def check_lock(workflow: Workflow, models_dir: Path, hashes: FileHashCache) -> d
         return None
     lock = read_lock(path)
     problems = []
+    kinds = model_refs(workflow)
     for ref, pin in lock["models"].items():
         if ref.startswith("$models.") and ref[len("$models."):] not in workflow.models:
             continue  # a model the workflow no longer names
-        source = classify(resolve_entry(ref, workflow.models), workflow.base_dir)
+        source = _source(workflow, ref, kinds.get(ref, "pipeline"))
         current = model_record(source, identity(source, hashes), models_dir, hashes)
         if pin.get("source") != current.get("source"):
             problems.append(f"{ref}: locked source {pin.get('source')}, the workflow now says {current.get('source')}")

@@ -76,7 +76,7 @@ def reproduce_command(args) -> int:
     original = Path(old["workflow"]["path"])
     recorded = run / "workflow.yaml"
     workflow = load_workflow(original, [], text=read_yaml_text(recorded), source=str(recorded),
-                             allow_paths=args.allow_paths)
+                             allow_paths=args.allow_paths, model_paths=args.model_paths)
     deterministic = bool(old.get("determinism", {}).get("requested"))
     with Session(out=args.out, allow_private_urls=args.allow_private_urls) as session:
         outcome = session.run(workflow, deterministic=deterministic, mode="quiet" if args.quiet else "plain", no_cache=True,

@@ -23,7 +23,7 @@ def open_session(args) -> Session:
     """The Session a command runs in, from its --out, --max-ram and --max-vram options."""
     try:
         return Session(out=args.out, max_ram=getattr(args, "max_ram", None), max_vram=getattr(args, "max_vram", None),
-                       allow_paths=getattr(args, "allow_paths", None),
+                       allow_paths=getattr(args, "allow_paths", None), model_paths=getattr(args, "model_paths", None),
                        allow_private_urls=getattr(args, "allow_private_urls", False),
                        executor=getattr(args, "executor", "local"), ray_address=getattr(args, "ray_address", None),
                        workers=getattr(args, "workers", None), cpus_per_worker=getattr(args, "cpus_per_worker", 1))
@@ -42,7 +42,7 @@ def command_record(args) -> dict:
 
 def run_command(args) -> int:
 
-    workflow = load_for_run(args.workflow, args.overrides, args.allow_paths)
+    workflow = load_for_run(args.workflow, args.overrides, args.allow_paths, args.model_paths)
     check_node_names(workflow, args.only, "only")
     check_node_names(workflow, args.force, "force")
     from .lock import pinned_revisions
@@ -50,7 +50,7 @@ def run_command(args) -> int:
     pins = pinned_revisions(workflow)  # a WF.lock beside the workflow pins hub models to commits
     if pins:
         args.overrides = args.overrides + pins
-        workflow = load_for_run(args.workflow, args.overrides, args.allow_paths)
+        workflow = load_for_run(args.workflow, args.overrides, args.allow_paths, args.model_paths)
     session = open_session(args)
     try:
         return _run_in(session, args, workflow)
@@ -116,7 +116,7 @@ def sweep_command(args, session: Session, workflow: Workflow, dimensions: list) 
     combos = variants(dimensions)
     prepared = []
     for values in combos:  # validate every variant before running any
-        variant = load_for_run(args.workflow, args.overrides + as_overrides(values), args.allow_paths)
+        variant = load_for_run(args.workflow, args.overrides + as_overrides(values), args.allow_paths, args.model_paths)
         prepared.append((values, variant, session.plan(variant, args.only, args.deterministic)))
     if args.dry_run:
         print(f"sweep of {len(combos)} variants: " + "; ".join(", ".join(f"{k}={v}" for k, v in c.items()) for c in combos))

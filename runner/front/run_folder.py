@@ -136,7 +136,8 @@ def plan_or_problems(workflow: Workflow, hash_cache: FileHashCache, targets: lis
 
     try:
         try:
-            return build_plan(workflow, lambda entry, base_dir: describe(entry, base_dir, hash_cache), targets,
+            return build_plan(workflow, lambda entry, base_dir, kind: describe(entry, base_dir, hash_cache, kind,
+                                                                             workflow.model_roots), targets,
                               deterministic, device, allow_private_urls)
         finally:
             hash_cache.save()
@@ -391,6 +392,7 @@ def build_manifest(workflow: Workflow, plan: Plan, results: dict[str, NodeResult
         "status": status,
         "error": error,
         "allow_paths": [str(folder) for folder in workflow.allow_paths],
+        "model_paths": [root.given for root in workflow.model_roots],
         "allow_private_urls": plan.allow_private_urls,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "seconds": round(time.time() - started, 3),

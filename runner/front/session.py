@@ -75,7 +75,9 @@ class Session:
     `allow_paths`: folders besides a workflow's own that its input files may come from (the CLI's --allow-path), for
     the workflows this Session loads. `allow_private_urls`: `load_image url:` may reach loopback, private, link-local
     and metadata addresses: True for all of them, or a list of networks (["192.168.1.0/24"]) for those only (the CLI's
-    --allow-private-urls is True). Both are recorded in each run's manifest.
+    --allow-private-urls is True). Both are recorded in each run's manifest. `model_paths`: folders (or ComfyUI
+    extra_model_paths.yaml files) where bare model names are looked for, before RUNNER_MODEL_PATHS (the CLI's
+    --model-path); the folders searched are recorded in the manifest (`model_paths`).
     `executor`: "local" (this process) or "ray" (a pool of warm Ray workers: `ray_address` to join a cluster, else a
     local one is started and stopped with the Session; `workers`, `cpus_per_worker`; `ray_shared_cache` False ships
     cache entries through Ray's object store even where the workers could see the cache folder).
@@ -84,10 +86,11 @@ class Session:
     def __init__(self, out: str | Path = "outputs", cache_dir: str | Path | None = None, device: str = "auto",
                  max_ram: int | str | None = None, max_vram: int | str | None = None, *,
                  allow_paths: list[str | Path] | None = None, allow_private_urls: bool | list[str] = False,
-                 executor: str = "local", ray_address: str | None = None, workers: int | None = None,
+                 model_paths: list[str | Path] | None = None, executor: str = "local", ray_address: str | None = None, workers: int | None = None,
                  cpus_per_worker: float = 1, ray_shared_cache: bool | None = None):
         self.out = Path(out)
         self.allow_paths = [Path(folder) for folder in allow_paths or ()]
+        self.model_paths = [Path(folder) for folder in model_paths or ()]
         self.allow_private_urls = _url_networks(allow_private_urls)
         self.cache = NodeCache(Path(cache_dir) if cache_dir is not None else default_cache_dir())
         if self.cache.root.exists() and not self.cache.root.is_dir():
@@ -133,13 +136,15 @@ class Session:
 
     # ------------------------------------------------------------ loading
     def load(self, workflow: str | Path | dict, set: dict[str, Any] | list[str] | None = None, *,
-             allow_paths: list[str | Path] | None = None) -> Workflow:
+             allow_paths: list[str | Path] | None = None, model_paths: list[str | Path] | None = None) -> Workflow:
         """Validate a workflow given as a path, YAML text or a dict, with overrides; raises WorkflowError.
 
         A path's input files come from its folder; those of YAML text or a dict from the current folder; and from the
-        Session's `allow_paths` plus the ones given here."""
+        Session's `allow_paths` plus the ones given here; bare model names from the Session's `model_paths`, the ones
+        given here, then RUNNER_MODEL_PATHS."""
         overrides = _overrides(set)
         allowed = self.allow_paths + [Path(folder) for folder in allow_paths or ()]
+        searched = self.model_paths + [Path(folder) for folder in model_paths or ()]
         if isinstance(workflow, dict):
             try:
                 text = yaml.safe_dump(workflow, sort_keys=False, allow_unicode=True)
@@ -151,11 +156,11 @@ class Session:
                                              f"plain data: {exc}", "use only dicts, lists, strings, numbers, "
                                              "booleans and None")]) from None
             return load_workflow(Path.cwd() / "workflow.yaml", overrides, text=text, source="<workflow dict>",
-                                 allow_paths=allowed)
+                                 allow_paths=allowed, model_paths=searched)
         if isinstance(workflow, str) and ("\n" in workflow or not workflow.strip().lower().endswith((".yaml", ".yml", ".png"))):
             return load_workflow(Path.cwd() / "workflow.yaml", overrides, text=workflow, source="<workflow text>",
-                                 allow_paths=allowed)
-        return load_for_run(Path(workflow), overrides, allowed)
+                                 allow_paths=allowed, model_paths=searched)
+        return load_for_run(Path(workflow), overrides, allowed, searched)
 
     def plan(self, workflow: Workflow, only: list[str] | None = None, deterministic: bool = False) -> Plan:
         check_node_names(workflow, only or [], "only")
@@ -172,17 +177,19 @@ class Session:
             only: list[str] | None = None, force: list[str] | None = None, no_cache: bool = False,
             deterministic: bool = False, mode: str = "quiet", run_dir: Path | None = None,
             extra: dict | None = None, plan: Plan | None = None, should_stop=None,
-            allow_paths: list[str | Path] | None = None, label: str = "") -> Run:
+            allow_paths: list[str | Path] | None = None, model_paths: list[str | Path] | None = None,
+            label: str = "") -> Run:
         """Run a workflow (path, YAML text, dict, or one `load` returned) into a new run folder under `out`.
 
         `only`, `force`, `no_cache` and `deterministic` mirror the CLI's options; `mode` is the progress display
         ("quiet", "plain" or "live"). An invalid workflow raises WorkflowError before anything runs. With `should_stop`
         (a callable), the run stops at the next denoising step or node boundary once it returns true (status
         "interrupted"; finished nodes stay cached). `allow_paths` widens the Session's for this workflow (see `load`;
-        a Workflow already loaded keeps the folders it was loaded with). `label` goes before each "plain" progress line
-        (e.g. a sweep variant's number, when several runs print at once).
+        a Workflow already loaded keeps the folders it was loaded with); so does `model_paths`. `label` goes before
+        each "plain" progress line (e.g. a sweep variant's number, when several runs print at once).
         """
-        loaded = workflow if isinstance(workflow, Workflow) else self.load(workflow, set, allow_paths=allow_paths)
+        loaded = workflow if isinstance(workflow, Workflow) else self.load(workflow, set, allow_paths=allow_paths,
+                                                                          model_paths=model_paths)
         check_node_names(loaded, force or [], "force")
         plan = plan or self.plan(loaded, only, deterministic)
         self.check_budget(loaded, plan, force=set_of(force), no_cache=no_cache)

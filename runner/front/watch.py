@@ -89,6 +89,9 @@ def watched_paths(workflow: Workflow, plan) -> tuple[set[Path], set[Path]]:
                     folders.add(Path(config))
             elif source["kind"] == "folder":
                 folders.add(Path(source["location"]))
+            vae = source["entry"].get("vae")  # a swapped-in VAE, resolved to its path when it is local
+            if vae and Path(vae).is_absolute():
+                (folders if Path(vae).is_dir() else files).add(Path(vae))
     return files, folders
 
 
@@ -108,10 +111,10 @@ def watch_command(args) -> int:
         while True:
             watcher.changed.clear()
             try:
-                workflow = load_for_run(args.workflow, args.overrides, args.allow_paths)
+                workflow = load_for_run(args.workflow, args.overrides, args.allow_paths, args.model_paths)
                 pins = pinned_revisions(workflow)
                 if pins:
-                    workflow = load_for_run(args.workflow, args.overrides + pins, args.allow_paths)
+                    workflow = load_for_run(args.workflow, args.overrides + pins, args.allow_paths, args.model_paths)
                 check_lock(workflow, models_dir(session.cache.root), session.cache.hashes)
                 plan = session.plan(workflow)
             except WorkflowError as problems:

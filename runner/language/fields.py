@@ -38,7 +38,11 @@ class Accepts:
 
 @dataclass(frozen=True)
 class ModelField:
-    """Marks a field naming a model: `$models.NAME` or an inline source."""
+    """Marks a field naming a model: `$models.NAME` or an inline source. `kind` is what the field expects
+    ("pipeline", "controlnet", "lora", "upscaler", "depth-estimator", ...): which model folders a bare file name is
+    looked for in, and what a model found there must be."""
+
+    kind: str = "pipeline"
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,12 @@ ImagesIn = link(IMAGE_LIKE | {"images"}, many=True)
 # keyword arguments: plain YAML values, or links to image outputs (each loaded as a PIL image)
 ArgumentsWithImages = Annotated[dict[str, Any], Accepts(IMAGE_LIKE, mapping=True)]
 
-ModelIn = Annotated[str, Field(min_length=1), ModelField()]
+def model_in(kind: str):
+    """A model field expecting a model of `kind` (see ModelField)."""
+    return Annotated[str, Field(min_length=1), ModelField(kind)]
+
+
+ModelIn = model_in("pipeline")
 FilePath = Annotated[str, Field(min_length=1), InputFile()]
 
 Size = Annotated[
@@ -210,6 +219,7 @@ class CheckContext:
 
     models: dict[str, ModelEntry]  # name -> ModelEntry
     base_dir: Path
+    model_roots: tuple = ()  # the model folders bare names are looked for in (runner.models.model_folders)
 
 
 def resolve_entry(ref: str, models: dict[str, ModelEntry]) -> ModelEntry:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Callable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from ..core.input_files import InputRefused, check_input
 from ..core.model_entry import ModelEntry
+from ..core.model_findings import ModelFinding
 from ..graph.dag import Graph
 from .errors import Location, Problem, WorkflowError, did_you_mean, dotted
 from .fields import (
@@ -21,13 +22,14 @@ from .fields import (
     CheckContext,
     Fields,
     InputFile,
+    ModelField,
     NodeDeclaration,
     field_values,
     find_marker,
     iter_marked,
 )
 from .overrides import apply_overrides
-from .refs import NAME, NODE_ID, RESERVED, Link, resolve_references, unresolve
+from .refs import MODEL_REF_PREFIX, NAME, NODE_ID, RESERVED, Link, resolve_references, unresolve
 from .yaml_source import SourceMap, load_yaml, read_yaml_text
 
 MAX_NODES = 1000  # nodes in one workflow: a long chain of hand-written steps is tens; generated ones stay far below
@@ -114,6 +116,7 @@ class Workflow:
     source_map: SourceMap | None = None
     text: str = ""  # the YAML as read, before overrides
     allow_paths: tuple[Path, ...] = ()  # folders besides its own that its input files may come from (resolved)
+    model_roots: tuple = ()  # the model folders bare model names are looked for in (runner.models.model_folders)
 
     @property
     def base_dir(self) -> Path:
@@ -124,12 +127,15 @@ class Workflow:
 
 
 def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catalogue: Catalogue, text: str | None = None,
-                  source: str | None = None, allow_paths=()) -> Workflow:
+                  source: str | None = None, allow_paths=(), model_roots=(), model_check: ModelCheck | None = None,
+                  require_files: bool = True) -> Workflow:
     """Parse and fully validate a workflow file against the node types of `catalogue`. Raises WorkflowError listing every problem.
 
     With `text`, that YAML is used instead of the file's content (a workflow recovered from an image);
     `path` still decides the folder that relative paths start from, and `source` names it in messages.
-    Input files must lie in that folder or in one of the folders `allow_paths` (the user's --allow-path) names.
+    Input files must lie in that folder or in one of the folders `allow_paths` (the user's --allow-path) names, and
+    (with `require_files`) exist. `model_check(entry, kind, base_dir, model_roots)` (handed in by the front, as the
+    catalogue is) says what is wrong with each model a node uses where its files are on this machine.
     """
     path = Path(path)
     overrides = list(overrides or [])
@@ -190,13 +196,15 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catal
             else:
                 _check_link(node_type, link, accepts, nodes, typed_only, raw_nodes or {}, smap, problems)
     # each node type's own checks beyond its fields' types (call arguments against diffusers signatures, ...)
-    context = CheckContext(_model_entries(document.get("models")), path.resolve().parent)
+    context = CheckContext(_model_entries(document.get("models")), path.resolve().parent, tuple(model_roots))
     for node in nodes.values():
         if node.type.check is not None:
             for relative, message, hint in node.type.check(node.fields, context):
                 where = ("nodes", node.id) + tuple(relative)
                 problems.append(Problem(smap.locate(where), where, message, hint))
-    problems.extend(_input_file_problems(nodes, context.base_dir, allowed, smap))
+    problems.extend(_input_file_problems(nodes, context.base_dir, allowed, smap, require_files))
+    if model_check is not None:
+        problems.extend(_model_problems(nodes, context, document.get("models"), model_check, smap))
     problems.extend(_run_folder_clashes(nodes, smap))
     cycle = graph.find_cycle()
     if cycle:
@@ -224,6 +232,7 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catal
         source_map=smap,
         text=text,
         allow_paths=allowed,
+        model_roots=tuple(model_roots),
     )
 
 
@@ -270,17 +279,53 @@ def _allowed_folders(allow_paths) -> tuple[tuple[Path, ...], list[Problem]]:
     return tuple(folders), problems
 
 
-def _input_file_problems(nodes: dict[str, Node], base_dir: Path, allowed: tuple[Path, ...], smap: SourceMap) -> list[Problem]:
-    """Every field marked InputFile: inside the workflow's folder or an allowed one, and (when it exists) a regular
-    file of a bounded size. Checked by stat only: validation never opens an input."""
+def _input_file_problems(nodes: dict[str, Node], base_dir: Path, allowed: tuple[Path, ...], smap: SourceMap,
+                         require_files: bool = True) -> list[Problem]:
+    """Every field marked InputFile: inside the workflow's folder or an allowed one, a regular file of a bounded size,
+    and (with `require_files`) there. Checked by stat only: validation never opens an input."""
     problems = []
     for node in nodes.values():
         for written, _marker, relative in iter_marked(node.fields, InputFile):
+            where = ("nodes", node.id) + tuple(relative)
             try:
-                check_input(base_dir, written, allowed)
+                real = check_input(base_dir, written, allowed)
             except InputRefused as refused:
-                where = ("nodes", node.id) + tuple(relative)
                 problems.append(Problem(smap.locate(where), where, str(refused), refused.hint))
+                continue
+            if require_files and not real.exists():
+                problems.append(Problem(smap.locate(where), where, f"input file {written} does not exist (looked for {real})",
+                                        "fix the path (relative to the workflow file's folder), or put the file there"))
+    return problems
+
+
+# (entry, the kind its field expects, the workflow's folder, the model folders) -> what is wrong with it
+ModelCheck = Callable[[ModelEntry, str, Path, tuple], list[ModelFinding]]
+
+
+def _model_problems(nodes: dict[str, Node], context: CheckContext, raw_models: Any, check: ModelCheck,
+                    smap: SourceMap) -> list[Problem]:
+    """What `check` finds in each model the nodes use, once per model, located at its entry under models: (its
+    source, for a source at fault) or at the node's field for an inline source."""
+    problems, seen = [], set()
+    for node in nodes.values():
+        for ref, marker, relative in iter_marked(node.fields, ModelField):
+            name = ref[len(MODEL_REF_PREFIX):] if ref.startswith(MODEL_REF_PREFIX) else None
+            if name is not None and name not in context.models:
+                continue  # an unknown or invalid entry is reported already
+            if (ref, marker.kind) in seen:
+                continue
+            seen.add((ref, marker.kind))
+            entry = context.models[name] if name is not None else ModelEntry(source=ref)
+            for finding in check(entry, marker.kind, context.base_dir, context.model_roots):
+                hint = finding.hint
+                if name is None:
+                    path = ("nodes", node.id) + tuple(relative)
+                    hint += f" {finding.inline_hint}" if finding.inline_hint else ""
+                else:
+                    written = raw_models.get(name) if isinstance(raw_models, dict) else None
+                    field = finding.at if finding.at in ("source", "vae") and isinstance(written, dict) else None
+                    path = ("models", name) + ((field,) if field else ())
+                problems.append(Problem(smap.locate(path), path, finding.message, hint))
     return problems
 
 

@@ -125,6 +125,9 @@ def _run(ctx, pipe, kwargs: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------- loading
 def kandinsky_components(registry, source, identity: str) -> dict[str, Any]:
     """Prior + decoder modules under the combined pipelines' names, loaded once per run."""
+    if source.entry.vae:
+        raise ModelUnavailable(f"model '{source.label}' is Kandinsky 2.2, which decodes with its own MoVQ (movq), not a "
+                               "VAE: a vae: on its model entry cannot apply", "remove vae: from the model entry")
     return registry.cached(("kandinsky22", identity), lambda: _load(registry, source), load_label=identity, group=identity,
                            estimate=registry.estimate(source), source=source)
 

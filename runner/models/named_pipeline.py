@@ -61,6 +61,8 @@ def load_named_pipeline(ctx, class_name: str, model_ref: str):
             raise NodeInputError(f"'{class_name}' is not a diffusers pipeline class")
         if source.kind == "file":
             location, kwargs = registry.pretrained_args(source)
+            if source.entry.vae:  # the entry's vae: replaces the checkpoint's own, as for the generation nodes
+                kwargs["vae"] = registry.vae_override(source)
             pipe = registry.from_single_file(location, kwargs, source, cls)
             pipe.to(registry.device)
         else:

@@ -27,6 +27,7 @@ from .sources import (
     pickle_weights,
     prepare_hub,
     refuse_pickle,
+    vae_source,
 )
 
 UNET_CHANNELS = {4: "a standard", 9: "an inpainting", 5: "a depth-to-image"}
@@ -223,11 +224,13 @@ class ModelRegistry:
             from diffusers import DiffusionPipeline
 
             location, kwargs = self.pretrained_args(source)
+            if source.entry.vae:  # diffusers' documented way: Pipeline.from_pretrained(..., vae=vae)
+                kwargs["vae"] = self.vae_override(source)
             if source.kind == "file":
                 pipe = self.from_single_file(location, kwargs, source)
             else:
                 folder = self.model_folder(source)
-                shared = self._identical_components(folder)
+                shared = {k: v for k, v in self._identical_components(folder).items() if k not in kwargs}
                 with missing_safetensors_explained(source):
                     pipe = DiffusionPipeline.from_pretrained(location, **kwargs, **shared)
                 self.shared_components[identity] = sorted(shared)
@@ -264,7 +267,8 @@ class ModelRegistry:
         """A single-file checkpoint's pipeline, with the diffusers config its entry names or the one runner ships."""
         from .single_file import load_pipeline
 
-        return load_pipeline(location, source.label, self.single_file_config(source), self.models_dir, kwargs["dtype"], cls)
+        return load_pipeline(location, source.label, self.single_file_config(source), self.models_dir, kwargs["dtype"], cls,
+                             vae=kwargs.get("vae"))
 
     def single_file_config(self, source: ModelSource) -> Path | None:
         """The local folder of the entry's `config:` (a tiny one built, a hub one from the local cache or, where the
@@ -282,6 +286,32 @@ class ModelRegistry:
 
         return Path(snapshot_download(config.location, cache_dir=hub["cache_dir"],
                                       allow_patterns=["*.json", "*.txt", "*.model"]))
+
+    def vae_override(self, source: ModelSource):
+        """The AutoencoderKL a model entry's `vae:` names: a VAE folder, a pipeline folder's vae/ (tiny and hub models
+        too), or a single file, read with the checkpoint's own VAE config when the checkpoint is a folder (offline,
+        from_single_file has no other config to read)."""
+        from diffusers import AutoencoderKL
+
+        vae = vae_source(source)
+        location, kwargs = self.pretrained_args(vae)
+        kwargs.pop("variant", None)
+        folder = self.model_folder(vae)
+        if vae.kind == "file":
+            if source.kind == "file":  # a single-file checkpoint's config: the one its entry names, or runner's own
+                from .single_file import config_folder
+
+                own = config_folder(source.location, source.label, self.single_file_config(source), self.models_dir)
+            else:
+                own = self.model_folder(source)
+            if own is not None and (own / "vae" / "config.json").is_file():
+                kwargs.update(config=str(own), subfolder="vae")
+            kwargs.pop("use_safetensors", None)
+            return AutoencoderKL.from_single_file(location, **kwargs)
+        if folder is not None and (folder / "model_index.json").is_file():
+            kwargs["subfolder"] = "vae"
+        with missing_safetensors_explained(vae):
+            return AutoencoderKL.from_pretrained(location, **kwargs)
 
     def controlnet(self, source: ModelSource, identity: str):
         """A ControlNet model, loaded once and shared by every node and pipeline that uses it."""

@@ -205,17 +205,24 @@ def pipeline_class(config_dir: Path):
     return cls
 
 
-def load_pipeline(location: str, label: str, config_dir: Path | None, models_dir: Path, dtype, cls=None):
+def config_folder(location: str, label: str, config_dir: Path | None, models_dir: Path) -> Path:
+    """The diffusers config a checkpoint loads with: `config_dir` (its entry's config:), else the one runner ships
+    for the architecture its keys show."""
+    return config_dir if config_dir is not None else packaged_config(architecture_of(location, label), models_dir)
+
+
+def load_pipeline(location: str, label: str, config_dir: Path | None, models_dir: Path, dtype, cls=None, vae=None):
     """The checkpoint's pipeline, from its one file and a local config folder (the shipped one when None), as the
-    class that config names (or `cls`)."""
+    class that config names (or `cls`); `vae` (a loaded AutoencoderKL) replaces the checkpoint's own."""
     check_checkpoint(Path(location), label)
     architecture = None
     if config_dir is None:
         architecture = architecture_of(location, label)
         config_dir = packaged_config(architecture, models_dir)
     cls = cls or pipeline_class(config_dir)
+    extra = {"vae": vae} if vae is not None else {}
     try:
-        return cls.from_single_file(location, config=str(config_dir), local_files_only=True, dtype=dtype)
+        return cls.from_single_file(location, config=str(config_dir), local_files_only=True, dtype=dtype, **extra)
     except (ValueError, RuntimeError, KeyError, OSError) as exc:
         said = " ".join(str(exc).split())[:400]
         as_what = (f"as {ARCHITECTURES[architecture][0]} with the config runner ships" if architecture

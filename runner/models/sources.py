@@ -62,9 +62,12 @@ class ModelSource:
         return cls(ModelEntry.model_validate(data["entry"]), data["kind"], data["location"])
 
 
-def describe(entry: ModelEntry, base_dir: Path, hash_cache: FileHashCache) -> tuple[dict, str]:
-    """(the source as plain data, its identity): what a plan needs of a model, without loading it."""
-    source = classify(entry, base_dir)
+def describe(entry: ModelEntry, base_dir: Path, hash_cache: FileHashCache, kind: str = "pipeline",
+             roots=()) -> tuple[dict, str]:
+    """(the source as plain data, its identity): what a plan needs of a model, without loading it. `kind` is what
+    the place it is used expects (runner.language.fields.ModelField), `roots` the model folders
+    (runner.models.model_folders) a bare name is looked for in."""
+    source = classify(entry, base_dir, roots, kind)
     if source.kind != "tiny":  # tiny models are built as safetensors; their folder may not exist yet
         refuse_pickle(source, local_folder(source, Path()))
     if source.kind == "file":
@@ -109,7 +112,14 @@ def config_source(source: ModelSource) -> ModelSource | None:
     return classify(ModelEntry(source=config), Path())  # a local folder's path is absolute by now
 
 
-def classify(entry: ModelEntry, base_dir: Path) -> ModelSource:
+def classify(entry: ModelEntry, base_dir: Path, roots=(), kind: str = "pipeline") -> ModelSource:
+    """What the entry's source names. A relative path is looked for in the workflow's folder first, then (a name
+    that is not ./ or ../) in the model folders `roots` for `kind`; what is found nowhere is a hub id if it reads as
+    one (org/name, not a weight file name), else ModelUnavailable listing every folder looked in."""
+    from .model_folders import WEIGHT_SUFFIXES, find_model, looks_local
+
+    if entry.vae:  # resolved here, as the source is, so that the task carries where its files are
+        entry = entry.model_copy(update={"vae": vae_location(classify(ModelEntry(source=entry.vae), base_dir, roots, "vae"))})
     source = entry.source
     if source.startswith("tiny:"):
         single_file_config(entry, "tiny", base_dir)
@@ -117,14 +127,31 @@ def classify(entry: ModelEntry, base_dir: Path) -> ModelSource:
     path = Path(os.path.expanduser(source))
     if not path.is_absolute():
         path = base_dir / path
+    looked = [path.parent]
+    if not path.exists() and roots and looks_local(source):
+        found, folders = find_model(source, kind, roots)
+        looked += folders
+        if found is not None:
+            path = found
     if path.is_dir():
         single_file_config(entry, "folder", base_dir)
         return ModelSource(entry, "folder", str(path.resolve()))
     if path.is_file():
         return ModelSource(single_file_config(entry, "file", base_dir), "file", str(path.resolve()))
-    if HUB_ID.match(source) and not source.startswith((".", "/")):
+    if HUB_ID.match(source) and not source.startswith((".", "/")) and not source.lower().endswith(WEIGHT_SUFFIXES):
         single_file_config(entry, "hub", base_dir)
         return ModelSource(entry, "hub", source)
+    if len(looked) > 1:
+        shown = ", ".join(str(folder) for folder in looked[:12]) + (f" and {len(looked) - 12} more" if len(looked) > 12 else "")
+        raise ModelUnavailable(
+            f"model '{source}' was not found: looked in the workflow's folder and the model folders ({shown})",
+            "put it into one of these folders (ComfyUI layout: checkpoints/, controlnet/, loras/, vae/, ...), add its "
+            "folder with --model-path DIR or RUNNER_MODEL_PATHS, or fix the name")
+    if looks_local(source) and source.lower().endswith(WEIGHT_SUFFIXES):
+        raise ModelUnavailable(
+            f"model '{source}' is not in the workflow's folder ({looked[0]}), and no model folders are set to look in",
+            "name the folder that holds it with --model-path DIR or RUNNER_MODEL_PATHS (a folder, ComfyUI layout or "
+            "flat, or ComfyUI's extra_model_paths.yaml), or write its path relative to the workflow file's folder")
     raise ModelUnavailable(
         f"model source '{source}' is neither an existing folder or file (looked at {path}) nor a hub id (org/name) "
         "nor tiny:NAME",
@@ -133,10 +160,26 @@ def classify(entry: ModelEntry, base_dir: Path) -> ModelSource:
     )
 
 
+def vae_location(source: ModelSource) -> str:
+    """What a resolved `vae:` says: tiny:NAME, an absolute path, or a hub id."""
+    return f"tiny:{source.location}" if source.kind == "tiny" else source.location
+
+
+def vae_source(source: ModelSource) -> ModelSource | None:
+    """The VAE a model entry swaps in (`vae:`, resolved by classify), as a source of its own."""
+    if not source.entry.vae:
+        return None
+    return classify(ModelEntry(source=source.entry.vae, revision=None, allow_pickle=source.entry.allow_pickle), Path("/"),
+                    kind="vae")
+
+
 def identity(source: ModelSource, hash_cache: FileHashCache) -> str:
-    """A string that changes whenever the model's weights or configs change."""
+    """A string that changes whenever the model's weights or configs change (a swapped-in VAE's too)."""
     entry = source.entry
     extras = "".join(f";{k}={v}" for k, v in (("variant", entry.variant), ("subfolder", entry.subfolder)) if v)
+    vae = vae_source(source)
+    if vae is not None:
+        extras += f";vae={identity(vae, hash_cache)}"
     if source.kind == "tiny":
         from .tiny import tiny_identity
 
@@ -262,6 +305,12 @@ def model_record(source: ModelSource, model_identity: str, models_dir: Path, has
               "variant": entry.variant}
     if source.kind == "hub":
         record["commit"] = resolve_hub_commit(source.location, entry.revision or "main")
+    if source.kind in ("folder", "file"):
+        record["path"] = source.location  # where it was found: beside the workflow or in a model folder
+    vae = vae_source(source)
+    if vae is not None:
+        record["vae"] = {k: v for k, v in model_record(vae, identity(vae, hash_cache), models_dir, hash_cache).items()
+                         if k not in ("revision", "variant")}
     folder = local_folder(source, models_dir)
     if folder is not None and folder.exists():
         files = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in HASHED_SUFFIXES)

@@ -143,6 +143,6 @@ def _source(ref: str, context):
     if ref.startswith(MODEL_REF_PREFIX) and ref[len(MODEL_REF_PREFIX):] not in context.models:
         return None  # reported as an unknown model already
     try:
-        return classify(resolve_entry(ref, context.models), context.base_dir)
+        return classify(resolve_entry(ref, context.models), context.base_dir, context.model_roots)
     except (ModelUnavailable, ValueError):
         return None

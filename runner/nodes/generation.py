@@ -14,6 +14,7 @@ from ..language.fields import (
     LatentsIn,
     MaskIn,
     ModelIn,
+    model_in,
     Offload,
     SchedulerName,
     Seed,
@@ -110,12 +111,12 @@ GENERATION_SPECS = (TXT2IMG, IMG2IMG, INPAINT, DEPTH2IMG, REFINE)
 
 
 class Lora(Fields):
-    model: ModelIn = Field(..., description="LoRA weights: $models.NAME or a source")
+    model: model_in("lora") = Field(..., description="LoRA weights: $models.NAME or a source")
     scale: float = Field(1.0, ge=-10, le=10, description="adapter weight")
 
 
 class ControlNet(Fields):
-    model: ModelIn = Field(..., description="ControlNet model: $models.NAME or a source")
+    model: model_in("controlnet") = Field(..., description="ControlNet model: $models.NAME or a source")
     image: ImageIn | None = Field(None, description="condition image (edges, depth, pose, ...); on inpaint nodes it may be "
                                                   "left out: the inpaint condition is built from the node's image and mask")
     scale: float | None = Field(None, ge=0, le=5, description="controlnet_conditioning_scale; default: the pipeline's")

@@ -15,7 +15,7 @@ from ..language.fields import (
     ImageIn,
     ImagesIn,
     MaskIn,
-    ModelIn,
+    model_in,
     RunFolderFile,
     Seed,
     Size,
@@ -346,7 +346,7 @@ class Upscale(Fields):
     image: ImageIn = Field(..., description="image to enlarge")
     scale: float | None = Field(None, gt=0, le=8, description="size factor; default 2 for a resize, the model's own "
                                                                 "factor (x4) with a model; otherwise the model's output is resized")
-    model: ModelIn | None = Field(None, description="diffusion upscaler (e.g. stabilityai/stable-diffusion-x4-upscaler); "
+    model: model_in("upscaler") | None = Field(None, description="diffusion upscaler (e.g. stabilityai/stable-diffusion-x4-upscaler); "
                                                     "default: Lanczos resize")
     prompt: str = Field("", description="prompt for a diffusion upscaler")
     steps: int | None = Field(None, ge=1, le=1000, description="denoising steps for a diffusion upscaler; default: the pipeline's")

@@ -6,13 +6,13 @@ from typing import Any
 
 from pydantic import Field
 
-from ..language.fields import Fields, ImageIn, ModelIn
+from ..language.fields import Fields, ImageIn, model_in
 from .base import node_type
 
 
 class EstimateDepth(Fields):
     image: ImageIn = Field(..., description="image to estimate depth for")
-    model: ModelIn = Field("Intel/dpt-hybrid-midas", description="a transformers depth-estimation model (DPT, Depth Anything)")
+    model: model_in("depth-estimator") = Field("Intel/dpt-hybrid-midas", description="a transformers depth-estimation model (DPT, Depth Anything)")
 
 
 @node_type("estimate_depth", fields=EstimateDepth, outputs={"depth": "depth"})
@@ -30,9 +30,9 @@ def estimate_depth(ctx, f: EstimateDepth, inputs=None) -> dict[str, Any]:
 
 class DetectPose(Fields):
     image: ImageIn = Field(..., description="photo with people")
-    model: ModelIn = Field("usyd-community/vitpose-base-simple",
+    model: model_in("pose-estimator") = Field("usyd-community/vitpose-base-simple",
                            description="a transformers VitPose model (VitPoseForPoseEstimation): 17 COCO keypoints per person box")
-    detector: ModelIn | None = Field(
+    detector: model_in("object-detector") | None = Field(
         "PekingU/rtdetr_r50vd_coco_o365",
         description="person detector giving the boxes (a transformers object-detection model such as RT-DETR; class "
                     "'person'); null: the whole image is one person box. When it finds no person above min_score, "

@@ -1,0 +1,89 @@
+"""What kind of model a local file or folder holds, read cheaply from the files (no torch): a checkpoint
+(pipeline), a ControlNet, a VAE or a LoRA. Used to refuse, before anything runs, a model used in the wrong place."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+# what each kind is called in messages, and where a workflow uses it
+KIND_NAMES = {"pipeline": "a checkpoint", "controlnet": "a ControlNet", "vae": "a VAE", "lora": "a LoRA",
+              "depth-estimator": "a depth estimator", "pose-estimator": "a pose estimator",
+              "object-detector": "a person detector"}
+KIND_USE = {
+    "pipeline": "use it as a generation node's model: (or a model entry's source)",
+    "controlnet": "put it under a node's controlnet: [{model: ..., image: ...}]",
+    "lora": "put it under a node's lora: [{model: ..., scale: ...}]",
+    "vae": "give it to a checkpoint's model entry as vae: (models: {NAME: {source: CHECKPOINT, vae: THIS}})",
+    "depth-estimator": "use it as an estimate_depth node's model:",
+    "pose-estimator": "use it as a detect_pose node's model:",
+    "object-detector": "use it as a detect_pose node's detector:",
+}
+# the kinds a place accepts (a diffusion upscaler is a pipeline; a VAE may come from a checkpoint's vae/)
+ACCEPTED = {"upscaler": ("pipeline",), "vae": ("vae", "pipeline")}
+_DIFFUSERS_CLASS_KINDS = {"ControlNetModel": "controlnet", "ControlNetXSAdapter": "controlnet",
+                          "SD3ControlNetModel": "controlnet", "FluxControlNetModel": "controlnet",
+                          "T2IAdapter": "controlnet", "AutoencoderKL": "vae", "AutoencoderTiny": "vae",
+                          "ConsistencyDecoderVAE": "vae"}
+LORA_FILES = ("pytorch_lora_weights.safetensors", "pytorch_lora_weights.bin")
+
+
+def safetensors_header(path: Path) -> dict | None:
+    """The JSON header of a .safetensors file (tensor names, dtypes, shapes), read without the weights; None when
+    the file is not one."""
+    try:
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if length > 100 << 20:
+                return None
+            return json.loads(handle.read(length))
+    except (OSError, ValueError, struct.error):
+        return None
+
+
+def local_kind(path: Path) -> str | None:
+    """"pipeline", "controlnet", "vae" or "lora" for a model folder or single .safetensors file when its files say
+    so; None when they do not (a transformers model, a pickle file: nothing is refused on a guess)."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "model_index.json").is_file():
+            return "pipeline"
+        if any((path / name).is_file() for name in LORA_FILES):
+            return "lora"
+        config = path / "config.json"
+        if config.is_file():
+            try:
+                data = json.loads(config.read_text())
+            except (OSError, ValueError):
+                return None
+            return _DIFFUSERS_CLASS_KINDS.get(data.get("_class_name")) if isinstance(data, dict) else None
+        return None
+    if path.suffix.lower() != ".safetensors":
+        return None
+    header = safetensors_header(path)
+    if not header:
+        return None
+    return _keys_kind([name for name in header if name != "__metadata__"])
+
+
+def _keys_kind(keys: list[str]) -> str | None:
+    """The kind of a single-file checkpoint from its tensor names (A1111/ComfyUI and diffusers layouts)."""
+    if any(k.startswith("model.diffusion_model.") for k in keys):
+        return "pipeline"
+    if any(k.startswith("control_model.") or k.startswith(("controlnet_cond_embedding.", "controlnet_down_blocks."))
+           for k in keys):
+        return "controlnet"
+    if any("lora_" in k or ".lora." in k or k.startswith("lora_") for k in keys):
+        return "lora"
+    if keys and all(k.startswith(("encoder.", "decoder.", "quant_conv.", "post_quant_conv.", "first_stage_model."))
+                    for k in keys):
+        return "vae"
+    return None
+
+
+def wrong_kind(found: str | None, wanted: str) -> bool:
+    """Whether a model of kind `found` cannot serve where `wanted` is expected (unknown kinds are let through)."""
+    if found is None:
+        return False
+    return found not in ACCEPTED.get(wanted, (wanted,))
