@@ -240,10 +240,13 @@ def test_a_lora_as_checkpoint_says_what_it_is(tmp_path):
     shutil.copy(lora, tmp_path / "style.safetensors")
     workflow = write_workflow(tmp_path, "lora.yaml", "version: 1\nmodels:\n  sd: ./style.safetensors\nnodes:\n"
                               "  out: {type: txt2img, model: $models.sd, prompt: a room, steps: 2}\n")
-    with runner.Session(out=tmp_path / "out") as session:
-        run = session.run(workflow)
-    assert run.status == "failed"
-    assert "is not a whole checkpoint: it holds LoRA weights" in run.error and "model.diffusion_model" in run.hint
+    # validate reads the tensor names: refused before anything runs, at the model entry, saying where a LoRA goes
+    from runner.language.errors import WorkflowError
+
+    with runner.Session(out=tmp_path / "out") as session, pytest.raises(WorkflowError) as refused:
+        session.run(workflow)
+    said = str(refused.value)
+    assert "lora.yaml:3:3" in said and "is a LoRA, used where a checkpoint is expected" in said and "lora:" in said, said
 
 
 def test_config_is_only_for_single_files(tmp_path, capsys):
@@ -360,3 +363,17 @@ def test_the_shipped_configs_are_package_data():
     matched = {p for pattern in globs for p in CONFIGS.parent.glob(pattern) if p.is_file()}
     assert files and files == matched
     assert (CONFIGS / "clip_bpe" / "LICENSE").is_file()
+
+
+def test_a_vae_swap_on_a_single_file_equals_the_same_swap_on_its_folder_form(tmp_path):
+    """`vae:` on a single-file checkpoint is passed to from_single_file (vae=), as on a folder to from_pretrained."""
+    tiny_single_file("sd15", tmp_path / "model.safetensors")
+    node = f"type: txt2img, prompt: {PROMPT}, steps: 2, seed: {SEED}"
+    got = images(tmp_path, "  file: {source: ./model.safetensors, config: tiny:sd15, vae: tiny:sdxl}\n"
+                           "  folder: {source: tiny:sd15, vae: tiny:sdxl}\n", node)
+    assert got["file"].tobytes() == got["folder"].tobytes()
+    (tmp_path / "own").mkdir()
+    tiny_single_file("sd15", tmp_path / "own" / "model.safetensors")
+    own = images(tmp_path / "own", "  file: {source: ./model.safetensors, config: tiny:sd15}\n  folder: tiny:sd15\n", node)
+    assert own["file"].tobytes() != got["file"].tobytes()  # the swapped VAE decodes differently
+    assert got["manifest"]["models"]["$models.file"]["vae"]["source"] == "tiny:sdxl"

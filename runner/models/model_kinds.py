@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
+
+from .weights_file import safetensors_header
 
 # what each kind is called in messages, and where a workflow uses it
 KIND_NAMES = {"pipeline": "a checkpoint", "controlnet": "a ControlNet", "vae": "a VAE", "lora": "a LoRA",
@@ -27,19 +28,6 @@ _DIFFUSERS_CLASS_KINDS = {"ControlNetModel": "controlnet", "ControlNetXSAdapter"
                           "T2IAdapter": "controlnet", "AutoencoderKL": "vae", "AutoencoderTiny": "vae",
                           "ConsistencyDecoderVAE": "vae"}
 LORA_FILES = ("pytorch_lora_weights.safetensors", "pytorch_lora_weights.bin")
-
-
-def safetensors_header(path: Path) -> dict | None:
-    """The JSON header of a .safetensors file (tensor names, dtypes, shapes), read without the weights; None when
-    the file is not one."""
-    try:
-        with open(path, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            if length > 100 << 20:
-                return None
-            return json.loads(handle.read(length))
-    except (OSError, ValueError, struct.error):
-        return None
 
 
 def local_kind(path: Path) -> str | None:

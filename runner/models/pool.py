@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .model_kinds import safetensors_header
 from .sources import ModelUnavailable
 from .weights_file import safetensors_header
 
