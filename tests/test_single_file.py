@@ -223,7 +223,9 @@ def test_unrelated_tensors_fail_before_the_run_at_the_model_entry(tmp_path, caps
     save_file({"encoder.weight": torch.zeros(2, 2), "head.bias": torch.zeros(2)}, tmp_path / "weights.safetensors")
     workflow = write_workflow(tmp_path, "bad.yaml", "version: 1\nmodels:\n  sd: ./weights.safetensors\nnodes:\n"
                               "  out: {type: txt2img, model: $models.sd, prompt: a room, steps: 2}\n")
-    assert run_cli("run", workflow, "--out", tmp_path / "out", "--dry-run") == 2  # the plan reads the header
+    assert run_cli("validate", workflow) == 2  # validate reads the header (no torch)
+    assert f"{workflow}:3:3: models.sd: " in capsys.readouterr().err
+    assert run_cli("run", workflow, "--out", tmp_path / "out", "--dry-run") == 2
     err = capsys.readouterr().err
     assert f"{workflow}:3:3: models.sd: " in err and "Traceback" not in err
     assert f"model './weights.safetensors' ({tmp_path / 'weights.safetensors'}) is not in a layout runner recognises" in err

@@ -323,7 +323,7 @@ def _model_problems(nodes: dict[str, Node], context: CheckContext, raw_models: A
                     hint += f" {finding.inline_hint}" if finding.inline_hint else ""
                 else:
                     written = raw_models.get(name) if isinstance(raw_models, dict) else None
-                    field = finding.at if finding.at in ("source", "vae") and isinstance(written, dict) else None
+                    field = finding.at if finding.at in ("source", "vae", "config") and isinstance(written, dict) else None
                     path = ("models", name) + ((field,) if field else ())
                 problems.append(Problem(smap.locate(path), path, finding.message, hint))
     return problems

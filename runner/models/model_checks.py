@@ -31,8 +31,8 @@ def _findings(entry: ModelEntry, kind: str, base_dir: Path, roots: tuple) -> lis
 
     try:
         source = classify(entry, base_dir, roots, kind)
-    except ModelUnavailable as exc:
-        return [ModelFinding(str(exc), exc.hint)]
+    except ModelUnavailable as exc:  # located at the field at fault (e.g. a config: that cannot serve)
+        return [ModelFinding(str(exc), exc.hint, getattr(exc, "entry_field", None) or "source")]
     if source.kind == "tiny":
         try:
             found = tiny_kind(source.location)
@@ -46,6 +46,13 @@ def _findings(entry: ModelEntry, kind: str, base_dir: Path, roots: tuple) -> lis
         refuse_pickle(source, folder)
     except PickleRefused as exc:
         return [ModelFinding(exc.what, exc.hint, "entry", INLINE_PICKLE_HINT)]
+    if source.kind == "file":  # a .safetensors holding nothing runner recognises: refused here, not at plan time
+        from .single_file import UnknownLayout, check_layout
+
+        try:
+            check_layout(folder, source.label)
+        except UnknownLayout as exc:
+            return [ModelFinding(str(exc), exc.hint, "entry")]
     if entry.subfolder and (folder / entry.subfolder).exists():
         folder = folder / entry.subfolder
     return _kind_findings(source.label, local_kind(folder), kind, folder)
