@@ -46,16 +46,17 @@ def _findings(entry: ModelEntry, kind: str, base_dir: Path, roots: tuple) -> lis
         refuse_pickle(source, folder)
     except PickleRefused as exc:
         return [ModelFinding(exc.what, exc.hint, "entry", INLINE_PICKLE_HINT)]
-    if source.kind == "file":  # a .safetensors holding nothing runner recognises: refused here, not at plan time
+    if entry.subfolder and (folder / entry.subfolder).exists():
+        folder = folder / entry.subfolder
+    found = local_kind(folder)
+    if found is None and source.kind == "file":  # a .safetensors of no kind runner knows: refused here, not at plan time
         from .single_file import UnknownLayout, check_layout
 
         try:
             check_layout(folder, source.label)
         except UnknownLayout as exc:
             return [ModelFinding(str(exc), exc.hint, "entry")]
-    if entry.subfolder and (folder / entry.subfolder).exists():
-        folder = folder / entry.subfolder
-    return _kind_findings(source.label, local_kind(folder), kind, folder)
+    return _kind_findings(source.label, found, kind, folder)
 
 
 def _kind_findings(label: str, found: str | None, wanted: str, where: Path | None = None) -> list[ModelFinding]:
