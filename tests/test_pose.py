@@ -157,11 +157,14 @@ def test_detect_pose_is_cached_and_models_load_once(tmp_path):
                if node["type"] == "detect_pose")
 
 
-def test_wrong_tiny_kind_is_a_clear_failure(tmp_path, capsys):
+def test_wrong_tiny_kind_is_refused_before_the_run(tmp_path, capsys):
     workflow = write(tmp_path, "  pose: {type: detect_pose, image: $photo, model: tiny:rtdetr, detector: null}\n")
-    assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain") == 1
-    err = capsys.readouterr().err
-    assert "tiny:rtdetr" in err and "tiny:vitpose" in err
+    for command in (("validate", workflow), ("run", workflow, "--out", tmp_path / "out", "--plain")):
+        assert run_cli(*command) == 2
+        err = capsys.readouterr().err
+        assert (f"{workflow}:6:44: nodes.pose.model: model 'tiny:rtdetr' is a person detector, used where a pose "
+                "estimator is expected") in err and "detect_pose node's detector:" in err and "tiny:vitpose" in err, err
+    assert not (tmp_path / "out").exists()
 
 
 def test_pose_image_feeds_an_openpose_controlnet(tmp_path):

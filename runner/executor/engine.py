@@ -183,11 +183,14 @@ class LocalExecutor:
                     result = self._compute(plan, task, events, results, replace=replace, should_stop=should_stop)
                 results[node_id] = result
                 if after_node is not None:
-                    try:
-                        after_node(task, result)
-                    except EntryMissing:  # an input entry was removed by another process: make it again, once
-                        self._ensure_upstream(plan, task, events, should_stop)
-                        after_node(task, result)
+                    for attempt in range(len(task.upstream) + 2):
+                        try:
+                            after_node(task, result)
+                            break
+                        except EntryMissing:  # an input entry was removed by another process: make it again
+                            if attempt > len(task.upstream):
+                                raise
+                            self._ensure_upstream(plan, task, events, should_stop)
         finally:
             self.cache.on_problem = None
         return results
@@ -236,7 +239,7 @@ class LocalExecutor:
         if not quiet:
             events.node_started(task.node_id)
         started = time.perf_counter()
-        retried = refetched = False
+        retried, refetches = False, 0
         try:
             fields = self.fields(task)
             self._ensure_upstream(plan, task, events, should_stop)
@@ -246,9 +249,11 @@ class LocalExecutor:
                     outputs = node_type.run(context, fields)
                     break
                 except EntryMissing:
-                    if refetched:
+                    # an input entry vanished under the node: compute it again, then the node. One `cache clear` may
+                    # remove each input in turn while the node reads them, so each input may need this once
+                    if refetches > len(task.upstream):
                         raise
-                    refetched = True  # an input entry vanished under the node: compute it again, then the node
+                    refetches += 1
                     self._ensure_upstream(plan, task, events, should_stop)
                 except Exception as error:  # noqa: BLE001
                     if retried or not self.resources.retry_after(task, error):

@@ -38,7 +38,17 @@ def _findings(entry: ModelEntry, kind: str, base_dir: Path, roots: tuple) -> lis
             found = tiny_kind(source.location)
         except UnknownTinyModel as exc:
             return [ModelFinding(str(exc), exc.hint)]
-        return _kind_findings(source.label, found, kind)
+        findings = _kind_findings(source.label, found, kind)
+        from .model_kinds import ACCEPTED
+        from .tiny import TINY_NAMES
+
+        fitting = [f"tiny:{name}" for name in TINY_NAMES  # an upscaler is a pipeline, but only the upscaler fits
+                   if tiny_kind(name) in ACCEPTED.get(kind, (kind,)) and ("upscaler" in name) == (kind == "upscaler")]
+        if findings and fitting:  # a test set-up: say which tiny models fit this place
+            first = findings[0]
+            findings[0] = ModelFinding(first.message, f"{first.hint} (tiny ones: {', '.join(fitting[:6])})", first.at,
+                                       first.inline_hint)
+        return findings
     folder = local_folder(source, Path())
     if folder is None or not folder.exists():
         return []  # a hub model not downloaded yet: its files are looked at when they are
