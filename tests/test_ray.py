@@ -269,3 +269,8 @@ def test_a_cluster_that_cannot_be_reached_fails_at_once(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and f"cannot reach the Ray cluster at 127.0.0.1:{port}" in err and "ray start --head" in err, err
     assert time.monotonic() - started < 30
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*"))  # no run folder left behind
+    code = run_cli("run", workflow, "--seeds", "1-2", "--executor", "ray", "--ray-address", f"127.0.0.1:{port}",
+                   "--out", tmp_path / "out")
+    assert code == 2 and f"cannot reach the Ray cluster at 127.0.0.1:{port}" in capsys.readouterr().err
+    assert not any((tmp_path / "out").rglob("*")), list((tmp_path / "out").rglob("*"))  # nor a sweep folder

@@ -148,6 +148,11 @@ class RayExecutor:
 
     # ---------------------------------------------------------------- start
     def start(self) -> None:
+        """Join or start the cluster and start the workers (once; a WorkflowError when that cannot be done)."""
+        with self.lock:
+            self._start()
+
+    def _start(self) -> None:
         if self.actors:
             return
         import ray
@@ -233,9 +238,8 @@ class RayExecutor:
 
     def parallel_runs(self) -> int:
         """How many runs (a sweep's variants) are worth running at once: one per worker (the workers start now)."""
-        with self.lock:
-            self.start()
-            return len(self.actors)
+        self.start()
+        return len(self.actors)
 
     # ------------------------------------------------------------------ run
     # Several runs may share the workers at once (a sweep's variants, each in its own thread): the workers' busy set
@@ -261,8 +265,7 @@ class RayExecutor:
             should_stop: Callable[[], bool] | None = None) -> dict[str, NodeResult]:
         import ray
 
-        with self.lock:
-            self.start()
+        self.start()
         results: dict[str, NodeResult] = {}
         self.last_results = results
         self.run_record = {"workers": {}, "retries": [], "loads": {}}

@@ -122,10 +122,11 @@ def sweep_command(args, session: Session, workflow: Workflow, dimensions: list) 
         print(f"sweep of {len(combos)} variants: " + "; ".join(", ".join(f"{k}={v}" for k, v in c.items()) for c in combos))
         return 0
     session.check_out()
+    # before the sweep folder is made: a cluster that cannot be reached leaves nothing behind
+    parallel = min(len(prepared), session.executor.parallel_runs()) if hasattr(session.executor, "parallel_runs") else 1
     sweep_dir = new_sweep_dir(args.out, workflow.name)
     mode = "quiet" if args.quiet else "plain"
     index = {"workflow": str(args.workflow), "overrides": args.overrides, **command_record(args), "variants": []}
-    parallel = min(len(prepared), session.executor.parallel_runs()) if hasattr(session.executor, "parallel_runs") else 1
 
     def run_variant(number: int, values: dict, variant: Workflow, plan: Plan, should_stop=None, label: str = ""):
         if mode != "quiet":

@@ -194,6 +194,9 @@ class Session:
         plan = plan or self.plan(loaded, only, deterministic)
         self.check_budget(loaded, plan, force=set_of(force), no_cache=no_cache)
         self.check_out()
+        starter = getattr(self.executor, "start", None)
+        if starter is not None:
+            starter()  # a cluster that cannot be reached is an error before any run folder is made
         self.resources.begin_run()
         outcome: Outcome = execute(self.executor, self.resources, loaded, plan, self.out, mode=mode, force=set_of(force),
                                    no_cache=no_cache, extra=extra, run_dir=run_dir, should_stop=should_stop,
