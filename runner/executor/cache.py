@@ -28,7 +28,7 @@ import re
 import shutil
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -71,6 +71,21 @@ class EntryMissing(Exception):
         self.key, self.reason = key, reason
 
 
+def _wait_until(take: Callable[[], bool], waiting: Callable[[], None] | None) -> None:
+    """Call `take()` (which waits up to LOCK_POLL_S) until it succeeds, and `waiting()` after each failure."""
+    while not take():
+        if waiting is not None:
+            waiting()
+
+
+def _took(lock: FileLock) -> bool:
+    try:
+        lock.acquire(timeout=LOCK_POLL_S, poll_interval=0.05)
+        return True
+    except Timeout:
+        return False
+
+
 class NodeCache:
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -93,9 +108,12 @@ class NodeCache:
 
     # -- locking -------------------------------------------------------------------------------------------------
 
+    def lock_path(self, key: str) -> Path:
+        return self.locks / key[:2] / f"{key}.lock"
+
     def lock(self, key: str) -> FileLock:
         """The key's lock: one object per key in this process (re-entrant), an OS lock across processes."""
-        path = self.locks / key[:2] / f"{key}.lock"
+        path = self.lock_path(key)
         lock = _LOCKS.get(str(path))
         if lock is None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,29 +125,17 @@ class NodeCache:
         """Hold the key's lock for the `with` block, waiting as long as another process (or thread) holds it; while it
         waits, `waiting()` is called every LOCK_POLL_S seconds (it may raise to give up: a stop request). Ctrl-C works."""
         with _THREAD_LOCKS_GUARD:
-            in_process = _THREAD_LOCKS.setdefault(str(self.locks / key[:2] / key), threading.RLock())
-        while not in_process.acquire(timeout=LOCK_POLL_S):
-            if waiting is not None:
-                waiting()
-        try:
+            in_process = _THREAD_LOCKS.setdefault(str(self.lock_path(key)), threading.RLock())
+        with ExitStack() as held:
+            _wait_until(lambda: in_process.acquire(timeout=LOCK_POLL_S), waiting)
+            held.callback(in_process.release)
             try:
                 lock = self.lock(key)
-                while True:
-                    try:
-                        lock.acquire(timeout=LOCK_POLL_S, poll_interval=0.05)
-                        break
-                    except Timeout:
-                        if waiting is not None:
-                            waiting()
+                _wait_until(lambda: _took(lock), waiting)
+                held.callback(lock.release)
             except OSError:
-                lock = None  # no lock file can be made here (a read-only cache): nothing can be written here either
-            try:
-                yield
-            finally:
-                if lock is not None:
-                    lock.release()
-        finally:
-            in_process.release()
+                pass  # no lock file can be made here (a read-only cache): nothing can be written here either
+            yield
 
     # -- reading -------------------------------------------------------------------------------------------------
 
