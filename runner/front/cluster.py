@@ -252,14 +252,6 @@ class RayExecutor:
     def last_results(self, value: dict[str, NodeResult]) -> None:
         self._local.results = value
 
-    @property
-    def run_record(self) -> dict[str, Any]:
-        return getattr(self._local, "record", {})
-
-    @run_record.setter
-    def run_record(self, value: dict[str, Any]) -> None:
-        self._local.record = value
-
     def run(self, plan: Plan, events, *, force: set[str] = frozenset(), no_cache: bool = False,
             after_node: Callable[[Task, NodeResult], None] | None = None,
             should_stop: Callable[[], bool] | None = None) -> dict[str, NodeResult]:
@@ -268,7 +260,7 @@ class RayExecutor:
         self.start()
         results: dict[str, NodeResult] = {}
         self.last_results = results
-        self.run_record = {"workers": {}, "retries": [], "loads": {}}
+        record = self._local.record = {"workers": {}, "retries": [], "loads": {}}  # this run's, for describe()
         plan_data = {"workflow_seed": plan.workflow_seed, "device": plan.device, "dtype": plan.dtype,
                      "libraries": plan.libraries, "seeds": plan.seeds, "deterministic": plan.deterministic,
                      "allow_private_urls": plan.allow_private_urls}
@@ -352,14 +344,14 @@ class RayExecutor:
                                 events.node_failed(node_id, error)
                                 raise NodeFailed(node_id, task.type_name, error) from None
                             attempts[node_id] = attempt + 1
-                            self.run_record["retries"].append({"node": node_id, "worker": self.names.get(index, "?"),
+                            record["retries"].append({"node": node_id, "worker": self.names.get(index, "?"),
                                                                "error": type(exc).__name__, "attempt": attempt + 1})
                             events.node_warning(node_id, f"its worker died ({type(exc).__name__}): running it again on another")
                             pending.insert(0, node_id)
                             continue
-                        self.run_record["workers"][node_id] = payload["worker"]
+                        record["workers"][node_id] = payload["worker"]
                         if payload.get("loaded"):
-                            self.run_record["loads"][node_id] = payload["loaded"]
+                            record["loads"][node_id] = payload["loaded"]
                         for message in payload.get("warnings", []):
                             events.node_warning(node_id, message)
                         if payload["status"] == "failed":
@@ -416,8 +408,11 @@ class RayExecutor:
 
         return {"name": "ray", "ray_version": ray.__version__, "address": self.address or "local",
                 "workers": len(self.actors), "shared_cache": self.shared,
-                "nodes": dict(self.run_record.get("workers", {})), "retries": list(self.run_record.get("retries", [])),
-                "loads": dict(self.run_record.get("loads", {}))}
+                **self._record_of_this_run()}
+
+    def _record_of_this_run(self) -> dict[str, Any]:
+        record = getattr(self._local, "record", {"workers": {}, "retries": [], "loads": {}})
+        return {"nodes": dict(record["workers"]), "retries": list(record["retries"]), "loads": dict(record["loads"])}
 
     def close(self) -> None:
         if not self.actors and not self.started_ray:
