@@ -548,17 +548,23 @@ class GraphMapping:
         self.add(RunnerNode(key, kind, comfy, ordered, notes))
         return Generation(key, batch, size, checkpoint, end if end < 1 else None)
 
-    def model_chain(self, sampler: ComfyNode) -> tuple[str, list[ComfyNode], list[ComfyNode]]:
-        """(the CheckpointLoaderSimple's id, the LoraLoaders between it and the sampler, nearest the checkpoint first,
-        those of them at strength 0)."""
-        node, _index = self.source(sampler, "model")
+    def lora_chain(self, start: ComfyNode, input_name: str) -> tuple[ComfyNode, list[ComfyNode]]:
+        """Follow `start`'s `input_name` ("model" or "clip") up through LoraLoaders: (the node it comes from, the
+        LoraLoaders passed, nearest `start` first); all of them count as used."""
+        node, _index = self.source(start, input_name)
         loras: list[ComfyNode] = []
         while node.class_type == "LoraLoader":
             if node in loras or len(loras) > len(self.nodes):
                 raise Refused(f"{node}: the LoRA chain is a cycle")
             loras.append(node)
-            node, _index = self.source(node, "model")
+            node, _index = self.source(node, input_name)
         self.used.update([node.id] + [lora.id for lora in loras])
+        return node, loras
+
+    def model_chain(self, sampler: ComfyNode) -> tuple[str, list[ComfyNode], list[ComfyNode]]:
+        """(the CheckpointLoaderSimple's id, the LoraLoaders between it and the sampler, nearest the checkpoint first,
+        those of them at strength 0)."""
+        node, loras = self.lora_chain(sampler, "model")
         effective, skipped = [], []
         for lora in reversed(loras):
             strength_model, strength_clip = lora.inputs["strength_model"], lora.inputs["strength_clip"]
@@ -576,14 +582,7 @@ class GraphMapping:
 
     def check_clip(self, sampler: ComfyNode, encoder: ComfyNode, checkpoint: str, loras: list[ComfyNode]) -> None:
         """The prompts must be encoded by the text encoder of the sampler's own model, with the same LoRAs."""
-        node, _index = self.source(encoder, "clip")
-        chain: list[ComfyNode] = []
-        while node.class_type == "LoraLoader":
-            if node in chain or len(chain) > len(self.nodes):
-                raise Refused(f"{node}: the LoRA chain is a cycle")
-            chain.append(node)
-            node, _index = self.source(node, "clip")
-        self.used.update([node.id] + [lora.id for lora in chain])
+        node, chain = self.lora_chain(encoder, "clip")
         if node.id != checkpoint:
             raise Refused(f"{encoder} uses the text encoder of {node.inputs['ckpt_name']} (node {node.id}) but {sampler} "
                           f"samples with {self.nodes[checkpoint].inputs['ckpt_name']} (node {checkpoint}): runner encodes "
