@@ -32,6 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
                               "(checkpoints/, controlnet/, loras/, vae/, ...) then flat; or a ComfyUI "
                               "extra_model_paths.yaml (repeatable; before RUNNER_MODEL_PATHS)")
 
+    def with_consent(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--allow-pickle", dest="allow_pickle", action="append", default=[], metavar="MODEL",
+                         help="let the model entry MODEL (a name under models:) load pickle weights, which can run code "
+                              "when loaded, if the entry asks for it (allow_pickle: true); repeatable; recorded in the "
+                              "manifest")
+        sub.add_argument("--trust-remote-code", dest="trust_remote_code", action="append", default=[], metavar="MODEL",
+                         help="let the model entry MODEL run Python code shipped with the model, if the entry asks for "
+                              "it (trust_remote_code: true); repeatable; recorded in the manifest")
+
     def with_overrides(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("workflow", type=Path, help="workflow YAML file")
         sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
@@ -40,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="let input files (load_image path:) come from DIR too, not only from the workflow "
                               "file's folder (repeatable; symlinks are followed before the check)")
         with_model_paths(sub)
+        with_consent(sub)
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
     def with_private_urls(sub: argparse.ArgumentParser) -> None:
@@ -126,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="as for run: input files may come from DIR too (the recorded run's allow_paths are "
                                 "not taken from its manifest: a run folder may come from someone else)")
     with_model_paths(reproduce)
+    with_consent(reproduce)
     with_private_urls(reproduce)
 
     extract = commands.add_parser("extract", help="print the workflow embedded in a PNG that runner saved")
@@ -223,10 +234,11 @@ def _console(stderr: bool = False, wide: bool = False):
 
 
 def cmd_validate(args) -> int:
-    from .front.loading import load_workflow
+    from .front.loading import consent_of, load_workflow
 
     started = time.perf_counter()
-    workflow = load_workflow(args.workflow, args.overrides, allow_paths=args.allow_paths, model_paths=args.model_paths)
+    workflow = load_workflow(args.workflow, args.overrides, allow_paths=args.allow_paths, model_paths=args.model_paths,
+                             consent=consent_of(args))
     types = sorted({node.type.name for node in workflow.nodes.values()})
     print(f"OK {args.workflow}: workflow '{workflow.name}', {_count(workflow.nodes, 'node')} ({', '.join(types)}), "
           f"{_count(workflow.models, 'model')}, {_count(workflow.params, 'param')} "
@@ -269,10 +281,10 @@ def cmd_nodes(args) -> int:
 
 def cmd_graph(args) -> int:
     from .front.graph_view import mermaid, text_tree
-    from .front.loading import load_workflow
+    from .front.loading import consent_of, load_workflow
 
     workflow = load_workflow(args.workflow, args.overrides, allow_paths=args.allow_paths, model_paths=args.model_paths,
-                             check_files=False)  # drawing the graph needs no file: `validate` checks them
+                             check_files=False, consent=consent_of(args))  # drawing the graph needs no file: `validate` checks them
     if args.format == "mermaid":
         sys.stdout.write(mermaid(workflow))
     else:
@@ -336,10 +348,11 @@ def cmd_report(args) -> int:
 def cmd_lock(args) -> int:
     from .core.paths import models_dir
     from .executor.cache import NodeCache, default_cache_dir
-    from .front.loading import load_workflow
+    from .front.loading import consent_of, load_workflow
     from .front.lock import write_lock
 
-    workflow = load_workflow(args.workflow, args.overrides, allow_paths=args.allow_paths, model_paths=args.model_paths)
+    workflow = load_workflow(args.workflow, args.overrides, allow_paths=args.allow_paths, model_paths=args.model_paths,
+                             consent=consent_of(args))
     cache = NodeCache(default_cache_dir())
     path = write_lock(workflow, models_dir(cache.root), cache.hashes)
     print(f"wrote {path}")

@@ -19,7 +19,8 @@ from PIL import Image
 
 from conftest import REPO, latest_run, manifest, run_cli, write_workflow
 
-FIX = "convert to safetensors, or set allow_pickle: true on the model entry if you trust it"
+FIX = ("convert to safetensors, or, if you trust it, set allow_pickle: true on the model entry and allow that with "
+       "--allow-pickle NAME")
 
 
 def pickled_copy(models_dir: Path, tiny: str, dest: Path) -> Path:
@@ -87,7 +88,7 @@ def test_pipeline_folder_with_pickle_weights(tmp_path, models_dir, capsys):
     expected = pixels(latest_run(tmp_path / "out", "ref") / "save.png")
 
     allowed = workflow(tmp_path, "  sd: {source: ./sd15-pickle, allow_pickle: true}\n", nodes)
-    assert run_cli("run", allowed, "--out", tmp_path / "out", "--plain") == 0
+    assert run_cli("run", allowed, "--out", tmp_path / "out", "--plain", "--allow-pickle", "sd") == 0
     run_dir = latest_run(tmp_path / "out", "pk")
     assert pixels(run_dir / "save.png") == expected
     data = manifest(run_dir)
@@ -106,7 +107,7 @@ def test_allow_pickle_on_a_safetensors_model_still_loads_its_safetensors(tmp_pat
     reference = workflow(tmp_path, "  sd: tiny:sd15\n", nodes, name="ref")
     assert run_cli("run", reference, "--out", tmp_path / "out", "--plain") == 0
     allowed = workflow(tmp_path, "  sd: {source: tiny:sd15, allow_pickle: true}\n", nodes)
-    assert run_cli("run", allowed, "--out", tmp_path / "out", "--plain", "--no-cache") == 0, capsys.readouterr().err
+    assert run_cli("run", allowed, "--out", tmp_path / "out", "--plain", "--no-cache", "--allow-pickle", "sd") == 0, capsys.readouterr().err
     run_dir = latest_run(tmp_path / "out", "pk")
     assert pixels(run_dir / "save.png") == pixels(latest_run(tmp_path / "out", "ref") / "save.png")
     record = manifest(run_dir)["models"]["$models.sd"]
@@ -128,7 +129,7 @@ def test_controlnet_folder_with_pickle_weights(tmp_path, models_dir, capsys):
     reference = workflow(tmp_path, "  sd: tiny:sd15\n  cn: tiny:controlnet-sd15\n", nodes, name="ref")
     assert run_cli("run", reference, "--out", tmp_path / "out", "--plain") == 0
     allowed = workflow(tmp_path, "  sd: tiny:sd15\n  cn: {source: ./cn-pickle, allow_pickle: true}\n", nodes)
-    assert run_cli("run", allowed, "--out", tmp_path / "out", "--plain") == 0
+    assert run_cli("run", allowed, "--out", tmp_path / "out", "--plain", "--allow-pickle", "cn") == 0
     run_dir = latest_run(tmp_path / "out", "pk")
     assert pixels(run_dir / "save.png") == pixels(latest_run(tmp_path / "out", "ref") / "save.png")
     models = manifest(run_dir)["models"]
@@ -155,7 +156,7 @@ def test_transformers_vision_model_with_pickle_weights(tiny, tmp_path, models_di
     reference = workflow(tmp_path, f"  m: tiny:{tiny}\n", nodes, name="ref")
     assert run_cli("run", reference, "--out", tmp_path / "out", "--plain") == 0
     allowed = workflow(tmp_path, "  m: {source: ./pickled, allow_pickle: true, trust_remote_code: true}\n", nodes)
-    assert run_cli("run", allowed, "--out", tmp_path / "out", "--plain") == 0
+    assert run_cli("run", allowed, "--out", tmp_path / "out", "--plain", "--allow-pickle", "m", "--trust-remote-code", "m") == 0
     run_dir = latest_run(tmp_path / "out", "pk")
     assert pixels(run_dir / "save.png") == pixels(latest_run(tmp_path / "out", "ref") / "save.png")
     data = manifest(run_dir)
@@ -200,7 +201,7 @@ def test_lora_pickle_file_and_folder(tmp_path, models_dir, capsys):
     expected = pixels(latest_run(tmp_path / "out", "ref") / "save.png")
     for source in ("./style.bin", "./lora-folder"):
         allowed = workflow(tmp_path, f"  sd: tiny:sd15\n  lora: {{source: {source}, allow_pickle: true}}\n", nodes)
-        assert run_cli("run", allowed, "--out", tmp_path / "out", "--plain") == 0, capsys.readouterr().err
+        assert run_cli("run", allowed, "--out", tmp_path / "out", "--plain", "--allow-pickle", "lora") == 0, capsys.readouterr().err
         run_dir = latest_run(tmp_path / "out", "pk")
         assert pixels(run_dir / "save.png") == expected, source
         assert manifest(run_dir)["models"]["$models.lora"]["pickle_files"] == (
@@ -221,7 +222,7 @@ def test_kandinsky_folder_with_pickle_weights(tmp_path, models_dir, capsys):
     reference = workflow(tmp_path, "  k: tiny:kandinsky22\n", nodes, name="ref")
     assert run_cli("run", reference, "--out", tmp_path / "out", "--plain") == 0
     allowed = workflow(tmp_path, "  k: {source: ./k-pickle, allow_pickle: true}\n", nodes)
-    assert run_cli("run", allowed, "--out", tmp_path / "out", "--plain") == 0
+    assert run_cli("run", allowed, "--out", tmp_path / "out", "--plain", "--allow-pickle", "k") == 0
     run_dir = latest_run(tmp_path / "out", "pk")
     # The same weights, but not the same bytes everywhere: safetensors tensors are memory-mapped at offsets that are
     # not 64-byte aligned, and the CPU kernels of the prior's CLIP vision encoder then sum in another order
@@ -253,7 +254,8 @@ def test_single_file_checkpoints_other_than_safetensors_are_refused(tmp_path, mo
         assert_refused(err, path, "sd", f"model './{name}' {says} ({tmp_path / name})")
     for entry in ("./model.safetensors", "{source: ./model.ckpt, allow_pickle: true}"):
         path = workflow(tmp_path, f"  sd: {entry}\n", nodes)
-        assert run_cli("run", path, "--out", tmp_path / "out", "--plain", "--dry-run") == 0, capsys.readouterr().err
+        assert run_cli("run", path, "--out", tmp_path / "out", "--plain", "--dry-run", "--allow-pickle", "sd") == 0, \
+            capsys.readouterr().err
 
 
 def hub_snapshot(hub: Path, repo_id: str, files: Path) -> Path:
@@ -283,7 +285,7 @@ def test_hub_snapshot_with_pickle_weights(tmp_path, models_dir, capsys, monkeypa
     reference = workflow(tmp_path, "  m: acme/dpt\n", nodes, name="ref")
     assert run_cli("run", reference, "--out", tmp_path / "out", "--plain") == 0, capsys.readouterr().err
     allowed = workflow(tmp_path, "  m: {source: acme/dpt-pickle, allow_pickle: true}\n", nodes)
-    assert run_cli("run", allowed, "--out", tmp_path / "out", "--plain") == 0, capsys.readouterr().err
+    assert run_cli("run", allowed, "--out", tmp_path / "out", "--plain", "--allow-pickle", "m") == 0, capsys.readouterr().err
     run_dir = latest_run(tmp_path / "out", "pk")
     assert pixels(run_dir / "save.png") == pixels(latest_run(tmp_path / "out", "ref") / "save.png")
     assert manifest(run_dir)["models"]["$models.m"]["pickle_files"] == ["pytorch_model.bin"]

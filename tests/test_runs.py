@@ -48,7 +48,8 @@ def test_png_carries_a1111_parameters_and_the_workflow_runs_again_from_it(demo, 
     capsys.readouterr()
     assert run_cli("extract", run_dir / "final.png") == 0
     assert "type: inpaint" in capsys.readouterr().out
-    assert run_cli("run", run_dir / "final.png", "--out", out, "--plain") == 0
+    # its inputs are beside the workflow it came from, which the PNG names: read only where the user allows
+    assert run_cli("run", run_dir / "final.png", "--out", out, "--plain", "--allow-path", demo.parent / "inputs") == 0
     again = latest_run(out, "demo")
     assert set(statuses(again).values()) == {"cached"}
     assert Image.open(again / "final.png").tobytes() == Image.open(run_dir / "final.png").tobytes()

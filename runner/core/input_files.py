@@ -28,28 +28,39 @@ class InputRefused(ValueError):
         self.hint = hint
 
 
-def allowed_roots(base_dir: Path, allow_paths: Iterable[Path] = ()) -> list[Path]:
-    """The folders inputs may come from: the workflow's folder, then the ones the user allows, all fully resolved."""
-    return [Path(base_dir).resolve(), *(Path(folder).resolve() for folder in allow_paths)]
+def allowed_roots(base_dir: Path, allow_paths: Iterable[Path] = (), *, home: bool = True) -> list[Path]:
+    """The folders inputs may come from: the workflow's folder (unless `home` is False), then the ones the user
+    allows, all fully resolved."""
+    return [*([Path(base_dir).resolve()] if home else []), *(Path(folder).resolve() for folder in allow_paths)]
 
 
-def confined_path(base_dir: Path, written: str, allow_paths: Iterable[Path] = ()) -> Path:
+def confined_path(base_dir: Path, written: str, allow_paths: Iterable[Path] = (), *, home: bool = True) -> Path:
     """The real path of `written` (relative to `base_dir`, or absolute), symlinks resolved; InputRefused unless it lies
-    inside `base_dir` or one of `allow_paths`. A file that does not exist is not refused here (reading it reports that)."""
+    inside `base_dir` (with `home`) or one of `allow_paths`. A file that does not exist is not refused here (reading it
+    reports that).
+
+    `home` False is for a workflow whose folder was named by data, not by the user (the `runner:workflow_path` text of
+    a PNG, the path a run folder's manifest records): relative paths still start there, but only the folders the user
+    allows may be read."""
     if "\0" in written:
         raise InputRefused(f"the path {written!r} contains a NUL character", "remove the NUL (\\0) from the path")
     if len(written) > 4096:
         raise InputRefused(f"the path is {len(written)} characters long; paths are at most 4096", "shorten the path")
     real = (Path(base_dir) / written).resolve()
-    roots = allowed_roots(base_dir, allow_paths)
+    roots = allowed_roots(base_dir, allow_paths, home=home)
     if any(real == root or root in real.parents for root in roots):
         return real
     shown = f"{written} (resolves to {real})" if str(real) != written else written
+    fix = f"allow its folder with --allow-path {real.parent} (Python: allow_paths=[...])"
+    if not home:
+        raise InputRefused(f"{shown} is outside the folders this workflow may read from ({', '.join(map(str, roots))}): "
+                           "a workflow recovered from an image or a run folder reads input files only from the folders "
+                           "you allow, never from one its own text names",
+                           f"if you trust this workflow, {fix}")
     widened = "" if len(roots) == 1 else f" or the allowed folders {', '.join(str(r) for r in roots[1:])}"
     raise InputRefused(f"{shown} is outside the workflow's folder {roots[0]}{widened}: a workflow reads files only "
                        f"from its own folder",
-                       f"put the file beside the workflow, or allow its folder with --allow-path {real.parent} "
-                       f"(Python: allow_paths=[...])")
+                       f"put the file beside the workflow, or {fix}")
 
 
 def kind_of(mode: int) -> str:
@@ -71,10 +82,10 @@ def check_regular(info: os.stat_result, written: str) -> None:
                            "use a smaller file, or raise RUNNER_MAX_INPUT_BYTES")
 
 
-def check_input(base_dir: Path, written: str, allow_paths: Iterable[Path] = ()) -> Path:
+def check_input(base_dir: Path, written: str, allow_paths: Iterable[Path] = (), *, home: bool = True) -> Path:
     """What validation asks: confined, and when the file exists, a regular file of a bounded size (by stat: nothing
     is opened, so a FIFO or a device cannot block). Returns the real path."""
-    real = confined_path(base_dir, written, allow_paths)
+    real = confined_path(base_dir, written, allow_paths, home=home)
     try:
         info = os.stat(real)
     except FileNotFoundError:

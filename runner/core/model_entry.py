@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -16,8 +18,49 @@ class ModelEntry(BaseModel):
     vae: str | None = Field(None, min_length=1, description="a VAE to load instead of the checkpoint's own: a folder "
                             "(a VAE's, or a pipeline's vae/), a single .safetensors file, a hub id or tiny:NAME; part "
                             "of the model's identity")
-    allow_pickle: bool = Field(False, description="allow pickle (.bin/.ckpt) weights; they can run code when loaded")
+    allow_pickle: bool = Field(False, description="ask to load pickle (.bin/.ckpt) weights, which can run code when "
+                               "loaded; the person running the workflow must allow it too (--allow-pickle NAME)")
     config: str | None = Field(None, description="for a single-file checkpoint: its diffusers config (a local diffusers "
                                "folder, hub id or tiny:NAME); default: the one runner ships for the architecture its "
                                "weights show (SD 1.x, 2.x, SDXL base, refiner, inpainting)")
-    trust_remote_code: bool = Field(False, description="allow code from the model repository to run")
+    trust_remote_code: bool = Field(False, description="ask to run code from the model repository; the person running "
+                                    "the workflow must allow it too (--trust-remote-code NAME)")
+
+
+# The model-entry options that turn on code execution. A workflow may ask for them; only the person running it can
+# allow them (a workflow is a file people share: it must not be able to run code by saying so itself).
+# option -> (command-line flag, what it lets happen)
+OPT_INS = {
+    "allow_pickle": ("--allow-pickle", "loads pickle (.bin/.ckpt/.pt) weights, which can run code when loaded"),
+    "trust_remote_code": ("--trust-remote-code", "runs Python code shipped with the model"),
+}
+
+
+@dataclass(frozen=True)
+class Consent:
+    """The models whose entries the person running a workflow allows to use each opt-in (by `models:` name).
+
+    `given_by` says where the permission came from, for the manifest ("command line", "Session"); `refused` is why
+    nothing may be allowed at all (a workflow embedded in an image), or "" ."""
+
+    allow_pickle: frozenset[str] = frozenset()
+    trust_remote_code: frozenset[str] = frozenset()
+    given_by: str = "command line"
+    refused: str = ""
+
+    def allows(self, option: str, name: str) -> bool:
+        return not self.refused and name in getattr(self, option)
+
+    @classmethod
+    def of(cls, allow_pickle=(), trust_remote_code=(), given_by: str = "command line") -> "Consent":
+        return cls(frozenset(allow_pickle or ()), frozenset(trust_remote_code or ()), given_by)
+
+    def merged(self, other: "Consent | None") -> "Consent":
+        """This consent widened by `other` (a Session's names plus a call's), keeping a refusal."""
+        if other is None:
+            return self
+        return Consent(self.allow_pickle | other.allow_pickle, self.trust_remote_code | other.trust_remote_code,
+                       self.given_by, self.refused or other.refused)
+
+
+NO_CONSENT = Consent()

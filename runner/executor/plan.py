@@ -205,7 +205,8 @@ def _task(workflow: Workflow, node_id: str, tasks: dict[str, Task], identities: 
         models[ref], model_ids[ref] = identities[ref]
     files = {}
     for relative, _marker, _path in iter_marked(node.fields, InputFile):  # checked again: the file may have changed
-        files[relative] = sha256_input(confined_path(workflow.base_dir, relative, workflow.allow_paths), relative)
+        files[relative] = sha256_input(confined_path(workflow.base_dir, relative, workflow.allow_paths,
+                                                   home=workflow.home_readable), relative)
     seed = None
     if node.type.takes_seed:
         chosen = node.fields.seed

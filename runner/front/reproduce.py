@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..language.yaml_source import read_yaml_text
-from .loading import load_workflow
+from ..language.workflow import Workflow
+from .loading import consent_of, load_workflow
 from .run_command import command_record
 from .runs import load_manifest, resolve_run
 from .session import Session
@@ -67,20 +68,66 @@ def recorded_status(manifest: dict) -> tuple[str | None, str]:
     return None, ""
 
 
+def recorded_workflow(run: Path, manifest: dict, allow_paths=(), model_paths=(), consent=None) -> Workflow:
+    """The workflow a run folder recorded (its workflow.yaml), loaded to run again.
+
+    Relative paths start from the folder of the workflow file the manifest names, as in the recorded run (not from
+    the current folder). A manifest is data anyone can write, so that folder is not trusted for its saying so: files
+    are read from the run folder and the folders the user allows (`allow_paths`), and from the recorded workflow's
+    folder only while the file there is the one that ran (its sha256 as recorded) and the recorded run read no input
+    file that this file, with the recorded overrides, does not name: then reproducing reads nothing that `runner run`
+    of that file would not."""
+    copy = run / "workflow.yaml"
+    text = read_yaml_text(copy)
+    recorded = Path(manifest["workflow"]["path"])
+    if not recorded.is_absolute():  # manifests written before paths were recorded absolute: the folder is unknown
+        recorded = copy
+    readable = _vouched_for(recorded, manifest, text, copy, model_paths, consent)
+    return load_workflow(recorded, [], text=text, source=str(copy), allow_paths=[run, *allow_paths],
+                         model_paths=model_paths, home_readable=readable, consent=consent)
+
+
+def _vouched_for(original: Path, manifest: dict, text: str, copy: Path, model_paths, consent) -> bool:
+    """Whether `original` is the workflow file the run folder's workflow.yaml came from (see `recorded_workflow`)."""
+    import hashlib
+
+    from ..language.errors import WorkflowError
+
+    if not original.is_file():  # a regular file (a FIFO named by a manifest must not block the open)
+        return False
+    try:  # hashed as the manifest hashed it: the text as read
+        if hashlib.sha256(read_yaml_text(original).encode("utf-8")).hexdigest() != manifest["workflow"]["sha256"]:
+            return False
+        ran = load_workflow(original, [], text=text, source=str(copy), model_paths=model_paths, check_files=False,
+                            consent=consent)
+        named = load_workflow(original, list(manifest["workflow"].get("overrides") or []), model_paths=model_paths,
+                              check_files=False, consent=consent)
+    except (OSError, WorkflowError, TypeError, KeyError):
+        return False
+    return input_files(ran) <= input_files(named)
+
+
+def input_files(workflow: Workflow) -> set[Path]:
+    """The real paths of every input file a workflow's nodes read."""
+    from ..language.fields import InputFile, iter_marked
+
+    return {(workflow.base_dir / written).resolve() for node in workflow.nodes.values()
+            for written, _marker, _path in iter_marked(node.fields, InputFile)}
+
+
 def reproduce_command(args) -> int:
     run = resolve_run(args.run, args.out, "runner reproduce")
     old = load_manifest(run)
     failed_at, ended = recorded_status(old)
     if ended and not args.quiet:
         print(f"note: {ended}; the outputs it recorded are compared")
-    original = Path(old["workflow"]["path"])
-    recorded = run / "workflow.yaml"
-    workflow = load_workflow(original, [], text=read_yaml_text(recorded), source=str(recorded),
-                             allow_paths=args.allow_paths, model_paths=args.model_paths)
+    workflow = recorded_workflow(run, old, args.allow_paths, args.model_paths, consent_of(args))
     deterministic = bool(old.get("determinism", {}).get("requested"))
     with Session(out=args.out, allow_private_urls=args.allow_private_urls) as session:
         outcome = session.run(workflow, deterministic=deterministic, mode="quiet" if args.quiet else "plain", no_cache=True,
-                              extra={"reproduces": str(run), **command_record(args)})
+                              # the workflow it ran is the recorded one (path, file hash, overrides): a reproduction
+                              # of this reproduction finds the same file vouching for the same folder
+                              extra={"reproduces": str(run), "workflow": old["workflow"], **command_record(args)})
     new = outcome.manifest
     notes = environment_differences(old, new)
     for note in notes:

@@ -13,7 +13,7 @@ from ..executor.cache import NodeCache
 from ..executor.plan import Plan
 from ..language.errors import Location, Problem, WorkflowError
 from ..language.workflow import Workflow
-from .loading import load_for_run
+from .loading import consent_of, load_for_run
 from .progress import summary_table
 from .run_folder import write_report
 from .session import Session, check_node_names
@@ -42,7 +42,7 @@ def command_record(args) -> dict:
 
 def run_command(args) -> int:
 
-    workflow = load_for_run(args.workflow, args.overrides, args.allow_paths, args.model_paths)
+    workflow = load_for_run(args.workflow, args.overrides, args.allow_paths, args.model_paths, consent_of(args))
     check_node_names(workflow, args.only, "only")
     check_node_names(workflow, args.force, "force")
     from .lock import pinned_revisions
@@ -50,7 +50,7 @@ def run_command(args) -> int:
     pins = pinned_revisions(workflow)  # a WF.lock beside the workflow pins hub models to commits
     if pins:
         args.overrides = args.overrides + pins
-        workflow = load_for_run(args.workflow, args.overrides, args.allow_paths, args.model_paths)
+        workflow = load_for_run(args.workflow, args.overrides, args.allow_paths, args.model_paths, consent_of(args))
     session = open_session(args)
     try:
         return _run_in(session, args, workflow)
@@ -116,7 +116,8 @@ def sweep_command(args, session: Session, workflow: Workflow, dimensions: list) 
     combos = variants(dimensions)
     prepared = []
     for values in combos:  # validate every variant before running any
-        variant = load_for_run(args.workflow, args.overrides + as_overrides(values), args.allow_paths, args.model_paths)
+        variant = load_for_run(args.workflow, args.overrides + as_overrides(values), args.allow_paths, args.model_paths,
+                               consent_of(args))
         prepared.append((values, variant, session.plan(variant, args.only, args.deterministic)))
     if args.dry_run:
         print(f"sweep of {len(combos)} variants: " + "; ".join(", ".join(f"{k}={v}" for k, v in c.items()) for c in combos))

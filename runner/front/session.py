@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from ..core.model_entry import Consent
 from ..core.paths import default_cache_dir, models_dir
 from ..executor.cache import NodeCache
 from ..executor.engine import LocalExecutor, NodeResult
@@ -78,6 +79,10 @@ class Session:
     --allow-private-urls is True). Both are recorded in each run's manifest. `model_paths`: folders (or ComfyUI
     extra_model_paths.yaml files) where bare model names are looked for, before RUNNER_MODEL_PATHS (the CLI's
     --model-path); the folders searched are recorded in the manifest (`model_paths`).
+    `allow_pickle` / `trust_remote_code`: the names (under `models:`) of the model entries allowed to load pickle
+    weights / run code shipped with the model, when their entry asks for it (the CLI's --allow-pickle NAME,
+    --trust-remote-code NAME); a workflow asking for either without this is refused. Recorded in the manifest
+    (`consents`). A workflow embedded in a PNG is never allowed either.
     `executor`: "local" (this process) or "ray" (a pool of warm Ray workers: `ray_address` to join a cluster, else a
     local one is started and stopped with the Session; `workers`, `cpus_per_worker`; `ray_shared_cache` False ships
     cache entries through Ray's object store even where the workers could see the cache folder).
@@ -87,8 +92,11 @@ class Session:
                  max_ram: int | str | None = None, max_vram: int | str | None = None, *,
                  allow_paths: list[str | Path] | None = None, allow_private_urls: bool | list[str] = False,
                  model_paths: list[str | Path] | None = None, executor: str = "local", ray_address: str | None = None, workers: int | None = None,
-                 cpus_per_worker: float = 1, ray_shared_cache: bool | None = None):
+                 cpus_per_worker: float = 1, ray_shared_cache: bool | None = None,
+                 allow_pickle: list[str] | None = None, trust_remote_code: list[str] | None = None):
         self.out = Path(out)
+        self.consent = Consent.of(_names(allow_pickle, "allow_pickle"), _names(trust_remote_code, "trust_remote_code"),
+                                  "Session")
         self.allow_paths = [Path(folder) for folder in allow_paths or ()]
         self.model_paths = [Path(folder) for folder in model_paths or ()]
         self.allow_private_urls = _url_networks(allow_private_urls)
@@ -156,11 +164,11 @@ class Session:
                                              f"plain data: {exc}", "use only dicts, lists, strings, numbers, "
                                              "booleans and None")]) from None
             return load_workflow(Path.cwd() / "workflow.yaml", overrides, text=text, source="<workflow dict>",
-                                 allow_paths=allowed, model_paths=searched)
+                                 allow_paths=allowed, model_paths=searched, consent=self.consent)
         if isinstance(workflow, str) and ("\n" in workflow or not workflow.strip().lower().endswith((".yaml", ".yml", ".png"))):
             return load_workflow(Path.cwd() / "workflow.yaml", overrides, text=workflow, source="<workflow text>",
-                                 allow_paths=allowed, model_paths=searched)
-        return load_for_run(Path(workflow), overrides, allowed, searched)
+                                 allow_paths=allowed, model_paths=searched, consent=self.consent)
+        return load_for_run(Path(workflow), overrides, allowed, searched, self.consent)
 
     def plan(self, workflow: Workflow, only: list[str] | None = None, deterministic: bool = False) -> Plan:
         check_node_names(workflow, only or [], "only")
@@ -240,6 +248,18 @@ def check_node_names(workflow: Workflow, names: list[str], option: str) -> None:
                         "name nodes defined under nodes:") for name in names if name not in workflow.nodes]
     if problems:
         raise WorkflowError(problems)
+
+
+def _names(names: Any, option: str) -> list[str]:
+    """A Session's list of model names (a single name is taken as a list of one); WorkflowError for anything else."""
+    if names is None:
+        return []
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, (list, tuple, set, frozenset)) or not all(isinstance(name, str) for name in names):
+        raise WorkflowError([Problem(Location("Session"), (), f"{option}: {names!r} is not a list of model names",
+                                     f"give the names under models: of the entries to allow, e.g. {option}=['sd15']")])
+    return list(names)
 
 
 def _url_networks(allow: Any) -> bool | list[str]:

@@ -23,7 +23,7 @@ from ..core.paths import models_dir
 from ..language.errors import WorkflowError
 from ..language.fields import InputFile, iter_marked
 from ..language.workflow import Workflow
-from .loading import load_for_run
+from .loading import consent_of, load_for_run
 from .run_folder import SUPERSEDED
 
 COALESCE_MS = 150  # a change is reported once no further change came for this long (editors write several times)
@@ -111,10 +111,12 @@ def watch_command(args) -> int:
         while True:
             watcher.changed.clear()
             try:
-                workflow = load_for_run(args.workflow, args.overrides, args.allow_paths, args.model_paths)
+                workflow = load_for_run(args.workflow, args.overrides, args.allow_paths, args.model_paths,
+                                        consent_of(args))
                 pins = pinned_revisions(workflow)
                 if pins:
-                    workflow = load_for_run(args.workflow, args.overrides + pins, args.allow_paths, args.model_paths)
+                    workflow = load_for_run(args.workflow, args.overrides + pins, args.allow_paths, args.model_paths,
+                                            consent_of(args))
                 check_lock(workflow, models_dir(session.cache.root), session.cache.hashes)
                 plan = session.plan(workflow)
             except WorkflowError as problems:

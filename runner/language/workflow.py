@@ -12,7 +12,7 @@ from typing import Annotated, Any, Callable, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from ..core.input_files import InputRefused, check_input
-from ..core.model_entry import ModelEntry
+from ..core.model_entry import NO_CONSENT, OPT_INS, Consent, ModelEntry
 from ..core.model_findings import ModelFinding
 from ..graph.dag import Graph
 from .errors import Location, Problem, WorkflowError, did_you_mean, dotted
@@ -117,6 +117,10 @@ class Workflow:
     text: str = ""  # the YAML as read, before overrides
     allow_paths: tuple[Path, ...] = ()  # folders besides its own that its input files may come from (resolved)
     model_roots: tuple = ()  # the model folders bare model names are looked for in (runner.models.model_folders)
+    # whether its own folder may be read (False: that folder was named by data, a PNG's text or a run's manifest)
+    home_readable: bool = True
+    # the opt-ins its entries asked for and the person running it allowed: option -> {model name: who allowed it}
+    consents: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def base_dir(self) -> Path:
@@ -128,7 +132,7 @@ class Workflow:
 
 def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catalogue: Catalogue, text: str | None = None,
                   source: str | None = None, allow_paths=(), model_roots=(), model_check: ModelCheck | None = None,
-                  require_files: bool = True) -> Workflow:
+                  require_files: bool = True, home_readable: bool = True, consent: Consent | None = None) -> Workflow:
     """Parse and fully validate a workflow file against the node types of `catalogue`. Raises WorkflowError listing every problem.
 
     With `text`, that YAML is used instead of the file's content (a workflow recovered from an image);
@@ -136,6 +140,10 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catal
     Input files must lie in that folder or in one of the folders `allow_paths` (the user's --allow-path) names, and
     (with `require_files`) exist. `model_check(entry, kind, base_dir, model_roots)` (handed in by the front, as the
     catalogue is) says what is wrong with each model a node uses where its files are on this machine.
+    With `home_readable` False, `path`'s folder is where relative paths start but not a folder files may be read from
+    (it was named by data: a PNG's text, a run's manifest); only `allow_paths` are.
+    A model entry asking for an opt-in (allow_pickle, trust_remote_code) is refused unless `consent` (the person
+    running the workflow: --allow-pickle NAME, ...) allows it for that entry.
     """
     path = Path(path)
     overrides = list(overrides or [])
@@ -202,7 +210,9 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catal
             for relative, message, hint in node.type.check(node.fields, context):
                 where = ("nodes", node.id) + tuple(relative)
                 problems.append(Problem(smap.locate(where), where, message, hint))
-    problems.extend(_input_file_problems(nodes, context.base_dir, allowed, smap, require_files))
+    problems.extend(_input_file_problems(nodes, context.base_dir, allowed, smap, require_files, home_readable))
+    consent = consent or NO_CONSENT
+    problems.extend(_opt_in_problems(context.models, consent, smap))
     if model_check is not None:
         problems.extend(_model_problems(nodes, context, document.get("models"), model_check, smap))
     problems.extend(_run_folder_clashes(nodes, smap))
@@ -233,6 +243,9 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catal
         text=text,
         allow_paths=allowed,
         model_roots=tuple(model_roots),
+        home_readable=home_readable,
+        consents={option: {name: consent.given_by for name, entry in models.items() if getattr(entry, option)}
+                  for option in OPT_INS},
     )
 
 
@@ -280,7 +293,7 @@ def _allowed_folders(allow_paths) -> tuple[tuple[Path, ...], list[Problem]]:
 
 
 def _input_file_problems(nodes: dict[str, Node], base_dir: Path, allowed: tuple[Path, ...], smap: SourceMap,
-                         require_files: bool = True) -> list[Problem]:
+                         require_files: bool = True, home_readable: bool = True) -> list[Problem]:
     """Every field marked InputFile: inside the workflow's folder or an allowed one, a regular file of a bounded size,
     and (with `require_files`) there. Checked by stat only: validation never opens an input."""
     problems = []
@@ -288,13 +301,33 @@ def _input_file_problems(nodes: dict[str, Node], base_dir: Path, allowed: tuple[
         for written, _marker, relative in iter_marked(node.fields, InputFile):
             where = ("nodes", node.id) + tuple(relative)
             try:
-                real = check_input(base_dir, written, allowed)
+                real = check_input(base_dir, written, allowed, home=home_readable)
             except InputRefused as refused:
                 problems.append(Problem(smap.locate(where), where, str(refused), refused.hint))
                 continue
             if require_files and not real.exists():
                 problems.append(Problem(smap.locate(where), where, f"input file {written} does not exist (looked for {real})",
                                         "fix the path (relative to the workflow file's folder), or put the file there"))
+    return problems
+
+
+def _opt_in_problems(models: dict[str, ModelEntry], consent: Consent, smap: SourceMap) -> list[Problem]:
+    """Each model entry that asks for an opt-in the person running the workflow did not allow for it."""
+    problems = []
+    for name, entry in models.items():
+        for option, (flag, effect) in OPT_INS.items():
+            if not getattr(entry, option) or consent.allows(option, name):
+                continue
+            path = ("models", name, option)
+            message = f"model '{name}' asks for {option}: true (it {effect}); a workflow cannot turn that on by itself"
+            if consent.refused:
+                problems.append(Problem(smap.locate(path), path, f"{message}, and {consent.refused}",
+                                        f"review the workflow as a file (runner extract IMAGE.png --out wf.yaml), then run "
+                                        f"that file with {flag} {name} if you trust {entry.source}"))
+            else:
+                problems.append(Problem(smap.locate(path), path, message + ": the person running it must allow it",
+                                        f"if you trust {entry.source}, add {flag} {name} to the command (Python: "
+                                        f"Session({option}=['{name}'])); else remove '{option}' from the entry"))
     return problems
 
 

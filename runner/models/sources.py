@@ -30,7 +30,8 @@ CONFIG_SUFFIXES = (".json", ".txt", ".model")  # what from_single_file reads of 
 # that is not .safetensors or .gguf with torch.load). Pickle can run code when loaded.
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
 NOT_PICKLE_SUFFIXES = (".safetensors", ".gguf")
-PICKLE_FIX = "convert to safetensors, or set allow_pickle: true on the model entry if you trust it"
+PICKLE_FIX = ("convert to safetensors, or, if you trust it, set allow_pickle: true on the model entry and allow that with "
+              "--allow-pickle NAME")
 # how diffusers and transformers say that the safetensors file they were asked for is not there
 NO_SAFETENSORS = re.compile(r"(no file named|does not appear to have (a )?files? named)[^\n]*\.safetensors")
 
