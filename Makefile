@@ -18,7 +18,7 @@ bench: $(STAMP)  ## runner vs hand-written diffusers scripts, sweeps, the watch 
 	$(VENV)/bin/python bench/ray_sweep.py
 
 schema: $(STAMP)  ## regenerate the committed JSON Schema
-	$(VENV)/bin/runner schema --out schemas/workflow.schema.json
+	$(VENV)/bin/runner schema --out schemas/workflow.schema.json --force
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)

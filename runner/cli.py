@@ -104,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     with_overrides(validate)
 
     schema = commands.add_parser("schema", help="print the workflow JSON Schema (for editors)")
-    schema.add_argument("--out", type=Path, help="write to this file instead of stdout")
+    schema.add_argument("--out", metavar="FILE", help="write to this file instead of stdout (- for stdout; a device or "
+                                                      "FIFO is written into)")
+    schema.add_argument("--force", action="store_true", help="replace FILE if it holds something else")
 
     nodes = commands.add_parser("nodes", help="list node types, or show one type's fields and outputs")
     nodes.add_argument("type", nargs="?", help="a node type, e.g. txt2img")
@@ -141,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     extract = commands.add_parser("extract", help="print the workflow embedded in a PNG that runner saved")
     extract.add_argument("image", type=Path, help="a PNG written by save_image")
-    extract.add_argument("--out", type=Path, help="write the workflow to this file instead of stdout")
+    extract.add_argument("--out", metavar="FILE", help="write the workflow to this file instead of stdout (- for stdout; "
+                                                       "missing folders are made)")
+    extract.add_argument("--force", action="store_true", help="replace FILE if it holds something else")
 
     importer = commands.add_parser("import", help="convert a graph from another tool into a workflow file",
                                    description="Convert a graph from another tool into a runner workflow.")
@@ -153,8 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "are refused (exit 2) and nothing is written. Results differ from ComfyUI's: samplers and noise "
                     "are diffusers' (see the README, 'Importing ComfyUI graphs').")
     comfyui.add_argument("file", type=Path, help="ComfyUI API-format .json, or a PNG that ComfyUI saved")
-    comfyui.add_argument("-o", "--out", type=Path, help="write the workflow to this file (default: print it); input "
-                                                       "image paths are written relative to it")
+    comfyui.add_argument("-o", "--out", metavar="FILE", help="write the workflow to this file (default, or -: print "
+                                                             "it); input image paths are written relative to it")
+    comfyui.add_argument("--force", action="store_true", help="replace FILE if it holds something else")
     comfyui.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
     models = commands.add_parser("models", help="list the models found in the model folders, by kind",
@@ -251,15 +256,14 @@ def _count(items, noun: str) -> str:
 
 
 def cmd_schema(args) -> int:
+    from .front.output_file import write_output
     from .schema import schema_text
 
     text = schema_text()
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text, encoding="utf-8")
-        print(f"wrote {args.out}")
-    else:
+    if args.out is None:
         sys.stdout.write(text)
+    elif write_output(args.out, text, force=args.force) != "standard output":
+        print(f"wrote {args.out}")
     return EXIT_OK
 
 
@@ -366,14 +370,14 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_extract(args) -> int:
+    from .front.output_file import write_output
     from .front.runs import embedded_workflow
 
     text, _original = embedded_workflow(args.image)
-    if args.out:
-        args.out.write_text(text, encoding="utf-8")
-        print(f"wrote {args.out}")
-    else:
+    if args.out is None:
         sys.stdout.write(text)
+    elif write_output(args.out, text, force=args.force) != "standard output":
+        print(f"wrote {args.out}")
     return EXIT_OK
 
 

@@ -171,3 +171,98 @@ def test_allow_pickle_needs_the_command_line_too(tmp_path, capsys):
                                                    "nodes:\n  g: {type: txt2img, model: $models.sd, prompt: x, steps: 1}\n")
     assert run_cli("validate", plain, "--set", "models.sd={source: tiny:sd15, trust_remote_code: true}") == 2
     assert "--trust-remote-code sd" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ item 4: output files
+def _import_source(tmp_path):
+    """A small ComfyUI API graph to import (the test suite's own example)."""
+    source = tmp_path / "graph.json"
+    shutil.copy(sorted((WORKFLOWS.parent / "tests" / "comfyui").glob("*.json"))[0], source)
+    return source
+
+
+@pytest.mark.parametrize("command", ["schema", "extract", "import"])
+def test_output_targets_are_written_as_named_and_never_replaced_by_a_rename(command, demo, tmp_path, capsys):
+    import threading
+
+    if command == "extract":
+        out = tmp_path / "out"
+        assert run_cli("run", demo, "--out", out, "--quiet") == 0
+        base = ["extract", latest_run(out, "demo") / "final.png", "--out"]
+    elif command == "import":
+        base = ["import", "comfyui", _import_source(tmp_path), "-o"]
+    else:
+        base = ["schema", "--out"]
+    capsys.readouterr()
+    # a FIFO is streamed into (its reader gets the text) and stays a FIFO
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()), daemon=True)
+    reader.start()
+    code = run_cli(*base, fifo)
+    reader.join(timeout=30)
+    if reader.is_alive() and stat_kind(fifo) == "fifo":  # nothing wrote into it: release the reader
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert code == 0 and got and got[0].startswith(b"{" if command == "schema" else b"#")
+    assert stat_kind(fifo) == "fifo"
+    # a symlink is followed: its target is written, the link stays a link
+    target, link = tmp_path / "real.txt", tmp_path / "link.txt"
+    os.symlink(target, link)
+    assert run_cli(*base, link) == 0 and link.is_symlink() and same(target.read_bytes(), got[0])
+    # an existing file holding something else is kept unless --force; one holding the same text is fine
+    assert run_cli(*base, link) == 0
+    target.write_text("my notes\n")
+    capsys.readouterr()
+    assert run_cli(*base, link) == 2
+    err = capsys.readouterr().err
+    assert "exists and holds something else (9 bytes): it is kept" in err and "fix: add --force" in err
+    assert target.read_text() == "my notes\n"
+    assert run_cli(*base, link, "--force") == 0 and same(target.read_bytes(), got[0])
+    # folders and empty names are located errors; missing folders are made
+    capsys.readouterr()
+    for bad, says in ((tmp_path, "is a folder"), (".", "is a folder"), ("", "the output file name is empty")):
+        assert run_cli(*base, bad) == 2, bad
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err and err.startswith(f"error: {base[-1]} "), err
+    nested = tmp_path / "missing" / "dir" / "x.txt"
+    assert run_cli(*base, nested) == 0 and same(nested.read_bytes(), got[0])
+    assert oct(nested.stat().st_mode & 0o777) == oct(0o666 & ~current_umask())
+    # - is standard output
+    capsys.readouterr()
+    assert run_cli(*base, "-") == 0
+    assert capsys.readouterr().out.encode().startswith(got[0][:20])
+
+
+def same(a: bytes, b: bytes) -> bool:
+    """The same output (an imported workflow is named after the file it is written to: that line aside)."""
+    def drop(text: bytes) -> list[bytes]:
+        return [line for line in text.splitlines() if not line.startswith(b"name: ")]
+
+    return drop(a) == drop(b)
+
+
+def stat_kind(path) -> str:
+    import stat
+
+    mode = os.lstat(path).st_mode
+    return "fifo" if stat.S_ISFIFO(mode) else "link" if stat.S_ISLNK(mode) else "file" if stat.S_ISREG(mode) else "other"
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a device node needs root")
+def test_a_character_device_is_written_into_not_replaced(tmp_path):
+    """As root, `-o /dev/null` used to replace the machine's /dev/null with a regular file; here a private null device
+    node in a temporary folder stands in for it."""
+    import stat
+
+    null = tmp_path / "null"
+    os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    assert run_cli("import", "comfyui", _import_source(tmp_path), "-o", null) == 0
+    assert stat.S_ISCHR(os.lstat(null).st_mode)
+    assert run_cli("schema", "--out", null) == 0 and stat.S_ISCHR(os.lstat(null).st_mode)

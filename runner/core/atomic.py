@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -11,12 +12,19 @@ from typing import Callable, ContextManager, Iterator
 
 
 def write_atomic(path: Path, data: bytes | str) -> Path:
-    """Write `data` to a temporary file beside `path`, then rename it over `path` (atomic on POSIX)."""
+    """Write `data` to a temporary file beside `path`, then rename it over `path` (atomic on POSIX).
+
+    The file gets the permission bits a plain `open(path, "w")` would give: those of the file it replaces, else
+    0666 less the umask (the temporary file is made 0600, which would keep teammates out of shared folders)."""
     path = Path(path)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data.encode("utf-8") if isinstance(data, str) else data)
+            try:
+                os.chmod(out.fileno(), _mode_for(path))
+            except OSError:
+                pass  # a file system without permission bits
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -56,3 +64,24 @@ def staged_folder(final: Path, *, replace: bool = False,
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _umask() -> int:
+    """The process's umask: from /proc on Linux (setting it to read it would race with other threads' writes), else
+    by setting it and putting it back."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _mode_for(path: Path) -> int:
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()

@@ -38,8 +38,11 @@ UI_HINT = ("that is ComfyUI's UI format (the graph as drawn: nodes and links arr
 
 
 def import_command(args) -> int:
+    from .output_file import write_output
+
     source: Path = args.file
-    out: Path | None = args.out
+    target: str | None = None if args.out == "-" else args.out
+    out = Path(target) if target else None  # an empty name is refused when written, after the checks of the graph
     if out is not None and out.exists() and source.exists() and out.resolve() == source.resolve():
         raise WorkflowError([Problem(Location(f"-o {out}"), (), "the output file is the ComfyUI file itself",
                                      "write the workflow to another file, e.g. -o workflow.yaml")])
@@ -47,14 +50,11 @@ def import_command(args) -> int:
     out_dir = (out.parent if out is not None else Path.cwd()).resolve()
     text, imported = convert(prompt, source, out_dir, found_in, workflow_name(out or source))
     validate(text, imported, out, out_dir, source)
-    if out is None:
+    if target is None:
         sys.stdout.write(text)
     else:
-        from ..core.atomic import write_atomic
-
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(out, text)
-        print(f"wrote {out}: {len(imported.nodes)} nodes, {len(imported.models)} models", file=sys.stderr)
+        write_output(target, text, option="-o", force=args.force)
+        print(f"wrote {target}: {len(imported.nodes)} nodes, {len(imported.models)} models", file=sys.stderr)
     for path, name in imported.images:
         if not (out_dir / path).is_file():
             print(f"note: ComfyUI's input image '{name}' is not beside {source.name}: put it at {out_dir / path} "
