@@ -333,13 +333,15 @@ def cmd_report(args) -> int:
     from .front.run_folder import write_report
     from .language.errors import Location, Problem, WorkflowError
 
-    from .front.runs import resolve_run
+    from .front.runs import load_manifest, resolve_run
 
     folder = Path(args.folder)
     if folder.is_dir() and not ((folder / "manifest.json").is_file() or (folder / "index.json").is_file()):
         raise WorkflowError([Problem(Location(str(folder)), (), "not a run folder (no manifest.json) or sweep folder (no index.json)",
                                      "pass a folder that 'runner run' wrote, e.g. outputs/NAME/RUN_ID, or a run id or 'latest'")])
     folder = resolve_run(args.folder, args.out, "runner report", sweeps=True)
+    if (folder / "manifest.json").is_file():
+        load_manifest(folder)  # a damaged record is a located error here, not a warning
     page = write_report(folder)
     if page is None:
         return EXIT_NODE_FAILED

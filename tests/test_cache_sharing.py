@@ -75,10 +75,38 @@ def _damage(kind: str, entry: Path) -> None:
 
         shutil.rmtree(entry)
         entry.write_text("not a folder")
+    elif kind in RECORD_DAMAGE:  # a record of the right syntax and the wrong shape: it used to crash every reader
+        RECORD_DAMAGE[kind](record)
+        (entry / "entry.json").write_text(json.dumps(record))
+    elif kind == "entries swapped":  # two whole entries, each in the other's folder: the keys inside tell
+        other = _entries(entry.parent.parent.parent)["photo"]
+        entry.rename(entry.with_name("swap"))
+        other.rename(entry)
+        entry.with_name("swap").rename(other)
+
+
+def _outputs_of(record: dict) -> dict:
+    return record["outputs"][record["default_output"]]
+
+
+RECORD_DAMAGE = {
+    "sizes of the wrong type": lambda r: _outputs_of(r).update(sizes=5),
+    "sizes holding text": lambda r: _outputs_of(r).update(sizes=["many"]),
+    "files holding numbers": lambda r: _outputs_of(r).update(files=[7]),
+    "unknown default_output": lambda r: r.update(default_output="nope"),
+    "default_output a list": lambda r: r.update(default_output=["image"]),
+    "sha256 not a list": lambda r: _outputs_of(r).update(sha256="abc"),
+    "unknown kind": lambda r: _outputs_of(r).update(kind="video"),
+    "outputs a list": lambda r: r.update(outputs=[1]),
+    "info a list": lambda r: r.update(info=[1]),
+    "a path as a file name": lambda r: _outputs_of(r).update(files=["../../x.png"]),
+    "another entry's key": lambda r: r.update(key="0" * 64),
+}
 
 
 @pytest.mark.parametrize("kind", ["flipped byte", "truncated file", "deleted output", "garbage entry.json",
-                                  "wrong-shape entry.json", "file where the folder should be"])
+                                  "wrong-shape entry.json", "file where the folder should be", *RECORD_DAMAGE,
+                                  "entries swapped"])
 def test_a_damaged_entry_is_detected_quarantined_and_recomputed(images_workflow, tmp_path, isolated_cache, capsys, kind):
     clean = _outputs(_run(images_workflow, tmp_path / "clean"))
     entry = _entries(isolated_cache)["edges"]
@@ -87,12 +115,13 @@ def test_a_damaged_entry_is_detected_quarantined_and_recomputed(images_workflow,
     run_dir = _run(images_workflow, tmp_path / "out")
     err = capsys.readouterr().err
     assert "edges" in err and "damaged" in err and "quarantine" in err, err
-    assert statuses(run_dir)["edges"] == "ran"
-    assert {node for node, status in statuses(run_dir).items() if status == "ran"} <= {"edges", "big", "sheet", "out_sheet",
-                                                                                       "out_big"}
+    damaged = {"edges", "photo"} if kind == "entries swapped" else {"edges"}
+    assert {node for node, status in statuses(run_dir).items() if status == "ran"} >= damaged
+    assert {node for node, status in statuses(run_dir).items() if status == "ran"} <= damaged | {"big", "sheet",
+                                                                                                 "out_sheet", "out_big"}
     assert _outputs(run_dir) == clean
     quarantined = list((isolated_cache / "quarantine").iterdir())
-    assert len(quarantined) == 1 and (quarantined[0] / "reason.txt").read_text().strip()
+    assert len(quarantined) == len(damaged) and all((q / "reason.txt").read_text().strip() for q in quarantined)
     # the recomputed entry is whole again: a third run is all cache hits
     assert set(statuses(_run(images_workflow, tmp_path / "again")).values()) == {"cached"}
 

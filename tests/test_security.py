@@ -266,3 +266,71 @@ def test_a_character_device_is_written_into_not_replaced(tmp_path):
     assert run_cli("import", "comfyui", _import_source(tmp_path), "-o", null) == 0
     assert stat.S_ISCHR(os.lstat(null).st_mode)
     assert run_cli("schema", "--out", null) == 0 and stat.S_ISCHR(os.lstat(null).st_mode)
+
+
+# ------------------------------------------------------------------ item 5: damaged records
+MANIFEST_DAMAGE = {
+    "seconds": lambda m: m.update(seconds="slow"),
+    "a node's seconds": lambda m: m["nodes"]["photo"].update(seconds=[1]),
+    "overrides": lambda m: m["workflow"].update(overrides=5),
+    "counts": lambda m: m.update(counts="many"),
+    "a node's outputs": lambda m: m["nodes"]["photo"].update(outputs={"image": 5}),
+    "a node's published": lambda m: m["nodes"]["out"].update(published=[{"x": 1}]),
+    "command": lambda m: m.update(command="runner run"),
+    "libraries": lambda m: m.update(libraries=[1]),
+    "a model's files": lambda m: m.update(models={"$models.x": {"files": [1]}}),
+    "nodes": lambda m: m.update(nodes=[]),
+    "nested deep": None,  # not JSON runner could write at all: 100,000 brackets deep
+}
+SMALL = ("version: 1\nname: small\nnodes:\n  photo: {type: load_image, path: in.png, size: [32, 32]}\n"
+         "  out: {type: save_image, image: $photo}\n")
+
+
+def test_a_damaged_manifest_is_skipped_or_a_located_error_never_a_crash(tmp_path, capsys):
+    workflow = write_workflow(tmp_path, "small.yaml", SMALL)
+    out = tmp_path / "out"
+    assert run_cli("run", workflow, "--out", out, "--quiet") == 0
+    good = latest_run(out, "small")
+    for kind, damage in MANIFEST_DAMAGE.items():
+        assert run_cli("run", workflow, "--out", out, "--quiet") == 0
+        bad = latest_run(out, "small")
+        data = manifest(bad)
+        if damage is None:
+            (bad / "manifest.json").write_text("[" * 100_000)
+        else:
+            damage(data)
+            (bad / "manifest.json").write_text(json.dumps(data))
+        capsys.readouterr()
+        assert run_cli("runs", "list", "--out", out) == 0, kind
+        said = capsys.readouterr()
+        assert f"warning: skipped {bad}: damaged manifest" in said.err.replace("\n", ""), (kind, said.err)
+        assert good.name in said.out and bad.name not in said.out
+        for command in (["runs", "show", bad], ["runs", "diff", good, bad], ["reproduce", bad, "--out", out],
+                        ["report", bad]):
+            code = run_cli(*command)
+            err = capsys.readouterr().err
+            assert "Traceback" not in err, (kind, command, err)
+            assert code == 2 and f"error: {bad / 'manifest.json'}: damaged manifest: " in err, (kind, command, err)
+        shutil.rmtree(bad)
+    # a manifest that vanished between listing and reading
+    os.symlink(tmp_path / "nowhere", out / "small" / "dangling")
+    assert run_cli("runs", "list", "--out", out) == 0
+
+
+def test_cache_verify_quarantines_damaged_records_instead_of_crashing(tmp_path, isolated_cache, capsys):
+    from test_cache_sharing import RECORD_DAMAGE
+
+    workflow = write_workflow(tmp_path, "small.yaml", SMALL.replace("  out:", "  edges: {type: canny, image: $photo}\n"
+                                                                            "  big: {type: upscale, image: $edges, scale: 2}\n  out:"))
+    kinds = list(RECORD_DAMAGE)
+    for start in range(0, len(kinds), 3):
+        assert run_cli("run", workflow, "--out", tmp_path / "out", "--quiet") == 0
+        entries = {json.loads(e.read_text())["node_id"]: e for e in (isolated_cache / "nodes").glob("*/*/entry.json")}
+        for node, kind in zip(("photo", "edges", "big"), kinds[start:start + 3]):
+            record = json.loads(entries[node].read_text())
+            RECORD_DAMAGE[kind](record)
+            entries[node].write_text(json.dumps(record))
+        capsys.readouterr()
+        assert run_cli("cache", "verify") == 1
+        said = capsys.readouterr()
+        assert said.out.count("damaged: ") == len(kinds[start:start + 3]) and "Traceback" not in said.err, said

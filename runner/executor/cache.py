@@ -36,6 +36,7 @@ from filelock import FileLock, Timeout
 
 from ..core.atomic import staged_folder
 from ..core.hashing import FileHashCache, sha256_file as _sha256
+from ..core.kinds import OUTPUT_KINDS
 from ..core.paths import default_cache_dir
 
 __all__ = ["CannotRemove", "NodeCache", "default_cache_dir", "EntryMissing", "NotACache"]
@@ -43,6 +44,8 @@ __all__ = ["CannotRemove", "NodeCache", "default_cache_dir", "EntryMissing", "No
 ENTRY_FILE = "entry.json"
 MARKER_FILE = ".runner-cache"  # written with the first entry: what makes a folder runner's cache, for `cache clear`
 KEY = re.compile(r"^[0-9a-f]{64}$")
+SHA256 = KEY
+MAX_RECORD_BYTES = 16 << 20  # an entry.json lists a few files: anything near this is damage, not a record
 LOCK_POLL_S = 0.2
 _LOCKS: dict[str, FileLock] = {}  # one lock object per lock file in this process: re-entrant, never self-blocking
 # the file lock excludes other processes only (it is re-entrant across this process's threads); threads that share a
@@ -84,6 +87,42 @@ def _took(lock: FileLock) -> bool:
         return True
     except Timeout:
         return False
+
+
+def record_problem(record: Any, key: str) -> str | None:
+    """What is wrong with the shape of an entry's record (None: nothing), checked before any of it is used: a
+    record damaged by hand, by a disk or by another program must be quarantined, never crash a reader or be served.
+    The key it records must be its folder's: an entry moved under another key would serve the wrong result."""
+    if not isinstance(record, dict):
+        return "not a mapping"
+    if record.get("key") != key:
+        return f"it records the key {str(record.get('key'))[:16]!r}, not its folder's {key[:16]!r}"
+    outputs = record.get("outputs")
+    if not isinstance(outputs, dict):
+        return "'outputs' is not a mapping"
+    default = record.get("default_output")
+    if not (default is None or isinstance(default, str)) or outputs and default not in outputs:
+        return f"'default_output' {default!r} names none of its outputs"
+    if not isinstance(record.get("info", {}), dict):
+        return "'info' is not a mapping"
+    for name, output in outputs.items():
+        if not isinstance(output, dict):
+            return f"output {name!r} is not a mapping"
+        if output.get("kind") not in OUTPUT_KINDS:
+            return f"output {name!r} has an unknown kind {output.get('kind')!r}"
+        files, digests, sizes = output.get("files"), output.get("sha256"), output.get("sizes")
+        if not isinstance(files, list) or not all(
+                isinstance(f, str) and f and Path(f).name == f and f not in (".", "..") for f in files):
+            return f"output {name!r}: 'files' is not a list of file names"
+        if len(set(files)) != len(files) or output["kind"] != "images" and len(files) != 1:
+            return f"output {name!r}: 'files' lists {len(files)} files for a {output['kind']}"
+        if not isinstance(digests, list) or len(digests) != len(files) or not all(
+                isinstance(d, str) and SHA256.match(d) for d in digests):
+            return f"output {name!r}: 'sha256' is not one digest per file"
+        if sizes is not None and (not isinstance(sizes, list) or len(sizes) != len(files) or not all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in sizes)):
+            return f"output {name!r}: 'sizes' is not one byte count per file"
+    return None
 
 
 class NodeCache:
@@ -146,13 +185,16 @@ class NodeCache:
     def read_entry(self, key: str) -> dict:
         """The entry's record; EntryMissing when there is none (or it cannot be read)."""
         try:
-            record = json.loads((self.entry_dir(key) / ENTRY_FILE).read_text())
+            with open(self.entry_dir(key) / ENTRY_FILE, "rb") as handle:
+                text = handle.read(MAX_RECORD_BYTES + 1)
+            record = json.loads(text) if len(text) <= MAX_RECORD_BYTES else None
         except FileNotFoundError:
             raise EntryMissing(key) from None
-        except (OSError, ValueError) as exc:
-            raise EntryMissing(key, f"entry.json cannot be read ({exc})") from None
-        if not isinstance(record, dict):
-            raise EntryMissing(key, "entry.json is not a mapping")
+        except (OSError, ValueError, RecursionError) as exc:
+            raise EntryMissing(key, f"entry.json cannot be read ({str(exc)[:200]})") from None
+        problem = record_problem(record, key) if record is not None else "larger than a record can be"
+        if problem is not None:
+            raise EntryMissing(key, f"entry.json is damaged ({problem})")
         return record
 
     def entry(self, key: str) -> dict | None:
@@ -193,29 +235,30 @@ class NodeCache:
         if folder.is_symlink() or not folder.is_dir():
             return "gone" if not os.path.lexists(folder) else "a file where the entry's folder should be"
         try:
-            text = (folder / ENTRY_FILE).read_bytes()
-            inode = (folder / ENTRY_FILE).stat().st_ino
+            with open(folder / ENTRY_FILE, "rb") as handle:
+                text = handle.read(MAX_RECORD_BYTES + 1)
+                inode = os.fstat(handle.fileno()).st_ino
         except FileNotFoundError:
             return "gone" if not folder.exists() else "entry.json is missing"
         except OSError as exc:
             return f"entry.json cannot be read ({exc})"
+        if len(text) > MAX_RECORD_BYTES:
+            return f"entry.json is larger than {MAX_RECORD_BYTES >> 20} MiB"
         try:
             record = json.loads(text)
-            outputs = record["outputs"]
-            record["default_output"]
-            checks = [(name, out["kind"], list(out["files"]), list(out["sha256"]), out.get("sizes"))
-                      for name, out in outputs.items()]
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            return f"entry.json is damaged ({type(exc).__name__}: {exc})"
+        except (ValueError, RecursionError) as exc:
+            return f"entry.json is damaged ({type(exc).__name__}: {str(exc)[:200]})"
+        shape = record_problem(record, key)
+        if shape is not None:
+            return f"entry.json is damaged ({shape})"
+        checks = [(name, out["files"], out["sha256"], out.get("sizes")) for name, out in record["outputs"].items()]
         # the entry as written (a replaced entry has a new entry.json): hashed once per process, sizes every time
         stamp = (key, inode, hashlib.sha256(text).hexdigest())
         hash_now = full or stamp not in self._verified
-        for name, _kind, files, digests, sizes in checks:
-            if len(digests) != len(files) or (sizes is not None and len(sizes) != len(files)):
-                return f"entry.json is damaged (output {name!r} lists {len(files)} files but {len(digests)} digests)"
+        for name, files, digests, sizes in checks:
             for index, file in enumerate(files):
                 path = folder / file
-                if not isinstance(file, str) or Path(file).name != file or path.is_symlink() or not path.is_file():
+                if path.is_symlink() or not path.is_file():
                     return f"output file {file} is missing"
                 if sizes is not None and path.stat().st_size != sizes[index]:
                     return f"output file {file} has {path.stat().st_size} bytes, not the {sizes[index]} written"
@@ -284,13 +327,15 @@ class NodeCache:
             return record, files
 
     def import_entry(self, key: str, record: dict, files: dict[str, bytes], *, replace: bool = False) -> None:
-        """Store an entry another cache exported, checking its files against the record's sha256 first."""
+        """Store an entry another cache exported, checking its record's shape and its files against the record's
+        sha256 first."""
+        problem = record_problem(record, key)
+        if problem is not None:
+            raise ValueError(f"entry {key[:12]}: its record is damaged ({problem})")
         for output in record["outputs"].values():
             for name, digest in zip(output["files"], output["sha256"]):
                 if Path(name).name != name or name not in files or hashlib.sha256(files[name]).hexdigest() != digest:
                     raise ValueError(f"entry {key[:12]}: file {name} does not match its recorded sha256")
-        if key != record.get("key", key):
-            raise ValueError(f"entry {key[:12]} carries the record of {str(record.get('key'))[:12]}")
         self.mark()
         folder = self.entry_dir(key)
         self._clear_way(folder.parent)

@@ -271,7 +271,9 @@ def _legend(nodes: dict[str, dict], edges: list[tuple[str, str, str]]) -> str:
 
 
 def write_run_report(run_dir: Path) -> Path:
-    manifest = json.loads((run_dir / "manifest.json").read_text())
+    from .runs import load_manifest
+
+    manifest = load_manifest(run_dir)
     document = yaml.safe_load((run_dir / "workflow.yaml").read_text()) or {}
     name = manifest["workflow"]["name"]
     models = ", ".join(f"{ref} = {info.get('source')}" for ref, info in manifest.get("models", {}).items()) or "none"

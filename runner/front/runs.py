@@ -15,10 +15,20 @@ from ..language.errors import Location, Problem, WorkflowError
 from ..language.yaml_source import load_yaml, read_yaml_text
 
 
+MAX_MANIFEST_BYTES = 64 << 20  # a manifest of 1,000 nodes is a few MB
+
+
 def find_runs(out: Path) -> list[Path]:
     """Run folders under `out` (outputs/<name>/<run-id>/manifest.json), oldest first."""
     runs = [m.parent for m in [*out.glob("*/*/manifest.json"), *out.glob("*/sweep-*/*/manifest.json")]]
-    return sorted(runs, key=lambda run: (run / "manifest.json").stat().st_mtime_ns)
+    return sorted(runs, key=_written)
+
+
+def _written(run: Path) -> int:
+    try:
+        return (run / "manifest.json").stat().st_mtime_ns
+    except OSError:  # removed meanwhile, or a link to nothing: listed first, then reported as damaged
+        return 0
 
 
 def run_id(run: Path) -> str:
@@ -82,9 +92,13 @@ def load_manifest(run: Path) -> dict:
     """A run's manifest.json; a truncated, unreadable or wrong-shape one is a located error (exit 2), never a traceback."""
     path = run / "manifest.json"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        problem = f"cannot read it: {exc}"
+        with open(path, "rb") as handle:
+            text = handle.read(MAX_MANIFEST_BYTES + 1)
+        if len(text) > MAX_MANIFEST_BYTES:
+            raise ValueError(f"it is larger than {MAX_MANIFEST_BYTES >> 20} MiB")
+        data = json.loads(text.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        problem = f"cannot read it: {str(exc)[:200]}"
     else:
         problem = _manifest_shape(data)
         if problem is None:
@@ -94,17 +108,69 @@ def load_manifest(run: Path) -> dict:
 
 
 def _manifest_shape(data: Any) -> str | None:
+    """What is wrong with the shape of a manifest, for every field that runs, reports and reproduce read (None: nothing).
+    Fields may be missing (older manifests); what is there must be of its type."""
     if not isinstance(data, dict):
         return "not a JSON object"
-    if not isinstance(data.get("workflow"), dict) or not isinstance(data["workflow"].get("name"), str):
+    workflow = data.get("workflow")
+    if not isinstance(workflow, dict) or not isinstance(workflow.get("name"), str):
         return "no workflow name"
+    problem = (_typed(workflow, WORKFLOW_FIELDS, "workflow.") or _typed(data, TOP_FIELDS, "")
+               or _mapping_of(data.get("models", {}), dict, "models"))
+    if problem:
+        return problem
     if not isinstance(data.get("status"), str):
         return "no status"
     nodes = data.get("nodes")
     if not isinstance(nodes, dict) or not all(isinstance(n, dict) and isinstance(n.get("type"), str)
                                               and isinstance(n.get("status"), str) for n in nodes.values()):
         return "no valid nodes section"
+    for node_id, node in nodes.items():
+        problem = _typed(node, NODE_FIELDS, f"nodes.{node_id}.")
+        if problem:
+            return problem
+    for name, model in data.get("models", {}).items():
+        problem = _typed(model, MODEL_FIELDS, f"models.{name}.")
+        if problem:
+            return problem
     return None
+
+
+_NUMBER, _TEXT, _NONE = (int, float), (str,), (type(None),)
+_TEXTS, _HASHES = ("list", str), ("mapping", str)
+# field -> the types it may have: a tuple of types, ("list", T) a list of T, ("mapping", T) a dict of str -> T
+WORKFLOW_FIELDS = {"path": _TEXT, "sha256": _TEXT, "overrides": _TEXTS}
+TOP_FIELDS = {"run_id": _TEXT, "error": _TEXT + _NONE, "seconds": _NUMBER, "seed": (int,) + _NONE, "device": _TEXT,
+              "dtype": _TEXT, "device_name": _TEXT + _NONE, "started": _TEXT, "command": _TEXTS, "cache_dir": _TEXT,
+              "libraries": ("mapping", (str, type(None))), "counts": ("mapping", int), "determinism": (dict,),
+              "allow_paths": _TEXTS, "model_paths": _TEXTS, "models_loaded": _TEXTS, "models_reused": _TEXTS,
+              "reproduces": _TEXT}
+NODE_FIELDS = {"seconds": _NUMBER + _NONE, "seed": (int,) + _NONE, "key": _TEXT, "error": _TEXT, "fix": _TEXT,
+               "pipeline_class": _TEXT, "published": _TEXTS, "published_files": ("list", dict), "models": _HASHES,
+               "input_files": _HASHES, "outputs": ("mapping", ("list", str)), "inputs": ("mapping", ("list", str)),
+               "cache": _TEXT + _NONE}
+MODEL_FIELDS = {"source": _TEXT, "identity": _TEXT, "files": _HASHES}
+
+
+def _matches(value: Any, kind: Any) -> bool:
+    if isinstance(kind, tuple) and kind and kind[0] in ("list", "mapping"):
+        items = value if kind[0] == "list" else value.values() if isinstance(value, dict) else None
+        if items is None or not isinstance(value, list if kind[0] == "list" else dict):
+            return False
+        return all(_matches(item, kind[1]) for item in items)
+    types = kind if isinstance(kind, tuple) else (kind,)
+    return isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+
+
+def _typed(record: dict, fields: dict, prefix: str) -> str | None:
+    for name, kind in fields.items():
+        if name in record and not _matches(record[name], kind):
+            return f"'{prefix}{name}' is {type(record[name]).__name__} {str(record[name])[:40]!r}, not what runner writes there"
+    return None
+
+
+def _mapping_of(value: Any, kind: type, where: str) -> str | None:
+    return None if _matches(value, ("mapping", kind)) else f"'{where}' is not a mapping of records"
 
 
 def print_list(console: Console, out: Path) -> None:
