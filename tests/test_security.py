@@ -334,3 +334,101 @@ def test_cache_verify_quarantines_damaged_records_instead_of_crashing(tmp_path, 
         assert run_cli("cache", "verify") == 1
         said = capsys.readouterr()
         assert said.out.count("damaged: ") == len(kinds[start:start + 3]) and "Traceback" not in said.err, said
+
+
+# ------------------------------------------------------------------ item 6: arguments a pipeline swallows
+def test_img2img_width_is_refused_at_validate_and_at_run_time(tmp_path, capsys):
+    workflow = write_workflow(tmp_path, "sized.yaml", "version: 1\nmodels: {sd: tiny:sd15}\nnodes:\n"
+                              "  photo: {type: load_image, path: in.png, size: [64, 64]}\n"
+                              "  a: {type: img2img, model: $models.sd, image: $photo, width: 32, height: 32, steps: 2}\n")
+    assert run_cli("run", workflow, "--out", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert f"{workflow}:5:56: nodes.a.width: StableDiffusionImg2ImgPipeline (what this img2img node runs for " \
+           "'tiny:sd15') takes no 'width': diffusers would accept it and ignore it" in err, err
+    assert "fix: remove width: StableDiffusionImg2ImgPipeline makes an image of its input's size; to change the size, " \
+           "resize the input image first (load_image size: [W, H], or an upscale node)" in err
+    assert "nodes.a.height" in err and not (tmp_path / "out").exists()
+
+
+def test_the_run_refuses_what_its_pipeline_would_swallow(tmp_path):
+    """Where the class is not known before the run (validate cannot see it), the call is checked as it is made."""
+    from runner.models.calls import refuse_swallowed
+    from runner.models.errors import NodeInputError
+
+    class Swallowing:
+        def __call__(self, prompt=None, strength=0.8, **kwargs):
+            return None
+
+    refuse_swallowed(Swallowing(), {"prompt": "x", "strength": 0.5})
+    with pytest.raises(NodeInputError, match="Swallowing takes no 'width', 'num_inference_steps'") as info:
+        refuse_swallowed(Swallowing(), {"prompt": "x", "width": 8, "num_inference_steps": 2},
+                         {"width": "width", "steps": "num_inference_steps"})
+    assert info.value.hint.startswith("remove width: Swallowing makes an image of its input's size")
+
+
+# every generation node type on every family it runs on (with a ControlNet where it takes one): what validate refuses
+# is exactly what the class that then runs does not name, and what it lets through is called and recorded as set
+CASES = [("txt2img", "sd15", None), ("txt2img", "sdxl", None), ("txt2img", "kandinsky22", None),
+         ("txt2img", "sd15", "controlnet-sd15"), ("txt2img", "sdxl", "controlnet-sdxl"),
+         ("img2img", "sd15", None), ("img2img", "sdxl", None), ("img2img", "kandinsky22", None),
+         ("img2img", "sd15", "controlnet-sd15"), ("img2img", "sdxl", "controlnet-sdxl"),
+         ("inpaint", "sd15", None), ("inpaint", "sd15-inpaint", None), ("inpaint", "sdxl", None),
+         ("inpaint", "kandinsky22-inpaint", None), ("inpaint", "sd15", "controlnet-sd15"),
+         ("depth2img", "sd2-depth", None), ("refine", "sdxl-refiner", None), ("refine", "sdxl", None)]
+
+
+@pytest.mark.parametrize("node_type,model,controlnet", CASES, ids=["-".join(filter(None, c)) for c in CASES])
+def test_every_field_set_is_an_argument_the_pipeline_takes(node_type, model, controlnet, tmp_path, capsys):
+    import inspect
+
+    import diffusers
+
+    from runner.nodes import NODE_TYPES
+
+    spec = NODE_TYPES[node_type].model.spec
+    values = {"prompt": "a room", "negative_prompt": "blur", "steps": 4, "guidance_scale": 5.0, "width": 64,
+              "height": 64, "num_images": 1, "strength": 1.0 if node_type == "inpaint" else 0.75}
+    fields = {f: v for f, v in values.items() if f in spec.arguments and f in NODE_TYPES[node_type].model.model_fields}
+    inputs = {"txt2img": "", "img2img": ", image: $photo", "refine": ", image: $photo", "depth2img": ", image: $photo",
+              "inpaint": ", image: $photo, mask: $mask"}[node_type]
+    cn = f", controlnet: [{{model: tiny:{controlnet}, image: $photo}}]" if controlnet else ""
+
+    def workflow(chosen: dict) -> str:
+        body = ", ".join(f"{k}: {json.dumps(v)}" for k, v in chosen.items())
+        return write_workflow(tmp_path, "all.yaml", "version: 1\nnodes:\n"
+                              "  photo: {type: load_image, path: in.png, size: [64, 64]}\n"
+                              "  mask: {type: make_mask, like: $photo, shapes: [{rect: [8, 8, 40, 40]}]}\n"
+                              f"  gen: {{type: {node_type}, model: tiny:{model}{inputs}{cn}, {body}}}\n")
+
+    path = workflow(fields)
+    capsys.readouterr()
+    code = run_cli("validate", path)
+    err = capsys.readouterr().err
+    refused = {f for f in fields if f"nodes.gen.{f}: " in err and "takes no" in err}
+    assert code == (2 if refused else 0), err
+    kept = {f: v for f, v in fields.items() if f not in refused}
+    assert run_cli("run", workflow(kept), "--out", tmp_path / "out", "--plain") == 0, capsys.readouterr().err
+    record = manifest(latest_run(tmp_path / "out", "all"))["nodes"]["gen"]
+    parameters = inspect.signature(getattr(diffusers, record["pipeline_class"]).__call__).parameters
+    assert refused == {f for f in fields if spec.arguments[f] not in parameters}, record["pipeline_class"]
+    for field, value in kept.items():
+        assert record["call"][spec.arguments[field]] == value, (field, record["call"])
+
+
+@pytest.mark.parametrize("node_type", ["depth2img", "refine"])
+def test_node_types_whose_pipelines_take_no_size_do_not_offer_one(node_type, tmp_path, capsys):
+    from runner.nodes import NODE_TYPES
+    from runner.schema import schema_text
+
+    assert not {"width", "height", "controlnet"} & set(NODE_TYPES[node_type].model.model_fields)
+    definitions = json.loads(schema_text())["definitions"]
+    declared = [d for d in definitions.values() if d.get("properties", {}).get("type", {}).get("const") == node_type]
+    assert len(declared) == 1 and not {"width", "height", "controlnet"} & set(declared[0]["properties"])
+    model = "tiny:sd2-depth" if node_type == "depth2img" else "tiny:sdxl-refiner"
+    workflow = write_workflow(tmp_path, "sized.yaml", "version: 1\nnodes:\n"
+                              "  photo: {type: load_image, path: in.png, size: [64, 64]}\n"
+                              f"  a: {{type: {node_type}, model: {model}, image: $photo, width: 32}}\n")
+    assert run_cli("validate", workflow) == 2
+    err = capsys.readouterr().err
+    assert f"nodes.a.width: a {node_type} node takes no 'width': " in err and "makes an image of its input's size" in err
+    assert "fix: remove it; to change the size, resize the input image first" in err

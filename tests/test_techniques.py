@@ -162,4 +162,5 @@ def test_controlnet_rules_are_checked_at_validation(tmp_path, capsys):
     assert "needs an 'image'" in capsys.readouterr().err
     workflow = write(tmp_path, "  out: {type: depth2img, model: $models.dep, image: $photo, controlnet: [{model: $models.cn, image: $edges}]}\n")
     assert run_cli("validate", workflow) == 2
-    assert "takes no controlnet" in capsys.readouterr().err
+    assert ("a depth2img node takes no 'controlnet': StableDiffusionDepth2ImgPipeline takes no ControlNet ('controlnet' "
+            "is a field of img2img, inpaint, txt2img)") in capsys.readouterr().err

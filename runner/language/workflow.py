@@ -437,7 +437,20 @@ def _validate_node(node_id: str, body: Any, smap: SourceMap, problems: list[Prob
     try:
         fields = node_type.model.model_validate(body)
     except ValidationError as exc:
-        problems.extend(_pydantic_problems(exc, path, body, smap, f"{type_name} node", node_type.model))
+        found = _pydantic_problems(exc, path, body, smap, f"{type_name} node", node_type.model)
+        for problem in found:  # a field of other node types: say that this one does not take it, and why
+            if len(problem.path) == 3 and problem.message.startswith("unknown field"):
+                key = problem.path[2]
+                owners = [name for name, other in catalogue.items() if name != type_name and key in
+                          {info.alias or field for field, info in other.model.model_fields.items()}]
+                why, fix = getattr(node_type.model, "not_taken", {}).get(key, ("", ""))
+                if owners or why:
+                    article = "an" if type_name[:1] in "aeiou" else "a"
+                    problem.message = (f"{article} {type_name} node takes no '{key}'" + (f": {why}" if why else "")
+                                       + (f" ('{key}' is a field of {', '.join(sorted(owners)[:6])}"
+                                          f"{', ...' if len(owners) > 6 else ''})" if owners else ""))
+                    problem.hint = fix or f"remove '{key}'; {problem.hint}"
+        problems.extend(found)
         return node_type
     return Node(node_id, node_type, fields)
 

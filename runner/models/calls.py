@@ -59,10 +59,37 @@ def denoising_problem(steps: int, strength: float) -> tuple[str, str] | None:
             f"raise steps to at least {fewest_steps}, or strength to at least {math.ceil(100 / steps) / 100:g}")
 
 
-def run_pipeline(ctx, pipe, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Call the pipeline with a CPU generator seeded from the node, report steps, return image/images/latents."""
+def refuse_swallowed(pipe, kwargs: dict[str, Any], arguments: dict[str, str] | None = None) -> None:
+    """NodeInputError for a call argument the pipeline does not name: most diffusers pipelines take `**kwargs` and
+    drop what they do not know (img2img's width/height), so the call would run as if it had not been given, while
+    the manifest recorded it as applied. `arguments` (node field -> argument) names the fields in the message."""
+    parameters = inspect.signature(pipe.__call__).parameters
+    named = {name for name, p in parameters.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    swallowed = [name for name in kwargs if name not in named]
+    if not swallowed:
+        return
+    field_of = {argument: field for field, argument in (arguments or {}).items()}
+    fields = [field_of.get(name, name) for name in swallowed]
+    class_name = type(pipe).__name__
+    raise NodeInputError(f"{class_name} takes no {', '.join(repr(n) for n in swallowed)}: diffusers would accept "
+                         "it and ignore it", swallowed_fix(class_name, fields))
+
+
+def swallowed_fix(class_name: str, fields: list[str]) -> str:
+    """How to fix fields a pipeline does not take (width/height: resize the input instead)."""
+    sizes = [field for field in fields if field in ("width", "height")]
+    if sizes:
+        return (f"remove {' and '.join(sizes)}: {class_name} makes an image of its input's size; to change the size, "
+                "resize the input image first (load_image size: [W, H], or an upscale node)")
+    return f"remove {', '.join(fields)}: {class_name} does not use {'it' if len(fields) == 1 else 'them'}"
+
+
+def run_pipeline(ctx, pipe, kwargs: dict[str, Any], arguments: dict[str, str] | None = None) -> dict[str, Any]:
+    """Call the pipeline with a CPU generator seeded from the node, report steps, return image/images/latents.
+    Every argument must be one the pipeline names (see `refuse_swallowed`; `arguments`: node field -> argument)."""
     import torch
 
+    refuse_swallowed(pipe, kwargs, arguments)
     generator = torch.Generator("cpu").manual_seed(ctx.seed)
     final_latents: dict[str, Any] = {}
     takes_callback = "callback_on_step_end" in inspect.signature(pipe.__call__).parameters

@@ -39,7 +39,8 @@ def generate_diffusers(ctx, spec, f) -> dict[str, Any]:
 
     source, identity = ctx.source(f.model)
     registry = ctx.models
-    controlnets = [ctx.source(item.model) for item in f.controlnet]
+    items = getattr(f, "controlnet", [])  # node types whose pipelines take no ControlNet have no such field
+    controlnets = [ctx.source(item.model) for item in items]
     pipe = registry.pipeline(spec.autopipeline, source, identity, controlnets,
                              channels=spec.unet_channels["diffusers"], used_by=f"a {ctx.task.type_name} node")
     pipe.scheduler = registry.fresh_scheduler(identity, f.scheduler)
@@ -55,7 +56,7 @@ def generate_diffusers(ctx, spec, f) -> dict[str, Any]:
         kwargs.setdefault("width", start.width)
         kwargs.setdefault("height", start.height)
     check_denoising_steps(kwargs, pipe)
-    if f.controlnet:
+    if items:
         kwargs.update(controlnet_arguments(ctx, spec, f, kwargs, pipe))
         used = controlnet_values(spec, f, pipe)
         ctx.record(controlnets=[{"model": cn_identity, **values} for (_s, cn_identity), values in zip(controlnets, used)],
@@ -65,7 +66,7 @@ def generate_diffusers(ctx, spec, f) -> dict[str, Any]:
         ctx.record(shared_components=shared)
     kwargs.update(checked_pipeline_kwargs(pipe, f.pipeline_kwargs, spec.arguments))
     with applied_loras(ctx, pipe, f.lora), memory_options(ctx, pipe, f):
-        return run_pipeline(ctx, pipe, kwargs)
+        return run_pipeline(ctx, pipe, kwargs, spec.arguments)
 
 
 def _check_steps(scheduler, steps: int | None) -> None:
@@ -90,7 +91,7 @@ def _inpaint_from_latents(ctx, pipe, source, f, latents) -> dict[str, Any]:
             f"model '{source.label}' is an inpainting checkpoint ({channels}-channel UNet) that needs the masked image "
             "in pixels (it is conditioned on its VAE encoding): give 'image' (e.g. the base node's image) instead of "
             "'latents', or use a standard checkpoint for latent inpainting")
-    if f.controlnet:
+    if getattr(f, "controlnet", None):
         raise NodeInputError("an inpaint ControlNet needs the image in pixels: give 'image' instead of 'latents' on this "
                              "node, or remove 'controlnet'")
     scale = pipe.vae_scale_factor

@@ -106,20 +106,20 @@ def generate_kandinsky(ctx, spec, f) -> dict[str, Any]:
     kwargs.update(checked_pipeline_kwargs(pipe, f.pipeline_kwargs, spec.arguments))
     if keep_size is not None:
         ctx.record(generated_size=[kwargs["width"], kwargs["height"]], resized_to=list(keep_size))
-    outputs = _run(ctx, pipe, kwargs)
+    outputs = _run(ctx, pipe, kwargs, spec.arguments)
     if keep_size is not None:
         return _resized(outputs, keep_size)
     return outputs
 
 
-def _run(ctx, pipe, kwargs: dict[str, Any]) -> dict[str, Any]:
+def _run(ctx, pipe, kwargs: dict[str, Any], arguments: dict[str, str] | None = None) -> dict[str, Any]:
     import warnings
 
     with warnings.catch_warnings():
         # the combined txt2img/img2img pipelines always forward their (deprecated) callback_steps=1 to the decoder,
         # which then warns although runner uses callback_on_step_end
         warnings.filterwarnings("ignore", message=".*callback_steps.*", category=FutureWarning)
-        return run_pipeline(ctx, pipe, kwargs)
+        return run_pipeline(ctx, pipe, kwargs, arguments)
 
 
 # ----------------------------------------------------------------- loading

@@ -34,9 +34,35 @@ def generation_check(spec):
     """The `check` of a generation node type driven by `spec` (a GenerationSpec; None: no AutoPipeline to look up)."""
 
     def check(fields, context) -> Problems:
-        return check_strength(fields) + check_pipeline_kwargs(spec, fields, context)
+        return check_strength(fields) + check_taken_fields(spec, fields, context) + check_pipeline_kwargs(spec, fields, context)
 
     return check
+
+
+def check_taken_fields(spec, fields, context) -> Problems:
+    """Each field set on the node must be an argument the pipeline that will run names: most diffusers pipelines take
+    `**kwargs` and drop what they do not know (img2img ignores width/height), so the node would run as if the field
+    were not there. Checked where the class is known here (see `_task_pipeline`); the run checks the rest."""
+    from ..models.calls import swallowed_fix
+
+    if spec is None:
+        return []
+    set_fields = [(field, argument) for field, argument in spec.arguments.items()
+                  if field in type(fields).model_fields and getattr(fields, field) is not None
+                  and field in fields.model_fields_set]
+    if not set_fields:
+        return []
+    target = _task_pipeline(spec, fields, context)
+    if target is None:
+        return []
+    class_name, signature, label = target
+    problems: Problems = []
+    for field, argument in set_fields:
+        if argument not in signature.parameters:
+            problems.append(((field,), f"{class_name} (what this {fields.type} node runs for '{label}') takes no "
+                                       f"'{argument}': diffusers would accept it and ignore it",
+                             swallowed_fix(class_name, [field])))
+    return problems
 
 
 def check_strength(fields) -> Problems:

@@ -138,85 +138,115 @@ class ControlNet(Fields):
 
 
 class Generation(Fields):
+    """The fields every generation node takes. Size and ControlNet fields come with the node types whose pipelines take
+    them (SizedGeneration, ControlledGeneration): a field is offered only where some pipeline of the node uses it."""
+
     model: ModelIn = Field(..., description="checkpoint: $models.NAME or a source (hub id, folder, .safetensors, tiny:NAME)")
     prompt: str = Field("", description="what to generate; ${params.x} interpolates")
     negative_prompt: str | None = Field(None, description="what to avoid")
     steps: int | None = Field(None, ge=1, le=1000, description="num_inference_steps; default: the pipeline's")
     guidance_scale: float | None = Field(None, ge=0, le=100, description="classifier-free guidance; default: the pipeline's")
-    width: int | None = Field(None, ge=8, le=8192, multiple_of=8, description="pixels, multiple of 8; default: the model's")
-    height: int | None = Field(None, ge=8, le=8192, multiple_of=8, description="pixels, multiple of 8; default: the model's")
     seed: Seed | None = Field(None, description="noise seed; default: derived from the workflow seed and the node id; 'random' draws one")
     scheduler: SchedulerName | None = Field(None, description="sampler by short name; default: the checkpoint's own")
     num_images: int = Field(1, ge=1, le=64, description="num_images_per_prompt")
     lora: list[Lora] = Field(default_factory=list, description="LoRA adapters applied for this node")
-    controlnet: list[ControlNet] = Field(default_factory=list, description="ControlNets with their condition images")
     pipeline_kwargs: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the diffusers call")
     offload: Offload | None = Field(None, description="CPU offload on CUDA: none | model | sequential; default: the workflow's "
                                                       "'offload'; ignored with a warning on CPU")
     attention_slicing: bool = Field(False, description="compute attention in slices (less memory, a little slower)")
     vae_tiling: bool = Field(False, description="decode/encode with the VAE in tiles (large images in less memory)")
 
-    @model_validator(mode="after")
-    def _controlnet_images(self):
-        spec = self.spec
-        for index, item in enumerate(self.controlnet):
-            if item.image is None and not (spec and spec.builds_inpaint_condition):
-                raise Invalid(f"controlnet[{index}] needs an 'image' (only inpaint nodes build one from image and mask)",
-                              f"add the condition image, e.g. controlnet[{index}].image: $edges (a canny, depth or pose "
-                              "node's output)")
-        if self.controlnet and not (spec and spec.controlnet_condition):
-            raise Invalid("this node type takes no controlnet",
-                          "remove 'controlnet', or do the ControlNet step in a txt2img, img2img or inpaint node")
-        return self
-
     spec: ClassVar[GenerationSpec | None] = None
 
 
-class Txt2Img(Generation):
+SIZE_DOC = "pixels, multiple of 8; default: the model's"
+
+
+class SizedGeneration(Generation):
+    width: int | None = Field(None, ge=8, le=8192, multiple_of=8, description=SIZE_DOC)
+    height: int | None = Field(None, ge=8, le=8192, multiple_of=8, description=SIZE_DOC)
+
+
+class ControlledGeneration(SizedGeneration):
+    controlnet: list[ControlNet] = Field(default_factory=list, description="ControlNets with their condition images")
+
+    @model_validator(mode="after")
+    def _controlnet_images(self):
+        for index, item in enumerate(self.controlnet):
+            if item.image is None and not (self.spec and self.spec.builds_inpaint_condition):
+                raise Invalid(f"controlnet[{index}] needs an 'image' (only inpaint nodes build one from image and mask)",
+                              f"add the condition image, e.g. controlnet[{index}].image: $edges (a canny, depth or pose "
+                              "node's output)")
+        return self
+
+
+class Txt2Img(ControlledGeneration):
     spec: ClassVar[GenerationSpec] = TXT2IMG
 
 
-class _ImageOrLatents(Generation):
-    @model_validator(mode="after")
-    def _one_start(self):
-        exactly_one({"image": self.image, "latents": self.latents})
-        return self
+def _one_start(self):
+    exactly_one({"image": self.image, "latents": self.latents})
+    return self
 
 
 LATENTS_DOC = ("latents of a generation node ($node.latents) instead of 'image': the stages hand over without a VAE "
                "decode and re-encode; the size comes from the latents")
+# img2img's own pipelines (SD, SDXL) make an image of the input's size; those with a ControlNet, and Kandinsky 2.2's,
+# take a size: validate refuses it where the pipeline that will run does not take it
+RESTYLE_SIZE_DOC = ("pixels, multiple of 8; only with a ControlNet or on Kandinsky 2.2 (SD and SDXL img2img keep the "
+                    "input's size: resize the input instead); default: the input's")
 
 
-class Img2Img(_ImageOrLatents):
+class Img2Img(ControlledGeneration):
     spec: ClassVar[GenerationSpec] = IMG2IMG
+    width: int | None = Field(None, ge=8, le=8192, multiple_of=8, description=RESTYLE_SIZE_DOC)
+    height: int | None = Field(None, ge=8, le=8192, multiple_of=8, description=RESTYLE_SIZE_DOC)
     image: ImageIn | None = Field(None, description="image to restyle (or 'latents')")
     latents: LatentsIn | None = Field(None, description=LATENTS_DOC)
     strength: float | None = Field(None, ge=0, le=1, description="how much to change: 0 keeps the image, 1 ignores it; "
                                                                   "default: the pipeline's")
+    _one_start = model_validator(mode="after")(_one_start)
 
 
-class Inpaint(_ImageOrLatents):
+class Inpaint(ControlledGeneration):
     spec: ClassVar[GenerationSpec] = INPAINT
     image: ImageIn | None = Field(None, description="image to repaint (or 'latents')")
     latents: LatentsIn | None = Field(None, description=LATENTS_DOC + " (4-channel checkpoints; no ControlNet "
                                       "inpaint condition can be built from them)")
     mask: MaskIn = Field(..., description="white = repaint, black = keep (any image; converted to one channel)")
     strength: float | None = Field(None, ge=0, le=1, description="how much the masked area changes; default: the pipeline's")
+    _one_start = model_validator(mode="after")(_one_start)
+
+
+def _not_taken(pipeline: str, node: str) -> dict[str, tuple[str, str]]:
+    """Why a node type whose pipelines take no size and no ControlNet has no such fields, and what to do instead."""
+    size = (f"{pipeline} makes an image of its input's size",
+            "remove it; to change the size, resize the input image first (load_image size: [W, H], or an upscale node)")
+    return {"width": size, "height": size,
+            "controlnet": (f"{pipeline} takes no ControlNet",
+                           f"remove it, or do the ControlNet step in a txt2img, img2img or inpaint node before the {node}")}
 
 
 class Depth2Img(Generation):
+    """No size (the result has the input's) and no ControlNet: StableDiffusionDepth2ImgPipeline takes neither."""
+
     spec: ClassVar[GenerationSpec] = DEPTH2IMG
-    image: ImageIn = Field(..., description="image to restyle")
+    not_taken: ClassVar[dict] = _not_taken("StableDiffusionDepth2ImgPipeline", "depth2img")
+    image: ImageIn = Field(..., description="image to restyle (the result has its size)")
     depth: ImageIn | None = Field(None, description="depth map; default: estimated by the model's own depth estimator")
     strength: float | None = Field(None, ge=0, le=1, description="how much to change; default: the pipeline's")
 
 
-class Refine(_ImageOrLatents):
+class Refine(Generation):
+    """No size (the result has the input's) and no ControlNet: StableDiffusionXLImg2ImgPipeline takes neither."""
+
     spec: ClassVar[GenerationSpec] = REFINE
+    not_taken: ClassVar[dict] = _not_taken("the SDXL refiner's pipeline (StableDiffusionXLImg2ImgPipeline)", "refine")
     image: ImageIn | None = Field(None, description="image to refine (img2img with strength)")
     latents: LatentsIn | None = Field(None, description="latents of a base node (handoff without decoding)")
     denoising_start: float | None = Field(None, gt=0, lt=1, description="with latents: fraction of the schedule already done by the base")
     strength: float | None = Field(None, ge=0, le=1, description="with image: how much to change; default: the pipeline's")
+    _one_start = model_validator(mode="after")(_one_start)
 
 
 class InterpolationItem(Fields):
@@ -230,7 +260,7 @@ class InterpolationItem(Fields):
         return self
 
 
-class Interpolate(Generation):
+class Interpolate(SizedGeneration):
     items: list[InterpolationItem] = Field(..., min_length=2, description="prompts and images to blend, with weights")
 
 
