@@ -432,3 +432,49 @@ def test_node_types_whose_pipelines_take_no_size_do_not_offer_one(node_type, tmp
     err = capsys.readouterr().err
     assert f"nodes.a.width: a {node_type} node takes no 'width': " in err and "makes an image of its input's size" in err
     assert "fix: remove it; to change the size, resize the input image first" in err
+
+
+# ------------------------------------------------------------------ item 3: one Session, several threads
+SHARED_A = ("version: 1\nname: thread_a\nmodels: {sd: tiny:sd15}\nnodes:\n"
+            "  gen: {type: txt2img, model: $models.sd, prompt: a red barn, steps: 4, scheduler: euler,\n"
+            "        lora: [{model: tiny:lora-sd15, scale: 0.8}]}\n")
+SHARED_B = ("version: 1\nname: thread_b\nmodels: {sd: tiny:sd15}\nnodes:\n"
+            "  photo: {type: load_image, path: in.png, size: [64, 64]}\n"
+            "  gen: {type: img2img, model: $models.sd, image: $photo, prompt: a blue lake, steps: 6, strength: 0.7,\n"
+            "        scheduler: ddim}\n")
+
+
+def test_a_session_shared_by_threads_gives_the_images_of_serial_runs(tmp_path):
+    import threading
+
+    a = write_workflow(tmp_path, "a.yaml", SHARED_A)
+    b = write_workflow(tmp_path, "b.yaml", SHARED_B)
+    seeds = [1, 2, 3, 4]
+
+    def image_bytes(run) -> bytes:
+        assert run.status == "ok", run.error
+        return run.image("gen").tobytes()
+
+    with runner.Session(out=tmp_path / "serial", cache_dir=tmp_path / "serial-cache") as session:
+        expected = {(path.name, seed): image_bytes(session.run(path, {"seed": seed})) for path in (a, b) for seed in seeds}
+    got, errors = {}, []
+    with runner.Session(out=tmp_path / "threads", cache_dir=tmp_path / "shared-cache") as session:
+        def work(path):
+            try:
+                for seed in seeds:
+                    got[(path.name, seed)] = image_bytes(session.run(path, {"seed": seed}))
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(path,)) for path in (a, b, a)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+    assert not errors and got == expected
+    # what the threads stored is what a serial run serves: the same keys and bytes as the serial cache
+    serial = {e.parent.name: e.read_text() for e in (tmp_path / "serial-cache" / "nodes").glob("*/*/entry.json")}
+    shared = {e.parent.name: e.read_text() for e in (tmp_path / "shared-cache" / "nodes").glob("*/*/entry.json")}
+    assert set(serial) == set(shared)
+    outputs = lambda text: json.loads(text)["outputs"]  # noqa: E731
+    assert all(outputs(serial[key]) == outputs(shared[key]) for key in serial)

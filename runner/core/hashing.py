@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from pathlib import Path
 
 from .atomic import write_atomic
@@ -20,31 +21,37 @@ def sha256_file(path: Path) -> str:
 
 
 class FileHashCache:
-    """sha256 of files, remembered by (path, size, mtime) in a JSON file so big weights hash once."""
+    """sha256 of files, remembered by (path, size, mtime) in a JSON file so big weights hash once. Safe to share
+    between threads (a Session's runs plan in their callers' threads): the memo is read and written under a lock,
+    files are hashed outside it."""
 
     def __init__(self, path: Path):
         self.path = path
         self._entries: dict[str, list] | None = None
         self._dirty = False
+        self._lock = threading.Lock()
 
     def _load(self) -> dict[str, list]:
         if self._entries is None:
             try:
-                self._entries = json.loads(self.path.read_text())
-            except (OSError, ValueError):
-                self._entries = {}
+                entries = json.loads(self.path.read_text())
+            except (OSError, ValueError, RecursionError):
+                entries = {}
+            self._entries = entries if isinstance(entries, dict) else {}
         return self._entries
 
     def file_digest(self, path: Path) -> str:
         stat = path.stat()
-        entries = self._load()
         key = str(path.resolve())
-        known = entries.get(key)
-        if known and known[0] == stat.st_size and known[1] == stat.st_mtime_ns:
+        with self._lock:
+            known = self._load().get(key)
+        if (isinstance(known, list) and len(known) == 3 and known[0] == stat.st_size and known[1] == stat.st_mtime_ns
+                and isinstance(known[2], str)):
             return known[2]
         digest = sha256_file(path)
-        entries[key] = [stat.st_size, stat.st_mtime_ns, digest]
-        self._dirty = True
+        with self._lock:
+            self._load()[key] = [stat.st_size, stat.st_mtime_ns, digest]
+            self._dirty = True
         return digest
 
     def tree_digest(self, root: Path, suffixes: tuple[str, ...] = HASHED_SUFFIXES) -> str:
@@ -58,11 +65,13 @@ class FileHashCache:
         return hasher.hexdigest()[:16]
 
     def save(self) -> None:
-        if not self._dirty or self._entries is None:
-            return
+        with self._lock:
+            if not self._dirty or self._entries is None:
+                return
+            text = json.dumps(self._entries)
+            self._dirty = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.path, json.dumps(self._entries))
+            write_atomic(self.path, text)
         except OSError:
             return  # a read-only cache folder: the memo only saves time, the hashes stay right in this process
-        self._dirty = False

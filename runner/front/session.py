@@ -7,6 +7,8 @@ first node that needs a model does.
 
 from __future__ import annotations
 
+import threading
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,9 @@ class Session:
     weights / run code shipped with the model, when their entry asks for it (the CLI's --allow-pickle NAME,
     --trust-remote-code NAME); a workflow asking for either without this is refused. Recorded in the manifest
     (`consents`). A workflow embedded in a PNG is never allowed either.
+    A Session may be shared by threads: on the local executor their runs take turns (each validates and plans in its
+    own thread, then waits for the one running; images and cache entries are those of serial runs), on the Ray
+    executor they run side by side on the workers.
     `executor`: "local" (this process) or "ray" (a pool of warm Ray workers: `ray_address` to join a cluster, else a
     local one is started and stopped with the Session; `workers`, `cpus_per_worker`; `ray_shared_cache` False ships
     cache entries through Ray's object store even where the workers could see the cache folder).
@@ -95,6 +100,7 @@ class Session:
                  cpus_per_worker: float = 1, ray_shared_cache: bool | None = None,
                  allow_pickle: list[str] | None = None, trust_remote_code: list[str] | None = None):
         self.out = Path(out)
+        self._run_lock = threading.RLock()  # see _turn
         self.consent = Consent.of(_names(allow_pickle, "allow_pickle"), _names(trust_remote_code, "trust_remote_code"),
                                   "Session")
         self.allow_paths = [Path(folder) for folder in allow_paths or ()]
@@ -200,17 +206,27 @@ class Session:
                                                                           model_paths=model_paths)
         check_node_names(loaded, force or [], "force")
         plan = plan or self.plan(loaded, only, deterministic)
-        self.check_budget(loaded, plan, force=set_of(force), no_cache=no_cache)
-        self.check_out()
-        starter = getattr(self.executor, "start", None)
-        if starter is not None:
-            starter()  # a cluster that cannot be reached is an error before any run folder is made
-        self.resources.begin_run()
-        outcome: Outcome = execute(self.executor, self.resources, loaded, plan, self.out, mode=mode, force=set_of(force),
-                                   no_cache=no_cache, extra=extra, run_dir=run_dir, should_stop=should_stop,
-                                   label=label)
+        with self._turn():
+            self.check_budget(loaded, plan, force=set_of(force), no_cache=no_cache)
+            self.check_out()
+            starter = getattr(self.executor, "start", None)
+            if starter is not None:
+                starter()  # a cluster that cannot be reached is an error before any run folder is made
+            self.resources.begin_run()
+            outcome: Outcome = execute(self.executor, self.resources, loaded, plan, self.out, mode=mode,
+                                       force=set_of(force), no_cache=no_cache, extra=extra, run_dir=run_dir,
+                                       should_stop=should_stop, label=label)
         return Run(outcome.status, outcome.run_dir, outcome.manifest, outcome.error, outcome.exit_code, outcome.results,
                    self.cache, outcome.hint)
+
+    def _turn(self):
+        """Held while a run executes here. The local executor's pipelines, schedulers and LoRA state are shared
+        mutable objects (two threads calling one pipeline corrupt each other's images, silently), and so are the model
+        pool's records: runs of threads sharing this Session take turns. Validation and planning happen before the
+        wait. The Ray executor's workers are shared by design: its runs go side by side."""
+        if getattr(self.executor, "name", "local") != "local":
+            return nullcontext()
+        return self._run_lock
 
     def check_budget(self, workflow: Workflow, plan: Plan, *, force: set[str] = frozenset(), no_cache: bool = False) -> None:
         """Refuse (WorkflowError, before anything loads) a model that alone exceeds the memory budget."""
