@@ -111,13 +111,15 @@ def test_mismatched_decoders_and_unsupported_fields_fail_clearly(tmp_path, capsy
             ["scheduler 'euler'", "dpmpp_2m"],
         "  i: {type: img2img, model: $models.k, image: $src, steps: 2, strength: 0.3}\n":
             ["leaves no denoising step"],
+        # its pipeline takes no strength (it always repaints the masked area fully): refused before the run
         "  p: {type: inpaint, model: $models.ki, image: $src, mask: $left, steps: 2, strength: 0.5}\n":
-            ["strength 0.5", "repaints the masked area fully"],
+            ["nodes.p.strength: KandinskyV22InpaintCombinedPipeline", "takes no 'strength'"],
     }
     for index, (nodes, expected) in enumerate(cases.items()):
         capsys.readouterr()
         workflow = write(tmp_path, nodes, name=f"bad{index}")
-        assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain") == 1, nodes
+        code = 2 if "takes no 'strength'" in expected else 1
+        assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain") == code, nodes
         err = capsys.readouterr().err
         for text in expected:
             assert text in err, (text, err)
