@@ -55,12 +55,5 @@ class Consent:
     def of(cls, allow_pickle=(), trust_remote_code=(), given_by: str = "command line") -> "Consent":
         return cls(frozenset(allow_pickle or ()), frozenset(trust_remote_code or ()), given_by)
 
-    def merged(self, other: "Consent | None") -> "Consent":
-        """This consent widened by `other` (a Session's names plus a call's), keeping a refusal."""
-        if other is None:
-            return self
-        return Consent(self.allow_pickle | other.allow_pickle, self.trust_remote_code | other.trust_remote_code,
-                       self.given_by, self.refused or other.refused)
-
 
 NO_CONSENT = Consent()
