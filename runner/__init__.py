@@ -11,7 +11,7 @@ __all__ = ["Run", "Session", "WorkflowError", "__version__"]
 def __getattr__(name: str):
     # loaded on first use, so that `import runner` (and the CLI's start) stays cheap
     if name in ("Session", "Run"):
-        from .front import session
+        from .engine import session
 
         return getattr(session, name)
     if name == "WorkflowError":

@@ -45,13 +45,13 @@ def workflow_json_schema() -> dict[str, Any]:
 
 def _describe_pipeline_defaults(definitions: dict, node_types: dict) -> None:
     """Fields left to the pipeline say what each pipeline class's own default is (from diffusers' source)."""
-    from .front.catalogue import _nested_models
+    from .language.fields import nested_models
     from .nodes.pipeline_defaults import field_defaults
 
     models = {}
     for node_type in node_types.values():
         models[node_type.model.__name__] = node_type.model
-        models.update({model.__name__: model for model in _nested_models(node_type.fields).values()})
+        models.update({model.__name__: model for model in nested_models(node_type.fields).values()})
     for name, model in models.items():
         properties = definitions.get(name, {}).get("properties", {})
         for field, text in field_defaults(model).items():

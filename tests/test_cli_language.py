@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from runner.cli import main
-from runner.front.catalogue import _nested_models
-from runner.front.loading import load_workflow
+from runner.language.fields import nested_models as _nested_models
+from runner.engine.loading import load_workflow
 from runner.language.errors import dotted
 from runner.language.fields import ModelField, iter_marked
 from runner.nodes import NODE_TYPES

@@ -243,7 +243,7 @@ def test_live_progress_shows_each_node_state():
 
     from rich.console import Console
 
-    from runner.front.progress import LiveEvents
+    from runner.engine.progress import LiveEvents
 
     buffer = io.StringIO()
     events = LiveEvents({"a": "load_image", "b": "txt2img"}, Console(file=buffer, force_terminal=True, width=100))

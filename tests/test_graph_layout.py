@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from runner.front.report import graph_svg
+from runner.records.report import graph_svg
 
 NUMBER = r"(-?[\d.]+(?:e-?\d+)?)"
 

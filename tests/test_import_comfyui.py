@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 from PIL.PngImagePlugin import PngInfo
 
 from conftest import REPO, latest_run, manifest, run_cli
-from runner.front.comfyui_graph import SAMPLER_NAMES, SPECIAL_SCHEDULES, model_name, scheduler_for
+from runner.importers.comfyui.graph import SAMPLER_NAMES, SPECIAL_SCHEDULES, model_name, scheduler_for
 from runner.language.fields import SCHEDULERS
 
 FIXTURES = Path(__file__).parent / "comfyui"

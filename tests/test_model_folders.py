@@ -16,7 +16,7 @@ from PIL import Image
 from conftest import latest_run, manifest, run_cli, write_workflow
 from test_import_comfyui import checkpoint_file
 from test_pickle_refusal import schema_valid
-from runner.front.session import Session
+from runner.engine.session import Session
 
 HEAD = "version: 1\nname: mp\nseed: 7\n"
 
@@ -247,7 +247,7 @@ def test_a_single_file_vae_from_the_vae_folder_is_what_diffusers_loads(tmp_path,
 
 
 def test_watch_follows_a_local_vae(tmp_path, models_dir):
-    from runner.front.watch import watched_paths
+    from runner.cli.watch import watched_paths
     from runner.models.tiny import ensure_tiny
 
     vae = tmp_path / "models" / "vae" / "xl-vae"

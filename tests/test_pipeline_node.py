@@ -71,7 +71,7 @@ def test_pipeline_node_takes_an_image_through_a_link_in_call(tmp_path):
           call: {image: $photo, prompt: x, strength: 0.5, num_inference_steps: 2}
         save: {type: save_image, image: $restyled, name: out.png}
         """)
-    from runner.front.loading import load_workflow
+    from runner.engine.loading import load_workflow
 
     loaded = load_workflow(workflow)
     assert loaded.graph.deps["restyled"] == ["photo"]

@@ -190,7 +190,7 @@ def test_pose_image_feeds_an_openpose_controlnet(tmp_path):
 def test_pose_recipe_runs_offline_on_tiny_models(tmp_path):
     from test_cli_language import offline_overrides
 
-    from runner.front.loading import load_workflow
+    from runner.engine.loading import load_workflow
     from runner.models.tiny import TINY_NAMES
 
     name = "pose_controlnet.yaml"

@@ -72,7 +72,7 @@ def test_live_rows_show_phase_steps_rate_elapsed_eta_and_decode():
 
     from rich.console import Console
 
-    from runner.front.progress import LiveEvents
+    from runner.engine.progress import LiveEvents
 
     buffer = io.StringIO()
     events = LiveEvents({"a": "load_image", "b": "txt2img"}, Console(file=buffer, force_terminal=True, width=160))

@@ -211,7 +211,7 @@ def test_fifty_nodes_and_long_text_do_not_break_the_layout(tmp_path, width):
 
 
 def test_saved_files_of_an_older_manifest_are_measured_from_the_folder(tmp_path):
-    from runner.front.report import write_run_report
+    from runner.records.report import write_run_report
 
     workflow = write_workflow(tmp_path, "saves.yaml", "version: 1\nnodes:\n  photo: {type: load_image, path: in.png}\n"
                               "  keep: {type: save_image, image: $photo, name: kept.png}\n"

@@ -140,7 +140,7 @@ def test_deterministic_runs_are_recorded_and_keyed_apart(demo, tmp_path):
 
 
 def test_a1111_text_names_samplers_loras_and_hashes_as_a1111_does(tmp_path):
-    from runner.front.provenance import a1111_sampler
+    from runner.records.provenance import a1111_sampler
 
     assert a1111_sampler("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}) == "DPM++ 2M Karras"
     assert a1111_sampler("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}) == "DPM++ 2M SDE"

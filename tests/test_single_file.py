@@ -317,9 +317,9 @@ def test_a_checkpoint_of_no_shipped_architecture_asks_for_config(tmp_path):
 
 def test_watch_follows_the_file_and_its_config_folder(tmp_path):
     from runner.core.hashing import FileHashCache
-    from runner.front.loading import load_workflow
-    from runner.front.run_folder import plan_or_problems
-    from runner.front.watch import watched_paths
+    from runner.engine.loading import load_workflow
+    from runner.engine.run import plan_or_problems
+    from runner.cli.watch import watched_paths
     from runner.models.tiny import ensure_tiny
 
     config = ensure_tiny("sd15", Path(os.environ["RUNNER_MODELS_DIR"]) / "tiny")

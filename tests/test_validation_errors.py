@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from runner.cli import main
-from runner.front.loading import load_workflow
+from runner.engine.loading import load_workflow
 from runner.language.errors import WorkflowError, dotted
 
 FILE = "wf.yaml"

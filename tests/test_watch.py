@@ -90,7 +90,7 @@ def test_watch_reruns_only_what_changed_survives_a_broken_edit_and_exits_130(dem
 
 def test_a_save_during_a_pass_stops_it_at_a_step_boundary(demo, tmp_path):
     """The Session stops a run once `should_stop()` holds: at the next denoising step, keeping finished nodes."""
-    from runner.front.run_folder import SUPERSEDED
+    from runner.engine.run import SUPERSEDED
 
     steps = []
 
@@ -194,7 +194,7 @@ def test_watch_is_in_the_cli_help(capsys):
 def test_watch_page_shows_the_newest_pass_in_a_browser(demo, tmp_path):
     from test_report import CHROMIUM, console_errors, live_dom
 
-    from runner.front.watch import write_live_page
+    from runner.cli.watch import write_live_page
 
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (.ci/run installs it)")

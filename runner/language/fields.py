@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+import typing
 from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
@@ -244,3 +245,19 @@ class NodeDeclaration(Protocol):
 
 
 Catalogue = dict[str, NodeDeclaration]
+
+
+def nested_models(model: type[BaseModel]) -> dict[str, type[BaseModel]]:
+    """The models of the fields that hold nested records (a ControlNet item, a LoRA), by field name."""
+    out = {}
+    for name, info in model.model_fields.items():
+        for arg in _walk_args(info.annotation):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                out[info.alias or name] = arg
+    return out
+
+
+def _walk_args(annotation):
+    yield annotation
+    for arg in typing.get_args(annotation):
+        yield from _walk_args(arg)

@@ -1,7 +1,7 @@
 """Model folders: where bare model names (`model: dreamshaper_8.safetensors`) are looked for.
 
 The user names them with `--model-path DIR` (repeatable) and `RUNNER_MODEL_PATHS` (os.pathsep-separated; read by
-runner.front.model_paths, which makes the roots). Each is either a folder, searched in ComfyUI's layout (`checkpoints/`, `diffusers/`, `controlnet/`, `loras/`, `vae/`,
+runner.engine.model_paths, which makes the roots). Each is either a folder, searched in ComfyUI's layout (`checkpoints/`, `diffusers/`, `controlnet/`, `loras/`, `vae/`,
 `upscale_models/`, ...) and then flat, or a ComfyUI `extra_model_paths.yaml`, whose groups say which folders hold
 which kind (`base_path` plus `checkpoints: models/checkpoints`, one or several paths a line). Names are found by
 path only: identity comes from the files' content (runner.models.sources), so it does not depend on the folder.

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from ..language.yaml_source import read_yaml_text
 from ..language.workflow import Workflow
-from .loading import consent_of, load_workflow
-from .run_command import command_record
-from .runs import load_manifest, resolve_run
-from .session import Session
+from ..engine.loading import consent_of, load_workflow
+from .run import command_record
+from ..records.runs import load_manifest, resolve_run
+from ..engine.session import Session
 
 
 def environment_differences(old: dict, new: dict) -> list[str]:

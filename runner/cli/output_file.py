@@ -62,7 +62,7 @@ def write_output(target: str | Path, data: str | bytes, *, option: str = "--out"
     real = path.resolve() if path.is_symlink() else path  # write the link's target; the link stays a link
     if info is not None and not force and info.st_size and not _holds(real, blob, info.st_size):
         raise refuse(f"{raw} exists and holds something else ({info.st_size:,} bytes): it is kept",
-                     f"add --force to replace it, or name another file")
+                     "add --force to replace it, or name another file")
     try:
         real.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(real, blob)

@@ -23,8 +23,8 @@ from ..core.paths import models_dir
 from ..language.errors import WorkflowError
 from ..language.fields import InputFile, iter_marked
 from ..language.workflow import Workflow
-from .loading import consent_of, load_for_run
-from .run_folder import SUPERSEDED
+from ..engine.loading import consent_of, load_for_run
+from ..engine.run import SUPERSEDED
 
 COALESCE_MS = 150  # a change is reported once no further change came for this long (editors write several times)
 
@@ -73,7 +73,7 @@ class Watcher:
 
 def watched_paths(workflow: Workflow, plan) -> tuple[set[Path], set[Path]]:
     """(files, folders) a pass depends on: the workflow, its lock, input files, local model files and folders."""
-    from .lock import lock_path
+    from ..records.lock import lock_path
 
     files = {Path(workflow.path), lock_path(Path(workflow.path))}
     for node in workflow.nodes.values():
@@ -96,8 +96,8 @@ def watched_paths(workflow: Workflow, plan) -> tuple[set[Path], set[Path]]:
 
 
 def watch_command(args) -> int:
-    from .lock import check_lock, pinned_revisions
-    from .run_command import command_record, open_in_browser, open_session
+    from ..records.lock import check_lock, pinned_revisions
+    from .run import command_record, open_in_browser, open_session
 
     session = open_session(args)
     session.check_out()  # before watching: a pass could not write its run folder

@@ -13,10 +13,10 @@ from ..executor.cache import NodeCache
 from ..executor.plan import Plan
 from ..language.errors import Location, Problem, WorkflowError
 from ..language.workflow import Workflow
-from .loading import consent_of, load_for_run
-from .progress import summary_table
-from .run_folder import write_report
-from .session import Session, check_node_names
+from ..engine.loading import consent_of, load_for_run
+from ..engine.progress import summary_table
+from ..engine.run import write_report
+from ..engine.session import Session, check_node_names
 
 
 def open_session(args) -> Session:
@@ -45,7 +45,7 @@ def run_command(args) -> int:
     workflow = load_for_run(args.workflow, args.overrides, args.allow_paths, args.model_paths, consent_of(args))
     check_node_names(workflow, args.only, "only")
     check_node_names(workflow, args.force, "force")
-    from .lock import pinned_revisions
+    from ..records.lock import pinned_revisions
 
     pins = pinned_revisions(workflow)  # a WF.lock beside the workflow pins hub models to commits
     if pins:
@@ -63,11 +63,11 @@ def run_command(args) -> int:
 def _run_in(session: Session, args, workflow: Workflow) -> int:
     from rich.console import Console
 
-    from .lock import check_lock
+    from ..records.lock import check_lock
 
     cache = session.cache
     check_lock(workflow, models_dir(cache.root), cache.hashes)
-    from .sweep import check_variant_count, file_sweeps, parse_cli_sweeps
+    from ..engine.sweep import check_variant_count, file_sweeps, parse_cli_sweeps
 
     dimensions = (file_sweeps(workflow.document.get("sweep"), str(args.workflow))
                   + parse_cli_sweeps(args.sweep, args.zip, args.seeds, args.max_variants))
@@ -111,7 +111,7 @@ def sweep_command(args, session: Session, workflow: Workflow, dimensions: list) 
     from rich.console import Console
     from rich.table import Table
 
-    from .sweep import as_overrides, new_sweep_dir, variants
+    from ..engine.sweep import as_overrides, new_sweep_dir, variants
 
     combos = variants(dimensions)
     prepared = []

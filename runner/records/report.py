@@ -11,6 +11,7 @@ import base64
 import html
 import json
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -360,3 +361,14 @@ def write_sweep_index(sweep_dir: Path) -> Path:
     path = sweep_dir / "index.html"
     write_atomic(path, _page(title, body))
     return path
+
+
+def write_report(folder: Path) -> Path | None:
+    """report.html (a run) or index.html (a sweep); a failure here is reported but never fails the run."""
+    from ..records.report import write_run_report, write_sweep_index
+
+    try:
+        return write_sweep_index(folder) if (folder / "index.json").is_file() else write_run_report(folder)
+    except Exception as exc:  # noqa: BLE001
+        print(f"warning: report not written for {folder}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return None

@@ -47,7 +47,7 @@ def load_for_run(path: Path, overrides: list[str], allow_paths=(), model_paths=(
     path = Path(path)
     if path.suffix.lower() != ".png":
         return load_workflow(path, overrides, allow_paths=allow_paths, model_paths=model_paths, consent=consent)
-    from .runs import embedded_workflow
+    from ..records.runs import embedded_workflow
 
     text, original = embedded_workflow(path)
     recorded = Path(original) if original and Path(original).is_absolute() else None

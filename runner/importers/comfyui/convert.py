@@ -1,9 +1,9 @@
-"""`runner import comfyui FILE.json|IMAGE.png [-o OUT.yaml]`: a ComfyUI graph as a runner workflow file.
+"""A ComfyUI graph as a runner workflow file (what `runner import comfyui` writes).
 
 Reads the API-format prompt (what ComfyUI's "Save (API)" writes, alone or inside a request wrapper such as
 `{"prompt": ...}` or `{"input": {"workflow": ...}}`, or the `prompt` text chunk of a PNG that ComfyUI saved), maps
-it with runner.front.comfyui_graph, and writes plain workflow YAML with comments naming where each node came from.
-The YAML is validated before anything is written: a refused or invalid import leaves no file behind.
+it with the graph module, and makes plain workflow YAML with comments naming where each node came from. The YAML is
+validated before anything is written: a refused or invalid import leaves no file behind.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from ..language.errors import Location, Problem, WorkflowError
-from .comfyui_graph import (
+from ...language.errors import Location, Problem, WorkflowError
+from .graph import (
     ComfyNode,
     GraphMapping,
     Imported,
@@ -35,31 +35,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 UI_HINT = ("that is ComfyUI's UI format (the graph as drawn: nodes and links arrays); runner imports the API format: "
            "in ComfyUI enable the dev mode options in Settings and use Save (API) (Workflow > Export (API) in newer "
            "versions)")
-
-
-def import_command(args) -> int:
-    from .output_file import write_output
-
-    source: Path = args.file
-    target: str | None = None if args.out == "-" else args.out
-    out = Path(target) if target else None  # an empty name is refused when written, after the checks of the graph
-    if out is not None and out.exists() and source.exists() and out.resolve() == source.resolve():
-        raise WorkflowError([Problem(Location(f"-o {out}"), (), "the output file is the ComfyUI file itself",
-                                     "write the workflow to another file, e.g. -o workflow.yaml")])
-    prompt, found_in = read_prompt(source)
-    out_dir = (out.parent if out is not None else Path.cwd()).resolve()
-    text, imported = convert(prompt, source, out_dir, found_in, workflow_name(out or source))
-    validate(text, imported, out, out_dir, source)
-    if target is None:
-        sys.stdout.write(text)
-    else:
-        write_output(target, text, option="-o", force=args.force)
-        print(f"wrote {target}: {len(imported.nodes)} nodes, {len(imported.models)} models", file=sys.stderr)
-    for path, name in imported.images:
-        if not (out_dir / path).is_file():
-            print(f"note: ComfyUI's input image '{name}' is not beside {source.name}: put it at {out_dir / path} "
-                  "before running", file=sys.stderr)
-    return 0
 
 
 # ----------------------------------------------------------------- reading
@@ -275,7 +250,7 @@ _Dumper.add_representer(str, _text)
 def validate(text: str, imported: Imported, out: Path | None, out_dir: Path, source: Path) -> None:
     """The YAML must load as a valid workflow where it will be written (images found outside that folder are
     allowed, as --allow-path would); a failure here is a bug in the importer, shown with the YAML's problems."""
-    from .loading import load_workflow
+    from ...engine.loading import load_workflow
 
     target = out if out is not None else out_dir / f"{source.stem}.yaml"
     outside = sorted({str((out_dir / path).resolve().parent) for path, _name in imported.images

@@ -16,18 +16,17 @@ from typing import Any
 import yaml
 
 from ..core.model_entry import Consent
-from ..core.paths import default_cache_dir, models_dir
+from ..core.paths import default_cache_dir
 from ..executor.cache import NodeCache
-from ..executor.engine import LocalExecutor, NodeResult
+from ..executor.engine import NodeResult
 from ..executor.plan import Plan
 from ..language.errors import Location, Problem, WorkflowError, did_you_mean
 from ..language.workflow import Workflow
 from ..language.yaml_source import MAX_DEPTH
-from ..models.pool import ModelPool, parse_size
-from ..models.resources import PoolResources
-from ..nodes import NODE_TYPES
+from ..models.pool import parse_size
 from .loading import load_for_run, load_workflow
-from .run_folder import Outcome, check_out_folder, execute, plan_or_problems
+from .run import Outcome, check_out_folder, execute, plan_or_problems
+from .wiring import WORKER_ENGINE, local_executor, model_resources
 
 
 @dataclass
@@ -115,18 +114,18 @@ class Session:
             budget = {"max_ram": parse_size(max_ram), "max_vram": parse_size(max_vram)}
         except ValueError as exc:
             raise WorkflowError([Problem(Location("Session"), (), str(exc), "e.g. max_ram='16GB'")]) from None
-        self.pool = ModelPool(models_dir(self.cache.root), self.cache.hashes, **budget)
-        self.resources = PoolResources(self.pool)
+        self.resources = model_resources(self.cache, **budget)
+        self.pool = self.resources.pool
         if executor == "ray":
-            from .cluster import RayExecutor
+            from ..executor.ray import RayExecutor
 
             if workers is not None and workers < 1:
                 raise WorkflowError([Problem(Location("--workers"), (), f"--workers {workers}: at least 1 worker",
                                              "give --workers N with N >= 1, or leave it out")])
-            self.executor = RayExecutor(self.cache, address=ray_address, workers=workers, cpus_per_worker=cpus_per_worker,
-                                        shared=ray_shared_cache, **budget)
+            self.executor = RayExecutor(self.cache, engine=WORKER_ENGINE, address=ray_address, workers=workers,
+                                        cpus_per_worker=cpus_per_worker, shared=ray_shared_cache, **budget)
         elif executor == "local":
-            self.executor = LocalExecutor(self.cache, NODE_TYPES, self.resources)
+            self.executor = local_executor(self.cache, self.resources)
         else:
             raise WorkflowError([Problem(Location("Session"), (), f"unknown executor {executor!r}",
                                          "use executor='local' or executor='ray'")])

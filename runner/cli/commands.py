@@ -210,7 +210,7 @@ def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.command_line = ["runner", *(sys.argv[1:] if argv is None else argv)]  # recorded in run manifests
-    from .language.errors import WorkflowError
+    from ..language.errors import WorkflowError
 
     try:
         return COMMANDS[args.command](args)
@@ -239,7 +239,7 @@ def _console(stderr: bool = False, wide: bool = False):
 
 
 def cmd_validate(args) -> int:
-    from .front.loading import consent_of, load_workflow
+    from ..engine.loading import consent_of, load_workflow
 
     started = time.perf_counter()
     workflow = load_workflow(args.workflow, args.overrides, allow_paths=args.allow_paths, model_paths=args.model_paths,
@@ -256,8 +256,8 @@ def _count(items, noun: str) -> str:
 
 
 def cmd_schema(args) -> int:
-    from .front.output_file import write_output
-    from .schema import schema_text
+    from .output_file import write_output
+    from ..schema import schema_text
 
     text = schema_text()
     if args.out is None:
@@ -268,9 +268,9 @@ def cmd_schema(args) -> int:
 
 
 def cmd_nodes(args) -> int:
-    from .front.catalogue import print_catalogue, print_node_type
-    from .language.errors import Location, Problem, WorkflowError, did_you_mean
-    from .nodes import NODE_TYPES
+    from .catalogue import print_catalogue, print_node_type
+    from ..language.errors import Location, Problem, WorkflowError, did_you_mean
+    from ..nodes import NODE_TYPES
 
     console = _console()
     if args.type is None:
@@ -284,8 +284,8 @@ def cmd_nodes(args) -> int:
 
 
 def cmd_graph(args) -> int:
-    from .front.graph_view import mermaid, text_tree
-    from .front.loading import consent_of, load_workflow
+    from .graph_view import mermaid, text_tree
+    from ..engine.loading import consent_of, load_workflow
 
     workflow = load_workflow(args.workflow, args.overrides, allow_paths=args.allow_paths, model_paths=args.model_paths,
                              check_files=False, consent=consent_of(args))  # drawing the graph needs no file: `validate` checks them
@@ -297,20 +297,20 @@ def cmd_graph(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .front.run_command import run_command
+    from .run import run_command
 
     return run_command(args)
 
 
 def cmd_watch(args) -> int:
-    from .front.watch import watch_command
+    from .watch import watch_command
 
     return watch_command(args)
 
 
 def cmd_runs(args) -> int:
-    from .front.runs import print_diff, print_list, print_show, resolve_run
-    from .language.errors import Location, Problem, WorkflowError
+    from ..records.runs import print_diff, print_list, print_show, resolve_run
+    from ..language.errors import Location, Problem, WorkflowError
 
     console = _console(wide=True)
     wanted = {"list": 0, "show": 1, "diff": 2}[args.action]
@@ -329,11 +329,11 @@ def cmd_runs(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .front.run_command import open_in_browser
-    from .front.run_folder import write_report
-    from .language.errors import Location, Problem, WorkflowError
+    from .run import open_in_browser
+    from ..engine.run import write_report
+    from ..language.errors import Location, Problem, WorkflowError
 
-    from .front.runs import load_manifest, resolve_run
+    from ..records.runs import load_manifest, resolve_run
 
     folder = Path(args.folder)
     if folder.is_dir() and not ((folder / "manifest.json").is_file() or (folder / "index.json").is_file()):
@@ -352,10 +352,10 @@ def cmd_report(args) -> int:
 
 
 def cmd_lock(args) -> int:
-    from .core.paths import models_dir
-    from .executor.cache import NodeCache, default_cache_dir
-    from .front.loading import consent_of, load_workflow
-    from .front.lock import write_lock
+    from ..core.paths import models_dir
+    from ..executor.cache import NodeCache, default_cache_dir
+    from ..engine.loading import consent_of, load_workflow
+    from ..records.lock import write_lock
 
     workflow = load_workflow(args.workflow, args.overrides, allow_paths=args.allow_paths, model_paths=args.model_paths,
                              consent=consent_of(args))
@@ -366,14 +366,14 @@ def cmd_lock(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from .front.reproduce import reproduce_command
+    from .reproduce import reproduce_command
 
     return reproduce_command(args)
 
 
 def cmd_extract(args) -> int:
-    from .front.output_file import write_output
-    from .front.runs import embedded_workflow
+    from .output_file import write_output
+    from ..records.runs import embedded_workflow
 
     text, _original = embedded_workflow(args.image)
     if args.out is None:
@@ -384,7 +384,7 @@ def cmd_extract(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from .front.comfyui import import_command
+    from .import_comfyui import import_command
 
     return import_command(args)
 
@@ -392,9 +392,9 @@ def cmd_import(args) -> int:
 def cmd_models(args) -> int:
     import json
 
-    from .front.model_paths import ENV_VAR, model_roots
-    from .models.model_folders import list_models
-    from .models.pool import format_size
+    from ..engine.model_paths import ENV_VAR, model_roots
+    from ..models.model_folders import list_models
+    from ..models.pool import format_size
 
     roots = model_roots(args.model_paths)
     found = list_models(roots)
@@ -418,9 +418,9 @@ def cmd_models(args) -> int:
 
 
 def cmd_cache(args) -> int:
-    from .executor.cache import MARKER_FILE, CannotRemove, NodeCache, NotACache, default_cache_dir
-    from .language.errors import Location, Problem, WorkflowError
-    from .models.pool import format_size, parse_size
+    from ..executor.cache import MARKER_FILE, CannotRemove, NodeCache, NotACache, default_cache_dir
+    from ..language.errors import Location, Problem, WorkflowError
+    from ..models.pool import format_size, parse_size
 
     cache = NodeCache(default_cache_dir())
     where = Location(f"runner cache {args.action}")

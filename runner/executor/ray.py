@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ..executor.cache import NodeCache
-from ..executor.engine import NodeFailed, NodeResult, RunStopped
-from ..executor.plan import Plan, Task
+from .cache import NodeCache
+from .engine import NodeFailed, NodeResult, RunStopped
+from .plan import Plan, Task
 from ..language.errors import Location, Problem, WorkflowError
 
 WORKER_START_S = 300  # importing torch and diffusers in a fresh process on a slow machine, with margin
@@ -59,18 +59,16 @@ class _WorkerEvents:
 class Worker:
     """A Ray actor: one warm engine (cache view, model pool) running tasks one at a time."""
 
-    def __init__(self, driver_cache: str, probe: str, token: str, max_ram=None, max_vram=None, shared: bool | None = None,
-                 threads: dict[str, str] | None = None):
+    def __init__(self, driver_cache: str, probe: str, token: str, engine: str, max_ram=None, max_vram=None,
+                 shared: bool | None = None, threads: dict[str, str] | None = None):
+        """`engine`: "module:function" building the worker's engine from its cache (the front's wiring, imported here
+        by name: this layer knows neither models nor nodes)."""
         # Ray sets OMP_NUM_THREADS to the actor's CPUs; torch's CPU kernels give other last bits with another thread
         # count, so a worker uses the threads a local run would (the driver's settings, else torch's default)
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.pop(name, None)
         os.environ.update(threads or {})
-        from ..core.paths import models_dir
-        from ..executor.engine import LocalExecutor
-        from ..models.pool import ModelPool
-        from ..models.resources import PoolResources
-        from .catalogue import NODE_TYPES
+        import importlib
 
         try:
             sees = (Path(driver_cache) / probe).read_text() == token
@@ -79,10 +77,9 @@ class Worker:
         self.shared = sees if shared is None else (shared and sees)
         root = Path(driver_cache) if self.shared else Path(tempfile.mkdtemp(prefix="runner-worker-cache-"))
         self.cache = NodeCache(root)
-        self.pool = ModelPool(models_dir(root if not self.shared else Path(driver_cache)), self.cache.hashes,
-                              max_ram=max_ram, max_vram=max_vram)
-        self.resources = PoolResources(self.pool)
-        self.executor = LocalExecutor(self.cache, NODE_TYPES, self.resources)
+        module, function = engine.split(":")
+        self.engine = getattr(importlib.import_module(module), function)(self.cache, max_ram=max_ram, max_vram=max_vram)
+        self.executor = self.engine.executor
         self.name = f"{os.uname().nodename}:{os.getpid()}"
 
     def ready(self) -> dict:
@@ -95,7 +92,7 @@ class Worker:
                 self.cache.import_entry(key, entry["record"], entry["files"])
         plan = Plan(tasks={task.node_id: task}, order=[task.node_id], **plan_data)
         events = _WorkerEvents()
-        self.resources.begin_run()
+        self.engine.begin_run()
         loaded_before = set(self.pool_identities())
         started = time.perf_counter()
         try:
@@ -114,7 +111,7 @@ class Worker:
         return payload
 
     def pool_identities(self) -> list[str]:
-        return [resident.identity for resident in self.pool.residents.values()]
+        return self.engine.identities()
 
 
 class RayExecutor:
@@ -122,12 +119,14 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, cache: NodeCache, *, address: str | None = None, workers: int | None = None,
+    def __init__(self, cache: NodeCache, *, engine: str, address: str | None = None, workers: int | None = None,
                  cpus_per_worker: float = 1, gpus_per_worker: float | None = None, max_retries: int = 2,
                  max_ram: int | None = None, max_vram: int | None = None, shared: bool | None = None):
-        """`shared`: None finds out whether the workers see the cache folder; False ships entries through Ray's
-        object store even where they could (what a cluster without shared storage does)."""
+        """`engine`: "module:function" each worker imports to build its engine (runner.engine.wiring's
+        worker_engine). `shared`: None finds out whether the workers see the cache folder; False ships entries
+        through Ray's object store even where they could (what a cluster without shared storage does)."""
         self.cache = cache
+        self.engine = engine
         self.shared_wanted = shared
         self.in_flight: dict[str, int] = {}  # node id -> index of the worker running it
         self.address = address
@@ -220,8 +219,8 @@ class RayExecutor:
         remote = ray.remote(num_cpus=self.cpus_per_worker, num_gpus=self.gpus, max_restarts=0,
                             runtime_env={"env_vars": env} if env else None)(Worker)
         threads = {name: os.environ[name] for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if name in os.environ}
-        return remote.remote(str(self.cache.root.resolve()), self.probe_name, self.token, shared=self.shared_wanted,
-                             threads=threads, **self.budget)
+        return remote.remote(str(self.cache.root.resolve()), self.probe_name, self.token, self.engine,
+                             shared=self.shared_wanted, threads=threads, **self.budget)
 
     def _await_ready(self, index: int, actor) -> None:
         import ray

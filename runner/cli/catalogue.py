@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..language.fields import Accepts, InputFile, ModelField, find_marker
+from ..language.fields import Accepts, InputFile, ModelField, find_marker, nested_models
 from ..nodes import NODE_TYPES, NodeType
 
 
@@ -33,7 +33,7 @@ def print_node_type(console: Console, node_type: NodeType) -> None:
     console.print(f"[bold cyan]{node_type.name}[/] (implementation version {node_type.version})", soft_wrap=True)
     console.print(escape(node_type.doc), soft_wrap=True)
     _print_fields(console, f"{node_type.name} fields", node_type.fields)
-    for name, model in _nested_models(node_type.fields).items():
+    for name, model in nested_models(node_type.fields).items():
         _print_fields(console, f"{name}: each item", model)
     console.print()
     if node_type.outputs:
@@ -144,18 +144,3 @@ def _plain(annotation) -> str:
             return annotation.__name__
         return {"str": "text", "int": "integer", "float": "number", "bool": "boolean"}.get(annotation.__name__, annotation.__name__)
     return str(annotation)
-
-
-def _nested_models(model: type[BaseModel]) -> dict[str, type[BaseModel]]:
-    out = {}
-    for name, info in model.model_fields.items():
-        for arg in _walk_args(info.annotation):
-            if isinstance(arg, type) and issubclass(arg, BaseModel):
-                out[info.alias or name] = arg
-    return out
-
-
-def _walk_args(annotation):
-    yield annotation
-    for arg in typing.get_args(annotation):
-        yield from _walk_args(arg)

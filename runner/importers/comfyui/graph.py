@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Callable
 
-from ..language.fields import SCHEDULERS
-from ..language.refs import RESERVED
+from ...language.fields import SCHEDULERS
+from ...language.refs import RESERVED
 
 # class_type -> (output types by index, {input name: a ComfyUI type for links, or int | float | str | enable})
 NODE_SPECS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
