@@ -179,7 +179,7 @@ def test_entries_travel_through_the_object_store_without_shared_storage(cluster,
     local_sweep = _local_reference(workflow, tmp_path, monkeypatch)
     monkeypatch.setenv("RUNNER_CACHE_DIR", str(isolated_cache))
     runs = []
-    with runner.Session(out=tmp_path / "ray", executor="ray", workers=2, ray_shared_cache=False) as session:
+    with runner.Session(out=tmp_path / "ray", executor="ray", executor_options={"workers": 2, "shared": False}) as session:
         for seed in (1, 2, 3):
             runs.append(session.run(workflow, set={"seed": seed}))
     assert all(run.status == "ok" for run in runs)
@@ -199,7 +199,7 @@ def test_a_worker_killed_mid_task_is_replaced_and_the_task_retried(cluster, tmp_
 
     text = SWEEP.replace("steps: 2, strength: 0.5", "steps: 40, strength: 1.0")
     workflow = write_workflow(tmp_path, "raysweep.yaml", text)
-    with runner.Session(out=tmp_path / "out", executor="ray", workers=2) as session:
+    with runner.Session(out=tmp_path / "out", executor="ray", executor_options={"workers": 2}) as session:
         executor = session.executor
         killed = []
 

@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster ('auto', 'ray://HOST:10001'); "
                                                            "default: start a local one for the command")
     run.add_argument("--workers", type=int, metavar="N", help="Ray workers (default: one per GPU, or 1 without GPUs)")
-    run.add_argument("--cpus-per-worker", type=float, default=1, metavar="N", help="CPUs each Ray worker reserves (default 1)")
+    run.add_argument("--cpus-per-worker", type=float, metavar="N", help="CPUs each Ray worker reserves (default 1)")
     run.add_argument("--max-ram", metavar="SIZE", help="memory budget for loaded models in RAM, e.g. 16GB "
                      "(default: the available memory less 2 GB); least recently used models are released first")
     run.add_argument("--max-vram", metavar="SIZE", help="memory budget for loaded models on the GPU, e.g. 20GB "

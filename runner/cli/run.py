@@ -25,13 +25,21 @@ def open_session(args) -> Session:
         return Session(out=args.out, max_ram=getattr(args, "max_ram", None), max_vram=getattr(args, "max_vram", None),
                        allow_paths=getattr(args, "allow_paths", None), model_paths=getattr(args, "model_paths", None),
                        allow_private_urls=getattr(args, "allow_private_urls", False),
-                       executor=getattr(args, "executor", "local"), ray_address=getattr(args, "ray_address", None),
-                       workers=getattr(args, "workers", None), cpus_per_worker=getattr(args, "cpus_per_worker", 1))
+                       executor=getattr(args, "executor", "local"), executor_options=executor_options(args))
     except WorkflowError as exc:
         if exc.problems and exc.problems[0].location.source != "Session":
             raise
         option = "--max-ram" if getattr(args, "max_ram", None) else "--max-vram"
         raise WorkflowError([Problem(Location(option), (), p.message, "e.g. --max-ram 16GB") for p in exc.problems]) from None
+
+
+# command-line option -> the executor option it sets (the ones given are passed to the chosen executor)
+EXECUTOR_FLAGS = {"ray_address": "address", "workers": "workers", "cpus_per_worker": "cpus_per_worker"}
+
+
+def executor_options(args) -> dict:
+    """The executor options given on the command line (--ray-address, --workers, --cpus-per-worker)."""
+    return {option: getattr(args, flag) for flag, option in EXECUTOR_FLAGS.items() if getattr(args, flag, None) is not None}
 
 
 def command_record(args) -> dict:
@@ -55,9 +63,7 @@ def run_command(args) -> int:
     try:
         return _run_in(session, args, workflow)
     finally:
-        closer = getattr(session.executor, "close", None)
-        if closer is not None:
-            closer()  # the Ray workers, and the local cluster started for this command
+        session.executor.close()  # the Ray workers, and the local cluster started for this command
 
 
 def _run_in(session: Session, args, workflow: Workflow) -> int:
@@ -124,7 +130,7 @@ def sweep_command(args, session: Session, workflow: Workflow, dimensions: list) 
         return 0
     session.check_out()
     # before the sweep folder is made: a cluster that cannot be reached leaves nothing behind
-    parallel = min(len(prepared), session.executor.parallel_runs()) if hasattr(session.executor, "parallel_runs") else 1
+    parallel = min(len(prepared), session.executor.capacity())
     sweep_dir = new_sweep_dir(args.out, workflow.name)
     mode = "quiet" if args.quiet else "plain"
     index = {"workflow": str(args.workflow), "overrides": args.overrides, **command_record(args), "variants": []}

@@ -64,24 +64,27 @@ def execute(executor, resources, workflow: Workflow, plan: Plan, out: Path, *, m
     status, exit_code, error, hint = "ok", 0, None, ""
     started = time.time()
     events.start(plan.order)
+    results: dict[str, NodeResult] = {}
     try:
-        executor.run(plan, events, force=force, no_cache=no_cache, after_node=publisher, should_stop=should_stop)
+        results = executor.run(plan, events, force=force, no_cache=no_cache, after_node=publisher,
+                               should_stop=should_stop)
     except NodeFailed as failure:
         status, exit_code, error, hint = "failed", 1, str(failure), failure.hint
+        results = getattr(failure, "results", results)
     except RunFolderUnwritable as failure:
         status, exit_code, error = "failed", 1, str(failure)
+        results = getattr(failure, "results", results)
     except RunStopped as stop:
         status, exit_code, error = "interrupted", 130, f"{SUPERSEDED}: {stop}; finished nodes stay cached"
-    except KeyboardInterrupt:
+        results = getattr(stop, "results", results)
+    except KeyboardInterrupt as stop:
         status, exit_code, error = "interrupted", 130, "interrupted by the user (Ctrl-C); finished nodes stay cached"
+        results = getattr(stop, "results", results)
     finally:
         events.stop()
-    results = executor.last_results
     with signals_held():  # a Ctrl-C now waits until the record is complete, then stops the command as usual
         manifest = build_manifest(workflow, plan, results, publisher, status, error, started, resources)
-        describe = getattr(executor, "describe", None)
-        if describe is not None:
-            manifest["executor"] = describe()
+        manifest["executor"] = executor.describe()
         manifest.update(extra or {})
         try:
             write_atomic(run_dir / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())

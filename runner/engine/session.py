@@ -26,7 +26,8 @@ from ..language.yaml_source import MAX_DEPTH
 from ..models.pool import parse_size
 from .loading import load_for_run, load_workflow
 from .run import Outcome, check_out_folder, execute, plan_or_problems
-from .wiring import WORKER_ENGINE, local_executor, model_resources
+from .executors import build_executor
+from .wiring import model_resources
 
 
 @dataclass
@@ -87,16 +88,17 @@ class Session:
     A Session may be shared by threads: on the local executor their runs take turns (each validates and plans in its
     own thread, then waits for the one running; images and cache entries are those of serial runs), on the Ray
     executor they run side by side on the workers.
-    `executor`: "local" (this process) or "ray" (a pool of warm Ray workers: `ray_address` to join a cluster, else a
-    local one is started and stopped with the Session; `workers`, `cpus_per_worker`; `ray_shared_cache` False ships
-    cache entries through Ray's object store even where the workers could see the cache folder).
+    `executor`: "local" (this process) or "ray" (a pool of warm Ray workers), with `executor_options`, the options of
+    that executor (runner.engine.executors): for "ray", `address` to join a cluster (else a local one is started and
+    stopped with the Session), `workers`, `cpus_per_worker`, `gpus_per_worker`, `max_retries`, and `shared` False to
+    ship cache entries through Ray's object store even where the workers could see the cache folder.
     """
 
     def __init__(self, out: str | Path = "outputs", cache_dir: str | Path | None = None, device: str = "auto",
                  max_ram: int | str | None = None, max_vram: int | str | None = None, *,
                  allow_paths: list[str | Path] | None = None, allow_private_urls: bool | list[str] = False,
-                 model_paths: list[str | Path] | None = None, executor: str = "local", ray_address: str | None = None, workers: int | None = None,
-                 cpus_per_worker: float = 1, ray_shared_cache: bool | None = None,
+                 model_paths: list[str | Path] | None = None, executor: str = "local",
+                 executor_options: dict[str, Any] | None = None,
                  allow_pickle: list[str] | None = None, trust_remote_code: list[str] | None = None):
         self.out = Path(out)
         self._run_lock = threading.RLock()  # see _turn
@@ -116,19 +118,7 @@ class Session:
             raise WorkflowError([Problem(Location("Session"), (), str(exc), "e.g. max_ram='16GB'")]) from None
         self.resources = model_resources(self.cache, **budget)
         self.pool = self.resources.pool
-        if executor == "ray":
-            from ..executor.ray import RayExecutor
-
-            if workers is not None and workers < 1:
-                raise WorkflowError([Problem(Location("--workers"), (), f"--workers {workers}: at least 1 worker",
-                                             "give --workers N with N >= 1, or leave it out")])
-            self.executor = RayExecutor(self.cache, engine=WORKER_ENGINE, address=ray_address, workers=workers,
-                                        cpus_per_worker=cpus_per_worker, shared=ray_shared_cache, **budget)
-        elif executor == "local":
-            self.executor = local_executor(self.cache, self.resources)
-        else:
-            raise WorkflowError([Problem(Location("Session"), (), f"unknown executor {executor!r}",
-                                         "use executor='local' or executor='ray'")])
+        self.executor = build_executor(executor, self.cache, self.resources, budget, executor_options)
 
     def __enter__(self) -> "Session":
         return self
@@ -139,8 +129,7 @@ class Session:
     def close(self) -> None:
         """Release every loaded model (their memory returns once nothing else of yours holds them), and the Ray
         workers (and the local Ray cluster this Session started) with the Ray executor."""
-        if hasattr(self.executor, "close"):
-            self.executor.close()
+        self.executor.close()
         memories = {resident.memory for resident in self.pool.residents.values()}
         for key in list(self.pool.residents):
             self.pool.release(key, collect=False)
@@ -205,12 +194,10 @@ class Session:
                                                                           model_paths=model_paths)
         check_node_names(loaded, force or [], "force")
         plan = plan or self.plan(loaded, only, deterministic)
+        self.executor.start()  # a cluster that cannot be reached is an error before any run folder is made
         with self._turn():
             self.check_budget(loaded, plan, force=set_of(force), no_cache=no_cache)
             self.check_out()
-            starter = getattr(self.executor, "start", None)
-            if starter is not None:
-                starter()  # a cluster that cannot be reached is an error before any run folder is made
             self.resources.begin_run()
             outcome: Outcome = execute(self.executor, self.resources, loaded, plan, self.out, mode=mode,
                                        force=set_of(force), no_cache=no_cache, extra=extra, run_dir=run_dir,
@@ -223,15 +210,13 @@ class Session:
         mutable objects (two threads calling one pipeline corrupt each other's images, silently), and so are the model
         pool's records: runs of threads sharing this Session take turns. Validation and planning happen before the
         wait. The Ray executor's workers are shared by design: its runs go side by side."""
-        if getattr(self.executor, "name", "local") != "local":
-            return nullcontext()
-        return self._run_lock
+        return self._run_lock if self.executor.capacity() == 1 else nullcontext()
 
     def check_budget(self, workflow: Workflow, plan: Plan, *, force: set[str] = frozenset(), no_cache: bool = False) -> None:
         """Refuse (WorkflowError, before anything loads) a model that alone exceeds the memory budget."""
         from ..models.sources import ModelSource
 
-        if getattr(self.executor, "name", "local") != "local":
+        if not self.executor.loads_here:
             return  # the workers load the models, each within its own budget
         needs = {}  # one per model, at the first node that would load it
         for node_id in plan.order:

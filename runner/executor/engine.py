@@ -47,13 +47,30 @@ class Resources(Protocol):
 
 
 class Executor(Protocol):
-    """Runs a plan's tasks (plain data), reporting through `events`; results land in the cache under each task's key."""
+    """Runs a plan's tasks (plain data), reporting through `events`; results land in the cache under each task's key.
 
+    A whole lifecycle: `start` joins or starts what it runs on (idempotent; a WorkflowError when it cannot, before
+    any run folder is made), `run` runs one plan, `describe` is the manifest's record of the run this thread just
+    ran, `capacity` says how many runs may share it side by side, `close` releases what `start` took. Every executor
+    runs plans through the one scheduling loop, `run_plan`, supplying only where a task is computed (a `Backend`)."""
+
+    name: str  # what the manifest's executor record calls it
     cache: NodeCache
+    loads_here: bool  # whether nodes load their models in this process (the Session's pool and budget apply)
+
+    def start(self) -> None: ...
 
     def run(self, plan: Plan, events: Events, *, force: set[str] = frozenset(), no_cache: bool = False,
             after_node: Callable[[Task, "NodeResult"], None] | None = None,
-            should_stop: Callable[[], bool] | None = None) -> dict[str, "NodeResult"]: ...
+            should_stop: Callable[[], bool] | None = None) -> dict[str, "NodeResult"]:
+        """Every task's result. A failed, stopped or interrupted run raises NodeFailed, RunStopped or
+        KeyboardInterrupt carrying `.results`: the nodes finished until then, and the one that failed or stopped."""
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def capacity(self) -> int: ...
+
+    def close(self) -> None: ...
 
 
 class RunStopped(BaseException):
@@ -63,6 +80,8 @@ class RunStopped(BaseException):
 
 
 class NodeFailed(Exception):
+    """A node raised: the run stops (and the failure is the node's, recorded as data, not a crash)."""
+
     def __init__(self, node_id: str, type_name: str, error: BaseException):
         super().__init__(f"node '{node_id}' ({type_name}) failed: {type(error).__name__}: {error}")
         self.node_id = node_id
@@ -147,75 +166,193 @@ def _waiting(node_id: str, events: Events, should_stop: Callable[[], bool] | Non
     return waiting
 
 
+@dataclass
+class Completion:
+    """What became of a task a backend was given: "ran", "cached" (its entry was there, or landed meanwhile),
+    "failed" (with the error; `result` holds what the node recorded) or "retry" (its worker died: run it again)."""
+
+    status: str
+    result: NodeResult
+    error: BaseException | None = None
+
+
+class Backend(Protocol):
+    """Where a scheduling loop's tasks are computed: this process (LocalExecutor) or Ray workers (RayExecutor)."""
+
+    cache: NodeCache
+
+    def submit(self, plan: Plan, task: Task, *, replace: bool, events: Events,
+               should_stop: Callable[[], bool] | None, run: dict) -> Completion | Any | None:
+        """Start computing a task whose inputs are done: a Completion when it is done already (found in the cache,
+        or computed at once), a handle for `wait` when it runs elsewhere, None when it cannot start now (no worker
+        free, or another run computing the same key): the loop asks again after waiting. `run` is the loop's record
+        of this run (the same dict on every call), for state a backend keeps per run."""
+
+    def wait(self, running: dict[Any, str], timeout: float) -> list[tuple[Any, Completion]]:
+        """The handles among `running` (handle -> node id) that completed within `timeout` seconds."""
+
+    def cancel(self, running: dict[Any, str]) -> None:
+        """Stop what is running (the run failed or was stopped)."""
+
+    def restore_inputs(self, plan: Plan, task: Task, events: Events, should_stop: Callable[[], bool] | None) -> bool:
+        """Compute again the entries of a task's inputs removed since (another process's `cache clear`); False when
+        this backend cannot, and the removal fails the run."""
+
+
+WAIT_S = 0.5  # how long the loop waits for a task elsewhere (or for another run's) before looking again
+
+
+def cached(cache: NodeCache, task: Task) -> Completion | None:
+    """The task's checked cache entry as a completion, or None when there is none (a damaged one is quarantined)."""
+    entry = cache.lookup(task.key)
+    return None if entry is None else Completion("cached", NodeResult("cached", info=entry.get("info", {})))
+
+
+def run_plan(backend: Backend, plan: Plan, events: Events, *, force: set[str] = frozenset(), no_cache: bool = False,
+             after_node: Callable[[Task, NodeResult], None] | None = None,
+             should_stop: Callable[[], bool] | None = None) -> dict[str, NodeResult]:
+    """The one scheduling loop: tasks in plan order as soon as the nodes they read are done; cache hits are not
+    computed; each finished node goes to `after_node` (publishing), computing again inputs removed meanwhile; a
+    failure stops the run (NodeFailed), and so does `should_stop()` (RunStopped) at the next node boundary (and at
+    denoising steps, where the backend runs nodes in this process). Whatever ends the run early carries `.results`."""
+    results: dict[str, NodeResult] = {}
+    cache = backend.cache
+    owners = {task.key: node_id for node_id, task in plan.tasks.items()}
+    pending = list(plan.order)
+    running: dict[Any, str] = {}
+    done: set[str] = set()
+    record: dict = {}
+    submitting = None  # the node a backend is computing in this thread (a local one, during `submit`)
+
+    def damaged(key: str, reason: str) -> None:
+        node = owners.get(key)
+        if node is not None:
+            events.node_warning(node, f"its cache entry was damaged ({reason}): moved to the cache's quarantine/ folder, "
+                                      "the node runs again")
+
+    def finish(node_id: str, completion: Completion) -> None:
+        task = plan.tasks[node_id]
+        if completion.status == "failed":
+            results[node_id] = completion.result
+            events.node_failed(node_id, completion.error)
+            raise NodeFailed(node_id, task.type_name, completion.error) from completion.error
+        if completion.status == "cached":
+            events.node_cached(node_id)
+        else:
+            events.node_done(node_id, completion.result.seconds)
+        results[node_id] = completion.result
+        done.add(node_id)
+        if after_node is None:
+            return
+        for attempt in range(len(task.upstream) + 2):
+            try:
+                after_node(task, completion.result)
+                return
+            except EntryMissing:  # an input entry was removed by another process: make it again
+                if attempt > len(task.upstream) or not backend.restore_inputs(plan, task, events, should_stop):
+                    raise
+
+    cache.on_problem = damaged
+    try:
+        while pending or running:
+            blocked = False
+            for node_id in list(pending):
+                if should_stop is not None and should_stop():
+                    raise RunStopped(f"stopped before node '{node_id}'")
+                task = plan.tasks[node_id]
+                if not all(owners[key] in done for key in task.upstream.values() if key in owners):
+                    continue  # an input outside the plan (a worker's one-task plan) is read from the cache
+                submitting = node_id
+                submitted = backend.submit(plan, task, replace=no_cache or node_id in force, events=events,
+                                           should_stop=should_stop, run=record)
+                submitting = None
+                if submitted is None:
+                    blocked = True
+                    continue
+                pending.remove(node_id)
+                if isinstance(submitted, Completion):
+                    finish(node_id, submitted)
+                else:
+                    running[submitted] = node_id
+            if not running:
+                if pending and not blocked:
+                    raise RuntimeError(f"nothing can run: {pending} wait on nodes that are not done")
+                if blocked:
+                    time.sleep(WAIT_S)
+                continue
+            for handle, completion in backend.wait(running, WAIT_S):
+                node_id = running.pop(handle)
+                if completion.status == "retry":
+                    pending.insert(0, node_id)
+                else:
+                    finish(node_id, completion)
+    except BaseException as ended:
+        if submitting is not None and submitting not in results:  # stopped inside the node
+            results[submitting] = getattr(ended, "interrupted", None) or NodeResult("interrupted")
+        if running:
+            backend.cancel(running)
+            for node_id in running.values():
+                results.setdefault(node_id, NodeResult("interrupted"))
+        ended.results = results  # type: ignore[attr-defined]
+        raise
+    finally:
+        cache.on_problem = None
+    return results
+
+
 class LocalExecutor:
     """Runs tasks one after another in this process; long-lived (a Session keeps one), events per run."""
+
+    name = "local"
+    loads_here = True
 
     def __init__(self, cache: NodeCache, catalogue: Mapping[str, Any], resources: Resources):
         self.cache = cache
         self.catalogue = catalogue
         self.resources = resources
-        self.last_results: dict[str, NodeResult] = {}  # also holds the finished nodes when a run stops early
+
+    # ---------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        """Nothing to join: it runs here."""
+
+    def close(self) -> None:
+        """Nothing to release: its models belong to the Session."""
+
+    def capacity(self) -> int:
+        return 1  # its pipelines are shared mutable objects: one run at a time
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name}
 
     def run(self, plan: Plan, events: Events, *, force: set[str] = frozenset(), no_cache: bool = False,
             after_node: Callable[[Task, NodeResult], None] | None = None,
             should_stop: Callable[[], bool] | None = None) -> dict[str, NodeResult]:
-        """Run every task of the plan; raises NodeFailed (after recording it) when one fails, and RunStopped at the
-        next denoising step or node boundary once `should_stop()` is true."""
-        results: dict[str, NodeResult] = {}
-        self.last_results = results
-        owners = {task.key: node_id for node_id, task in plan.tasks.items()}
+        return run_plan(self, plan, events, force=force, no_cache=no_cache, after_node=after_node,
+                        should_stop=should_stop)
 
-        def damaged(key: str, reason: str) -> None:
-            node = owners.get(key)
-            if node is not None:
-                events.node_warning(node, f"its cache entry was damaged ({reason}): moved to the cache's quarantine/ "
-                                          "folder, the node runs again")
-
-        self.cache.on_problem = damaged
-        try:
-            for node_id in plan.order:
-                if should_stop is not None and should_stop():
-                    raise RunStopped(f"stopped before node '{node_id}'")
-                task = plan.tasks[node_id]
-                replace = no_cache or node_id in force
-                result = self._from_cache(task, events) if not replace else None
-                if result is None:
-                    result = self._compute(plan, task, events, results, replace=replace, should_stop=should_stop)
-                results[node_id] = result
-                if after_node is not None:
-                    for attempt in range(len(task.upstream) + 2):
-                        try:
-                            after_node(task, result)
-                            break
-                        except EntryMissing:  # an input entry was removed by another process: make it again
-                            if attempt > len(task.upstream):
-                                raise
-                            self._ensure_upstream(plan, task, events, should_stop)
-        finally:
-            self.cache.on_problem = None
-        return results
-
-    def _from_cache(self, task: Task, events: Events) -> NodeResult | None:
-        entry = self.cache.lookup(task.key)
-        if entry is None:
-            return None
-        events.node_cached(task.node_id)
-        return NodeResult("cached", info=entry.get("info", {}))
-
-    def _compute(self, plan: Plan, task: Task, events: Events, results: dict[str, NodeResult], *, replace: bool,
-                 should_stop: Callable[[], bool] | None) -> NodeResult:
-        """Run the node, holding its entry's lock unless it replaces an entry (--no-cache, --force): another process
-        computing the same key meanwhile is waited for and its entry reused, never computed twice."""
+    # ------------------------------------------------------------ backend
+    def submit(self, plan: Plan, task: Task, *, replace: bool, events: Events,
+               should_stop: Callable[[], bool] | None, run: dict) -> Completion:
+        """Compute the task now (in this process), holding its entry's lock unless it replaces an entry (--no-cache,
+        --force): another process computing the same key meanwhile is waited for and its entry reused, never
+        computed twice."""
+        if not replace:
+            found = cached(self.cache, task)
+            if found is not None:
+                return found
         if replace:
-            return self._execute(plan, task, events, results, replace=True, should_stop=should_stop)
+            return self._execute(plan, task, events, replace=True, should_stop=should_stop)
         with self.cache.acquire(task.key, _waiting(task.node_id, events, should_stop)):
-            result = self._from_cache(task, events)
-            if result is not None:
-                return result
-            return self._execute(plan, task, events, results, replace=False, should_stop=should_stop)
+            return cached(self.cache, task) or self._execute(plan, task, events, replace=False, should_stop=should_stop)
 
-    def _ensure_upstream(self, plan: Plan, task: Task, events: Events, should_stop: Callable[[], bool] | None,
-                         depth: int = 0) -> None:
+    def wait(self, running: dict[Any, str], timeout: float) -> list[tuple[Any, Completion]]:
+        return []  # nothing runs elsewhere: every submit completes at once
+
+    def cancel(self, running: dict[Any, str]) -> None:
+        pass
+
+    def restore_inputs(self, plan: Plan, task: Task, events: Events, should_stop: Callable[[], bool] | None,
+                       depth: int = 0) -> bool:
         """Upstream entries removed since they were checked (another process's `cache clear`, a damaged file) are
         computed again before the node reads them."""
         for node_id, key in task.upstream.items():
@@ -225,15 +362,19 @@ class LocalExecutor:
                     if self.cache.lookup(key) is None:
                         events.node_warning(task.node_id, f"the cache entry of its input '{node_id}' was removed or "
                                                           "damaged meanwhile: computing it again")
-                        self._ensure_upstream(plan, upstream, events, should_stop, depth + 1)
-                        self._execute(plan, upstream, events, {}, replace=False, should_stop=should_stop, quiet=True)
+                        self.restore_inputs(plan, upstream, events, should_stop, depth + 1)
+                        completion = self._execute(plan, upstream, events, replace=False, should_stop=should_stop,
+                                                   quiet=True)
+                        if completion.status == "failed":
+                            raise NodeFailed(node_id, upstream.type_name, completion.error) from completion.error
+        return True
 
     def fields(self, task: Task):
         """The node's validated fields, rebuilt from the task's plain data."""
         return self.catalogue[task.type_name].model.model_validate(decode_links(task.fields))
 
-    def _execute(self, plan: Plan, task: Task, events: Events, results: dict[str, NodeResult], *, replace: bool,
-                 should_stop: Callable[[], bool] | None = None, quiet: bool = False) -> NodeResult:
+    def _execute(self, plan: Plan, task: Task, events: Events, *, replace: bool,
+                 should_stop: Callable[[], bool] | None = None, quiet: bool = False) -> Completion:
         node_type = self.catalogue[task.type_name]
         context = NodeContext(task, self.cache, self.resources, events, should_stop)
         if not quiet:
@@ -242,7 +383,7 @@ class LocalExecutor:
         retried, refetches = False, 0
         try:
             fields = self.fields(task)
-            self._ensure_upstream(plan, task, events, should_stop)
+            self.restore_inputs(plan, task, events, should_stop)
             while True:
                 self.resources.node_started(task, context.phase)
                 try:
@@ -254,7 +395,7 @@ class LocalExecutor:
                     if refetches > len(task.upstream):
                         raise
                     refetches += 1
-                    self._ensure_upstream(plan, task, events, should_stop)
+                    self.restore_inputs(plan, task, events, should_stop)
                 except Exception as error:  # noqa: BLE001
                     if retried or not self.resources.retry_after(task, error):
                         raise
@@ -269,17 +410,12 @@ class LocalExecutor:
                 "node_id": task.node_id, "type": task.type_name, "version": node_type.version,
                 "default_output": node_type.default_output, "seconds": round(seconds, 4), "info": context.info,
             }, replace=replace)
-        except (KeyboardInterrupt, RunStopped):
-            results[task.node_id] = NodeResult("interrupted", time.perf_counter() - started, context.info)
+        except (KeyboardInterrupt, RunStopped) as stopped:
+            stopped.interrupted = NodeResult("interrupted", time.perf_counter() - started, context.info)  # type: ignore[attr-defined]
             raise
         except Exception as error:  # a node's failure is reported as data, not a crash
-            seconds = time.perf_counter() - started
             failed = {**context.info, "error": f"{type(error).__name__}: {error}"}
             if getattr(error, "hint", ""):
                 failed["fix"] = str(error.hint)
-            results[task.node_id] = NodeResult("failed", seconds, failed)
-            events.node_failed(task.node_id, error)
-            raise NodeFailed(task.node_id, task.type_name, error) from error
-        if not quiet:
-            events.node_done(task.node_id, seconds)
-        return NodeResult("ran", seconds, context.info)
+            return Completion("failed", NodeResult("failed", time.perf_counter() - started, failed), error)
+        return Completion("ran", NodeResult("ran", seconds, context.info))

@@ -22,16 +22,16 @@ import secrets
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .cache import NodeCache
-from .engine import NodeFailed, NodeResult, RunStopped
-from .plan import Plan, Task
 from ..language.errors import Location, Problem, WorkflowError
+from .cache import NodeCache
+from .engine import Completion, NodeFailed, NodeResult, cached, run_plan
+from .plan import Plan, Task
 
 WORKER_START_S = 300  # importing torch and diffusers in a fresh process on a slow machine, with margin
-POLL_S = 0.5
 CONNECT_S = 10  # to reach a cluster's head before handing the address to Ray
 RAY_HINT = ("start a cluster with 'ray start --head' (then --ray-address auto), give the head's address "
             "(ray://HOST:10001), or leave --ray-address out to start a local cluster for this command")
@@ -98,7 +98,7 @@ class Worker:
         try:
             results = self.executor.run(plan, events, force={task.node_id} if replace else set(), no_cache=replace)
         except NodeFailed as failure:
-            result = self.executor.last_results.get(task.node_id)
+            result = failure.results.get(task.node_id)  # type: ignore[attr-defined]
             return {"status": "failed", "error": str(failure), "info": result.info if result else {},
                     "seconds": time.perf_counter() - started, "warnings": events.warnings, "worker": self.name}
         result = results[task.node_id]
@@ -114,10 +114,25 @@ class Worker:
         return self.engine.identities()
 
 
+@dataclass(eq=False)
+class _Running:
+    """A task sent to a worker: what `wait` needs to collect it."""
+
+    ref: Any
+    index: int
+    task: Task
+    attempt: int
+    replace: bool
+    run: dict
+    record: dict
+    events: Any
+
+
 class RayExecutor:
     """Runs plans on Ray actors (see the module docstring); long-lived like a Session, closed with `close()`."""
 
     name = "ray"
+    loads_here = False  # each worker loads its models, within its own budget
 
     def __init__(self, cache: NodeCache, *, engine: str, address: str | None = None, workers: int | None = None,
                  cpus_per_worker: float = 1, gpus_per_worker: float | None = None, max_retries: int = 2,
@@ -235,149 +250,114 @@ class RayExecutor:
         self.holds[index] = set()
         self.shared = info["shared"]
 
-    def parallel_runs(self) -> int:
+    def capacity(self) -> int:
         """How many runs (a sweep's variants) are worth running at once: one per worker (the workers start now)."""
         self.start()
         return len(self.actors)
 
     # ------------------------------------------------------------------ run
     # Several runs may share the workers at once (a sweep's variants, each in its own thread): the workers' busy set
-    # and the keys being computed are shared under `self.lock`; each run's results and record are its thread's own.
-    @property
-    def last_results(self) -> dict[str, NodeResult]:
-        return getattr(self._local, "results", {})
-
-    @last_results.setter
-    def last_results(self, value: dict[str, NodeResult]) -> None:
-        self._local.results = value
-
+    # and the keys being computed are shared under `self.lock`; each run's record is its own (the loop's `run` dict,
+    # which describe() reads in the run's thread).
     def run(self, plan: Plan, events, *, force: set[str] = frozenset(), no_cache: bool = False,
             after_node: Callable[[Task, NodeResult], None] | None = None,
             should_stop: Callable[[], bool] | None = None) -> dict[str, NodeResult]:
+        self.start()
+        self._local.record = None
+        return run_plan(self, plan, events, force=force, no_cache=no_cache, after_node=after_node,
+                        should_stop=should_stop)
+
+    def submit(self, plan: Plan, task: Task, *, replace: bool, events, should_stop, run: dict):
+        """Send the task to an idle worker (one holding its models, if any is idle); None while none is, or while
+        another run computes the same key (then it is read from the cache once that run has stored it)."""
+        record = run.setdefault("ray", {"workers": {}, "retries": [], "loads": {}, "attempts": {}})
+        self._local.record = record
+        with self.lock:
+            if not replace and self.computing.get(task.key, id(run)) != id(run):
+                return None
+            found = None if replace else cached(self.cache, task)
+            if found is not None:
+                return found
+            index = self._pick(task, self.busy)
+            if index is None:
+                return None
+            self.busy.add(index)
+            self.computing[task.key] = id(run)
+        attempt = record["attempts"].get(task.node_id, 0)
+        try:
+            entries = {} if self.shared else {key: self._export(key) for key in task.upstream.values()}
+            if attempt == 0:
+                events.node_started(task.node_id)
+            plan_data = {"workflow_seed": plan.workflow_seed, "device": plan.device, "dtype": plan.dtype,
+                         "libraries": plan.libraries, "seeds": plan.seeds, "deterministic": plan.deterministic,
+                         "allow_private_urls": plan.allow_private_urls}
+            ref = self.actors[index].run_task.remote(task.to_data(), plan_data, entries, replace)
+        except BaseException:
+            self._release(index, task.key, run)
+            raise
+        self.in_flight[task.node_id] = index
+        return _Running(ref, index, task, attempt, replace, run, record, events)
+
+    def wait(self, running: dict, timeout: float) -> list:
         import ray
 
-        self.start()
-        results: dict[str, NodeResult] = {}
-        self.last_results = results
-        record = self._local.record = {"workers": {}, "retries": [], "loads": {}}  # this run's, for describe()
-        plan_data = {"workflow_seed": plan.workflow_seed, "device": plan.device, "dtype": plan.dtype,
-                     "libraries": plan.libraries, "seeds": plan.seeds, "deterministic": plan.deterministic,
-                     "allow_private_urls": plan.allow_private_urls}
-        pending = list(plan.order)
-        running: dict[Any, tuple[str, int, int]] = {}  # object ref -> (node id, actor index, attempt)
-        attempts: dict[str, int] = {}
-        done: set[str] = set()
-        owners = {task.key: node_id for node_id, task in plan.tasks.items()}
+        handles = {handle.ref: handle for handle in running}
+        ready, _ = ray.wait(list(handles), num_returns=1, timeout=timeout)
+        return [(handles[ref], self._collect(handles[ref])) for ref in ready]
 
-        def finish(node_id: str, result: NodeResult) -> None:
-            results[node_id] = result
-            done.add(node_id)
-            if after_node is not None:
-                after_node(plan.tasks[node_id], result)
+    def _collect(self, handle: "_Running") -> Completion:
+        import ray
 
-        def release(index: int, key: str) -> None:
-            with self.lock:
-                self.busy.discard(index)
-                if self.computing.get(key) == id(results):
-                    del self.computing[key]
-
+        task, node_id, record = handle.task, handle.task.node_id, handle.record
+        self.in_flight.pop(node_id, None)
         try:
-            while pending or running:
-                if should_stop is not None and should_stop():
-                    raise RunStopped("stopped: a newer version of the workflow is waiting")
-                waiting_on_others = False
-                for node_id in list(pending):
-                    task = plan.tasks[node_id]
-                    if not all(owners.get(key) in done for key in task.upstream.values()):
-                        continue
-                    replace = no_cache or node_id in force
-                    with self.lock:  # a key another run is computing is waited for, then read from the cache
-                        if not replace and self.computing.get(task.key, id(results)) != id(results):
-                            waiting_on_others = True
-                            continue
-                        entry = None if replace else self.cache.lookup(task.key)
-                        index = None if entry is not None else self._pick(task, self.busy)
-                        if index is not None:
-                            self.busy.add(index)
-                            self.computing[task.key] = id(results)
-                    if entry is not None:
-                        pending.remove(node_id)
-                        events.node_cached(node_id)
-                        finish(node_id, NodeResult("cached", info=entry.get("info", {})))
-                        continue
-                    if index is None:
-                        waiting_on_others = True  # every worker is busy (with another run's tasks)
-                        continue
-                    pending.remove(node_id)
-                    try:
-                        entries = {} if self.shared else {key: self._export(key) for key in task.upstream.values()}
-                        if attempts.get(node_id, 0) == 0:
-                            events.node_started(node_id)
-                        ref = self.actors[index].run_task.remote(task.to_data(), plan_data, entries, replace)
-                    except BaseException:
-                        release(index, task.key)
-                        raise
-                    running[ref] = (node_id, index, attempts.get(node_id, 0))
-                    self.in_flight[node_id] = index
-                if not running:
-                    if waiting_on_others:
-                        time.sleep(POLL_S)
-                        continue
-                    if pending:
-                        raise RuntimeError(f"nothing can run: {pending} wait on nodes that are not done")
-                    break
-                ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
-                for ref in ready:
-                    node_id, index, attempt = running.pop(ref)
-                    self.in_flight.pop(node_id, None)
-                    task = plan.tasks[node_id]
-                    try:
-                        try:
-                            payload = ray.get(ref, timeout=60)
-                        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
-                                ray.exceptions.ObjectLostError) as exc:
-                            self._replace(index)
-                            if attempt >= self.max_retries:
-                                error = RuntimeError(f"its worker died {attempt + 1} times ({type(exc).__name__})")
-                                results[node_id] = NodeResult("failed", info={"error": str(error)})
-                                events.node_failed(node_id, error)
-                                raise NodeFailed(node_id, task.type_name, error) from None
-                            attempts[node_id] = attempt + 1
-                            record["retries"].append({"node": node_id, "worker": self.names.get(index, "?"),
-                                                               "error": type(exc).__name__, "attempt": attempt + 1})
-                            events.node_warning(node_id, f"its worker died ({type(exc).__name__}): running it again on another")
-                            pending.insert(0, node_id)
-                            continue
-                        record["workers"][node_id] = payload["worker"]
-                        if payload.get("loaded"):
-                            record["loads"][node_id] = payload["loaded"]
-                        for message in payload.get("warnings", []):
-                            events.node_warning(node_id, message)
-                        if payload["status"] == "failed":
-                            error = RuntimeError(payload["error"])
-                            error.hint = payload.get("info", {}).get("fix", "")  # type: ignore[attr-defined]
-                            results[node_id] = NodeResult("failed", payload["seconds"], payload.get("info", {}))
-                            events.node_failed(node_id, error)
-                            raise NodeFailed(node_id, task.type_name, error)
-                        self.holds[index] = set(payload.get("models", []))
-                        if "entry" in payload:
-                            self.cache.import_entry(task.key, payload["entry"]["record"], payload["entry"]["files"],
-                                                    replace=no_cache or node_id in force)
-                    finally:
-                        release(index, task.key)  # after the entry is in the cache: a waiting run then finds it
-                    status = "ran" if payload["status"] == "ran" else "cached"
-                    if status == "ran":
-                        events.node_done(node_id, payload["seconds"])
-                    else:
-                        events.node_cached(node_id)
-                    finish(node_id, NodeResult(status, payload["seconds"], payload.get("info", {})))
-        except BaseException:
-            for ref, (node_id, index, _attempt) in running.items():
-                ray.cancel(ref, force=False)
-                self.in_flight.pop(node_id, None)
-                release(index, plan.tasks[node_id].key)
-            raise
-        return results
+            try:
+                payload = ray.get(handle.ref, timeout=60)
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
+                    ray.exceptions.ObjectLostError) as exc:
+                self._replace(handle.index)
+                if handle.attempt >= self.max_retries:
+                    error = RuntimeError(f"its worker died {handle.attempt + 1} times ({type(exc).__name__})")
+                    return Completion("failed", NodeResult("failed", info={"error": str(error)}), error)
+                record["attempts"][node_id] = handle.attempt + 1
+                record["retries"].append({"node": node_id, "worker": self.names.get(handle.index, "?"),
+                                          "error": type(exc).__name__, "attempt": handle.attempt + 1})
+                handle.events.node_warning(node_id, f"its worker died ({type(exc).__name__}): running it again on another")
+                return Completion("retry", NodeResult("interrupted"))
+            record["workers"][node_id] = payload["worker"]
+            if payload.get("loaded"):
+                record["loads"][node_id] = payload["loaded"]
+            for message in payload.get("warnings", []):
+                handle.events.node_warning(node_id, message)
+            if payload["status"] == "failed":
+                error = RuntimeError(payload["error"])
+                error.hint = payload.get("info", {}).get("fix", "")  # type: ignore[attr-defined]
+                return Completion("failed", NodeResult("failed", payload["seconds"], payload.get("info", {})), error)
+            self.holds[handle.index] = set(payload.get("models", []))
+            if "entry" in payload:
+                self.cache.import_entry(task.key, payload["entry"]["record"], payload["entry"]["files"],
+                                        replace=handle.replace)
+        finally:
+            self._release(handle.index, task.key, handle.run)  # after the entry is in the cache: a waiting run finds it
+        status = "ran" if payload["status"] == "ran" else "cached"
+        return Completion(status, NodeResult(status, payload["seconds"], payload.get("info", {})))
+
+    def cancel(self, running: dict) -> None:
+        import ray
+
+        for handle in running:
+            ray.cancel(handle.ref, force=False)
+            self.in_flight.pop(handle.task.node_id, None)
+            self._release(handle.index, handle.task.key, handle.run)
+
+    def restore_inputs(self, plan: Plan, task: Task, events, should_stop) -> bool:
+        return False  # an input entry removed under the driver fails the run (the workers computed it elsewhere)
+
+    def _release(self, index: int, key: str, run: dict) -> None:
+        with self.lock:
+            self.busy.discard(index)
+            if self.computing.get(key) == id(run):
+                del self.computing[key]
 
     def _pick(self, task: Task, busy: set[int]) -> int | None:
         """An idle worker, preferring one that holds the task's models."""
@@ -403,15 +383,14 @@ class RayExecutor:
 
     # -------------------------------------------------------------- record
     def describe(self) -> dict[str, Any]:
+        """The manifest's executor record of the run this thread ran last: the cluster, and for each node the worker
+        that ran it, the retries and the models each task loaded."""
         import ray
 
+        record = getattr(self._local, "record", None) or {"workers": {}, "retries": [], "loads": {}}
         return {"name": "ray", "ray_version": ray.__version__, "address": self.address or "local",
-                "workers": len(self.actors), "shared_cache": self.shared,
-                **self._record_of_this_run()}
-
-    def _record_of_this_run(self) -> dict[str, Any]:
-        record = getattr(self._local, "record", {"workers": {}, "retries": [], "loads": {}})
-        return {"nodes": dict(record["workers"]), "retries": list(record["retries"]), "loads": dict(record["loads"])}
+                "workers": len(self.actors), "shared_cache": self.shared, "nodes": dict(record["workers"]),
+                "retries": list(record["retries"]), "loads": dict(record["loads"])}
 
     def close(self) -> None:
         if not self.actors and not self.started_ray:

@@ -1,0 +1,58 @@
+"""Executors by name: what `Session(executor=NAME, executor_options={...})` and `runner run --executor NAME` build.
+
+Each factory takes the Session's cache, its model resources, the memory budget and the executor's own options.
+Adding an executor is one module implementing runner.executor.engine.Executor (a Backend for the one scheduling
+loop, plus the lifecycle) and one line in EXECUTORS.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..executor.cache import NodeCache
+from ..language.errors import Location, Problem, WorkflowError
+from ..models.resources import PoolResources
+from .wiring import WORKER_ENGINE, local_executor
+
+
+def _local(cache: NodeCache, resources: PoolResources, budget: dict, options: dict) -> Any:
+    return local_executor(cache, resources)
+
+
+def _ray(cache: NodeCache, resources: PoolResources, budget: dict, options: dict) -> Any:
+    from ..executor.ray import RayExecutor
+
+    workers = options.get("workers")
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise WorkflowError([Problem(Location("--workers"), (), f"--workers {workers}: at least 1 worker",
+                                     "give --workers N with N >= 1, or leave it out")])
+    return RayExecutor(cache, engine=WORKER_ENGINE, **options, **budget)
+
+
+# name -> factory(cache, resources, budget {max_ram, max_vram}, options) -> Executor
+EXECUTORS: dict[str, Callable[..., Any]] = {"local": _local, "ray": _ray}
+# the options each takes (for the message naming them): the keyword parameters of the executor's constructor
+OPTIONS = {"local": (), "ray": ("address", "workers", "cpus_per_worker", "gpus_per_worker", "max_retries", "shared")}
+
+
+def build_executor(name: str, cache: NodeCache, resources: PoolResources, budget: dict, options: dict | None) -> Any:
+    """The executor `name` with `options`; WorkflowError for an unknown name or option."""
+    from ..core.suggest import did_you_mean
+
+    factory = EXECUTORS.get(name)
+    if factory is None:
+        raise WorkflowError([Problem(Location("Session"), (), f"unknown executor {name!r}{did_you_mean(name, EXECUTORS)}",
+                                     f"use one of: {', '.join(EXECUTORS)}")])
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(OPTIONS[name]))
+    if unknown:
+        takes = ", ".join(OPTIONS[name]) or "none"
+        others = [other for other, names in OPTIONS.items() if set(unknown) <= set(names)]
+        raise WorkflowError([Problem(Location("executor_options"), (), f"the {name} executor takes no option "
+                                     f"{', '.join(repr(o) for o in unknown)} (on the command line: --ray-address, "
+                                     "--workers, --cpus-per-worker)",
+                                     f"its options: {takes}" + (f"; use executor {others[0]!r} for these" if others else ""))])
+    return factory(cache, resources, budget, options)
+
+
+__all__ = ["EXECUTORS", "build_executor"]
