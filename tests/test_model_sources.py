@@ -128,3 +128,30 @@ def test_a_damaged_lock_file_is_a_located_error(demo, capsys, content, says):
         assert run_cli(*command) == 2
         err = capsys.readouterr().err
         assert "demo.yaml.lock" in err and says in err and "runner lock demo.yaml" in err and "Traceback" not in err, err
+
+
+def test_session_run_honours_the_lock_as_runner_run_does(demo, hf_cache, tmp_path, monkeypatch, capsys):
+    """WF.lock is applied by the engine, once, for every front: Session.run records the pinned revisions as `runner
+    run` does, and refuses a changed pinned file the same way."""
+    import json
+
+    import runner
+
+    demo.write_text(demo.read_text().replace("sd15: tiny:sd15", "sd15: acme/tiny-sd"))
+    assert run_cli("lock", demo) == 0
+    assert run_cli("run", demo, "--out", tmp_path / "cli", "--plain") == 0
+    cli = manifest(latest_run(tmp_path / "cli", "demo"))
+    with runner.Session(out=tmp_path / "py") as session:
+        run = session.run(demo)
+        assert run.status == "ok"
+        assert run.manifest["workflow"]["overrides"] == cli["workflow"]["overrides"]
+        assert any(o.startswith("models.sd15=") and COMMIT in o for o in run.manifest["workflow"]["overrides"])
+        assert run.manifest["models"]["$models.sd15"]["commit"] == COMMIT
+        sweep = session.sweep(demo, seeds=[1, 2])
+        assert all(COMMIT in " ".join(r.manifest["workflow"]["overrides"]) for r in sweep.runs.values())
+        lock = json.loads((demo.parent / "demo.yaml.lock").read_text())
+        pinned = next(iter(lock["models"]["$models.sd15"]["files"]))
+        lock["models"]["$models.sd15"]["files"][pinned] = "0" * 64
+        (demo.parent / "demo.yaml.lock").write_text(json.dumps(lock))
+        with pytest.raises(runner.WorkflowError, match=f"pinned file {pinned} changed"):
+            session.run(demo)

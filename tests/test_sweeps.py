@@ -136,3 +136,29 @@ def test_sweep_variants_have_ids_unique_across_sweeps_and_every_command_takes_th
     assert f"wrote {out / 'edges' / second / '001' / 'report.html'}" in capsys.readouterr().out
     assert run_cli("report", "sweep-", "--out", out) == 2
     assert "'sweep-' matches 2 runs or sweeps" in capsys.readouterr().err
+
+
+def test_session_sweep_equals_the_cli_sweep(tmp_path, capsys):
+    """Session.sweep gives what `runner run --sweep` gives: the same folders, index.json and image bytes (a 2x2 grid)."""
+    import runner
+
+    workflow = write_workflow(tmp_path, "chain.yaml", CHAIN)
+    assert run_cli("run", workflow, "--out", tmp_path / "cli", "--quiet", "--sweep", "params.strength=0.5,1.0",
+                   "--sweep", "params.prompt=a cat,a dog", "--set", "params.prompt=x") == 0
+    with runner.Session(out=tmp_path / "py", cache_dir=tmp_path / "py-cache") as session:  # runs as the CLI did
+        result = session.sweep(workflow, {"params.strength": [0.5, 1.0], "params.prompt": ["a cat", "a dog"]},
+                               set=["params.prompt=x"])
+        assert result.status == "ok" and result.exit_code == 0 and len(result.runs) == 4 and not result.failures
+        dry = session.sweep(workflow, seeds="1-3", dry_run=True)
+        assert dry.folder is None and dry.values == [{"seed": 1}, {"seed": 2}, {"seed": 3}]
+        with __import__("pytest").raises(runner.WorkflowError, match="nothing to sweep"):
+            session.sweep(workflow)
+    cli, py = sweep_folder(tmp_path / "cli"), result.folder
+    assert py.parent == tmp_path / "py" / "chain"
+    cli_index, py_index = (json.loads((folder / "index.json").read_text()) for folder in (cli, py))
+    assert cli_index.pop("command")[:2] == ["runner", "run"] and "command" not in py_index  # the command line it came from
+    assert cli_index == py_index == result.index
+    for item in py_index["variants"]:
+        number = f"{item['variant']:03d}"
+        assert (cli / number / "save.png").read_bytes() == (py / number / "save.png").read_bytes()
+        assert result.runs[item["variant"]].folder == py / number

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 from ..core.atomic import write_atomic
-from ..core.paths import models_dir
 from ..language.errors import WorkflowError
 from ..language.fields import InputFile, iter_marked
 from ..language.workflow import Workflow
@@ -96,7 +95,6 @@ def watched_paths(workflow: Workflow, plan) -> tuple[set[Path], set[Path]]:
 
 
 def watch_command(args) -> int:
-    from ..records.lock import check_lock, pinned_revisions
     from .run import command_record, open_in_browser, open_session
 
     session = open_session(args)
@@ -113,12 +111,7 @@ def watch_command(args) -> int:
             try:
                 workflow = load_for_run(args.workflow, args.overrides, args.allow_paths, args.model_paths,
                                         consent_of(args))
-                pins = pinned_revisions(workflow)
-                if pins:
-                    workflow = load_for_run(args.workflow, args.overrides + pins, args.allow_paths, args.model_paths,
-                                            consent_of(args))
-                check_lock(workflow, models_dir(session.cache.root), session.cache.hashes)
-                plan = session.plan(workflow)
+                plan = session.plan(workflow)  # WF.lock: its pins are among the overrides, its files checked
             except WorkflowError as problems:
                 print(str(problems), file=sys.stderr, flush=True)
                 say("waiting for the next save")

@@ -39,12 +39,20 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None, *, text:
 
 
 def load_for_run(path: Path, overrides: list[str], allow_paths=(), model_paths=(), consent: Consent | None = None) -> Workflow:
-    """A workflow file, or the workflow embedded in a PNG that runner saved.
+    """A workflow file, or the workflow embedded in a PNG that runner saved, as every front runs it: with the models a
+    WF.lock beside it pins loaded at their locked commits (the pins join its overrides, so the manifest records them).
 
     An embedded workflow's relative paths start from the folder its `runner:workflow_path` text names (where it was
     run), but that text is data anyone can write: files are read only from the PNG's own folder and the folders the
     user allows (`allow_paths`), and no model entry of it may run code (allow_pickle, trust_remote_code)."""
-    path = Path(path)
+    from ..records.lock import pinned_revisions
+
+    workflow = _load_for_run(Path(path), overrides, allow_paths, model_paths, consent)
+    pins = pinned_revisions(workflow)
+    return _load_for_run(Path(path), list(overrides) + pins, allow_paths, model_paths, consent) if pins else workflow
+
+
+def _load_for_run(path: Path, overrides: list[str], allow_paths, model_paths, consent: Consent | None) -> Workflow:
     if path.suffix.lower() != ".png":
         return load_workflow(path, overrides, allow_paths=allow_paths, model_paths=model_paths, consent=consent)
     from ..records.runs import embedded_workflow

@@ -26,6 +26,7 @@ from ..language.yaml_source import MAX_DEPTH
 from ..models.pool import parse_size
 from .loading import load_for_run, load_workflow
 from .run import Outcome, check_out_folder, execute, plan_or_problems
+from .sweep import MAX_VARIANTS, Sweep, as_overrides, check_variant_count
 from .executors import build_executor
 from .wiring import model_resources
 
@@ -99,11 +100,13 @@ class Session:
                  allow_paths: list[str | Path] | None = None, allow_private_urls: bool | list[str] = False,
                  model_paths: list[str | Path] | None = None, executor: str = "local",
                  executor_options: dict[str, Any] | None = None,
-                 allow_pickle: list[str] | None = None, trust_remote_code: list[str] | None = None):
+                 allow_pickle: list[str] | None = None, trust_remote_code: list[str] | None = None,
+                 consent_by: str = "Session"):
         self.out = Path(out)
         self._run_lock = threading.RLock()  # see _turn
+        # `consent_by`: who gave allow_pickle / trust_remote_code, as manifests record it ("command line" for the CLI)
         self.consent = Consent.of(_names(allow_pickle, "allow_pickle"), _names(trust_remote_code, "trust_remote_code"),
-                                  "Session")
+                                  consent_by)
         self.allow_paths = [Path(folder) for folder in allow_paths or ()]
         self.model_paths = [Path(folder) for folder in model_paths or ()]
         self.allow_private_urls = _url_networks(allow_private_urls)
@@ -143,7 +146,8 @@ class Session:
 
         A path's input files come from its folder; those of YAML text or a dict from the current folder; and from the
         Session's `allow_paths` plus the ones given here; bare model names from the Session's `model_paths`, the ones
-        given here, then RUNNER_MODEL_PATHS."""
+        given here, then RUNNER_MODEL_PATHS. A path's WF.lock (`runner lock`) pins its hub models to their locked
+        commits, as `runner run` does: the pins join the overrides the manifest records."""
         overrides = _overrides(set)
         allowed = self.allow_paths + [Path(folder) for folder in allow_paths or ()]
         searched = self.model_paths + [Path(folder) for folder in model_paths or ()]
@@ -159,13 +163,19 @@ class Session:
                                              "booleans and None")]) from None
             return load_workflow(Path.cwd() / "workflow.yaml", overrides, text=text, source="<workflow dict>",
                                  allow_paths=allowed, model_paths=searched, consent=self.consent)
-        if isinstance(workflow, str) and ("\n" in workflow or not workflow.strip().lower().endswith((".yaml", ".yml", ".png"))):
+        if _is_text(workflow):
             return load_workflow(Path.cwd() / "workflow.yaml", overrides, text=workflow, source="<workflow text>",
                                  allow_paths=allowed, model_paths=searched, consent=self.consent)
         return load_for_run(Path(workflow), overrides, allowed, searched, self.consent)
 
     def plan(self, workflow: Workflow, only: list[str] | None = None, deterministic: bool = False) -> Plan:
+        """The plan of a run (cache keys, seeds, model identities); WorkflowError when a file a WF.lock pins changed,
+        or a model or input cannot be found."""
+        from ..core.paths import models_dir
+        from ..records.lock import check_lock
+
         check_node_names(workflow, only or [], "only")
+        check_lock(workflow, models_dir(self.cache.root), self.cache.hashes)
         return plan_or_problems(workflow, self.cache.hashes, only or None, deterministic, self.device,
                                 self.allow_private_urls)
 
@@ -204,6 +214,44 @@ class Session:
                                        should_stop=should_stop, label=label)
         return Run(outcome.status, outcome.run_dir, outcome.manifest, outcome.error, outcome.exit_code, outcome.results,
                    self.cache, outcome.hint)
+
+    def sweep(self, workflow: str | Path | dict, sweep: dict[str, list] | list[str] | None = None, *, zip: bool = False,
+              seeds: str | list[int] | range | None = None, set: dict[str, Any] | list[str] | None = None,
+              only: list[str] | None = None, force: list[str] | None = None, no_cache: bool = False,
+              deterministic: bool = False, max_variants: int = MAX_VARIANTS, mode: str = "quiet", dry_run: bool = False,
+              allow_paths: list[str | Path] | None = None, model_paths: list[str | Path] | None = None,
+              extra: dict | None = None) -> Sweep:
+        """Run a workflow once per combination of values, as `runner run --sweep/--zip/--seeds` does: each variant
+        into its own run folder under one sweep folder (`outputs/NAME/sweep-ID/NNN`), index.json and index.html
+        beside them; nodes no swept value reaches run once for the whole sweep.
+
+        `sweep`: {PATH: [values]} (or CLI-style "PATH=V1,V2" strings), a grid of all combinations, or paired with
+        `zip`; `seeds`: the workflow seed, as "A-B", "A,B,C", a list or a range; the workflow's own `sweep:` section
+        adds its dimensions. Every variant is validated and planned before any runs (an invalid one: WorkflowError);
+        more than `max_variants` is refused before any is built. With `dry_run` nothing runs: the Sweep lists the
+        variants' values. A variant that fails stops those not started yet (the Sweep's exit_code and failures say
+        which); on the Ray executor variants run side by side, one per worker.
+        """
+        from .sweep import file_sweeps, run_sweep, sweep_dimensions, variants
+
+        overrides = _overrides(set)
+        base = self.load(workflow, overrides, allow_paths=allow_paths, model_paths=model_paths)
+        source = str(workflow) if isinstance(workflow, (str, Path)) and not _is_text(workflow) else "<workflow text>"
+        dimensions = file_sweeps(base.document.get("sweep"), source) + sweep_dimensions(sweep, zip, seeds, max_variants)
+        if not dimensions:
+            raise WorkflowError([Problem(Location("sweep"), (), "nothing to sweep: no values given and no sweep: section",
+                                         "give sweep={'params.strength': [0.3, 0.6]} or seeds='1-4' (CLI: --sweep, "
+                                         "--seeds)")])
+        check_variant_count(dimensions, max_variants)
+        prepared = []
+        for values in variants(dimensions):  # every variant is validated and planned before any runs
+            variant = self.load(workflow, overrides + as_overrides(values), allow_paths=allow_paths,
+                                model_paths=model_paths)
+            prepared.append((values, variant, self.plan(variant, only, deterministic)))
+        if dry_run:
+            return Sweep(None, [values for values, _variant, _plan in prepared])
+        index = {"workflow": source, "overrides": overrides, **(extra or {})}
+        return run_sweep(self, prepared, base.name, index, force=force, no_cache=no_cache, mode=mode, extra=extra)
 
     def _turn(self):
         """Held while a run executes here. The local executor's pipelines, schedulers and LoRA state are shared
@@ -248,6 +296,11 @@ def check_node_names(workflow: Workflow, names: list[str], option: str) -> None:
                         "name nodes defined under nodes:") for name in names if name not in workflow.nodes]
     if problems:
         raise WorkflowError(problems)
+
+
+def _is_text(workflow: Any) -> bool:
+    """A str holding YAML rather than naming a file (a line break, or no .yaml/.yml/.png ending)."""
+    return isinstance(workflow, str) and ("\n" in workflow or not workflow.strip().lower().endswith((".yaml", ".yml", ".png")))
 
 
 def _names(names: Any, option: str) -> list[str]:

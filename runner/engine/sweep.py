@@ -14,16 +14,33 @@ import itertools
 import json
 import math
 import secrets
+import sys
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from ..core.atomic import write_atomic
 from ..language.errors import Location, Problem, WorkflowError, option_location
 from ..language.overrides import split_path
 from ..language.yaml_source import load_yaml
+from ..records.report import write_report
 
 Dimension = list[dict[str, Any]]  # each entry: {path: value, ...} applied together
 MAX_VARIANTS = 1000  # a sweep larger than this is refused unless --max-variants says otherwise
+
+
+def sweep_dimensions(sweeps: list[str] | dict[str, list] | None, zipped: bool, seeds: str | list[int] | range | None,
+                     max_variants: int = MAX_VARIANTS) -> list[Dimension]:
+    """Dimensions from the command line's forms (`--sweep PATH=V1,V2` strings, `--seeds A-B`) or Python's
+    (`{PATH: [values]}`, seeds as a list or range)."""
+    if isinstance(sweeps, dict):
+        sweeps = [f"{path}={','.join(json.dumps(value) for value in _as_list(values, Location('sweep'), path))}"
+                  for path, values in sweeps.items()]
+    if seeds is not None and not isinstance(seeds, str):
+        seeds = ",".join(str(int(seed)) for seed in seeds)
+    return parse_cli_sweeps(list(sweeps or []), zipped, seeds, max_variants)
 
 
 def parse_cli_sweeps(sweeps: list[str], zipped: bool, seeds: str | None, max_variants: int = MAX_VARIANTS) -> list[Dimension]:
@@ -132,3 +149,114 @@ def new_sweep_dir(out: Path, name: str) -> Path:
     folder = out / name / sweep_id
     folder.mkdir(parents=True)
     return folder
+
+
+@dataclass
+class Sweep:
+    """A finished sweep: its folder (None for a dry run), every variant's values, the runs that ran (by variant
+    number) and index.json as written."""
+
+    folder: Path | None
+    values: list[dict[str, Any]]
+    runs: dict[int, Any] = field(default_factory=dict)
+    index: dict = field(default_factory=dict)
+    exit_code: int = 0
+    error: str | None = None  # what ended it, when no variant's error does (index.json could not be written)
+
+    @property
+    def status(self) -> str:
+        return {0: "ok", 130: "interrupted"}.get(self.exit_code, "failed")
+
+    @property
+    def failures(self) -> dict[int, Any]:
+        """The variants that did not end ok, by number."""
+        return {number: run for number, run in sorted(self.runs.items()) if run.exit_code}
+
+
+def run_sweep(session, prepared: list[tuple[dict, Any, Any]], name: str, index: dict, *, force: list[str] | None,
+              no_cache: bool, mode: str, extra: dict | None) -> Sweep:
+    """Run prepared variants ((values, workflow, plan), validated and planned) into one sweep folder under the
+    Session's `out`: one at a time, or side by side as many as the executor's capacity (its workers); index.json
+    (and index.html) after each. A variant that fails stops the ones not started yet."""
+    session.check_out()
+    session.executor.start()  # before the sweep folder is made: a cluster that cannot be reached leaves nothing behind
+    parallel = min(len(prepared), session.executor.capacity())
+    folder = new_sweep_dir(session.out, name)
+    result = Sweep(folder, [values for values, _workflow, _plan in prepared], index=index)
+    index["variants"] = []
+    lock = threading.Lock()
+
+    def run_variant(number: int, should_stop: Callable[[], bool] | None = None, label: str = ""):
+        values, variant, plan = prepared[number]
+        if mode != "quiet":
+            print(f"{label}variant {number}: " + ", ".join(f"{k}={v}" for k, v in values.items()), flush=True)
+        return session.run(variant, plan=plan, force=force, no_cache=no_cache, mode=mode, run_dir=folder / f"{number:03d}",
+                           should_stop=should_stop, label=label,
+                           extra={"sweep": {"folder": str(folder), "variant": number, "values": values}, **(extra or {})})
+
+    def record(number: int, run) -> bool:
+        """Add a finished variant to index.json (in variant order); False when the index cannot be written."""
+        with lock:
+            result.runs[number] = run
+            index["variants"] = sorted([item for item in index["variants"] if item["variant"] != number]
+                                       + [{"variant": number, "values": prepared[number][0], "run": run.folder.name,
+                                           "status": run.status, "counts": run.manifest["counts"]}],
+                                       key=lambda item: item["variant"])
+            try:
+                write_atomic(folder / "index.json", json.dumps(index, indent=2) + "\n")
+            except OSError as exc:
+                result.error = f"index.json could not be written into {folder}: {exc.strerror or exc}"
+                print(f"error: {result.error}", file=sys.stderr)
+                return False
+            write_report(folder)
+            return True
+
+    if parallel <= 1:
+        for number in range(len(prepared)):
+            run = run_variant(number)
+            if not record(number, run) or run.exit_code:
+                break
+    else:
+        _side_by_side(len(prepared), run_variant, record, parallel)
+    codes = [run.exit_code for run in result.failures.values()]
+    result.exit_code = 1 if result.error else (130 if 130 in codes else (codes[0] if codes else 0))
+    return result
+
+
+def _side_by_side(count: int, run_variant, record, parallel: int) -> None:
+    """Run the variants `parallel` at a time, each in a thread, on an executor whose workers they share. A variant
+    that fails (or whose record cannot be written) stops new ones from starting, as the sequential loop stops, and
+    the ones running finish; Ctrl-C stops them all at their next node boundary (status interrupted, finished nodes
+    cached) once each has written its record."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    interrupted, failed = threading.Event(), threading.Event()
+
+    def should_stop() -> bool:
+        if interrupted.is_set():
+            raise KeyboardInterrupt  # in the variant's own thread: its run ends as a Ctrl-C ends a run
+        return False
+
+    def one(number: int):
+        if failed.is_set() or interrupted.is_set():
+            return None  # not started: a variant failed, or Ctrl-C
+        run = run_variant(number, should_stop, label=f"[{number:03d}] ")
+        if run.exit_code:
+            failed.set()
+        return run
+
+    pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="variant")
+    futures = {pool.submit(one, number): number for number in range(count)}
+    pending = set(futures)
+    try:
+        while pending:
+            try:
+                for future in as_completed(pending):
+                    run = future.result()
+                    if run is not None and not record(futures[future], run):
+                        failed.set()
+                    pending.discard(future)
+            except KeyboardInterrupt:
+                interrupted.set()  # and go on waiting: each running variant writes its record, then stops
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
