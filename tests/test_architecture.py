@@ -149,3 +149,51 @@ def test_nothing_outside_declarations_switches_on_a_node_type_name():
             continue
         offending += _string_comparisons(path, set(NODE_TYPES))
     assert offending == []
+
+
+def _field_reads(path: Path, names: set[str]) -> list[str]:
+    """Reads of a node's validated fields by name: `X.fields.NAME`, `getattr(X.fields, "NAME")` (or a variable named
+    like `fields`)."""
+    def is_fields(expr) -> bool:
+        return (isinstance(expr, ast.Attribute) and expr.attr == "fields") or (isinstance(expr, ast.Name)
+                                                                              and expr.id.endswith("fields"))
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and node.attr in names and is_fields(node.value):
+            found.append(f"{path.relative_to(REPO)}:{node.lineno} reads field '{node.attr}'")
+        elif (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "getattr" and len(node.args) > 1
+              and isinstance(node.args[1], ast.Constant) and node.args[1].value in names and is_fields(node.args[0])):
+            found.append(f"{path.relative_to(REPO)}:{node.lineno} reads field '{node.args[1].value}'")
+    return found
+
+
+def test_nothing_outside_declarations_reads_node_fields_by_name():
+    """A node's fields are read by name only by the node types themselves (nodes/, and models/, which implements
+    their run functions), by the language that defines the format, and by the importer. Records, the engine, the
+    executors and the CLI work from what ran (the recorded call, the model identity, declared capabilities)."""
+    from runner.language.fields import nested_models
+    from runner.nodes import NODE_TYPES
+
+    names = {info.alias or name for node_type in NODE_TYPES.values()
+             for model in (node_type.model, *nested_models(node_type.model).values())
+             for name, info in model.model_fields.items()}
+    offending = []
+    for path in sorted(RUNNER.rglob("*.py")):
+        relative = path.relative_to(RUNNER).parts
+        if relative[0] in ("nodes", "models", "language") or relative[:2] == ("importers", "comfyui"):
+            continue
+        offending += _field_reads(path, names - {"items"})  # dict.items() of a variable named like fields
+    assert offending == []
+
+
+def test_the_field_guard_sees_a_field_read(tmp_path):
+    sample = tmp_path / "runner" / "records" / "sample.py"
+    sample.parent.mkdir(parents=True)
+    sample.write_text("def f(node):\n    return node.fields.prompt, getattr(node.fields, 'steps', None)\n")
+    global REPO
+    saved, REPO = REPO, tmp_path
+    try:
+        assert len(_field_reads(sample, {"prompt", "steps"})) == 2
+    finally:
+        REPO = saved

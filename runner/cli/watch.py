@@ -72,25 +72,19 @@ class Watcher:
 
 def watched_paths(workflow: Workflow, plan) -> tuple[set[Path], set[Path]]:
     """(files, folders) a pass depends on: the workflow, its lock, input files, local model files and folders."""
+    from ..models.sources import ModelSource
     from ..records.lock import lock_path
 
     files = {Path(workflow.path), lock_path(Path(workflow.path))}
     for node in workflow.nodes.values():
         for relative, _marker, _path in iter_marked(node.fields, InputFile):
             files.add(workflow.base_dir / relative)
-    folders = set()
+    folders: set[Path] = set()
     for task in plan.tasks.values():
-        for source in task.models.values():
-            if source["kind"] == "file":
-                files.add(Path(source["location"]))
-                config = source["entry"].get("config")
-                if config and Path(config).is_absolute():  # a local config folder (resolved by the models layer)
-                    folders.add(Path(config))
-            elif source["kind"] == "folder":
-                folders.add(Path(source["location"]))
-            vae = source["entry"].get("vae")  # a swapped-in VAE, resolved to its path when it is local
-            if vae and Path(vae).is_absolute():
-                (folders if Path(vae).is_dir() else files).add(Path(vae))
+        for data in task.models.values():
+            model_files, model_folders = ModelSource.from_data(data).local_paths()
+            files |= model_files
+            folders |= model_folders
     return files, folders
 
 

@@ -209,7 +209,7 @@ def _task(workflow: Workflow, node_id: str, tasks: dict[str, Task], identities: 
                                                    home=workflow.home_readable), relative)
     seed = None
     if node.type.takes_seed:
-        chosen = node.fields.seed
+        chosen = node.seed
         seed = secrets.randbelow(SEED_MAX) if chosen == "random" else (derived_seed(workflow_seed, node_id) if chosen is None else chosen)
         seeds[node_id] = seed
     material = {

@@ -87,6 +87,12 @@ class Node:
     type: NodeDeclaration
     fields: Fields
 
+    @property
+    def seed(self) -> int | str | None:
+        """The node's `seed:` as written (a number, "random", or None: derived from the workflow seed), for node
+        types that take one (the workflow format's seed rule: SPEC, Seeds); None for the others."""
+        return getattr(self.fields, "seed", None)
+
     def links(self) -> list[tuple[Link, Accepts, tuple]]:
         found = []
         for value, accepts, path in iter_marked(self.fields, Accepts):

@@ -21,6 +21,7 @@ from .sources import ModelUnavailable, missing_safetensors_explained
 def generate(ctx, spec, f) -> dict[str, Any]:
     """Run a generation node described by `spec` (runner.nodes.generation.GenerationSpec) on its model's family."""
     source, _identity = ctx.source(f.model)
+    ctx.record(checkpoint=f.model)  # the model whose pipeline made the images: records (A1111 text) name it from here
     family = model_family(ctx.models, source)
     if family not in spec.unet_channels:
         runs_on = " or ".join(FAMILY_NAMES[name] for name in spec.unet_channels)

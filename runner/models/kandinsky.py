@@ -306,6 +306,7 @@ def interpolate(ctx, f, conditions: list, arguments: dict[str, str]) -> dict[str
     import torch
 
     source, identity = ctx.source(f.model)
+    ctx.record(checkpoint=f.model)
     family = model_family(ctx.models, source)
     if family != FAMILY:
         raise ModelUnavailable(f"interpolate nodes blend through the Kandinsky 2.2 prior, and model '{source.label}' is "

@@ -32,7 +32,7 @@ def run_named_pipeline(ctx, class_name: str, model_ref: str, call: dict[str, Any
             return callback_kwargs
 
         kwargs["callback_on_step_end"] = on_step_end
-    ctx.record(pipeline_class=type(pipe).__name__, call={k: recordable(v) for k, v in recorded.items()},
+    ctx.record(checkpoint=model_ref, pipeline_class=type(pipe).__name__, call={k: recordable(v) for k, v in recorded.items()},
                call_defaults=call_defaults(pipe, kwargs),
                seeded="generator" in parameters)
     with torch.inference_mode():

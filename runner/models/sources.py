@@ -62,6 +62,24 @@ class ModelSource:
     def from_data(cls, data: dict) -> "ModelSource":
         return cls(ModelEntry.model_validate(data["entry"]), data["kind"], data["location"])
 
+    def local_paths(self) -> tuple[set[Path], set[Path]]:
+        """(files, folders) on this machine that the model is made of, for what follows their changes (`watch`): a
+        single file and its local config folder, a model folder, and a swapped-in local VAE. Hub and tiny models
+        have none (their files are the hub cache's, and runner's own)."""
+        files: set[Path] = set()
+        folders: set[Path] = set()
+        if self.kind == "file":
+            files.add(Path(self.location))
+            config = self.entry.config
+            if config and Path(config).is_absolute():  # a local config folder (resolved by classify)
+                folders.add(Path(config))
+        elif self.kind == "folder":
+            folders.add(Path(self.location))
+        vae = self.entry.vae  # resolved to its path when it is local
+        if vae and Path(vae).is_absolute():
+            (folders if Path(vae).is_dir() else files).add(Path(vae))
+        return files, folders
+
 
 def describe(entry: ModelEntry, base_dir: Path, hash_cache: FileHashCache, kind: str = "pipeline",
              roots=()) -> tuple[dict, str]:

@@ -79,27 +79,30 @@ def a1111_name(label: str) -> str:
     return name.replace(":", "-")
 
 
-def a1111_parameters(fields: Any, info: dict, seed: int | None, size: tuple[int, int], model: str, model_hash: str | None,
+def a1111_parameters(info: dict, seed: int | None, size: tuple[int, int], model: str, model_hash: str | None,
                      loras: list[tuple[str, float, str | None]] = ()) -> str | None:
     """The `parameters` text A1111 writes and image browsers parse: the prompt (with <lora:NAME:SCALE> tags), the
-    negative prompt, then Steps, Sampler, CFG scale, Seed, Size, Model hash, Model, Denoising strength, Lora hashes,
-    with the values the pipeline used (its own defaults where the node left a field out, from the recorded call)."""
-    prompt = getattr(fields, "prompt", None)
-    if prompt is None:
+    negative prompt, then Steps, Sampler, CFG scale, Seed, Size, Model hash, Model, Denoising strength, Lora hashes.
+    Built from what the node recorded of its pipeline call (`info`: the arguments passed, `call`, and the pipeline's
+    own defaults for those it left out, `call_defaults`): the values that ran, never read from the node's fields.
+    None when the call took no text prompt."""
+    call = info.get("call", {})
+    used = {**info.get("call_defaults", {}), **call}
+    prompt = used.get("prompt")
+    if not isinstance(prompt, str):
         return None
-    used = {**info.get("call_defaults", {}), **info.get("call", {})}
     lines = [prompt + "".join(f" <lora:{name}:{scale:g}>" for name, scale, _hash in loras)]
-    negative = used.get("negative_prompt") or getattr(fields, "negative_prompt", None)
-    if negative:
+    negative = used.get("negative_prompt")
+    if isinstance(negative, str) and negative:
         lines.append(f"Negative prompt: {negative}")
     settings = []
-    steps = used.get("num_inference_steps", getattr(fields, "steps", None))
+    steps = used.get("num_inference_steps")
     if isinstance(steps, int):
         settings.append(f"Steps: {steps}")
     sampler = a1111_sampler(info.get("scheduler"), info.get("scheduler_config", {}))
     if sampler:
         settings.append(f"Sampler: {sampler}")
-    guidance = used.get("guidance_scale", getattr(fields, "guidance_scale", None))
+    guidance = used.get("guidance_scale")
     if isinstance(guidance, (int, float)):
         settings.append(f"CFG scale: {guidance:g}")
     if seed is not None:
@@ -108,7 +111,7 @@ def a1111_parameters(fields: Any, info: dict, seed: int | None, size: tuple[int,
     if model_hash:
         settings.append(f"Model hash: {model_hash[:10]}")
     settings.append(f"Model: {a1111_name(model)}")
-    strength = used.get("strength") if "image" in info.get("call", {}) else None
+    strength = used.get("strength") if "image" in call else None
     if isinstance(strength, (int, float)):
         settings.append(f"Denoising strength: {strength:g}")
     hashes = [f"{name}: {digest[:10]}" for name, _scale, digest in loras if digest]

@@ -31,7 +31,7 @@ def resolved_workflow_text(workflow: Workflow, plan: Plan) -> str:
     if workflow.seed == "random":
         document["seed"] = plan.workflow_seed
     for node_id, node in workflow.nodes.items():
-        if getattr(node.fields, "seed", None) == "random" and node_id in plan.seeds:
+        if node.seed == "random" and node_id in plan.seeds:
             document["nodes"][node_id]["seed"] = plan.seeds[node_id]
     header = f"# resolved by runner from {workflow.path}" + (f" with {' '.join('--set ' + o for o in workflow.overrides)}" if workflow.overrides else "")
     return header + "\n" + yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
@@ -83,6 +83,21 @@ class PublishContext:
         weights = sorted((folder / "unet").glob("*.safetensors")) or sorted(folder.glob("*.safetensors"))
         return self.publisher.cache.hashes.file_digest(weights[0]) if weights else None
 
+    def _a1111_text(self, made_by: Task, seed: int | None, size: tuple[int, int]) -> str | None:
+        """A1111's `parameters` text for an image `made_by` a node, from what that node recorded of its call (the
+        model it ran: `checkpoint`; its LoRAs by identity) and the task's model sources; None when it recorded
+        none (an image node, an entry from before the record was kept)."""
+        info = (self.publisher.cache.entry(made_by.key) or {}).get("info", {})
+        ref = info.get("checkpoint")
+        if ref not in made_by.models:
+            return None
+        ref_of = {identity: lora_ref for lora_ref, identity in made_by.model_ids.items()}
+        loras = [(a1111_name(made_by.models[ref_of[item["model"]]]["entry"]["source"]), item["scale"],
+                  self._weights_hash(made_by.models[ref_of[item["model"]]]))
+                 for item in info.get("loras", []) if item.get("model") in ref_of]
+        return a1111_parameters(info, seed, size, made_by.models[ref]["entry"]["source"],
+                                self._weights_hash(made_by.models[ref]), loras)
+
     def publish_png(self, source, name: str) -> str:
         link, index = source if isinstance(source, tuple) else (source, 0)
         plan = self.publisher.plan
@@ -95,18 +110,9 @@ class PublishContext:
         }
         pixels = self.publisher.cache.read_output(self.task.upstream[link.node], link.output,
                                                   lambda _kind, paths: paths[index].read_bytes())
-        source_task = plan.tasks[link.node]
-        source_fields = self.publisher.workflow.nodes[link.node].fields
-        model_ref = getattr(source_fields, "model", None)
-        if model_ref:
-            info = (self.publisher.cache.entry(source_task.key) or {}).get("info", {})
-            loras = [(a1111_name(source_task.models[item.model]["entry"]["source"]), item.scale,
-                      self._weights_hash(source_task.models[item.model])) for item in getattr(source_fields, "lora", [])]
-            parameters = a1111_parameters(source_fields, info, seed, png_size(pixels),
-                                          source_task.models[model_ref]["entry"]["source"],
-                                          self._weights_hash(source_task.models[model_ref]), loras)
-            if parameters:
-                texts["parameters"] = parameters
+        parameters = self._a1111_text(plan.tasks[link.node], seed, png_size(pixels))
+        if parameters:
+            texts["parameters"] = parameters
         data = with_text(pixels, texts)
         write_atomic(self.publisher.run_dir / name, data)
         return name
