@@ -1,16 +1,17 @@
 """runner: declarative YAML workflows for Hugging Face diffusers.
 
-The Python API is `runner.Session` (one warm engine for many runs) and `runner.WorkflowError`
-(an invalid workflow, with every located problem). Importing runner imports neither torch nor diffusers.
+The Python API is `runner.Session` (one warm engine for many runs), `runner.WorkflowError` (an invalid workflow,
+with every located problem) and `runner.CommandError` (an argument a Session or call cannot use: a folder, an
+option, a run's name). Importing runner imports neither torch nor diffusers.
 """
 
 __version__ = "0.1.0"
-__all__ = ["Run", "Session", "WorkflowError", "__version__"]
+__all__ = ["CommandError", "Run", "Session", "Sweep", "WorkflowError", "__version__"]
 
 
 def __getattr__(name: str):
     # loaded on first use, so that `import runner` (and the CLI's start) stays cheap
-    if name in ("Session", "Run"):
+    if name in ("Session", "Run", "Sweep"):
         from .engine import session
 
         return getattr(session, name)
@@ -18,4 +19,8 @@ def __getattr__(name: str):
         from .language.errors import WorkflowError
 
         return WorkflowError
+    if name == "CommandError":
+        from .core.errors import CommandError
+
+        return CommandError
     raise AttributeError(f"module 'runner' has no attribute {name!r}")

@@ -255,7 +255,7 @@ def test_a_redirect_from_an_allowed_host_to_the_metadata_address_is_refused_befo
     assert (f"{http_root}/to-metadata redirects to http://169.254.169.254/latest/meta-data/iam/security-credentials/: "
             "169.254.169.254 is a cloud metadata address") in run.error
     assert time.perf_counter() - started < 10  # refused, not a connection attempt waiting for its timeout
-    with pytest.raises(runner.WorkflowError, match="allow_private_urls: .*does not appear to be an IPv4 or IPv6 network"):
+    with pytest.raises(runner.CommandError, match="allow_private_urls: .*does not appear to be an IPv4 or IPv6 network"):
         runner.Session(out=tmp_path / "out", allow_private_urls=["not-a-network"])
 
 
@@ -341,7 +341,7 @@ def test_out_on_a_file_is_a_clear_error_before_anything_runs(tmp_path, capsys):
             assert f"error: --out: {shown}" in text and "choose a folder you can write to (--out DIR" in text
             assert "Traceback" not in text
     with runner.Session(out=blocker) as session:
-        with pytest.raises(runner.WorkflowError, match="is a file, not a folder"):
+        with pytest.raises(runner.CommandError, match="is a file, not a folder"):
             session.run(workflow)
 
 

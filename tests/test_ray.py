@@ -240,14 +240,14 @@ def test_workers_no_node_can_hold_are_refused_at_once(cluster, tmp_path):
     from runner.executor.cache import NodeCache
     from runner.engine.wiring import WORKER_ENGINE
     from runner.executor.ray import RayExecutor
-    from runner.language.errors import WorkflowError
+    from runner.core.errors import CommandError  # a cluster option, not the workflow, is at fault
 
     started = time.monotonic()
-    with pytest.raises(WorkflowError) as refused:
+    with pytest.raises(CommandError) as refused:
         RayExecutor(NodeCache(tmp_path / "cache"), engine=WORKER_ENGINE, workers=1, gpus_per_worker=1).start()
     assert time.monotonic() - started < 10
     assert "1 workers of 1 CPU and 1 GPU need 1 CPUs and 1 GPUs, but the cluster has 2 CPUs and 0 GPUs" in str(refused.value)
-    with pytest.raises(WorkflowError) as refused:
+    with pytest.raises(CommandError) as refused:
         RayExecutor(NodeCache(tmp_path / "cache"), engine=WORKER_ENGINE, workers=3).start()
     assert "they could never start" in str(refused.value) and "--workers" in str(refused.value)
 

@@ -149,7 +149,7 @@ def test_session_opt_ins_and_an_embedded_workflow_that_never_can(tmp_path):
         run = session.run(REMOTE)
         assert run.status == "ok" and run.manifest["consents"]["trust_remote_code"] == {"m": "Session"}
         saved = run.folder
-    with pytest.raises(runner.WorkflowError, match="names"):
+    with pytest.raises(runner.CommandError, match="names"):
         runner.Session(trust_remote_code=[1])
     png = tmp_path / "remote.png"
     crafted_png(png, REMOTE.replace("steps: 1}", "steps: 1}\n  s: {type: save_image, image: $g}"), str(tmp_path / "r.yaml"))

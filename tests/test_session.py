@@ -88,9 +88,10 @@ def test_invalid_workflow_raises_with_the_cli_text(tmp_path, capsys):
     assert run_cli("validate", broken) == 2
     assert capsys.readouterr().err.rstrip("\n") == str(caught.value)
     assert str(caught.value).endswith("2 problems found") and "broken.yaml:3:" in str(caught.value)
-    with pytest.raises(runner.WorkflowError, match="unknown node 'nope'"):
+    # what the call was given, not the workflow, is at fault: a CommandError (also exit status 2 on the command line)
+    with pytest.raises(runner.CommandError, match="unknown node 'nope'"):
         runner.Session(out=tmp_path / "out").run(WORKFLOWS / "demo.yaml", only=["nope"])
-    with pytest.raises(runner.WorkflowError, match="not a size"):
+    with pytest.raises(runner.CommandError, match="not a size"):
         runner.Session(max_ram="lots")
 
 

@@ -151,7 +151,7 @@ def test_session_sweep_equals_the_cli_sweep(tmp_path, capsys):
         assert result.status == "ok" and result.exit_code == 0 and len(result.runs) == 4 and not result.failures
         dry = session.sweep(workflow, seeds="1-3", dry_run=True)
         assert dry.folder is None and dry.values == [{"seed": 1}, {"seed": 2}, {"seed": 3}]
-        with __import__("pytest").raises(runner.WorkflowError, match="nothing to sweep"):
+        with __import__("pytest").raises(runner.CommandError, match="nothing to sweep"):
             session.sweep(workflow)
     cli, py = sweep_folder(tmp_path / "cli"), result.folder
     assert py.parent == tmp_path / "py" / "chain"

@@ -210,11 +210,11 @@ def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.command_line = ["runner", *(sys.argv[1:] if argv is None else argv)]  # recorded in run manifests
-    from ..language.errors import WorkflowError
+    from ..core.errors import Problems
 
     try:
         return COMMANDS[args.command](args)
-    except WorkflowError as exc:
+    except Problems as exc:  # an invalid workflow (WorkflowError) or command line (CommandError): exit status 2
         if args.debug:
             raise
         _print_problems(exc)
@@ -269,7 +269,8 @@ def cmd_schema(args) -> int:
 
 def cmd_nodes(args) -> int:
     from .catalogue import print_catalogue, print_node_type
-    from ..language.errors import Location, Problem, WorkflowError, did_you_mean
+    from ..core.errors import CommandError, Location, Problem
+    from ..core.suggest import did_you_mean
     from ..nodes import NODE_TYPES
 
     console = _console()
@@ -277,7 +278,7 @@ def cmd_nodes(args) -> int:
         print_catalogue(console)
         return EXIT_OK
     if args.type not in NODE_TYPES:
-        raise WorkflowError([Problem(Location("runner nodes"), (), f"unknown node type '{args.type}'{did_you_mean(args.type, NODE_TYPES)}",
+        raise CommandError([Problem(Location("runner nodes"), (), f"unknown node type '{args.type}'{did_you_mean(args.type, NODE_TYPES)}",
                                      "run 'runner nodes' to list them")])
     print_node_type(console, NODE_TYPES[args.type])
     return EXIT_OK
@@ -310,12 +311,12 @@ def cmd_watch(args) -> int:
 
 def cmd_runs(args) -> int:
     from ..records.runs import print_diff, print_list, print_show, resolve_run
-    from ..language.errors import Location, Problem, WorkflowError
+    from ..core.errors import CommandError, Location, Problem
 
     console = _console(wide=True)
     wanted = {"list": 0, "show": 1, "diff": 2}[args.action]
     if len(args.runs) != wanted:
-        raise WorkflowError([Problem(Location(f"runner runs {args.action}"), (),
+        raise CommandError([Problem(Location(f"runner runs {args.action}"), (),
                                      f"'{args.action}' takes {wanted} run{'s' if wanted != 1 else ''}, got {len(args.runs)}",
                                      "e.g. runner runs diff RUN_A RUN_B")])
     if args.action == "list":
@@ -331,13 +332,13 @@ def cmd_runs(args) -> int:
 def cmd_report(args) -> int:
     from .run import open_in_browser
     from ..engine.run import write_report
-    from ..language.errors import Location, Problem, WorkflowError
+    from ..core.errors import CommandError, Location, Problem
 
     from ..records.runs import load_manifest, resolve_run
 
     folder = Path(args.folder)
     if folder.is_dir() and not ((folder / "manifest.json").is_file() or (folder / "index.json").is_file()):
-        raise WorkflowError([Problem(Location(str(folder)), (), "not a run folder (no manifest.json) or sweep folder (no index.json)",
+        raise CommandError([Problem(Location(str(folder)), (), "not a run folder (no manifest.json) or sweep folder (no index.json)",
                                      "pass a folder that 'runner run' wrote, e.g. outputs/NAME/RUN_ID, or a run id or 'latest'")])
     folder = resolve_run(args.folder, args.out, "runner report", sweeps=True)
     if (folder / "manifest.json").is_file():
@@ -419,25 +420,25 @@ def cmd_models(args) -> int:
 
 def cmd_cache(args) -> int:
     from ..executor.cache import MARKER_FILE, CannotRemove, NodeCache, NotACache, default_cache_dir
-    from ..language.errors import Location, Problem, WorkflowError
+    from ..core.errors import CommandError, Location, Problem
     from ..models.pool import format_size, parse_size
 
     cache = NodeCache(default_cache_dir())
     where = Location(f"runner cache {args.action}")
     if cache.root.exists() and not cache.root.is_dir():
-        raise WorkflowError([Problem(Location(str(cache.root)), (), "the cache folder is a file, not a folder",
+        raise CommandError([Problem(Location(str(cache.root)), (), "the cache folder is a file, not a folder",
                                      "point RUNNER_CACHE_DIR at a folder")])
     if args.action != "prune" and (args.max_size is not None or args.older_than is not None):
-        raise WorkflowError([Problem(where, (), "--max-size and --older-than belong to 'runner cache prune'",
+        raise CommandError([Problem(where, (), "--max-size and --older-than belong to 'runner cache prune'",
                                      "run 'runner cache prune --max-size SIZE --older-than DAYS'")])
     if args.action == "clear":
         try:
             removed, skipped = cache.clear()
         except CannotRemove as exc:
-            raise WorkflowError([Problem(where, (), str(exc), "run it as the cache's owner, or point RUNNER_CACHE_DIR at "
+            raise CommandError([Problem(where, (), str(exc), "run it as the cache's owner, or point RUNNER_CACHE_DIR at "
                                                               "a cache you can write")]) from None
         except NotACache as exc:
-            raise WorkflowError([Problem(where, (), str(exc),
+            raise CommandError([Problem(where, (), str(exc),
                                          f"point RUNNER_CACHE_DIR at runner's cache folder (one holding {MARKER_FILE})")]) from None
         print(f"removed {removed} cached node results from {cache.root}"
               + (f"; kept {skipped} in use by a running process" if skipped else ""))
@@ -450,18 +451,18 @@ def cmd_cache(args) -> int:
         return EXIT_NODE_FAILED if damaged else EXIT_OK
     elif args.action == "prune":
         if args.max_size is None and args.older_than is None:
-            raise WorkflowError([Problem(where, (), "say what to prune", "give --max-size SIZE and/or --older-than DAYS")])
+            raise CommandError([Problem(where, (), "say what to prune", "give --max-size SIZE and/or --older-than DAYS")])
         try:
             max_size = parse_size(args.max_size)
         except ValueError as exc:
-            raise WorkflowError([Problem(where, (), f"--max-size: {exc}")]) from None
+            raise CommandError([Problem(where, (), f"--max-size: {exc}")]) from None
         if args.older_than is not None and not (args.older_than >= 0):
-            raise WorkflowError([Problem(where, (), "--older-than must be a number of days, 0 or more")])
+            raise CommandError([Problem(where, (), "--older-than must be a number of days, 0 or more")])
         try:
             removed, freed, skipped = cache.prune(max_size=max_size, older_than_s=None if args.older_than is None
                                                   else args.older_than * 86400)
         except CannotRemove as exc:
-            raise WorkflowError([Problem(where, (), str(exc), "run it as the cache's owner, or point RUNNER_CACHE_DIR at "
+            raise CommandError([Problem(where, (), str(exc), "run it as the cache's owner, or point RUNNER_CACHE_DIR at "
                                                               "a cache you can write")]) from None
         entries, size = cache.stats()
         print(f"removed {removed} cached node results ({format_size(freed)}) from {cache.root}; {entries} left "

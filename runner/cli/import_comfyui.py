@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..importers.comfyui.convert import convert, read_prompt, validate, workflow_name
-from ..language.errors import Location, Problem, WorkflowError
+from ..core.errors import CommandError, Location, Problem
 from .output_file import write_output
 
 
@@ -15,7 +15,7 @@ def import_command(args) -> int:
     target: str | None = None if args.out == "-" else args.out
     out = Path(target) if target else None  # an empty name is refused when written, after the checks of the graph
     if out is not None and out.exists() and source.exists() and out.resolve() == source.resolve():
-        raise WorkflowError([Problem(Location(f"-o {out}"), (), "the output file is the ComfyUI file itself",
+        raise CommandError([Problem(Location(f"-o {out}"), (), "the output file is the ComfyUI file itself",
                                      "write the workflow to another file, e.g. -o workflow.yaml")])
     prompt, found_in = read_prompt(source)
     out_dir = (out.parent if out is not None else Path.cwd()).resolve()

@@ -20,18 +20,18 @@ import sys
 from pathlib import Path
 
 from ..core.atomic import write_atomic
-from ..language.errors import Location, Problem, WorkflowError
+from ..core.errors import CommandError, Location, Problem
 
 
 def write_output(target: str | Path, data: str | bytes, *, option: str = "--out", force: bool = False) -> str:
     """Write `data` where `target` names (see the module); returns how to name where it went ("standard output",
-    or the path). WorkflowError, located at `option TARGET`, when it cannot or must not be written."""
+    or the path). CommandError, located at `option TARGET`, when it cannot or must not be written."""
     raw = os.fspath(target)
     blob = data.encode("utf-8") if isinstance(data, str) else data
     where = Location(f"{option} {raw}" if raw else f"{option} ''")
 
-    def refuse(message: str, hint: str) -> WorkflowError:
-        return WorkflowError([Problem(where, (), message, hint)])
+    def refuse(message: str, hint: str) -> CommandError:
+        return CommandError([Problem(where, (), message, hint)])
 
     if raw == "-":
         sys.stdout.buffer.write(blob) if hasattr(sys.stdout, "buffer") else sys.stdout.write(blob.decode("utf-8"))

@@ -10,7 +10,7 @@ from ..engine.progress import summary_table
 from ..engine.session import Session, check_node_names
 from ..executor.cache import NodeCache
 from ..executor.plan import Plan
-from ..language.errors import Location, Problem, WorkflowError
+from ..core.errors import CommandError, Location, Problem
 from ..language.workflow import Workflow
 
 
@@ -23,11 +23,11 @@ def open_session(args) -> Session:
                        executor=getattr(args, "executor", "local"), executor_options=executor_options(args),
                        allow_pickle=getattr(args, "allow_pickle", None),
                        trust_remote_code=getattr(args, "trust_remote_code", None), consent_by="command line")
-    except WorkflowError as exc:
+    except CommandError as exc:
         if exc.problems and exc.problems[0].location.source != "Session":
             raise
         option = "--max-ram" if getattr(args, "max_ram", None) else "--max-vram"
-        raise WorkflowError([Problem(Location(option), (), p.message, "e.g. --max-ram 16GB") for p in exc.problems]) from None
+        raise CommandError([Problem(Location(option), (), p.message, "e.g. --max-ram 16GB") for p in exc.problems]) from None
 
 
 # command-line option -> the executor option it sets (the ones given are passed to the chosen executor)

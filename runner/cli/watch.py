@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from ..core.atomic import write_atomic
-from ..language.errors import WorkflowError
+from ..core.errors import Problems
 from ..language.fields import InputFile, iter_marked
 from ..language.workflow import Workflow
 from ..engine.loading import consent_of, load_for_run
@@ -106,7 +106,7 @@ def watch_command(args) -> int:
                 workflow = load_for_run(args.workflow, args.overrides, args.allow_paths, args.model_paths,
                                         consent_of(args))
                 plan = session.plan(workflow)  # WF.lock: its pins are among the overrides, its files checked
-            except WorkflowError as problems:
+            except Problems as problems:
                 print(str(problems), file=sys.stderr, flush=True)
                 say("waiting for the next save")
                 watcher.changed.wait()

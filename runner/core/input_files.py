@@ -14,18 +14,16 @@ import stat
 from pathlib import Path
 from typing import Iterable
 
+from .errors import Refused
+
 # the largest input file read (RUNNER_MAX_INPUT_BYTES overrides, in bytes), checked by stat before hashing
 MAX_INPUT_BYTES = int(os.environ.get("RUNNER_MAX_INPUT_BYTES") or 256 * 1024 * 1024)
 
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
 
 
-class InputRefused(ValueError):
+class InputRefused(Refused, ValueError):
     """An input file the rules refuse; `hint` says how to fix it."""
-
-    def __init__(self, message: str, hint: str = ""):
-        super().__init__(message)
-        self.hint = hint
 
 
 def allowed_roots(base_dir: Path, allow_paths: Iterable[Path] = (), *, home: bool = True) -> list[Path]:

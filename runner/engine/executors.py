@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..executor.cache import NodeCache
-from ..language.errors import Location, Problem, WorkflowError
+from ..core.errors import CommandError, Location, Problem
 from ..models.resources import PoolResources
 from .wiring import WORKER_ENGINE, local_executor
 
@@ -24,7 +24,7 @@ def _ray(cache: NodeCache, resources: PoolResources, budget: dict, options: dict
 
     workers = options.get("workers")
     if workers is not None and (not isinstance(workers, int) or workers < 1):
-        raise WorkflowError([Problem(Location("--workers"), (), f"--workers {workers}: at least 1 worker",
+        raise CommandError([Problem(Location("--workers"), (), f"--workers {workers}: at least 1 worker",
                                      "give --workers N with N >= 1, or leave it out")])
     return RayExecutor(cache, engine=WORKER_ENGINE, **options, **budget)
 
@@ -36,19 +36,19 @@ OPTIONS = {"local": (), "ray": ("address", "workers", "cpus_per_worker", "gpus_p
 
 
 def build_executor(name: str, cache: NodeCache, resources: PoolResources, budget: dict, options: dict | None) -> Any:
-    """The executor `name` with `options`; WorkflowError for an unknown name or option."""
+    """The executor `name` with `options`; CommandError for an unknown name or option."""
     from ..core.suggest import did_you_mean
 
     factory = EXECUTORS.get(name)
     if factory is None:
-        raise WorkflowError([Problem(Location("Session"), (), f"unknown executor {name!r}{did_you_mean(name, EXECUTORS)}",
+        raise CommandError([Problem(Location("Session"), (), f"unknown executor {name!r}{did_you_mean(name, EXECUTORS)}",
                                      f"use one of: {', '.join(EXECUTORS)}")])
     options = dict(options or {})
     unknown = sorted(set(options) - set(OPTIONS[name]))
     if unknown:
         takes = ", ".join(OPTIONS[name]) or "none"
         others = [other for other, names in OPTIONS.items() if set(unknown) <= set(names)]
-        raise WorkflowError([Problem(Location("executor_options"), (), f"the {name} executor takes no option "
+        raise CommandError([Problem(Location("executor_options"), (), f"the {name} executor takes no option "
                                      f"{', '.join(repr(o) for o in unknown)} (on the command line: --ray-address, "
                                      "--workers, --cpus-per-worker)",
                                      f"its options: {takes}" + (f"; use executor {others[0]!r} for these" if others else ""))])

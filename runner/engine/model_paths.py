@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..language.errors import Location, Problem, WorkflowError
+from ..core.errors import CommandError, Location, Problem
 from ..language.yaml_source import load_yaml, read_yaml_text
 from ..models.model_folders import ModelRoot, folder_root
 
@@ -38,12 +38,12 @@ def yaml_root(path: Path, given: str) -> ModelRoot:
         problems.append(Problem(smap.locate(()), (), "extra_model_paths.yaml is a mapping of groups",
                                 "see ComfyUI's extra_model_paths.yaml.example"))
     if problems:
-        raise WorkflowError(problems)
+        raise CommandError(problems)
     return ModelRoot(given, {name: tuple(paths) for name, paths in folders.items()})
 
 
 def model_roots(cli_paths=(), environ=None) -> tuple[ModelRoot, ...]:
-    """The --model-path entries, then those of RUNNER_MODEL_PATHS, as roots; WorkflowError for one that is neither
+    """The --model-path entries, then those of RUNNER_MODEL_PATHS, as roots; CommandError for one that is neither
     a folder nor a YAML file (located at the option or the variable)."""
     environ = os.environ if environ is None else environ
     given = [("--model-path", str(p)) for p in cli_paths or ()]
@@ -62,7 +62,7 @@ def model_roots(cli_paths=(), environ=None) -> tuple[ModelRoot, ...]:
                                     "a ComfyUI extra_model_paths.yaml" + (f"; {ENV_VAR} separates entries with "
                                                                           f"'{os.pathsep}'" if where == ENV_VAR else "")))
     if problems:
-        raise WorkflowError(problems)
+        raise CommandError(problems)
     unique = {}
     for root in roots:
         unique.setdefault((tuple(sorted(root.folders.items())), root.flat), root)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.atomic import write_atomic
+from ..core.errors import CommandError, fix_of
 from ..core.hashing import FileHashCache
 from ..core.input_files import InputRefused
 from ..executor.engine import NodeFailed, NodeResult, RunStopped
@@ -55,7 +56,7 @@ def execute(executor, resources, workflow: Workflow, plan: Plan, out: Path, *, m
             run_dir.mkdir(parents=True)
         write_atomic(run_dir / "workflow.yaml", resolved_text.encode())
     except OSError as exc:
-        raise WorkflowError([Problem(Location("--out"), (), f"cannot write the run folder {run_dir or out}: "
+        raise CommandError([Problem(Location("--out"), (), f"cannot write the run folder {run_dir or out}: "
                                                              f"{exc.strerror or exc}", OUT_FIX)]) from None
     types = {node_id: workflow.nodes[node_id].type.name for node_id in plan.order}
     events = LiveEvents(types, Console(highlight=False)) if mode == "live" else PlainEvents(types, quiet=mode == "quiet",
@@ -138,7 +139,7 @@ def plan_or_problems(workflow: Workflow, hash_cache: FileHashCache, targets: lis
                 path += (getattr(exc, "entry_field", "source"),)
         location = workflow.source_map.locate(path) if workflow.source_map else Location(str(workflow.path))
         message = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename else str(exc)
-        hint = getattr(exc, "hint", "") or "fix the path (relative to the workflow file's folder)"
+        hint = fix_of(exc) or "fix the path (relative to the workflow file's folder)"
         if isinstance(exc, PickleRefused):
             message = exc.what  # the fix is the hint
             if tuple(getattr(exc, "model_path", ()))[:1] == ("nodes",):
@@ -182,10 +183,10 @@ OUT_FIX = "choose a folder you can write to (--out DIR; Python: Session(out=...)
 
 
 def check_out_folder(out: Path, *, create: bool = True) -> None:
-    """WorkflowError (exit status 2, before anything runs) unless run folders can be written under `out`."""
+    """CommandError (exit status 2, before anything runs) unless run folders can be written under `out`."""
     problem = out_folder_problem(out, create=create)
     if problem:
-        raise WorkflowError([Problem(Location("--out"), (), problem, OUT_FIX)])
+        raise CommandError([Problem(Location("--out"), (), problem, OUT_FIX)])
 
 
 def _new_run_dir(out: Path, name: str) -> Path:

@@ -20,6 +20,7 @@ from ..core.paths import default_cache_dir
 from ..executor.cache import NodeCache
 from ..executor.engine import NodeResult
 from ..executor.plan import Plan
+from ..core.errors import CommandError
 from ..language.errors import Location, Problem, WorkflowError, did_you_mean
 from ..language.workflow import Workflow
 from ..language.yaml_source import MAX_DEPTH
@@ -112,13 +113,13 @@ class Session:
         self.allow_private_urls = _url_networks(allow_private_urls)
         self.cache = NodeCache(Path(cache_dir) if cache_dir is not None else default_cache_dir())
         if self.cache.root.exists() and not self.cache.root.is_dir():
-            raise WorkflowError([Problem(Location(str(self.cache.root)), (), "the cache folder is a file, not a folder",
+            raise CommandError([Problem(Location(str(self.cache.root)), (), "the cache folder is a file, not a folder",
                                          "point RUNNER_CACHE_DIR (or cache_dir=) at a folder, or remove the file")])
         self.device = device
         try:
             budget = {"max_ram": parse_size(max_ram), "max_vram": parse_size(max_vram)}
         except ValueError as exc:
-            raise WorkflowError([Problem(Location("Session"), (), str(exc), "e.g. max_ram='16GB'")]) from None
+            raise CommandError([Problem(Location("Session"), (), str(exc), "e.g. max_ram='16GB'")]) from None
         self.resources = model_resources(self.cache, **budget)
         self.pool = self.resources.pool
         self.executor = build_executor(executor, self.cache, self.resources, budget, executor_options)
@@ -180,7 +181,7 @@ class Session:
                                 self.allow_private_urls)
 
     def check_out(self, *, create: bool = True) -> None:
-        """WorkflowError (before anything runs) unless run folders can be written under `out`; with `create` False
+        """CommandError (before anything runs) unless run folders can be written under `out`; with `create` False
         nothing is written (a dry run)."""
         check_out_folder(self.out, create=create)
 
@@ -239,7 +240,7 @@ class Session:
         source = str(workflow) if isinstance(workflow, (str, Path)) and not _is_text(workflow) else "<workflow text>"
         dimensions = file_sweeps(base.document.get("sweep"), source) + sweep_dimensions(sweep, zip, seeds, max_variants)
         if not dimensions:
-            raise WorkflowError([Problem(Location("sweep"), (), "nothing to sweep: no values given and no sweep: section",
+            raise CommandError([Problem(Location("sweep"), (), "nothing to sweep: no values given and no sweep: section",
                                          "give sweep={'params.strength': [0.3, 0.6]} or seeds='1-4' (CLI: --sweep, "
                                          "--seeds)")])
         check_variant_count(dimensions, max_variants)
@@ -295,7 +296,7 @@ def check_node_names(workflow: Workflow, names: list[str], option: str) -> None:
     problems = [Problem(Location(f"--{option}"), (), f"unknown node '{name}'{did_you_mean(name, workflow.nodes)}",
                         "name nodes defined under nodes:") for name in names if name not in workflow.nodes]
     if problems:
-        raise WorkflowError(problems)
+        raise CommandError(problems)
 
 
 def _is_text(workflow: Any) -> bool:
@@ -304,19 +305,19 @@ def _is_text(workflow: Any) -> bool:
 
 
 def _names(names: Any, option: str) -> list[str]:
-    """A Session's list of model names (a single name is taken as a list of one); WorkflowError for anything else."""
+    """A Session's list of model names (a single name is taken as a list of one); CommandError for anything else."""
     if names is None:
         return []
     if isinstance(names, str):
         names = [names]
     if not isinstance(names, (list, tuple, set, frozenset)) or not all(isinstance(name, str) for name in names):
-        raise WorkflowError([Problem(Location("Session"), (), f"{option}: {names!r} is not a list of model names",
+        raise CommandError([Problem(Location("Session"), (), f"{option}: {names!r} is not a list of model names",
                                      f"give the names under models: of the entries to allow, e.g. {option}=['sd15']")])
     return list(names)
 
 
 def _url_networks(allow: Any) -> bool | list[str]:
-    """`allow_private_urls` as True/False or a list of networks in CIDR notation (a bad one: WorkflowError)."""
+    """`allow_private_urls` as True/False or a list of networks in CIDR notation (a bad one: CommandError)."""
     import ipaddress
 
     if isinstance(allow, bool):
@@ -328,7 +329,7 @@ def _url_networks(allow: Any) -> bool | list[str]:
         try:
             networks.append(str(ipaddress.ip_network(str(text), strict=False)))
         except ValueError as exc:
-            raise WorkflowError([Problem(Location("Session"), (), f"allow_private_urls: {exc}",
+            raise CommandError([Problem(Location("Session"), (), f"allow_private_urls: {exc}",
                                          "give True, or networks such as ['192.168.1.0/24', 'fd00::/8']")]) from None
     return networks
 

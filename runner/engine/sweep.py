@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..core.atomic import write_atomic
+from ..core.errors import CommandError
 from ..language.errors import Location, Problem, WorkflowError, option_location
 from ..language.overrides import split_path
 from ..language.yaml_source import load_yaml
@@ -48,11 +49,11 @@ def parse_cli_sweeps(sweeps: list[str], zipped: bool, seeds: str | None, max_var
     for text in sweeps:
         where = option_location("--sweep", text)
         if "=" not in text:
-            raise WorkflowError([Problem(where, (), "a sweep needs the form PATH=V1,V2,...", "e.g. --sweep params.strength=0.3,0.6")])
+            raise CommandError([Problem(where, (), "a sweep needs the form PATH=V1,V2,...", "e.g. --sweep params.strength=0.3,0.6")])
         path, raw = text.split("=", 1)
         items = raw.split(",")
         if len(items) > max_variants:  # refused before any value is parsed (each is its own variant)
-            raise WorkflowError([Problem(where, (), f"{len(items):,} values is more than the limit of {max_variants} variants",
+            raise CommandError([Problem(where, (), f"{len(items):,} values is more than the limit of {max_variants} variants",
                                          "sweep fewer values, or raise the limit with --max-variants N")])
         depth = len(split_path(path, where))  # each value sits under the path's levels: they count towards the nesting limit
         values = [load_yaml(item.strip(), where.source, outer_depth=depth)[0] for item in items]
@@ -61,7 +62,7 @@ def parse_cli_sweeps(sweeps: list[str], zipped: bool, seeds: str | None, max_var
     if zipped and columns:
         lengths = {len(values) for _p, values in columns}
         if len(lengths) != 1:
-            raise WorkflowError([Problem(Location("--zip"), (), f"zipped sweeps need equally long value lists, got lengths {sorted(lengths)}")])
+            raise CommandError([Problem(Location("--zip"), (), f"zipped sweeps need equally long value lists, got lengths {sorted(lengths)}")])
         dimensions.append([dict(zip([p for p, _v in columns], row)) for row in zip(*[v for _p, v in columns])])
     else:
         dimensions.extend([{path: value} for value in values] for path, values in columns)
@@ -80,15 +81,15 @@ def _seed_range(text: str, max_variants: int) -> list[int]:
             values = [int(part) for part in text.split(",")]
             first, last, count = None, None, len(values)
     except ValueError:
-        raise WorkflowError([Problem(where, (), "seeds are A-B or A,B,C (integers)", "e.g. --seeds 1-8")]) from None
+        raise CommandError([Problem(where, (), "seeds are A-B or A,B,C (integers)", "e.g. --seeds 1-8")]) from None
     if count < 1:
-        raise WorkflowError([Problem(where, (), f"the range {text} is empty: its end is below its start",
+        raise CommandError([Problem(where, (), f"the range {text} is empty: its end is below its start",
                                      f"write the smaller seed first, e.g. --seeds {last}-{first}")])
     if count > max_variants:
-        raise WorkflowError([Problem(where, (), f"{count} seeds is more than the limit of {max_variants} variants",
+        raise CommandError([Problem(where, (), f"{count} seeds is more than the limit of {max_variants} variants",
                                      "sweep fewer seeds, or raise the limit with --max-variants N")])
     if first is not None and (first < 0 or last > 2**63 - 1):
-        raise WorkflowError([Problem(where, (), "seeds are integers from 0 to 2**63-1", "e.g. --seeds 1-8")])
+        raise CommandError([Problem(where, (), "seeds are integers from 0 to 2**63-1", "e.g. --seeds 1-8")])
     return list(range(first, last + 1)) if first is not None else values
 
 
@@ -122,7 +123,7 @@ def check_variant_count(dimensions: list[Dimension], max_variants: int = MAX_VAR
     count = math.prod(len(dimension) for dimension in dimensions)
     if count > max_variants:
         sizes = " x ".join(str(len(dimension)) for dimension in dimensions)
-        raise WorkflowError([Problem(Location("sweep"), (), f"the sweep has {count} variants ({sizes}), more than the "
+        raise CommandError([Problem(Location("sweep"), (), f"the sweep has {count} variants ({sizes}), more than the "
                                      f"limit of {max_variants}", "sweep fewer values (zip paired lists instead of a grid), "
                                      "or raise the limit with --max-variants N")])
     return count

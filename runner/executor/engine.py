@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
+from ..core.errors import fix_of
 from ..language.refs import Link
 from .cache import EntryMissing, NodeCache
 from .plan import Plan, Task, decode_links
@@ -49,7 +50,7 @@ class Resources(Protocol):
 class Executor(Protocol):
     """Runs a plan's tasks (plain data), reporting through `events`; results land in the cache under each task's key.
 
-    A whole lifecycle: `start` joins or starts what it runs on (idempotent; a WorkflowError when it cannot, before
+    A whole lifecycle: `start` joins or starts what it runs on (idempotent; a CommandError when it cannot, before
     any run folder is made), `run` runs one plan, `describe` is the manifest's record of the run this thread just
     ran, `capacity` says how many runs may share it side by side, `close` releases what `start` took. Every executor
     runs plans through the one scheduling loop, `run_plan`, supplying only where a task is computed (a `Backend`)."""
@@ -86,7 +87,7 @@ class NodeFailed(Exception):
         super().__init__(f"node '{node_id}' ({type_name}) failed: {type(error).__name__}: {error}")
         self.node_id = node_id
         self.error = error
-        self.hint = str(getattr(error, "hint", "") or "")  # how to fix it, where the error says
+        self.hint = fix_of(error)  # how to fix it, where the error says
 
 
 @dataclass
@@ -415,7 +416,7 @@ class LocalExecutor:
             raise
         except Exception as error:  # a node's failure is reported as data, not a crash
             failed = {**context.info, "error": f"{type(error).__name__}: {error}"}
-            if getattr(error, "hint", ""):
-                failed["fix"] = str(error.hint)
+            if fix_of(error):
+                failed["fix"] = fix_of(error)
             return Completion("failed", NodeResult("failed", time.perf_counter() - started, failed), error)
         return Completion("ran", NodeResult("ran", seconds, context.info))

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..language.errors import Location, Problem, WorkflowError
+from ..core.errors import CommandError, Location, Problem, Refused
 from .cache import NodeCache
 from .engine import Completion, NodeFailed, NodeResult, cached, run_plan
 from .plan import Plan, Task
@@ -114,6 +114,10 @@ class Worker:
         return self.engine.identities()
 
 
+class WorkerFailure(Refused):
+    """A node failed on a worker: its error as the worker reported it, with the fix it gave."""
+
+
 @dataclass(eq=False)
 class _Running:
     """A task sent to a worker: what `wait` needs to collect it."""
@@ -162,7 +166,7 @@ class RayExecutor:
 
     # ---------------------------------------------------------------- start
     def start(self) -> None:
-        """Join or start the cluster and start the workers (once; a WorkflowError when that cannot be done)."""
+        """Join or start the cluster and start the workers (once; a CommandError when that cannot be done)."""
         with self.lock:
             self._start()
 
@@ -183,7 +187,7 @@ class RayExecutor:
                              logging_level="ERROR")
                     self.started_ray = True
             except Exception as exc:  # noqa: BLE001  (ConnectionError, RuntimeError, ... by Ray's version)
-                raise WorkflowError([Problem(Location("--ray-address"), (), f"cannot reach the Ray cluster at "
+                raise CommandError([Problem(Location("--ray-address"), (), f"cannot reach the Ray cluster at "
                                              f"{self.address or 'a new local cluster'}: {type(exc).__name__}: {exc}",
                                              RAY_HINT)]) from None
         resources = ray.cluster_resources()
@@ -191,7 +195,7 @@ class RayExecutor:
         count = self.workers_wanted or (int(resources.get("GPU", 0)) if gpus else 1) or 1
         need_cpu, need_gpu = count * self.cpus_per_worker, count * gpus
         if need_gpu > resources.get("GPU", 0) or need_cpu > resources.get("CPU", 0):
-            raise WorkflowError([Problem(Location("--workers"), (), (
+            raise CommandError([Problem(Location("--workers"), (), (
                 f"{count} workers of {self.cpus_per_worker:g} CPU{'' if self.cpus_per_worker == 1 else 's'}"
                 + (f" and {gpus:g} GPU" if gpus else "") + f" need {need_cpu:g} CPUs" + (f" and {need_gpu:g} GPUs" if gpus else "")
                 + f", but the cluster has {resources.get('CPU', 0):g} CPUs and {resources.get('GPU', 0):g} GPUs: "
@@ -214,12 +218,12 @@ class RayExecutor:
         except ValueError:
             host, port = None, None
         if not host:
-            raise WorkflowError([Problem(Location("--ray-address"), (), f"'{address}' is not a Ray address",
+            raise CommandError([Problem(Location("--ray-address"), (), f"'{address}' is not a Ray address",
                                          "write auto, HOST:6379 or ray://HOST:10001")])
         try:
             socket.create_connection((host, port), timeout=CONNECT_S).close()
         except OSError as exc:
-            raise WorkflowError([Problem(Location("--ray-address"), (), f"cannot reach the Ray cluster at {address} "
+            raise CommandError([Problem(Location("--ray-address"), (), f"cannot reach the Ray cluster at {address} "
                                          f"({host}:{port}: {exc.strerror or exc})", RAY_HINT)]) from None
 
     def _probe(self) -> None:
@@ -243,7 +247,7 @@ class RayExecutor:
         try:
             info = ray.get(actor.ready.remote(), timeout=WORKER_START_S)
         except ray.exceptions.GetTimeoutError:
-            raise WorkflowError([Problem(Location("--executor ray"), (), f"the Ray workers did not start within "
+            raise CommandError([Problem(Location("--executor ray"), (), f"the Ray workers did not start within "
                                          f"{WORKER_START_S} s (cluster resources: {ray.cluster_resources()})",
                                          "check 'ray status' for pending actors; ask for fewer or smaller workers")]) from None
         self.names[index] = info["name"]
@@ -330,8 +334,7 @@ class RayExecutor:
             for message in payload.get("warnings", []):
                 handle.events.node_warning(node_id, message)
             if payload["status"] == "failed":
-                error = RuntimeError(payload["error"])
-                error.hint = payload.get("info", {}).get("fix", "")  # type: ignore[attr-defined]
+                error = WorkerFailure(payload["error"], payload.get("info", {}).get("fix", ""))
                 return Completion("failed", NodeResult("failed", payload["seconds"], payload.get("info", {})), error)
             self.holds[handle.index] = set(payload.get("models", []))
             if "entry" in payload:

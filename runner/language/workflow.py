@@ -11,6 +11,7 @@ from typing import Annotated, Any, Callable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from ..core.errors import fix_of
 from ..core.input_files import InputRefused, check_input
 from ..core.model_entry import NO_CONSENT, OPT_INS, Consent, ModelEntry
 from ..core.model_findings import ModelFinding
@@ -758,7 +759,7 @@ def _plain_message(error: dict) -> str:
 def _validator_hint(error: dict) -> str:
     """The fix a node's own validator gave with its message (runner.language.errors.Invalid)."""
     raised = error.get("ctx", {}).get("error")
-    return getattr(raised, "hint", "") or ""
+    return fix_of(raised) if isinstance(raised, BaseException) else ""
 
 
 def _type_hint(error: dict, info, value: Any) -> str:

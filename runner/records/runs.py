@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ..core.errors import CommandError
 from ..language.errors import Location, Problem, WorkflowError
 from ..language.yaml_source import load_yaml, read_yaml_text
 
@@ -51,7 +52,7 @@ def resolve_run(ref: str, out: Path, command: str = "runner runs", sweeps: bool 
     if ref == "latest":
         if runs:
             return runs[-1]
-        raise WorkflowError([Problem(Location(command), (), f"'latest' names the newest run, and there is none under {out}",
+        raise CommandError([Problem(Location(command), (), f"'latest' names the newest run, and there is none under {out}",
                                      "run a workflow first, or give --out the folder the runs are in")])
     candidates = [(run_id(run), run) for run in runs]
     if sweeps:
@@ -68,14 +69,14 @@ def resolve_run(ref: str, out: Path, command: str = "runner runs", sweeps: bool 
     what, whats = ("run or sweep", "runs or sweeps") if sweeps else ("run", "runs")
     if matches:
         shown = ", ".join(_shown_id(folder) for folder in matches[:4]) + (", ..." if len(matches) > 4 else "")
-        raise WorkflowError([Problem(Location(command), (), f"'{ref}' matches {len(matches)} {whats}: {shown}",
+        raise CommandError([Problem(Location(command), (), f"'{ref}' matches {len(matches)} {whats}: {shown}",
                                      "give more of the id, or NAME/RUN_ID (runner runs list shows the ids)")])
     variants = [identity for identity, _folder in candidates if identity.endswith("/" + ref)]
     if variants:  # a sweep's variant number alone: it repeats in every sweep
         shown = ", ".join(variants[-3:])
-        raise WorkflowError([Problem(Location(command), (), f"'{ref}' is a sweep variant's number, which every sweep has",
+        raise CommandError([Problem(Location(command), (), f"'{ref}' is a sweep variant's number, which every sweep has",
                                      f"name the sweep too, as SWEEP/{ref}: e.g. {shown}")])
-    raise WorkflowError([Problem(Location(command), (), f"'{ref}' is neither a {what} folder nor a {what} id under {out}",
+    raise CommandError([Problem(Location(command), (), f"'{ref}' is neither a {what} folder nor a {what} id under {out}",
                                  "run 'runner runs list' to see run ids (or give --out the folder the runs are in)")])
 
 
@@ -103,7 +104,7 @@ def load_manifest(run: Path) -> dict:
         problem = _manifest_shape(data)
         if problem is None:
             return data
-    raise WorkflowError([Problem(Location(str(path)), (), f"damaged manifest: {problem}",
+    raise CommandError([Problem(Location(str(path)), (), f"damaged manifest: {problem}",
                                  "this run folder's record is broken: restore manifest.json or delete the folder")])
 
 
@@ -180,7 +181,7 @@ def print_list(console: Console, out: Path) -> None:
     for run in find_runs(out):
         try:
             data = load_manifest(run)
-        except WorkflowError as damaged:
+        except CommandError as damaged:
             Console(stderr=True, highlight=False).print(f"warning: skipped {escape(str(run))}: {escape(damaged.problems[0].message)}")
             continue
         counts = data.get("counts", {}) if isinstance(data.get("counts"), dict) else {}
