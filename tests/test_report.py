@@ -14,7 +14,7 @@ import pytest
 
 from conftest import write_workflow, REPO, latest_run, manifest, run_cli
 from runner.core.hashing import sha256_file
-from runner.models.pool import format_size
+from runner.core.sizes import format_size
 from test_graph_layout import assert_edges_avoid_boxes
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

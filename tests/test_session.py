@@ -163,7 +163,7 @@ def test_a_budget_below_the_model_is_refused_before_anything_loads(demo, tmp_pat
 
 
 def test_sizes_parse_like_users_write_them():
-    from runner.models.pool import format_size, parse_size
+    from runner.core.sizes import format_size, parse_size
 
     assert parse_size("16GB") == 16 << 30 and parse_size("512MB") == 512 << 20 and parse_size("1.5GiB") == 3 << 29
     assert parse_size("2048") == 2048 and parse_size(None) is None and parse_size(10) == 10

@@ -395,7 +395,7 @@ def cmd_models(args) -> int:
 
     from ..engine.model_paths import ENV_VAR, model_roots
     from ..models.model_folders import list_models
-    from ..models.pool import format_size
+    from ..core.sizes import format_size
 
     roots = model_roots(args.model_paths)
     found = list_models(roots)
@@ -421,7 +421,7 @@ def cmd_models(args) -> int:
 def cmd_cache(args) -> int:
     from ..executor.cache import MARKER_FILE, CannotRemove, NodeCache, NotACache, default_cache_dir
     from ..core.errors import CommandError, Location, Problem
-    from ..models.pool import format_size, parse_size
+    from ..core.sizes import format_size, parse_size
 
     cache = NodeCache(default_cache_dir())
     where = Location(f"runner cache {args.action}")

@@ -24,7 +24,7 @@ from ..core.errors import CommandError
 from ..language.errors import Location, Problem, WorkflowError, did_you_mean
 from ..language.workflow import Workflow
 from ..language.yaml_source import MAX_DEPTH
-from ..models.pool import parse_size
+from ..core.sizes import parse_size
 from .loading import load_for_run, load_workflow
 from .run import Outcome, check_out_folder, execute, plan_or_problems
 from .sweep import MAX_VARIANTS, Sweep, as_overrides, check_variant_count

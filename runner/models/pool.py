@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import gc
 import os
-import re
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.sizes import format_size, parse_size
 from .sources import ModelUnavailable
 from .weights_file import safetensors_header
 
@@ -30,32 +30,10 @@ VRAM_RESERVE = 1 << 30  # activations, the VAE decode and the CUDA context
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 _SAFETENSORS_WIDTH = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
                       "F8_E4M3": 1, "F8_E5M2": 1}
-_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?i?B?)?\s*$", re.I)
 
 
 class BudgetExceeded(ModelUnavailable):
     """A model does not fit the memory budget even with every other model released."""
-
-
-def parse_size(text: str | int | float | None) -> int | None:
-    """'16GB', '512MB', '1.5GiB', '2048' (bytes) -> bytes; None stays None. GB and GiB both mean 2**30 here."""
-    if text is None or isinstance(text, (int, float)):
-        return None if text is None else int(text)
-    found = _SIZE.match(str(text))
-    if not found:
-        raise ValueError(f"'{text}' is not a size: write e.g. 16GB, 512MB or 1.5GiB")
-    number, unit = float(found.group(1)), (found.group(2) or "B").upper().replace("I", "")
-    return int(number * {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40,
-                         "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[unit])
-
-
-def format_size(count: int | None) -> str:
-    if count is None:
-        return "unknown"
-    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
-        if count >= scale:
-            return f"{count / scale:.2f} {unit}"
-    return f"{count} B"
 
 
 def available_ram() -> int | None:

@@ -20,7 +20,7 @@ import yaml
 
 from ..core.atomic import write_atomic
 from ..core.kinds import IMAGE_KINDS
-from ..models.pool import format_size
+from ..core.sizes import format_size
 from .graph_layout import layered_layout
 from .provenance import saved_file_record
 
