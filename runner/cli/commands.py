@@ -419,6 +419,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_cache(args) -> int:
+    from ..executor import maintenance
     from ..executor.cache import MARKER_FILE, CannotRemove, NodeCache, NotACache, default_cache_dir
     from ..core.errors import CommandError, Location, Problem
     from ..core.sizes import format_size, parse_size
@@ -433,7 +434,7 @@ def cmd_cache(args) -> int:
                                      "run 'runner cache prune --max-size SIZE --older-than DAYS'")])
     if args.action == "clear":
         try:
-            removed, skipped = cache.clear()
+            removed, skipped = maintenance.clear(cache)
         except CannotRemove as exc:
             raise CommandError([Problem(where, (), str(exc), "run it as the cache's owner, or point RUNNER_CACHE_DIR at "
                                                               "a cache you can write")]) from None
@@ -443,7 +444,7 @@ def cmd_cache(args) -> int:
         print(f"removed {removed} cached node results from {cache.root}"
               + (f"; kept {skipped} in use by a running process" if skipped else ""))
     elif args.action == "verify":
-        checked, damaged = cache.verify()
+        checked, damaged = maintenance.verify(cache)
         for key, problem in damaged:
             print(f"damaged: {key}: {problem} (moved to {cache.quarantine_dir})")
         print(f"{cache.root}: checked {checked} node results, {len(damaged)} damaged"
@@ -459,16 +460,16 @@ def cmd_cache(args) -> int:
         if args.older_than is not None and not (args.older_than >= 0):
             raise CommandError([Problem(where, (), "--older-than must be a number of days, 0 or more")])
         try:
-            removed, freed, skipped = cache.prune(max_size=max_size, older_than_s=None if args.older_than is None
-                                                  else args.older_than * 86400)
+            removed, freed, skipped = maintenance.prune(cache, max_size=max_size, older_than_s=None
+                                                        if args.older_than is None else args.older_than * 86400)
         except CannotRemove as exc:
             raise CommandError([Problem(where, (), str(exc), "run it as the cache's owner, or point RUNNER_CACHE_DIR at "
                                                               "a cache you can write")]) from None
-        entries, size = cache.stats()
+        entries, size = maintenance.stats(cache)
         print(f"removed {removed} cached node results ({format_size(freed)}) from {cache.root}; {entries} left "
               f"({format_size(size)})" + (f"; kept {skipped} in use by a running process" if skipped else ""))
     else:
-        info = cache.info()
+        info = maintenance.info(cache)
         entries, size = info.get("node results", (0, 0))
         print(f"{cache.root}: {entries} cached node results, {size / 1e6:.1f} MB")
         for kind, (count, total) in info.items():

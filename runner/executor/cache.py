@@ -39,7 +39,7 @@ from ..core.hashing import FileHashCache, sha256_file as _sha256
 from ..core.kinds import OUTPUT_KINDS
 from ..core.paths import default_cache_dir
 
-__all__ = ["CannotRemove", "NodeCache", "default_cache_dir", "EntryMissing", "NotACache"]
+__all__ = ["CannotRemove", "NodeCache", "default_cache_dir", "EntryMissing", "NotACache", "remove"]
 
 ENTRY_FILE = "entry.json"
 MARKER_FILE = ".runner-cache"  # written with the first entry: what makes a folder runner's cache, for `cache clear`
@@ -217,7 +217,7 @@ class NodeCache:
         folder = self.entry_dir(key)
         if not os.path.lexists(folder):
             return None
-        problem = self._problem(key)
+        problem = self.problem(key)
         if problem is None:
             try:
                 os.utime(folder / ENTRY_FILE)  # last use, for `cache prune`
@@ -226,10 +226,10 @@ class NodeCache:
             return self.read_entry(key)
         if problem == "gone":
             return None
-        self._quarantine(key, problem)
+        self.quarantine(key, problem)
         return None
 
-    def _problem(self, key: str, *, full: bool = False) -> str | None:
+    def problem(self, key: str, *, full: bool = False) -> str | None:
         """What is wrong with an entry (None: nothing; 'gone': removed meanwhile). `full` hashes even if checked before."""
         folder = self.entry_dir(key)
         if folder.is_symlink() or not folder.is_dir():
@@ -350,11 +350,11 @@ class NodeCache:
         with self.acquire(key):
             folder = self.entry_dir(key)
             if not replace and os.path.lexists(folder):
-                problem = self._problem(key)
+                problem = self.problem(key)
                 if problem not in (None, "gone"):
-                    self._quarantine(key, problem)
+                    self.quarantine(key, problem)
             elif replace and os.path.lexists(folder) and (folder.is_symlink() or not folder.is_dir()):
-                self._quarantine(key, "a file where the entry's folder should be")
+                self.quarantine(key, "a file where the entry's folder should be")
             yield
 
     def _clear_way(self, shard: Path) -> None:
@@ -370,12 +370,16 @@ class NodeCache:
 
     # -- damage ---------------------------------------------------------------------------------------------------
 
-    def _quarantine(self, key: str, reason: str) -> None:
+    def quarantine(self, key: str, reason: str) -> None:
         """(Lock held.) Move a damaged entry to quarantine/ with the reason, and tell `on_problem`."""
         self._move_aside(self.entry_dir(key), key, reason)
-        self._verified = {stamp for stamp in self._verified if stamp[0] != key}
+        self.forget(key)
         if self.on_problem is not None:
             self.on_problem(key, reason)
+
+    def forget(self, key: str) -> None:
+        """Forget that the entry was checked (it is gone or replaced): the next read hashes it again."""
+        self._verified = {stamp for stamp in self._verified if stamp[0] != key}
 
     def _move_aside(self, path: Path, name: str, reason: str) -> None:
         try:
@@ -387,193 +391,9 @@ class NodeCache:
         except FileNotFoundError:
             pass  # removed meanwhile
         except OSError:
-            _remove(path)  # cannot keep it (a read-only or full cache folder): at least never read it again
+            remove(path)  # cannot keep it (a read-only or full cache folder): at least never read it again
 
-    # -- the whole cache -----------------------------------------------------------------------------------------
-
-    def keys(self) -> Iterator[str]:
-        """Every key with a folder (whole or not) under nodes/."""
-        if not self.nodes.is_dir():
-            return
-        for shard in sorted(self.nodes.iterdir()):
-            if not (shard.is_dir() and not shard.is_symlink() and re.fullmatch(r"[0-9a-f]{2}", shard.name)):
-                continue
-            for entry in sorted(shard.iterdir()):
-                if KEY.match(entry.name) and entry.name.startswith(shard.name):
-                    yield entry.name
-
-    def stats(self) -> tuple[int, int]:
-        entries = size = 0
-        if self.nodes.is_dir():
-            for entry in self.nodes.glob("*/*/" + ENTRY_FILE):
-                entries += 1
-                size += _tree_size(entry.parent)
-        return entries, size
-
-    def info(self) -> dict[str, tuple[int, int]]:
-        """What the cache folder holds, by kind: {kind: (count, bytes)}; everything under it is counted somewhere."""
-        counts: dict[str, list[int]] = {}
-
-        def add(kind: str, count: int, size: int) -> None:
-            counts.setdefault(kind, [0, 0])
-            counts[kind][0] += count
-            counts[kind][1] += size
-
-        if not self.root.is_dir():
-            return {}
-        for child in sorted(self.root.iterdir()):
-            if child == self.nodes and child.is_dir() and not child.is_symlink():
-                for shard in sorted(child.iterdir()):
-                    for entry in sorted(shard.iterdir()) if shard.is_dir() and not shard.is_symlink() else [shard]:
-                        if entry.parent == child:
-                            add("other files", 1, _tree_size(entry))
-                        elif KEY.match(entry.name) and (entry / ENTRY_FILE).is_file():
-                            add("node results", 1, _tree_size(entry))
-                        elif entry.name.startswith(".") and entry.name.endswith((".tmp", ".old")):
-                            add("unfinished writes", 1, _tree_size(entry))
-                        else:
-                            add("other files", 1, _tree_size(entry))
-            elif child.name == "models" and child.is_dir():
-                for model in child.iterdir():
-                    add("built models", 1, _tree_size(model))
-            elif child.name == "signatures" and child.is_dir():
-                for file in child.iterdir():
-                    add("pipeline signatures", 1, _tree_size(file))
-            elif child.name == "file-hashes.json":
-                try:
-                    known = len(json.loads(child.read_text()))
-                except (OSError, ValueError, TypeError):
-                    known = 0
-                add("remembered file hashes", known, _tree_size(child))
-            elif child == self.locks and child.is_dir():
-                add("lock files", sum(1 for p in child.rglob("*.lock")), _tree_size(child))
-            elif child == self.quarantine_dir and child.is_dir():
-                for item in child.iterdir():
-                    add("quarantined entries", 1, _tree_size(item))
-            elif child.name == MARKER_FILE:
-                continue
-            else:
-                add("other files", 1, _tree_size(child))
-        return {kind: (count, size) for kind, (count, size) in counts.items()}
-
-    def verify(self) -> tuple[int, list[tuple[str, str]]]:
-        """Check every entry's files against its record (hashing all of them); damaged ones are quarantined.
-        Returns (entries checked, [(key, problem)]); entries in use by another process are checked after it."""
-        checked, damaged = 0, []
-        for key in list(self.keys()):
-            with self.acquire(key):
-                problem = self._problem(key, full=True)
-                if problem == "gone":
-                    continue
-                checked += 1
-                if problem is not None:
-                    damaged.append((key, problem))
-                    self._quarantine(key, problem)
-        return checked, damaged
-
-    def prune(self, *, max_size: int | None = None, older_than_s: float | None = None,
-              now: float | None = None) -> tuple[int, int, int]:
-        """Evict entries last used more than `older_than_s` ago, then the least recently used until the entries
-        total at most `max_size` bytes. Entries in use (locked by another process) are kept.
-        Returns (removed, bytes freed, skipped because in use)."""
-        now = time.time() if now is None else now
-        entries = []
-        for key in self.keys():
-            folder = self.entry_dir(key)
-            try:
-                used = (folder / ENTRY_FILE).stat().st_mtime
-            except OSError:
-                used = 0.0  # damaged: the first to go
-            entries.append((used, key, _tree_size(folder)))
-        entries.sort()
-        total = sum(size for _used, _key, size in entries)
-        removed = freed = skipped = 0
-        for used, key, size in entries:
-            old = older_than_s is not None and now - used > older_than_s
-            big = max_size is not None and total > max_size
-            if not (old or big):
-                continue
-            done = self._remove_unless_in_use(key)
-            if done:
-                removed += 1
-                freed += size
-                total -= size
-            elif done is None:
-                skipped += 1
-            else:
-                raise CannotRemove(self.entry_dir(key))
-        return removed, freed, skipped
-
-    def _remove_unless_in_use(self, key: str) -> bool | None:
-        """True: removed; None: in use by another process (kept); False: cannot be removed (read-only)."""
-        try:
-            lock = self.lock(key)
-            lock.acquire(timeout=0)
-        except Timeout:
-            return None
-        except OSError:  # no lock file can be made (a read-only cache): nobody else can be writing here either
-            return _remove(self.entry_dir(key))
-        try:
-            self._verified = {stamp for stamp in self._verified if stamp[0] != key}
-            return _remove(self.entry_dir(key))
-        finally:
-            lock.release()
-
-    def clear(self) -> tuple[int, int]:
-        """Delete the node results runner stored (entries it recognises, stray staging folders, quarantined entries)
-        and nothing else; entries in use by a running process are kept. Returns (removed, skipped as in use)."""
-        if not self.nodes.is_dir():
-            return 0, 0
-        if not (self.root / MARKER_FILE).is_file():
-            raise NotACache(f"{self.root} has no {MARKER_FILE} marker, so it is not a runner cache (or one written before "
-                            "the marker existed): nothing was deleted")
-        count = skipped = 0
-        for shard in sorted(self.nodes.iterdir()):
-            if not (shard.is_dir() and not shard.is_symlink() and re.fullmatch(r"[0-9a-f]{2}", shard.name)):
-                continue
-            for entry in sorted(shard.iterdir()):
-                if entry.is_symlink() or not entry.is_dir():
-                    continue
-                if KEY.match(entry.name) and entry.name.startswith(shard.name) and (entry / ENTRY_FILE).is_file():
-                    done = self._remove_unless_in_use(entry.name)
-                    if done:
-                        count += 1
-                    elif done is None:
-                        skipped += 1
-                    else:
-                        raise CannotRemove(entry)
-                elif entry.name.startswith(".") and entry.name.endswith(".old"):
-                    _remove(entry)
-                elif entry.name.startswith(".") and entry.name.endswith(".tmp") and time.time() - _mtime(entry) > 3600:
-                    _remove(entry)  # a writer's staging folder: only once no live writer can still be filling it
-            try:
-                shard.rmdir()  # only when nothing else is left in it
-            except OSError:
-                pass
-        if self.quarantine_dir.is_dir() and not self.quarantine_dir.is_symlink():
-            for item in self.quarantine_dir.iterdir():
-                if (item / "reason.txt").is_file():
-                    _remove(item)
-        return count, skipped
-
-
-def _tree_size(path: Path) -> int:
-    try:
-        if path.is_symlink() or path.is_file():
-            return path.lstat().st_size
-        return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
-    except OSError:
-        return 0
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
-
-
-def _remove(path: Path) -> bool:
+def remove(path: Path) -> bool:
     """Remove a folder (or file) so that no reader ever sees it half-deleted: renamed away first, then deleted.
     False when it cannot be (a read-only cache): then it is left whole."""
     if not os.path.lexists(path):
