@@ -1,0 +1,172 @@
+"""The command line's grammar: every command and option, with its help (the CLI reference in docs/ is generated
+from this parser)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="runner",
+        description="Run declarative YAML workflows on Hugging Face diffusers, with a persistent cache.",
+        epilog="Exit status: 0 success, 1 a node failed, 2 the workflow or command line is invalid, 130 interrupted (Ctrl-C).",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def with_model_paths(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--model-path", dest="model_paths", action="append", default=[], type=Path, metavar="DIR",
+                         help="look for bare model names (model: dreamshaper_8.safetensors) in DIR: ComfyUI's layout "
+                              "(checkpoints/, controlnet/, loras/, vae/, ...) then flat; or a ComfyUI "
+                              "extra_model_paths.yaml (repeatable; before RUNNER_MODEL_PATHS)")
+
+    def with_consent(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--allow-pickle", dest="allow_pickle", action="append", default=[], metavar="MODEL",
+                         help="let the model entry MODEL (a name under models:) load pickle weights, which can run code "
+                              "when loaded, if the entry asks for it (allow_pickle: true); repeatable; recorded in the "
+                              "manifest")
+        sub.add_argument("--trust-remote-code", dest="trust_remote_code", action="append", default=[], metavar="MODEL",
+                         help="let the model entry MODEL run Python code shipped with the model, if the entry asks for "
+                              "it (trust_remote_code: true); repeatable; recorded in the manifest")
+
+    def with_overrides(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("workflow", type=Path, help="workflow YAML file")
+        sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                         help="override a value by dotted path, parsed as YAML (repeatable), e.g. --set params.prompt='a red barn'")
+        sub.add_argument("--allow-path", dest="allow_paths", action="append", default=[], type=Path, metavar="DIR",
+                         help="let input files (load_image path:) come from DIR too, not only from the workflow "
+                              "file's folder (repeatable; symlinks are followed before the check)")
+        with_model_paths(sub)
+        with_consent(sub)
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
+    def with_private_urls(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--allow-private-urls", action="store_true",
+                         help="let load_image url: reach loopback, private, link-local and cloud metadata addresses "
+                              "(refused by default, also after a redirect); recorded in the manifest")
+
+    run = commands.add_parser("run", help="execute a workflow, or the one embedded in a PNG runner saved (cached nodes are not re-run)")
+    with_overrides(run)
+    run.add_argument("--out", type=Path, default=Path("outputs"), help="folder for run folders (default: ./outputs)")
+    run.add_argument("--only", nargs="+", default=[], metavar="NODE", help="run only these nodes and what they need")
+    run.add_argument("--force", nargs="+", default=[], metavar="NODE", help="re-run these nodes even if cached")
+    run.add_argument("--no-cache", action="store_true", help="re-run every node (results still stored)")
+    run.add_argument("--dry-run", action="store_true", help="show what would run and what comes from cache; run nothing")
+    run.add_argument("--sweep", action="append", default=[], metavar="PATH=V1,V2,...",
+                     help="run once per value (repeatable: a grid of all combinations); values parsed as YAML")
+    run.add_argument("--zip", action="store_true", help="pair the --sweep lists instead of combining them")
+    run.add_argument("--seeds", metavar="A-B", help="sweep the workflow seed, e.g. 1-8 or 1,5,9")
+    run.add_argument("--max-variants", type=int, default=1000, metavar="N",
+                     help="refuse sweeps of more variants than this (default 1000), counted before any is built")
+    run.add_argument("--open", action="store_true", help="open the run's report.html (a sweep's index.html) when done")
+    run.add_argument("--deterministic", action="store_true",
+                     help="use PyTorch's deterministic algorithms (and cuDNN/cuBLAS settings); recorded in the manifest")
+    run.add_argument("--executor", choices=("local", "ray"), default="local",
+                     help="where nodes run: this process (local), or a pool of warm Ray workers (see Running on a cluster)")
+    run.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster ('auto', 'ray://HOST:10001'); "
+                                                           "default: start a local one for the command")
+    run.add_argument("--workers", type=int, metavar="N", help="Ray workers (default: one per GPU, or 1 without GPUs)")
+    run.add_argument("--cpus-per-worker", type=float, metavar="N", help="CPUs each Ray worker reserves (default 1)")
+    run.add_argument("--max-ram", metavar="SIZE", help="memory budget for loaded models in RAM, e.g. 16GB "
+                     "(default: the available memory less 2 GB); least recently used models are released first")
+    run.add_argument("--max-vram", metavar="SIZE", help="memory budget for loaded models on the GPU, e.g. 20GB "
+                     "(default: the free GPU memory less 1 GB)")
+    with_private_urls(run)
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument("--quiet", "-q", action="store_true", help="print only errors and the run folder")
+    mode.add_argument("--plain", action="store_true", help="plain line-per-event output (default when not a terminal)")
+
+    watch = commands.add_parser("watch", help="run a workflow, then again on every save of it or of a file it reads "
+                                "(only what changed; models stay loaded)")
+    with_overrides(watch)
+    watch.add_argument("--out", type=Path, default=Path("outputs"), help="folder for run folders (default: ./outputs)")
+    watch.add_argument("--open", action="store_true", help="open watch.html, which follows the newest pass's report")
+    watch.add_argument("--max-ram", metavar="SIZE", help="memory budget for loaded models in RAM, e.g. 16GB")
+    watch.add_argument("--max-vram", metavar="SIZE", help="memory budget for loaded models on the GPU, e.g. 20GB")
+    with_private_urls(watch)
+    watch_mode = watch.add_mutually_exclusive_group()
+    watch_mode.add_argument("--quiet", "-q", action="store_true", help="print only the summary line of each pass and errors")
+    watch_mode.add_argument("--plain", action="store_true", help="plain line-per-event output (default when not a terminal)")
+
+    validate = commands.add_parser("validate", help="check a workflow and report every problem")
+    with_overrides(validate)
+
+    schema = commands.add_parser("schema", help="print the workflow JSON Schema (for editors)")
+    schema.add_argument("--out", metavar="FILE", help="write to this file instead of stdout (- for stdout; a device or "
+                                                      "FIFO is written into)")
+    schema.add_argument("--force", action="store_true", help="replace FILE if it holds something else")
+
+    nodes = commands.add_parser("nodes", help="list node types, or show one type's fields and outputs")
+    nodes.add_argument("type", nargs="?", help="a node type, e.g. txt2img")
+
+    graph = commands.add_parser("graph", help="print the workflow graph")
+    with_overrides(graph)
+    graph.add_argument("--format", choices=("text", "mermaid"), default="text", help="text tree (default) or Mermaid flowchart")
+
+    report = commands.add_parser("report", help="write a run's report.html (or a sweep's index.html) again")
+    report.add_argument("folder", metavar="RUN", help="run or sweep folder, run id (RUN_ID, SWEEP/NNN) or sweep id, "
+                        "a unique prefix of one, NAME/RUN_ID, or 'latest'")
+    report.add_argument("--out", type=Path, default=Path("outputs"), help="folder holding run folders (default: ./outputs)")
+    report.add_argument("--open", action="store_true", help="open it in a browser")
+
+    lock = commands.add_parser("lock", help="pin every model of a workflow (commit and file hashes) in WF.lock")
+    with_overrides(lock)
+
+    runs = commands.add_parser("runs", help="list past runs, show one, or diff two")
+    runs.add_argument("action", choices=("list", "show", "diff"), nargs="?", default="list")
+    runs.add_argument("runs", nargs="*", metavar="RUN", help="run folder, run id (RUN_ID, or SWEEP/NNN for a sweep's "
+                      "variant) or a unique prefix of one, NAME/RUN_ID, or 'latest'")
+    runs.add_argument("--out", type=Path, default=Path("outputs"), help="folder holding run folders (default: ./outputs)")
+
+    reproduce = commands.add_parser("reproduce", help="run a recorded run again without the cache and compare its outputs")
+    reproduce.add_argument("run", help="run folder, run id (or a unique prefix), NAME/RUN_ID, or 'latest'")
+    reproduce.add_argument("--out", type=Path, default=Path("outputs"), help="folder holding run folders (default: ./outputs)")
+    reproduce.add_argument("--quiet", "-q", action="store_true", help="print only the verdict")
+    reproduce.add_argument("--allow-path", dest="allow_paths", action="append", default=[], type=Path, metavar="DIR",
+                           help="as for run: input files may come from DIR too (the recorded run's allow_paths are "
+                                "not taken from its manifest: a run folder may come from someone else)")
+    with_model_paths(reproduce)
+    with_consent(reproduce)
+    with_private_urls(reproduce)
+
+    extract = commands.add_parser("extract", help="print the workflow embedded in a PNG that runner saved")
+    extract.add_argument("image", type=Path, help="a PNG written by save_image")
+    extract.add_argument("--out", metavar="FILE", help="write the workflow to this file instead of stdout (- for stdout; "
+                                                       "missing folders are made)")
+    extract.add_argument("--force", action="store_true", help="replace FILE if it holds something else")
+
+    importer = commands.add_parser("import", help="convert a graph from another tool into a workflow file",
+                                   description="Convert a graph from another tool into a runner workflow.")
+    formats = importer.add_subparsers(dest="import_format", metavar="FORMAT", required=True)
+    comfyui = formats.add_parser(
+        "comfyui", help="a ComfyUI API-format graph (Save (API) JSON, or a PNG ComfyUI saved)",
+        description="Convert a ComfyUI API-format prompt (the JSON that Save (API) writes, or the 'prompt' text chunk "
+                    "of a PNG that ComfyUI saved) made of ComfyUI's core nodes into a runner workflow. Other nodes "
+                    "are refused (exit 2) and nothing is written. Results differ from ComfyUI's: samplers and noise "
+                    "are diffusers' (see the README, 'Importing ComfyUI graphs').")
+    comfyui.add_argument("file", type=Path, help="ComfyUI API-format .json, or a PNG that ComfyUI saved")
+    comfyui.add_argument("-o", "--out", metavar="FILE", help="write the workflow to this file (default, or -: print "
+                                                             "it); input image paths are written relative to it")
+    comfyui.add_argument("--force", action="store_true", help="replace FILE if it holds something else")
+    comfyui.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
+    models = commands.add_parser("models", help="list the models found in the model folders, by kind",
+                                 description="List what bare model names can name: the files and folders in the model "
+                                             "folders (--model-path, then RUNNER_MODEL_PATHS), by ComfyUI folder kind.")
+    models.add_argument("action", choices=("list",), nargs="?", default="list")
+    with_model_paths(models)
+    models.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    cache = commands.add_parser(
+        "cache", help="show, check, prune or clear the node cache",
+        description="info: what the cache folder holds, by kind; verify: check every entry's files against the sha256 "
+                    "recorded when it was written (damaged entries go to quarantine/, their nodes re-run next time; "
+                    "exit 1 if any); prune: evict entries least recently used first; clear: delete every node result. "
+                    "Entries a running process is using are skipped by prune and clear.")
+    cache.add_argument("action", choices=("info", "verify", "prune", "clear"), nargs="?", default="info")
+    cache.add_argument("--max-size", metavar="SIZE", help="prune: evict least recently used entries until the node "
+                                                          "results total at most SIZE (e.g. 10GB, 500MB)")
+    cache.add_argument("--older-than", metavar="DAYS", type=float, help="prune: evict entries not used for DAYS days")
+    return parser
