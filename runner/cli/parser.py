@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..engine.executors import EXECUTORS
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -63,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--open", action="store_true", help="open the run's report.html (a sweep's index.html) when done")
     run.add_argument("--deterministic", action="store_true",
                      help="use PyTorch's deterministic algorithms (and cuDNN/cuBLAS settings); recorded in the manifest")
-    run.add_argument("--executor", choices=("local", "ray"), default="local",
+    run.add_argument("--executor", choices=tuple(EXECUTORS), default="local",
                      help="where nodes run: this process (local), or a pool of warm Ray workers (see Running on a cluster)")
     run.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster ('auto', 'ray://HOST:10001'); "
                                                            "default: start a local one for the command")
