@@ -7,20 +7,24 @@ loop, plus the lifecycle) and one line in EXECUTORS.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from ..executor.cache import NodeCache
 from ..core.errors import CommandError, Location, Problem
-from ..models.resources import PoolResources
-from .wiring import WORKER_ENGINE, local_executor
+
+if TYPE_CHECKING:  # imported by the factories when one is built: the command line's parser reads the names only
+    from ..executor.cache import NodeCache
+    from ..models.resources import PoolResources
 
 
 def _local(cache: NodeCache, resources: PoolResources, budget: dict, options: dict) -> Any:
+    from .wiring import local_executor
+
     return local_executor(cache, resources)
 
 
 def _ray(cache: NodeCache, resources: PoolResources, budget: dict, options: dict) -> Any:
     from ..executor.ray import RayExecutor
+    from .wiring import WORKER_ENGINE
 
     workers = options.get("workers")
     if workers is not None and (not isinstance(workers, int) or workers < 1):
