@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench schema
+.PHONY: demo test bench schema docs
 demo: $(STAMP)  ## run the demo workflow offline on tiny models
 	$(VENV)/bin/runner run workflows/demo.yaml
 
@@ -19,6 +19,9 @@ bench: $(STAMP)  ## runner vs hand-written diffusers scripts, sweeps, the watch 
 
 schema: $(STAMP)  ## regenerate the committed JSON Schema
 	$(VENV)/bin/runner schema --out schemas/workflow.schema.json --force
+
+docs: $(STAMP)  ## regenerate the committed CLI and node references (docs/reference/cli.md, nodes.md)
+	$(VENV)/bin/python -m runner.cli.reference docs/reference
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)

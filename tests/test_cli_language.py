@@ -393,7 +393,7 @@ def test_recipes_cover_the_node_catalogue():
     missing = sorted(set(NODE_TYPES) - used)
     assert not missing, (f"no recipe uses node type(s) {', '.join(missing)}: add workflows/NAME.yaml using it, written for "
                          "real hub models, with a '# offline:' comment giving the --set models.X=tiny:... swaps that run "
-                         "it here, and list its hub ids in EXAMPLES above (see the README's Layout)")
+                         "it here, and list its hub ids in EXAMPLES above (see docs/architecture.md)")
 
 
 @pytest.mark.parametrize("name", RECIPES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typing
+from dataclasses import dataclass
 from typing import Any
 
 import annotated_types
@@ -44,20 +45,42 @@ def print_node_type(console: Console, node_type: NodeType) -> None:
         console.print("[bold]outputs[/]: none (writes files into the run folder)", soft_wrap=True)
 
 
-def _print_fields(console: Console, title: str, model: type[BaseModel]) -> None:
-    console.print()
-    console.print(f"[bold]{escape(title)}[/]", soft_wrap=True)
+@dataclass(frozen=True)
+class FieldFacts:
+    """One field as a person reads it: shared by `runner nodes TYPE` and the generated node reference."""
+
+    name: str  # as written in a workflow (the alias where there is one)
+    type: str  # describe_type's words: "integer (optional)", "link: image", "model", ...
+    required: bool
+    default: str  # as Python writes it ('', 1.0, []); - for none
+    pipeline_default: str  # "default: the pipeline's (7.5 for A, B; ...)" for a field left to the pipeline, else ""
+    bounds: str  # ">= 1, <= 1000", or ""
+    description: str
+
+    @property
+    def default_text(self) -> str:
+        return "required" if self.required else self.pipeline_default or f"default {self.default}"
+
+
+def field_facts(model: type[BaseModel]) -> list[FieldFacts]:
+    """The fields of `model` in declaration order; fields left to the pipeline say each pipeline class's default."""
     from ..nodes.pipeline_defaults import field_defaults
 
     pipeline_defaults = field_defaults(model)
-    rows = []
+    facts = []
     for name, info in model.model_fields.items():
-        default = pipeline_defaults.get(info.alias or name) or f"default {_show_default(info)}"
-        facts = [describe_type(info.annotation, info.metadata), "required" if info.is_required() else default]
-        bounds = _bounds(info)
-        if bounds:
-            facts.append(bounds)
-        rows.append((info.alias or name, "; ".join(facts), info.description or ""))
+        written = info.alias or name
+        facts.append(FieldFacts(written, describe_type(info.annotation, info.metadata), info.is_required(),
+                                _show_default(info), pipeline_defaults.get(written, ""), _bounds(info),
+                                info.description or ""))
+    return facts
+
+
+def _print_fields(console: Console, title: str, model: type[BaseModel]) -> None:
+    console.print()
+    console.print(f"[bold]{escape(title)}[/]", soft_wrap=True)
+    rows = [(field.name, "; ".join(filter(None, (field.type, field.default_text, field.bounds))), field.description)
+            for field in field_facts(model)]
     width = max((len(row[0]) for row in rows), default=0)
     for field_name, facts, description in rows:
         console.print(f"  [bold]{escape(field_name.ljust(width))}[/]  {escape(facts)}", soft_wrap=True)

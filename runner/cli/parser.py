@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "it (trust_remote_code: true); repeatable; recorded in the manifest")
 
     def with_overrides(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("workflow", type=Path, help="workflow YAML file")
+        sub.add_argument("workflow", type=Path, help="workflow YAML file (run and watch also take a PNG that runner saved)")
         sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                          help="override a value by dotted path, parsed as YAML (repeatable), e.g. --set params.prompt='a red barn'")
         sub.add_argument("--allow-path", dest="allow_paths", action="append", default=[], type=Path, metavar="DIR",
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="execute a workflow, or the one embedded in a PNG runner saved (cached nodes are not re-run)")
     with_overrides(run)
-    run.add_argument("--out", type=Path, default=Path("outputs"), help="folder for run folders (default: ./outputs)")
+    run.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR", help="folder for run folders (default: ./outputs)")
     run.add_argument("--only", nargs="+", default=[], metavar="NODE", help="run only these nodes and what they need")
     run.add_argument("--force", nargs="+", default=[], metavar="NODE", help="re-run these nodes even if cached")
     run.add_argument("--no-cache", action="store_true", help="re-run every node (results still stored)")
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--deterministic", action="store_true",
                      help="use PyTorch's deterministic algorithms (and cuDNN/cuBLAS settings); recorded in the manifest")
     run.add_argument("--executor", choices=tuple(EXECUTORS), default="local",
-                     help="where nodes run: this process (local), or a pool of warm Ray workers (see Running on a cluster)")
+                     help="where nodes run: this process (local), or a pool of warm Ray workers (see docs/how-to/cluster.md)")
     run.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster ('auto', 'ray://HOST:10001'); "
                                                            "default: start a local one for the command")
     run.add_argument("--workers", type=int, metavar="N", help="Ray workers (default: one per GPU, or 1 without GPUs)")
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch = commands.add_parser("watch", help="run a workflow, then again on every save of it or of a file it reads "
                                 "(only what changed; models stay loaded)")
     with_overrides(watch)
-    watch.add_argument("--out", type=Path, default=Path("outputs"), help="folder for run folders (default: ./outputs)")
+    watch.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR", help="folder for run folders (default: ./outputs)")
     watch.add_argument("--open", action="store_true", help="open watch.html, which follows the newest pass's report")
     watch.add_argument("--max-ram", metavar="SIZE", help="memory budget for loaded models in RAM, e.g. 16GB")
     watch.add_argument("--max-vram", metavar="SIZE", help="memory budget for loaded models on the GPU, e.g. 20GB")
@@ -110,21 +110,22 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="write a run's report.html (or a sweep's index.html) again")
     report.add_argument("folder", metavar="RUN", help="run or sweep folder, run id (RUN_ID, SWEEP/NNN) or sweep id, "
                         "a unique prefix of one, NAME/RUN_ID, or 'latest'")
-    report.add_argument("--out", type=Path, default=Path("outputs"), help="folder holding run folders (default: ./outputs)")
+    report.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR", help="folder holding run folders (default: ./outputs)")
     report.add_argument("--open", action="store_true", help="open it in a browser")
 
     lock = commands.add_parser("lock", help="pin every model of a workflow (commit and file hashes) in WF.lock")
     with_overrides(lock)
 
     runs = commands.add_parser("runs", help="list past runs, show one, or diff two")
-    runs.add_argument("action", choices=("list", "show", "diff"), nargs="?", default="list")
+    runs.add_argument("action", choices=("list", "show", "diff"), nargs="?", default="list",
+                      help="list the runs (default), show one, or diff two")
     runs.add_argument("runs", nargs="*", metavar="RUN", help="run folder, run id (RUN_ID, or SWEEP/NNN for a sweep's "
                       "variant) or a unique prefix of one, NAME/RUN_ID, or 'latest'")
-    runs.add_argument("--out", type=Path, default=Path("outputs"), help="folder holding run folders (default: ./outputs)")
+    runs.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR", help="folder holding run folders (default: ./outputs)")
 
     reproduce = commands.add_parser("reproduce", help="run a recorded run again without the cache and compare its outputs")
     reproduce.add_argument("run", help="run folder, run id (or a unique prefix), NAME/RUN_ID, or 'latest'")
-    reproduce.add_argument("--out", type=Path, default=Path("outputs"), help="folder holding run folders (default: ./outputs)")
+    reproduce.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR", help="folder holding run folders (default: ./outputs)")
     reproduce.add_argument("--quiet", "-q", action="store_true", help="print only the verdict")
     reproduce.add_argument("--allow-path", dest="allow_paths", action="append", default=[], type=Path, metavar="DIR",
                            help="as for run: input files may come from DIR too (the recorded run's allow_paths are "
@@ -147,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Convert a ComfyUI API-format prompt (the JSON that Save (API) writes, or the 'prompt' text chunk "
                     "of a PNG that ComfyUI saved) made of ComfyUI's core nodes into a runner workflow. Other nodes "
                     "are refused (exit 2) and nothing is written. Results differ from ComfyUI's: samplers and noise "
-                    "are diffusers' (see the README, 'Importing ComfyUI graphs').")
+                    "are diffusers' (see docs/how-to/comfyui-import.md).")
     comfyui.add_argument("file", type=Path, help="ComfyUI API-format .json, or a PNG that ComfyUI saved")
     comfyui.add_argument("-o", "--out", metavar="FILE", help="write the workflow to this file (default, or -: print "
                                                              "it); input image paths are written relative to it")
@@ -157,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list the models found in the model folders, by kind",
                                  description="List what bare model names can name: the files and folders in the model "
                                              "folders (--model-path, then RUNNER_MODEL_PATHS), by ComfyUI folder kind.")
-    models.add_argument("action", choices=("list",), nargs="?", default="list")
+    models.add_argument("action", choices=("list",), nargs="?", default="list", help="list them (the only action)")
     with_model_paths(models)
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -167,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "recorded when it was written (damaged entries go to quarantine/, their nodes re-run next time; "
                     "exit 1 if any); prune: evict entries least recently used first; clear: delete every node result. "
                     "Entries a running process is using are skipped by prune and clear.")
-    cache.add_argument("action", choices=("info", "verify", "prune", "clear"), nargs="?", default="info")
+    cache.add_argument("action", choices=("info", "verify", "prune", "clear"), nargs="?", default="info",
+                       help="what to do (default: info)")
     cache.add_argument("--max-size", metavar="SIZE", help="prune: evict least recently used entries until the node "
                                                           "results total at most SIZE (e.g. 10GB, 500MB)")
     cache.add_argument("--older-than", metavar="DAYS", type=float, help="prune: evict entries not used for DAYS days")

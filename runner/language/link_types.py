@@ -3,16 +3,13 @@ inputs, ...), and the located problems when a link does not fit, names nothing, 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import Problem, did_you_mean, dotted
 from .fields import Accepts, NodeDeclaration, find_marker
 from .plain_words import inner_model
 from .refs import RESERVED, Link
 from .yaml_source import SourceMap
-
-if TYPE_CHECKING:
-    from .workflow import Node
 
 
 def links_in(value: Any) -> list[Link]:
@@ -66,7 +63,7 @@ def stray_link(node_type: NodeDeclaration, link: Link, smap: SourceMap) -> Probl
                    f"see 'runner nodes {node_type.name}' for the link fields; write $${str(link)[1:]} for literal text")
 
 
-def check_link(node_type: NodeDeclaration, link: Link, accepts: Accepts, nodes: dict[str, Node], typed_only: dict[str, NodeDeclaration],
+def check_link(node_type: NodeDeclaration, link: Link, accepts: Accepts, nodes: dict[str, Any], typed_only: dict[str, NodeDeclaration],
                 raw_nodes: dict, smap: SourceMap, problems: list[Problem]) -> bool:
     where = smap.locate(link.path)
     target_type = nodes[link.node].type if link.node in nodes else typed_only.get(link.node)

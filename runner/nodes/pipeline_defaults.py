@@ -7,7 +7,7 @@ from __future__ import annotations
 from .arguments import CONTROLNET_ITEM_ARGUMENTS
 
 SHOWN_PER_VALUE = 3  # class names listed for one default value; the rest are counted
-SIZE_FIELDS = ("width", "height")  # their default is the checkpoint's size (README), not a call default
+SIZE_FIELDS = ("width", "height")  # their default is the checkpoint's size (docs/decisions.md), not a call default
 
 
 def pipeline_classes(spec, controlnet: bool = False) -> list[str]:

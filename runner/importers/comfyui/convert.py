@@ -199,7 +199,7 @@ def render(imported: Imported, source: Path, found_in: str, name: str) -> str:
         f"# Imported by `runner import comfyui` from the ComfyUI graph {source.name}"
         + (f" ({found_in})." if found_in else "."),
         "# Results differ from ComfyUI's: samplers, schedules and noise are diffusers' (one seed gives other noise),",
-        "# and prompt weights such as (word:1.2) are plain text; see README, \"Importing ComfyUI graphs\".",
+        "# and prompt weights such as (word:1.2) are plain text; see docs/how-to/comfyui-import.md.",
     ]
     if example:
         lines += ["# Models are named after their files; runner looks bare file names up in RUNNER_MODEL_PATHS, or point",
