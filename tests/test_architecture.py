@@ -197,3 +197,18 @@ def test_the_field_guard_sees_a_field_read(tmp_path):
         assert len(_field_reads(sample, {"prompt", "steps"})) == 2
     finally:
         REPO = saved
+
+
+def test_nothing_outside_the_families_switches_on_a_family():
+    """A model family is one module under runner/models/families/: no code elsewhere compares with a family's key, its
+    name or a pipeline class that identifies it (the generic code asks the family instead)."""
+    from runner.models.families import AUTO, FAMILIES
+
+    words = {word for family in (*FAMILIES, AUTO) for word in (family.key, family.name, *family.classes)}
+    offending = []
+    for path in sorted(RUNNER.rglob("*.py")):
+        relative = path.relative_to(RUNNER).parts
+        if relative[:2] == ("models", "families") or relative[:2] == ("importers", "comfyui"):
+            continue
+        offending += _string_comparisons(path, words)
+    assert offending == []

@@ -73,9 +73,10 @@ ROWS = [
         ("not in the local Hugging Face cache", "fix: download it where there is internet with "
          "`hf download acme/absent --revision v2`"), ("huggingface-cli",), (("HF_HUB_OFFLINE", "1"),)),
     Row("sdxl-controlnet-on-sd15", HEAD + "  edges: {type: canny, image: $photo}\n"
-        "  g: {type: txt2img, model: $models.sd, steps: 2, controlnet: [{model: $models.xlcn, image: $edges}]}\n", "run", 1,
-        ("ControlNet 'tiny:controlnet-sdxl' was made for SDXL checkpoints", "'tiny:sd15' is an SD 1.x/2.x checkpoint",
-         "fix: use an SD 1.x/2.x ControlNet here (e.g. lllyasviel/control_v11p_sd15_canny; tiny:controlnet-sd15 offline), "
+        "  g: {type: txt2img, model: $models.sd, steps: 2, controlnet: [{model: $models.xlcn, image: $edges}]}\n", "run", 2,
+        ("nodes.g.controlnet[0].model: ControlNet 'tiny:controlnet-sdxl' was made for SDXL checkpoints",
+         "'tiny:sd15' is an SD 1.x/2.x checkpoint",
+         "fix: use an SD 1.x/2.x ControlNet here (lllyasviel/control_v11p_sd15_canny; tiny:controlnet-sd15 offline), "
          "or run 'tiny:controlnet-sdxl' with an SDXL checkpoint"), ("*-sdxl-*",)),
     Row("strength-zero", HEAD + "  r: {type: img2img, model: $models.sd, image: $photo, strength: 0}\n", "validate", 2,
         ("nodes.r.strength: strength 0 asks for no change at all, and diffusers cannot run it",

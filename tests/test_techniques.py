@@ -149,8 +149,9 @@ def test_lora_changes_the_image_and_is_removed_afterwards(tmp_path):
      ["tiny:sd15-inpaint", "inpainting checkpoint", "inpaint node"]),
 ])
 def test_wrong_pairings_fail_with_both_names_and_the_fix(nodes, words, tmp_path, capsys):
+    """The model families are known from the files: refused by validation (exit 2), at the field, before anything runs."""
     workflow = write(tmp_path, nodes)
-    assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain") == 1
+    assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain") == 2
     err = capsys.readouterr().err
     for word in words:
         assert word in err

@@ -179,8 +179,9 @@ def test_latents_are_refused_where_a_pipeline_cannot_take_them(tmp_path, capsys)
                                "version: 1\nmodels: {sd: tiny:sd15, k: tiny:kandinsky22}\nnodes:\n"
                                "  base: {type: txt2img, model: $models.sd, steps: 2}\n"
                                "  second: {type: img2img, model: $models.k, latents: $base.latents, steps: 2}\n")
-    assert run_cli("run", kandinsky, "--out", tmp_path / "out", "--quiet") == 1
-    assert "Kandinsky 2.2 model, whose pipelines take an image, not latents" in capsys.readouterr().err
+    assert run_cli("run", kandinsky, "--out", tmp_path / "out", "--quiet") == 2  # its family says so: validation
+    assert "nodes.second.latents: Kandinsky 2.2 (model 'tiny:kandinsky22') takes an image here, not latents" in \
+        capsys.readouterr().err
 
 
 def test_watch_is_in_the_cli_help(capsys):

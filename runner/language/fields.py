@@ -8,7 +8,7 @@ reads `Accepts` to type-check links, the executor reads `ModelField` and
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 import typing
 from typing import Annotated, Any, Literal, Protocol
@@ -221,6 +221,7 @@ class CheckContext:
     models: dict[str, ModelEntry]  # name -> ModelEntry
     base_dir: Path
     model_roots: tuple = ()  # the model folders bare names are looked for in (runner.models.model_folders)
+    nodes: dict = field(default_factory=dict)  # node id -> its validated fields (what a link's source node is)
 
 
 def resolve_entry(ref: str, models: dict[str, ModelEntry]) -> ModelEntry:

@@ -211,7 +211,8 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catal
             else:
                 check_link(node_type, link, accepts, nodes, typed_only, raw_nodes or {}, smap, problems)
     # each node type's own checks beyond its fields' types (call arguments against diffusers signatures, ...)
-    context = CheckContext(_model_entries(document.get("models")), path.resolve().parent, tuple(model_roots))
+    context = CheckContext(_model_entries(document.get("models")), path.resolve().parent, tuple(model_roots),
+                           {node_id: node.fields for node_id, node in nodes.items()})
     for node in nodes.values():
         if node.type.check is not None:
             for relative, message, hint in node.type.check(node.fields, context):

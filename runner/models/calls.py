@@ -114,6 +114,9 @@ def run_pipeline(ctx, pipe, kwargs: dict[str, Any], arguments: dict[str, str] | 
                call={k: recordable(v) for k, v in kwargs.items()}, call_defaults=call_defaults(pipe, kwargs))
     check_working_memory(ctx, pipe, kwargs)  # refuse at once what cannot fit, instead of being killed mid-allocation
     ctx.phase("encoding the prompt and the input image" if "image" in kwargs else "encoding the prompt")
+    # the noise comes from `generator`; torch's global generator is seeded too, because some pipelines draw from it
+    # (SD3's ControlNet samples its condition's latents without the generator): same seed, same bytes
+    torch.manual_seed(ctx.seed)
     with torch.inference_mode():
         result = pipe(**kwargs, generator=generator, **callbacks)
     images = list(result.images)

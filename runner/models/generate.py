@@ -14,37 +14,51 @@ from .calls import (
     common_arguments,
     run_pipeline,
 )
-from .families import FAMILY_NAMES, model_family
+from . import families
 from .sources import ModelUnavailable, missing_safetensors_explained
 
 
 def generate(ctx, spec, f) -> dict[str, Any]:
-    """Run a generation node described by `spec` (runner.nodes.generation.GenerationSpec) on its model's family."""
-    source, _identity = ctx.source(f.model)
+    """Run a generation node described by `spec` (runner.nodes.generation.GenerationSpec) the way its checkpoint's
+    model family does the node's task; what the family cannot do (the task, ControlNets, LoRAs) is refused here."""
+    source, identity = ctx.source(f.model)
     ctx.record(checkpoint=f.model)  # the model whose pipeline made the images: records (A1111 text) name it from here
-    family = model_family(ctx.models, source)
-    if family not in spec.unet_channels:
-        runs_on = " or ".join(FAMILY_NAMES[name] for name in spec.unet_channels)
-        raise ModelUnavailable(f"model '{source.label}' is a {FAMILY_NAMES[family]} model, which a {ctx.task.type_name} node "
+    family = ctx.models.family(source, identity)
+    if family.task(spec.task) is None:
+        runs_on = " or ".join(other.name for other in families.for_task(spec.task)) or "no model family runner knows"
+        raise ModelUnavailable(f"model '{source.label}' is {_a(family.name)} model, which {_a(ctx.task.type_name)} node "
                                f"cannot use: it runs on {runs_on} models")
-    if family == "kandinsky22":
-        from .kandinsky import generate_kandinsky
+    if getattr(f, "controlnet", None) and not (family.task(spec.task).controlnet and family.controlnet_class):
+        raise ModelUnavailable(f"ControlNet is not supported for {family.name} (model '{source.label}') on a "
+                               f"{ctx.task.type_name} node in this version of runner",
+                               "remove 'controlnet' from this node, or use a model of a family that takes ControlNets "
+                               f"({', '.join(f.name for f in families.FAMILIES if f.controlnet_class)})")
+    if getattr(f, "lora", None) and not family.lora:
+        raise ModelUnavailable(f"LoRA is not supported for {family.name} (model '{source.label}') in this version of "
+                               "runner", "remove 'lora' from this node, or use a model of a family that loads LoRAs "
+                               f"({', '.join(f.name for f in families.FAMILIES if f.lora)})")
+    return family.generate(ctx, spec, f)
 
-        return generate_kandinsky(ctx, spec, f)
-    return generate_diffusers(ctx, spec, f)
+
+def _a(name: str) -> str:
+    return ("an " if name[:1].lower() in "aeiou" or name.startswith("SD") else "a ") + name
 
 
 def generate_diffusers(ctx, spec, f) -> dict[str, Any]:
-    """SD 1.x/2.x and SDXL families (and any checkpoint AutoPipeline knows), optionally with ControlNets and LoRAs."""
+    """Families whose checkpoint is one diffusers pipeline and whose tasks derive from it (SD 1.x/2.x, SDXL, any
+    AutoPipeline checkpoint), optionally with ControlNets and LoRAs."""
     from PIL import Image
 
     source, identity = ctx.source(f.model)
     registry = ctx.models
+    family = registry.family(source, identity)
+    task = family.task(spec.task)
     items = getattr(f, "controlnet", [])  # node types whose pipelines take no ControlNet have no such field
     controlnets = [ctx.source(item.model) for item in items]
-    pipe = registry.pipeline(spec.autopipeline, source, identity, controlnets,
-                             channels=spec.unet_channels["diffusers"], used_by=f"a {ctx.task.type_name} node")
-    pipe.scheduler = registry.fresh_scheduler(identity, f.scheduler)
+    pipe = registry.pipeline(task.autopipeline, source, identity, controlnets, channels=task.channels,
+                             used_by=f"{_a(ctx.task.type_name)} node", controlnet_class=family.controlnet_class,
+                             task=spec.task)
+    pipe.scheduler = registry.fresh_scheduler(identity, f.scheduler, family.schedulers)
     _check_steps(pipe.scheduler, f.steps)
 
     kwargs = common_arguments(f, spec.arguments)
@@ -52,7 +66,7 @@ def generate_diffusers(ctx, spec, f) -> dict[str, Any]:
     start = kwargs.get("image")
     if start is not None and not isinstance(start, Image.Image) and "mask_image" in kwargs:
         kwargs.update(_inpaint_from_latents(ctx, pipe, source, f, start))
-    if spec.size_from_image and isinstance(start, Image.Image):
+    if (spec.size_from_image or task.size_from_input) and isinstance(start, Image.Image):
         # without explicit sizes diffusers' inpaint falls back to the model's default size; keep the input's
         kwargs.setdefault("width", start.width)
         kwargs.setdefault("height", start.height)
@@ -135,7 +149,11 @@ def controlnet_arguments(ctx, spec, f, kwargs: dict[str, Any], pipe) -> dict[str
     def one_or_list(values: list) -> Any:
         return values[0] if single else values
 
-    arguments = {spec.controlnet_condition: one_or_list(conditions)}
+    # SD and SDXL text-to-image take the condition as `image`; the others (and every SD3 / FLUX pipeline) as
+    # `control_image`
+    takes = inspect.signature(pipe.__call__).parameters
+    condition = spec.controlnet_condition if spec.controlnet_condition in takes else "control_image"
+    arguments = {condition: one_or_list(conditions)}
     used = controlnet_values(spec, f, pipe)
     for field, argument in spec.controlnet_arguments.items():
         if all(getattr(item, field) is None for item in f.controlnet):

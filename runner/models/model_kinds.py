@@ -10,12 +10,14 @@ from .weights_file import safetensors_header
 
 # what each kind is called in messages, and where a workflow uses it
 KIND_NAMES = {"pipeline": "a checkpoint", "controlnet": "a ControlNet", "vae": "a VAE", "lora": "a LoRA",
+              "adapter": "a T2I-Adapter (not a ControlNet)",
               "depth-estimator": "a depth estimator", "pose-estimator": "a pose estimator",
               "object-detector": "a person detector"}
 KIND_USE = {
     "pipeline": "use it as a generation node's model: (or a model entry's source)",
     "controlnet": "put it under a node's controlnet: [{model: ..., image: ...}]",
     "lora": "put it under a node's lora: [{model: ..., scale: ...}]",
+    "adapter": "runner does not run T2I-Adapters yet: use a ControlNet of the same kind (canny, depth, pose) instead",
     "vae": "give it to a checkpoint's model entry as vae: (models: {NAME: {source: CHECKPOINT, vae: THIS}})",
     "depth-estimator": "use it as an estimate_depth node's model:",
     "pose-estimator": "use it as a detect_pose node's model:",
@@ -25,9 +27,14 @@ KIND_USE = {
 ACCEPTED = {"upscaler": ("pipeline",), "vae": ("vae", "pipeline")}
 _DIFFUSERS_CLASS_KINDS = {"ControlNetModel": "controlnet", "ControlNetXSAdapter": "controlnet",
                           "SD3ControlNetModel": "controlnet", "FluxControlNetModel": "controlnet",
-                          "T2IAdapter": "controlnet", "AutoencoderKL": "vae", "AutoencoderTiny": "vae",
+                          "T2IAdapter": "adapter", "MultiAdapter": "adapter", "AutoencoderKL": "vae", "AutoencoderTiny": "vae",
                           "ConsistencyDecoderVAE": "vae"}
 LORA_FILES = ("pytorch_lora_weights.safetensors", "pytorch_lora_weights.bin")
+
+
+def class_kind(class_name: str | None) -> str | None:
+    """The kind of model a diffusers class name in a config.json says ("controlnet", "vae", "adapter"), or None."""
+    return _DIFFUSERS_CLASS_KINDS.get(class_name or "")
 
 
 def local_kind(path: Path) -> str | None:

@@ -30,29 +30,6 @@ from .sources import (
     vae_source,
 )
 
-UNET_CHANNELS = {4: "a standard", 9: "an inpainting", 5: "a depth-to-image"}
-CONTROLNET_EXAMPLES = {"SD 1.x": "e.g. lllyasviel/control_v11p_sd15_canny", "SD 2.x": "e.g. thibaud/controlnet-sd21-canny-diffusers",
-                       "SDXL": "e.g. diffusers/controlnet-canny-sdxl-1.0; tiny:controlnet-sdxl offline",
-                       "SD 1.x/2.x": "e.g. lllyasviel/control_v11p_sd15_canny; tiny:controlnet-sd15 offline"}
-CHECKPOINT_EXAMPLES = {"SD 1.x": "e.g. stable-diffusion-v1-5/stable-diffusion-v1-5",
-                       "SD 2.x": "e.g. stabilityai/stable-diffusion-2-1",
-                       "SDXL": "e.g. stabilityai/stable-diffusion-xl-base-1.0; tiny:sdxl offline",
-                       "SD 1.x/2.x": "e.g. stable-diffusion-v1-5/stable-diffusion-v1-5; tiny:sd15 offline"}
-
-
-def _family(cross_attention: int, addition_embed_type: str | None) -> str:
-    """The model family a UNet or ControlNet config belongs to, in the words model cards use."""
-    if addition_embed_type == "text_time":
-        return "SDXL"
-    if addition_embed_type is not None:
-        return str(addition_embed_type)
-    return {768: "SD 1.x", 1024: "SD 2.x"}.get(cross_attention, "SD 1.x/2.x")
-
-
-def _article(word: str) -> str:
-    return "an" if word.startswith(("SD", "S")) else "a"
-
-
 def model_folder(source: ModelSource, models_dir: Path) -> Path | None:
     """The model's files on disk (tiny: built on demand; hub: the cached snapshot), or None if not local."""
     if source.kind == "tiny":
@@ -313,26 +290,39 @@ class ModelRegistry:
         with missing_safetensors_explained(vae):
             return AutoencoderKL.from_pretrained(location, **kwargs)
 
-    def controlnet(self, source: ModelSource, identity: str):
-        """A ControlNet model, loaded once and shared by every node and pipeline that uses it."""
+    def family(self, source: ModelSource, identity: str):
+        """The checkpoint's model family: from its files when they say (nothing loads), else from the class of its
+        pipeline, loaded once (a single file, a hub model not in the local cache)."""
+        from . import families
+
+        found = families.detect(source)
+        return found if found is not None else families.of_pipeline(self.base(source, identity))
+
+    def controlnet(self, source: ModelSource, identity: str, class_name: str = "ControlNetModel"):
+        """A ControlNet model (of the family's ControlNet class), loaded once and shared by every node and pipeline
+        that uses it."""
 
         def load():
-            from diffusers import ControlNetModel
+            import diffusers
 
             location, kwargs = self.pretrained_args(source)
             with missing_safetensors_explained(source):
-                return ControlNetModel.from_pretrained(location, **kwargs).to(self.device)
+                return getattr(diffusers, class_name).from_pretrained(location, **kwargs).to(self.device)
 
         return self.cached(("controlnet", identity), load, load_label=identity, group=identity, estimate=self.estimate(source),
                            source=source)
 
     def pipeline(self, autopipeline: str | None, source: ModelSource, identity: str, controlnets: list = (), *,
-                 channels: tuple[int, ...] = (), used_by: str = "this node"):
+                 channels: tuple[int, ...] = (), used_by: str = "this node", controlnet_class: str | None = None,
+                 task: str = ""):
         """The pipeline `autopipeline.from_pipe` derives from this checkpoint (None: the checkpoint's own), with these
-        ControlNets, sharing the base's modules; a UNet taking other input `channels` than these is refused."""
+        ControlNets (of `controlnet_class`, the family's), sharing the base's modules; a denoiser taking other input
+        `channels` than these is refused."""
         base = self.base(source, identity)
-        self._check_channels(channels, used_by, source, base)
-        models = [self.controlnet(*pair) for pair in controlnets]
+        from . import families
+
+        self._check_channels(channels, used_by, source, base, families.of_pipeline(base), task)
+        models = [self.controlnet(*pair, class_name=controlnet_class or "ControlNetModel") for pair in controlnets]
 
         def derive():
             extra = {}
@@ -352,39 +342,36 @@ class ModelRegistry:
         cn_identities = tuple(cn_identity for _s, cn_identity in controlnets)
         return self.cached(("pipeline", identity, autopipeline, cn_identities), derive, group=(identity, *cn_identities))
 
-    @staticmethod
-    def _check_controlnet_pairing(source: ModelSource, base, cn_source: ModelSource, controlnet) -> None:
+    def _check_controlnet_pairing(self, source: ModelSource, base, cn_source: ModelSource, controlnet) -> None:
+        """A ControlNet made for another family, or for another version of the checkpoint's (an SD 1.x ControlNet on
+        an SD 2.x checkpoint: another cross-attention width), fails here rather than deep inside torch."""
+        from . import families
+        from .families.checks import controlnet_problem
+
+        family = families.of_pipeline(base)
+        config = {**controlnet.config, "_class_name": type(controlnet).__name__}
+        problem = controlnet_problem(family, source.label, cn_source.label, config)
+        if problem is not None:
+            raise ModelUnavailable(*problem)
         unet = getattr(base, "unet", None)
-        if unet is None:
-            return
-        wanted = (unet.config.cross_attention_dim, unet.config.get("addition_embed_type"))
-        has = (controlnet.config.cross_attention_dim, controlnet.config.get("addition_embed_type"))
-        if wanted != has:
-            checkpoint, made_for = _family(*wanted), _family(*has)
+        if unet is not None and unet.config.cross_attention_dim != controlnet.config.cross_attention_dim:
             raise ModelUnavailable(
-                f"ControlNet '{cn_source.label}' was made for {made_for} checkpoints (cross-attention {has[0]}), but "
-                f"'{source.label}' is {_article(checkpoint)} {checkpoint} checkpoint (cross-attention {wanted[0]}): "
-                "a ControlNet works only with the model family it was trained for",
-                f"use {_article(checkpoint)} {checkpoint} ControlNet here ({CONTROLNET_EXAMPLES.get(checkpoint, 'one trained for this checkpoint')}), "
-                f"or run '{cn_source.label}' with {_article(made_for)} {made_for} checkpoint "
-                f"({CHECKPOINT_EXAMPLES.get(made_for, 'one of its family')})",
-            )
+                f"ControlNet '{cn_source.label}' conditions on text {controlnet.config.cross_attention_dim} wide, but "
+                f"'{source.label}' has a {unet.config.cross_attention_dim}-wide text conditioning: it was made for "
+                f"another version of {family.name} (SD 1.x and 2.x differ so)",
+                "use a ControlNet trained for this very checkpoint's version")
 
     @staticmethod
-    def _check_channels(allowed: tuple[int, ...], used_by: str, source: ModelSource, pipe) -> None:
-        unet = getattr(pipe, "unet", None)
-        channels = getattr(getattr(unet, "config", None), "in_channels", None)
+    def _check_channels(allowed: tuple[int, ...], used_by: str, source: ModelSource, pipe, family=None, task: str = "") -> None:
+        denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+        channels = getattr(getattr(denoiser, "config", None), "in_channels", None)
         if channels is None or not allowed or channels in allowed:
             return
-        what = UNET_CHANNELS.get(channels, f"a {channels}-channel")
-        fix = {9: "use it in an inpaint node, or use the base (non-inpainting) checkpoint here",
-               5: "use it in a depth2img node",
-               4: "use a depth-to-image checkpoint such as stabilityai/stable-diffusion-2-depth (tiny:sd2-depth offline)"
-               }.get(channels, "use a checkpoint made for this task")
-        raise ModelUnavailable(
-            f"model '{source.label}' is {what} checkpoint (its UNet takes {channels} input channels), "
-            f"which {used_by} cannot use: {fix}"
-        )
+        from .families.checks import channel_problem
+
+        problem = channel_problem(family, task, channels, source.label, used_by) if family is not None else None
+        raise ModelUnavailable(*(problem or (f"model '{source.label}' has a {channels}-channel denoiser, which {used_by} "
+                                             f"cannot use", "use a checkpoint made for this task")))
 
     def depth_estimator(self, source: ModelSource, identity: str):
         """A transformers depth-estimation pipeline (DPT, Depth Anything), loaded once."""
@@ -408,9 +395,10 @@ class ModelRegistry:
                            estimate=self.estimate(source), source=source)
 
     # ------------------------------------------------------------ schedulers
-    def fresh_scheduler(self, identity: str, name: str | None):
-        """A new scheduler for one call: the checkpoint's own (default) or one by short name, from its config."""
+    def fresh_scheduler(self, identity: str, name: str | None, names: dict | None = None):
+        """A new scheduler for one call: the checkpoint's own (default) or one by short name (`names`: the family's
+        table, None: runner's usual one), from its config."""
         from .schedulers import make_scheduler
 
         own = self.pool.objects[self._pool_key(("base", identity))][0].scheduler
-        return make_scheduler(name, own.config, type(own))
+        return make_scheduler(name, own.config, type(own), names)

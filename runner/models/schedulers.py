@@ -24,11 +24,14 @@ SCHEDULER_CLASSES: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def make_scheduler(name: str | None, base_config, default_class: type):
-    """A new scheduler instance: the checkpoint's class when `name` is None, else the named one."""
+def make_scheduler(name: str | None, base_config, default_class: type, names: dict | None = None):
+    """A new scheduler instance: the checkpoint's class when `name` is None, else the named one (from `names`, a
+    model family's own table, or runner's usual one)."""
     if name is None:
         return default_class.from_config(base_config)
     import diffusers
 
-    class_name, overrides = SCHEDULER_CLASSES[name]
+    class_name, overrides = (names or SCHEDULER_CLASSES)[name]
+    if callable(overrides):  # settings that follow the checkpoint's own schedule (a flow shift)
+        overrides = overrides(base_config)
     return getattr(diffusers, class_name).from_config(base_config, **overrides)

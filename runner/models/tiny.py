@@ -183,6 +183,66 @@ SCHED_KANDINSKY = {
 }
 
 
+# --- Stable Diffusion 3 / 3.5 and FLUX.1: transformer denoisers, T5 text encoders, 16-channel latents ---------
+# T5 tokenizer, built offline: a Unigram model over <pad>=0, </s>=1, <unk>=2, "▁", printable ASCII, Latin-1 letters
+# and "▁a".."▁z" (non-Latin text and emoji become <unk>).
+T5_TOKENIZER = {"model_max_length": 512, "extra_ids": 0, "vocab": "pad+eos+unk+ascii+latin1+word-starts"}
+# T5 v1.1-style encoder (gated-gelu like T5-XXL). 64 wide: SD3 pads the two CLIPs' joined states (32 + 32) up to it.
+T5_ENCODER = {
+    "model_type": "t5", "vocab_size": 256, "d_model": 64, "d_kv": 16, "d_ff": 64, "num_layers": 2, "num_heads": 4,
+    "relative_attention_num_buckets": 8, "relative_attention_max_distance": 32, "feed_forward_proj": "gated-gelu",
+    "dropout_rate": 0.0, "pad_token_id": 0, "eos_token_id": 1, "decoder_start_token_id": 0, "tie_word_embeddings": False,
+}
+VAE16 = {
+    "in_channels": 3, "out_channels": 3, "latent_channels": 16, "sample_size": 64,
+    "block_out_channels": [8, 16, 32, 32], "layers_per_block": 1, "norm_num_groups": 8,
+    "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "use_quant_conv": False, "use_post_quant_conv": False,
+}
+VAE_SD3 = {**VAE16, "shift_factor": 0.0609, "scaling_factor": 1.5035}  # the real SD3 / SD3.5 VAE's
+VAE_FLUX = {**VAE16, "shift_factor": 0.1159, "scaling_factor": 0.3611}  # the real FLUX.1 VAE's
+# MMDiT: inner width (4 heads x 8) = caption_projection_dim; joint_attention_dim = T5 width; pooled = 32 + 32
+# (both CLIP projections); sample_size 8 x VAE factor 8 = 64 px by default.
+SD3_TRANSFORMER = {
+    "sample_size": 8, "patch_size": 2, "in_channels": 16, "out_channels": 16, "num_layers": 2,
+    "attention_head_dim": 8, "num_attention_heads": 4, "joint_attention_dim": 64,
+    "caption_projection_dim": 32, "pooled_projection_dim": 64, "pos_embed_max_size": 32,
+}
+SCHED_SD3 = {"num_train_timesteps": 1000, "shift": 3.0}  # FlowMatchEulerDiscreteScheduler, as SD3's
+# SD3 ControlNet (InstantX layout): the transformer's widths, one block; its zero-initialised projections are
+# drawn at random so that the condition visibly acts.
+SD3_CONTROLNET = {"config": {**SD3_TRANSFORMER, "num_layers": 1, "extra_conditioning_channels": 0},
+                  "randomise": ["controlnet_blocks", "pos_embed_input"], "std": 0.05}
+# FLUX.1: latents packed 2x2 (in_channels 16 x 4); inner width 2 x 16; sum(axes_dims_rope) = head dim 16;
+# joint_attention_dim = T5 width; pooled = the CLIP width. dev embeds the distilled guidance, schnell does not.
+FLUX_TRANSFORMER = {
+    "patch_size": 1, "in_channels": 64, "num_layers": 1, "num_single_layers": 2, "attention_head_dim": 16,
+    "num_attention_heads": 2, "joint_attention_dim": 64, "pooled_projection_dim": 32, "guidance_embeds": True,
+    "axes_dims_rope": [4, 4, 8],
+}
+FLUX_SCHNELL_TRANSFORMER = {**FLUX_TRANSFORMER, "guidance_embeds": False}
+SCHED_FLUX = {"num_train_timesteps": 1000, "shift": 3.0, "use_dynamic_shifting": True, "base_shift": 0.5,
+              "max_shift": 1.15, "base_image_seq_len": 256, "max_image_seq_len": 4096}  # FLUX.1-dev's
+SCHED_FLUX_SCHNELL = {**SCHED_FLUX, "shift": 1.0, "use_dynamic_shifting": False}
+FLUX_CONTROLNET = {"config": {**FLUX_TRANSFORMER, "num_layers": 1, "num_single_layers": 1},
+                   "randomise": ["controlnet_blocks", "controlnet_single_blocks", "controlnet_x_embedder"],
+                   "std": 0.05}
+# LoRAs on the transformers, with the target modules diffusers' DreamBooth LoRA scripts use by default.
+LORA_SD3 = {"rank": 4, "alpha": 4, "std": 0.05, "denoiser": "SD3Transformer2DModel", "config": SD3_TRANSFORMER,
+            "denoiser_seed": 100, "pipeline": "StableDiffusion3Pipeline", "argument": "transformer_lora_layers",
+            "target_modules": ["attn.add_k_proj", "attn.add_q_proj", "attn.add_v_proj", "attn.to_add_out",
+                               "attn.to_k", "attn.to_out.0", "attn.to_q", "attn.to_v"]}
+LORA_FLUX = {"rank": 4, "alpha": 4, "std": 0.05, "denoiser": "FluxTransformer2DModel", "config": FLUX_TRANSFORMER,
+             "denoiser_seed": 200, "pipeline": "FluxPipeline", "argument": "transformer_lora_layers",
+             "target_modules": ["attn.to_k", "attn.to_q", "attn.to_v", "attn.to_out.0", "attn.add_k_proj",
+                                "attn.add_q_proj", "attn.add_v_proj", "attn.to_add_out", "ff.net.0.proj", "ff.net.2",
+                                "ff_context.net.0.proj", "ff_context.net.2"]}
+# A LoRA for tiny:sdxl's UNet, saved as SDXL LoRAs are.
+LORA_SDXL = {"rank": 4, "alpha": 4, "std": 0.05, "denoiser": "UNet2DConditionModel", "config": UNET_SDXL,
+             "denoiser_seed": 10, "pipeline": "StableDiffusionXLPipeline", "argument": "unet_lora_layers",
+             "target_modules": ["to_q", "to_k", "to_v", "to_out.0"]}
+
+
 # --------------------------------------------------------------------------
 # Model specs. A spec maps sub-folders ("" = the model folder itself) to
 # [pipeline class or None, {component: [class, config, seed]}, pipeline kwargs];
@@ -262,6 +322,27 @@ _SPECS: dict[str, dict[str, Any]] = {
          "text_encoder": _c("CLIPTextModel", CLIP_TEXT, 2), "tokenizer": _TOK,
          "scheduler": _c("DDIMScheduler", SCHED_SD), "low_res_scheduler": _c("DDPMScheduler", SCHED_X4_LOW_RES)},
         max_noise_level=350)),
+    "sd3": _single("pipeline", _pipe("StableDiffusion3Pipeline", {
+        "transformer": _c("SD3Transformer2DModel", SD3_TRANSFORMER, 100),
+        "scheduler": _c("FlowMatchEulerDiscreteScheduler", SCHED_SD3), "vae": _c("AutoencoderKL", VAE_SD3, 101),
+        "text_encoder": _c("CLIPTextModelWithProjection", CLIP_TEXT_PROJ, 102), "tokenizer": _TOK,
+        "text_encoder_2": _c("CLIPTextModelWithProjection", CLIP_TEXT_PROJ, 103), "tokenizer_2": _TOK,
+        "text_encoder_3": _c("T5EncoderModel", T5_ENCODER, 104), "tokenizer_3": _c("T5Tokenizer", T5_TOKENIZER)})),
+    "controlnet-sd3": _single("controlnet", _pipe(None, {"controlnet": _c("SD3ControlNetModel", SD3_CONTROLNET, 105)})),
+    "lora-sd3": _single("lora", _pipe(None, {"lora": _c("LoRA", LORA_SD3, 106)})),
+    "flux": _single("pipeline", _pipe("FluxPipeline", {
+        "transformer": _c("FluxTransformer2DModel", FLUX_TRANSFORMER, 200),
+        "scheduler": _c("FlowMatchEulerDiscreteScheduler", SCHED_FLUX), "vae": _c("AutoencoderKL", VAE_FLUX, 201),
+        "text_encoder": _c("CLIPTextModel", CLIP_TEXT, 202), "tokenizer": _TOK,
+        "text_encoder_2": _c("T5EncoderModel", T5_ENCODER, 203), "tokenizer_2": _c("T5Tokenizer", T5_TOKENIZER)})),
+    "flux-schnell": _single("pipeline", _pipe("FluxPipeline", {
+        "transformer": _c("FluxTransformer2DModel", FLUX_SCHNELL_TRANSFORMER, 210),
+        "scheduler": _c("FlowMatchEulerDiscreteScheduler", SCHED_FLUX_SCHNELL),
+        "vae": _c("AutoencoderKL", VAE_FLUX, 201), "text_encoder": _c("CLIPTextModel", CLIP_TEXT, 202), "tokenizer": _TOK,
+        "text_encoder_2": _c("T5EncoderModel", T5_ENCODER, 203), "tokenizer_2": _c("T5Tokenizer", T5_TOKENIZER)})),
+    "controlnet-flux": _single("controlnet", _pipe(None, {"controlnet": _c("FluxControlNetModel", FLUX_CONTROLNET, 205)})),
+    "lora-flux": _single("lora", _pipe(None, {"lora": _c("LoRA", LORA_FLUX, 206)})),
+    "lora-sdxl": _single("lora", _pipe(None, {"lora": _c("LoRA", LORA_SDXL, 16)})),
     "dpt": _single("depth-estimator", _pipe(
         None, {"model": _c("DPTForDepthEstimation", DPT, 31), "processor": _c("DPTImageProcessor", DPT_PROCESSOR)})),
     "depth-anything": _single("depth-estimator", _pipe(
@@ -317,6 +398,25 @@ def tiny_kind(name: str) -> str:
 def tiny_pipeline_classes(name: str) -> dict[str, str | None]:
     """Subfolder ("" for the top) -> the diffusers pipeline class its model_index.json names, without building."""
     return {sub: folder[0] for sub, folder in _spec(name)[1]["folders"].items()}
+
+
+def tiny_config(name: str, component: str) -> dict[str, Any] | None:
+    """A component's config as its config.json would say it (with `_class_name`), from the spec, without building:
+    what validation reads of a tiny model (a UNet's input channels, a ControlNet's conditioning). A ControlNet made
+    from a UNet reports that UNet's conditioning."""
+    for _pipeline, parts, _kwargs in _spec(name)[1]["folders"].values():
+        if component in parts:
+            cls_name, config, _seed = parts[component]
+            if cls_name == "LoRA":  # what it adapts: the denoiser class and config (tiny:lora-sd15: its unet)
+                return {"_class_name": cls_name, **config}
+            if "randomise" in config:  # a transformer ControlNet: its own config
+                return {"_class_name": cls_name, **config["config"]}
+            if cls_name == "ControlNetModel":
+                unet = config["unet"]
+                return {"_class_name": cls_name, "cross_attention_dim": unet.get("cross_attention_dim"),
+                        "addition_embed_type": unet.get("addition_embed_type"), "in_channels": unet.get("in_channels", 4)}
+            return {"_class_name": cls_name, **config}
+    return None
 
 
 def tiny_folder(name: str, root: pathlib.Path) -> pathlib.Path:
@@ -375,6 +475,33 @@ def _tokenizer(config: dict):
     return CLIPTokenizer(vocab=vocab, merges=list(config["merges"]), model_max_length=config["model_max_length"])
 
 
+def _t5_tokenizer(config: dict):
+    """A T5 tokenizer built offline: a Unigram model over the pieces below (transformers' T5Tokenizer takes the
+    vocabulary as (piece, log-probability) pairs), saved and reloaded like a real one."""
+    from transformers import T5TokenizerFast
+
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    vocab += [(chr(c), -5.0) for c in range(33, 127)] + [(chr(c), -6.0) for c in range(0xC0, 0x100)]
+    vocab += [("\u2581" + chr(c), -4.0) for c in range(ord("a"), ord("z") + 1)]
+    return T5TokenizerFast(vocab=vocab, extra_ids=config["extra_ids"], model_max_length=config["model_max_length"])
+
+
+def _transformer_controlnet(cls_name: str, config: dict, seed: int):
+    """An SD3 or FLUX ControlNet from its config, its zero-initialised projections drawn at random."""
+    import diffusers
+    import torch
+
+    torch.manual_seed(seed)
+    controlnet = getattr(diffusers, cls_name)(**config["config"]).eval()
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name in config["randomise"]:
+            part = getattr(controlnet, name)
+            for _name, parameter in sorted(part.named_parameters()):
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * config["std"])
+    return controlnet
+
+
 def _transformers_model(cls_name: str, config: dict):
     import transformers
 
@@ -405,29 +532,36 @@ def _controlnet(config: dict, seed: int):
 
 
 class _LoraWeights:
-    """LoRA layers for a tiny UNet, with random (not zero) up-projections so that they change the output."""
+    """LoRA layers for a tiny denoiser (a UNet, or an SD3 / FLUX transformer), with random (not zero)
+    up-projections so that they change the output, saved as that family's pipeline saves LoRAs."""
 
     def __init__(self, config: dict, seed: int):
+        import diffusers
         import torch
-        from diffusers import UNet2DConditionModel
         from peft import LoraConfig
         from peft.utils import get_peft_model_state_dict
 
-        torch.manual_seed(config["unet_seed"])
-        unet = UNet2DConditionModel(**config["unet"])
-        unet.add_adapter(LoraConfig(r=config["rank"], lora_alpha=config["alpha"], init_lora_weights="gaussian",
-                                    target_modules=list(config["target_modules"])))
+        if "unet" in config:  # tiny:lora-sd15's spec, from before the denoiser was named
+            config = {**config, "denoiser": "UNet2DConditionModel", "config": config["unet"],
+                      "denoiser_seed": config["unet_seed"], "pipeline": "StableDiffusionPipeline",
+                      "argument": "unet_lora_layers"}
+        torch.manual_seed(config["denoiser_seed"])
+        denoiser = getattr(diffusers, config["denoiser"])(**config["config"])
+        denoiser.add_adapter(LoraConfig(r=config["rank"], lora_alpha=config["alpha"], init_lora_weights="gaussian",
+                                        target_modules=list(config["target_modules"])))
         torch.manual_seed(seed)
         with torch.no_grad():
-            for name, parameter in sorted(unet.named_parameters()):
+            for name, parameter in sorted(denoiser.named_parameters()):
                 if "lora_" in name:
                     parameter.normal_(0.0, config["std"])
-        self.layers = get_peft_model_state_dict(unet)
+        self.layers = get_peft_model_state_dict(denoiser)
+        self.pipeline, self.argument = config["pipeline"], config["argument"]
 
     def save_pretrained(self, folder: pathlib.Path) -> None:
-        from diffusers import StableDiffusionPipeline
+        import diffusers
 
-        StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=self.layers, safe_serialization=True)
+        getattr(diffusers, self.pipeline).save_lora_weights(folder, **{self.argument: self.layers},
+                                                            safe_serialization=True)
 
 
 def _build_component(cls_name: str, config: dict, seed: int | None):
@@ -437,6 +571,10 @@ def _build_component(cls_name: str, config: dict, seed: int | None):
 
     if cls_name == "CLIPTokenizer":
         return _tokenizer(config)
+    if cls_name == "T5Tokenizer":
+        return _t5_tokenizer(config)
+    if cls_name in ("SD3ControlNetModel", "FluxControlNetModel"):
+        return _transformer_controlnet(cls_name, config, seed)
     if cls_name.endswith("Scheduler"):
         return getattr(diffusers, cls_name)(**config)
     if cls_name.endswith("ImageProcessor"):

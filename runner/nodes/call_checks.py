@@ -30,13 +30,116 @@ FIELD_OF_ARGUMENT = {"depth_map": "depth", "mask_image": "mask"}
 Problems = list[tuple[tuple, str, str]]
 
 
-def generation_check(spec):
-    """The `check` of a generation node type driven by `spec` (a GenerationSpec; None: no AutoPipeline to look up)."""
+def generation_check(spec, *, arguments: bool = True):
+    """The `check` of a generation node type driven by `spec` (a GenerationSpec): what the checkpoint's model family
+    cannot do, then (with `arguments`) the fields and pipeline_kwargs its pipeline would not take."""
 
     def check(fields, context) -> Problems:
-        return check_strength(fields) + check_taken_fields(spec, fields, context) + check_pipeline_kwargs(spec, fields, context)
+        problems = check_strength(fields) + check_family(spec, fields, context)
+        if arguments:
+            problems += check_taken_fields(spec, fields, context) + check_pipeline_kwargs(spec, fields, context)
+        return problems
 
     return check
+
+
+def check_family(spec, fields, context) -> Problems:
+    """What the checkpoint's model family (known from its files: tiny models, folders, cached hub snapshots) cannot
+    do: the node's task, ControlNets, LoRAs. Where the family is known only once loaded, the run checks the same."""
+    from ..models import families
+    from ..models.signatures import checkpoint_class
+
+    source = _source(fields.model, context)
+    family = families.of_class(checkpoint_class(source)) if source is not None else None
+    if family is None:
+        return []
+    task = family.task(spec.task)
+    if task is None:
+        doers = families.for_task(spec.task)
+        examples = "; ".join(f"{other.name}: {other.task(spec.task).example or other.example('checkpoint')}"
+                             for other in doers if other.task(spec.task).example or other.example("checkpoint"))
+        return [(("model",), f"model '{source.label}' is {_a(family.name)} model, which {_a(fields.type)} node cannot use: "
+                             f"it runs on {' or '.join(other.name for other in doers)} models",
+                 f"use {_a(' or '.join(other.name for other in doers))} checkpoint here"
+                 + (f" ({examples})" if examples else ""))]
+    problems: Problems = []
+    from ..models.configs import component_config
+    from ..models.families.checks import channel_problem, controlnet_problem
+    from ..models.model_kinds import class_kind
+
+    denoiser = component_config(source, "unet") or component_config(source, "transformer") or {}
+    channels = denoiser.get("in_channels")
+    problem = channel_problem(family, spec.task, channels, source.label, f"{_a(fields.type)} node") \
+        if isinstance(channels, int) else None
+    if problem is not None:
+        problems.append((("model",), *problem))
+    for index, item in enumerate(getattr(fields, "controlnet", None) or []):
+        cn_source = _source(item.model, context)
+        config = component_config(cn_source) if cn_source is not None else None
+        if not config or class_kind(config.get("_class_name")) != "controlnet":
+            continue  # unknown here, or not a ControlNet at all (refused at its entry as the wrong kind)
+        problem = controlnet_problem(family, source.label, cn_source.label, config)
+        if problem is not None and task.controlnet and family.controlnet_class:
+            problems.append((("controlnet", index, "model"), *problem))
+    problems += _family_fields(family, source, fields, context, denoiser)
+    if getattr(fields, "controlnet", None) and not (task.controlnet and family.controlnet_class):
+        problems.append((("controlnet",), f"ControlNet is not supported for {family.name} (model '{source.label}') on "
+                                          f"{_a(fields.type)} node in this version of runner",
+                         "remove 'controlnet', or use a checkpoint of a family that takes ControlNets ("
+                         + ", ".join(other.name for other in families.FAMILIES if other.controlnet_class) + ")"))
+    if getattr(fields, "lora", None) and not family.lora:
+        problems.append((("lora",), f"LoRA is not supported for {family.name} (model '{source.label}') in this version "
+                                    "of runner",
+                         "remove 'lora', or use a checkpoint of a family that loads LoRAs ("
+                         + ", ".join(other.name for other in families.FAMILIES if other.lora) + ")"))
+    return problems
+
+
+def _family_fields(family, source, fields, context, denoiser: dict) -> Problems:
+    """Fields whose values the family gives a meaning to: scheduler names, image sides, LoRAs, latents."""
+    from ..models import families
+    from ..models.configs import lora_facts
+    from ..models.families.checks import lora_problem
+    from ..models.signatures import checkpoint_class
+
+    problems: Problems = []
+    name = getattr(fields, "scheduler", None)
+    if name and family.schedulers is not None and name not in family.schedulers:
+        problems.append((("scheduler",), f"scheduler '{name}' is not one {family.name} runs with",
+                         f"use one of: {', '.join(family.schedulers)}; or leave scheduler out (the checkpoint's own)"))
+    step = family.size_multiple
+    for side in ("width", "height"):
+        value = getattr(fields, side, None)
+        if isinstance(value, int) and value % step:
+            problems.append(((side,), f"{side} {value}: {family.name} makes images in steps of {step} pixels",
+                             f"use a multiple of {step}, e.g. {max(step, round(value / step) * step)}"))
+    for index, item in enumerate(getattr(fields, "lora", None) or []):
+        lora = _source(item.model, context)
+        facts = lora_facts(lora) if lora is not None else None
+        known = facts is not None and facts.get("denoiser") is not None  # else unknown, or no LoRA (its entry says so)
+        problem = lora_problem(family, source.label, lora.label, facts, denoiser) if known and family.lora else None
+        if problem is not None:
+            problems.append((("lora", index, "model"), *problem))
+    link = getattr(fields, "latents", None)
+    upstream = context.nodes.get(link.node) if link is not None else None
+    if upstream is not None and getattr(upstream, "model", None):
+        origin = _source(upstream.model, context)
+        made_by = families.of_class(checkpoint_class(origin)) if origin is not None else None
+        if not family.latents:
+            problems.append((("latents",), f"{family.name} (model '{source.label}') takes an image here, not latents",
+                             f"give 'image' instead of 'latents' (e.g. image: ${link.node})"))
+        elif made_by is not None and made_by is not family:
+            problems.append((("latents",), f"the latents of '{link.node}' are {made_by.name} latents, which "
+                                           f"'{source.label}' ({family.name}) cannot read: each family encodes images "
+                                           "in its own latent space",
+                             f"give 'image' instead of 'latents' (e.g. image: ${link.node}): the image is decoded and "
+                             "encoded again"))
+    return problems
+
+
+def _a(name: str) -> str:
+    """The word with its article: an SDXL model, an img2img node, a Kandinsky 2.2 model."""
+    return ("an " if name[:1].lower() in "aeiou" or name.startswith("SD") else "a ") + name
 
 
 def check_taken_fields(spec, fields, context) -> Problems:
@@ -145,17 +248,21 @@ def check_pipeline_node(fields, context) -> Problems:
 
 
 def _task_pipeline(spec, fields, context):
-    """(class name, signature, model label) of the pipeline a generation node will call, or None when unknown here."""
+    """(class name, signature, model label) of the pipeline a generation node will call, or None when unknown here:
+    the checkpoint's model family (from its files) says how it does the node's task."""
+    from ..models import families
     from ..models.signatures import checkpoint_class, pipeline_index
 
     source = _source(fields.model, context)
     if source is None:
         return None
     checkpoint = checkpoint_class(source)
-    index = pipeline_index() if checkpoint is not None else None
+    family = families.of_class(checkpoint)
+    task = family.task(spec.task) if family is not None else None
+    index = pipeline_index() if task is not None else None
     if index is None:
         return None
-    class_name = index.task_class(checkpoint, spec.autopipeline, controlnet=bool(getattr(fields, "controlnet", None)))
+    class_name = index.task_class(checkpoint, task.autopipeline, controlnet=bool(getattr(fields, "controlnet", None)))
     signature = index.signature(class_name) if class_name is not None else None
     if signature is None:
         return None

@@ -34,13 +34,12 @@ class GenerationSpec:
     """How a generation node type drives diffusers. runner.models reads these facts; it never looks at type names.
 
     To add a generation node type: declare its fields (a Generation subclass) and one spec, then `_declare` it.
+    Which pipeline runs for a task, on which checkpoints, is the model family's to say (runner.models.families).
     """
 
-    # the AutoPipeline whose from_pipe derives this node's pipeline from the checkpoint (None: the checkpoint's own class)
-    autopipeline: str | None
-    # model family -> the UNet input channels this node accepts; the families it runs on are the keys
-    # ("diffusers": SD 1.x/2.x, SDXL and other AutoPipeline checkpoints; "kandinsky22": Kandinsky 2.2 prior + decoder)
-    unet_channels: dict[str, tuple[int, ...]]
+    # the generation task, as model families name what they do: text2image, image2image, inpainting, depth2image,
+    # refining, interpolation (words of their own: the models layer never compares node type names)
+    task: str
     # call arguments made from the node's linked inputs: inputs(ctx, fields) -> {argument: value}
     inputs: Callable[[Any, Any], dict[str, Any]]
     # the call argument taking ControlNet conditions; None: the node takes no ControlNets
@@ -52,8 +51,6 @@ class GenerationSpec:
     arguments: dict[str, str] = field(default_factory=lambda: dict(CALL_ARGUMENTS))
     # controlnet item field -> call argument
     controlnet_arguments: dict[str, str] = field(default_factory=lambda: dict(CONTROLNET_ITEM_ARGUMENTS))
-    # the classes it calls when `autopipeline` is None (what `runner nodes` lists the pipelines' defaults of)
-    pipeline_classes: tuple[str, ...] = ()
 
 
 def _no_inputs(ctx, f) -> dict[str, Any]:
@@ -98,15 +95,21 @@ def _refine_inputs(ctx, f) -> dict[str, Any]:
     return arguments
 
 
-TXT2IMG = GenerationSpec("AutoPipelineForText2Image", {"diffusers": (4,), "kandinsky22": (4,)}, _no_inputs,
-                         controlnet_condition="image")
-IMG2IMG = GenerationSpec("AutoPipelineForImage2Image", {"diffusers": (4,), "kandinsky22": (4,)}, _image_input,
-                         controlnet_condition="control_image")
-INPAINT = GenerationSpec("AutoPipelineForInpainting", {"diffusers": (4, 9), "kandinsky22": (9,)}, _inpaint_inputs,
-                         controlnet_condition="control_image", builds_inpaint_condition=True, size_from_image=True)
-DEPTH2IMG = GenerationSpec(None, {"diffusers": (5,)}, _depth2img_inputs,  # AutoPipeline has no depth-to-image task
-                           pipeline_classes=("StableDiffusionDepth2ImgPipeline",))
-REFINE = GenerationSpec("AutoPipelineForImage2Image", {"diffusers": (4,)}, _refine_inputs)
+TXT2IMG = GenerationSpec("text2image", _no_inputs, controlnet_condition="image")
+IMG2IMG = GenerationSpec("image2image", _image_input, controlnet_condition="control_image")
+INPAINT = GenerationSpec("inpainting", _inpaint_inputs, controlnet_condition="control_image", builds_inpaint_condition=True,
+                         size_from_image=True)
+DEPTH2IMG = GenerationSpec("depth2image", _depth2img_inputs)
+REFINE = GenerationSpec("refining", _refine_inputs)
+
+
+def _interpolation_items(ctx, f) -> dict[str, Any]:
+    """The items to blend, in order: prompts as text, images loaded (not call arguments: the family's prior takes them)."""
+    return {"conditions": [item.prompt if item.prompt is not None else ctx.load(item.image).convert("RGB")
+                           for item in f.items]}
+
+
+INTERPOLATE = GenerationSpec("interpolation", _interpolation_items)
 GENERATION_SPECS = (TXT2IMG, IMG2IMG, INPAINT, DEPTH2IMG, REFINE)
 
 
@@ -294,13 +297,13 @@ _declare("depth2img", Depth2Img, "Structure-preserving restyle guided by depth (
 _declare("refine", Refine, "Second stage: SDXL refiner on a base's latents or on an image.")
 
 
-@node_type("interpolate", fields=Interpolate, outputs={"image": "image"}, check=generation_check(None))
+@node_type("interpolate", fields=Interpolate, outputs={"image": "image"},
+           check=generation_check(INTERPOLATE, arguments=False))
 def _run_interpolate(ctx, f, inputs=None):
     """Blend weighted prompts and images (Kandinsky 2.2 prior)."""
-    from ..models.kandinsky import interpolate
+    from ..models.generate import generate
 
-    conditions = [item.prompt if item.prompt is not None else ctx.load(item.image).convert("RGB") for item in f.items]
-    return interpolate(ctx, f, conditions, CALL_ARGUMENTS)
+    return generate(ctx, INTERPOLATE, f)
 
 
 @node_type("pipeline", fields=Pipeline, outputs={"image": "image", "images": "images"}, check=check_pipeline_node)

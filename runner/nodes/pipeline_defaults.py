@@ -11,19 +11,24 @@ SIZE_FIELDS = ("width", "height")  # their default is the checkpoint's size (doc
 
 
 def pipeline_classes(spec, controlnet: bool = False) -> list[str]:
-    """The diffusers classes a generation node with `spec` may call (with ControlNets: their ControlNet forms)."""
-    from ..models.signatures import AUTOPIPELINE_MAPPINGS, pipeline_index
+    """The diffusers classes a generation node with `spec` may call on the model families runner runs it on (with
+    ControlNets: their ControlNet forms)."""
+    from ..models import families
+    from ..models.signatures import pipeline_index
 
     index = pipeline_index()
     if index is None:
         return []
-    if spec.autopipeline is None:
-        return [name for name in spec.pipeline_classes if index.signature(name) is not None]
-    if controlnet:
-        found = [index.task_class(base, spec.autopipeline, controlnet=True)
-                 for base in ("StableDiffusionPipeline", "StableDiffusionXLPipeline")]
-        return [name for name in found if name]
-    return list(dict.fromkeys(index.mappings.get(AUTOPIPELINE_MAPPINGS[spec.autopipeline], {}).values()))
+    found = []
+    for family in families.FAMILIES:
+        task = family.task(spec.task)
+        if task is None or (controlnet and not (task.controlnet and family.controlnet_class)):
+            continue
+        if task.autopipeline is None:
+            found += [name for name in task.classes if index.signature(name) is not None]
+        else:
+            found.append(index.task_class(family.classes[0], task.autopipeline, controlnet=controlnet))
+    return [name for name in dict.fromkeys(found) if name]
 
 
 def defaults_text(argument: str, classes: list[str]) -> str | None:

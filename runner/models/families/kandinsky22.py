@@ -48,18 +48,37 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .calls import (
+from ..calls import (
     NodeInputError,
     check_denoising_steps,
     checked_pipeline_kwargs,
     common_arguments,
     run_pipeline,
 )
-from .families import FAMILY_NAMES, model_family
-from .signatures import AUTOPIPELINE_MAPPINGS
-from .sources import ModelUnavailable, missing_safetensors_explained
+from ..signatures import AUTOPIPELINE_MAPPINGS
+from ..sources import ModelUnavailable, missing_safetensors_explained
+from .base import Family, Task
 
-FAMILY = "kandinsky22"
+FAMILY = Family(
+    key="kandinsky22",
+    name="Kandinsky 2.2",
+    classes=("KandinskyV22Pipeline", "KandinskyV22Img2ImgPipeline", "KandinskyV22InpaintPipeline",
+             "KandinskyV22CombinedPipeline", "KandinskyV22Img2ImgCombinedPipeline",
+             "KandinskyV22InpaintCombinedPipeline", "KandinskyV22PriorPipeline"),
+    tasks={
+        "text2image": Task("AutoPipelineForText2Image", (4,)),
+        "image2image": Task("AutoPipelineForImage2Image", (4,)),
+        "inpainting": Task("AutoPipelineForInpainting", (9,),
+                        example="kandinsky-community/kandinsky-2-2-decoder-inpaint; tiny:kandinsky22-inpaint offline"),
+        "interpolation": Task(None, (4,), classes=("KandinskyV22PriorPipeline", "KandinskyV22Pipeline")),
+    },
+    runner="runner.models.families.kandinsky22:generate_kandinsky",
+    controlnet_class=None,
+    lora=False,
+    hub_hints=("kandinsky-2-2",),
+    size_multiple=64,  # the decoder works in steps of 64 px (MoVQ factor 8, squared)
+    examples={"checkpoint": "kandinsky-community/kandinsky-2-2-decoder; tiny:kandinsky22 offline"},
+)
 DECODER_HUB_IDS = {4: "kandinsky-community/kandinsky-2-2-decoder", 9: "kandinsky-community/kandinsky-2-2-decoder-inpaint"}
 DECODER_TINY = {4: "tiny:kandinsky22", 9: "tiny:kandinsky22-inpaint"}
 PRIOR_ARGUMENTS = ("prior_num_inference_steps", "prior_guidance_scale")
@@ -68,12 +87,14 @@ INTERPOLATE_RESERVED = ("image_embeds", "negative_image_embeds", "latents")
 
 def generate_kandinsky(ctx, spec, f) -> dict[str, Any]:
     """A generation node (`spec`: its GenerationSpec) on a Kandinsky 2.2 prior + decoder."""
+    if spec.task == "interpolation":
+        return interpolate(ctx, spec, f)
     source, identity = ctx.source(f.model)
-    _refuse_unsupported(source, f)
+    task = FAMILY.task(spec.task)
     components = kandinsky_components(ctx.models, source, identity)
-    _check_decoder(spec.unet_channels[FAMILY], f"a {ctx.task.type_name} node", source, components["unet"])
+    _check_decoder(spec.task, f"a {ctx.task.type_name} node", source, components["unet"])
 
-    pipe = _task_pipeline(ctx.models, identity, spec.autopipeline, components)
+    pipe = _task_pipeline(ctx.models, identity, task.autopipeline, components)
     _fresh_schedulers(pipe, pipe.decoder_pipe, pipe.prior_pipe, components, f.scheduler)
     unit = _size_unit(components)
     kwargs = common_arguments(f, spec.arguments)
@@ -205,7 +226,7 @@ def _task_pipeline(registry, identity: str, autopipeline: str, components: dict[
     def build():
         from diffusers.pipelines import auto_pipeline
 
-        combined = getattr(auto_pipeline, AUTOPIPELINE_MAPPINGS[autopipeline])[FAMILY]
+        combined = getattr(auto_pipeline, AUTOPIPELINE_MAPPINGS[autopipeline])[FAMILY.key]
         pipe = combined(**components)
         pipe.set_progress_bar_config(disable=True)
         return pipe
@@ -214,30 +235,12 @@ def _task_pipeline(registry, identity: str, autopipeline: str, components: dict[
 
 
 # ----------------------------------------------------------------- checks
-def _refuse_unsupported(source, f) -> None:
-    for field in ("lora", "controlnet"):
-        if getattr(f, field, None):
-            name = "LoRA" if field == "lora" else "ControlNet"
-            raise ModelUnavailable(
-                f"{name} is not supported for Kandinsky 2.2 (model '{source.label}') in this version of runner: "
-                f"remove '{field}' from this node, or use an SD 1.5 / SDXL model with it"
-            )
+def _check_decoder(task: str, used_by: str, source, unet) -> None:
+    from .checks import channel_problem
 
-
-def _check_decoder(accepted: tuple[int, ...], used_by: str, source, unet) -> None:
-    channels = unet.config.in_channels
-    if channels in accepted:
-        return
-    if 9 in accepted:
-        raise ModelUnavailable(
-            f"model '{source.label}' is a Kandinsky 2.2 decoder with a {channels}-channel UNet, which cannot inpaint: "
-            f"use the inpainting decoder {DECODER_HUB_IDS[9]} ({DECODER_TINY[9]} offline) for inpaint nodes"
-        )
-    raise ModelUnavailable(
-        f"model '{source.label}' is the Kandinsky 2.2 inpainting decoder (its UNet takes {channels} input channels), "
-        f"which {used_by} cannot use: use {DECODER_HUB_IDS[4]} ({DECODER_TINY[4]} offline) here and keep "
-        f"'{source.label}' for inpaint nodes"
-    )
+    problem = channel_problem(FAMILY, task, unet.config.in_channels, source.label, used_by)
+    if problem is not None:
+        raise ModelUnavailable(*problem)
 
 
 def _size_unit(components: dict[str, Any]) -> int:
@@ -269,7 +272,7 @@ def _resized(outputs: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
 # ------------------------------------------------------------- schedulers
 def _fresh_schedulers(pipe, decoder, prior, components: dict[str, Any], name: str | None) -> None:
     """A new decoder scheduler (the checkpoint's own, or `name`) and a new prior scheduler for this node."""
-    from .schedulers import make_scheduler
+    from ..schedulers import make_scheduler
 
     base = components["scheduler"]
     scheduler = make_scheduler(name, base.config, type(base))
@@ -299,22 +302,15 @@ def _scales_nothing(scheduler) -> bool:
 
 
 # ------------------------------------------------------------ interpolate
-def interpolate(ctx, f, conditions: list, arguments: dict[str, str]) -> dict[str, Any]:
-    """The prior's weighted blend of prompts and images (`conditions`: texts and PIL images), decoded by the decoder.
-
-    `arguments` (node field -> call argument) are the names pipeline_kwargs may not set."""
+def interpolate(ctx, spec, f) -> dict[str, Any]:
+    """The prior's weighted blend of prompts and images (the spec's inputs: texts and PIL images), decoded by the
+    decoder. The spec's `arguments` (node field -> call argument) are the names pipeline_kwargs may not set."""
     import torch
 
+    conditions, arguments = spec.inputs(ctx, f)["conditions"], spec.arguments
     source, identity = ctx.source(f.model)
-    ctx.record(checkpoint=f.model)
-    family = model_family(ctx.models, source)
-    if family != FAMILY:
-        raise ModelUnavailable(f"interpolate nodes blend through the Kandinsky 2.2 prior, and model '{source.label}' is "
-                               f"not a Kandinsky 2.2 model (it is {FAMILY_NAMES[family]}): use "
-                               "kandinsky-community/kandinsky-2-2-decoder (tiny:kandinsky22 offline)")
-    _refuse_unsupported(source, f)
     components = kandinsky_components(ctx.models, source, identity)
-    _check_decoder((4,), "an interpolate node", source, components["unet"])
+    _check_decoder("interpolation", "an interpolate node", source, components["unet"])
     combined = _task_pipeline(ctx.models, identity, "AutoPipelineForText2Image", components)
     prior, decoder = combined.prior_pipe, combined.decoder_pipe
     _fresh_schedulers(None, decoder, prior, components, f.scheduler)

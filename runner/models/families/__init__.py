@@ -1,0 +1,49 @@
+"""Model families: each is one module behind one small declaration (base.Family); the generic code asks them.
+
+`detect` tells a checkpoint's family from its files before anything loads (the pipeline class its model_index.json
+names: tiny models, local folders, cached hub snapshots; a hub id's hints when nothing is cached); once a checkpoint
+is loaded, `of_pipeline` tells it from the pipeline's class. Nothing outside this package names a family.
+"""
+
+from __future__ import annotations
+
+from .auto import FAMILY as AUTO
+from .base import Family, Task
+from .flux import FAMILY as FLUX
+from .kandinsky22 import FAMILY as KANDINSKY22
+from .sd import FAMILY as SD
+from .sd3 import FAMILY as SD3
+from .sdxl import FAMILY as SDXL
+
+# the families runner knows (AUTO: any other AutoPipeline checkpoint)
+FAMILIES: tuple[Family, ...] = (SD, SDXL, SD3, FLUX, KANDINSKY22)
+
+
+def of_class(class_name: str | None) -> Family | None:
+    """The family whose checkpoints name this pipeline class (None: none of runner's)."""
+    return next((family for family in FAMILIES if class_name in family.classes), None)
+
+
+def of_pipeline(pipe) -> Family:
+    """The family of a loaded pipeline (AUTO for any other AutoPipeline checkpoint)."""
+    return of_class(type(pipe).__name__) or AUTO
+
+
+def detect(source) -> Family | None:
+    """The family of a checkpoint from its files, without loading it (no torch); None when that cannot be known
+    before loading (a single file, a hub model not in the local cache whose id says nothing)."""
+    from ..signatures import checkpoint_class
+
+    found = of_class(checkpoint_class(source))
+    if found is not None or source.kind != "hub":
+        return found
+    location = source.location.lower()
+    return next((family for family in FAMILIES if any(hint in location for hint in family.hub_hints)), None)
+
+
+def for_task(task: str) -> list[Family]:
+    """The families that do a generation task (their names, for messages)."""
+    return [family for family in FAMILIES if task in family.tasks]
+
+
+__all__ = ["AUTO", "FAMILIES", "Family", "Task", "detect", "for_task", "of_class", "of_pipeline"]

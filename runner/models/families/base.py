@@ -1,0 +1,58 @@
+"""What a model family is to the rest of runner: one declaration the generic code asks, instead of testing names.
+
+A family (SD 1.x/2.x, SDXL, Kandinsky 2.2, ...) says how to recognise its checkpoints (the pipeline classes their
+model_index.json names, or hub ids when nothing is cached), which generation tasks it does and how (the AutoPipeline
+that derives each task's pipeline from the checkpoint, or the checkpoint's own class, and the denoiser input
+channels the task needs), whether it takes ControlNets (of which class) and LoRAs, its scheduler names, and the
+function that runs its generation nodes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Task:
+    """How a family does one generation task (a generation node type's `task`)."""
+
+    autopipeline: str | None = None  # derives the task's pipeline from the checkpoint (None: the checkpoint's own class)
+    channels: tuple[int, ...] = ()  # the denoiser input channels the checkpoint must take for it (empty: any)
+    controlnet: bool = False  # whether it takes the family's ControlNets
+    classes: tuple[str, ...] = ()  # the pipeline classes it calls where no AutoPipeline maps it (for docs)
+    example: str = ""  # a checkpoint made for this task (for fix lines)
+    size_from_input: bool = False  # without width/height, runner passes the input image's size (else the pipeline's)
+
+
+@dataclass(frozen=True)
+class Family:
+    key: str  # how runner refers to it internally (only the family's own module spells it)
+    name: str  # in users' words, for messages and `runner nodes`
+    classes: tuple[str, ...]  # checkpoint pipeline classes (model_index.json `_class_name`) that are this family
+    tasks: dict[str, Task]
+    runner: str  # "module:function" running a generation node on it: (ctx, spec, fields) -> outputs
+    controlnet_class: str | None = None  # the diffusers class of its ControlNets (None: it takes none)
+    lora: bool = True  # whether diffusers loads LoRAs into it
+    hub_hints: tuple[str, ...] = ()  # parts of hub ids that name it when its files are not here to read
+    examples: dict[str, str] = field(default_factory=dict)  # "checkpoint", "controlnet": ids for fix lines
+    # short scheduler name -> (diffusers class, config overrides); None: runner's usual set (runner.models.schedulers)
+    schedulers: dict[str, tuple[str, dict]] | None = None
+    # whether a ControlNet's config (config.json, with `_class_name`) says it was made for this family
+    controlnet_fits: Callable[[dict], bool] | None = None
+    size_multiple: int = 8  # image sides must be multiples of this (the VAE factor x the denoiser's patch size)
+    latents: bool = False  # whether its img2img / inpaint / refine take another node's latents (`latents:`)
+    # whether a LoRA fits a checkpoint, from what its files say (runner.models.configs.lora_facts) and the
+    # checkpoint's denoiser config; None: not known before loading
+    lora_fits: Callable[[dict, dict], bool] | None = None
+
+    def task(self, name: str) -> Task | None:
+        return self.tasks.get(name)
+
+    def generate(self, ctx, spec, fields) -> dict[str, Any]:
+        module, function = self.runner.split(":")
+        return getattr(importlib.import_module(module), function)(ctx, spec, fields)
+
+    def example(self, what: str) -> str:
+        return self.examples.get(what, "")

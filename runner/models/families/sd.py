@@ -1,0 +1,33 @@
+"""Stable Diffusion 1.x and 2.x: UNet checkpoints with one CLIP text encoder, 4-channel latents; txt2img, img2img and
+inpaint through diffusers' AutoPipelines (with ControlNets), depth-to-image with its own pipeline class."""
+
+from .base import Family, Task
+from .checks import unet_lora_fits
+
+FAMILY = Family(
+    key="sd",
+    name="SD 1.x/2.x",
+    classes=("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline",
+             "StableDiffusionDepth2ImgPipeline", "StableDiffusionControlNetPipeline",
+             "StableDiffusionControlNetImg2ImgPipeline", "StableDiffusionControlNetInpaintPipeline"),
+    tasks={
+        "text2image": Task("AutoPipelineForText2Image", (4,), controlnet=True),
+        "image2image": Task("AutoPipelineForImage2Image", (4,), controlnet=True),
+        "inpainting": Task("AutoPipelineForInpainting", (4, 9), controlnet=True,
+                        example="stable-diffusion-v1-5/stable-diffusion-inpainting; tiny:sd15-inpaint offline"),
+        # AutoPipeline has no depth-to-image task: the checkpoint's own class (DiffusionPipeline loads it)
+        "depth2image": Task(None, (5,), classes=("StableDiffusionDepth2ImgPipeline",),
+                          example="stabilityai/stable-diffusion-2-depth; tiny:sd2-depth offline"),
+        "refining": Task("AutoPipelineForImage2Image", (4,)),
+    },
+    runner="runner.models.generate:generate_diffusers",
+    controlnet_class="ControlNetModel",
+    # SDXL ControlNets condition on size and crop (text_time) as SDXL's UNet does; SD 1.x/2.x ones do not
+    controlnet_fits=lambda config: (config.get("_class_name") == "ControlNetModel"
+                                     and config.get("addition_embed_type") != "text_time"),
+    latents=True,
+    lora_fits=unet_lora_fits,
+    hub_hints=("stable-diffusion-v1", "stable-diffusion-2", "sd-v1-", "sd21", "sd-2"),
+    examples={"checkpoint": "stable-diffusion-v1-5/stable-diffusion-v1-5; tiny:sd15 offline",
+              "controlnet": "lllyasviel/control_v11p_sd15_canny; tiny:controlnet-sd15 offline"},
+)
