@@ -42,8 +42,16 @@ def staged_folder(final: Path, *, replace: bool = False,
     `guard()` (a lock) is held around the swap only, not while the folder is filled.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name[:24]}.", suffix=".tmp", dir=final.parent))
+    for attempt in range(5):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=f".{final.name[:24]}.", suffix=".tmp", dir=final.parent))
+            break
+        except FileNotFoundError:
+            # the parent was removed between the two calls (a `runner cache clear` removes shard folders it
+            # empties): make it again
+            if attempt == 4:
+                raise
     try:
         yield staging
         with guard() if guard is not None else nullcontext():
