@@ -347,3 +347,25 @@ def test_cache_clear_through_a_symlinked_nodes_folder(images_workflow, tmp_path,
     assert f"removed {len(NODES)} cached node results" in capsys.readouterr().out
     assert (isolated_cache / "nodes").is_symlink() and (elsewhere / "my-notes.txt").read_text() == "keep me"
     assert not list(elsewhere.glob("*/*/entry.json"))
+
+
+def test_a_shard_removed_before_its_staging_folder_is_made_again(tmp_path, monkeypatch):
+    """`runner cache clear` removes a shard folder it empties; a writer that had just made it makes it again (the race
+    once failed a run in test_eight_processes_share_one_cache, 1 time in about 30)."""
+    import tempfile
+
+    from runner.core import atomic
+
+    real, removed = tempfile.mkdtemp, []
+
+    def shard_cleared_first(*args, **kwargs):
+        if not removed:  # the clear's rmdir lands between the writer's mkdir and its mkdtemp
+            Path(kwargs["dir"]).rmdir()
+            removed.append(kwargs["dir"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(atomic.tempfile, "mkdtemp", shard_cleared_first)
+    final = tmp_path / "nodes" / "ab" / "abcdef"
+    with atomic.staged_folder(final) as staging:
+        (staging / "entry.json").write_text("{}")
+    assert removed and (final / "entry.json").read_text() == "{}"
