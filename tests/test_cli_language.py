@@ -373,16 +373,22 @@ RECIPE_MODELS = {
                              "usyd-community/vitpose-base-simple", "PekingU/rtdetr_r50vd_coco_o365"},
     "sd3.yaml": {"stabilityai/stable-diffusion-3-medium-diffusers", "InstantX/SD3-Controlnet-Canny"},
     "flux.yaml": {"black-forest-labs/FLUX.1-dev", "InstantX/FLUX.1-dev-Controlnet-Canny"},
+    "kandinsky21.yaml": {"kandinsky-community/kandinsky-2-1", "kandinsky-community/kandinsky-2-1-inpaint"},
+    "kandinsky22_controlnet.yaml": {"kandinsky-community/kandinsky-2-2-decoder",
+                                    "kandinsky-community/kandinsky-2-2-controlnet-depth", "Intel/dpt-large"},
+    "kandinsky3.yaml": {"kandinsky-community/kandinsky-3"},
 }
 EXAMPLES = sorted(RECIPE_MODELS)
 
 # The `# offline:` command of a recipe swaps its models for tiny ones and nothing else: sizes come from the model
 # (SD/SDXL checkpoints), from the input image (img2img, inpaint, depth2img) or from the ControlNet condition image,
-# so tiny models run every recipe at 64-128 px as written. The only exception, and why:
+# so tiny models run every recipe at 64-512 px as written. The only exceptions, and why:
 OFFLINE_EXCEPTIONS: dict[str, list[str]] = {
     # FLUX makes 1024 px images whatever its checkpoint or inputs say, unless given a size: the recipe gives it as a
     # param, which the offline run sets to 64 (1024 px on a tiny model is seconds a step, for nothing)
     "flux.yaml": ["params.size=64"],
+    # Kandinsky 3 likewise makes 1024 px images unless given a size
+    "kandinsky3.yaml": ["params.size=64"],
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import WORKFLOWS, latest_run, manifest, run_cli
 from PIL import Image
 
@@ -108,7 +109,7 @@ def test_mismatched_decoders_and_unsupported_fields_fail_clearly(tmp_path, capsy
         "  t: {type: txt2img, model: $models.k, steps: 2, width: 72, height: 64}\n":
             ["width 72", "multiple of 64"],
         "  t: {type: txt2img, model: $models.k, steps: 2, scheduler: euler}\n":
-            ["scheduler 'euler'", "dpmpp_2m"],
+            ["nodes.t.scheduler: scheduler 'euler' is not one Kandinsky 2.2 runs with", "dpmpp_2m"],
         "  i: {type: img2img, model: $models.k, image: $src, steps: 2, strength: 0.3}\n":
             ["leaves no denoising step"],
         # its pipeline takes no strength (it always repaints the masked area fully): refused before the run
@@ -118,9 +119,9 @@ def test_mismatched_decoders_and_unsupported_fields_fail_clearly(tmp_path, capsy
     for index, (nodes, expected) in enumerate(cases.items()):
         capsys.readouterr()
         workflow = write(tmp_path, nodes, name=f"bad{index}")
-        # what the files already say (the decoder's channels, LoRA support, the pipeline's arguments) is refused by
-        # validation (exit 2); sizes, samplers and steps by the run (exit 1)
-        code = 1 if any(word in " ".join(expected) for word in ("scheduler", "denoising step")) else 2
+        # what the files already say (the decoder's channels, LoRA support, the pipeline's arguments, the family's
+        # samplers) is refused by validation (exit 2); steps by the run (exit 1)
+        code = 1 if "denoising step" in " ".join(expected) else 2
         assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain") == code, nodes
         err = capsys.readouterr().err
         for text in expected:
@@ -150,34 +151,38 @@ def test_a_decoder_folder_alone_is_refused(tmp_path, models_dir, capsys):
     assert "a KandinskyV22Pipeline folder alone" in err and "prior/ and decoder/" in err
 
 
-def test_hub_layout_loads_decoder_with_its_connected_prior(tmp_path, models_dir):
-    """A hub decoder's model card names its prior; AutoPipeline loads both (simulated with local folders)."""
+@pytest.mark.parametrize("version", ["21", "22"])
+def test_hub_layout_loads_decoder_with_its_connected_prior(tmp_path, models_dir, version):
+    """A hub decoder's model card names its prior; AutoPipeline loads both (simulated with local folders), for
+    Kandinsky 2.1 and 2.2 alike."""
+    import importlib
     import shutil
     from types import SimpleNamespace
 
-    import pytest
     import torch
 
     from runner.core.model_entry import ModelEntry
-    from runner.models.families.kandinsky22 import kandinsky_components
+    from runner.models.families.prior_decoder import components_of
     from runner.models.sources import ModelSource, ModelUnavailable
     from runner.models.tiny import ensure_tiny
 
-    tiny = ensure_tiny("kandinsky22-inpaint", models_dir / "tiny")
+    line = importlib.import_module(f"runner.models.families.kandinsky{version}").LINE
+    tiny = ensure_tiny(f"kandinsky{version}-inpaint", models_dir / "tiny")
     snapshot = tmp_path / "snapshot"
     shutil.copytree(tiny / "decoder", snapshot)
     (snapshot / "README.md").write_text(f"---\nprior:\n- {tiny / 'prior'}\n---\n")
     registry = SimpleNamespace(device="cpu", cached=lambda key, factory, **_how: factory(), estimate=lambda source: None,
                                pretrained_args=lambda source: (str(snapshot), {"dtype": torch.float32, "use_safetensors": True}),
                                model_folder=lambda source: snapshot)
-    source = ModelSource(ModelEntry(source="kandinsky-community/kandinsky-2-2-decoder-inpaint"), "hub",
-                         "kandinsky-community/kandinsky-2-2-decoder-inpaint")
-    parts = kandinsky_components(registry, source, "id")
+    hub_id = f"{line.decoder_hub_id}-inpaint"
+    source = ModelSource(ModelEntry(source=hub_id), "hub", hub_id)
+    parts = components_of(line, registry, source, "id")
     assert parts["unet"].config.in_channels == 9 and type(parts["prior_prior"]).__name__ == "PriorTransformer"
+    assert ("text_encoder" in parts) == (version == "21")  # 2.1's decoder reads the prompt itself
 
     registry.model_folder = lambda source: tiny / "prior"
-    with pytest.raises(ModelUnavailable, match="is a Kandinsky 2.2 prior"):
-        kandinsky_components(registry, source, "id")
+    with pytest.raises(ModelUnavailable, match=f"is a Kandinsky 2.{version[1]} prior"):
+        components_of(line, registry, source, "id")
 
 
 def test_interpolate_needs_a_kandinsky_model(tmp_path, capsys):
@@ -188,4 +193,4 @@ def test_interpolate_needs_a_kandinsky_model(tmp_path, capsys):
     assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain") == 2
     err = capsys.readouterr().err
     assert (f"{workflow}:4:26: nodes.b.model: model 'tiny:sd15' is an SD 1.x/2.x model, which an interpolate node "
-            "cannot use: it runs on Kandinsky 2.2 models") in err, err
+            "cannot use: it runs on Kandinsky 2.1 or Kandinsky 2.2 models") in err, err

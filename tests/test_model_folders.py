@@ -257,3 +257,42 @@ def test_watch_follows_a_local_vae(tmp_path, models_dir):
                                  "nodes": {"g": {"type": "txt2img", "model": "$models.sd"}}})
         _files, folders = watched_paths(workflow, session.plan(workflow))
     assert vae in folders
+
+
+def test_models_list_names_each_models_family(tmp_path, capsys, models_dir):
+    """What a model was made for, from its files: a diffusers folder's pipeline class, a single file's tensor names, a
+    ControlNet's config, a LoRA's layers (their cross-attention width for UNet LoRAs)."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from runner.models.tiny import ensure_tiny
+
+    models = tmp_path / "models"
+    for kind, tiny in (("diffusers", "flux"), ("diffusers", "kandinsky3"), ("diffusers", "kandinsky22"),
+                       ("controlnet", "controlnet-sd3"), ("controlnet", "controlnet-kandinsky22"),
+                       ("loras", "lora-flux")):
+        shutil.copytree(ensure_tiny(tiny, models_dir / "tiny"), models / kind / tiny)
+    (models / "checkpoints").mkdir()
+    one = {"weight": np.zeros((2, 2), np.float32)}
+    for name, keys in (("sdxl.safetensors", ["model.diffusion_model.input_blocks.0.0.", "conditioner.embedders.0."]),
+                       ("sd15.safetensors", ["model.diffusion_model.input_blocks.0.0.", "cond_stage_model.transformer."]),
+                       ("sd3.5_medium.safetensors", ["model.diffusion_model.joint_blocks.0.x_block.attn.qkv."])):
+        save_file({key + "weight": one["weight"] for key in keys}, str(models / "checkpoints" / name))
+    (models / "unet").mkdir()
+    save_file({"double_blocks.0.img_attn.qkv.weight": one["weight"], "single_blocks.0.linear1.weight": one["weight"]},
+              str(models / "unet" / "flux1-dev.safetensors"))
+    for name, width in (("sd15_style.safetensors", 768), ("sdxl_style.safetensors", 2048)):
+        save_file({"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight":
+                   np.zeros((4, width), np.float32)}, str(models / "loras" / name))
+    assert run_cli("models", "list", "--model-path", models, "--json") == 0
+    families = {m["name"]: m["family"] for m in json.loads(capsys.readouterr().out)["models"]}
+    assert families == {
+        "flux": "FLUX.1", "kandinsky3": "Kandinsky 3", "kandinsky22": "Kandinsky 2.2",
+        "controlnet-sd3": "Stable Diffusion 3", "controlnet-kandinsky22": "Kandinsky 2.2",
+        "lora-flux/pytorch_lora_weights.safetensors": "FLUX.1", "sd15_style.safetensors": "SD 1.x/2.x",
+        "sdxl_style.safetensors": "SDXL",
+        "sdxl.safetensors": "SDXL", "sd15.safetensors": "SD 1.x/2.x", "sd3.5_medium.safetensors": "Stable Diffusion 3",
+        "flux1-dev.safetensors": "FLUX.1"}, families
+    assert run_cli("models", "list", "--model-path", models) == 0
+    table = capsys.readouterr().out
+    assert any(line.split()[:3] == ["diffusers", "kandinsky3", "Kandinsky"] for line in table.splitlines()), table

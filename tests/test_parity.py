@@ -284,7 +284,7 @@ def test_nodes_and_schema_show_each_pipelines_own_default(capsys):
     strength = next(line for line in out.splitlines() if line.strip().startswith("strength"))
     assert "default: the pipeline's (0.8 for StableDiffusionImg2ImgPipeline" in strength
     # the classes of the model families runner runs the node on, each with its own default
-    assert "0.3 for StableDiffusionXLImg2ImgPipeline, KandinskyV22Img2ImgCombinedPipeline" in strength
+    assert "0.3 for StableDiffusionXLImg2ImgPipeline, KandinskyImg2ImgCombinedPipeline, KandinskyV22Img2ImgCombinedPipeline, Kandinsky3Img2ImgPipeline" in strength
     assert "0.6 for StableDiffusion3Img2ImgPipeline, FluxImg2ImgPipeline" in strength
     assert run_cli("nodes", "inpaint") == 0
     out = capsys.readouterr().out

@@ -180,19 +180,28 @@ def cmd_models(args) -> int:
 
     roots = model_roots(args.model_paths)
     found = list_models(roots)
+
+    def family_of(path) -> str | None:
+        """The model family it was made for, in users' words, when its files say (a checkpoint, ControlNet, LoRA)."""
+        from ..models.inventory import family_of as made_for
+
+        family = made_for(path)
+        return family.name if family is not None else None
+
     if args.json:
         print(json.dumps({"model_paths": [root.given for root in roots],
-                          "models": [{"kind": m.folder_kind, "name": m.name, "bytes": m.size, "path": str(m.path)}
-                                     for m in found]}, indent=2))
+                          "models": [{"kind": m.folder_kind, "name": m.name, "family": family_of(m.path),
+                                      "bytes": m.size, "path": str(m.path)} for m in found]}, indent=2))
         return EXIT_OK
     if not roots:
         print(f"no model folders: give --model-path DIR or set {ENV_VAR}")
         return EXIT_OK
     from rich.table import Table
 
-    table = Table("kind", "name", "size", "where", box=None)
+    table = Table("kind", "name", "family", "size", "where", box=None)
     for model in sorted(found, key=lambda m: (m.folder_kind, m.name.lower())):
-        table.add_row(model.folder_kind, model.name, format_size(model.size), str(model.path.parent))
+        table.add_row(model.folder_kind, model.name, family_of(model.path) or "", format_size(model.size),
+                      str(model.path.parent))
     console = _console(wide=True)
     console.print(table)
     console.print(f"{len(found)} model{'' if len(found) == 1 else 's'} in {', '.join(root.given for root in roots)}")

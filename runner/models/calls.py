@@ -12,7 +12,8 @@ from .estimate import check_working_memory
 
 # call arguments runner sets itself: never from pipeline_kwargs
 RESERVED_CALL_ARGUMENTS = {"generator", "callback_on_step_end", "callback_on_step_end_tensor_inputs", "output_type",
-                           "return_dict", "image", "mask_image", "prior_callback_on_step_end"}
+                           "return_dict", "image", "mask_image", "prior_callback_on_step_end", "callback",
+                           "callback_steps"}
 
 
 def common_arguments(f, arguments: dict[str, str]) -> dict[str, Any]:
@@ -84,15 +85,18 @@ def swallowed_fix(class_name: str, fields: list[str]) -> str:
     return f"remove {', '.join(fields)}: {class_name} does not use {'it' if len(fields) == 1 else 'them'}"
 
 
-def run_pipeline(ctx, pipe, kwargs: dict[str, Any], arguments: dict[str, str] | None = None) -> dict[str, Any]:
-    """Call the pipeline with a CPU generator seeded from the node, report steps, return image/images/latents.
+def run_pipeline(ctx, pipe, kwargs: dict[str, Any], arguments: dict[str, str] | None = None,
+                 generator=None) -> dict[str, Any]:
+    """Call the pipeline with a CPU generator seeded from the node (or `generator`, one an earlier call of the same
+    node drew from, as a prior's), report steps, return image/images/latents.
     Every argument must be one the pipeline names (see `refuse_swallowed`; `arguments`: node field -> argument)."""
     import torch
 
     refuse_swallowed(pipe, kwargs, arguments)
-    generator = torch.Generator("cpu").manual_seed(ctx.seed)
+    if generator is None:
+        generator = torch.Generator("cpu").manual_seed(ctx.seed)
     final_latents: dict[str, Any] = {}
-    takes_callback = "callback_on_step_end" in inspect.signature(pipe.__call__).parameters
+    parameters = inspect.signature(pipe.__call__).parameters
 
     def on_step_end(pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
         if "latents" in callback_kwargs:
@@ -100,7 +104,16 @@ def run_pipeline(ctx, pipe, kwargs: dict[str, Any], arguments: dict[str, str] | 
         report_step(ctx, pipeline, step, kwargs)
         return callback_kwargs
 
-    callbacks = {"callback_on_step_end": on_step_end, "callback_on_step_end_tensor_inputs": ["latents"]} if takes_callback else {}
+    def on_step(step: int, timestep, latents) -> None:  # the older callback, for pipelines that have no other
+        final_latents["latents"] = latents
+        report_step(ctx, pipe, step, kwargs)
+
+    if "callback_on_step_end" in parameters:
+        callbacks: dict[str, Any] = {"callback_on_step_end": on_step_end, "callback_on_step_end_tensor_inputs": ["latents"]}
+    elif "callback" in parameters and "callback_steps" in parameters:
+        callbacks = {"callback": on_step, "callback_steps": 1}
+    else:
+        callbacks = {}
     if "prior_callback_on_step_end" in inspect.signature(pipe.__call__).parameters:  # a prior runs first, unreported
         def on_prior_step(pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
             if step == 0:

@@ -14,12 +14,16 @@ def component_config(source, component: str | None = None) -> dict[str, Any] | N
     """The config.json of `component` (a pipeline's subfolder such as "unet"; None: a single-component model such as a
     ControlNet) for a tiny model, a local folder or a cached hub snapshot; None when it cannot be read here."""
     if source.kind == "tiny":
-        from .tiny import tiny_config, tiny_kind
+        from .tiny import tiny_config, tiny_kind, tiny_pipeline_classes
 
         try:
             if component is None:
-                component = {"controlnet": "controlnet"}.get(tiny_kind(source.location))
-            return tiny_config(source.location, component) if component else None
+                if tiny_kind(source.location) != "controlnet":
+                    return None
+                pipeline = tiny_pipeline_classes(source.location).get("")
+                # a family's ControlNet that is a whole decoder: what its model_index.json says
+                return {"_class_name": pipeline} if pipeline else tiny_config(source.location, "controlnet")
+            return tiny_config(source.location, component)
         except ValueError:
             return None
     if source.kind not in ("folder", "hub"):
@@ -31,8 +35,9 @@ def component_config(source, component: str | None = None) -> dict[str, Any] | N
         return None
     if source.entry.subfolder:
         folder = folder / source.entry.subfolder
-    places = [folder / "config.json"] if component is None else [folder / component / "config.json",
-                                                                  folder / "decoder" / component / "config.json"]
+    # a single-component model's config.json, or (a family's ControlNet that is a whole decoder) its model_index.json
+    places = [folder / "config.json", folder / "model_index.json"] if component is None else [
+        folder / component / "config.json", folder / "decoder" / component / "config.json"]
     for path in places:
         if path.is_file():
             return _read(path)

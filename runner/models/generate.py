@@ -25,7 +25,7 @@ def generate(ctx, spec, f) -> dict[str, Any]:
     ctx.record(checkpoint=f.model)  # the model whose pipeline made the images: records (A1111 text) name it from here
     family = ctx.models.family(source, identity)
     if family.task(spec.task) is None:
-        runs_on = " or ".join(other.name for other in families.for_task(spec.task)) or "no model family runner knows"
+        runs_on = families.either(other.name for other in families.for_task(spec.task)) or "no model family runner knows"
         raise ModelUnavailable(f"model '{source.label}' is {_a(family.name)} model, which {_a(ctx.task.type_name)} node "
                                f"cannot use: it runs on {runs_on} models")
     if getattr(f, "controlnet", None) and not (family.task(spec.task).controlnet and family.controlnet_class):

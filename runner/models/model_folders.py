@@ -22,7 +22,8 @@ KIND_FOLDERS: dict[str, tuple[str, ...]] = {
     "lora": ("loras",),
     "vae": ("vae",),
 }
-LISTED_FOLDERS = ("checkpoints", "diffusers", "controlnet", "t2i_adapter", "loras", "vae", "upscale_models")
+LISTED_FOLDERS = ("checkpoints", "diffusers", "controlnet", "t2i_adapter", "loras", "vae", "upscale_models",
+                  "diffusion_models", "unet", "text_encoders", "clip")
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft")
 
 
@@ -103,6 +104,8 @@ def _model_items(folder: Path, nested: bool = True) -> list[Path]:
         return []
     items = []
     for item in sorted(folder.iterdir()):
+        if not nested and item.name in LISTED_FOLDERS:
+            continue  # a flat folder's kind folders are listed as such
         if item.is_file() and item.suffix.lower() in WEIGHT_SUFFIXES:
             items.append(item)
         elif item.is_dir() and _is_model_folder(item):

@@ -25,8 +25,8 @@ KIND_USE = {
 }
 # the kinds a place accepts (a diffusion upscaler is a pipeline; a VAE may come from a checkpoint's vae/)
 ACCEPTED = {"upscaler": ("pipeline",), "vae": ("vae", "pipeline")}
+# (the ControlNet classes of the model families are ControlNets too: see class_kind)
 _DIFFUSERS_CLASS_KINDS = {"ControlNetModel": "controlnet", "ControlNetXSAdapter": "controlnet",
-                          "SD3ControlNetModel": "controlnet", "FluxControlNetModel": "controlnet",
                           "T2IAdapter": "adapter", "MultiAdapter": "adapter", "AutoencoderKL": "vae", "AutoencoderTiny": "vae",
                           "ConsistencyDecoderVAE": "vae"}
 LORA_FILES = ("pytorch_lora_weights.safetensors", "pytorch_lora_weights.bin")
@@ -34,6 +34,10 @@ LORA_FILES = ("pytorch_lora_weights.safetensors", "pytorch_lora_weights.bin")
 
 def class_kind(class_name: str | None) -> str | None:
     """The kind of model a diffusers class name in a config.json says ("controlnet", "vae", "adapter"), or None."""
+    from .families import FAMILIES
+
+    if class_name and any(family.controlnet_class == class_name for family in FAMILIES):
+        return "controlnet"
     return _DIFFUSERS_CLASS_KINDS.get(class_name or "")
 
 
@@ -42,8 +46,8 @@ def local_kind(path: Path) -> str | None:
     so; None when they do not (a transformers model, a pickle file: nothing is refused on a guess)."""
     path = Path(path)
     if path.is_dir():
-        if (path / "model_index.json").is_file():
-            return "pipeline"
+        if (path / "model_index.json").is_file():  # a pipeline, or a family's ControlNet that is a whole decoder
+            return "controlnet" if class_kind(_class_name(path / "model_index.json")) == "controlnet" else "pipeline"
         if any((path / name).is_file() for name in LORA_FILES):
             return "lora"
         config = path / "config.json"
@@ -52,7 +56,7 @@ def local_kind(path: Path) -> str | None:
                 data = json.loads(config.read_text())
             except (OSError, ValueError):
                 return None
-            return _DIFFUSERS_CLASS_KINDS.get(data.get("_class_name")) if isinstance(data, dict) else None
+            return class_kind(data.get("_class_name")) if isinstance(data, dict) else None
         return None
     if path.suffix.lower() != ".safetensors":
         return None
@@ -60,6 +64,15 @@ def local_kind(path: Path) -> str | None:
     if not header:
         return None
     return _keys_kind([name for name in header if name != "__metadata__"])
+
+
+def _class_name(path: Path) -> str | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    name = data.get("_class_name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def _keys_kind(keys: list[str]) -> str | None:

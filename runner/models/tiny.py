@@ -1,8 +1,9 @@
 """Tiny random models: ``tiny:NAME`` model sources that need no model hub.
 
 A tiny model is a small, randomly initialised instance of a real architecture
-(Stable Diffusion 1.5, SDXL base and refiner, ControlNet, depth-to-image,
-Kandinsky 2.2, DPT, Depth Anything, VitPose, RT-DETR), built here from the config dicts below
+(Stable Diffusion 1.5, SDXL base and refiner, SD3, FLUX.1, their ControlNets
+and LoRAs, depth-to-image, Kandinsky 2.1, 2.2 (and its depth ControlNet) and 3,
+DPT, Depth Anything, VitPose, RT-DETR), built here from the config dicts below
 with fixed seeds and saved with ``save_pretrained`` as an ordinary
 diffusers/transformers folder.  Every ``from_pretrained`` path, pipeline class
 and AutoPipeline that accepts the real checkpoint accepts the tiny one.
@@ -182,6 +183,35 @@ SCHED_KANDINSKY = {
     "clip_sample": False, "steps_offset": 1, "prediction_type": "epsilon",
 }
 
+# Kandinsky 2.2 depth ControlNet decoder: the hint (a depth map) goes through diffusers' fixed ImageHintTimeEmbedding
+# (to 4 channels at 1/8 size) and joins the latents: 4 + 4 input channels.
+UNET_KANDINSKY_HINT = {**UNET_KANDINSKY, "in_channels": 8, "addition_embed_type": "image_hint"}
+# Kandinsky 2.1 decoder: a UNet conditioned on the text (a multilingual CLIP: XLM-RoBERTa + projection) and the
+# prior's image embedding; DDIM, as the real kandinsky-2-1 ships.
+UNET_KANDINSKY21 = {**UNET_KANDINSKY, "addition_embed_type": "text_image", "encoder_hid_dim_type": "text_image_proj"}
+UNET_KANDINSKY21_INPAINT = {**UNET_KANDINSKY21, "in_channels": 9}
+# XLM-R tokenizer, built offline: a Unigram model over <s>, <pad>, </s>, <unk>, "\u2581", a few words, printable
+# ASCII alone and after "\u2581", then <mask> (other characters become <unk>).
+XLMR_TOKENIZER = {"model_max_length": 77, "vocab": "specials+words+ascii+word-starts+mask",
+                  "words": ["the", "cat", "dog", "red", "photo", "of", "4k", "robot", "horse", "painting"]}
+MCLIP = {  # diffusers' MultilingualCLIP (an XLM-RoBERTa whose pooled output is projected to the prior's width)
+    "transformerDimSize": 32, "imageDimSize": 32, "hidden_size": 32, "intermediate_size": 37,
+    "num_attention_heads": 4, "num_hidden_layers": 2, "max_position_embeddings": 80, "type_vocab_size": 1,
+    "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2, "vocab_size": 176,
+}
+SCHED_KANDINSKY21 = {
+    "num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 0.00085, "beta_end": 0.012,
+    "clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1, "prediction_type": "epsilon",
+}
+# Kandinsky 3: Kandinsky3UNet reading a T5 encoder's states (Flan-UL2's in the real model; tiny:sd3's T5 here), the
+# MoVQ above (Kandinsky 3 hard-codes its factor 8), DDPM as diffusers' Kandinsky 3 tests set it.
+UNET_KANDINSKY3 = {
+    "in_channels": 4, "time_embedding_dim": 4, "groups": 2, "attention_head_dim": 4, "layers_per_block": 2,
+    "block_out_channels": [32, 64], "cross_attention_dim": 4, "encoder_hid_dim": 64,
+}
+SCHED_KANDINSKY3 = {"beta_start": 0.00085, "beta_end": 0.012, "steps_offset": 1, "beta_schedule": "squaredcos_cap_v2",
+                    "clip_sample": True, "thresholding": False}
+
 
 # --- Stable Diffusion 3 / 3.5 and FLUX.1: transformer denoisers, T5 text encoders, 16-channel latents ---------
 # T5 tokenizer, built offline: a Unigram model over <pad>=0, </s>=1, <unk>=2, "▁", printable ASCII, Latin-1 letters
@@ -282,6 +312,19 @@ def _k_decoder(pipeline: str, unet: dict, seed: int) -> list:
                             "scheduler": _c("DDPMScheduler", SCHED_KANDINSKY)})
 
 
+
+_K21_PRIOR = _pipe("KandinskyPriorPipeline", {
+    "prior": _c("PriorTransformer", PRIOR, 60),
+    "image_encoder": _c("CLIPVisionModelWithProjection", CLIP_VISION_PROJ, 61),
+    "text_encoder": _c("CLIPTextModelWithProjection", CLIP_TEXT_PROJ, 62), "tokenizer": _TOK,
+    "scheduler": _c("UnCLIPScheduler", SCHED_PRIOR), "image_processor": _c("CLIPImageProcessor", CLIP_IMAGE_PROCESSOR)})
+
+
+def _k21_decoder(pipeline: str, unet: dict, seed: int) -> list:
+    return _pipe(pipeline, {"text_encoder": _c("MultilingualCLIP", MCLIP, 63), "tokenizer": _c("XLMRobertaTokenizer", XLMR_TOKENIZER),
+                            "unet": _c("UNet2DConditionModel", unet, seed), "movq": _c("VQModel", MOVQ, 65),
+                            "scheduler": _c("DDIMScheduler", SCHED_KANDINSKY21)})
+
 _SPECS: dict[str, dict[str, Any]] = {
     "sd15": _single("pipeline", _pipe(
         "StableDiffusionPipeline",
@@ -312,6 +355,17 @@ _SPECS: dict[str, dict[str, Any]] = {
     # The inpaint decoder needs a 9-channel UNet (the real one is a separate checkpoint too).
     "kandinsky22-inpaint": {"kind": "pipeline", "folders": {
         "prior": _K_PRIOR, "decoder": _k_decoder("KandinskyV22InpaintPipeline", UNET_KANDINSKY_INPAINT, 45)}},
+    # Kandinsky 2.2's depth ControlNet is a whole decoder (kandinsky-community/kandinsky-2-2-controlnet-depth):
+    # it goes in a node's controlnet:, beside a Kandinsky 2.2 model whose prior it uses.
+    "controlnet-kandinsky22": _single("controlnet", _k_decoder("KandinskyV22ControlnetPipeline", UNET_KANDINSKY_HINT, 70)),
+    "kandinsky21": {"kind": "pipeline", "folders": {
+        "prior": _K21_PRIOR, "decoder": _k21_decoder("KandinskyPipeline", UNET_KANDINSKY21, 64)}},
+    "kandinsky21-inpaint": {"kind": "pipeline", "folders": {
+        "prior": _K21_PRIOR, "decoder": _k21_decoder("KandinskyInpaintPipeline", UNET_KANDINSKY21_INPAINT, 66)}},
+    "kandinsky3": _single("pipeline", _pipe("Kandinsky3Pipeline", {
+        "unet": _c("Kandinsky3UNet", UNET_KANDINSKY3, 80), "text_encoder": _c("T5EncoderModel", T5_ENCODER, 81),
+        "tokenizer": _c("T5Tokenizer", T5_TOKENIZER), "movq": _c("VQModel", MOVQ, 82),
+        "scheduler": _c("DDPMScheduler", SCHED_KANDINSKY3)})),
     # A LoRA for tiny:sd15's UNet (attention projections), saved as diffusers' pytorch_lora_weights.safetensors.
     "lora-sd15": _single("lora", _pipe(
         None, {"lora": _c("LoRA", {**LORA, "unet": UNET_SD15, "unet_seed": 0}, 7)})),
@@ -486,6 +540,31 @@ def _t5_tokenizer(config: dict):
     return T5TokenizerFast(vocab=vocab, extra_ids=config["extra_ids"], model_max_length=config["model_max_length"])
 
 
+def _xlmr_tokenizer(config: dict):
+    """An XLM-RoBERTa tokenizer built offline with the `tokenizers` library: a SentencePiece-style Unigram model
+    (specials in XLM-R's order, <mask> last), wrapped as transformers' XLMRobertaTokenizerFast."""
+    import string
+
+    from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
+    from tokenizers.models import Unigram
+    from transformers import XLMRobertaTokenizerFast
+
+    space = "\u2581"
+    pieces = [(space, -2.0)] + [(space + word, -3.0) for word in config["words"]]
+    pieces += [(c, -5.0) for c in string.ascii_letters + string.digits + string.punctuation]
+    pieces += [(space + c, -6.0) for c in string.ascii_letters + string.digits]
+    vocab = [(t, 0.0) for t in ("<s>", "<pad>", "</s>", "<unk>")] + list(dict(pieces).items()) + [("<mask>", 0.0)]
+    model = Tokenizer(Unigram(vocab, unk_id=3, byte_fallback=False))
+    model.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement=space, prepend_scheme="always")])
+    model.decoder = decoders.Metaspace(replacement=space, prepend_scheme="always")
+    model.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    return XLMRobertaTokenizerFast(tokenizer_object=model, bos_token="<s>", eos_token="</s>", sep_token="</s>",
+                                   cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+                                   model_max_length=config["model_max_length"])
+
+
 def _transformer_controlnet(cls_name: str, config: dict, seed: int):
     """An SD3 or FLUX ControlNet from its config, its zero-initialised projections drawn at random."""
     import diffusers
@@ -573,6 +652,13 @@ def _build_component(cls_name: str, config: dict, seed: int | None):
         return _tokenizer(config)
     if cls_name == "T5Tokenizer":
         return _t5_tokenizer(config)
+    if cls_name == "XLMRobertaTokenizer":
+        return _xlmr_tokenizer(config)
+    if cls_name == "MultilingualCLIP":
+        from diffusers.pipelines.kandinsky.text_encoder import MCLIPConfig, MultilingualCLIP
+
+        torch.manual_seed(seed)
+        return MultilingualCLIP(MCLIPConfig(**config)).eval()
     if cls_name in ("SD3ControlNetModel", "FluxControlNetModel"):
         return _transformer_controlnet(cls_name, config, seed)
     if cls_name.endswith("Scheduler"):

@@ -47,10 +47,9 @@ def check_family(spec, fields, context) -> Problems:
     """What the checkpoint's model family (known from its files: tiny models, folders, cached hub snapshots) cannot
     do: the node's task, ControlNets, LoRAs. Where the family is known only once loaded, the run checks the same."""
     from ..models import families
-    from ..models.signatures import checkpoint_class
 
     source = _source(fields.model, context)
-    family = families.of_class(checkpoint_class(source)) if source is not None else None
+    family = families.from_files(source) if source is not None else None
     if family is None:
         return []
     task = family.task(spec.task)
@@ -59,8 +58,8 @@ def check_family(spec, fields, context) -> Problems:
         examples = "; ".join(f"{other.name}: {other.task(spec.task).example or other.example('checkpoint')}"
                              for other in doers if other.task(spec.task).example or other.example("checkpoint"))
         return [(("model",), f"model '{source.label}' is {_a(family.name)} model, which {_a(fields.type)} node cannot use: "
-                             f"it runs on {' or '.join(other.name for other in doers)} models",
-                 f"use {_a(' or '.join(other.name for other in doers))} checkpoint here"
+                             f"it runs on {families.either(other.name for other in doers)} models",
+                 f"use {_a(families.either(other.name for other in doers))} checkpoint here"
                  + (f" ({examples})" if examples else ""))]
     problems: Problems = []
     from ..models.configs import component_config
@@ -73,7 +72,17 @@ def check_family(spec, fields, context) -> Problems:
         if isinstance(channels, int) else None
     if problem is not None:
         problems.append((("model",), *problem))
-    for index, item in enumerate(getattr(fields, "controlnet", None) or []):
+    items = getattr(fields, "controlnet", None) or []
+    takes_controlnets = task.controlnet and family.controlnet_class
+    if takes_controlnets and family.controlnet_most is not None and len(items) > family.controlnet_most:
+        problems.append((("controlnet",), f"{family.name} takes at most {family.controlnet_most} ControlNet on a node, "
+                                          f"not {len(items)}", f"keep {family.controlnet_most} of the items"))
+    for index, item in enumerate(items if takes_controlnets and not family.controlnet_settings else []):
+        for name in spec.controlnet_arguments:
+            if getattr(item, name, None) is not None:
+                problems.append((("controlnet", index, name), f"{family.name}'s ControlNets take no '{name}': the "
+                                 "condition always acts in full", f"remove '{name}'"))
+    for index, item in enumerate(items):
         cn_source = _source(item.model, context)
         config = component_config(cn_source) if cn_source is not None else None
         if not config or class_kind(config.get("_class_name")) != "controlnet":
@@ -100,7 +109,6 @@ def _family_fields(family, source, fields, context, denoiser: dict) -> Problems:
     from ..models import families
     from ..models.configs import lora_facts
     from ..models.families.checks import lora_problem
-    from ..models.signatures import checkpoint_class
 
     problems: Problems = []
     name = getattr(fields, "scheduler", None)
@@ -124,7 +132,7 @@ def _family_fields(family, source, fields, context, denoiser: dict) -> Problems:
     upstream = context.nodes.get(link.node) if link is not None else None
     if upstream is not None and getattr(upstream, "model", None):
         origin = _source(upstream.model, context)
-        made_by = families.of_class(checkpoint_class(origin)) if origin is not None else None
+        made_by = families.from_files(origin) if origin is not None else None
         if not family.latents:
             problems.append((("latents",), f"{family.name} (model '{source.label}') takes an image here, not latents",
                              f"give 'image' instead of 'latents' (e.g. image: ${link.node})"))

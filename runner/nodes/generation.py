@@ -194,10 +194,11 @@ def _one_start(self):
 
 LATENTS_DOC = ("latents of a generation node ($node.latents) instead of 'image': the stages hand over without a VAE "
                "decode and re-encode; the size comes from the latents")
-# img2img's own pipelines (SD, SDXL) make an image of the input's size; those with a ControlNet, and Kandinsky 2.2's,
-# take a size: validate refuses it where the pipeline that will run does not take it
-RESTYLE_SIZE_DOC = ("pixels, multiple of 8; only with a ControlNet or on Kandinsky 2.2 (SD and SDXL img2img keep the "
-                    "input's size: resize the input instead); default: the input's")
+# img2img's own pipelines (SD, SDXL, Kandinsky 3) make an image of the input's size; those with a ControlNet, and
+# others' (SD3, FLUX, Kandinsky 2.x), take a size: validate refuses it where the pipeline that will run does not take it
+RESTYLE_SIZE_DOC = ("pixels, a multiple of the model family's step; only where the pipeline takes a size (with a "
+                    "ControlNet; SD3, FLUX, Kandinsky 2.x; SD, SDXL and Kandinsky 3 img2img keep the input's size: "
+                    "resize the input instead); default: the input's")
 
 
 class Img2Img(ControlledGeneration):
@@ -290,17 +291,27 @@ def _declare(name: str, fields: type[Generation], doc: str) -> None:
     node_type(name, fields=fields, outputs=GENERATION_OUTPUTS, check=generation_check(spec))(run)
 
 
-_declare("txt2img", Txt2Img, "Text to image (SD1.5, SD2, SDXL, SDXL Turbo, Kandinsky 2.2, any AutoPipeline checkpoint).")
-_declare("img2img", Img2Img, "Restyle an image guided by a prompt.")
-_declare("inpaint", Inpaint, "Repaint the white area of a mask.")
-_declare("depth2img", Depth2Img, "Structure-preserving restyle guided by depth (SD2-depth).")
-_declare("refine", Refine, "Second stage: SDXL refiner on a base's latents or on an image.")
+def _on(task: str, any_other: bool = False) -> str:
+    """The model families that do a task, in users' words (from their declarations)."""
+    from ..models import families
+
+    names = [family.name for family in families.for_task(task)] + (["any other AutoPipeline checkpoint"] if any_other else [])
+    return families.either(names)
+
+
+_declare("txt2img", Txt2Img, f"Text to image ({_on(TXT2IMG.task, True)}).")
+_declare("img2img", Img2Img, f"Restyle an image guided by a prompt ({_on(IMG2IMG.task, True)}).")
+_declare("inpaint", Inpaint, f"Repaint the white area of a mask ({_on(INPAINT.task, True)}).")
+_declare("depth2img", Depth2Img, f"Structure-preserving restyle guided by depth ({_on(DEPTH2IMG.task)} depth "
+                                 "checkpoints, e.g. SD 2 depth).")
+_declare("refine", Refine, "Second stage: a refiner (SDXL's) on a base's latents or on an image (runs on "
+                           f"{_on(REFINE.task)} checkpoints).")
 
 
 @node_type("interpolate", fields=Interpolate, outputs={"image": "image"},
            check=generation_check(INTERPOLATE, arguments=False))
 def _run_interpolate(ctx, f, inputs=None):
-    """Blend weighted prompts and images (Kandinsky 2.2 prior)."""
+    """Blend weighted prompts and images through a prior (Kandinsky 2.1 and 2.2)."""
     from ..models.generate import generate
 
     return generate(ctx, INTERPOLATE, f)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .arguments import CONTROLNET_ITEM_ARGUMENTS
 
-SHOWN_PER_VALUE = 3  # class names listed for one default value; the rest are counted
+SHOWN_PER_VALUE = 5  # classes named per default value in a field's description
 SIZE_FIELDS = ("width", "height")  # their default is the checkpoint's size (docs/decisions.md), not a call default
 
 

@@ -7,16 +7,20 @@ is loaded, `of_pipeline` tells it from the pipeline's class. Nothing outside thi
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .auto import FAMILY as AUTO
 from .base import Family, Task
 from .flux import FAMILY as FLUX
+from .kandinsky21 import FAMILY as KANDINSKY21
 from .kandinsky22 import FAMILY as KANDINSKY22
+from .kandinsky3 import FAMILY as KANDINSKY3
 from .sd import FAMILY as SD
 from .sd3 import FAMILY as SD3
 from .sdxl import FAMILY as SDXL
 
 # the families runner knows (AUTO: any other AutoPipeline checkpoint)
-FAMILIES: tuple[Family, ...] = (SD, SDXL, SD3, FLUX, KANDINSKY22)
+FAMILIES: tuple[Family, ...] = (SD, SDXL, SD3, FLUX, KANDINSKY21, KANDINSKY22, KANDINSKY3)
 
 
 def of_class(class_name: str | None) -> Family | None:
@@ -29,16 +33,42 @@ def of_pipeline(pipe) -> Family:
     return of_class(type(pipe).__name__) or AUTO
 
 
-def detect(source) -> Family | None:
-    """The family of a checkpoint from its files, without loading it (no torch); None when that cannot be known
-    before loading (a single file, a hub model not in the local cache whose id says nothing)."""
+def of_keys(keys) -> Family | None:
+    """The family whose single-file checkpoints have these tensor names (None: none of runner's)."""
+    keys = list(keys)
+    return next((family for family in FAMILIES if family.reads_keys(keys)), None)
+
+
+def from_files(source) -> Family | None:
+    """The family of a checkpoint from its files, without loading anything (no torch): the pipeline class its
+    model_index.json names (tiny models, local folders, cached hub snapshots), or a single .safetensors file's tensor
+    names; None when they do not say."""
     from ..signatures import checkpoint_class
 
     found = of_class(checkpoint_class(source))
+    if found is None and source.kind == "file":
+        from ..single_file import file_keys
+
+        path = Path(source.location)
+        keys = file_keys(path) if path.suffix.lower() == ".safetensors" and path.is_file() else None
+        found = of_keys(keys) if keys else None
+    return found
+
+
+def detect(source) -> Family | None:
+    """The family of a checkpoint from its files, without loading it (no torch); None when that cannot be known
+    before loading (a pickle single file, a hub model not in the local cache whose id says nothing)."""
+    found = from_files(source)
     if found is not None or source.kind != "hub":
         return found
     location = source.location.lower()
     return next((family for family in FAMILIES if any(hint in location for hint in family.hub_hints)), None)
+
+
+def either(names) -> str:
+    """Names as words say them: "A", "A or B", "A, B or C"."""
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1] if names else ""
 
 
 def for_task(task: str) -> list[Family]:
@@ -46,4 +76,4 @@ def for_task(task: str) -> list[Family]:
     return [family for family in FAMILIES if task in family.tasks]
 
 
-__all__ = ["AUTO", "FAMILIES", "Family", "Task", "detect", "for_task", "of_class", "of_pipeline"]
+__all__ = ["AUTO", "FAMILIES", "Family", "Task", "detect", "either", "for_task", "from_files", "of_keys", "of_class", "of_pipeline"]

@@ -41,11 +41,28 @@ class Family:
     schedulers: dict[str, tuple[str, dict]] | None = None
     # whether a ControlNet's config (config.json, with `_class_name`) says it was made for this family
     controlnet_fits: Callable[[dict], bool] | None = None
+    # whether its ControlNets take scale / start / end, and how many one node may stack (None: any number)
+    controlnet_settings: bool = True
+    controlnet_most: int | None = None
     size_multiple: int = 8  # image sides must be multiples of this (the VAE factor x the denoiser's patch size)
     latents: bool = False  # whether its img2img / inpaint / refine take another node's latents (`latents:`)
+    # the widths of the text its UNet's cross-attention reads, in its real checkpoints (tells a UNet LoRA's family)
+    text_widths: tuple[int, ...] = ()
+    # how to recognise its single-file checkpoints from their tensor names: alternatives, each a set of key prefixes
+    # that must all occur (e.g. the original layout's UNet and its text encoders)
+    single_file_keys: tuple[tuple[str, ...], ...] = ()
     # whether a LoRA fits a checkpoint, from what its files say (runner.models.configs.lora_facts) and the
     # checkpoint's denoiser config; None: not known before loading
     lora_fits: Callable[[dict, dict], bool] | None = None
+
+    def reads_keys(self, keys) -> bool:
+        """Whether a single file with these tensor names is one of its checkpoints."""
+        return any(all(any(key.startswith(prefix) for key in keys) for prefix in alternative)
+                   for alternative in self.single_file_keys)
+
+    def reads_lora_width(self, width: int | None) -> bool:
+        """Whether a UNet LoRA whose cross-attention reads text this wide may be one of its (None: unknown)."""
+        return not self.text_widths or width is None or width in self.text_widths
 
     def task(self, name: str) -> Task | None:
         return self.tasks.get(name)

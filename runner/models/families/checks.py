@@ -57,8 +57,8 @@ def _a(name: str) -> str:
 def unet_lora_fits(facts: dict, denoiser: dict) -> bool:
     """A UNet family's LoRA: UNet layers whose cross-attention reads text as wide as the checkpoint's (SD 1.x 768,
     SD 2.x 1024, SDXL 2048: another width is another family or version)."""
-    width = facts.get("cross_attention_dim")
-    return facts.get("denoiser") == "unet" and (width is None or width == denoiser.get("cross_attention_dim"))
+    width, own = facts.get("cross_attention_dim"), denoiser.get("cross_attention_dim")
+    return facts.get("denoiser") == "unet" and (width is None or own is None or width == own)
 
 
 def lora_problem(family: Family, label: str, lora_label: str, facts: dict, denoiser: dict) -> tuple[str, str] | None:

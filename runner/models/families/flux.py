@@ -27,4 +27,6 @@ FAMILY = Family(
     schedulers=FLOW_SCHEDULERS,
     lora_fits=lambda facts, denoiser: facts.get("denoiser") == "transformer",
     size_multiple=16,
+    # Black Forest Labs' transformer file (ComfyUI's diffusion_models/ or unet/), or a checkpoint packing it
+    single_file_keys=(("double_blocks.", "single_blocks."), ("model.diffusion_model.double_blocks.",)),
 )

@@ -1,50 +1,44 @@
-"""Kandinsky 2.2: txt2img, img2img, inpaint and interpolate on a prior + decoder pair.
+"""Families whose checkpoint is a prior + decoder pair (Kandinsky 2.1 and 2.2): txt2img, img2img, inpaint and
+interpolate, and a decoder that takes a hint (Kandinsky 2.2's depth ControlNet).
 
-Loading. A Kandinsky 2.2 model is two diffusers pipelines: the prior
-(KandinskyV22PriorPipeline: CLIP text/image encoders, PriorTransformer,
-UnCLIPScheduler) turns a prompt into a CLIP image embedding, and the decoder
-(KandinskyV22Pipeline or, for inpainting, KandinskyV22InpaintPipeline: an
-image-conditioned UNet and a MoVQ) turns the embedding into pixels.
+Each family module declares a `Line` (its names for messages, prior class, decoder parts) next to its Family; the
+code below takes it as an argument and never tests which family it runs.
 
-- A local folder (and every ``tiny:`` model) holds them as ``prior/`` and
-  ``decoder/`` subfolders; each is loaded with ``from_pretrained``.
-- A hub id names the decoder (``kandinsky-community/kandinsky-2-2-decoder``,
-  ``...-decoder-inpaint``); ``AutoPipelineForText2Image.from_pretrained``
-  loads it together with the prior its model card connects
-  (``kandinsky-community/kandinsky-2-2-prior``).
+Loading. Such a model is two diffusers pipelines: the prior (CLIP text/image encoders, PriorTransformer,
+UnCLIPScheduler) turns a prompt into a CLIP image embedding, and the decoder (an image-conditioned UNet and a MoVQ;
+Kandinsky 2.1's also reads the prompt through its multilingual CLIP) turns the embedding into pixels.
 
-Either way the modules are loaded once per run (one entry in the manifest's
-``models_loaded``) and kept as one dict of components with the combined
-pipelines' names (``unet``, ``scheduler``, ``movq``, ``prior_prior``,
-``prior_text_encoder``, ...).  The task pipelines are built from that dict:
-KandinskyV22CombinedPipeline (txt2img), KandinskyV22Img2ImgCombinedPipeline
-(img2img) and KandinskyV22InpaintCombinedPipeline (inpaint) all take the same
-components, so they share every module object; interpolate uses the
-txt2img pipeline's own prior and decoder sub-pipelines.
+- A local folder (and every ``tiny:`` model) holds them as ``prior/`` and ``decoder/`` subfolders; each is loaded
+  with ``from_pretrained``.
+- A hub id names the decoder (``kandinsky-community/kandinsky-2-2-decoder``, ``kandinsky-community/kandinsky-2-1``,
+  their ``-inpaint`` variants); ``AutoPipelineForText2Image.from_pretrained`` loads it together with the prior its
+  model card connects.
 
-Conventions (documented for users in the node docs / this module):
-- Masks: white = repaint, black = keep, as for every runner inpaint node.  This
-  is also diffusers' convention for Kandinsky inpainting since 0.19 (it
-  computes ``mask = 1 - mask`` internally to get its keep-mask).  Diffusers
-  grows the repainted area by one latent cell (8 pixels) on every side.
-- Sizes: the decoder works in steps of 64 pixels (MoVQ factor 8, squared, as
-  diffusers' ``downscale_height_and_width`` rounds); explicit ``width`` /
-  ``height`` must be multiples of 64.  img2img and inpaint without a size keep
-  the input image's size: they generate at the nearest multiple of 64 and
-  resize the result back when the input's size is not one.
-- ``steps`` and ``guidance_scale`` are the decoder's; the prior keeps diffusers'
-  defaults (25 steps, guidance 4.0) unless ``pipeline_kwargs`` sets
-  ``prior_num_inference_steps`` / ``prior_guidance_scale``.
-- ``scheduler:`` replaces the decoder's scheduler.  Kandinsky's pipelines never
-  call ``scheduler.scale_model_input``, so samplers that need it (Euler, Heun,
-  KDPM2 and their ancestral variants) are refused rather than run wrongly.
-- Inpaint ``strength`` is not a Kandinsky 2.2 parameter: the masked area is
-  always repainted fully; a strength other than 1 is an error.
-- LoRA and ControlNet are not supported on Kandinsky 2.2 nodes in this version.
+Either way the modules are loaded once per run (one entry in the manifest's ``models_loaded``) and kept as one dict
+of components with the combined pipelines' names (``unet``, ``scheduler``, ``movq``, ``prior_prior``,
+``prior_text_encoder``, ...). The task pipelines are built from that dict: the family's combined txt2img, img2img
+and inpaint pipelines (what diffusers' AutoPipelines map it to) all take the same components, so they share every
+module object; interpolate uses the txt2img pipeline's own prior and decoder sub-pipelines.
+
+Conventions (documented for users in docs/how-to/models.md):
+- Masks: white = repaint, black = keep, as for every runner inpaint node (diffusers' convention for Kandinsky
+  inpainting since 0.19). Diffusers grows the repainted area by one latent cell (8 pixels) on every side.
+- Sizes: the decoder works in steps of 64 pixels (MoVQ factor 8, squared, as diffusers'
+  ``downscale_height_and_width`` rounds); explicit ``width`` / ``height`` must be multiples of 64. img2img and
+  inpaint without a size keep the input image's size: they generate at the nearest multiple of 64 and resize the
+  result back when the input's size is not one.
+- ``steps`` and ``guidance_scale`` are the decoder's; the prior keeps diffusers' defaults (25 steps, guidance 4.0)
+  unless ``pipeline_kwargs`` sets ``prior_num_inference_steps`` / ``prior_guidance_scale``.
+- ``scheduler:`` replaces the decoder's scheduler. These pipelines never call ``scheduler.scale_model_input``, so
+  samplers that need it (Euler, Heun, KDPM2 and their ancestral variants) are refused rather than run wrongly.
+- Inpaint ``strength`` is not a parameter of these pipelines: the masked area is always repainted fully; a strength
+  other than 1 is an error.
+- No LoRAs (diffusers loads none into these pipelines).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,139 +51,144 @@ from ..calls import (
 )
 from ..signatures import AUTOPIPELINE_MAPPINGS
 from ..sources import ModelUnavailable, missing_safetensors_explained
-from .base import Family, Task
+from .base import Family
 
-FAMILY = Family(
-    key="kandinsky22",
-    name="Kandinsky 2.2",
-    classes=("KandinskyV22Pipeline", "KandinskyV22Img2ImgPipeline", "KandinskyV22InpaintPipeline",
-             "KandinskyV22CombinedPipeline", "KandinskyV22Img2ImgCombinedPipeline",
-             "KandinskyV22InpaintCombinedPipeline", "KandinskyV22PriorPipeline"),
-    tasks={
-        "text2image": Task("AutoPipelineForText2Image", (4,)),
-        "image2image": Task("AutoPipelineForImage2Image", (4,)),
-        "inpainting": Task("AutoPipelineForInpainting", (9,),
-                        example="kandinsky-community/kandinsky-2-2-decoder-inpaint; tiny:kandinsky22-inpaint offline"),
-        "interpolation": Task(None, (4,), classes=("KandinskyV22PriorPipeline", "KandinskyV22Pipeline")),
-    },
-    runner="runner.models.families.kandinsky22:generate_kandinsky",
-    controlnet_class=None,
-    lora=False,
-    hub_hints=("kandinsky-2-2",),
-    size_multiple=64,  # the decoder works in steps of 64 px (MoVQ factor 8, squared)
-    examples={"checkpoint": "kandinsky-community/kandinsky-2-2-decoder; tiny:kandinsky22 offline"},
-)
-DECODER_HUB_IDS = {4: "kandinsky-community/kandinsky-2-2-decoder", 9: "kandinsky-community/kandinsky-2-2-decoder-inpaint"}
-DECODER_TINY = {4: "tiny:kandinsky22", 9: "tiny:kandinsky22-inpaint"}
 PRIOR_ARGUMENTS = ("prior_num_inference_steps", "prior_guidance_scale")
 INTERPOLATE_RESERVED = ("image_embeds", "negative_image_embeds", "latents")
 
 
-def generate_kandinsky(ctx, spec, f) -> dict[str, Any]:
-    """A generation node (`spec`: its GenerationSpec) on a Kandinsky 2.2 prior + decoder."""
-    if spec.task == "interpolation":
-        return interpolate(ctx, spec, f)
-    source, identity = ctx.source(f.model)
-    task = FAMILY.task(spec.task)
-    components = kandinsky_components(ctx.models, source, identity)
-    _check_decoder(spec.task, f"a {ctx.task.type_name} node", source, components["unet"])
+@dataclass(frozen=True)
+class Line:
+    """What the shared prior + decoder code needs to know of one family."""
 
-    pipe = _task_pipeline(ctx.models, identity, task.autopipeline, components)
-    _fresh_schedulers(pipe, pipe.decoder_pipe, pipe.prior_pipe, components, f.scheduler)
+    family: Family
+    autopipeline_key: str  # its key in diffusers' AutoPipeline mappings (the combined pipelines)
+    prior_class: str  # the prior pipeline's class
+    decoder_parts: tuple[str, ...]  # the decoder's components the combined pipelines take (besides prior_*)
+    decoder_hub_id: str  # the txt2img decoder on the hub (it loads its prior with it), for messages
+    prior_hub_id: str
+    decoder_reads_prompt: bool = False  # Kandinsky 2.1's decoder encodes the prompt too (interpolate passes "")
+    # task -> the pipeline class of a decoder that takes a hint (a ControlNet decoder), for the tasks it does
+    hint_decoders: dict[str, str] = field(default_factory=dict)
+
+
+def generate(line: Line, ctx, spec, f) -> dict[str, Any]:
+    """A generation node (`spec`: its GenerationSpec) on a prior + decoder model of `line`'s family."""
+    if spec.task == "interpolation":
+        return interpolate(line, ctx, spec, f)
+    source, identity = ctx.source(f.model)
+    components = components_of(line, ctx.models, source, identity)
+    _check_decoder(line, spec.task, f"a {ctx.task.type_name} node", source, components["unet"])
+    if getattr(f, "controlnet", None):
+        return _generate_hinted(line, ctx, spec, f, components)
+
+    pipe = _task_pipeline(line, ctx.models, identity, line.family.task(spec.task).autopipeline, components)
+    _fresh_schedulers(line, pipe, pipe.decoder_pipe, pipe.prior_pipe, components, f.scheduler)
     unit = _size_unit(components)
     kwargs = common_arguments(f, spec.arguments)
-    _check_sizes(kwargs, unit)
+    _check_sizes(line, kwargs, unit)
     kwargs.update(spec.inputs(ctx, f))
-    keep_size = None
-    from PIL import Image
-
-    if "image" in kwargs and not isinstance(kwargs["image"], Image.Image):
-        raise NodeInputError(f"model '{source.label}' is a Kandinsky 2.2 model, whose pipelines take an image, not latents: "
-                             "give 'image' instead of 'latents' on this node")
-    if "image" in kwargs:
-        image = kwargs["image"]
-        if "width" not in kwargs and "height" not in kwargs:
-            kwargs["width"], kwargs["height"] = (_nearest(side, unit) for side in image.size)
-            if (kwargs["width"], kwargs["height"]) != image.size:
-                keep_size = image.size
-        else:  # one side given: the other one follows the input's aspect ratio
-            kwargs.setdefault("width", _nearest(image.width * kwargs["height"] / image.height, unit))
-            kwargs.setdefault("height", _nearest(image.height * kwargs["width"] / image.width, unit))
+    _refuse_latents(line, source, kwargs)
+    keep_size = _fit_size(kwargs, kwargs.get("image"), unit)
     if "mask_image" not in kwargs:
         check_denoising_steps(kwargs, pipe)
     else:
-        strength = kwargs.pop("strength", 1.0)
-        if strength != 1.0:
-            raise NodeInputError(
-                f"strength {strength}: Kandinsky 2.2 inpainting always repaints the masked area fully and takes no "
-                "strength; remove 'strength' from this node (or use an SD inpainting model for partial repaints)"
-            )
+        _refuse_strength(line, kwargs)
     kwargs.update(checked_pipeline_kwargs(pipe, f.pipeline_kwargs, spec.arguments))
     if keep_size is not None:
         ctx.record(generated_size=[kwargs["width"], kwargs["height"]], resized_to=list(keep_size))
     outputs = _run(ctx, pipe, kwargs, spec.arguments)
-    if keep_size is not None:
-        return _resized(outputs, keep_size)
-    return outputs
+    return _resized(outputs, keep_size) if keep_size is not None else outputs
 
 
-def _run(ctx, pipe, kwargs: dict[str, Any], arguments: dict[str, str] | None = None) -> dict[str, Any]:
+def _refuse_latents(line: Line, source, kwargs: dict[str, Any]) -> None:
+    from PIL import Image
+
+    if "image" in kwargs and not isinstance(kwargs["image"], Image.Image):
+        raise NodeInputError(f"model '{source.label}' is a {line.family.name} model, whose pipelines take an image, not "
+                             "latents: give 'image' instead of 'latents' on this node")
+
+
+def _refuse_strength(line: Line, kwargs: dict[str, Any]) -> None:
+    strength = kwargs.pop("strength", 1.0)
+    if strength != 1.0:
+        raise NodeInputError(
+            f"strength {strength}: {line.family.name} inpainting always repaints the masked area fully and takes no "
+            "strength; remove 'strength' from this node (or use an SD inpainting model for partial repaints)")
+
+
+def _fit_size(kwargs: dict[str, Any], image, unit: int) -> tuple[int, int] | None:
+    """Without width/height, the size of `image` (the input, or a ControlNet's condition) in steps of `unit`, with
+    one side given the other following its aspect ratio; returns the size to resize the result back to, if any."""
+    if image is None:
+        return None
+    if "width" not in kwargs and "height" not in kwargs:
+        kwargs["width"], kwargs["height"] = (_nearest(side, unit) for side in image.size)
+        return image.size if (kwargs["width"], kwargs["height"]) != image.size else None
+    kwargs.setdefault("width", _nearest(image.width * kwargs["height"] / image.height, unit))
+    kwargs.setdefault("height", _nearest(image.height * kwargs["width"] / image.width, unit))
+    return None
+
+
+def _run(ctx, pipe, kwargs: dict[str, Any], arguments: dict[str, str] | None = None, generator=None) -> dict[str, Any]:
     import warnings
 
     with warnings.catch_warnings():
         # the combined txt2img/img2img pipelines always forward their (deprecated) callback_steps=1 to the decoder,
         # which then warns although runner uses callback_on_step_end
         warnings.filterwarnings("ignore", message=".*callback_steps.*", category=FutureWarning)
-        return run_pipeline(ctx, pipe, kwargs, arguments)
+        return run_pipeline(ctx, pipe, kwargs, arguments, generator=generator)
 
 
 # ----------------------------------------------------------------- loading
-def kandinsky_components(registry, source, identity: str) -> dict[str, Any]:
+def components_of(line: Line, registry, source, identity: str) -> dict[str, Any]:
     """Prior + decoder modules under the combined pipelines' names, loaded once per run."""
     if source.entry.vae:
-        raise ModelUnavailable(f"model '{source.label}' is Kandinsky 2.2, which decodes with its own MoVQ (movq), not a "
-                               "VAE: a vae: on its model entry cannot apply", "remove vae: from the model entry")
-    return registry.cached(("kandinsky22", identity), lambda: _load(registry, source), load_label=identity, group=identity,
-                           estimate=registry.estimate(source), source=source)
+        raise ModelUnavailable(f"model '{source.label}' is {line.family.name}, which decodes with its own MoVQ (movq), "
+                               "not a VAE: a vae: on its model entry cannot apply", "remove vae: from the model entry")
+    return registry.cached((line.family.key, identity), lambda: _load(line, registry, source), load_label=identity,
+                           group=identity, estimate=registry.estimate(source), source=source)
 
 
-def _load(registry, source) -> dict[str, Any]:
+def _load(line: Line, registry, source) -> dict[str, Any]:
     location, kwargs = registry.pretrained_args(source)
     folder = registry.model_folder(source)
     with missing_safetensors_explained(source):
         if source.kind == "hub":
-            components = _load_hub(source, location, kwargs, folder)
+            components = _load_hub(line, source, location, kwargs, folder)
         else:
-            components = _load_local(source, Path(location) / kwargs.pop("subfolder", ""), kwargs)
+            components = _load_local(line, source, Path(location) / kwargs.pop("subfolder", ""), kwargs)
     for module in components.values():
         if hasattr(module, "to") and hasattr(module, "parameters"):
             module.to(registry.device)
     return components
 
 
-def _load_local(source, folder: Path, kwargs: dict) -> dict[str, Any]:
-    from diffusers import DiffusionPipeline, KandinskyV22PriorPipeline
+def _load_local(line: Line, source, folder: Path, kwargs: dict) -> dict[str, Any]:
+    import diffusers
 
     if not ((folder / "prior").is_dir() and (folder / "decoder").is_dir()):
-        what = _class_name(folder) or "Kandinsky 2.2 pipeline"
+        what = _class_name(folder) or f"{line.family.name} pipeline"
         raise ModelUnavailable(
-            f"model '{source.label}' is a {what} folder alone, but Kandinsky 2.2 needs both its prior and its decoder: put "
-            "them in one folder as prior/ and decoder/ subfolders (e.g. the kandinsky-community/kandinsky-2-2-prior "
-            f"and {DECODER_HUB_IDS[4]} snapshots), or use the hub id {DECODER_HUB_IDS[4]}, which loads its prior with it"
+            f"model '{source.label}' is a {what} folder alone, but {line.family.name} needs both its prior and its "
+            f"decoder: put them in one folder as prior/ and decoder/ subfolders (e.g. the {line.prior_hub_id} and "
+            f"{line.decoder_hub_id} snapshots), or use the hub id {line.decoder_hub_id}, which loads its prior with it"
         )
-    prior = KandinskyV22PriorPipeline.from_pretrained(str(folder / "prior"), **kwargs)
-    decoder = DiffusionPipeline.from_pretrained(str(folder / "decoder"), **kwargs)
-    return _merged(prior, decoder)
+    prior = getattr(diffusers, line.prior_class).from_pretrained(str(folder / "prior"), **kwargs)
+    decoder = diffusers.DiffusionPipeline.from_pretrained(str(folder / "decoder"), **kwargs)
+    parts = {name: decoder.components[name] for name in line.decoder_parts}
+    parts.update({f"prior_{name}": module for name, module in prior.components.items()})
+    return parts
 
 
-def _load_hub(source, location: str, kwargs: dict, folder: Path | None) -> dict[str, Any]:
+def _load_hub(line: Line, source, location: str, kwargs: dict, folder: Path | None) -> dict[str, Any]:
     import diffusers
 
     class_name = _class_name(folder) if folder is not None else None
     if class_name and "Prior" in class_name:
         raise ModelUnavailable(
-            f"model '{source.label}' is a Kandinsky 2.2 prior ({class_name}); name the decoder instead "
-            f"({DECODER_HUB_IDS[4]}, or {DECODER_HUB_IDS[9]} for inpainting): it loads its prior with it"
+            f"model '{source.label}' is a {line.family.name} prior ({class_name}); name the decoder instead "
+            f"({line.decoder_hub_id}, or its inpainting decoder): it loads its prior with it"
         )
     # The decoder's model card names its prior; AutoPipeline loads both into a combined pipeline.
     # Note: diffusers passes the same from_pretrained kwargs (revision included) to the prior's repo.
@@ -197,15 +196,9 @@ def _load_hub(source, location: str, kwargs: dict, folder: Path | None) -> dict[
     if not type(pipe).__name__.endswith("CombinedPipeline"):
         raise ModelUnavailable(
             f"model '{source.label}' loaded as {type(pipe).__name__} without its prior (its model card names none): "
-            f"use {DECODER_HUB_IDS[4]} or a local folder with prior/ and decoder/ subfolders"
+            f"use {line.decoder_hub_id} or a local folder with prior/ and decoder/ subfolders"
         )
     return dict(pipe.components)
-
-
-def _merged(prior, decoder) -> dict[str, Any]:
-    parts = {name: decoder.components[name] for name in ("unet", "scheduler", "movq")}
-    parts.update({f"prior_{name}": module for name, module in prior.components.items()})
-    return parts
 
 
 def _class_name(folder: Path | None) -> str | None:
@@ -220,25 +213,25 @@ def _class_name(folder: Path | None) -> str | None:
         return None
 
 
-def _task_pipeline(registry, identity: str, autopipeline: str, components: dict[str, Any]):
-    """The combined pipeline that `autopipeline` maps Kandinsky 2.2 to, built once from the shared components (no copy)."""
+def _task_pipeline(line: Line, registry, identity: str, autopipeline: str, components: dict[str, Any]):
+    """The combined pipeline that `autopipeline` maps the family to, built once from the shared components (no copy)."""
 
     def build():
         from diffusers.pipelines import auto_pipeline
 
-        combined = getattr(auto_pipeline, AUTOPIPELINE_MAPPINGS[autopipeline])[FAMILY.key]
+        combined = getattr(auto_pipeline, AUTOPIPELINE_MAPPINGS[autopipeline])[line.autopipeline_key]
         pipe = combined(**components)
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
-    return registry.cached(("kandinsky22", identity, autopipeline), build, group=identity)
+    return registry.cached((line.family.key, identity, autopipeline), build, group=identity)
 
 
 # ----------------------------------------------------------------- checks
-def _check_decoder(task: str, used_by: str, source, unet) -> None:
+def _check_decoder(line: Line, task: str, used_by: str, source, unet) -> None:
     from .checks import channel_problem
 
-    problem = channel_problem(FAMILY, task, unet.config.in_channels, source.label, used_by)
+    problem = channel_problem(line.family, task, unet.config.in_channels, source.label, used_by)
     if problem is not None:
         raise ModelUnavailable(*problem)
 
@@ -248,13 +241,13 @@ def _size_unit(components: dict[str, Any]) -> int:
     return factor * factor
 
 
-def _check_sizes(kwargs: dict[str, Any], unit: int) -> None:
+def _check_sizes(line: Line, kwargs: dict[str, Any], unit: int) -> None:
     for side in ("width", "height"):
         value = kwargs.get(side)
         if value is not None and value % unit:
             raise NodeInputError(
-                f"{side} {value}: Kandinsky 2.2 makes images in steps of {unit} pixels (diffusers would round it up to "
-                f"{-(-value // unit) * unit}); use a multiple of {unit}, e.g. {max(unit, round(value / unit) * unit)}"
+                f"{side} {value}: {line.family.name} makes images in steps of {unit} pixels (diffusers would round it "
+                f"up to {-(-value // unit) * unit}); use a multiple of {unit}, e.g. {max(unit, round(value / unit) * unit)}"
             )
 
 
@@ -270,16 +263,18 @@ def _resized(outputs: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------- schedulers
-def _fresh_schedulers(pipe, decoder, prior, components: dict[str, Any], name: str | None) -> None:
-    """A new decoder scheduler (the checkpoint's own, or `name`) and a new prior scheduler for this node."""
+def _fresh_schedulers(line: Line, pipe, decoder, prior, components: dict[str, Any], name: str | None,
+                      base=None) -> None:
+    """A new decoder scheduler (the checkpoint's own, or `name`; `base`: the scheduler it is made from, default the
+    checkpoint's decoder's) and a new prior scheduler for this node."""
     from ..schedulers import make_scheduler
 
-    base = components["scheduler"]
+    base = base if base is not None else components["scheduler"]
     scheduler = make_scheduler(name, base.config, type(base))
     if name is not None and not _scales_nothing(make_scheduler(name, base.config, type(base))):
         raise NodeInputError(
-            f"scheduler '{name}' ({type(scheduler).__name__}) needs its model inputs scaled, which Kandinsky 2.2's "
-            "pipelines do not do: use ddpm (the default), ddim, dpmpp_2m, dpmpp_2m_karras, deis, unipc or pndm"
+            f"scheduler '{name}' ({type(scheduler).__name__}) needs its model inputs scaled, which {line.family.name}'s "
+            "pipelines do not do: use ddpm, ddim, dpmpp_2m, dpmpp_2m_karras, deis, unipc or pndm"
         )
     base_prior = components["prior_scheduler"]
     prior_scheduler = type(base_prior).from_config(base_prior.config)
@@ -301,27 +296,29 @@ def _scales_nothing(scheduler) -> bool:
     return float(getattr(scheduler, "init_noise_sigma", 1.0)) == 1.0 and torch.equal(scaled, sample)
 
 
+def _prior_arguments(extra: dict[str, Any]) -> dict[str, Any]:
+    """pipeline_kwargs' prior_num_inference_steps / prior_guidance_scale, taken out of `extra` for the prior call."""
+    return {name.removeprefix("prior_"): extra.pop(name) for name in PRIOR_ARGUMENTS if name in extra}
+
+
 # ------------------------------------------------------------ interpolate
-def interpolate(ctx, spec, f) -> dict[str, Any]:
+def interpolate(line: Line, ctx, spec, f) -> dict[str, Any]:
     """The prior's weighted blend of prompts and images (the spec's inputs: texts and PIL images), decoded by the
     decoder. The spec's `arguments` (node field -> call argument) are the names pipeline_kwargs may not set."""
     import torch
 
     conditions, arguments = spec.inputs(ctx, f)["conditions"], spec.arguments
     source, identity = ctx.source(f.model)
-    components = kandinsky_components(ctx.models, source, identity)
-    _check_decoder("interpolation", "an interpolate node", source, components["unet"])
-    combined = _task_pipeline(ctx.models, identity, "AutoPipelineForText2Image", components)
+    components = components_of(line, ctx.models, source, identity)
+    _check_decoder(line, "interpolation", "an interpolate node", source, components["unet"])
+    combined = _task_pipeline(line, ctx.models, identity, "AutoPipelineForText2Image", components)
     prior, decoder = combined.prior_pipe, combined.decoder_pipe
-    _fresh_schedulers(None, decoder, prior, components, f.scheduler)
+    _fresh_schedulers(line, None, decoder, prior, components, f.scheduler)
     if f.num_images != 1:
         raise NodeInputError(f"num_images {f.num_images}: an interpolate node makes one image; remove num_images")
 
     extra = dict(f.pipeline_kwargs)
-    prior_arguments = {}
-    for name in PRIOR_ARGUMENTS:
-        if name in extra:
-            prior_arguments[name.removeprefix("prior_")] = extra.pop(name)
+    prior_arguments = _prior_arguments(extra)
     for name in INTERPOLATE_RESERVED:
         if name in extra:
             raise NodeInputError(f"pipeline_kwargs.{name} is not allowed: the interpolate node computes it from its items")
@@ -340,14 +337,112 @@ def interpolate(ctx, spec, f) -> dict[str, Any]:
         "weights": weights, **prior_arguments})
 
     kwargs = {"image_embeds": embeds.image_embeds, "negative_image_embeds": embeds.negative_image_embeds}
-    for field, argument in (("steps", "num_inference_steps"), ("guidance_scale", "guidance_scale"),
-                            ("width", "width"), ("height", "height")):
-        if getattr(f, field) is not None:
-            kwargs[argument] = getattr(f, field)
-    _check_sizes(kwargs, _size_unit(components))
+    if line.decoder_reads_prompt:  # as diffusers' docs call it: the embeddings carry the content, the prompt is ""
+        kwargs["prompt"] = ""
+    for name, argument in (("steps", "num_inference_steps"), ("guidance_scale", "guidance_scale"),
+                           ("width", "width"), ("height", "height")):
+        if getattr(f, name) is not None:
+            kwargs[argument] = getattr(f, name)
+    _check_sizes(line, kwargs, _size_unit(components))
     kwargs.update(checked_pipeline_kwargs(decoder, extra, arguments))
-    outputs = _run(ctx, decoder, kwargs)
+    outputs = _run(ctx, decoder, kwargs)  # the decoder draws from a generator of its own, seeded like the prior's
     return {"image": outputs["image"]}
 
 
-__all__ = ["generate_kandinsky", "interpolate", "kandinsky_components"]
+# ------------------------------------------------- a decoder that takes a hint
+def _generate_hinted(line: Line, ctx, spec, f, components: dict[str, Any]) -> dict[str, Any]:
+    """A txt2img or img2img node with a ControlNet on a family whose ControlNet is a whole decoder that takes a hint
+    (Kandinsky 2.2's depth ControlNet), as diffusers' docs run it: the model's prior turns the prompt into image
+    embeddings, then the ControlNet decoder makes the image from them and the hint (the condition image as an RGB
+    tensor in [0, 1], as the docs' make_hint builds it from a depth map)."""
+    import torch
+
+    if len(f.controlnet) != 1:
+        raise NodeInputError(f"controlnet: {line.family.name} takes one ControlNet decoder, not {len(f.controlnet)}; "
+                             "keep one item")
+    item = f.controlnet[0]
+    for name in spec.controlnet_arguments:
+        if getattr(item, name) is not None:
+            raise NodeInputError(f"controlnet[0].{name}: {line.family.name}'s ControlNet decoder has no such "
+                                 f"setting (its hint always acts in full); remove '{name}'")
+    registry = ctx.models
+    source, identity = ctx.source(f.model)
+    cn_source, cn_identity = ctx.source(item.model)
+    from ..configs import component_config
+    from .checks import controlnet_problem
+
+    config = component_config(cn_source)  # what its files say, before loading it as a decoder
+    problem = controlnet_problem(line.family, source.label, cn_source.label, config) if config else None
+    if problem is not None:
+        raise ModelUnavailable(*problem)
+    loaded = registry.controlnet(cn_source, cn_identity, line.family.controlnet_class)
+    problem = controlnet_problem(line.family, source.label, cn_source.label, {"_class_name": type(loaded).__name__})
+    if problem is not None:
+        raise ModelUnavailable(*problem)
+    wanted = line.hint_decoders[spec.task]
+    decoder = _hint_decoder(registry, cn_identity, loaded, wanted)
+    combined = _task_pipeline(line, registry, ctx.source(f.model)[1], "AutoPipelineForText2Image", components)
+    prior = combined.prior_pipe
+    _fresh_schedulers(line, None, decoder, prior, components, f.scheduler, base=loaded.scheduler)
+
+    kwargs = common_arguments(f, spec.arguments)
+    unit = _size_unit({"movq": decoder.movq})
+    _check_sizes(line, kwargs, unit)
+    kwargs.update(spec.inputs(ctx, f))
+    _refuse_latents(line, source, kwargs)
+    condition = ctx.load(item.image).convert("RGB")
+    keep_size = _fit_size(kwargs, kwargs.get("image", condition), unit)
+    if "image" in kwargs:
+        check_denoising_steps(kwargs, decoder)
+    prior_kwargs = {name: kwargs.pop(argument) for name, argument in
+                    (("prompt", "prompt"), ("negative_prompt", "negative_prompt"),
+                     ("num_images_per_prompt", "num_images_per_prompt")) if argument in kwargs}
+    extra = dict(f.pipeline_kwargs)
+    prior_kwargs.update(_prior_arguments(extra))
+    kwargs.update(checked_pipeline_kwargs(decoder, extra, spec.arguments))
+
+    generator = torch.Generator("cpu").manual_seed(ctx.seed)  # one generator for both calls, as the docs do
+    ctx.phase("running the prior (prompt to image embedding)")
+    with torch.inference_mode():
+        image_embeds, negative_image_embeds = prior(**prior_kwargs, generator=generator).to_tuple()
+    ctx.record(prior_pipeline_class=type(prior).__name__, prior_call=dict(prior_kwargs),
+               controlnets=[{"model": cn_identity, "image": str(item.image)}],
+               hint=f"the condition image as RGB in [0, 1], {kwargs['width']}x{kwargs['height']} px")
+    hint = _hint(condition, (kwargs["width"], kwargs["height"]), image_embeds.shape[0])
+    kwargs.update(image_embeds=image_embeds, negative_image_embeds=negative_image_embeds, hint=hint)
+    if keep_size is not None:
+        ctx.record(generated_size=[kwargs["width"], kwargs["height"]], resized_to=list(keep_size))
+    outputs = _run(ctx, decoder, kwargs, spec.arguments, generator=generator)
+    return _resized(outputs, keep_size) if keep_size is not None else outputs
+
+
+def _hint_decoder(registry, identity: str, loaded, wanted: str):
+    """The ControlNet decoder pipeline of class `wanted`, sharing the loaded one's modules."""
+    if type(loaded).__name__ == wanted:
+        loaded.set_progress_bar_config(disable=True)
+        return loaded
+
+    def build():
+        import diffusers
+
+        pipe = getattr(diffusers, wanted)(**loaded.components)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    return registry.cached(("hint-decoder", identity, wanted), build, group=identity)
+
+
+def _hint(image, size: tuple[int, int], batch: int):
+    """The condition image as diffusers' docs build a hint: RGB values / 255 as a (batch, 3, H, W) float tensor, at the
+    size of the image made (the hint joins the latents, so it must match)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    if image.size != size:
+        image = image.resize(size, Image.BICUBIC)
+    hint = torch.from_numpy(np.array(image)).float() / 255.0
+    return hint.permute(2, 0, 1).unsqueeze(0).repeat(batch, 1, 1, 1)
+
+
+__all__ = ["Line", "components_of", "generate", "interpolate"]

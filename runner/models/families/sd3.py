@@ -25,4 +25,7 @@ FAMILY = Family(
     # a transformer's LoRA; FLUX's have single-stream blocks, which SD3's transformer has not
     lora_fits=lambda facts, denoiser: facts.get("denoiser") == "transformer" and not facts.get("single_blocks"),
     size_multiple=16,
+    # Stability's single files (the MMDiT under model.diffusion_model., with the VAE and text encoders) or the
+    # MMDiT alone as ComfyUI keeps it in diffusion_models/
+    single_file_keys=(("model.diffusion_model.joint_blocks.",), ("joint_blocks.", "x_embedder.")),
 )

@@ -24,6 +24,9 @@ FAMILY = Family(
                                      and config.get("addition_embed_type") == "text_time"),
     latents=True,
     lora_fits=unet_lora_fits,
+    text_widths=(2048, 1280),  # its two text encoders joined; the refiner reads OpenCLIP-G alone
+    # the original layout: a UNet and the conditioner's text encoders (the refiner has OpenCLIP-G alone)
+    single_file_keys=(("model.diffusion_model.input_blocks.", "conditioner.embedders."),),
     hub_hints=("stable-diffusion-xl", "sdxl"),
     examples={"checkpoint": "stabilityai/stable-diffusion-xl-base-1.0; tiny:sdxl offline",
               "controlnet": "diffusers/controlnet-canny-sdxl-1.0; tiny:controlnet-sdxl offline"},
