@@ -162,11 +162,11 @@ def test_hub_layout_loads_decoder_with_its_connected_prior(tmp_path, models_dir,
     import torch
 
     from runner.core.model_entry import ModelEntry
-    from runner.models.families.prior_decoder import components_of
+    from runner.models.families.prior_decoder import components_of, line_of
     from runner.models.sources import ModelSource, ModelUnavailable
     from runner.models.tiny import ensure_tiny
 
-    line = importlib.import_module(f"runner.models.families.kandinsky{version}").LINE
+    line = line_of(importlib.import_module(f"runner.models.families.kandinsky{version}").FAMILY)
     tiny = ensure_tiny(f"kandinsky{version}-inpaint", models_dir / "tiny")
     snapshot = tmp_path / "snapshot"
     shutil.copytree(tiny / "decoder", snapshot)

@@ -53,7 +53,8 @@ def test_bare_names_are_found_in_the_comfyui_layout_and_flat(tmp_path, capsys):
     code, text = validate(capsys, workflow, "--set", "models.d=absent.safetensors", "--model-path", models)
     assert code == 2
     assert (f"error: --set models.d=absent.safetensors: models.d: model 'absent.safetensors' was not found: looked in the workflow's folder and "
-            f"the model folders ({workflow.parent}, {models / 'checkpoints'}, {models / 'diffusers'}, {models}, ") in text
+            f"the model folders ({workflow.parent}, {models / 'checkpoints'}, {models / 'diffusers'}, "
+            f"{models / 'diffusion_models'}, {models / 'unet'}, {models}, ") in text
     assert "fix: put it into one of these folders" in text and "Traceback" not in text
 
 

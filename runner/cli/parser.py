@@ -155,9 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     comfyui.add_argument("--force", action="store_true", help="replace FILE if it holds something else")
     comfyui.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
-    models = commands.add_parser("models", help="list the models found in the model folders, by kind",
+    models = commands.add_parser("models", help="list the models found in the model folders, by kind and family",
                                  description="List what bare model names can name: the files and folders in the model "
-                                             "folders (--model-path, then RUNNER_MODEL_PATHS), by ComfyUI folder kind.")
+                                             "folders (--model-path, then RUNNER_MODEL_PATHS), by ComfyUI folder kind, "
+                                             "with the model family each was made for where its files say.")
     models.add_argument("action", choices=("list",), nargs="?", default="list", help="list them (the only action)")
     with_model_paths(models)
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -18,13 +18,30 @@ class ModelEntry(BaseModel):
     vae: str | None = Field(None, min_length=1, description="a VAE to load instead of the checkpoint's own: a folder "
                             "(a VAE's, or a pipeline's vae/), a single .safetensors file, a hub id or tiny:NAME; part "
                             "of the model's identity")
+    text_encoder: str | None = Field(None, min_length=1, description="the first text encoder to load instead of (or, "
+                                     "for a checkpoint file that holds none, as) the checkpoint's own: a .safetensors "
+                                     "file in the transformers layout (ComfyUI's text_encoders/ or clip/, e.g. "
+                                     "clip_l.safetensors), a transformers model folder, a pipeline folder (its "
+                                     "text_encoder/), a hub id or tiny:NAME; part of the model's identity")
+    text_encoder_2: str | None = Field(None, min_length=1, description="the second text encoder, as text_encoder: "
+                                       "(FLUX.1: T5-XXL, e.g. t5xxl_fp16.safetensors; SDXL and SD3: CLIP-G)")
+    text_encoder_3: str | None = Field(None, min_length=1, description="the third text encoder, as text_encoder: "
+                                       "(SD3 / SD3.5: T5-XXL)")
     allow_pickle: bool = Field(False, description="ask to load pickle (.bin/.ckpt) weights, which can run code when "
                                "loaded; the person running the workflow must allow it too (--allow-pickle NAME)")
     config: str | None = Field(None, description="for a single-file checkpoint: its diffusers config (a local diffusers "
                                "folder, hub id or tiny:NAME); default: the one runner ships for the architecture its "
-                               "weights show (SD 1.x, 2.x, SDXL base, refiner, inpainting)")
+                               "weights show (SD 1.x, 2.x, SDXL base, refiner, inpainting), or for SD3 / SD3.5 and "
+                               "FLUX.1 the config files of diffusers' own repository for it (from the hub cache)")
     trust_remote_code: bool = Field(False, description="ask to run code from the model repository; the person running "
                                     "the workflow must allow it too (--trust-remote-code NAME)")
+
+
+# The parts of a checkpoint a model entry may name files for (each a source of its own, part of the identity), and
+# the kind of model each is (runner.models.model_kinds)
+PARTS = ("vae", "text_encoder", "text_encoder_2", "text_encoder_3")
+PART_KINDS = {"vae": "vae", "text_encoder": "text_encoder", "text_encoder_2": "text_encoder",
+              "text_encoder_3": "text_encoder"}
 
 
 # The model-entry options that turn on code execution. A workflow may ask for them; only the person running it can

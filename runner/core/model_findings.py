@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ModelFinding:
-    """`at`: "source" (the entry's source is at fault: not found, an unknown tiny name), "vae" (its vae: field) or
+    """`at`: "source" (the entry's source is at fault: not found, an unknown tiny name), a part's field ("vae",
+    "text_encoder", ...: runner.core.model_entry.PARTS), "config" or
     "entry" (the entry as a whole: wrong kind, pickle weights); `inline_hint` is added to the hint when the model is an
     inline source (which has no entry to put an option on)."""
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Callable, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from ..core.input_files import InputRefused, check_input
-from ..core.model_entry import NO_CONSENT, OPT_INS, Consent, ModelEntry
+from ..core.model_entry import NO_CONSENT, OPT_INS, PARTS, Consent, ModelEntry
 from ..core.model_findings import ModelFinding
 from ..graph.dag import Graph
 from .errors import Location, Problem, WorkflowError, did_you_mean
@@ -364,7 +364,7 @@ def _model_problems(nodes: dict[str, Node], context: CheckContext, raw_models: A
                     hint += f" {finding.inline_hint}" if finding.inline_hint else ""
                 else:
                     written = raw_models.get(name) if isinstance(raw_models, dict) else None
-                    field = finding.at if finding.at in ("source", "vae", "config") and isinstance(written, dict) else None
+                    field = finding.at if finding.at in ("source", "config", *PARTS) and isinstance(written, dict) else None
                     path = ("models", name) + ((field,) if field else ())
                 problems.append(Problem(smap.locate(path), path, finding.message, hint))
     return problems

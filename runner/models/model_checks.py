@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..core.model_entry import ModelEntry
+from ..core.model_entry import PART_KINDS, PARTS, ModelEntry
 from ..core.model_findings import ModelFinding
 from .model_kinds import KIND_NAMES, KIND_USE, local_kind, wrong_kind
 from .sources import ModelUnavailable, PickleRefused, classify, local_folder, refuse_pickle
@@ -18,11 +18,13 @@ INLINE_PICKLE_HINT = "(an inline model has no entry: name it under models:, as {
 def model_findings(entry: ModelEntry, kind: str, base_dir: Path, roots: tuple) -> list[ModelFinding]:
     """Everything wrong with `entry` used where a model of `kind` is expected (runner.language.fields.ModelField)."""
     findings = []
-    if entry.vae:
-        swapped = ModelEntry(source=entry.vae, allow_pickle=entry.allow_pickle)
-        findings = [ModelFinding(finding.message, finding.hint, "vae")
-                    for finding in model_findings(swapped, "vae", base_dir, roots)]
-        entry = entry.model_copy(update={"vae": None})
+    for part in PARTS:  # a swapped-in VAE or text encoder: found, and of the right kind, at its own field
+        value = getattr(entry, part)
+        if value:
+            swapped = ModelEntry(source=value, allow_pickle=entry.allow_pickle)
+            findings += [ModelFinding(finding.message, finding.hint, part)
+                         for finding in model_findings(swapped, PART_KINDS[part], base_dir, roots)]
+            entry = entry.model_copy(update={part: None})
     return findings + _findings(entry, kind, base_dir, roots)
 
 

@@ -16,7 +16,10 @@ from pathlib import Path
 # The ComfyUI folder names (folder_paths.py) that hold each kind of model runner loads, searched in this order.
 # `diffusers` is ComfyUI's folder for diffusers-format pipeline folders; `t2i_adapter` shares controlnet's loader.
 KIND_FOLDERS: dict[str, tuple[str, ...]] = {
-    "pipeline": ("checkpoints", "diffusers"),
+    # diffusion_models/ and unet/ hold a denoiser alone (a FLUX.1 transformer): it serves as a checkpoint's source,
+    # with its text encoders and VAE named on the entry
+    "pipeline": ("checkpoints", "diffusers", "diffusion_models", "unet"),
+    "text_encoder": ("text_encoders", "clip"),
     "upscaler": ("upscale_models", "checkpoints", "diffusers"),
     "controlnet": ("controlnet", "t2i_adapter"),
     "lora": ("loras",),

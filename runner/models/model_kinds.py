@@ -10,6 +10,7 @@ from .weights_file import safetensors_header
 
 # what each kind is called in messages, and where a workflow uses it
 KIND_NAMES = {"pipeline": "a checkpoint", "controlnet": "a ControlNet", "vae": "a VAE", "lora": "a LoRA",
+              "text_encoder": "a text encoder",
               "adapter": "a T2I-Adapter (not a ControlNet)",
               "depth-estimator": "a depth estimator", "pose-estimator": "a pose estimator",
               "object-detector": "a person detector"}
@@ -19,12 +20,13 @@ KIND_USE = {
     "lora": "put it under a node's lora: [{model: ..., scale: ...}]",
     "adapter": "runner does not run T2I-Adapters yet: use a ControlNet of the same kind (canny, depth, pose) instead",
     "vae": "give it to a checkpoint's model entry as vae: (models: {NAME: {source: CHECKPOINT, vae: THIS}})",
+    "text_encoder": "give it to a checkpoint's model entry as text_encoder: (or text_encoder_2:, text_encoder_3:)",
     "depth-estimator": "use it as an estimate_depth node's model:",
     "pose-estimator": "use it as a detect_pose node's model:",
     "object-detector": "use it as a detect_pose node's detector:",
 }
 # the kinds a place accepts (a diffusion upscaler is a pipeline; a VAE may come from a checkpoint's vae/)
-ACCEPTED = {"upscaler": ("pipeline",), "vae": ("vae", "pipeline")}
+ACCEPTED = {"upscaler": ("pipeline",), "vae": ("vae", "pipeline"), "text_encoder": ("text_encoder", "pipeline")}
 # (the ControlNet classes of the model families are ControlNets too: see class_kind)
 _DIFFUSERS_CLASS_KINDS = {"ControlNetModel": "controlnet", "ControlNetXSAdapter": "controlnet",
                           "T2IAdapter": "adapter", "MultiAdapter": "adapter", "AutoencoderKL": "vae", "AutoencoderTiny": "vae",
@@ -77,8 +79,11 @@ def _class_name(path: Path) -> str | None:
 
 def _keys_kind(keys: list[str]) -> str | None:
     """The kind of a single-file checkpoint from its tensor names (A1111/ComfyUI and diffusers layouts)."""
-    if any(k.startswith("model.diffusion_model.") for k in keys):
-        return "pipeline"
+    if any(k.startswith(("model.diffusion_model.", "double_blocks.", "joint_blocks.")) for k in keys):
+        return "pipeline"  # a whole checkpoint, or a FLUX.1 / SD3 transformer alone (ComfyUI's diffusion_models/)
+    if any(k.startswith("text_model.") for k in keys) or ("shared.weight" in keys and any(
+            k.startswith("encoder.block.") for k in keys)):
+        return "text_encoder"  # CLIP or T5 in the transformers layout (ComfyUI's text_encoders/, clip/)
     if any(k.startswith("control_model.") or k.startswith(("controlnet_cond_embedding.", "controlnet_down_blocks."))
            for k in keys):
         return "controlnet"

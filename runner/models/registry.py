@@ -21,13 +21,13 @@ from .sources import (
     ModelSource,
     ModelUnavailable,
     config_source,
+    default_config_source,
     has_safetensors,
     local_folder,
     missing_safetensors_explained,
     pickle_weights,
     prepare_hub,
     refuse_pickle,
-    vae_source,
 )
 
 def model_folder(source: ModelSource, models_dir: Path) -> Path | None:
@@ -200,9 +200,11 @@ class ModelRegistry:
         def load():
             from diffusers import DiffusionPipeline
 
+            from .parts import part_overrides
+
             location, kwargs = self.pretrained_args(source)
-            if source.entry.vae:  # diffusers' documented way: Pipeline.from_pretrained(..., vae=vae)
-                kwargs["vae"] = self.vae_override(source)
+            # a swapped VAE or text encoder, diffusers' documented way: Pipeline.from_pretrained(..., vae=vae)
+            kwargs.update(part_overrides(self, source))
             if source.kind == "file":
                 pipe = self.from_single_file(location, kwargs, source)
             else:
@@ -241,21 +243,46 @@ class ModelRegistry:
                 self.pool.components_by_digest.setdefault((self.device, self.dtype_name, digest), module)
 
     def from_single_file(self, location: str, kwargs: dict, source: ModelSource, cls=None):
-        """A single-file checkpoint's pipeline, with the diffusers config its entry names or the one runner ships."""
-        from .single_file import load_pipeline
+        """A single-file checkpoint's pipeline, with the diffusers config its entry names or the one runner ships (a
+        transformer family's: the config files of diffusers' repository for it); `kwargs` may carry loaded parts."""
+        from ..core.model_entry import PARTS
+        from . import families
+        from .single_file import file_keys, load_pipeline
 
+        parts = {name: kwargs[name] for name in PARTS if name in kwargs}
+        family = families.from_files(source)
+        if family is not None and family.single_file_config is not None and cls is None:
+            from .parts import load_transformer_checkpoint
+
+            keys = file_keys(Path(location)) or []
+            overrides = family.single_file_overrides(keys) if family.single_file_overrides else {}
+            return load_transformer_checkpoint(self, source, self.single_file_config(source), parts, overrides,
+                                               family.single_file_parts)
         return load_pipeline(location, source.label, self.single_file_config(source), self.models_dir, kwargs["dtype"], cls,
-                             vae=kwargs.get("vae"))
+                             parts=parts)
 
     def single_file_config(self, source: ModelSource) -> Path | None:
         """The local folder of the entry's `config:` (a tiny one built, a hub one from the local cache or, where the
-        hub can be reached, its config files downloaded); None when the entry names none."""
+        hub can be reached, its config files downloaded), else of a transformer family's default (the config files
+        of diffusers' repository for the file's architecture); None: the one runner ships (SD, SDXL)."""
         config = config_source(source)
         if config is None:
-            return None
+            config = default_config_source(source)
+            if config is None:
+                return None
         if config.kind != "hub":
             return self.model_folder(config)
-        hub = prepare_hub(config)  # not cached and the hub out of reach: says so, with the download command
+        try:
+            hub = prepare_hub(config)  # not cached and the hub out of reach: says so, with the download command
+        except ModelUnavailable as exc:
+            if source.entry.config:
+                raise
+            raise ModelUnavailable(
+                f"model '{source.label}' is a single file, which runner reads with the config files of {config.location} "
+                f"(diffusers' repository for its architecture), and {exc}",
+                f"download them once: hf download {config.location} --include '*.json' '*.txt' '*.model' (a gated "
+                "repository needs `hf auth login` first), or name a local diffusers folder of the same model as config: "
+                "on the model entry") from None
         folder = local_folder(config, self.models_dir)
         if folder is not None:
             return folder
@@ -265,30 +292,10 @@ class ModelRegistry:
                                       allow_patterns=["*.json", "*.txt", "*.model"]))
 
     def vae_override(self, source: ModelSource):
-        """The AutoencoderKL a model entry's `vae:` names: a VAE folder, a pipeline folder's vae/ (tiny and hub models
-        too), or a single file, read with the checkpoint's own VAE config when the checkpoint is a folder (offline,
-        from_single_file has no other config to read)."""
-        from diffusers import AutoencoderKL
+        """The AutoencoderKL a model entry's `vae:` names (runner.models.parts)."""
+        from .parts import load_part, own_config
 
-        vae = vae_source(source)
-        location, kwargs = self.pretrained_args(vae)
-        kwargs.pop("variant", None)
-        folder = self.model_folder(vae)
-        if vae.kind == "file":
-            if source.kind == "file":  # a single-file checkpoint's config: the one its entry names, or runner's own
-                from .single_file import config_folder
-
-                own = config_folder(source.location, source.label, self.single_file_config(source), self.models_dir)
-            else:
-                own = self.model_folder(source)
-            if own is not None and (own / "vae" / "config.json").is_file():
-                kwargs.update(config=str(own), subfolder="vae")
-            kwargs.pop("use_safetensors", None)
-            return AutoencoderKL.from_single_file(location, **kwargs)
-        if folder is not None and (folder / "model_index.json").is_file():
-            kwargs["subfolder"] = "vae"
-        with missing_safetensors_explained(vae):
-            return AutoencoderKL.from_pretrained(location, **kwargs)
+        return load_part(self, source, "vae", own_config(self, source))
 
     def family(self, source: ModelSource, identity: str):
         """The checkpoint's model family: from its files when they say (nothing loads), else from the class of its

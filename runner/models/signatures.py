@@ -367,7 +367,7 @@ def checkpoint_class(source) -> str | None:
     if source.kind == "folder":
         folder: Path | None = Path(source.location)
     elif source.kind == "hub":
-        from .sources import hf_hub_cache, resolve_hub_commit
+        from .hub_cache import hf_hub_cache, resolve_hub_commit
 
         commit = resolve_hub_commit(source.location, source.entry.revision or "main")
         folder = hf_hub_cache() / ("models--" + source.location.replace("/", "--")) / "snapshots" / commit if commit else None

@@ -54,7 +54,10 @@ _LAYOUTS = (
      "LoRA weights (they go under a generation node's lora:)"),
     (lambda k: k.startswith(("down_blocks.", "mid_block.", "up_blocks.", "encoder.down_blocks.", "decoder.up_blocks.")),
      "one model in the diffusers layout (down_blocks.*, mid_block.*: a UNet, ControlNet or VAE alone)"),
-    (lambda k: k.startswith(("text_model.", "encoder.layers.", "embeddings.")), "a text encoder in the transformers layout"),
+    (lambda k: k.startswith(("text_model.", "encoder.layers.", "embeddings.", "encoder.block.")),
+     "a text encoder in the transformers layout (it goes under a model entry's text_encoder:)"),
+    (lambda k: k.startswith(("double_blocks.", "single_blocks.")), "a FLUX.1 transformer in Black Forest Labs' layout"),
+    (lambda k: k.startswith("joint_blocks."), "an SD3 transformer in Stability's layout"),
 )
 
 
@@ -211,16 +214,17 @@ def config_folder(location: str, label: str, config_dir: Path | None, models_dir
     return config_dir if config_dir is not None else packaged_config(architecture_of(location, label), models_dir)
 
 
-def load_pipeline(location: str, label: str, config_dir: Path | None, models_dir: Path, dtype, cls=None, vae=None):
+def load_pipeline(location: str, label: str, config_dir: Path | None, models_dir: Path, dtype, cls=None,
+                  parts: dict | None = None):
     """The checkpoint's pipeline, from its one file and a local config folder (the shipped one when None), as the
-    class that config names (or `cls`); `vae` (a loaded AutoencoderKL) replaces the checkpoint's own."""
+    class that config names (or `cls`); `parts` (a loaded VAE, text encoders) replace the checkpoint's own."""
     check_checkpoint(Path(location), label)
     architecture = None
     if config_dir is None:
         architecture = architecture_of(location, label)
         config_dir = packaged_config(architecture, models_dir)
     cls = cls or pipeline_class(config_dir)
-    extra = {"vae": vae} if vae is not None else {}
+    extra = dict(parts or {})
     try:
         return cls.from_single_file(location, config=str(config_dir), local_files_only=True, dtype=dtype, **extra)
     except (ValueError, RuntimeError, KeyError, OSError) as exc:

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.hashing import HASHED_SUFFIXES, FileHashCache
-from ..core.model_entry import ModelEntry
+from ..core.model_entry import PART_KINDS, PARTS, ModelEntry
 from .errors import ModelUnavailable
+from .hub_cache import hf_hub_cache, resolve_hub_commit
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-COMMIT = re.compile(r"^[0-9a-f]{40}$")
 CONFIG_SUFFIXES = (".json", ".txt", ".model")  # what from_single_file reads of a config folder (configs, tokenizers)
 
 
@@ -75,9 +75,10 @@ class ModelSource:
                 folders.add(Path(config))
         elif self.kind == "folder":
             folders.add(Path(self.location))
-        vae = self.entry.vae  # resolved to its path when it is local
-        if vae and Path(vae).is_absolute():
-            (folders if Path(vae).is_dir() else files).add(Path(vae))
+        for part in PARTS:  # a swapped-in VAE or text encoder: resolved to its path when it is local
+            value = getattr(self.entry, part)
+            if value and Path(value).is_absolute():
+                (folders if Path(value).is_dir() else files).add(Path(value))
         return files, folders
 
 
@@ -131,14 +132,32 @@ def config_source(source: ModelSource) -> ModelSource | None:
     return classify(ModelEntry(source=config), Path())  # a local folder's path is absolute by now
 
 
+def default_config_source(source: ModelSource) -> ModelSource | None:
+    """For a single file of a transformer family (SD3 / SD3.5, FLUX.1) without `config:`: diffusers' repository for
+    its architecture (its config files are what the file is read with); None for the others."""
+    if source.kind != "file" or source.entry.config:
+        return None
+    from . import families
+    from .single_file import file_keys
+
+    family = families.from_files(source)
+    if family is None or family.single_file_config is None:
+        return None
+    repo = family.single_file_config(file_keys(Path(source.location)) or [])
+    return ModelSource(ModelEntry(source=repo), "hub", repo)
+
+
 def classify(entry: ModelEntry, base_dir: Path, roots=(), kind: str = "pipeline") -> ModelSource:
     """What the entry's source names. A relative path is looked for in the workflow's folder first, then (a name
     that is not ./ or ../) in the model folders `roots` for `kind`; what is found nowhere is a hub id if it reads as
     one (org/name, not a weight file name), else ModelUnavailable listing every folder looked in."""
     from .model_folders import WEIGHT_SUFFIXES, find_model, looks_local
 
-    if entry.vae:  # resolved here, as the source is, so that the task carries where its files are
-        entry = entry.model_copy(update={"vae": vae_location(classify(ModelEntry(source=entry.vae), base_dir, roots, "vae"))})
+    for part in PARTS:  # resolved here, as the source is, so that the task carries where their files are
+        value = getattr(entry, part)
+        if value:
+            entry = entry.model_copy(update={part: part_location(classify(ModelEntry(source=value), base_dir, roots,
+                                                                          PART_KINDS[part]))})
     source = entry.source
     if source.startswith("tiny:"):
         single_file_config(entry, "tiny", base_dir)
@@ -179,26 +198,33 @@ def classify(entry: ModelEntry, base_dir: Path, roots=(), kind: str = "pipeline"
     )
 
 
-def vae_location(source: ModelSource) -> str:
-    """What a resolved `vae:` says: tiny:NAME, an absolute path, or a hub id."""
+def part_location(source: ModelSource) -> str:
+    """What a resolved part (`vae:`, `text_encoder:`, ...) says: tiny:NAME, an absolute path, or a hub id."""
     return f"tiny:{source.location}" if source.kind == "tiny" else source.location
 
 
-def vae_source(source: ModelSource) -> ModelSource | None:
-    """The VAE a model entry swaps in (`vae:`, resolved by classify), as a source of its own."""
-    if not source.entry.vae:
+def part_source(source: ModelSource, part: str) -> ModelSource | None:
+    """The part a model entry names (`vae:`, `text_encoder:`, ...; resolved by classify), as a source of its own."""
+    value = getattr(source.entry, part)
+    if not value:
         return None
-    return classify(ModelEntry(source=source.entry.vae, revision=None, allow_pickle=source.entry.allow_pickle), Path("/"),
-                    kind="vae")
+    return classify(ModelEntry(source=value, revision=None, allow_pickle=source.entry.allow_pickle), Path("/"),
+                    kind=PART_KINDS[part])
+
+
+def vae_source(source: ModelSource) -> ModelSource | None:
+    """The VAE a model entry swaps in (`vae:`), as a source of its own."""
+    return part_source(source, "vae")
 
 
 def identity(source: ModelSource, hash_cache: FileHashCache) -> str:
     """A string that changes whenever the model's weights or configs change (a swapped-in VAE's too)."""
     entry = source.entry
     extras = "".join(f";{k}={v}" for k, v in (("variant", entry.variant), ("subfolder", entry.subfolder)) if v)
-    vae = vae_source(source)
-    if vae is not None:
-        extras += f";vae={identity(vae, hash_cache)}"
+    for part in PARTS:
+        swapped = part_source(source, part)
+        if swapped is not None:
+            extras += f";{part}={identity(swapped, hash_cache)}"
     if source.kind == "tiny":
         from .tiny import tiny_identity
 
@@ -211,6 +237,8 @@ def identity(source: ModelSource, hash_cache: FileHashCache) -> str:
             configured = f"folder:{hash_cache.tree_digest(Path(config.location), CONFIG_SUFFIXES)}"
         elif config is not None:
             configured = identity(config, hash_cache)
+        elif default_config_source(source) is not None:
+            configured = identity(default_config_source(source), hash_cache)
         else:
             from .single_file import packaged_digest
 
@@ -326,10 +354,11 @@ def model_record(source: ModelSource, model_identity: str, models_dir: Path, has
         record["commit"] = resolve_hub_commit(source.location, entry.revision or "main")
     if source.kind in ("folder", "file"):
         record["path"] = source.location  # where it was found: beside the workflow or in a model folder
-    vae = vae_source(source)
-    if vae is not None:
-        record["vae"] = {k: v for k, v in model_record(vae, identity(vae, hash_cache), models_dir, hash_cache).items()
-                         if k not in ("revision", "variant")}
+    for part in PARTS:
+        swapped = part_source(source, part)
+        if swapped is not None:
+            record[part] = {k: v for k, v in model_record(swapped, identity(swapped, hash_cache), models_dir,
+                                                          hash_cache).items() if k not in ("revision", "variant")}
     folder = local_folder(source, models_dir)
     if folder is not None and folder.exists():
         files = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in HASHED_SUFFIXES)
@@ -340,26 +369,6 @@ def model_record(source: ModelSource, model_identity: str, models_dir: Path, has
 
 
 # ------------------------------------------------------------------ hub cache
-def hf_hub_cache() -> Path:
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface")
-    return Path(home) / "hub"
-
-
-def resolve_hub_commit(repo_id: str, revision: str) -> str | None:
-    """The commit `revision` points to in the local HF cache (refs/REVISION), or None if not cached."""
-    if COMMIT.match(revision):
-        return revision
-    repo = hf_hub_cache() / ("models--" + repo_id.replace("/", "--"))
-    ref = repo / "refs" / revision
-    try:
-        commit = ref.read_text().strip()
-    except OSError:
-        return None
-    return commit if (repo / "snapshots" / commit).is_dir() else None
-
-
 def hub_reachable(timeout: float = 3.0) -> bool:
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         return False

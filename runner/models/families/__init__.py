@@ -47,11 +47,11 @@ def from_files(source) -> Family | None:
 
     found = of_class(checkpoint_class(source))
     if found is None and source.kind == "file":
-        from ..single_file import file_keys
+        from ..weights_file import safetensors_header
 
         path = Path(source.location)
-        keys = file_keys(path) if path.suffix.lower() == ".safetensors" and path.is_file() else None
-        found = of_keys(keys) if keys else None
+        header = safetensors_header(path) if path.suffix.lower() == ".safetensors" and path.is_file() else None
+        found = of_keys(key for key in header if key != "__metadata__") if isinstance(header, dict) else None
     return found
 
 

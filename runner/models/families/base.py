@@ -51,6 +51,14 @@ class Family:
     # how to recognise its single-file checkpoints from their tensor names: alternatives, each a set of key prefixes
     # that must all occur (e.g. the original layout's UNet and its text encoders)
     single_file_keys: tuple[tuple[str, ...], ...] = ()
+    # a transformer family's single files: the hub repository whose config files read one (from its tensor names;
+    # None: runner's shipped configs, the SD way), and config values its weights decide
+    single_file_config: Callable[[list[str]], str] | None = None
+    single_file_overrides: Callable[[list[str]], dict] | None = None
+    # the key prefixes of each component its whole single files may hold besides the denoiser
+    single_file_parts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # a prior + decoder family's settings for runner.models.families.prior_decoder (its Line, less the family)
+    prior_decoder: dict[str, Any] | None = None
     # whether a LoRA fits a checkpoint, from what its files say (runner.models.configs.lora_facts) and the
     # checkpoint's denoiser config; None: not known before loading
     lora_fits: Callable[[dict, dict], bool] | None = None

@@ -6,6 +6,11 @@ FLUX's img2img and inpaint pipelines make 1024 x 1024 px images unless given a s
 passes the input image's size when the node gives none, as SD and SDXL keep it."""
 
 from .base import Family, Task
+
+
+def _guided(keys) -> bool:
+    return any("guidance_in." in key for key in keys)
+
 from .flow import FLOW_SCHEDULERS
 
 FAMILY = Family(
@@ -29,4 +34,10 @@ FAMILY = Family(
     size_multiple=16,
     # Black Forest Labs' transformer file (ComfyUI's diffusion_models/ or unet/), or a checkpoint packing it
     single_file_keys=(("double_blocks.", "single_blocks."), ("model.diffusion_model.double_blocks.",)),
+    # dev embeds the distilled guidance (guidance_in); schnell does not
+    single_file_config=lambda keys: ("black-forest-labs/FLUX.1-dev" if _guided(keys)
+                                     else "black-forest-labs/FLUX.1-schnell"),
+    single_file_overrides=lambda keys: {"guidance_embeds": _guided(keys)},
+    single_file_parts={"vae": ("vae.",), "text_encoder": ("text_encoders.clip_l.",),
+                       "text_encoder_2": ("text_encoders.t5xxl.",)},
 )

@@ -4,9 +4,6 @@ pipelines. See prior_decoder.py."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from . import prior_decoder
 from ..schedulers import UNSCALED_SCHEDULERS
 from .base import Family, Task
 
@@ -22,21 +19,14 @@ FAMILY = Family(
                            example="kandinsky-community/kandinsky-2-1-inpaint; tiny:kandinsky21-inpaint offline"),
         "interpolation": Task(None, (4,), classes=("KandinskyPriorPipeline", "KandinskyPipeline")),
     },
-    runner="runner.models.families.kandinsky21:generate",
+    runner="runner.models.families.prior_decoder:generate",
+    prior_decoder=dict(autopipeline_key="kandinsky", prior_class="KandinskyPriorPipeline",
+                       decoder_parts=("text_encoder", "tokenizer", "unet", "scheduler", "movq"),
+                       decoder_hub_id="kandinsky-community/kandinsky-2-1",
+                       prior_hub_id="kandinsky-community/kandinsky-2-1-prior", decoder_reads_prompt=True),
     lora=False,
     schedulers=UNSCALED_SCHEDULERS,  # its pipelines never scale the model inputs (no euler, heun, kdpm2)
     hub_hints=("kandinsky-2-1",),
     size_multiple=64,  # the decoder works in steps of 64 px (MoVQ factor 8, squared)
     examples={"checkpoint": "kandinsky-community/kandinsky-2-1; tiny:kandinsky21 offline"},
 )
-
-LINE = prior_decoder.Line(
-    family=FAMILY, autopipeline_key="kandinsky", prior_class="KandinskyPriorPipeline",
-    decoder_parts=("text_encoder", "tokenizer", "unet", "scheduler", "movq"),
-    decoder_hub_id="kandinsky-community/kandinsky-2-1", prior_hub_id="kandinsky-community/kandinsky-2-1-prior",
-    decoder_reads_prompt=True,
-)
-
-
-def generate(ctx, spec, fields) -> dict[str, Any]:
-    return prior_decoder.generate(LINE, ctx, spec, fields)

@@ -5,9 +5,6 @@ takes a hint (kandinsky-community/kandinsky-2-2-controlnet-depth): it goes in a 
 
 from __future__ import annotations
 
-from typing import Any
-
-from . import prior_decoder
 from ..schedulers import UNSCALED_SCHEDULERS
 from .base import Family, Task
 
@@ -26,7 +23,11 @@ FAMILY = Family(
                            example="kandinsky-community/kandinsky-2-2-decoder-inpaint; tiny:kandinsky22-inpaint offline"),
         "interpolation": Task(None, (4,), classes=("KandinskyV22PriorPipeline", "KandinskyV22Pipeline")),
     },
-    runner="runner.models.families.kandinsky22:generate",
+    runner="runner.models.families.prior_decoder:generate",
+    prior_decoder=dict(autopipeline_key="kandinsky22", prior_class="KandinskyV22PriorPipeline",
+                       decoder_parts=("unet", "scheduler", "movq"),
+                       decoder_hub_id="kandinsky-community/kandinsky-2-2-decoder",
+                       prior_hub_id="kandinsky-community/kandinsky-2-2-prior", hint_decoders=HINT_DECODERS),
     # its ControlNet is a whole decoder pipeline (model_index.json names the class)
     controlnet_class="KandinskyV22ControlnetPipeline",
     controlnet_fits=lambda config: config.get("_class_name") in HINT_DECODERS.values(),
@@ -39,13 +40,3 @@ FAMILY = Family(
     examples={"checkpoint": "kandinsky-community/kandinsky-2-2-decoder; tiny:kandinsky22 offline",
               "controlnet": "kandinsky-community/kandinsky-2-2-controlnet-depth; tiny:controlnet-kandinsky22 offline"},
 )
-
-LINE = prior_decoder.Line(
-    family=FAMILY, autopipeline_key="kandinsky22", prior_class="KandinskyV22PriorPipeline",
-    decoder_parts=("unet", "scheduler", "movq"), decoder_hub_id="kandinsky-community/kandinsky-2-2-decoder",
-    prior_hub_id="kandinsky-community/kandinsky-2-2-prior", hint_decoders=HINT_DECODERS,
-)
-
-
-def generate(ctx, spec, fields) -> dict[str, Any]:
-    return prior_decoder.generate(LINE, ctx, spec, fields)

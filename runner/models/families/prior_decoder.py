@@ -1,8 +1,8 @@
 """Families whose checkpoint is a prior + decoder pair (Kandinsky 2.1 and 2.2): txt2img, img2img, inpaint and
 interpolate, and a decoder that takes a hint (Kandinsky 2.2's depth ControlNet).
 
-Each family module declares a `Line` (its names for messages, prior class, decoder parts) next to its Family; the
-code below takes it as an argument and never tests which family it runs.
+Each family declares its settings (its names for messages, prior class, decoder parts: a `Line`, less the family)
+as its Family's `prior_decoder`; the code below takes them as an argument and never tests which family it runs.
 
 Loading. Such a model is two diffusers pipelines: the prior (CLIP text/image encoders, PriorTransformer,
 UnCLIPScheduler) turns a prompt into a CLIP image embedding, and the decoder (an image-conditioned UNet and a MoVQ;
@@ -72,11 +72,17 @@ class Line:
     hint_decoders: dict[str, str] = field(default_factory=dict)
 
 
-def generate(line: Line, ctx, spec, f) -> dict[str, Any]:
-    """A generation node (`spec`: its GenerationSpec) on a prior + decoder model of `line`'s family."""
+def line_of(family: Family) -> Line:
+    """The family's prior + decoder settings (its declaration's `prior_decoder`)."""
+    return Line(family=family, **family.prior_decoder)
+
+
+def generate(ctx, spec, f) -> dict[str, Any]:
+    """A generation node (`spec`: its GenerationSpec) on a prior + decoder model (the family's runner)."""
+    source, identity = ctx.source(f.model)
+    line = line_of(ctx.models.family(source, identity))
     if spec.task == "interpolation":
         return interpolate(line, ctx, spec, f)
-    source, identity = ctx.source(f.model)
     components = components_of(line, ctx.models, source, identity)
     _check_decoder(line, spec.task, f"a {ctx.task.type_name} node", source, components["unet"])
     if getattr(f, "controlnet", None):
@@ -445,4 +451,4 @@ def _hint(image, size: tuple[int, int], batch: int):
     return hint.permute(2, 0, 1).unsqueeze(0).repeat(batch, 1, 1, 1)
 
 
-__all__ = ["Line", "components_of", "generate", "interpolate"]
+__all__ = ["Line", "components_of", "generate", "interpolate", "line_of"]

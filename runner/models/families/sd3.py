@@ -3,6 +3,18 @@ flow-matching schedule; txt2img, img2img and inpaint through diffusers' AutoPipe
 (diffusers has no SD3 ControlNet img2img, and its inpainting ControlNet is a pipeline of its own), LoRAs."""
 
 from .base import Family, Task
+
+
+def _repository(keys) -> str:
+    """diffusers' repository for an SD3 file's architecture, as diffusers tells them apart: SD3.5 Large has 38 joint
+    blocks, SD3.5 Medium a second attention in its first blocks (MMDiT-X), SD3 Medium neither."""
+    blocks = {key.split("joint_blocks.")[1].split(".")[0] for key in keys if "joint_blocks." in key}
+    if "37" in blocks:
+        return "stabilityai/stable-diffusion-3.5-large"
+    if any(".x_block.attn2." in key for key in keys):
+        return "stabilityai/stable-diffusion-3.5-medium"
+    return "stabilityai/stable-diffusion-3-medium-diffusers"
+
 from .flow import FLOW_SCHEDULERS
 
 FAMILY = Family(
@@ -28,4 +40,7 @@ FAMILY = Family(
     # Stability's single files (the MMDiT under model.diffusion_model., with the VAE and text encoders) or the
     # MMDiT alone as ComfyUI keeps it in diffusion_models/
     single_file_keys=(("model.diffusion_model.joint_blocks.",), ("joint_blocks.", "x_embedder.")),
+    single_file_config=lambda keys: _repository(keys),
+    single_file_parts={"vae": ("first_stage_model.",), "text_encoder": ("text_encoders.clip_l.",),
+                       "text_encoder_2": ("text_encoders.clip_g.",), "text_encoder_3": ("text_encoders.t5xxl.",)},
 )
