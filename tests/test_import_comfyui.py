@@ -16,8 +16,16 @@ from PIL import Image, ImageDraw
 from PIL.PngImagePlugin import PngInfo
 
 from conftest import REPO, latest_run, manifest, run_cli
-from runner.importers.comfyui.graph import SAMPLER_NAMES, SPECIAL_SCHEDULES, model_name, scheduler_for
+from runner.importers.comfyui.graph import (
+    FLOW_SAMPLER_NAMES,
+    SAMPLER_NAMES,
+    SPECIAL_SCHEDULES,
+    model_name,
+    scheduler_for,
+    text_encoder_kind,
+)
 from runner.language.fields import SCHEDULERS
+from runner.models.families.flow import FLOW_SCHEDULERS
 
 FIXTURES = Path(__file__).parent / "comfyui"
 
@@ -30,6 +38,33 @@ def checkpoint_file(path: Path, prefix: str = "model.diffusion_model.") -> Path:
 
     save_file({prefix + "input_blocks.0.0.weight": np.zeros((2, 2), np.float32)}, str(path))
     return path
+
+
+def weights_file(path: Path, *names: str) -> Path:
+    """A .safetensors file holding tiny tensors of these names: what the model folders and the kind check read."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({name: np.zeros((2, 2), np.float32) for name in names}, str(path))
+    return path
+
+
+def comfy_part_files(models: Path) -> Path:
+    """A ComfyUI models/ folder with the files of the FLUX.1, SD3.5 and SDXL example graphs (their tensor names: a
+    FLUX transformer, CLIP and T5 text encoders, LDM VAEs, Stability's SD3.5 and SDXL single files)."""
+    weights_file(models / "diffusion_models" / "flux1-dev.safetensors", "double_blocks.0.img_attn.qkv.weight",
+                 "single_blocks.0.linear1.weight", "guidance_in.in_layer.weight")
+    for name in ("clip_l.safetensors", "clip_g.safetensors"):
+        weights_file(models / "text_encoders" / name, "text_model.embeddings.token_embedding.weight")
+    weights_file(models / "text_encoders" / "t5xxl_fp16.safetensors", "shared.weight",
+                 "encoder.block.0.layer.0.SelfAttention.q.weight")
+    for name in ("ae.safetensors", "sdxl_vae.safetensors"):
+        weights_file(models / "vae" / name, "encoder.conv_in.weight", "decoder.conv_in.weight")
+    weights_file(models / "checkpoints" / "sd3.5_medium.safetensors",
+                 "model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight", "first_stage_model.decoder.conv_in.weight")
+    checkpoint_file(models / "checkpoints" / "sd_xl_base_1.0.safetensors")
+    return models
 
 
 def graph(name: str) -> dict:
@@ -232,6 +267,166 @@ def test_lora_chain(tmp_path, capsys):
     assert (run / "ComfyUI_lora.png").is_file()
 
 
+# ------------------------------------------------------------- FLUX.1, SD3.5 and swapped VAEs: models of parts
+
+FLUX_ENTRY = {"source": "flux1-dev.safetensors", "text_encoder": "clip_l.safetensors",
+              "text_encoder_2": "t5xxl_fp16.safetensors", "vae": "ae.safetensors"}
+
+
+def test_flux_graph_becomes_one_model_entry_of_its_loaders(tmp_path, capsys):
+    """ComfyUI's FLUX.1 dev graph: UNETLoader + DualCLIPLoader (T5 first, as ComfyUI's example has it) + VAELoader are
+    one model entry; FluxGuidance is the distilled guidance, cfg 1 maps to nothing, the empty negative is left out."""
+    code, workflow, err = import_graph(tmp_path, capsys, graph("flux_dev"), "flux_dev")
+    assert code == 0, err
+    text = workflow.read_text()
+    document = yaml.safe_load(text)
+    assert document["models"] == {"flux1_dev": FLUX_ENTRY}
+    assert ("  # ComfyUI diffusion model (UNETLoader); text_encoder, text_encoder_2 from DualCLIPLoader type flux; vae "
+            "from VAELoader\n") in text
+    txt2img = document["nodes"]["txt2img"]
+    assert txt2img["prompt"].startswith("cute anime girl with massive fluffy fennec ears")
+    assert {k: v for k, v in txt2img.items() if k != "prompt"} == {
+        "type": "txt2img", "model": "$models.flux1_dev", "width": 1024, "height": 1024, "steps": 20,
+        "guidance_scale": 3.5, "scheduler": "euler", "seed": 972054013131368}
+    assert ("  # ComfyUI 6 CLIPTextEncode, 8 VAEDecode, 26 FluxGuidance, 27 EmptySD3LatentImage, 31 KSampler, "
+            "33 CLIPTextEncode\n") in text
+    assert "Not imported" not in text and "note:" not in text
+
+    # each part's bare name is found in its ComfyUI folder (diffusion_models/, text_encoders/, vae/)
+    assert run_cli("validate", workflow) == 2
+    err = capsys.readouterr().err
+    for line, field, name in ((13, "source", "flux1-dev"), (14, "text_encoder", "clip_l"),
+                              (15, "text_encoder_2", "t5xxl_fp16"), (16, "vae", "ae")):
+        assert f"{workflow}:{line}:5: models.flux1_dev.{field}: model '{name}.safetensors' is not in the workflow's" in err
+    models = comfy_part_files(tmp_path / "ComfyUI" / "models")
+    assert run_cli("validate", workflow, "--model-path", models) == 0
+
+
+def test_imported_flux_graph_runs_on_the_files_comfyui_keeps(tmp_path, capsys):
+    """The entry as imported, run on tiny FLUX.1 files in ComfyUI's layout (tests/comfy_layouts.py); only the
+    config (offline: the tiny model's), the size and the steps are set."""
+    from comfy_layouts import flux_width, write_flux_comfy_files
+    from test_parity import folder
+
+    code, workflow, err = import_graph(tmp_path, capsys, graph("flux_dev"), "flux_dev")
+    assert code == 0, err
+    paths = write_flux_comfy_files(Path(folder("flux")), tmp_path / "ComfyUI")
+    config = json.loads((Path(folder("flux")) / "transformer" / "config.json").read_text())
+    small = [arg for value in ("width=64", "height=64", "steps=2") for arg in ("--set", f"nodes.txt2img.{value}")]
+    with flux_width(config):
+        assert run_cli("run", workflow, "--out", tmp_path / "runs", "--plain", "--model-path",
+                       tmp_path / "ComfyUI" / "models", "--set", "models.flux1_dev.config=tiny:flux", *small) == 0
+    run = latest_run(tmp_path / "runs", "flux_dev")
+    assert Image.open(run / "ComfyUI.png").size == (64, 64)
+    record = manifest(run)
+    node = record["nodes"]["txt2img"]
+    assert node["pipeline_class"] == "FluxPipeline"
+    assert node["call"]["guidance_scale"] == 3.5 and "negative_prompt" not in node["call"]
+    model = record["models"]["$models.flux1_dev"]
+    assert model["path"] == str(paths["transformer"].resolve())
+    for part in ("text_encoder", "text_encoder_2", "vae"):
+        assert model[part]["path"] == str(paths[part].resolve())
+
+
+def test_flux_guidance_negative_prompt_and_loras(tmp_path, capsys):
+    prompt = graph("flux_dev")
+    prompt["26"]["inputs"]["guidance"] = 2.5
+    prompt["33"]["inputs"]["text"] = "blurry, watermark"
+    # a LoRA on the diffusion model and the text encoders, as on a checkpoint
+    prompt["40"] = {"class_type": "LoraLoader", "inputs": {"model": ["12", 0], "clip": ["11", 0], "lora_name":
+                                                          "flux_realism.safetensors", "strength_model": 0.8,
+                                                          "strength_clip": 0.8}}
+    prompt["31"]["inputs"]["model"] = ["40", 0]
+    prompt["6"]["inputs"]["clip"] = prompt["33"]["inputs"]["clip"] = ["40", 1]
+    code, workflow, err = import_graph(tmp_path, capsys, prompt)
+    assert code == 0, err
+    txt2img = nodes_of(workflow)["txt2img"]
+    assert txt2img["guidance_scale"] == 2.5 and "negative_prompt" not in txt2img
+    assert txt2img["lora"] == [{"model": "$models.flux_realism", "scale": 0.8}]
+    assert ("  # note: the negative prompt of node 33 (CLIPTextEncode) ('blurry, watermark') has no effect on FLUX.1 at "
+            "cfg 1 (ComfyUI ignores it): left out\n") in workflow.read_text()
+
+    # without a FluxGuidance: ComfyUI's default guidance, which FLUX's img2img pipeline would not default to
+    prompt = graph("flux_dev")
+    prompt["31"]["inputs"]["positive"] = ["6", 0]
+    del prompt["26"]
+    code, workflow, err = import_graph(tmp_path, capsys, prompt, "unguided")
+    assert code == 0, err
+    assert nodes_of(workflow)["txt2img"]["guidance_scale"] == 3.5
+
+    # other flow-matching samplers; the sizes may come from an EmptyLatentImage in steps of 16
+    prompt = graph("flux_dev")
+    prompt["31"]["inputs"].update(sampler_name="uni_pc_bh2", scheduler="sgm_uniform")
+    prompt["27"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 832, "height": 1216, "batch_size": 2}}
+    code, workflow, err = import_graph(tmp_path, capsys, prompt, "unipc")
+    assert code == 0, err
+    txt2img = nodes_of(workflow)["txt2img"]
+    assert (txt2img["scheduler"], txt2img["width"], txt2img["height"], txt2img["num_images"]) == ("unipc", 832, 1216, 2)
+
+
+def test_sd35_checkpoint_with_triple_clip_loader(tmp_path, capsys):
+    """Stability's SD3.5 file holds no text encoders: TripleCLIPLoader's become the entry's, told apart by name."""
+    code, workflow, err = import_graph(tmp_path, capsys, graph("sd35_medium"), "sd35_medium")
+    assert code == 0, err
+    document = yaml.safe_load(workflow.read_text())
+    entry = {"source": "sd3.5_medium.safetensors", "text_encoder": "clip_l.safetensors",
+             "text_encoder_2": "clip_g.safetensors", "text_encoder_3": "t5xxl_fp16.safetensors"}
+    assert document["models"] == {"sd3_5_medium": entry}
+    assert document["nodes"]["txt2img"] == {
+        "type": "txt2img", "model": "$models.sd3_5_medium",
+        "prompt": 'a photo of a cat holding a sign that says "hello world"', "negative_prompt": "blurry, low quality",
+        "width": 1024, "height": 1024, "steps": 20, "guidance_scale": 4.5, "scheduler": "dpmpp_2m",
+        "seed": 585755597152545}
+    assert run_cli("validate", workflow, "--model-path", comfy_part_files(tmp_path / "models")) == 0
+
+    # in another order, in subfolders, the same entry; a FluxGuidance does nothing on SD3 (noted)
+    prompt = graph("sd35_medium")
+    prompt["11"]["inputs"] = {"clip_name1": "SD3\\t5xxl_fp16.safetensors", "clip_name2": "clip_l.safetensors",
+                              "clip_name3": "SD3/clip_g.safetensors"}
+    prompt["17"] = {"class_type": "FluxGuidance", "inputs": {"conditioning": ["16", 0], "guidance": 3.5}}
+    prompt["3"]["inputs"]["positive"] = ["17", 0]
+    code, workflow, err = import_graph(tmp_path, capsys, prompt, "reordered")
+    assert code == 0, err
+    text = workflow.read_text()
+    assert yaml.safe_load(text)["models"] == {"sd3_5_medium": entry}
+    assert ("# ComfyUI checkpoint; text_encoder, text_encoder_2 SD3/clip_g.safetensors, text_encoder_3 "
+            "SD3\\t5xxl_fp16.safetensors from TripleCLIPLoader\n") in text
+    assert "note: node 17 (FluxGuidance) sets FLUX.1's distilled guidance, which ComfyUI ignores on an SD3" in text
+    assert nodes_of(workflow)["txt2img"]["guidance_scale"] == 4.5
+
+
+def test_sdxl_checkpoint_with_a_swapped_vae(tmp_path, capsys):
+    code, workflow, err = import_graph(tmp_path, capsys, graph("sdxl_vae"), "sdxl_vae")
+    assert code == 0, err
+    text = workflow.read_text()
+    assert yaml.safe_load(text)["models"] == {"sd_xl_base_1_0": {"source": "sd_xl_base_1.0.safetensors",
+                                                                 "vae": "sdxl_vae.safetensors"}}
+    assert "  # ComfyUI checkpoint SDXL/sd_xl_base_1.0.safetensors; vae from VAELoader\n" in text
+    assert "note:" not in text
+    assert run_cli("validate", workflow, "--model-path", comfy_part_files(tmp_path / "models")) == 0
+    run = run_imported(tmp_path, workflow, "sd_xl_base_1_0={source: tiny:sdxl, vae: tiny:sdxl}")
+    assert Image.open(run / "sdxl_vae.png").size == (64, 64)
+    assert manifest(run)["models"]["$models.sd_xl_base_1_0"]["vae"]["source"] == "tiny:sdxl"
+
+    # img2img: the image encoded with the same VAELoader is the same entry; a second sampler decoded with the
+    # checkpoint's own VAE is another entry of the same file
+    prompt = graph("sdxl_vae")
+    prompt["11"] = {"class_type": "LoadImage", "inputs": {"image": "example.png", "upload": "image"}}
+    prompt["12"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["11", 0], "vae": ["10", 0]}}
+    prompt["13"] = copy.deepcopy(prompt["3"])
+    prompt["3"]["inputs"].update(latent_image=["12", 0], denoise=0.5)
+    prompt["14"] = {"class_type": "VAEDecode", "inputs": {"samples": ["13", 0], "vae": ["4", 2]}}
+    prompt["15"] = {"class_type": "SaveImage", "inputs": {"images": ["14", 0], "filename_prefix": "own_vae"}}
+    code, workflow, err = import_graph(tmp_path, capsys, prompt, "two", images=[("example.png", (64, 64))])
+    assert code == 0, err
+    document = yaml.safe_load(workflow.read_text())
+    assert document["models"] == {
+        "sd_xl_base_1_0": {"source": "sd_xl_base_1.0.safetensors", "vae": "sdxl_vae.safetensors"},
+        "sd_xl_base_1_0_2": "sd_xl_base_1.0.safetensors"}
+    assert document["nodes"]["img2img"]["model"] == "$models.sd_xl_base_1_0"
+    assert document["nodes"]["txt2img"]["model"] == "$models.sd_xl_base_1_0_2"
+
+
 # ------------------------------------------------------------- real-world shapes
 
 def test_a_png_that_comfyui_saved_imports_as_its_json(tmp_path, capsys):
@@ -305,7 +500,8 @@ def test_custom_nodes_are_refused_each_by_id_and_class(tmp_path, capsys):
     err = refused(tmp_path, capsys, prompt)
     assert "node 10 (Image Saver): not one of the ComfyUI core nodes runner imports" in err
     assert "node 11 (IPAdapterApply): not one of the ComfyUI core nodes runner imports" in err
-    assert "runner imports graphs made of CheckpointLoaderSimple, LoraLoader, ControlNetLoader, CLIPTextEncode," in err
+    assert ("runner imports graphs made of CheckpointLoaderSimple, UNETLoader, CLIPLoader, DualCLIPLoader, "
+            "TripleCLIPLoader, VAELoader, LoraLoader, ControlNetLoader, CLIPTextEncode,") in err
     assert "2 problems found" in err
 
 
@@ -361,6 +557,101 @@ def test_values_without_a_faithful_mapping_are_refused_by_name(tmp_path, capsys,
         assert text in err
 
 
+def _flux(change):
+    prompt = graph("flux_dev")
+    change(prompt)
+    return prompt
+
+
+CHECKPOINT = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "flux1-dev-fp8.safetensors"}}
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda p: p["12"]["inputs"].update(weight_dtype="fp8_e4m3fn"),
+     ["node 12 (UNETLoader): input 'weight_dtype' is 'fp8_e4m3fn': ComfyUI casts the weights to it as it loads them",
+      "fix: set weight_dtype to default in ComfyUI"]),
+    (lambda p: p["11"]["inputs"].update(type="sdxl"),
+     ["node 11 (DualCLIPLoader): input 'type' is 'sdxl': runner imports the text encoders of FLUX.1 (type flux) and "
+      "SD3 / SD3.5 (type sd3)", "connect the CLIP output of its CheckpointLoaderSimple"]),
+    (lambda p: p["11"]["inputs"].update(clip_name2="ViT-L-14-TEXT-detail-improved.safetensors"),
+     ["node 11 (DualCLIPLoader): input 'clip_name2' is 'ViT-L-14-TEXT-detail-improved.safetensors': runner cannot tell "
+      "from the name which of FLUX.1's text encoders (CLIP-L, T5-XXL) it is",
+      "'t5' in the name is T5-XXL, 'clip_l' in the name is CLIP-L, 'clip_g' in the name is CLIP-G; rename the file"]),
+    (lambda p: p["11"]["inputs"].update(clip_name2="clip_g.safetensors"),
+     ["input 'clip_name2' is 'clip_g.safetensors', a CLIP-G text encoder, which FLUX.1 does not take (it takes CLIP-L, "
+      "T5-XXL)", "load FLUX.1's text encoders with DualCLIPLoader with type flux (clip_l and t5xxl)"]),
+    (lambda p: p["11"]["inputs"].update(clip_name2="t5xxl_fp8_e4m3fn.safetensors"),
+     ["node 11 (DualCLIPLoader): inputs 'clip_name1' and 'clip_name2' both load a T5-XXL text encoder"]),
+    (lambda p: p.update({"11": {"class_type": "CLIPLoader", "inputs": {"clip_name": "t5xxl_fp16.safetensors",
+                                                                       "type": "sd3", "device": "default"}}}),
+     ["node 11 (CLIPLoader) loads no CLIP-L or CLIP-G text encoder: ComfyUI runs SD3 / SD3.5 without it, runner's "
+      "SD3 / SD3.5 model takes all of CLIP-L, CLIP-G, T5-XXL", "load them with TripleCLIPLoader"]),
+    (lambda p: p["31"]["inputs"].update(cfg=3.5),
+     ["node 31 (KSampler): cfg 3.5 on a FLUX.1 model", "set cfg to 1 and the guidance with a FluxGuidance"]),
+    (lambda p: p["31"]["inputs"].update(scheduler="beta"),
+     ["node 31 (KSampler): sampler 'euler' with scheduler 'beta' has no runner scheduler on FLUX.1",
+      "runner maps euler, dpmpp_2m, uni_pc, uni_pc_bh2 with normal, simple, sgm_uniform"]),
+    (lambda p: p["31"]["inputs"].update(sampler_name="euler_ancestral"), ["sampler 'euler_ancestral' with scheduler "
+                                                                          "'simple' has no runner scheduler on FLUX.1"]),
+    (lambda p: p["27"]["inputs"].update(width=1000),
+     ["node 27 (EmptySD3LatentImage): width 1000 is not a multiple of 16"]),
+    (lambda p: p["27"].update(class_type="EmptyLatentImage") or p["27"]["inputs"].update(height=1000),
+     ["node 27 (EmptyLatentImage): height 1000 is not a multiple of 16: FLUX.1 makes images in steps of 16 px"]),
+    (lambda p: p["10"]["inputs"].update(vae_name="taef1"),
+     ["node 10 (VAELoader): input 'vae_name' is 'taef1', ComfyUI's built-in approximate TAESD decoder",
+      "pick the model's VAE file"]),
+    (lambda p: p.update({"4": CHECKPOINT}) or p["6"]["inputs"].update(clip=["4", 1]),
+     ["node 6 (CLIPTextEncode) uses the text encoder of flux1-dev-fp8.safetensors (node 4) but node 31 (KSampler) "
+      "samples with the diffusion model flux1-dev.safetensors (node 12, UNETLoader)",
+      "load the text encoders with DualCLIPLoader with type flux (clip_l and t5xxl) or TripleCLIPLoader"]),
+    (lambda p: p.update({"4": CHECKPOINT}) or p["8"]["inputs"].update(vae=["4", 2]),
+     ["node 8 (VAEDecode) decodes with the VAE of flux1-dev-fp8.safetensors (node 4) for node 31 (KSampler), whose "
+      "diffusion model flux1-dev.safetensors (node 12, UNETLoader) has none", "load the VAE with a VAELoader"]),
+    (lambda p: p.update({"6": {"class_type": "CLIPTextEncodeSDXL", "inputs": {
+        "clip": ["11", 0], "width": 1024, "height": 1024, "crop_w": 0, "crop_h": 0, "target_width": 1024,
+        "target_height": 1024, "text_g": "a fox", "text_l": "a fox"}}}),
+     ["node 6 (CLIPTextEncodeSDXL) encodes an SDXL prompt (with SDXL's size conditioning), but the sampler's model is "
+      "FLUX.1", "fix: use CLIPTextEncode"]),
+])
+def test_flux_loaders_without_a_faithful_mapping_are_refused_by_name(tmp_path, capsys, change, expected):
+    err = refused(tmp_path, capsys, _flux(change))
+    for text in expected:
+        assert text in err
+
+
+def test_sd3_text_encoders_must_be_all_three(tmp_path, capsys):
+    prompt = graph("sd35_medium")
+    prompt["11"] = {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": "clip_l.safetensors",
+                                                              "clip_name2": "clip_g.safetensors", "type": "sd3"}}
+    err = refused(tmp_path, capsys, prompt)
+    assert ("node 11 (DualCLIPLoader) loads no T5-XXL text encoder: ComfyUI runs SD3 / SD3.5 without it, runner's "
+            "SD3 / SD3.5 model takes all of CLIP-L, CLIP-G, T5-XXL") in err
+    assert "fix: load them with TripleCLIPLoader (clip_l, clip_g and t5xxl)" in err
+    prompt = graph("sd35_medium")
+    prompt["3"]["inputs"].update(sampler_name="dpmpp_2m", scheduler="karras")
+    err = refused(tmp_path, capsys, prompt)
+    assert "sampler 'dpmpp_2m' with scheduler 'karras' has no runner scheduler on SD3 / SD3.5" in err
+
+
+def test_one_generation_uses_one_vae(tmp_path, capsys):
+    """runner's model has one VAE: the encode of the image and the decode of the result must use the same."""
+    prompt = graph("sdxl_vae")
+    prompt["11"] = {"class_type": "LoadImage", "inputs": {"image": "example.png"}}
+    prompt["12"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["11", 0], "vae": ["4", 2]}}
+    prompt["3"]["inputs"].update(latent_image=["12", 0], denoise=0.5)
+    err = refused(tmp_path, capsys, prompt)
+    assert ("node 8 (VAEDecode) decodes with the VAE of sdxl_vae.safetensors (node 10) but node 12 (VAEEncode) encodes "
+            "with the VAE of SDXL/sd_xl_base_1.0.safetensors (node 4), both for node 3 (KSampler): runner's model has "
+            "one VAE for encoding and decoding") in err
+    assert "fix: connect both to the VAELoader (node 10)" in err
+    prompt["13"] = {"class_type": "VAELoader", "inputs": {"vae_name": "other_vae.safetensors"}}
+    prompt["12"]["inputs"]["vae"] = ["13", 0]
+    err = refused(tmp_path, capsys, prompt)
+    assert ("node 12 (VAEEncode) encodes with other_vae.safetensors (node 13) but node 8 (VAEDecode) decodes with "
+            "sdxl_vae.safetensors (node 10), both for node 3 (KSampler): runner's model has one VAE") in err
+    assert "fix: connect every VAEEncode and VAEDecode of this sampler to one VAELoader" in err
+
+
 def test_a_split_schedule_must_hand_over_with_leftover_noise(tmp_path, capsys):
     prompt = graph("sdxl_refiner")
     prompt["11"]["inputs"]["start_at_step"] = 2
@@ -394,6 +685,24 @@ def test_sampler_and_scheduler_names_map_to_runner_schedulers():
     assert scheduler_for("uni_pc_bh2", "sgm_uniform") == "unipc"
     assert scheduler_for("euler", "karras") is None and scheduler_for("lms", "normal") is None
     assert set(SAMPLER_NAMES.values()) | set(SPECIAL_SCHEDULES.values()) <= set(SCHEDULERS)
+
+
+def test_flux_and_sd3_samplers_are_the_flow_matching_ones():
+    assert scheduler_for("euler", "simple", flow=True) == "euler"
+    assert scheduler_for("uni_pc_bh2", "sgm_uniform", flow=True) == "unipc"
+    assert scheduler_for("dpmpp_2m", "normal", flow=True) == "dpmpp_2m"
+    assert scheduler_for("euler_ancestral", "normal", flow=True) is None
+    assert scheduler_for("dpmpp_2m", "karras", flow=True) is None and scheduler_for("euler", "beta", flow=True) is None
+    assert set(FLOW_SAMPLER_NAMES.values()) <= set(FLOW_SCHEDULERS)
+
+
+def test_text_encoders_are_told_apart_by_file_name():
+    assert text_encoder_kind("t5xxl_fp16.safetensors") == "t5"
+    assert text_encoder_kind("t5/google_t5-v1_1-xxl_encoderonly-fp8_e4m3fn.safetensors") == "t5"
+    assert text_encoder_kind("clip_l.safetensors") == "clip_l"
+    assert text_encoder_kind("SD3\\sd3_clip-g.safetensors") == "clip_g"
+    assert text_encoder_kind("ViT-L-14-TEXT-detail-improved-hiT-GmP.safetensors") is None
+    assert text_encoder_kind("clip_l_t5_merge.safetensors") is None  # says two
 
 
 def test_model_names_come_from_file_stems():

@@ -6,6 +6,12 @@ whose inputs decide the runner node type (an EmptyLatentImage: txt2img; a VAEEnc
 noise mask: inpaint; another sampler's leftover noise: refine) and its fields (prompts from the text encoders,
 ControlNets from the apply chain, LoRAs from the loader chain). Plain data in and out: no torch, no files read.
 
+A model is identified by its loaders: the CheckpointLoaderSimple or UNETLoader that feeds the sampler, with the CLIP
+loader (DualCLIPLoader, TripleCLIPLoader) that feeds its text encoders and the VAELoader that feeds its VAEEncode and
+VAEDecode, where those are not the checkpoint's own: one model entry naming those parts (`text_encoder:`, ...,
+`vae:`), as ComfyUI users keep FLUX.1 and SD3.5. The CLIP loader's type (flux, sd3) or a FluxGuidance tells the
+family, whose samplers, sizes and guidance then apply.
+
 Anything this module cannot map faithfully is refused (`Refused`), naming the ComfyUI node, the input and the value.
 """
 
@@ -19,10 +25,16 @@ from typing import Any, Callable
 
 from ...language.fields import SCHEDULERS
 from ...language.refs import RESERVED
+from ...models.families.flow import FLOW_SCHEDULERS
 
 # class_type -> (output types by index, {input name: a ComfyUI type for links, or int | float | str | enable})
 NODE_SPECS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "CheckpointLoaderSimple": (("MODEL", "CLIP", "VAE"), {"ckpt_name": "str"}),
+    "UNETLoader": (("MODEL",), {"unet_name": "str", "weight_dtype": "str"}),
+    "CLIPLoader": (("CLIP",), {"clip_name": "str", "type": "str", "device": "str"}),
+    "DualCLIPLoader": (("CLIP",), {"clip_name1": "str", "clip_name2": "str", "type": "str", "device": "str"}),
+    "TripleCLIPLoader": (("CLIP",), {"clip_name1": "str", "clip_name2": "str", "clip_name3": "str"}),
+    "VAELoader": (("VAE",), {"vae_name": "str"}),
     "LoraLoader": (("MODEL", "CLIP"), {"model": "MODEL", "clip": "CLIP", "lora_name": "str", "strength_model": "float",
                                        "strength_clip": "float"}),
     "ControlNetLoader": (("CONTROL_NET",), {"control_net_name": "str"}),
@@ -32,12 +44,14 @@ NODE_SPECS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
                                                "text_g": "str", "text_l": "str"}),
     "CLIPTextEncodeSDXLRefiner": (("CONDITIONING",), {"clip": "CLIP", "ascore": "float", "width": "int", "height": "int",
                                                       "text": "str"}),
+    "FluxGuidance": (("CONDITIONING",), {"conditioning": "CONDITIONING", "guidance": "float"}),
     "ControlNetApply": (("CONDITIONING",), {"conditioning": "CONDITIONING", "control_net": "CONTROL_NET",
                                             "image": "IMAGE", "strength": "float"}),
     "ControlNetApplyAdvanced": (("CONDITIONING", "CONDITIONING"), {
         "positive": "CONDITIONING", "negative": "CONDITIONING", "control_net": "CONTROL_NET", "image": "IMAGE",
         "strength": "float", "start_percent": "float", "end_percent": "float"}),
     "EmptyLatentImage": (("LATENT",), {"width": "int", "height": "int", "batch_size": "int"}),
+    "EmptySD3LatentImage": (("LATENT",), {"width": "int", "height": "int", "batch_size": "int"}),
     "LoadImage": (("IMAGE", "MASK"), {"image": "str"}),
     "VAEEncode": (("LATENT",), {"pixels": "IMAGE", "vae": "VAE"}),
     "VAEEncodeForInpaint": (("LATENT",), {"pixels": "IMAGE", "vae": "VAE", "mask": "MASK", "grow_mask_by": "int"}),
@@ -56,11 +70,32 @@ NODE_SPECS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
 SUPPORTED = tuple(NODE_SPECS)
 # inputs ComfyUI lets a graph leave out, with the value it then uses
 DEFAULTS = {("KSampler", "denoise"): 1.0, ("VAEEncodeForInpaint", "grow_mask_by"): 6,
-            ("SaveImage", "filename_prefix"): "ComfyUI"}
+            ("SaveImage", "filename_prefix"): "ComfyUI", ("UNETLoader", "weight_dtype"): "default",
+            ("CLIPLoader", "type"): "stable_diffusion", ("CLIPLoader", "device"): "default",
+            ("DualCLIPLoader", "type"): "sdxl", ("DualCLIPLoader", "device"): "default"}
 # inputs that change nothing runner does: LoadImage's upload widget; the optional VAE newer ComfyUI versions give
 # ControlNetApplyAdvanced (used by a few ControlNet kinds to encode the hint; diffusers' ControlNets take pixels)
 IGNORED = {("LoadImage", "upload"), ("ControlNetApplyAdvanced", "vae")}
 SAMPLERS = ("KSampler", "KSamplerAdvanced")
+EMPTY_LATENTS = {"EmptyLatentImage": 8, "EmptySD3LatentImage": 16}  # -> the step of its sizes in ComfyUI
+CLIP_LOADERS = ("CLIPLoader", "DualCLIPLoader", "TripleCLIPLoader")
+
+# The families a CLIP loader's type names (a FluxGuidance says flux too): their name, and the text encoders runner's
+# model of that family takes, as (model entry field, what the file is) in the entry's order
+FAMILIES = {"flux": "FLUX.1", "sd3": "SD3 / SD3.5"}
+TEXT_ENCODERS = {
+    "flux": (("text_encoder", "clip_l"), ("text_encoder_2", "t5")),
+    "sd3": (("text_encoder", "clip_l"), ("text_encoder_2", "clip_g"), ("text_encoder_3", "t5")),
+}
+# what a text encoder file is, from a word in its name (ComfyUI users load them in either order), for messages
+TEXT_ENCODER_NAMES = {"t5": "T5-XXL", "clip_l": "CLIP-L", "clip_g": "CLIP-G"}
+# the CLIP loaders that load a family's text encoders, for the hints
+CLIP_LOADER_HINT = {"flux": "DualCLIPLoader with type flux (clip_l and t5xxl)",
+                    "sd3": "TripleCLIPLoader (clip_l, clip_g and t5xxl)"}
+# VAELoader names that are no file: ComfyUI's approximate TAESD decoders and the no-VAE choice
+BUILT_IN_VAES = ("taesd", "taesdxl", "taesd3", "taef1", "pixel_space")
+# FLUX.1 in ComfyUI without a FluxGuidance (and diffusers' FluxPipeline default)
+FLUX_GUIDANCE_DEFAULT = 3.5
 
 # ComfyUI sampler_name -> runner scheduler, with a uniform spacing (ComfyUI's normal, simple or sgm_uniform) ...
 UNIFORM = ("normal", "simple", "sgm_uniform")
@@ -73,6 +108,9 @@ SAMPLER_NAMES = {
 SPECIAL_SCHEDULES = {("dpmpp_2m", "karras"): "dpmpp_2m_karras", ("dpmpp_2m_sde", "karras"): "dpmpp_2m_sde_karras",
                      ("dpmpp_2m_sde_gpu", "karras"): "dpmpp_2m_sde_karras", ("ddim", "ddim_uniform"): "ddim"}
 assert set(SAMPLER_NAMES.values()) | set(SPECIAL_SCHEDULES.values()) <= set(SCHEDULERS)
+# on the flow-matching families (FLUX.1, SD3): runner has only these samplers there, with the checkpoint's spacing
+FLOW_SAMPLER_NAMES = {"euler": "euler", "dpmpp_2m": "dpmpp_2m", "uni_pc": "unipc", "uni_pc_bh2": "unipc"}
+assert set(FLOW_SAMPLER_NAMES.values()) <= set(FLOW_SCHEDULERS)
 
 # runner's bounds where they are narrower than ComfyUI's (refused with the value rather than written invalid)
 MAX_STEPS, MAX_SEED, MAX_CONTROLNET_SCALE, MAX_CFG = 1000, 2**63 - 1, 5.0, 100.0
@@ -80,7 +118,10 @@ MAX_STEPS, MAX_SEED, MAX_CONTROLNET_SCALE, MAX_CFG = 1000, 2**63 - 1, 5.0, 100.0
 AESTHETIC_DEFAULT, NEGATIVE_AESTHETIC_DEFAULT = 6.0, 2.5
 
 
-def scheduler_for(sampler_name: str, scheduler: str) -> str | None:
+def scheduler_for(sampler_name: str, scheduler: str, flow: bool = False) -> str | None:
+    """runner's scheduler for ComfyUI's sampler and scheduler (`flow`: on FLUX.1 or SD3), or None."""
+    if flow:
+        return FLOW_SAMPLER_NAMES.get(sampler_name) if scheduler in UNIFORM else None
     if (sampler_name, scheduler) in SPECIAL_SCHEDULES:
         return SPECIAL_SCHEDULES[sampler_name, scheduler]
     if scheduler in UNIFORM:
@@ -88,7 +129,9 @@ def scheduler_for(sampler_name: str, scheduler: str) -> str | None:
     return None
 
 
-def supported_schedules() -> str:
+def supported_schedules(flow: bool = False) -> str:
+    if flow:
+        return f"{', '.join(FLOW_SAMPLER_NAMES)} with {', '.join(UNIFORM)}"
     uniform = ", ".join(SAMPLER_NAMES)
     special = "; ".join(f"{s} with {c} -> {r}" for (s, c), r in SPECIAL_SCHEDULES.items())
     return f"{uniform} with {', '.join(UNIFORM)}; {special}"
@@ -134,7 +177,7 @@ class Generation:
     key: tuple
     batch: int
     size: tuple[int, int] | None  # (width, height) when known from an EmptyLatentImage
-    checkpoint: str  # ComfyUI id of the CheckpointLoaderSimple
+    checkpoint: str  # ComfyUI id of the CheckpointLoaderSimple or UNETLoader
     stopped_at: float | None  # fraction of the schedule where it stopped, leaving noise; None: fully denoised
 
 
@@ -148,20 +191,22 @@ class Latent:
     image: Use | None = None
     mask: Use | None = None
     previous: Generation | None = None
+    node: ComfyNode | None = None  # the empty latent, or the VAEEncode / VAEEncodeForInpaint of the image
 
 
 @dataclass
 class Conditioning:
     encoder: ComfyNode
     controlnets: list[ComfyNode]  # ControlNetApply / ControlNetApplyAdvanced, innermost first
+    guidance: list[ComfyNode] = field(default_factory=list)  # FluxGuidance, nearest the sampler (which counts) first
 
 
 @dataclass
 class Imported:
     """The workflow as plain data, and what the YAML's comments should say."""
 
-    models: dict[str, str]  # name -> source
-    model_kinds: dict[str, str]  # name -> what ComfyUI loaded it as (and its ComfyUI name when it has folders)
+    models: dict[str, str | dict[str, str]]  # name -> source, or {source, text_encoder..., vae} when it names parts
+    model_kinds: dict[str, str]  # name -> what ComfyUI loaded it as (and its ComfyUI names when they have folders)
     nodes: list[tuple[str, RunnerNode]]  # (id, node) in a readable order
     skipped_keys: list[str]  # top-level entries that are no nodes
     unused: list[str]  # ComfyUI nodes no SaveImage needs (ComfyUI would not run them either)
@@ -252,6 +297,14 @@ def bare_file_name(comfy_name: str) -> str:
     return PurePosixPath(comfy_name.replace("\\", "/")).name
 
 
+def text_encoder_kind(comfy_name: str) -> str | None:
+    """What a text encoder file is from its name: "t5" (T5-XXL), "clip_l" or "clip_g" (TEXT_ENCODER_NAMES); None
+    where the name says none of them, or more than one."""
+    stem = PurePosixPath(bare_file_name(comfy_name)).stem.lower().replace("-", "_").replace(" ", "_")
+    found = [kind for kind in TEXT_ENCODER_NAMES if kind in stem]
+    return found[0] if len(found) == 1 else None
+
+
 def loaded_image_name(comfy_name: str) -> str:
     """LoadImage's value: a file in ComfyUI's input folder, maybe in a subfolder, maybe annotated ' [input]'."""
     return re.sub(r" \[(input|output|temp)\]$", "", comfy_name).replace("\\", "/")
@@ -272,11 +325,13 @@ class GraphMapping:
     def __init__(self, nodes: dict[str, ComfyNode], image_path: Callable[[str], str]):
         self.nodes = nodes
         self.image_path = image_path  # ComfyUI LoadImage name -> load_image path (relative to the output file)
-        self.models: dict[tuple[str, str], str] = {}  # (kind, ComfyUI file name) -> model name
+        # (kind, ComfyUI file name, parts: (entry field, ComfyUI file name, loader) ...) -> model name
+        self.models: dict[tuple[str, str, tuple], str] = {}
         self.runner_nodes: dict[tuple, RunnerNode] = {}
         self.generations: dict[str, Generation] = {}
         self.in_progress: set[str] = set()
         self.used: set[str] = set()
+        self.needed: set[str] = set()  # the nodes some SaveImage depends on (what ComfyUI would run)
         self.images: list[tuple[str, str]] = []
         self.notes: list[str] = []
 
@@ -287,6 +342,7 @@ class GraphMapping:
         if not saves:
             problems.append(Refused("the graph has no SaveImage node: nothing it makes would be kept",
                                     "add a SaveImage after the VAEDecode in ComfyUI and export again"))
+        self.needed = self.upstream(saves)
         for save in saves:
             try:
                 self.save_image(save)
@@ -294,6 +350,18 @@ class GraphMapping:
                 if not any(p.message == refused.message for p in problems):
                     problems.append(refused)
         return problems
+
+    def upstream(self, nodes: list[ComfyNode]) -> set[str]:
+        """The ids of `nodes` and of every node they depend on."""
+        seen: set[str] = set()
+        stack = [node.id for node in nodes]
+        while stack:
+            node_id = stack.pop()
+            if node_id in seen or node_id not in self.nodes:
+                continue
+            seen.add(node_id)
+            stack += [str(value[0]) for value in self.nodes[node_id].inputs.values() if is_link(value)]
+        return seen
 
     def source(self, node: ComfyNode, name: str) -> tuple[ComfyNode, int]:
         value = node.inputs[name]
@@ -324,20 +392,9 @@ class GraphMapping:
                           "its schedule with leftover noise: runner decodes finished images only",
                           "set return_with_leftover_noise to disable and end_at_step to 10000, or decode the "
                           "KSamplerAdvanced that finishes the schedule")
-        self.check_vae(decode, generation, "decodes")
-        node = self.runner_nodes[generation.key]
+        node = self.runner_nodes[generation.key]  # its VAE: see vae_of
         node.comfy.append(f"{decode.id} {decode.class_type}")
         return Use(generation.key), generation
-
-    def check_vae(self, node: ComfyNode, generation: Generation, verb: str) -> None:
-        vae, _index = self.source(node, "vae")
-        self.used.add(vae.id)
-        if vae.id != generation.checkpoint:
-            checkpoint = self.nodes[generation.checkpoint]
-            note = (f"ComfyUI {node} {verb} with the VAE of {vae.inputs['ckpt_name']}; runner uses the VAE of the "
-                    f"node's own model {checkpoint.inputs['ckpt_name']}")
-            self.runner_nodes[generation.key].notes.append(note)
-            self.notes.append(note)
 
     def loaded(self, load: ComfyNode, with_alpha: bool = False) -> Use:
         """The load_image node of a LoadImage (one per LoadImage; RGBA when its MASK output is used)."""
@@ -373,8 +430,10 @@ class GraphMapping:
                                                  "inpaint encode does)"], body))
         return Use(key)
 
-    def model(self, kind: str, file_name: str) -> str:
-        key = (kind, file_name)
+    def model(self, kind: str, file_name: str, parts: tuple[tuple[str, str, str], ...] = ()) -> str:
+        """`$models.NAME` of the entry for a file (`kind`: what ComfyUI loaded it as) with these parts, each (entry
+        field, ComfyUI file name, the loader): one entry per combination, named after the file."""
+        key = (kind, file_name, parts)
         if key not in self.models:
             base = model_name(file_name)
             name, n = base, 1
@@ -427,29 +486,36 @@ class GraphMapping:
             start, end = 0.0, 1.0
 
         checkpoint, loras, skipped = self.model_chain(s)
+        loader = self.nodes[checkpoint]
+        model_kind, model_file = self.model_file(loader)
         for lora in skipped:
             comfy.append(f"{lora.id} {lora.class_type}")
             notes.append(f"{lora} ({lora.inputs['lora_name']}) has strength 0: left out, as ComfyUI skips it")
         positive = self.conditioning(s, "positive")
         negative = self.conditioning(s, "negative")
-        for conditioning in (positive, negative):
-            self.check_clip(s, conditioning.encoder, checkpoint, loras)
+        family, text_encoders, negative_counts = self.text_encoders(s, loader, positive, negative, loras, notes)
         comfy += [f"{c.encoder.id} {c.encoder.class_type}" for c in (positive, negative)]
+        comfy += [f"{g.id} {g.class_type}" for c in (positive, negative) for g in c.guidance]
         latent = self.latent(s)
         comfy += latent.comfy
+        vae = self.vae_of(s, loader, latent, notes)
 
         body: dict[str, Any] = {}
         arguments: dict[str, Any] = {}
         size: tuple[int, int] | None = None
         batch = latent.batch
         if latent.kind == "empty":
+            empty = latent.node.class_type
             if not add_noise:
-                raise Refused(f"{s}: add_noise disable on an EmptyLatentImage denoises nothing but zeros",
-                              "enable add_noise")
+                raise Refused(f"{s}: add_noise disable on an {empty} denoises nothing but zeros", "enable add_noise")
             if advanced and start_step > 0 or denoise < 1:
                 what = f"start_at_step {start_step}" if advanced else f"denoise {denoise}"
-                raise Refused(f"{s}: {what} on an EmptyLatentImage has no runner equivalent (a text-to-image "
+                raise Refused(f"{s}: {what} on an {empty} has no runner equivalent (a text-to-image "
                               "generation runs the whole schedule)", "use denoise 1.0 (start_at_step 0) or an image input")
+            for what, value in (("width", latent.width), ("height", latent.height)):
+                if family and value % 16:
+                    raise Refused(f"{latent.node}: {what} {value} is not a multiple of 16: {FAMILIES[family]} makes "
+                                  "images in steps of 16 px", "use a multiple of 16 (EmptySD3LatentImage steps in 16s)")
             kind = "txt2img"
             size = (latent.width, latent.height)
             body.update(width=latent.width, height=latent.height)
@@ -518,21 +584,44 @@ class GraphMapping:
         cfg = inputs["cfg"]
         if not 0 <= cfg <= MAX_CFG:
             raise Refused(f"{s}: cfg {cfg} is outside runner's 0 .. {MAX_CFG:g}")
-        scheduler = scheduler_for(inputs["sampler_name"], inputs["scheduler"])
+        flow = family is not None  # FLUX.1 and SD3 are flow-matching models, with their own samplers
+        scheduler = scheduler_for(inputs["sampler_name"], inputs["scheduler"], flow)
         if scheduler is None:
+            on = f" on {FAMILIES[family]}" if flow else ""
             raise Refused(f"{s}: sampler '{inputs['sampler_name']}' with scheduler '{inputs['scheduler']}' has no runner "
-                          "scheduler", f"runner maps {supported_schedules()}; pick one of those in ComfyUI and export again")
+                          f"scheduler{on}", f"runner maps {supported_schedules(flow)}; pick one of those in ComfyUI and "
+                                            "export again")
+        guidance = cfg
+        if family == "flux":
+            if cfg != 1:
+                raise Refused(f"{s}: cfg {cfg:g} on a FLUX.1 model: ComfyUI then adds classifier-free guidance with the "
+                              "negative prompt to FLUX's distilled guidance, which runner does not import",
+                              "set cfg to 1 and the guidance with a FluxGuidance between the CLIPTextEncode and the "
+                              "sampler's positive input")
+            guidance = positive.guidance[0].inputs["guidance"] if positive.guidance else FLUX_GUIDANCE_DEFAULT
+            if not 0 <= guidance <= MAX_CFG:
+                raise Refused(f"{positive.guidance[0]}: guidance {guidance:g} is outside runner's 0 .. {MAX_CFG:g}")
 
-        prompt, negative_prompt = self.prompt(positive, size, negative=False), self.prompt(negative, size, negative=True)
+        prompt = self.prompt(positive, size, negative=False, family=family)
+        negative_prompt = self.prompt(negative, size, negative=True, family=family) if negative_counts else ("", {})
+        if not negative_counts:
+            texts = [negative.encoder.inputs[k] for k in ("text", "text_l", "text_g")
+                     if isinstance(negative.encoder.inputs.get(k), str) and negative.encoder.inputs[k].strip()]
+            if texts:
+                note = (f"the negative prompt of {negative.encoder} ({_shown(texts[0])}) has no effect on FLUX.1 at cfg 1 "
+                        "(ComfyUI ignores it): left out")
+                notes.append(note)
+                self.notes.append(note)
         arguments.update(prompt[1])
         arguments.update(negative_prompt[1])
-        ordered: dict[str, Any] = {"type": kind, "model": self.model("checkpoint", self.nodes[checkpoint].inputs["ckpt_name"])}
+        parts = text_encoders + ((("vae", vae, "VAELoader"),) if vae else ())
+        ordered: dict[str, Any] = {"type": kind, "model": self.model(model_kind, model_file, parts)}
         ordered.update({k: body.pop(k) for k in ("image", "latents", "mask") if k in body})
         ordered["prompt"] = escaped(prompt[0])
         if negative_prompt[0]:
             ordered["negative_prompt"] = escaped(negative_prompt[0])
         ordered.update(body)
-        ordered.update(steps=runner_steps, guidance_scale=cfg, scheduler=scheduler, seed=seed)
+        ordered.update(steps=runner_steps, guidance_scale=guidance, scheduler=scheduler, seed=seed)
         lora = [{"model": self.model("lora", node.inputs["lora_name"]), "scale": node.inputs["strength_model"]}
                 for node in loras]
         if lora:
@@ -580,30 +669,184 @@ class GraphMapping:
             effective.append(lora)
         return node.id, effective, skipped
 
-    def check_clip(self, sampler: ComfyNode, encoder: ComfyNode, checkpoint: str, loras: list[ComfyNode]) -> None:
-        """The prompts must be encoded by the text encoder of the sampler's own model, with the same LoRAs."""
+    def model_file(self, loader: ComfyNode) -> tuple[str, str]:
+        """(what ComfyUI loaded the model as, its file name) from the CheckpointLoaderSimple or UNETLoader."""
+        if loader.class_type != "UNETLoader":
+            return "checkpoint", loader.inputs["ckpt_name"]
+        dtype = loader.inputs.get("weight_dtype", DEFAULTS["UNETLoader", "weight_dtype"])
+        if dtype != "default":
+            raise Refused(f"{loader}: input 'weight_dtype' is '{dtype}': ComfyUI casts the weights to it as it loads "
+                          "them, which runner has no equivalent for (it loads them as the file holds them)",
+                          "set weight_dtype to default in ComfyUI and export again")
+        return "diffusion model (UNETLoader)", loader.inputs["unet_name"]
+
+    def text_encoders(self, sampler: ComfyNode, loader: ComfyNode, positive: Conditioning, negative: Conditioning,
+                      loras: list[ComfyNode], notes: list[str]) -> tuple[str | None, tuple, bool]:
+        """(the model's family: "flux" or "sd3" from the CLIP loader's type or a FluxGuidance, None for SD / SDXL;
+        the text encoders the entry names as parts, none for the checkpoint's own; whether the negative prompt counts).
+        Both prompts must be encoded by the text encoders of the sampler's own model with its LoRAs; the negative one
+        need not where it has no effect (FLUX.1 at cfg 1)."""
+        clip_family, parts, clip = self.clip_of(sampler, positive.encoder, loader, loras)
+        family = clip_family
+        if positive.guidance:
+            if clip_family == "sd3":
+                note = (f"{positive.guidance[0]} sets FLUX.1's distilled guidance, which ComfyUI ignores on an SD3 "
+                        "model: left out")
+                notes.append(note)
+                self.notes.append(note)
+            family = clip_family or "flux"  # a FLUX.1 checkpoint with its own text encoders
+        negative_counts = not (family == "flux" and sampler.inputs["cfg"] == 1)
+        if negative_counts:
+            other_family, other_parts, other = self.clip_of(sampler, negative.encoder, loader, loras)
+            if (other_family, other_parts) != (clip_family, parts):
+                raise Refused(f"{negative.encoder} and {positive.encoder} use the text encoders of different loaders "
+                              f"({other} and {clip}): runner encodes both prompts with the node's model",
+                              "connect both encoders' clip to the same loader")
+        else:  # ComfyUI still loads what the ignored prompt's encoder needs
+            self.used.update(self.upstream([negative.encoder]))
+        return family, parts, negative_counts
+
+    def clip_of(self, sampler: ComfyNode, encoder: ComfyNode, loader: ComfyNode,
+                loras: list[ComfyNode]) -> tuple[str | None, tuple, ComfyNode]:
+        """(family, parts, the loader) of the text encoders `encoder` uses: the checkpoint's own (None, ()) or a CLIP
+        loader's; they must belong with the sampler's model, through the same LoRAs."""
         node, chain = self.lora_chain(encoder, "clip")
-        if node.id != checkpoint:
+        if node.class_type == "CheckpointLoaderSimple" and node.id != loader.id:
+            if loader.class_type == "UNETLoader":
+                raise Refused(f"{encoder} uses the text encoder of {node.inputs['ckpt_name']} (node {node.id}) but "
+                              f"{sampler} samples with the diffusion model {loader.inputs['unet_name']} (node "
+                              f"{loader.id}, UNETLoader): "
+                              "runner encodes prompts with the node's own model, whose text encoders a CLIP loader "
+                              "names", "load the text encoders with " + " or ".join(CLIP_LOADER_HINT.values()))
             raise Refused(f"{encoder} uses the text encoder of {node.inputs['ckpt_name']} (node {node.id}) but {sampler} "
-                          f"samples with {self.nodes[checkpoint].inputs['ckpt_name']} (node {checkpoint}): runner encodes "
+                          f"samples with {loader.inputs['ckpt_name']} (node {loader.id}): runner encodes "
                           "prompts with the node's own model", "connect the encoder's clip to the same checkpoint")
         applied = {lora.id for lora in chain if lora.inputs["strength_model"] or lora.inputs["strength_clip"]}
         if applied != {lora.id for lora in loras}:
             raise Refused(f"{encoder} and {sampler} go through different LoraLoaders (text encoder: "
                           f"{sorted(applied) or 'none'}, model: {sorted(l.id for l in loras) or 'none'}): runner applies "
                           "a LoRA to both", "connect the encoder's clip to the last LoraLoader's CLIP output")
+        if node.class_type in CLIP_LOADERS:
+            return (*self.clip_loader(node), node)
+        return None, (), node
+
+    def clip_loader(self, loader: ComfyNode) -> tuple[str, tuple[tuple[str, str, str], ...]]:
+        """(family, the entry's text encoder parts) of a CLIPLoader, DualCLIPLoader or TripleCLIPLoader: each file
+        told apart by its name, all of the family's text encoders present."""
+        inputs = loader.inputs
+        device = inputs.get("device", "default")
+        if device not in ("default", "cpu"):
+            raise Refused(f"{loader}: input 'device' is '{device}': runner places the text encoders itself",
+                          "set device to default in ComfyUI")
+        names = [name for name in NODE_SPECS[loader.class_type][1] if name.startswith("clip_name")]
+        if loader.class_type == "TripleCLIPLoader":
+            family, label = "sd3", "TripleCLIPLoader"
+        else:
+            family = inputs.get("type", DEFAULTS.get((loader.class_type, "type")))
+            label = f"{loader.class_type} type {family}"
+            if family not in TEXT_ENCODERS:
+                raise Refused(f"{loader}: input 'type' is '{family}': runner imports the text encoders of FLUX.1 (type "
+                              "flux) and SD3 / SD3.5 (type sd3)", "for an SD or SDXL checkpoint connect the CLIP output "
+                              "of its CheckpointLoaderSimple (its own text encoders); for FLUX.1 use "
+                              f"{CLIP_LOADER_HINT['flux']}, for SD3 / SD3.5 {CLIP_LOADER_HINT['sd3']}")
+        wanted = dict(TEXT_ENCODERS[family])  # entry field -> what the file is
+        takes = ", ".join(TEXT_ENCODER_NAMES[kind] for kind in wanted.values())
+        rule = ("runner tells text encoders apart by their file names: "
+                + ", ".join(f"'{word}' in the name is {what}" for word, what in TEXT_ENCODER_NAMES.items()))
+        found: dict[str, str] = {}  # what it is -> input name
+        for name in names:
+            value = inputs[name]
+            kind = text_encoder_kind(value)
+            if kind is None:
+                raise Refused(f"{loader}: input '{name}' is '{value}': runner cannot tell from the name which of "
+                              f"{FAMILIES[family]}'s text encoders ({takes}) it is",
+                              rule + "; rename the file in ComfyUI's models folder (e.g. clip_l.safetensors, "
+                                     "t5xxl_fp16.safetensors) and pick it again")
+            if kind not in wanted.values():
+                raise Refused(f"{loader}: input '{name}' is '{value}', a {TEXT_ENCODER_NAMES[kind]} text encoder, "
+                              f"which {FAMILIES[family]} does not take (it takes {takes})",
+                              f"load {FAMILIES[family]}'s text encoders with {CLIP_LOADER_HINT[family]}; {rule}")
+            if kind in found:
+                raise Refused(f"{loader}: inputs '{found[kind]}' and '{name}' both load a {TEXT_ENCODER_NAMES[kind]} "
+                              "text encoder", f"{FAMILIES[family]} takes {takes}, each once; {rule}")
+            found[kind] = name
+        missing = [TEXT_ENCODER_NAMES[kind] for kind in wanted.values() if kind not in found]
+        if missing:
+            raise Refused(f"{loader} loads no {' or '.join(missing)} text encoder: ComfyUI runs {FAMILIES[family]} "
+                          f"without it, runner's {FAMILIES[family]} model takes all of {takes}",
+                          f"load them with {CLIP_LOADER_HINT[family]}")
+        return family, tuple((part, inputs[found[kind]], label) for part, kind in wanted.items())
+
+    def decoders(self, sampler: ComfyNode) -> list[ComfyNode]:
+        """The VAEDecode nodes of `sampler`'s latents that some SaveImage needs."""
+        return [node for node in sorted(self.nodes.values(), key=lambda n: node_order(n.id))
+                if node.class_type == "VAEDecode" and node.id in self.needed
+                and str(node.inputs["samples"][0]) == sampler.id]
+
+    def vae_of(self, sampler: ComfyNode, loader: ComfyNode, latent: Latent, notes: list[str]) -> str | None:
+        """The VAE file the model entry names (a VAELoader's), or None for the checkpoint's own. runner's model has
+        one VAE: the VAEEncode of the sampler's image and every VAEDecode of its latents must use the same."""
+        uses = [(latent.node, "encodes")] if latent.kind == "image" else []
+        uses += [(node, "decodes") for node in self.decoders(sampler)]
+        loaded, others = [], []  # (use, verb, the VAELoader / another CheckpointLoaderSimple)
+        own = []
+        for node, verb in uses:
+            vae, _index = self.source(node, "vae")
+            self.used.add(vae.id)
+            if vae.class_type == "VAELoader":
+                loaded.append((node, verb, vae))
+            elif vae.id == loader.id:
+                own.append((node, verb, vae))
+            else:
+                others.append((node, verb, vae))
+        names = list(dict.fromkeys(vae.inputs["vae_name"] for _node, _verb, vae in loaded))
+        if len(names) > 1:
+            first, verb, vae = loaded[0]
+            second, verb2, vae2 = next(use for use in loaded if use[2].inputs["vae_name"] != names[0])
+            raise Refused(f"{first} {verb} with {names[0]} (node {vae.id}) but {second} {verb2} with "
+                          f"{vae2.inputs['vae_name']} (node {vae2.id}), both for {sampler}: runner's model has one VAE",
+                          "connect every VAEEncode and VAEDecode of this sampler to one VAELoader")
+        if loaded and (own or others):
+            (first, verb, vae), (second, verb2, vae2) = loaded[0], (own or others)[0]
+            raise Refused(f"{first} {verb} with the VAE of {names[0]} (node {vae.id}) but {second} {verb2} with the VAE "
+                          f"of {vae2.inputs['ckpt_name']} (node {vae2.id}), both for {sampler}: runner's model has one "
+                          "VAE for encoding and decoding", f"connect both to the VAELoader (node {vae.id})")
+        if loaded:
+            name, vae = names[0], loaded[0][2]
+            if name in BUILT_IN_VAES:
+                raise Refused(f"{vae}: input 'vae_name' is '{name}', ComfyUI's built-in "
+                              + ("pass-through (no VAE)" if name == "pixel_space" else "approximate TAESD decoder")
+                              + ", which runner does not load", "pick the model's VAE file (FLUX.1: ae.safetensors)")
+            return name
+        if loader.class_type == "UNETLoader" and others:
+            node, verb, vae = others[0]
+            raise Refused(f"{node} {verb} with the VAE of {vae.inputs['ckpt_name']} (node {vae.id}) for {sampler}, "
+                          f"whose diffusion model {loader.inputs['unet_name']} (node {loader.id}, UNETLoader) has none: "
+                          "runner's model entry names its VAE file", "load the VAE with a VAELoader")
+        for node, verb, vae in others:
+            note = (f"ComfyUI {node} {verb} with the VAE of {vae.inputs['ckpt_name']}; runner uses the VAE of the "
+                    f"node's own model {loader.inputs['ckpt_name']}")
+            notes.append(note)
+            self.notes.append(note)
+        return None
 
     def conditioning(self, sampler: ComfyNode, name: str) -> Conditioning:
+        """The text encoder of a sampler's prompt, through the ControlNets and FluxGuidance applied to it."""
         node, index = self.source(sampler, name)
         controlnets: list[ComfyNode] = []
-        while node.class_type in ("ControlNetApply", "ControlNetApplyAdvanced"):
-            if node in controlnets or len(controlnets) > len(self.nodes):
-                raise Refused(f"{node}: the ControlNet chain is a cycle")
+        guidance: list[ComfyNode] = []
+        while node.class_type in ("ControlNetApply", "ControlNetApplyAdvanced", "FluxGuidance"):
+            if node in controlnets or node in guidance or len(controlnets) + len(guidance) > len(self.nodes):
+                raise Refused(f"{node}: the conditioning chain is a cycle")
+            if node.class_type == "FluxGuidance":
+                guidance.append(node)
+                node, index = self.source(node, "conditioning")
+                continue
             controlnets.append(node)
             inner = "conditioning" if node.class_type == "ControlNetApply" else ("positive", "negative")[index]
             node, index = self.source(node, inner)
-        self.used.update([node.id] + [c.id for c in controlnets])
-        return Conditioning(node, controlnets[::-1])
+        self.used.update([node.id] + [c.id for c in controlnets + guidance])
+        return Conditioning(node, controlnets[::-1], guidance)
 
     def controlnets(self, sampler: ComfyNode, positive: Conditioning, negative: Conditioning) -> list[dict[str, Any]]:
         """diffusers applies a ControlNet to the conditional and the unconditional pass alike: ControlNetApply (which
@@ -645,27 +888,30 @@ class GraphMapping:
         self.used.add(node.id)
         comfy = [f"{node.id} {node.class_type}"]
         kind = node.class_type
-        if kind == "EmptyLatentImage":
+        if kind in EMPTY_LATENTS:
             width, height, batch = node.inputs["width"], node.inputs["height"], node.inputs["batch_size"]
+            step = EMPTY_LATENTS[kind]
             for what, value in (("width", width), ("height", height)):
-                if not (8 <= value <= 8192 and value % 8 == 0):
-                    raise Refused(f"{node}: {what} {value} is not a multiple of 8 from 8 to 8192", "runner's sizes are")
+                if not (step <= value <= 8192 and value % step == 0):
+                    raise Refused(f"{node}: {what} {value} is not a multiple of {step} from {step} to 8192",
+                                  "runner's sizes are")
             if not 1 <= batch <= 64:
                 raise Refused(f"{node}: batch_size {batch} is outside runner's 1 .. 64")
-            return Latent("empty", comfy, width, height, batch)
+            return Latent("empty", comfy, width, height, batch, node=node)
         if kind in SAMPLERS:  # that sampler's own runner node names it
             return Latent("latents", [], previous=self.generation(node))
         if kind == "VAEEncode":
-            return Latent("image", comfy, image=self.image(node, "pixels"))
+            return Latent("image", comfy, image=self.image(node, "pixels"), node=node)
         if kind == "VAEEncodeForInpaint":
             grow = node.inputs.get("grow_mask_by", DEFAULTS["VAEEncodeForInpaint", "grow_mask_by"])
             # ComfyUI grows the noise mask with a grow_mask_by-wide square kernel: about half of it on each side
-            return Latent("image", comfy, image=self.image(node, "pixels"), mask=self.mask(node, "mask", grow // 2))
+            return Latent("image", comfy, image=self.image(node, "pixels"), mask=self.mask(node, "mask", grow // 2),
+                          node=node)
         # SetLatentNoiseMask: the latents it wraps, repainted where the mask is white
         inner_node, _index = self.source(node, "samples")
         inner = self.latent_of(inner_node)
         if inner.kind == "empty":
-            raise Refused(f"{node}: a noise mask on an EmptyLatentImage has no runner equivalent",
+            raise Refused(f"{node}: a noise mask on an {inner.node.class_type} has no runner equivalent",
                           "mask the encoded image (VAEEncode) instead")
         if inner.mask is not None:
             raise Refused(f"{node}: the latents already carry a mask (two masks on one sampler)")
@@ -673,10 +919,14 @@ class GraphMapping:
         inner.comfy = comfy + inner.comfy
         return inner
 
-    def prompt(self, conditioning: Conditioning, size: tuple[int, int] | None, negative: bool) -> tuple[str, dict]:
+    def prompt(self, conditioning: Conditioning, size: tuple[int, int] | None, negative: bool,
+               family: str | None = None) -> tuple[str, dict]:
         """(prompt text, pipeline_kwargs) of one side of a sampler's conditioning."""
         encoder = conditioning.encoder
         inputs = encoder.inputs
+        if family and encoder.class_type != "CLIPTextEncode":
+            raise Refused(f"{encoder} encodes an SDXL prompt (with SDXL's size conditioning), but the sampler's model "
+                          f"is {FAMILIES[family]}", "use CLIPTextEncode")
         prefix = "negative_" if negative else ""
         arguments: dict[str, Any] = {}
         default_size = [size[1], size[0]] if size else None  # diffusers: (height, width) of the output
@@ -713,9 +963,18 @@ class GraphMapping:
             return rank[node.key[0]], depth, node_order(node.key[1])
 
         nodes = [(chosen[node.key], node) for node in sorted(self.runner_nodes.values(), key=order)]
-        models = {name: bare_file_name(file_name) for (kind, file_name), name in self.models.items()}
-        kinds = {name: kind + ("" if bare_file_name(file_name) == file_name else f" {file_name}")
-                 for (kind, file_name), name in self.models.items()}
+        models: dict[str, str | dict[str, str]] = {}
+        kinds: dict[str, str] = {}
+        for (kind, file_name, parts), name in self.models.items():
+            models[name] = bare_file_name(file_name)
+            kinds[name] = kind + ("" if bare_file_name(file_name) == file_name else f" {file_name}")
+            if parts:
+                models[name] = {"source": models[name], **{part: bare_file_name(comfy) for part, comfy, _ in parts}}
+                by_loader: dict[str, list[str]] = {}
+                for part, comfy, loader in parts:
+                    shown = part + ("" if bare_file_name(comfy) == comfy else f" {comfy}")
+                    by_loader.setdefault(loader, []).append(shown)
+                kinds[name] += "".join(f"; {', '.join(fields)} from {loader}" for loader, fields in by_loader.items())
         unused = [f"{n.id} {n.class_type}" for n in sorted(self.nodes.values(), key=lambda n: node_order(n.id))
                   if n.id not in self.used]
         return Imported(models, kinds, nodes, skipped_keys, unused, self.images, self.notes)
