@@ -232,13 +232,11 @@ def identity(source: ModelSource, hash_cache: FileHashCache) -> str:
     if source.kind == "folder":
         return f"folder:{hash_cache.tree_digest(Path(source.location))}" + extras
     if source.kind == "file":
-        config = config_source(source)
+        config = config_source(source) or default_config_source(source)
         if config is not None and config.kind == "folder":  # only its config files are read, not its weights
             configured = f"folder:{hash_cache.tree_digest(Path(config.location), CONFIG_SUFFIXES)}"
         elif config is not None:
             configured = identity(config, hash_cache)
-        elif default_config_source(source) is not None:
-            configured = identity(default_config_source(source), hash_cache)
         else:
             from .single_file import packaged_digest
 
