@@ -379,3 +379,25 @@ def test_a_vae_swap_on_a_single_file_equals_the_same_swap_on_its_folder_form(tmp
     own = images(tmp_path / "own", "  file: {source: ./model.safetensors, config: tiny:sd15}\n  folder: tiny:sd15\n", node)
     assert own["file"].tobytes() != got["file"].tobytes()  # the swapped VAE decodes differently
     assert got["manifest"]["models"]["$models.file"]["vae"]["source"] == "tiny:sdxl"
+
+
+def test_a_text_encoder_file_on_a_single_file_equals_the_same_swap_on_its_folder_form(tmp_path):
+    """`text_encoder:` (a CLIP file in the transformers layout, as ComfyUI's text_encoders/ hold them) is read with
+    the checkpoint's own text encoder config and passed to from_single_file, as to from_pretrained on a folder."""
+    from comfy_layouts import _load_component, _save, clip_to_transformers_layout
+
+    from runner.core.hashing import sha256_file
+
+    tiny_single_file("sd15", tmp_path / "model.safetensors")
+    # another CLIP of the same shape (tiny:flux's CLIP-L), written as ComfyUI keeps clip_l.safetensors
+    _save(clip_to_transformers_layout(_load_component(tiny_folder("flux"), "text_encoder")), tmp_path / "clip_l.safetensors")
+    node = f"type: txt2img, prompt: {PROMPT}, steps: 2, seed: {SEED}"
+    got = images(tmp_path, "  file: {source: ./model.safetensors, config: tiny:sd15, text_encoder: ./clip_l.safetensors}\n"
+                           "  folder: {source: tiny:sd15, text_encoder: ./clip_l.safetensors}\n", node)
+    assert got["file"].tobytes() == got["folder"].tobytes()
+    (tmp_path / "own").mkdir()
+    tiny_single_file("sd15", tmp_path / "own" / "model.safetensors")
+    own = images(tmp_path / "own", "  file: {source: ./model.safetensors, config: tiny:sd15}\n  folder: tiny:sd15\n", node)
+    assert own["file"].tobytes() != got["file"].tobytes()  # the other text encoder reads the prompt differently
+    assert got["manifest"]["models"]["$models.file"]["text_encoder"]["files"] == {
+        "clip_l.safetensors": sha256_file(tmp_path / "clip_l.safetensors")}
