@@ -377,6 +377,7 @@ RECIPE_MODELS = {
     "kandinsky22_controlnet.yaml": {"kandinsky-community/kandinsky-2-2-decoder",
                                     "kandinsky-community/kandinsky-2-2-controlnet-depth", "Intel/dpt-large"},
     "kandinsky3.yaml": {"kandinsky-community/kandinsky-3"},
+    "hires_fix.yaml": {"stable-diffusion-v1-5/stable-diffusion-v1-5"},
 }
 EXAMPLES = sorted(RECIPE_MODELS)
 

@@ -14,6 +14,7 @@ from ..language.fields import (
     FilePath,
     ImageIn,
     ImagesIn,
+    LatentsIn,
     MaskIn,
     model_in,
     RunFolderFile,
@@ -342,10 +343,20 @@ def grid(ctx, f: Grid, inputs=None) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------- upscale
+# Pillow's resampling filters by the names ComfyUI's ImageScale uses (lanczos is runner's default)
+RESIZE_METHODS = {"lanczos": "LANCZOS", "bicubic": "BICUBIC", "bilinear": "BILINEAR", "nearest-exact": "NEAREST",
+                  "area": "BOX"}
+
+
 class Upscale(Fields):
     image: ImageIn = Field(..., description="image to enlarge")
     scale: float | None = Field(None, gt=0, le=8, description="size factor; default 2 for a resize, the model's own "
                                                                 "factor (x4) with a model; otherwise the model's output is resized")
+    size: Size | None = Field(None, description="the size to resize to, [width, height], instead of a scale (a resize "
+                                                "only)")
+    method: Literal["lanczos", "bicubic", "bilinear", "nearest-exact", "area"] = Field(
+        "lanczos", description="resampling filter of a resize (and of resizing a model's output to `scale`): Pillow's "
+                               "LANCZOS, BICUBIC, BILINEAR, NEAREST, BOX")
     model: model_in("upscaler") | None = Field(None, description="diffusion upscaler (e.g. stabilityai/stable-diffusion-x4-upscaler); "
                                                     "default: Lanczos resize")
     prompt: str = Field("", description="prompt for a diffusion upscaler")
@@ -354,17 +365,32 @@ class Upscale(Fields):
     seed: Seed | None = Field(None, description="noise seed for a diffusion upscaler; default: derived from the workflow seed")
 
 
+    @model_validator(mode="after")
+    def _scale_or_size(self):
+        if self.size is not None and self.scale is not None:
+            raise Invalid("give either scale or size, not both", "remove one of them")
+        if self.size is not None and self.model is not None:
+            raise Invalid("size is for a resize; a diffusion upscaler enlarges by its own factor",
+                          "give scale (its output is resized to that factor), or remove model")
+        return self
+
+
 @node_type("upscale", fields=Upscale, outputs={"image": "image"})
 def upscale(ctx, f: Upscale, inputs=None) -> dict[str, Any]:
-    """Enlarge an image: Lanczos resize, or a diffusion upscaler when `model` is given."""
+    """Enlarge an image: a resize (Lanczos by default), or a diffusion upscaler when `model` is given."""
     from PIL import Image
 
     image = ctx.load(f.image).convert("RGB")
+    resample = getattr(Image.Resampling, RESIZE_METHODS[f.method])
     if f.model is None:
-        scale = f.scale or 2.0
-        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        check_output_size(*size, f"the image upscaled x{scale:g}")
-        return {"image": image.resize(size, Image.Resampling.LANCZOS)}
+        if f.size is not None:
+            size = tuple(f.size)
+            check_output_size(*size, f"the image resized to {size[0]} x {size[1]}")
+        else:
+            scale = f.scale or 2.0
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            check_output_size(*size, f"the image upscaled x{scale:g}")
+        return {"image": image.resize(size, resample)}
     from ..models.upscale import diffusion_upscale
 
     if f.scale is not None:
@@ -374,8 +400,53 @@ def upscale(ctx, f: Upscale, inputs=None) -> dict[str, Any]:
         size = (max(1, round(image.width * f.scale)), max(1, round(image.height * f.scale)))
         if result.size != size:
             ctx.record(resized_from=list(result.size))
-            result = result.resize(size, Image.Resampling.LANCZOS)
+            result = result.resize(size, resample)
     return {"image": result}
+
+
+# ------------------------------------------------------------ upscale_latents
+# torch's interpolation modes by the names ComfyUI's LatentUpscale uses
+LATENT_METHODS = {"nearest-exact": "nearest-exact", "bilinear": "bilinear", "bicubic": "bicubic", "area": "area"}
+LATENT_FACTOR = 8  # pixels per latent cell in the families that hand latents on (SD 1.x/2.x, SDXL)
+
+
+class UpscaleLatents(Fields):
+    latents: LatentsIn = Field(..., description="latents of a generation node ($node.latents)")
+    scale: float | None = Field(None, gt=0, le=8, description="size factor (default 2, without size)")
+    size: Size | None = Field(None, description=f"the image size the latents will decode to, [width, height] in pixels "
+                                                f"(multiples of {LATENT_FACTOR}: latents are 1/{LATENT_FACTOR} of the "
+                                                "image in SD and SDXL), instead of a scale")
+    method: Literal["nearest-exact", "bilinear", "bicubic", "area"] = Field(
+        "nearest-exact", description="torch.nn.functional.interpolate mode (ComfyUI's LatentUpscale default: nearest-exact)")
+
+    @model_validator(mode="after")
+    def _scale_or_size(self):
+        if self.size is not None and self.scale is not None:
+            raise Invalid("give either scale or size, not both", "remove one of them")
+        if self.size is not None and any(side % LATENT_FACTOR for side in self.size):
+            raise Invalid(f"size {list(self.size)}: latents are 1/{LATENT_FACTOR} of the image, so both sides must be "
+                          f"multiples of {LATENT_FACTOR}",
+                          f"use e.g. [{round(self.size[0] / 8) * 8 or 8}, {round(self.size[1] / 8) * 8 or 8}]")
+        return self
+
+
+@node_type("upscale_latents", fields=UpscaleLatents, outputs={"latents": "latents"})
+def upscale_latents(ctx, f: UpscaleLatents, inputs=None) -> dict[str, Any]:
+    """Enlarge latents for a second pass, without a decode (the latent hires fix, as ComfyUI's LatentUpscale)."""
+    import torch
+
+    latents = ctx.load(f.latents)
+    height, width = latents.shape[-2:]
+    if f.size is not None:
+        target = (f.size[1] // LATENT_FACTOR, f.size[0] // LATENT_FACTOR)
+    else:
+        scale = f.scale or 2.0
+        target = (max(1, round(height * scale)), max(1, round(width * scale)))
+    check_output_size(target[1] * LATENT_FACTOR, target[0] * LATENT_FACTOR, "the upscaled latents' image")
+    ctx.record(latent_size=[int(target[1]), int(target[0])], from_latent_size=[int(width), int(height)])
+    with torch.inference_mode():
+        upscaled = torch.nn.functional.interpolate(latents.float(), size=target, mode=LATENT_METHODS[f.method])
+    return {"latents": upscaled.to(latents.dtype)}
 
 
 # ---------------------------------------------------------------- save_image
