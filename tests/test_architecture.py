@@ -212,3 +212,23 @@ def test_nothing_outside_the_families_switches_on_a_family():
             continue
         offending += _string_comparisons(path, words)
     assert offending == []
+
+
+def test_fields_in_cache_keys_change_only_on_purpose():
+    """A node's cache key hashes its fields. A field added to a node type later must be marked KeyedWhenSet (left at
+    its default it stays out of the key), so that every existing key, and every cached result, survives the upgrade;
+    tests/keyed_fields.json is the list of fields that are always keyed."""
+    import json
+
+    from runner.language.fields import KeyedWhenSet
+    from runner.nodes import NODE_TYPES
+
+    keyed = {name: sorted((info.alias or field) for field, info in decl.fields.model_fields.items()
+                          if field not in ("type", "seed") and not any(isinstance(m, KeyedWhenSet) for m in info.metadata))
+             for name, decl in NODE_TYPES.items()}
+    committed = json.loads((Path(__file__).parent / "keyed_fields.json").read_text())
+    changed = {name: (committed.get(name), fields) for name, fields in keyed.items() if committed.get(name) != fields
+               and name in committed}
+    assert not changed, ("fields always keyed changed (committed, now): mark a new field KeyedWhenSet, or, when the "
+                         f"change must recompute, bump the node type's version and update tests/keyed_fields.json: {changed}")
+    assert set(committed) == set(keyed), "a node type was added or removed: add it to tests/keyed_fields.json"

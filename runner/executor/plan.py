@@ -28,6 +28,7 @@ from ..core.input_files import confined_path, sha256_input
 from ..core.model_entry import ModelEntry
 from ..language.fields import (
     InputFile,
+    KeyedWhenSet,
     ModelField,
     field_values,
     iter_marked,
@@ -226,9 +227,19 @@ def _task(workflow: Workflow, node_id: str, tasks: dict[str, Task], identities: 
                 allow_private_urls)
 
 
+def _unkeyed(fields) -> set[str]:
+    """The fields added after keys were first made (KeyedWhenSet) that are at their default: not part of the key."""
+    out = set()
+    for name, info in type(fields).model_fields.items():
+        if any(isinstance(meta, KeyedWhenSet) for meta in info.metadata) and \
+                getattr(fields, name) == info.get_default(call_default_factory=True):
+            out.add(info.alias or name)
+    return out
+
+
 def _keyed_fields(fields, upstream: dict[str, str], model_ids: dict[str, str], workflow: Workflow) -> Any:
     """Field values with links replaced by upstream keys and model refs by identities."""
-    data = {k: v for k, v in field_values(fields).items() if k not in ("type", "seed")}
+    data = {k: v for k, v in field_values(fields).items() if k not in ("type", "seed") and k not in _unkeyed(fields)}
     model_refs = {path for _v, _m, path in iter_marked(fields, ModelField)}
 
     def convert(value: Any, path: tuple) -> Any:

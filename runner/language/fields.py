@@ -47,6 +47,12 @@ class ModelField:
 
 
 @dataclass(frozen=True)
+class KeyedWhenSet:
+    """Marks a field added to a node type after its cache keys were first made: at its default it is left out of the
+    node's cache key, so that adding the field keeps every existing key, and so every cached result, as it was."""
+
+
+@dataclass(frozen=True)
 class InputFile:
     """Marks a path to a file read by the node, relative to the workflow's folder; its bytes are hashed.
 

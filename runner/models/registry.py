@@ -214,6 +214,9 @@ class ModelRegistry:
                     pipe = DiffusionPipeline.from_pretrained(location, **kwargs, **shared)
                 self.shared_components[identity] = sorted(shared)
                 self._remember_components(folder, pipe)
+            from .compat import bridge
+
+            bridge(pipe)
             pipe.to(self.device)
             pipe.set_progress_bar_config(disable=True)
             return pipe

@@ -10,6 +10,8 @@ CALL_ARGUMENTS = {
     "height": "height",
     "num_images": "num_images_per_prompt",
     "strength": "strength",
+    "clip_skip": "clip_skip",
+    "padding_mask_crop": "padding_mask_crop",
 }
 
 # controlnet item field -> pipeline call argument (a list of values with several ControlNets)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Annotated, Any, Callable, ClassVar
 
 from pydantic import Field, model_validator
 
@@ -11,6 +11,7 @@ from ..language.fields import (
     ArgumentsWithImages,
     Fields,
     ImageIn,
+    KeyedWhenSet,
     LatentsIn,
     MaskIn,
     ModelIn,
@@ -162,6 +163,12 @@ class Generation(Fields):
     spec: ClassVar[GenerationSpec | None] = None
 
 
+# on the node types whose pipelines encode the prompt with CLIP themselves (not interpolate: its prior does)
+ClipSkip = Annotated[int | None, KeyedWhenSet(), Field(
+    ge=1, le=24, description="layers of the CLIP text encoder to skip from the end (1: the penultimate layer's output, "
+                             "as A1111's 'CLIP skip 2'); default: none skipped")]
+
+
 SIZE_DOC = "pixels, multiple of 8; default: the model's"
 
 
@@ -172,6 +179,7 @@ class SizedGeneration(Generation):
 
 class ControlledGeneration(SizedGeneration):
     controlnet: list[ControlNet] = Field(default_factory=list, description="ControlNets with their condition images")
+    clip_skip: ClipSkip = None
 
     @model_validator(mode="after")
     def _controlnet_images(self):
@@ -219,6 +227,10 @@ class Inpaint(ControlledGeneration):
                                       "inpaint condition can be built from them)")
     mask: MaskIn = Field(..., description="white = repaint, black = keep (any image; converted to one channel)")
     strength: float | None = Field(None, ge=0, le=1, description="how much the masked area changes; default: the pipeline's")
+    padding_mask_crop: Annotated[int | None, KeyedWhenSet()] = Field(
+        None, ge=0, le=8192, description="inpaint only the masked area: crop the image and mask to the mask's box grown "
+                                         "by this margin in pixels, repaint that crop at the full size, and paste it "
+                                         "back (diffusers' padding_mask_crop); default: the whole image")
     _one_start = model_validator(mode="after")(_one_start)
 
 
@@ -238,6 +250,7 @@ class Depth2Img(Generation):
     not_taken: ClassVar[dict] = _not_taken("StableDiffusionDepth2ImgPipeline", "depth2img")
     image: ImageIn = Field(..., description="image to restyle (the result has its size)")
     depth: ImageIn | None = Field(None, description="depth map; default: estimated by the model's own depth estimator")
+    clip_skip: ClipSkip = None
     strength: float | None = Field(None, ge=0, le=1, description="how much to change; default: the pipeline's")
 
 
@@ -249,6 +262,7 @@ class Refine(Generation):
     image: ImageIn | None = Field(None, description="image to refine (img2img with strength)")
     latents: LatentsIn | None = Field(None, description="latents of a base node (handoff without decoding)")
     denoising_start: float | None = Field(None, gt=0, lt=1, description="with latents: fraction of the schedule already done by the base")
+    clip_skip: ClipSkip = None
     strength: float | None = Field(None, ge=0, le=1, description="with image: how much to change; default: the pipeline's")
     _one_start = model_validator(mode="after")(_one_start)
 

@@ -14,6 +14,7 @@ from ..language.fields import (
     FilePath,
     ImageIn,
     ImagesIn,
+    KeyedWhenSet,
     LatentsIn,
     MaskIn,
     model_in,
@@ -352,9 +353,9 @@ class Upscale(Fields):
     image: ImageIn = Field(..., description="image to enlarge")
     scale: float | None = Field(None, gt=0, le=8, description="size factor; default 2 for a resize, the model's own "
                                                                 "factor (x4) with a model; otherwise the model's output is resized")
-    size: Size | None = Field(None, description="the size to resize to, [width, height], instead of a scale (a resize "
-                                                "only)")
-    method: Literal["lanczos", "bicubic", "bilinear", "nearest-exact", "area"] = Field(
+    size: Annotated[Size | None, KeyedWhenSet()] = Field(None, description="the size to resize to, [width, height], "
+                                                                         "instead of a scale (a resize only)")
+    method: Annotated[Literal["lanczos", "bicubic", "bilinear", "nearest-exact", "area"], KeyedWhenSet()] = Field(
         "lanczos", description="resampling filter of a resize (and of resizing a model's output to `scale`): Pillow's "
                                "LANCZOS, BICUBIC, BILINEAR, NEAREST, BOX")
     model: model_in("upscaler") | None = Field(None, description="diffusion upscaler (e.g. stabilityai/stable-diffusion-x4-upscaler); "
