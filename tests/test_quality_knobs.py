@@ -72,3 +72,70 @@ def test_a_knob_left_out_is_not_in_the_cache_key(tmp_path):
             return session.plan(session.load(workflow)).tasks["g"].key
 
     assert key({}) == key({"clip_skip": None}) != key({"clip_skip": 1})
+
+
+def test_pag_is_the_tasks_pag_pipeline(tmp_path):
+    """pag_scale runs the task's Perturbed-Attention Guidance pipeline, as diffusers' docs make it (enable_pag=True on
+    the AutoPipeline), on the layers asked for."""
+    from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image
+
+    image, run = runner_image(tmp_path, "m: tiny:sd15",
+                              f"  out: {{type: txt2img, model: $models.m, prompt: {PROMPT}, steps: 2, seed: {SEED}, "
+                              "pag_scale: 2.5, pag_applied_layers: [mid]}\n"
+                              f"  again: {{type: img2img, model: $models.m, image: $photo, prompt: {PROMPT}, steps: 4, "
+                              f"strength: 0.5, seed: {SEED}, pag_scale: 3.0}}\n")
+    pipe = quiet(AutoPipelineForText2Image.from_pretrained(folder("sd15"), enable_pag=True, pag_applied_layers=["mid"]))
+    same(image, pipe(PROMPT, pag_scale=2.5, num_inference_steps=2, generator=generator()).images[0])
+    assert run.manifest["nodes"]["out"]["pipeline_class"] == "StableDiffusionPAGPipeline"
+    second = quiet(AutoPipelineForImage2Image.from_pretrained(folder("sd15"), enable_pag=True))
+    same(run.image("again"), second(PROMPT, image=run.image("photo"), strength=0.5, pag_scale=3.0,
+                                    num_inference_steps=4, generator=generator()).images[0])
+
+
+def test_freeu_for_one_node_only(tmp_path):
+    """freeu is switched on for its node and off again: the next node on the same (shared) pipeline is plain."""
+    from diffusers import AutoPipelineForText2Image
+
+    image, run = runner_image(tmp_path, "m: tiny:sdxl",
+                              f"  out: {{type: txt2img, model: $models.m, prompt: {PROMPT}, steps: 2, seed: {SEED}, "
+                              "freeu: {s1: 0.6, s2: 0.4, b1: 1.1, b2: 1.2}}\n"
+                              f"  plain: {{type: txt2img, model: $models.m, prompt: {PROMPT}, steps: 2, seed: {SEED}}}\n")
+    pipe = quiet(AutoPipelineForText2Image.from_pretrained(folder("sdxl")))
+    same(run.image("plain"), pipe(PROMPT, num_inference_steps=2, generator=generator()).images[0])
+    pipe.enable_freeu(s1=0.6, s2=0.4, b1=1.1, b2=1.2)
+    same(image, pipe(PROMPT, num_inference_steps=2, generator=generator()).images[0])
+
+
+PAG_FREEU_BAD = """version: 1
+nodes:
+  photo: {type: load_image, path: in.png, size: [64, 64]}
+  a: {type: txt2img, model: tiny:flux, prompt: a cat, steps: 2, pag_scale: 3}
+  b: {type: txt2img, model: tiny:sd3, prompt: a cat, steps: 2, freeu: {s1: 1, s2: 1, b1: 1, b2: 1}}
+  c: {type: txt2img, model: tiny:sd15, prompt: a cat, steps: 2, pag_applied_layers: [mid]}
+  d: {type: img2img, model: tiny:sd15, image: $photo, prompt: a cat, pag_scale: 3, controlnet: [{model: tiny:controlnet-sd15, image: $photo}]}
+"""
+
+
+def test_pag_and_freeu_where_they_cannot_run_are_refused_at_the_field(tmp_path, capsys):
+    workflow = write_workflow(tmp_path, "bad.yaml", PAG_FREEU_BAD)
+    assert run_cli("validate", workflow) == 2
+    err = capsys.readouterr().err
+    for message in ("nodes.a.pag_scale: diffusers has no Perturbed-Attention Guidance pipeline for FluxPipeline",
+                    "nodes.b.freeu: FreeU is a UNet's, and Stable Diffusion 3 (model 'tiny:sd3') has none",
+                    "nodes.c: pag_applied_layers is for Perturbed-Attention Guidance, which pag_scale turns on",
+                    "nodes.d.pag_scale: diffusers has no Perturbed-Attention Guidance pipeline for "
+                    "StableDiffusionControlNetImg2ImgPipeline"):
+        assert message in err, (message, err)
+
+
+def test_padding_mask_crop_with_an_empty_mask_says_so(tmp_path):
+    import runner
+
+    workflow = write_workflow(tmp_path, "empty.yaml", "version: 1\nnodes:\n"
+                              "  photo: {type: load_image, path: in.png, size: [64, 64]}\n"
+                              "  none: {type: make_mask, like: $photo}\n"
+                              "  out: {type: inpaint, model: tiny:sd15-inpaint, image: $photo, mask: $none, steps: 2, "
+                              "padding_mask_crop: 8}\n")
+    with runner.Session(out=tmp_path / "out") as session:
+        run = session.run(workflow)
+    assert run.status == "failed" and "its mask ($none) has no white area, so there is no area to crop" in run.error

@@ -55,9 +55,10 @@ def generate_diffusers(ctx, spec, f) -> dict[str, Any]:
     task = family.task(spec.task)
     items = getattr(f, "controlnet", [])  # node types whose pipelines take no ControlNet have no such field
     controlnets = [ctx.source(item.model) for item in items]
+    pag = getattr(f, "pag_scale", None) is not None
     pipe = registry.pipeline(task.autopipeline, source, identity, controlnets, channels=task.channels,
                              used_by=f"{_a(ctx.task.type_name)} node", controlnet_class=family.controlnet_class,
-                             task=spec.task)
+                             task=spec.task, pag_layers=tuple(f.pag_applied_layers or ()) if pag else None)
     pipe.scheduler = registry.fresh_scheduler(identity, f.scheduler, family.schedulers)
     _check_steps(pipe.scheduler, f.steps)
 
@@ -80,8 +81,14 @@ def generate_diffusers(ctx, spec, f) -> dict[str, Any]:
     if shared:
         ctx.record(shared_components=shared)
     kwargs.update(checked_pipeline_kwargs(pipe, f.pipeline_kwargs, spec.arguments))
-    with applied_loras(ctx, pipe, f.lora), memory_options(ctx, pipe, f):
-        return run_pipeline(ctx, pipe, kwargs, spec.arguments)
+    with applied_loras(ctx, pipe, f.lora), memory_options(ctx, pipe, f), freeu(ctx, pipe, getattr(f, "freeu", None)):
+        try:
+            return run_pipeline(ctx, pipe, kwargs, spec.arguments)
+        except ValueError as exc:
+            if pag and "PAG layer" in str(exc):
+                raise NodeInputError(f"pag_applied_layers: {exc}", "name layers by the denoiser's module names, as "
+                                     "diffusers matches them: mid, up, down_blocks.1, up_blocks.0.attentions.1") from None
+            raise
 
 
 def _check_steps(scheduler, steps: int | None) -> None:
@@ -222,6 +229,26 @@ class memory_options:
         if self.offload != "none":
             self.pipe.remove_all_hooks()
             self.pipe.to(self.ctx.models.device)
+        return False
+
+
+class freeu:
+    """FreeU on the (shared) pipeline's UNet for one call (diffusers' enable_freeu), switched off again after it."""
+
+    def __init__(self, ctx, pipe, values):
+        self.ctx, self.pipe, self.values = ctx, pipe, values
+
+    def __enter__(self):
+        if self.values is not None:
+            if not hasattr(self.pipe, "enable_freeu"):
+                raise NodeInputError(f"freeu: {type(self.pipe).__name__} has no FreeU (it is a UNet's: SD and SDXL "
+                                     "pipelines)", "remove freeu from this node")
+            self.pipe.enable_freeu(**{name: getattr(self.values, name) for name in ("s1", "s2", "b1", "b2")})
+        return self
+
+    def __exit__(self, *exc):
+        if self.values is not None and hasattr(self.pipe, "disable_freeu"):
+            self.pipe.disable_freeu()
         return False
 
 

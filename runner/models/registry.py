@@ -324,10 +324,11 @@ class ModelRegistry:
 
     def pipeline(self, autopipeline: str | None, source: ModelSource, identity: str, controlnets: list = (), *,
                  channels: tuple[int, ...] = (), used_by: str = "this node", controlnet_class: str | None = None,
-                 task: str = ""):
+                 task: str = "", pag_layers: tuple[str, ...] | None = None):
         """The pipeline `autopipeline.from_pipe` derives from this checkpoint (None: the checkpoint's own), with these
         ControlNets (of `controlnet_class`, the family's), sharing the base's modules; a denoiser taking other input
-        `channels` than these is refused."""
+        `channels` than these is refused. `pag_layers`: the Perturbed-Attention Guidance pipeline of the task
+        (`enable_pag=True`), on these layers (empty: diffusers' default)."""
         base = self.base(source, identity)
         from . import families
 
@@ -340,17 +341,30 @@ class ModelRegistry:
                 for (cn_source, _id), model in zip(controlnets, models):
                     self._check_controlnet_pairing(source, base, cn_source, model)
                 extra["controlnet"] = models[0] if len(models) == 1 else models
+            if pag_layers is not None:
+                extra["enable_pag"] = True
+                if pag_layers:
+                    extra["pag_applied_layers"] = list(pag_layers)
             if autopipeline is None:
                 pipe = base
             else:
                 import diffusers
 
-                pipe = getattr(diffusers, autopipeline).from_pipe(base, **extra)
+                try:
+                    pipe = getattr(diffusers, autopipeline).from_pipe(base, **extra)
+                except ValueError as exc:
+                    if pag_layers is None:
+                        raise
+                    raise ModelUnavailable(f"diffusers has no Perturbed-Attention Guidance pipeline for "
+                                           f"{type(base).__name__} {used_by.split(' ', 1)[-1]}"
+                                           + (" with a ControlNet" if controlnets else "") + f" ({exc})",
+                                           "remove pag_scale" + (", or the ControlNet" if controlnets else "")) from None
             pipe.set_progress_bar_config(disable=True)
             return pipe
 
         cn_identities = tuple(cn_identity for _s, cn_identity in controlnets)
-        return self.cached(("pipeline", identity, autopipeline, cn_identities), derive, group=(identity, *cn_identities))
+        return self.cached(("pipeline", identity, autopipeline, cn_identities, pag_layers), derive,
+                           group=(identity, *cn_identities))
 
     def _check_controlnet_pairing(self, source: ModelSource, base, cn_source: ModelSource, controlnet) -> None:
         """A ControlNet made for another family, or for another version of the checkpoint's (an SD 1.x ControlNet on

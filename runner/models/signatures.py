@@ -70,8 +70,11 @@ class PipelineIndex:
     def signature(self, class_name: str) -> CallSignature | None:
         return self.signatures.get(class_name)
 
-    def task_class(self, checkpoint_class: str, autopipeline: str | None, controlnet: bool = False) -> str | None:
-        """The class `autopipeline.from_pipe` makes of a checkpoint (None: the checkpoint's own class); None if it has none."""
+    def task_class(self, checkpoint_class: str, autopipeline: str | None, controlnet: bool = False,
+                   pag: bool = False) -> str | None:
+        """The class `autopipeline.from_pipe` makes of a checkpoint (None: the checkpoint's own class), with a
+        ControlNet, with `enable_pag=True` (as diffusers derives them: ControlNet first, then PAG); None if it has
+        none."""
         if autopipeline is None:
             return checkpoint_class if checkpoint_class in self.signatures else None
         mapping = AUTOPIPELINE_MAPPINGS.get(autopipeline)
@@ -83,6 +86,9 @@ class PipelineIndex:
             if mapping != "AUTO_INPAINT_PIPELINES_MAPPING" and "PAG" in found:
                 suffix = "PAG" + suffix
             found = self._get_task_class(mapping, found.replace("ControlNet", "").replace(suffix, "ControlNet" + suffix))
+        if found is not None and pag:  # each AutoPipeline's own renaming (diffusers' auto_pipeline.py)
+            suffix = _CONTROLNET_SUFFIX[mapping]
+            found = self._get_task_class(mapping, found.replace("PAG", "").replace(suffix, "PAG" + suffix))
         return found
 
     def _get_task_class(self, mapping: str, class_name: str) -> str | None:

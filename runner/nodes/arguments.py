@@ -12,6 +12,7 @@ CALL_ARGUMENTS = {
     "strength": "strength",
     "clip_skip": "clip_skip",
     "padding_mask_crop": "padding_mask_crop",
+    "pag_scale": "pag_scale",
 }
 
 # controlnet item field -> pipeline call argument (a list of values with several ControlNets)

@@ -96,6 +96,9 @@ def check_family(spec, fields, context) -> Problems:
                                           f"{_a(fields.type)} node in this version of runner",
                          "remove 'controlnet', or use a checkpoint of a family that takes ControlNets ("
                          + ", ".join(other.name for other in families.FAMILIES if other.controlnet_class) + ")"))
+    if getattr(fields, "freeu", None) is not None and not family.freeu:
+        problems.append((("freeu",), f"FreeU is a UNet's, and {family.name} (model '{source.label}') has none that "
+                                     "diffusers applies it to", "remove freeu (SD 1.x/2.x and SDXL take it)"))
     if getattr(fields, "lora", None) and not family.lora:
         problems.append((("lora",), f"LoRA is not supported for {family.name} (model '{source.label}') in this version "
                                     "of runner",
@@ -167,6 +170,11 @@ def check_taken_fields(spec, fields, context) -> Problems:
     if target is None:
         return []
     class_name, signature, label = target
+    if signature is None:  # the node asks for PAG, and diffusers has no PAG pipeline for this one
+        return [(("pag_scale",), f"diffusers has no Perturbed-Attention Guidance pipeline for {class_name} (what this "
+                                 f"{fields.type} node runs for '{label}')",
+                 "remove pag_scale" + (" (or the ControlNet: some tasks have PAG only without one)"
+                                       if getattr(fields, "controlnet", None) else ""))]
     problems: Problems = []
     for field, argument in set_fields:
         if argument not in signature.parameters:
@@ -270,7 +278,13 @@ def _task_pipeline(spec, fields, context):
     index = pipeline_index() if task is not None else None
     if index is None:
         return None
-    class_name = index.task_class(checkpoint, task.autopipeline, controlnet=bool(getattr(fields, "controlnet", None)))
+    controlnet = bool(getattr(fields, "controlnet", None))
+    class_name = index.task_class(checkpoint, task.autopipeline, controlnet=controlnet,
+                                  pag=getattr(fields, "pag_scale", None) is not None)
+    if class_name is None and getattr(fields, "pag_scale", None) is not None:
+        plain = index.task_class(checkpoint, task.autopipeline, controlnet=controlnet)
+        if plain is not None:
+            return plain, None, source.label  # no PAG pipeline for it: check_taken_fields says so
     signature = index.signature(class_name) if class_name is not None else None
     if signature is None:
         return None

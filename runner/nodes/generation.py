@@ -69,6 +69,12 @@ def _inpaint_inputs(ctx, f) -> dict[str, Any]:
 
     mask = ctx.load(f.mask).convert("L")
     coverage = mask_coverage(mask)
+    if coverage == "empty" and getattr(f, "padding_mask_crop", None) is not None:
+        from ..models.errors import NodeInputError
+
+        raise NodeInputError(f"padding_mask_crop: its mask ({f.mask}) has no white area, so there is no area to crop "
+                             "to (diffusers would fail dividing by its size)",
+                             "draw the area to repaint in white, or remove padding_mask_crop")
     if coverage == "empty":
         ctx.warn(f"its mask ({f.mask}) has no white area: nothing is repainted, yet every denoising step runs and the "
                  "result is the input again (through the VAE); draw the area to repaint in white")
@@ -177,9 +183,35 @@ class SizedGeneration(Generation):
     height: int | None = Field(None, ge=8, le=8192, multiple_of=8, description=SIZE_DOC)
 
 
+class FreeU(Fields):
+    """FreeU's factors (diffusers' enable_freeu; the FreeU authors' values for SD 1.5: s1 0.9, s2 0.2, b1 1.5, b2 1.6;
+    SDXL: s1 0.6, s2 0.4, b1 1.1, b2 1.2)."""
+
+    s1: float = Field(..., ge=0, le=10, description="scales the skip features of the first stage (below 1 damps them)")
+    s2: float = Field(..., ge=0, le=10, description="scales the skip features of the second stage")
+    b1: float = Field(..., ge=0, le=10, description="scales the backbone features of the first stage (above 1 amplifies)")
+    b2: float = Field(..., ge=0, le=10, description="scales the backbone features of the second stage")
+
+
 class ControlledGeneration(SizedGeneration):
     controlnet: list[ControlNet] = Field(default_factory=list, description="ControlNets with their condition images")
     clip_skip: ClipSkip = None
+    freeu: Annotated[FreeU | None, KeyedWhenSet()] = Field(
+        None, description="FreeU: rescale the UNet's skip and backbone features for this node (SD, SDXL); default: off")
+    pag_scale: Annotated[float | None, KeyedWhenSet()] = Field(
+        None, ge=0, le=100, description="Perturbed-Attention Guidance: runs the task's PAG pipeline (enable_pag; SD, "
+                                        "SDXL, SD3) with this scale; default: no PAG")
+    pag_applied_layers: Annotated[list[str] | None, KeyedWhenSet()] = Field(
+        None, min_length=1, description="the layers PAG perturbs: patterns over the UNet's module names, as diffusers "
+                                        "takes them (e.g. ['mid'], ['down_blocks.1', 'up_blocks.0.attentions.1']); "
+                                        "only with pag_scale; default: diffusers' (['mid'])")
+
+    @model_validator(mode="after")
+    def _pag_layers_need_pag(self):
+        if self.pag_applied_layers is not None and self.pag_scale is None:
+            raise Invalid("pag_applied_layers is for Perturbed-Attention Guidance, which pag_scale turns on",
+                          "add pag_scale (e.g. 3.0), or remove pag_applied_layers")
+        return self
 
     @model_validator(mode="after")
     def _controlnet_images(self):
