@@ -147,7 +147,7 @@ def test_txt2img_img2img_inpaint_share_the_loaded_modules(demo, tmp_path):
         assert run.status == "ok" and len(run.manifest["models_loaded"]) == 1
         identity = run.manifest["nodes"]["generated"]["models"]["$models.sd15"]
         objects = session.pool.objects
-        pipes = [objects[("cpu", "float32", "pipeline", identity, autopipeline, ())][0] for autopipeline in
+        pipes = [objects[("cpu", "float32", "pipeline", identity, autopipeline, (), None)][0] for autopipeline in
                  ("AutoPipelineForText2Image", "AutoPipelineForImage2Image", "AutoPipelineForInpainting")]
     assert [type(p).__name__ for p in pipes] == ["StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline"]
     for component in ("unet", "vae", "text_encoder", "tokenizer"):

@@ -240,12 +240,12 @@ def test_a_local_folder_is_checked_by_its_model_index(tmp_path, capsys):
     (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     workflow = write(tmp_path, """
         gen2: {type: txt2img, model: my-model}
-        gen: {type: inpaint, model: my-model, image: $gen2, mask: $gen2, pipeline_kwargs: {padding_mask_crop: 8, x: 1}}
+        gen: {type: inpaint, model: my-model, image: $gen2, mask: $gen2, pipeline_kwargs: {eta: 0.5, x: 1}}
         """)
     status, err = validate(workflow, capsys)
     assert status == 2
     assert "nodes.gen.pipeline_kwargs.x: StableDiffusionInpaintPipeline takes no argument 'x'" in err
-    assert "pipeline_kwargs.padding_mask_crop" not in err
+    assert "pipeline_kwargs.eta" not in err
 
 
 # ------------------------------------------------------------------- the index
