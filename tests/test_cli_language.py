@@ -378,6 +378,7 @@ RECIPE_MODELS = {
                                     "kandinsky-community/kandinsky-2-2-controlnet-depth", "Intel/dpt-large"},
     "kandinsky3.yaml": {"kandinsky-community/kandinsky-3"},
     "hires_fix.yaml": {"stable-diffusion-v1-5/stable-diffusion-v1-5"},
+    "textual_inversion.yaml": {"stable-diffusion-v1-5/stable-diffusion-v1-5", "sayakpaul/EasyNegative-test"},
 }
 EXAMPLES = sorted(RECIPE_MODELS)
 
@@ -444,6 +445,7 @@ def test_recipe_shape(name):
 def test_recipe_uses_real_hub_models(name):
     workflow = load_workflow(WORKFLOWS / name)
     sources = {entry.source for entry in workflow.models.values()}
+    sources |= {value for entry in workflow.models.values() for value in entry.embeddings.values()}
     assert RECIPE_MODELS[name] <= sources, sources
     assert not any(source.startswith("tiny:") for source in sources)
 
@@ -472,7 +474,10 @@ def test_recipe_offline_command_only_swaps_models(name):
     for override in overrides:
         if override.startswith("models."):
             key, _, value = override.partition("=")
-            assert key.count(".") == 1 and value.startswith("tiny:"), override
+            # a whole entry, or the models inside one: its source, an embedding
+            assert value.startswith("tiny:"), override
+            assert (key.count(".") == 1 or key.split(".")[2:3] == ["source"] and key.count(".") == 2
+                    or key.split(".")[2:3] == ["embeddings"] and key.count(".") == 3), override
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
@@ -484,6 +489,8 @@ def test_recipe_offline_command_swaps_every_model_for_a_tiny_one(name):
     for model_name, entry in workflow.models.items():
         assert entry.source.startswith("tiny:"), f"--set models.{model_name}=tiny:... missing from the offline command"
         assert entry.source[len("tiny:"):] in TINY_NAMES, entry.source
+        for value in entry.embeddings.values():
+            assert value.startswith("tiny:") and value[len("tiny:"):] in TINY_NAMES, value
 
 
 def test_sdxl_refiner_hands_latents_over():

@@ -68,7 +68,7 @@ def test_identity_stable_and_distinct():
         assert prefix == f"tiny:{name}" and len(digest) == 12 and int(digest, 16) >= 0
     assert tiny.tiny_identity("tiny:sd15") == tiny.tiny_identity("sd15")
     assert {tiny.tiny_kind(n) for n in tiny.TINY_NAMES} == {"pipeline", "controlnet", "depth-estimator", "lora",
-                                                            "pose-estimator", "object-detector"}
+                                                            "embedding", "pose-estimator", "object-detector"}
 
 
 def test_unknown_name_message():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,6 +28,12 @@ class ModelEntry(BaseModel):
                                        "(FLUX.1: T5-XXL, e.g. t5xxl_fp16.safetensors; SDXL and SD3: CLIP-G)")
     text_encoder_3: str | None = Field(None, min_length=1, description="the third text encoder, as text_encoder: "
                                        "(SD3 / SD3.5: T5-XXL)")
+    embeddings: dict[Annotated[str, Field(min_length=1, max_length=100, pattern=r"^\S+$")],
+                     Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=dict, description="textual-inversion embeddings to load into the checkpoint's text encoders: "
+        "{TOKEN: SOURCE}, the token as prompts write it (e.g. '<cat-toy>', 'embedding:EasyNegative' as ComfyUI "
+        "writes it) and a .safetensors file (A1111's emb_params, diffusers' single token, SDXL's clip_l + clip_g), a "
+        "hub id or tiny:NAME; bare names are found in the model folders' embeddings/; part of the model's identity")
     allow_pickle: bool = Field(False, description="ask to load pickle (.bin/.ckpt) weights, which can run code when "
                                "loaded; the person running the workflow must allow it too (--allow-pickle NAME)")
     config: str | None = Field(None, description="for a single-file checkpoint: its diffusers config (a local diffusers "

@@ -365,7 +365,9 @@ def _model_problems(nodes: dict[str, Node], context: CheckContext, raw_models: A
                 else:
                     written = raw_models.get(name) if isinstance(raw_models, dict) else None
                     field = finding.at if finding.at in ("source", "config", *PARTS) and isinstance(written, dict) else None
-                    path = ("models", name) + ((field,) if field else ())
+                    at = (tuple(finding.at.split(".", 1)) if finding.at.startswith("embeddings.")
+                          and isinstance(written, dict) else ((field,) if field else ()))
+                    path = ("models", name) + at
                 problems.append(Problem(smap.locate(path), path, finding.message, hint))
     return problems
 

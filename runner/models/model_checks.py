@@ -25,6 +25,11 @@ def model_findings(entry: ModelEntry, kind: str, base_dir: Path, roots: tuple) -
             findings += [ModelFinding(finding.message, finding.hint, part)
                          for finding in model_findings(swapped, PART_KINDS[part], base_dir, roots)]
             entry = entry.model_copy(update={part: None})
+    for token, value in entry.embeddings.items():  # each embedding at its own key
+        findings += [ModelFinding(finding.message, finding.hint, f"embeddings.{token}")
+                     for finding in model_findings(ModelEntry(source=value, allow_pickle=entry.allow_pickle),
+                                                   "embedding", base_dir, roots)]
+    entry = entry.model_copy(update={"embeddings": {}})
     return findings + _findings(entry, kind, base_dir, roots)
 
 

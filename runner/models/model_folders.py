@@ -23,10 +23,11 @@ KIND_FOLDERS: dict[str, tuple[str, ...]] = {
     "upscaler": ("upscale_models", "checkpoints", "diffusers"),
     "controlnet": ("controlnet", "t2i_adapter"),
     "lora": ("loras",),
+    "embedding": ("embeddings",),
     "vae": ("vae",),
 }
 LISTED_FOLDERS = ("checkpoints", "diffusers", "controlnet", "t2i_adapter", "loras", "vae", "upscale_models",
-                  "diffusion_models", "unet", "text_encoders", "clip")
+                  "diffusion_models", "unet", "text_encoders", "clip", "embeddings")
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft")
 
 

@@ -10,7 +10,7 @@ from .weights_file import safetensors_header
 
 # what each kind is called in messages, and where a workflow uses it
 KIND_NAMES = {"pipeline": "a checkpoint", "controlnet": "a ControlNet", "vae": "a VAE", "lora": "a LoRA",
-              "text_encoder": "a text encoder",
+              "text_encoder": "a text encoder", "embedding": "a textual-inversion embedding",
               "adapter": "a T2I-Adapter (not a ControlNet)",
               "depth-estimator": "a depth estimator", "pose-estimator": "a pose estimator",
               "object-detector": "a person detector"}
@@ -21,6 +21,7 @@ KIND_USE = {
     "adapter": "runner does not run T2I-Adapters yet: use a ControlNet of the same kind (canny, depth, pose) instead",
     "vae": "give it to a checkpoint's model entry as vae: (models: {NAME: {source: CHECKPOINT, vae: THIS}})",
     "text_encoder": "give it to a checkpoint's model entry as text_encoder: (or text_encoder_2:, text_encoder_3:)",
+    "embedding": "give it to a checkpoint's model entry under embeddings: {TOKEN: THIS}",
     "depth-estimator": "use it as an estimate_depth node's model:",
     "pose-estimator": "use it as a detect_pose node's model:",
     "object-detector": "use it as a detect_pose node's detector:",
@@ -79,6 +80,8 @@ def _class_name(path: Path) -> str | None:
 
 def _keys_kind(keys: list[str]) -> str | None:
     """The kind of a single-file checkpoint from its tensor names (A1111/ComfyUI and diffusers layouts)."""
+    if keys == ["emb_params"] or (keys and set(keys) <= {"clip_l", "clip_g"}) or (len(keys) == 1 and "." not in keys[0]):
+        return "embedding"  # A1111's emb_params, SDXL's clip_l + clip_g, diffusers' one token
     if any(k.startswith(("model.diffusion_model.", "double_blocks.", "joint_blocks.")) for k in keys):
         return "pipeline"  # a whole checkpoint, or a FLUX.1 / SD3 transformer alone (ComfyUI's diffusion_models/)
     if any(k.startswith("text_model.") for k in keys) or ("shared.weight" in keys and any(

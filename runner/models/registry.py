@@ -209,14 +209,19 @@ class ModelRegistry:
                 pipe = self.from_single_file(location, kwargs, source)
             else:
                 folder = self.model_folder(source)
-                shared = {k: v for k, v in self._identical_components(folder).items() if k not in kwargs}
+                # a checkpoint with embeddings changes its text encoders and tokenizers: they are its own
+                shared = {k: v for k, v in self._identical_components(folder).items() if k not in kwargs
+                          and not (source.entry.embeddings and k.startswith(("text_encoder", "tokenizer")))}
                 with missing_safetensors_explained(source):
                     pipe = DiffusionPipeline.from_pretrained(location, **kwargs, **shared)
                 self.shared_components[identity] = sorted(shared)
-                self._remember_components(folder, pipe)
+                if not source.entry.embeddings:
+                    self._remember_components(folder, pipe)
             from .compat import bridge
+            from .embeddings import load_embeddings
 
             bridge(pipe)
+            load_embeddings(self, pipe, source)
             pipe.to(self.device)
             pipe.set_progress_bar_config(disable=True)
             return pipe

@@ -75,8 +75,8 @@ class ModelSource:
                 folders.add(Path(config))
         elif self.kind == "folder":
             folders.add(Path(self.location))
-        for part in PARTS:  # a swapped-in VAE or text encoder: resolved to its path when it is local
-            value = getattr(self.entry, part)
+        # a swapped-in VAE or text encoder, an embedding: resolved to its path when it is local
+        for value in [getattr(self.entry, part) for part in PARTS] + list(self.entry.embeddings.values()):
             if value and Path(value).is_absolute():
                 (folders if Path(value).is_dir() else files).add(Path(value))
         return files, folders
@@ -158,6 +158,10 @@ def classify(entry: ModelEntry, base_dir: Path, roots=(), kind: str = "pipeline"
         if value:
             entry = entry.model_copy(update={part: part_location(classify(ModelEntry(source=value), base_dir, roots,
                                                                           PART_KINDS[part]))})
+    if entry.embeddings:
+        entry = entry.model_copy(update={"embeddings": {
+            token: part_location(classify(ModelEntry(source=value), base_dir, roots, "embedding"))
+            for token, value in entry.embeddings.items()}})
     source = entry.source
     if source.startswith("tiny:"):
         single_file_config(entry, "tiny", base_dir)
@@ -212,6 +216,12 @@ def part_source(source: ModelSource, part: str) -> ModelSource | None:
                     kind=PART_KINDS[part])
 
 
+def embedding_sources(source: ModelSource) -> dict[str, ModelSource]:
+    """The textual-inversion embeddings a model entry names (resolved by classify), by token."""
+    return {token: classify(ModelEntry(source=value, allow_pickle=source.entry.allow_pickle), Path("/"),
+                            kind="embedding") for token, value in source.entry.embeddings.items()}
+
+
 def vae_source(source: ModelSource) -> ModelSource | None:
     """The VAE a model entry swaps in (`vae:`), as a source of its own."""
     return part_source(source, "vae")
@@ -225,6 +235,8 @@ def identity(source: ModelSource, hash_cache: FileHashCache) -> str:
         swapped = part_source(source, part)
         if swapped is not None:
             extras += f";{part}={identity(swapped, hash_cache)}"
+    for token, embedding in sorted(embedding_sources(source).items()):
+        extras += f";embedding {json.dumps(token)}={identity(embedding, hash_cache)}"
     if source.kind == "tiny":
         from .tiny import tiny_identity
 
@@ -357,6 +369,11 @@ def model_record(source: ModelSource, model_identity: str, models_dir: Path, has
         if swapped is not None:
             record[part] = {k: v for k, v in model_record(swapped, identity(swapped, hash_cache), models_dir,
                                                           hash_cache).items() if k not in ("revision", "variant")}
+    if source.entry.embeddings:
+        record["embeddings"] = {token: {k: v for k, v in model_record(embedding, identity(embedding, hash_cache),
+                                                                      models_dir, hash_cache).items()
+                                        if k not in ("revision", "variant")}
+                                for token, embedding in embedding_sources(source).items()}
     folder = local_folder(source, models_dir)
     if folder is not None and folder.exists():
         files = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in HASHED_SUFFIXES)

@@ -267,6 +267,10 @@ LORA_FLUX = {"rank": 4, "alpha": 4, "std": 0.05, "denoiser": "FluxTransformer2DM
              "target_modules": ["attn.to_k", "attn.to_q", "attn.to_v", "attn.to_out.0", "attn.add_k_proj",
                                 "attn.add_q_proj", "attn.add_v_proj", "attn.to_add_out", "ff.net.0.proj", "ff.net.2",
                                 "ff_context.net.0.proj", "ff_context.net.2"]}
+# Textual-inversion embeddings, two vectors each, as A1111 saves them for SD 1.x (emb_params) and as SDXL ones are
+# (one set of vectors per text encoder: clip_l for the first, clip_g for the second), saved as learned_embeds.safetensors.
+EMBEDDING_SD15 = {"vectors": 2, "std": 0.5, "keys": {"emb_params": 32}}
+EMBEDDING_SDXL = {"vectors": 2, "std": 0.5, "keys": {"clip_l": 32, "clip_g": 32}}
 # A LoRA for tiny:sdxl's UNet, saved as SDXL LoRAs are.
 LORA_SDXL = {"rank": 4, "alpha": 4, "std": 0.05, "denoiser": "UNet2DConditionModel", "config": UNET_SDXL,
              "denoiser_seed": 10, "pipeline": "StableDiffusionXLPipeline", "argument": "unet_lora_layers",
@@ -397,6 +401,8 @@ _SPECS: dict[str, dict[str, Any]] = {
     "controlnet-flux": _single("controlnet", _pipe(None, {"controlnet": _c("FluxControlNetModel", FLUX_CONTROLNET, 205)})),
     "lora-flux": _single("lora", _pipe(None, {"lora": _c("LoRA", LORA_FLUX, 206)})),
     "lora-sdxl": _single("lora", _pipe(None, {"lora": _c("LoRA", LORA_SDXL, 16)})),
+    "embedding-sd15": _single("embedding", _pipe(None, {"embedding": _c("Embedding", EMBEDDING_SD15, 500)})),
+    "embedding-sdxl": _single("embedding", _pipe(None, {"embedding": _c("Embedding", EMBEDDING_SDXL, 501)})),
     "dpt": _single("depth-estimator", _pipe(
         None, {"model": _c("DPTForDepthEstimation", DPT, 31), "processor": _c("DPTImageProcessor", DPT_PROCESSOR)})),
     "depth-anything": _single("depth-estimator", _pipe(
@@ -445,7 +451,7 @@ def tiny_identity(name: str) -> str:
 
 
 def tiny_kind(name: str) -> str:
-    """One of "pipeline", "controlnet", "depth-estimator", "lora", "pose-estimator", "object-detector"."""
+    """One of "pipeline", "controlnet", "depth-estimator", "lora", "embedding", "pose-estimator", "object-detector"."""
     return _spec(name)[1]["kind"]
 
 
@@ -643,6 +649,23 @@ class _LoraWeights:
                                                             safe_serialization=True)
 
 
+class _Embedding:
+    """Textual-inversion vectors drawn at random (so that a prompt using them changes the image)."""
+
+    def __init__(self, config: dict, seed: int):
+        import torch
+
+        generator = torch.Generator().manual_seed(seed)
+        self.tensors = {key: torch.randn(config["vectors"], width, generator=generator) * config["std"]
+                        for key, width in config["keys"].items()}
+
+    def save_pretrained(self, folder: pathlib.Path) -> None:
+        from safetensors.torch import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file(self.tensors, str(folder / "learned_embeds.safetensors"))
+
+
 def _build_component(cls_name: str, config: dict, seed: int | None):
     import diffusers
     import torch
@@ -670,6 +693,8 @@ def _build_component(cls_name: str, config: dict, seed: int | None):
         return _controlnet(config, seed)
     if cls_name == "LoRA":
         return _LoraWeights(config, seed)
+    if cls_name == "Embedding":
+        return _Embedding(config, seed)
     torch.manual_seed(seed)
     if hasattr(diffusers, cls_name) and not hasattr(transformers, cls_name):
         model = getattr(diffusers, cls_name)(**config)

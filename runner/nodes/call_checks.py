@@ -8,6 +8,8 @@ has no class for), the keys are left to the run-time check.
 
 from __future__ import annotations
 
+import re
+
 from typing import Any
 
 from ..language.errors import did_you_mean
@@ -96,6 +98,12 @@ def check_family(spec, fields, context) -> Problems:
                                           f"{_a(fields.type)} node in this version of runner",
                          "remove 'controlnet', or use a checkpoint of a family that takes ControlNets ("
                          + ", ".join(other.name for other in families.FAMILIES if other.controlnet_class) + ")"))
+    if source.entry.embeddings and not family.embeddings:
+        problems.append((("model",), f"model '{source.label}' loads textual-inversion embeddings, and {family.name} "
+                                     "takes none in diffusers",
+                         "remove embeddings: from its model entry ("
+                         + ", ".join(other.name for other in families.FAMILIES if other.embeddings) + " take them)"))
+    problems += _embedding_references(source, fields)
     if getattr(fields, "freeu", None) is not None and not family.freeu:
         problems.append((("freeu",), f"FreeU is a UNet's, and {family.name} (model '{source.label}') has none that "
                                      "diffusers applies it to", "remove freeu (SD 1.x/2.x and SDXL take it)"))
@@ -104,6 +112,26 @@ def check_family(spec, fields, context) -> Problems:
                                     "of runner",
                          "remove 'lora', or use a checkpoint of a family that loads LoRAs ("
                          + ", ".join(other.name for other in families.FAMILIES if other.lora) + ")"))
+    return problems
+
+
+EMBEDDING_REFERENCE = re.compile(r"embedding:[\w.\-]+")
+
+
+def _embedding_references(source, fields) -> Problems:
+    """`embedding:NAME` in a prompt (ComfyUI's way to use a textual inversion) is only a token the model's entry
+    loads: one it does not name would reach the text encoder as plain text."""
+    problems: Problems = []
+    for name in ("prompt", "negative_prompt"):
+        text = getattr(fields, name, None) or ""
+        for reference in dict.fromkeys(EMBEDDING_REFERENCE.findall(text)):
+            if reference not in source.entry.embeddings:
+                file = reference.split(":", 1)[1]
+                problems.append(((name,), f"'{reference}' names a textual-inversion embedding that model "
+                                          f"'{source.label}' does not load",
+                                 f"add it to the model's entry: embeddings: {{'{reference}': "
+                                 f"{file if file.endswith('.safetensors') else file + '.safetensors'}}} (a file in the "
+                                 "workflow's folder or in a model folder's embeddings/)"))
     return problems
 
 

@@ -36,6 +36,7 @@ class Family:
     controlnet_class: str | None = None  # the diffusers class of its ControlNets (None: it takes none)
     lora: bool = True  # whether diffusers loads LoRAs into it
     freeu: bool = False  # whether its pipelines apply FreeU (enable_freeu: a UNet's)
+    embeddings: bool = False  # whether its pipelines load textual-inversion embeddings (load_textual_inversion)
     hub_hints: tuple[str, ...] = ()  # parts of hub ids that name it when its files are not here to read
     examples: dict[str, str] = field(default_factory=dict)  # "checkpoint", "controlnet": ids for fix lines
     # short scheduler name -> (diffusers class, config overrides); None: runner's usual set (runner.models.schedulers)

@@ -30,6 +30,7 @@ FAMILY = Family(
     single_file_keys=(("model.diffusion_model.input_blocks.", "cond_stage_model."),),
     lora_fits=unet_lora_fits,
     freeu=True,
+    embeddings=True,
     text_widths=(768, 1024),  # CLIP ViT-L (SD 1.x), OpenCLIP ViT-H (SD 2.x)
     hub_hints=("stable-diffusion-v1", "stable-diffusion-2", "sd-v1-", "sd21", "sd-2"),
     examples={"checkpoint": "stable-diffusion-v1-5/stable-diffusion-v1-5; tiny:sd15 offline",
