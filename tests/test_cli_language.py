@@ -379,6 +379,7 @@ RECIPE_MODELS = {
     "kandinsky3.yaml": {"kandinsky-community/kandinsky-3"},
     "hires_fix.yaml": {"stable-diffusion-v1-5/stable-diffusion-v1-5"},
     "textual_inversion.yaml": {"stable-diffusion-v1-5/stable-diffusion-v1-5", "sayakpaul/EasyNegative-test"},
+    "weighted_prompts.yaml": {"stable-diffusion-v1-5/stable-diffusion-v1-5"},
 }
 EXAMPLES = sorted(RECIPE_MODELS)
 

@@ -64,6 +64,8 @@ class Task:
     deterministic: bool = False
     # URLs may reach non-public addresses: True (all), or a list of networks (not in the key: same bytes)
     allow_private_urls: bool | list[str] = False
+    # the workflow's prompt_syntax (in the key of nodes with prompts when it is not plain: other embeddings)
+    prompt_syntax: str = "plain"
 
     def to_data(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -221,10 +223,19 @@ def _task(workflow: Workflow, node_id: str, tasks: dict[str, Task], identities: 
         "seed": seed,
         **environment,
     }
+    syntax = prompt_syntax(workflow, node)
+    if syntax != "plain":  # plain keeps the keys nodes had before the setting existed
+        material["prompt_syntax"] = syntax
     key = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
     return Task(node_id, node.type.name, encode_fields(node.fields), key, seed, upstream, inputs, models, model_ids, files,
                 device, dtype, str(workflow.base_dir), workflow.offload, bool(environment.get("deterministic")),
-                allow_private_urls)
+                allow_private_urls, syntax)
+
+
+def prompt_syntax(workflow: Workflow, node) -> str:
+    """How this node's prompts are read: the workflow's prompt_syntax for a node that has a prompt, else plain."""
+    has_prompt = any(getattr(node.fields, name, None) for name in ("prompt", "negative_prompt"))
+    return workflow.prompt_syntax if has_prompt else "plain"
 
 
 def _unkeyed(fields) -> set[str]:

@@ -228,6 +228,7 @@ class CheckContext:
     base_dir: Path
     model_roots: tuple = ()  # the model folders bare names are looked for in (runner.models.model_folders)
     nodes: dict = field(default_factory=dict)  # node id -> its validated fields (what a link's source node is)
+    prompt_syntax: str = "plain"  # the workflow's: how its prompts are read (plain, weighted)
 
 
 def resolve_entry(ref: str, models: dict[str, ModelEntry]) -> ModelEntry:

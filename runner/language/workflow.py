@@ -62,6 +62,10 @@ class WorkflowHeader(BaseModel):
     offload: Literal["none", "model", "sequential"] = Field(
         "none", description="CPU offload for generation nodes on CUDA (model: whole models, sequential: layer by layer); "
                             "a node's own 'offload' wins; ignored with a warning on CPU")
+    prompt_syntax: Literal["plain", "weighted"] = Field(
+        "plain", description="plain: prompts go to the pipeline as written (diffusers' own behaviour); weighted: "
+                             "A1111/ComfyUI attention syntax, (word:1.3), (word), [word], \\( for a bracket, and prompts "
+                             "longer than 77 tokens in chunks, encoded with compel (SD 1.x/2.x and SDXL)")
     params: dict[ParamName, Any] = Field(default_factory=dict, description="experiment knobs: $params.NAME, ${params.NAME}")
     models: dict[ParamName, str | ModelEntry] = Field(default_factory=dict, description="named models: $models.NAME")
     nodes: dict[str, Any] = Field(..., description="node id -> node")
@@ -120,6 +124,7 @@ class Workflow:
     graph: Graph
     document: dict  # after overrides, before reference resolution: what the user's file now says
     overrides: list[str] = field(default_factory=list)
+    prompt_syntax: str = "plain"  # how prompts are read: plain (as written) or weighted (A1111/ComfyUI syntax)
     source_map: SourceMap | None = None
     text: str = ""  # the YAML as read, before overrides
     allow_paths: tuple[Path, ...] = ()  # folders besides its own that its input files may come from (resolved)
@@ -212,7 +217,8 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catal
                 check_link(node_type, link, accepts, nodes, typed_only, raw_nodes or {}, smap, problems)
     # each node type's own checks beyond its fields' types (call arguments against diffusers signatures, ...)
     context = CheckContext(_model_entries(document.get("models")), path.resolve().parent, tuple(model_roots),
-                           {node_id: node.fields for node_id, node in nodes.items()})
+                           {node_id: node.fields for node_id, node in nodes.items()},
+                           header.prompt_syntax if header is not None else "plain")
     for node in nodes.values():
         if node.type.check is not None:
             for relative, message, hint in node.type.check(node.fields, context):
@@ -247,6 +253,7 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catal
         graph=graph,
         document=document,
         overrides=overrides,
+        prompt_syntax=header.prompt_syntax,
         source_map=smap,
         text=text,
         allow_paths=allowed,

@@ -37,6 +37,11 @@ def generate(ctx, spec, f) -> dict[str, Any]:
         raise ModelUnavailable(f"LoRA is not supported for {family.name} (model '{source.label}') in this version of "
                                "runner", "remove 'lora' from this node, or use a model of a family that loads LoRAs "
                                f"({', '.join(f.name for f in families.FAMILIES if f.lora)})")
+    if getattr(ctx.task, "prompt_syntax", "plain") != "plain":
+        from .prompt_weights import weighting_problems
+
+        for path, message, fix in weighting_problems(family, source.label, f, ctx.task.prompt_syntax):
+            raise NodeInputError(f"{'.'.join(map(str, path))}: {message}", fix)
     return family.generate(ctx, spec, f)
 
 
@@ -82,6 +87,12 @@ def generate_diffusers(ctx, spec, f) -> dict[str, Any]:
         ctx.record(shared_components=shared)
     kwargs.update(checked_pipeline_kwargs(pipe, f.pipeline_kwargs, spec.arguments))
     with applied_loras(ctx, pipe, f.lora), memory_options(ctx, pipe, f), freeu(ctx, pipe, getattr(f, "freeu", None)):
+        if family.weighted_prompts and getattr(ctx.task, "prompt_syntax", "plain") == "weighted":
+            from .prompt_weights import weighted_arguments
+
+            # encoded here, with the node's LoRAs in the text encoders; the call record then shows the embeddings
+            kwargs, record = weighted_arguments(pipe, kwargs, inversions=bool(source.entry.embeddings))
+            ctx.record(**record)
         try:
             return run_pipeline(ctx, pipe, kwargs, spec.arguments)
         except ValueError as exc:

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..language.errors import did_you_mean
 from ..language.refs import MODEL_REF_PREFIX
+from ..models.prompt_weights import weighting_problems
 from .arguments import CALL_ARGUMENTS, CONTROLNET_ITEM_ARGUMENTS
 
 # Arguments of a `pipeline` node's call that runner supplies itself.
@@ -104,6 +105,7 @@ def check_family(spec, fields, context) -> Problems:
                          "remove embeddings: from its model entry ("
                          + ", ".join(other.name for other in families.FAMILIES if other.embeddings) + " take them)"))
     problems += _embedding_references(source, fields)
+    problems += weighting_problems(family, source.label, fields, context.prompt_syntax)
     if getattr(fields, "freeu", None) is not None and not family.freeu:
         problems.append((("freeu",), f"FreeU is a UNet's, and {family.name} (model '{source.label}') has none that "
                                      "diffusers applies it to", "remove freeu (SD 1.x/2.x and SDXL take it)"))

@@ -376,7 +376,17 @@ class Upscale(Fields):
         return self
 
 
-@node_type("upscale", fields=Upscale, outputs={"image": "image"})
+def _upscale_check(fields: Upscale, context) -> list:
+    """A diffusion upscaler takes its prompt as text: weights under prompt_syntax: weighted would reach it as text."""
+    from ..models.prompt_weights import is_weighted
+
+    if context.prompt_syntax == "weighted" and fields.model is not None and is_weighted(fields.prompt):
+        return [(("prompt",), "prompt_syntax: weighted, and a diffusion upscaler takes no weighted prompts in this "
+                              "version of runner", "remove the weights from this prompt")]
+    return []
+
+
+@node_type("upscale", fields=Upscale, outputs={"image": "image"}, check=_upscale_check)
 def upscale(ctx, f: Upscale, inputs=None) -> dict[str, Any]:
     """Enlarge an image: a resize (Lanczos by default), or a diffusion upscaler when `model` is given."""
     from PIL import Image

@@ -37,6 +37,9 @@ class Family:
     lora: bool = True  # whether diffusers loads LoRAs into it
     freeu: bool = False  # whether its pipelines apply FreeU (enable_freeu: a UNet's)
     embeddings: bool = False  # whether its pipelines load textual-inversion embeddings (load_textual_inversion)
+    # whether prompt_syntax: weighted encodes its prompts (compel, from CLIP text encoders: prompt_embeds)
+    weighted_prompts: bool = False
+    weighted_clip_skip: tuple[int, ...] = ()  # the clip_skip values that weighted encoding can do for it
     hub_hints: tuple[str, ...] = ()  # parts of hub ids that name it when its files are not here to read
     examples: dict[str, str] = field(default_factory=dict)  # "checkpoint", "controlnet": ids for fix lines
     # short scheduler name -> (diffusers class, config overrides); None: runner's usual set (runner.models.schedulers)
