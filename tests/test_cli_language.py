@@ -380,6 +380,8 @@ RECIPE_MODELS = {
     "hires_fix.yaml": {"stable-diffusion-v1-5/stable-diffusion-v1-5"},
     "textual_inversion.yaml": {"stable-diffusion-v1-5/stable-diffusion-v1-5", "sayakpaul/EasyNegative-test"},
     "weighted_prompts.yaml": {"stable-diffusion-v1-5/stable-diffusion-v1-5"},
+    "ip_adapter.yaml": {"stable-diffusion-v1-5/stable-diffusion-v1-5", "stable-diffusion-v1-5/stable-diffusion-inpainting",
+                        "h94/IP-Adapter"},
 }
 EXAMPLES = sorted(RECIPE_MODELS)
 

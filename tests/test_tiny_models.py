@@ -68,7 +68,8 @@ def test_identity_stable_and_distinct():
         assert prefix == f"tiny:{name}" and len(digest) == 12 and int(digest, 16) >= 0
     assert tiny.tiny_identity("tiny:sd15") == tiny.tiny_identity("sd15")
     assert {tiny.tiny_kind(n) for n in tiny.TINY_NAMES} == {"pipeline", "controlnet", "depth-estimator", "lora",
-                                                            "embedding", "pose-estimator", "object-detector"}
+                                                            "embedding", "pose-estimator", "object-detector",
+                                                            "ip_adapter", "adapter"}
 
 
 def test_unknown_name_message():
@@ -109,7 +110,8 @@ def test_folder_layout(built):
 def test_build_is_deterministic_across_processes(built, tmp_path):
     # the first two, and every model of the families added since (their T5 / XLM-R tokenizers are built offline too)
     names = ["sd15", "kandinsky22", "kandinsky21", "kandinsky3", "controlnet-kandinsky22", "sd3", "controlnet-sd3",
-             "lora-sd3", "flux", "flux-schnell", "controlnet-flux", "lora-flux", "lora-sdxl"]
+             "lora-sd3", "flux", "flux-schnell", "controlnet-flux", "lora-flux", "lora-sdxl", "embedding-sd15",
+             "embedding-sdxl", "ip-adapter-sd15", "ip-adapter-sdxl", "t2i-adapter-sd15"]
     code = ("import sys, pathlib; from runner.models import tiny; "
             f"[tiny.ensure_tiny(n, pathlib.Path(sys.argv[1])) for n in {names!r}]")
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, check=True, capture_output=True)

@@ -237,8 +237,8 @@ CASES = [
           gen:
             type: txt2img
             model: $models.sd15
-            pipeline_kwargs: {ip_adapter_image: $room}
-        """), "11:23", ("'$room' links a node output", "pipeline_kwargs.ip_adapter_image", "plain values only")),
+            pipeline_kwargs: {eta: $room}
+        """), "11:23", ("'$room' links a node output", "pipeline_kwargs.eta", "plain values only")),
     Case("plain-text-in-link-field", H("""
           save: {type: save_image, image: room}
         """), "8:28", ("nodes.save.image", "expected a link like $node", "'room'")),

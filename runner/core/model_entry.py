@@ -16,6 +16,10 @@ class ModelEntry(BaseModel):
     revision: str | None = Field(None, description="hub branch, tag or commit; runs record the resolved commit")
     variant: str | None = Field(None, description="weight variant, e.g. fp16")
     subfolder: str | None = Field(None, description="folder inside the repository")
+    weight_name: str | None = Field(None, min_length=1, max_length=255, pattern=r"^[^/\\]+$",
+                                    description="the weights file inside the folder or repository, where it holds "
+                                                "several (an IP-Adapter: h94/IP-Adapter, subfolder models, weight_name "
+                                                "ip-adapter_sd15.safetensors); default: the one .safetensors file")
     vae: str | None = Field(None, min_length=1, description="a VAE to load instead of the checkpoint's own: a folder "
                             "(a VAE's, or a pipeline's vae/), a single .safetensors file, a hub id or tiny:NAME; part "
                             "of the model's identity")

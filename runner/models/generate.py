@@ -33,6 +33,10 @@ def generate(ctx, spec, f) -> dict[str, Any]:
                                f"{ctx.task.type_name} node in this version of runner",
                                "remove 'controlnet' from this node, or use a model of a family that takes ControlNets "
                                f"({', '.join(f.name for f in families.FAMILIES if f.controlnet_class)})")
+    if getattr(f, "ip_adapter", None) and not family.ip_adapter:
+        raise ModelUnavailable(f"IP-Adapters are not supported for {family.name} (model '{source.label}') in this "
+                               "version of runner", "remove 'ip_adapter' from this node, or use a model of a family "
+                               f"that takes them ({', '.join(f.name for f in families.FAMILIES if f.ip_adapter)})")
     if getattr(f, "lora", None) and not family.lora:
         raise ModelUnavailable(f"LoRA is not supported for {family.name} (model '{source.label}') in this version of "
                                "runner", "remove 'lora' from this node, or use a model of a family that loads LoRAs "
@@ -86,7 +90,10 @@ def generate_diffusers(ctx, spec, f) -> dict[str, Any]:
     if shared:
         ctx.record(shared_components=shared)
     kwargs.update(checked_pipeline_kwargs(pipe, f.pipeline_kwargs, spec.arguments))
-    with applied_loras(ctx, pipe, f.lora), memory_options(ctx, pipe, f), freeu(ctx, pipe, getattr(f, "freeu", None)):
+    from .ip_adapters import applied_ip_adapters
+
+    with applied_loras(ctx, pipe, f.lora), memory_options(ctx, pipe, f), freeu(ctx, pipe, getattr(f, "freeu", None)), \
+            applied_ip_adapters(ctx, pipe, getattr(f, "ip_adapter", []), kwargs, source.label):
         if family.weighted_prompts and getattr(ctx.task, "prompt_syntax", "plain") == "weighted":
             from .prompt_weights import weighted_arguments
 

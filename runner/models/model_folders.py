@@ -25,9 +25,12 @@ KIND_FOLDERS: dict[str, tuple[str, ...]] = {
     "lora": ("loras",),
     "embedding": ("embeddings",),
     "vae": ("vae",),
+    "adapter": ("t2i_adapter", "controlnet"),
+    "ip_adapter": ("ipadapter",),  # ComfyUI_IPAdapter_plus's folder
+    "image_encoder": ("clip_vision",),
 }
 LISTED_FOLDERS = ("checkpoints", "diffusers", "controlnet", "t2i_adapter", "loras", "vae", "upscale_models",
-                  "diffusion_models", "unet", "text_encoders", "clip", "embeddings")
+                  "diffusion_models", "unet", "text_encoders", "clip", "embeddings", "ipadapter", "clip_vision")
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft")
 
 

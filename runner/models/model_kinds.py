@@ -11,14 +11,16 @@ from .weights_file import safetensors_header
 # what each kind is called in messages, and where a workflow uses it
 KIND_NAMES = {"pipeline": "a checkpoint", "controlnet": "a ControlNet", "vae": "a VAE", "lora": "a LoRA",
               "text_encoder": "a text encoder", "embedding": "a textual-inversion embedding",
-              "adapter": "a T2I-Adapter (not a ControlNet)",
+              "adapter": "a T2I-Adapter", "ip_adapter": "an IP-Adapter", "image_encoder": "an image encoder",
               "depth-estimator": "a depth estimator", "pose-estimator": "a pose estimator",
               "object-detector": "a person detector"}
 KIND_USE = {
     "pipeline": "use it as a generation node's model: (or a model entry's source)",
     "controlnet": "put it under a node's controlnet: [{model: ..., image: ...}]",
     "lora": "put it under a node's lora: [{model: ..., scale: ...}]",
-    "adapter": "runner does not run T2I-Adapters yet: use a ControlNet of the same kind (canny, depth, pose) instead",
+    "adapter": "put it under a txt2img node's adapter: [{model: ..., image: ...}]",
+    "ip_adapter": "put it under a node's ip_adapter: [{model: ..., image: ...}]",
+    "image_encoder": "give it to an ip_adapter item as image_encoder:",
     "vae": "give it to a checkpoint's model entry as vae: (models: {NAME: {source: CHECKPOINT, vae: THIS}})",
     "text_encoder": "give it to a checkpoint's model entry as text_encoder: (or text_encoder_2:, text_encoder_3:)",
     "embedding": "give it to a checkpoint's model entry under embeddings: {TOKEN: THIS}",
@@ -27,7 +29,9 @@ KIND_USE = {
     "object-detector": "use it as a detect_pose node's detector:",
 }
 # the kinds a place accepts (a diffusion upscaler is a pipeline; a VAE may come from a checkpoint's vae/)
-ACCEPTED = {"upscaler": ("pipeline",), "vae": ("vae", "pipeline"), "text_encoder": ("text_encoder", "pipeline")}
+ACCEPTED = {"upscaler": ("pipeline",), "vae": ("vae", "pipeline"), "text_encoder": ("text_encoder", "pipeline"),
+            # an image encoder alone, or the image_encoder/ of an IP-Adapter folder or repository
+            "image_encoder": ("image_encoder", "ip_adapter")}
 # (the ControlNet classes of the model families are ControlNets too: see class_kind)
 _DIFFUSERS_CLASS_KINDS = {"ControlNetModel": "controlnet", "ControlNetXSAdapter": "controlnet",
                           "T2IAdapter": "adapter", "MultiAdapter": "adapter", "AutoencoderKL": "vae", "AutoencoderTiny": "vae",
@@ -82,6 +86,8 @@ def _keys_kind(keys: list[str]) -> str | None:
     """The kind of a single-file checkpoint from its tensor names (A1111/ComfyUI and diffusers layouts)."""
     if keys == ["emb_params"] or (keys and set(keys) <= {"clip_l", "clip_g"}) or (len(keys) == 1 and "." not in keys[0]):
         return "embedding"  # A1111's emb_params, SDXL's clip_l + clip_g, diffusers' one token
+    if keys and all(k.startswith(("image_proj.", "ip_adapter.")) for k in keys):
+        return "ip_adapter"  # h94/IP-Adapter's layout (ComfyUI's ipadapter/)
     if any(k.startswith(("model.diffusion_model.", "double_blocks.", "joint_blocks.")) for k in keys):
         return "pipeline"  # a whole checkpoint, or a FLUX.1 / SD3 transformer alone (ComfyUI's diffusion_models/)
     if any(k.startswith("text_model.") for k in keys) or ("shared.weight" in keys and any(

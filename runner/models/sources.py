@@ -230,7 +230,8 @@ def vae_source(source: ModelSource) -> ModelSource | None:
 def identity(source: ModelSource, hash_cache: FileHashCache) -> str:
     """A string that changes whenever the model's weights or configs change (a swapped-in VAE's too)."""
     entry = source.entry
-    extras = "".join(f";{k}={v}" for k, v in (("variant", entry.variant), ("subfolder", entry.subfolder)) if v)
+    extras = "".join(f";{k}={v}" for k, v in (("variant", entry.variant), ("subfolder", entry.subfolder),
+                                              ("weight_name", entry.weight_name)) if v)
     for part in PARTS:
         swapped = part_source(source, part)
         if swapped is not None:

@@ -269,6 +269,16 @@ LORA_FLUX = {"rank": 4, "alpha": 4, "std": 0.05, "denoiser": "FluxTransformer2DM
                                 "ff_context.net.0.proj", "ff_context.net.2"]}
 # Textual-inversion embeddings, two vectors each, as A1111 saves them for SD 1.x (emb_params) and as SDXL ones are
 # (one set of vectors per text encoder: clip_l for the first, clip_g for the second), saved as learned_embeds.safetensors.
+# IP-Adapters for tiny:sd15's and tiny:sdxl's UNets in the original (h94/IP-Adapter) layout: image_proj.proj maps
+# the image encoder's projection (32) to 4 tokens of the UNet's cross-attention width, ip_adapter.{1,3,..} are the
+# to_k_ip / to_v_ip of each cross-attention processor, in diffusers' attn_processors order. Their image encoder is a
+# tiny CLIPVisionModelWithProjection saved under image_encoder/, as the real repository keeps it.
+IP_ADAPTER_SD15 = {"unet": UNET_SD15, "tokens": 4, "std": 0.1}
+IP_ADAPTER_SDXL = {"unet": UNET_SDXL, "tokens": 4, "std": 0.1}
+# A T2I-Adapter: full_adapter_xl at downscale 16 gives the [32, 4, 4] and [64, 4, 4] features both tiny UNets add to
+# their two down blocks at 64 px (sides a multiple of 16); redrawn at std 0.1 so that it changes the image.
+T2I_ADAPTER = {"config": {"in_channels": 3, "channels": [32, 64], "num_res_blocks": 1, "downscale_factor": 16,
+                          "adapter_type": "full_adapter_xl"}, "std": 0.1}
 EMBEDDING_SD15 = {"vectors": 2, "std": 0.5, "keys": {"emb_params": 32}}
 EMBEDDING_SDXL = {"vectors": 2, "std": 0.5, "keys": {"clip_l": 32, "clip_g": 32}}
 # A LoRA for tiny:sdxl's UNet, saved as SDXL LoRAs are.
@@ -401,6 +411,13 @@ _SPECS: dict[str, dict[str, Any]] = {
     "controlnet-flux": _single("controlnet", _pipe(None, {"controlnet": _c("FluxControlNetModel", FLUX_CONTROLNET, 205)})),
     "lora-flux": _single("lora", _pipe(None, {"lora": _c("LoRA", LORA_FLUX, 206)})),
     "lora-sdxl": _single("lora", _pipe(None, {"lora": _c("LoRA", LORA_SDXL, 16)})),
+    "ip-adapter-sd15": {"kind": "ip_adapter", "folders": {
+        "": _pipe(None, {"ip": _c("IPAdapter", IP_ADAPTER_SD15, 301)}),
+        "image_encoder": _pipe(None, {"model": _c("CLIPVisionModelWithProjection", CLIP_VISION_PROJ, 300)})}},
+    "ip-adapter-sdxl": {"kind": "ip_adapter", "folders": {
+        "": _pipe(None, {"ip": _c("IPAdapter", IP_ADAPTER_SDXL, 303)}),
+        "image_encoder": _pipe(None, {"model": _c("CLIPVisionModelWithProjection", CLIP_VISION_PROJ, 300)})}},
+    "t2i-adapter-sd15": _single("adapter", _pipe(None, {"adapter": _c("T2IAdapterRandom", T2I_ADAPTER, 400)})),
     "embedding-sd15": _single("embedding", _pipe(None, {"embedding": _c("Embedding", EMBEDDING_SD15, 500)})),
     "embedding-sdxl": _single("embedding", _pipe(None, {"embedding": _c("Embedding", EMBEDDING_SDXL, 501)})),
     "dpt": _single("depth-estimator", _pipe(
@@ -666,6 +683,61 @@ class _Embedding:
         save_file(self.tensors, str(folder / "learned_embeds.safetensors"))
 
 
+class _IPAdapter:
+    """IP-Adapter weights for a UNet config, drawn at random, in the original layout (one .safetensors file)."""
+
+    FILE = "ip-adapter.safetensors"
+
+    def __init__(self, config: dict, seed: int):
+        import torch
+        from diffusers import UNet2DConditionModel
+
+        with torch.device("meta"):
+            unet = UNet2DConditionModel(**config["unet"])
+        cross, blocks = unet.config.cross_attention_dim, list(unet.config.block_out_channels)
+        generator = torch.Generator().manual_seed(seed)
+
+        def draw(*shape, offset: float = 0.0):
+            return (torch.randn(shape, generator=generator) * config["std"] + offset).contiguous()
+
+        embed = CLIP_VISION_PROJ["projection_dim"]
+        self.tensors = {"image_proj.proj.weight": draw(config["tokens"] * cross, embed),
+                        "image_proj.proj.bias": draw(config["tokens"] * cross),
+                        "image_proj.norm.weight": draw(cross, offset=1.0), "image_proj.norm.bias": draw(cross)}
+        number = 1
+        for name in unet.attn_processors:
+            if name.endswith("attn1.processor"):
+                continue
+            if name.startswith("mid_block"):
+                hidden = blocks[-1]
+            elif name.startswith("up_blocks"):
+                hidden = blocks[::-1][int(name[len("up_blocks.")])]
+            else:
+                hidden = blocks[int(name[len("down_blocks.")])]
+            self.tensors[f"ip_adapter.{number}.to_k_ip.weight"] = draw(hidden, cross)
+            self.tensors[f"ip_adapter.{number}.to_v_ip.weight"] = draw(hidden, cross)
+            number += 2
+
+    def save_pretrained(self, folder: pathlib.Path) -> None:
+        from safetensors.torch import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file(self.tensors, str(folder / self.FILE))
+
+
+def _t2i_adapter(config: dict, seed: int):
+    import torch
+    from diffusers import T2IAdapter
+
+    torch.manual_seed(seed)
+    adapter = T2IAdapter(**config["config"]).eval()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _name, parameter in sorted(adapter.named_parameters()):
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * config["std"])
+    return adapter
+
+
 def _build_component(cls_name: str, config: dict, seed: int | None):
     import diffusers
     import torch
@@ -695,6 +767,10 @@ def _build_component(cls_name: str, config: dict, seed: int | None):
         return _LoraWeights(config, seed)
     if cls_name == "Embedding":
         return _Embedding(config, seed)
+    if cls_name == "IPAdapter":
+        return _IPAdapter(config, seed)
+    if cls_name == "T2IAdapterRandom":
+        return _t2i_adapter(config, seed)
     torch.manual_seed(seed)
     if hasattr(diffusers, cls_name) and not hasattr(transformers, cls_name):
         model = getattr(diffusers, cls_name)(**config)

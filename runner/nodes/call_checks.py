@@ -28,7 +28,8 @@ PIPELINE_NODE_ARGUMENTS = {
 # Arguments a generation node sets from its ControlNet items.
 CONTROLNET_ARGUMENTS = {**{argument: field for field, argument in CONTROLNET_ITEM_ARGUMENTS.items()}, "control_image": "image"}
 # Call arguments named differently from the node field that sets them (besides generate.CALL_ARGUMENTS).
-FIELD_OF_ARGUMENT = {"depth_map": "depth", "mask_image": "mask"}
+FIELD_OF_ARGUMENT = {"depth_map": "depth", "mask_image": "mask", "ip_adapter_image": "ip_adapter",
+                     "ip_adapter_image_embeds": "ip_adapter"}
 
 Problems = list[tuple[tuple, str, str]]
 
@@ -99,6 +100,11 @@ def check_family(spec, fields, context) -> Problems:
                                           f"{_a(fields.type)} node in this version of runner",
                          "remove 'controlnet', or use a checkpoint of a family that takes ControlNets ("
                          + ", ".join(other.name for other in families.FAMILIES if other.controlnet_class) + ")"))
+    if getattr(fields, "ip_adapter", None) and not family.ip_adapter:
+        problems.append((("ip_adapter",), f"IP-Adapters are not supported for {family.name} (model '{source.label}') "
+                                          "in this version of runner",
+                         "remove ip_adapter, or use a checkpoint of a family that takes them ("
+                         + ", ".join(other.name for other in families.FAMILIES if other.ip_adapter) + ")"))
     if source.entry.embeddings and not family.embeddings:
         problems.append((("model",), f"model '{source.label}' loads textual-inversion embeddings, and {family.name} "
                                      "takes none in diffusers",

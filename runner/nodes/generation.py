@@ -147,6 +147,33 @@ class ControlNet(Fields):
         return self
 
 
+class IPAdapter(Fields):
+    model: model_in("ip_adapter") = Field(
+        ..., description="IP-Adapter weights (the original image_proj/ip_adapter layout): a .safetensors file (bare "
+                         "names from the model folders' ipadapter/), a folder or hub repository holding one (its "
+                         "model entry's subfolder: and weight_name: pick it, e.g. h94/IP-Adapter, subfolder models, "
+                         "weight_name ip-adapter_sd15.safetensors), or tiny:ip-adapter-sd15")
+    image: ImageIn | list[ImageIn] = Field(..., description="the image prompt (a list: several images for this adapter)")
+    scale: float | dict[str, Any] | None = Field(
+        None, description="set_ip_adapter_scale: a number (0: no effect, 1: full), or diffusers' per-block dict, e.g. "
+                          "{up: {block_0: [0.0, 1.0, 0.0]}} (InstantStyle: style only); default: diffusers' (1.0)")
+    mask: MaskIn | None = Field(None, description="where this image prompt applies (white), through diffusers' "
+                                                  "IPAdapterMaskProcessor; default: the whole image")
+    image_encoder: model_in("image_encoder") | None = Field(
+        None, description="the CLIP image encoder; default: the image_encoder/ folder beside the weights, as diffusers "
+                          "loads it (h94/IP-Adapter's models/image_encoder); a folder, a hub id, an IP-Adapter whose "
+                          "image_encoder/ to use, or for a file from ComfyUI's ipadapter/ one from clip_vision/")
+
+    @model_validator(mode="after")
+    def _scale(self):
+        if isinstance(self.scale, (int, float)) and not 0 <= self.scale <= 10:
+            raise Invalid(f"scale {self.scale:g} is outside 0 to 10", "use 0 (off) to 1 (full), or a little above")
+        if isinstance(self.scale, dict) and not set(self.scale) <= {"down", "mid", "up"}:
+            raise Invalid(f"a per-block scale names down, mid and up, not {', '.join(sorted(set(self.scale) - {'down', 'mid', 'up'}))}",
+                          "e.g. scale: {up: {block_0: [0.0, 1.0, 0.0]}}")
+        return self
+
+
 class Generation(Fields):
     """The fields every generation node takes. Size and ControlNet fields come with the node types whose pipelines take
     them (SizedGeneration, ControlledGeneration): a field is offered only where some pipeline of the node uses it."""
@@ -205,6 +232,10 @@ class ControlledGeneration(SizedGeneration):
         None, min_length=1, description="the layers PAG perturbs: patterns over the UNet's module names, as diffusers "
                                         "takes them (e.g. ['mid'], ['down_blocks.1', 'up_blocks.0.attentions.1']); "
                                         "only with pag_scale; default: diffusers' (['mid'])")
+
+    ip_adapter: Annotated[list[IPAdapter], KeyedWhenSet()] = Field(
+        default_factory=list, description="IP-Adapters: image prompts, each with its weights, image(s), scale and "
+                                          "optional mask (SD, SDXL); loaded for this node only")
 
     @model_validator(mode="after")
     def _pag_layers_need_pag(self):

@@ -39,6 +39,7 @@ class Family:
     embeddings: bool = False  # whether its pipelines load textual-inversion embeddings (load_textual_inversion)
     # whether prompt_syntax: weighted encodes its prompts (compel, from CLIP text encoders: prompt_embeds)
     weighted_prompts: bool = False
+    ip_adapter: bool = False  # whether diffusers loads IP-Adapters (original layout) into its pipelines
     weighted_clip_skip: tuple[int, ...] = ()  # the clip_skip values that weighted encoding can do for it
     hub_hints: tuple[str, ...] = ()  # parts of hub ids that name it when its files are not here to read
     examples: dict[str, str] = field(default_factory=dict)  # "checkpoint", "controlnet": ids for fix lines

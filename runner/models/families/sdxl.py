@@ -27,6 +27,7 @@ FAMILY = Family(
     freeu=True,
     embeddings=True,
     weighted_prompts=True,
+    ip_adapter=True,
     text_widths=(2048, 1280),  # its two text encoders joined; the refiner reads OpenCLIP-G alone
     # the original layout: a UNet and the conditioner's text encoders (the refiner has OpenCLIP-G alone)
     single_file_keys=(("model.diffusion_model.input_blocks.", "conditioner.embedders."),),
