@@ -65,9 +65,17 @@ def generate_diffusers(ctx, spec, f) -> dict[str, Any]:
     items = getattr(f, "controlnet", [])  # node types whose pipelines take no ControlNet have no such field
     controlnets = [ctx.source(item.model) for item in items]
     pag = getattr(f, "pag_scale", None) is not None
-    pipe = registry.pipeline(task.autopipeline, source, identity, controlnets, channels=task.channels,
-                             used_by=f"{_a(ctx.task.type_name)} node", controlnet_class=family.controlnet_class,
-                             task=spec.task, pag_layers=tuple(f.pag_applied_layers or ()) if pag else None)
+    adapters = getattr(f, "adapter", None) or []
+    if adapters:
+        if not family.adapter_pipeline:
+            raise ModelUnavailable(f"T2I-Adapters are not supported for {family.name} (model '{source.label}') in "
+                                   "this version of runner", "remove 'adapter' from this node")
+        pipe = registry.adapter_pipeline(family.adapter_pipeline, source, identity,
+                                         [ctx.source(item.model) for item in adapters])
+    else:
+        pipe = registry.pipeline(task.autopipeline, source, identity, controlnets, channels=task.channels,
+                                 used_by=f"{_a(ctx.task.type_name)} node", controlnet_class=family.controlnet_class,
+                                 task=spec.task, pag_layers=tuple(f.pag_applied_layers or ()) if pag else None)
     pipe.scheduler = registry.fresh_scheduler(identity, f.scheduler, family.schedulers)
     _check_steps(pipe.scheduler, f.steps)
 
@@ -81,6 +89,8 @@ def generate_diffusers(ctx, spec, f) -> dict[str, Any]:
         kwargs.setdefault("width", start.width)
         kwargs.setdefault("height", start.height)
     check_denoising_steps(kwargs, pipe)
+    if adapters:
+        kwargs.update(adapter_arguments(ctx, f, pipe, kwargs))
     if items:
         kwargs.update(controlnet_arguments(ctx, spec, f, kwargs, pipe))
         used = controlnet_values(spec, f, pipe)
@@ -184,6 +194,32 @@ def controlnet_arguments(ctx, spec, f, kwargs: dict[str, Any], pipe) -> dict[str
         if all(getattr(item, field) is None for item in f.controlnet):
             continue  # not sent: the pipeline's own default
         arguments[argument] = one_or_list([values[field] for values in used])
+    return arguments
+
+
+def adapter_arguments(ctx, f, pipe, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The T2I-Adapters' condition images (grey or colour, as each adapter takes them: its in_channels), their
+    scales where set, and the conditioning factor; sizes must be multiples of the adapters' downscale factor."""
+    models = list(pipe.adapter.adapters) if hasattr(pipe.adapter, "adapters") else [pipe.adapter]
+    factor = max(model.config.downscale_factor for model in models)
+    default = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    for side in ("width", "height"):
+        value = kwargs.get(side, default)
+        if value % factor:
+            raise NodeInputError(f"{side} {value}: the T2I-Adapter works on sizes in steps of {factor} pixels",
+                                 f"use a multiple of {factor}, e.g. {max(factor, round(value / factor) * factor)}")
+    images = [ctx.load(item.image).convert("L" if model.config.in_channels == 1 else "RGB")
+              for item, model in zip(f.adapter, models)]
+    single = len(images) == 1
+    arguments: dict[str, Any] = {"image": images[0] if single else images}
+    if any(item.scale is not None for item in f.adapter) or not single:
+        # the pipelines' default is one 1.0, which a MultiAdapter cannot read (it iterates the scale): one each
+        scales = [1.0 if item.scale is None else item.scale for item in f.adapter]
+        arguments["adapter_conditioning_scale"] = scales[0] if single else scales
+    if f.adapter_conditioning_factor is not None:
+        arguments["adapter_conditioning_factor"] = f.adapter_conditioning_factor
+    ctx.record(adapters=[{"model": ctx.source(item.model)[1], "scale": item.scale} for item in f.adapter],
+               adapter_class=type(pipe.adapter).__name__)
     return arguments
 
 

@@ -371,6 +371,33 @@ class ModelRegistry:
         return self.cached(("pipeline", identity, autopipeline, cn_identities, pag_layers), derive,
                            group=(identity, *cn_identities))
 
+    def adapter_pipeline(self, class_name: str, source: ModelSource, identity: str, adapters: list):
+        """The family's T2I-Adapter pipeline (`class_name`) derived from this checkpoint with these adapters
+        (`from_pipe`, sharing the base's modules; several wrapped in a MultiAdapter, as diffusers' docs do)."""
+        import diffusers
+
+        base = self.base(source, identity)
+        models = [self.cached(("t2i-adapter", adapter_identity), lambda adapter_source=adapter_source: self._adapter(adapter_source),
+                              load_label=adapter_identity, group=adapter_identity,
+                              estimate=self.estimate(adapter_source), source=adapter_source)
+                  for adapter_source, adapter_identity in adapters]
+
+        def derive():
+            adapter = models[0] if len(models) == 1 else diffusers.MultiAdapter(models)
+            pipe = getattr(diffusers, class_name).from_pipe(base, adapter=adapter)
+            pipe.set_progress_bar_config(disable=True)
+            return pipe
+
+        identities = tuple(adapter_identity for _s, adapter_identity in adapters)
+        return self.cached(("adapter-pipeline", identity, class_name, identities), derive, group=(identity, *identities))
+
+    def _adapter(self, source: ModelSource):
+        from diffusers import T2IAdapter
+
+        location, kwargs = self.pretrained_args(source)
+        with missing_safetensors_explained(source):
+            return T2IAdapter.from_pretrained(location, **kwargs).to(self.device)
+
     def _check_controlnet_pairing(self, source: ModelSource, base, cn_source: ModelSource, controlnet) -> None:
         """A ControlNet made for another family, or for another version of the checkpoint's (an SD 1.x ControlNet on
         an SD 2.x checkpoint: another cross-attention width), fails here rather than deep inside torch."""

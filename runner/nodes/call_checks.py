@@ -100,6 +100,16 @@ def check_family(spec, fields, context) -> Problems:
                                           f"{_a(fields.type)} node in this version of runner",
                          "remove 'controlnet', or use a checkpoint of a family that takes ControlNets ("
                          + ", ".join(other.name for other in families.FAMILIES if other.controlnet_class) + ")"))
+    if getattr(fields, "adapter", None) and not family.adapter_pipeline:
+        problems.append((("adapter",), f"T2I-Adapters are not supported for {family.name} (model '{source.label}') in "
+                                       "this version of runner",
+                         "remove adapter, or use a checkpoint of a family that takes them ("
+                         + ", ".join(other.name for other in families.FAMILIES if other.adapter_pipeline) + ")"))
+    elif getattr(fields, "adapter_conditioning_factor", None) is not None and not family.adapter_factor:
+        problems.append((("adapter_conditioning_factor",), f"{family.name}'s adapter pipeline "
+                                                           f"({family.adapter_pipeline}) takes no "
+                                                           "adapter_conditioning_factor: its adapters act in every step",
+                         "remove adapter_conditioning_factor (SDXL's adapter pipeline takes it)"))
     if getattr(fields, "ip_adapter", None) and not family.ip_adapter:
         problems.append((("ip_adapter",), f"IP-Adapters are not supported for {family.name} (model '{source.label}') "
                                           "in this version of runner",

@@ -174,6 +174,14 @@ class IPAdapter(Fields):
         return self
 
 
+class T2IAdapterItem(Fields):
+    model: model_in("adapter") = Field(..., description="T2I-Adapter: $models.NAME or a source (e.g. "
+                                                          "TencentARC/t2iadapter_canny_sd15v2; tiny:t2i-adapter-sd15)")
+    image: ImageIn = Field(..., description="condition image (edges, depth, sketch, pose), made grey or colour as "
+                                            "the adapter takes it (its in_channels)")
+    scale: float | None = Field(None, ge=0, le=5, description="adapter_conditioning_scale; default: the pipeline's (1.0)")
+
+
 class Generation(Fields):
     """The fields every generation node takes. Size and ControlNet fields come with the node types whose pipelines take
     them (SizedGeneration, ControlledGeneration): a field is offered only where some pipeline of the node uses it."""
@@ -256,6 +264,24 @@ class ControlledGeneration(SizedGeneration):
 
 class Txt2Img(ControlledGeneration):
     spec: ClassVar[GenerationSpec] = TXT2IMG
+    adapter: Annotated[list[T2IAdapterItem], KeyedWhenSet()] = Field(
+        default_factory=list, description="T2I-Adapters with their condition images (SD, SDXL: diffusers' adapter "
+                                          "pipelines; several make a MultiAdapter); not with controlnet")
+    adapter_conditioning_factor: Annotated[float | None, KeyedWhenSet()] = Field(
+        None, ge=0, le=1, description="the fraction of the steps the adapters act in (SDXL's adapter pipeline); "
+                                      "default: the pipeline's (1.0)")
+
+    @model_validator(mode="after")
+    def _adapter_or_controlnet(self):
+        if self.adapter and self.controlnet:
+            raise Invalid("a node takes T2I-Adapters or ControlNets, not both (diffusers has no pipeline for both)",
+                          "keep one of adapter and controlnet, or chain two nodes (img2img with the other)")
+        if self.adapter and self.pag_scale is not None:
+            raise Invalid("diffusers has no Perturbed-Attention Guidance pipeline with T2I-Adapters",
+                          "remove pag_scale or adapter")
+        if self.adapter_conditioning_factor is not None and not self.adapter:
+            raise Invalid("adapter_conditioning_factor is for T2I-Adapters", "add adapter, or remove it")
+        return self
 
 
 def _one_start(self):

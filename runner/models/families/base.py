@@ -40,6 +40,10 @@ class Family:
     # whether prompt_syntax: weighted encodes its prompts (compel, from CLIP text encoders: prompt_embeds)
     weighted_prompts: bool = False
     ip_adapter: bool = False  # whether diffusers loads IP-Adapters (original layout) into its pipelines
+    # the diffusers pipeline running its text-to-image with T2I-Adapters (None: it takes none), and whether that
+    # pipeline takes adapter_conditioning_factor
+    adapter_pipeline: str | None = None
+    adapter_factor: bool = False
     weighted_clip_skip: tuple[int, ...] = ()  # the clip_skip values that weighted encoding can do for it
     hub_hints: tuple[str, ...] = ()  # parts of hub ids that name it when its files are not here to read
     examples: dict[str, str] = field(default_factory=dict)  # "checkpoint", "controlnet": ids for fix lines

@@ -28,6 +28,8 @@ FAMILY = Family(
     embeddings=True,
     weighted_prompts=True,
     ip_adapter=True,
+    adapter_pipeline="StableDiffusionXLAdapterPipeline",
+    adapter_factor=True,
     text_widths=(2048, 1280),  # its two text encoders joined; the refiner reads OpenCLIP-G alone
     # the original layout: a UNet and the conditioner's text encoders (the refiner has OpenCLIP-G alone)
     single_file_keys=(("model.diffusion_model.input_blocks.", "conditioner.embedders."),),
