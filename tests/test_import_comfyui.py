@@ -131,7 +131,7 @@ def test_default_txt2img_graph(tmp_path, capsys):
     # the checkpoint is a bare file name: found through the model folders, and where it was looked for when it is not
     assert run_cli("validate", workflow) == 2
     err = capsys.readouterr().err
-    assert (f"{workflow}:12:3: models.v1_5_pruned_emaonly: model 'v1-5-pruned-emaonly.safetensors' is not in the "
+    assert (f"{workflow}:13:3: models.v1_5_pruned_emaonly: model 'v1-5-pruned-emaonly.safetensors' is not in the "
             "workflow's folder") in err and "--model-path DIR or RUNNER_MODEL_PATHS" in err
     models = tmp_path / "ComfyUI" / "models"
     (models / "checkpoints").mkdir(parents=True)
@@ -175,6 +175,8 @@ def test_sdxl_text_encoders_carry_their_size_and_aesthetic_conditioning(tmp_path
     assert code == 0, err
     nodes = nodes_of(workflow)
     assert nodes["txt2img"]["prompt"] == "a lighthouse" and nodes["txt2img"]["negative_prompt"] == "blurry"
+    # text_g goes to the second encoder as prompt_2, weighted like every prompt (compel's style prompt)
+    assert yaml.safe_load(workflow.read_text())["prompt_syntax"] == "weighted"
     assert nodes["txt2img"]["pipeline_kwargs"] == {  # the target size equals the output's: diffusers' default
         "denoising_end": 0.75, "prompt_2": "a lighthouse, oil painting", "original_size": [4096, 4096],
         "negative_prompt_2": "blurry, oil painting", "negative_original_size": [4096, 4096]}
@@ -267,6 +269,311 @@ def test_lora_chain(tmp_path, capsys):
     assert (run / "ComfyUI_lora.png").is_file()
 
 
+# ------------------------------------------------------------- hires fix: LatentUpscale(By), ImageScale(By)
+
+def test_latent_hires_fix_becomes_upscale_latents_and_img2img_over_its_latents(tmp_path, capsys):
+    """ComfyUI's hires fix: KSampler -> LatentUpscaleBy -> KSampler (denoise 0.5), the second pass an img2img over the
+    enlarged latents (as a KSampler over another's latents is)."""
+    code, workflow, err = import_graph(tmp_path, capsys, graph("hires_latent"), "hires_latent")
+    assert code == 0, err
+    text = workflow.read_text()
+    nodes = yaml.safe_load(text)["nodes"]
+    assert list(nodes) == ["txt2img", "upscale_latents", "img2img", "save"]
+    assert nodes["upscale_latents"] == {"type": "upscale_latents", "latents": "$txt2img.latents", "scale": 2,
+                                        "method": "nearest-exact"}
+    assert {k: nodes["img2img"][k] for k in ("type", "latents", "strength", "steps", "seed")} == {
+        "type": "img2img", "latents": "$upscale_latents", "strength": 0.5, "steps": 4, "seed": 469771404043268}
+    assert "image" not in nodes["img2img"]
+    assert "  # ComfyUI 10 LatentUpscaleBy\n" in text
+    run = run_imported(tmp_path, workflow, "v1_5_pruned_emaonly=tiny:sd15")
+    assert Image.open(run / "hires.png").size == (128, 128)
+    record = manifest(run)["nodes"]
+    assert record["upscale_latents"]["latent_size"] == [16, 16]
+    assert record["img2img"]["call"]["strength"] == 0.5
+
+
+def test_pixel_hires_fix_becomes_upscale_and_img2img_over_the_image(tmp_path, capsys):
+    """The same in pixels: VAEDecode -> ImageScaleBy -> VAEEncode -> KSampler (denoise 0.5)."""
+    code, workflow, err = import_graph(tmp_path, capsys, graph("hires_pixels"), "hires_pixels")
+    assert code == 0, err
+    nodes = nodes_of(workflow)
+    assert list(nodes) == ["txt2img", "upscale", "img2img", "save"]
+    assert nodes["upscale"] == {"type": "upscale", "image": "$txt2img", "scale": 2, "method": "lanczos"}
+    assert {k: nodes["img2img"][k] for k in ("type", "image", "strength", "steps")} == {
+        "type": "img2img", "image": "$upscale", "strength": 0.5, "steps": 4}
+    run = run_imported(tmp_path, workflow, "v1_5_pruned_emaonly=tiny:sd15")
+    assert Image.open(run / "hires.png").size == (128, 128)
+
+
+def _hires(change, name="hires_latent"):
+    prompt = graph(name)
+    change(prompt)
+    return prompt
+
+
+LATENT_UPSCALE = {"class_type": "LatentUpscale", "inputs": {"samples": ["3", 0], "upscale_method": "bilinear",
+                                                           "width": 128, "height": 96, "crop": "disabled"}}
+
+
+def test_latent_upscale_sizes_are_comfyuis_to_the_pixel(tmp_path, capsys):
+    def imported(change, name):
+        code, workflow, err = import_graph(tmp_path, capsys, _hires(change), name)
+        assert code == 0, err
+        return nodes_of(workflow)
+
+    # width and height in pixels, as upscale_latents' size
+    nodes = imported(lambda p: p.update({"10": copy.deepcopy(LATENT_UPSCALE)}), "sized")
+    assert nodes["upscale_latents"] == {"type": "upscale_latents", "latents": "$txt2img.latents", "size": [128, 96],
+                                        "method": "bilinear"}
+    # 0 keeps the aspect ratio of the 64 x 48 latents: 128 wide is 96 high
+    nodes = imported(lambda p: p.update({"10": copy.deepcopy(LATENT_UPSCALE)}) or p["10"]["inputs"].update(height=0)
+                     or p["5"]["inputs"].update(height=48), "aspect")
+    assert nodes["upscale_latents"]["size"] == [128, 96]
+    # ComfyUI enlarges to at least 64 px a side, in whole latent cells
+    nodes = imported(lambda p: p.update({"10": copy.deepcopy(LATENT_UPSCALE)}) or p["10"]["inputs"].update(
+        width=100, height=40), "clamped")
+    assert nodes["upscale_latents"]["size"] == [96, 64]
+    # both 0: ComfyUI passes the latents on as they are
+    nodes = imported(lambda p: p.update({"10": copy.deepcopy(LATENT_UPSCALE)}) or p["10"]["inputs"].update(
+        width=0, height=0), "unchanged")
+    assert "upscale_latents" not in nodes and nodes["img2img"]["latents"] == "$txt2img.latents"
+    # an empty latent enlarged is a bigger empty latent
+    nodes = imported(lambda p: p["10"]["inputs"].update(samples=["5", 0]) or p["11"]["inputs"].update(denoise=1.0)
+                     or p.pop("3"), "empty")
+    assert "upscale_latents" not in nodes and (nodes["txt2img"]["width"], nodes["txt2img"]["height"]) == (128, 128)
+    # the size of an image's latents is known where the graph makes it: enlarged, then sampled again
+    nodes = imported(lambda p: p.update({"20": {"class_type": "LatentUpscale", "inputs": {
+        "samples": ["11", 0], "upscale_method": "area", "width": 0, "height": 192, "crop": "disabled"}},
+        "21": {"class_type": "KSampler", "inputs": {**p["11"]["inputs"], "latent_image": ["20", 0]}}})
+        or p["12"]["inputs"].update(samples=["21", 0]), "twice")
+    assert nodes["upscale_latents_20"]["size"] == [192, 192] and nodes["img2img_21"]["latents"] == "$upscale_latents_20"
+    assert list(nodes) == ["txt2img", "upscale_latents_10", "img2img_11", "upscale_latents_20", "img2img_21", "save"]
+
+
+def test_image_scale_becomes_a_resize(tmp_path, capsys):
+    prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": "photo.png", "upload": "image"}},
+              "2": {"class_type": "ImageScale", "inputs": {"image": ["1", 0], "upscale_method": "bicubic",
+                                                           "width": 96, "height": 80, "crop": "disabled"}},
+              "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "scaled"}}}
+    code, workflow, err = import_graph(tmp_path, capsys, prompt, "scaled", images=[("photo.png", (64, 48))])
+    assert code == 0, err
+    nodes = nodes_of(workflow)
+    assert nodes["upscale"] == {"type": "upscale", "image": "$photo", "size": [96, 80], "method": "bicubic"}
+    run = run_imported(tmp_path, workflow)
+    assert Image.open(run / "scaled.png").size == (96, 80)
+
+    # 0 keeps the aspect ratio of an image whose size the graph tells (a decoded 64 x 48 generation)
+    code, workflow, err = import_graph(tmp_path, capsys, _hires(lambda p: p["10"].update(
+        class_type="ImageScale", inputs={"image": ["8", 0], "upscale_method": "nearest-exact", "width": 0,
+                                         "height": 96, "crop": "disabled"}) or p["5"]["inputs"].update(height=48),
+        "hires_pixels"), "aspect")
+    assert code == 0, err
+    assert nodes_of(workflow)["upscale"]["size"] == [128, 96]
+    assert "note: size [128, 96]: ComfyUI's 0 keeps the aspect ratio of the 64 x 48 image" in workflow.read_text()
+
+
+@pytest.mark.parametrize("change, name, expected", [
+    (lambda p: p["10"]["inputs"].update(upscale_method="bislerp"), "hires_latent",
+     ["node 10 (LatentUpscaleBy): upscale_method 'bislerp' has no runner equivalent",
+      "fix: pick one of nearest-exact, bilinear, bicubic, area in ComfyUI"]),
+    (lambda p: p.update({"10": copy.deepcopy(LATENT_UPSCALE)}) or p["10"]["inputs"].update(crop="center"),
+     "hires_latent",
+     ["node 10 (LatentUpscale): crop 'center' (cut to the new aspect ratio before enlarging) has no runner equivalent",
+      "fix: set crop to disabled in ComfyUI"]),
+    (lambda p: p["10"]["inputs"].update(samples=["14", 0])
+     or p.update({"14": {"class_type": "VAEEncode", "inputs": {"pixels": ["15", 0], "vae": ["4", 2]}},
+                  "15": {"class_type": "LoadImage", "inputs": {"image": "photo.png"}}}), "hires_latent",
+     ["node 10 (LatentUpscaleBy) enlarges the latents of node 14 (VAEEncode): runner's upscale_latents enlarges the "
+      "latents a sampler made", "fix: enlarge the image before it is encoded, with ImageScale or ImageScaleBy"]),
+    (lambda p: p["3"]["inputs"].update(latent_image=["14", 0], denoise=0.5) or p.update({"10": copy.deepcopy(
+        LATENT_UPSCALE)}) or p["10"]["inputs"].update(width=0)
+     or p.update({"14": {"class_type": "VAEEncode", "inputs": {"pixels": ["15", 0], "vae": ["4", 2]}},
+                  "15": {"class_type": "LoadImage", "inputs": {"image": "photo.png"}}}), "hires_latent",
+     ["node 10 (LatentUpscale): width 0 keeps the aspect ratio of the latents, whose size the graph does not tell here",
+      "fix: set both width and height in ComfyUI"]),
+    (lambda p: p["10"].update(class_type="ImageScale", inputs={"image": ["8", 0], "upscale_method": "lanczos",
+                                                               "width": 128, "height": 128, "crop": "center"}),
+     "hires_pixels", ["node 10 (ImageScale): crop 'center' (cut to the new aspect ratio before resizing) has no runner "
+                      "equivalent", "fix: set crop to disabled in ComfyUI"]),
+    (lambda p: p["10"]["inputs"].update(upscale_method="bislerp"), "hires_pixels",
+     ["node 10 (ImageScaleBy): upscale_method 'bislerp' is not one runner's upscale has",
+      "fix: pick one of lanczos, bicubic, bilinear, nearest-exact, area"]),
+    (lambda p: p["10"].update(class_type="ImageScale", inputs={"image": ["15", 0], "upscale_method": "lanczos",
+                                                               "width": 128, "height": 0, "crop": "disabled"})
+     or p.update({"15": {"class_type": "LoadImage", "inputs": {"image": "photo.png"}}}), "hires_pixels",
+     ["node 10 (ImageScale): height 0 keeps the aspect ratio of the image, whose size the graph does not tell here"]),
+    (lambda p: p["10"].update(class_type="ImageScale", inputs={"image": ["8", 0], "upscale_method": "lanczos",
+                                                               "width": 4, "height": 64, "crop": "disabled"}),
+     "hires_pixels", ["node 10 (ImageScale): width 4 is outside runner's 8 .. 8192"]),
+    (lambda p: p["5"]["inputs"].update(batch_size=2), "hires_pixels",
+     ["node 10 (ImageScaleBy) scales the 2 images of node 8 (VAEDecode): runner's upscale enlarges one image"]),
+    (lambda p: p["12"]["inputs"].update(samples=["10", 0]), "hires_latent",
+     ["node 12 (VAEDecode) decodes the latents of node 10 (LatentUpscaleBy) directly"]),
+])
+def test_upscales_without_a_faithful_mapping_are_refused_by_name(tmp_path, capsys, change, name, expected):
+    err = refused(tmp_path, capsys, _hires(change, name))
+    for text in expected:
+        assert text in err, err
+
+
+# ------------------------------------------------------------- prompts: weights and embeddings
+
+def _prompts(positive: str, negative: str = "text, watermark") -> dict:
+    prompt = graph("txt2img_default")
+    prompt["6"]["inputs"]["text"] = positive
+    prompt["7"]["inputs"]["text"] = negative
+    return prompt
+
+
+def test_prompt_weights_are_read_as_comfyui_reads_them(tmp_path, capsys):
+    code, workflow, err = import_graph(tmp_path, capsys, _prompts("a (cat:1.3) photo"), "weighted")
+    assert code == 0, err
+    document = yaml.safe_load(workflow.read_text())
+    assert document["prompt_syntax"] == "weighted"
+    assert document["nodes"]["txt2img"]["prompt"] == "a (cat:1.3) photo"
+    models = tmp_path / "models"
+    (models / "checkpoints").mkdir(parents=True)
+    checkpoint_file(models / "checkpoints" / "v1-5-pruned-emaonly.safetensors")
+    assert run_cli("validate", workflow, "--model-path", models) == 0
+    capsys.readouterr()
+    run = run_imported(tmp_path, workflow, "v1_5_pruned_emaonly=tiny:sd15")
+    record = manifest(run)["nodes"]["txt2img"]
+    assert record["prompt_syntax"] == "weighted"
+    assert record["prompt_weighting"]["prompt"] == [["a", 1.0], ["cat", 1.3], ["photo", 1.0]]
+
+    # where runner's reading (A1111's) differs from ComfyUI's, the prompt is rewritten to weigh as ComfyUI does:
+    # square brackets and an unclosed bracket are text there, and an inner (word:w) sets the weight
+    code, workflow, err = import_graph(tmp_path, capsys, _prompts("[cat] ((dog:1.5)) (unclosed"), "rewritten")
+    assert code == 0, err
+    assert nodes_of(workflow)["txt2img"]["prompt"] == r"\[cat\] (dog:1.5) \(unclosed"
+    assert ("note: node 6 (CLIPTextEncode) text: written in runner's weighted syntax "
+            "('\\[cat\\] (dog:1.5) \\(unclosed') to weigh as ComfyUI reads '[cat] ((dog:1.5)) (unclosed'") in workflow.read_text()
+
+
+def test_comfyui_prompt_reading():
+    from runner.importers.comfyui.graph import comfy_segments, runner_form
+    from runner.models.prompt_weights import segments
+
+    assert comfy_segments("a (cat:1.3) photo") == [("a ", 1.0), ("cat", 1.3), (" photo", 1.0)]
+    assert comfy_segments("a ((cat)) [dog]") == [("a ", 1.0), ("cat", 1.21), (" [dog]", 1.0)]
+    assert comfy_segments("((a (b:0.5)):1.2)") == [("a ", 1.32), ("b", 0.5)]  # (a ...) in it: 1.2 x 1.1
+    assert comfy_segments(r"\(x\) (y") == [("(x) (y", 1.0)]
+    for text in ("[cat] ((dog:1.5)) (unclosed", r"a\b (c:d:2) e) f", "(x:nope) y"):
+        written = runner_form(comfy_segments(text))
+        assert [(t, round(w, 6)) for t, w in segments(written)] == comfy_segments(text), (text, written)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("a (cat:-1) photo", "node 6 (CLIPTextEncode): input 'text': ComfyUI reads 'cat' at weight -1; runner weighs words "
+                         "from 0 up"),
+    ("a (cat:inf) photo", "ComfyUI reads 'cat' at weight inf"),
+])
+def test_weights_runner_cannot_encode_are_refused(tmp_path, capsys, text, expected):
+    assert expected in refused(tmp_path, capsys, _prompts(text))
+
+
+def test_flux_and_sd3_prompts_take_no_weights(tmp_path, capsys):
+    prompt = graph("flux_dev")
+    prompt["6"]["inputs"]["text"] = "a (red:1.2) fox"
+    err = refused(tmp_path, capsys, prompt)
+    assert ("node 6 (CLIPTextEncode): input 'text' weighs words ('red' at 1.2): runner does not weigh FLUX.1 prompts "
+            "in this version") in err
+    prompt["6"]["inputs"]["text"] = "a [red] fox"  # text in ComfyUI, a weight to runner's weighted prompts
+    assert "has brackets, which runner's weighted prompts read as weights" in refused(tmp_path, capsys, prompt)
+    prompt = graph("sd35_medium")
+    prompt["40"]["inputs"]["text"] = "(blurry:1.4)"
+    assert "runner does not weigh SD3 / SD3.5 prompts" in refused(tmp_path, capsys, prompt)
+
+
+def test_sdxl_text_g_and_text_l_with_weights_both_weighted(tmp_path, capsys):
+    prompt = graph("sdxl_refiner")
+    prompt["6"] = {"class_type": "CLIPTextEncodeSDXL", "inputs": {
+        "clip": ["4", 1], "width": 64, "height": 64, "crop_w": 0, "crop_h": 0, "target_width": 64, "target_height": 64,
+        "text_g": "a lighthouse, (oil painting:1.1)", "text_l": "a (lighthouse:1.2)"}}
+    code, workflow, err = import_graph(tmp_path, capsys, prompt)
+    assert code == 0, err
+    document = yaml.safe_load(workflow.read_text())
+    assert document["prompt_syntax"] == "weighted"
+    txt2img = document["nodes"]["txt2img"]
+    assert txt2img["prompt"] == "a (lighthouse:1.2)"
+    assert txt2img["pipeline_kwargs"]["prompt_2"] == "a lighthouse, (oil painting:1.1)"
+    run_imported(tmp_path, workflow, "sd_xl_base_1_0=tiny:sdxl", "sd_xl_refiner_1_0=tiny:sdxl-refiner")
+
+
+def test_embeddings_in_prompts_are_loaded_by_the_checkpoints_entry(tmp_path, capsys):
+    """`embedding:NAME` (with or without the extension) in a prompt: the entry loads NAME.safetensors under the token
+    as written; found in the model folders' embeddings/, as ComfyUI keeps them."""
+    from test_parity import folder
+
+    code, workflow, err = import_graph(tmp_path, capsys, _prompts(
+        "a cabin, (embedding:Detail.safetensors:1.2)", "embedding:EasyNegative, text, watermark"), "embeddings")
+    assert code == 0, err
+    document = yaml.safe_load(workflow.read_text())
+    assert document["models"] == {"v1_5_pruned_emaonly": {
+        "source": "v1-5-pruned-emaonly.safetensors",
+        "embeddings": {"embedding:Detail.safetensors": "Detail.safetensors",
+                       "embedding:EasyNegative": "EasyNegative.safetensors"}}}
+    txt2img = document["nodes"]["txt2img"]
+    assert (txt2img["prompt"], txt2img["negative_prompt"]) == ("a cabin, (embedding:Detail.safetensors:1.2)",
+                                                               "embedding:EasyNegative, text, watermark")
+    models = tmp_path / "models"
+    (models / "embeddings").mkdir(parents=True)
+    for name in ("Detail", "EasyNegative"):
+        (models / "embeddings" / f"{name}.safetensors").write_bytes(
+            (Path(folder("embedding-sd15")) / "learned_embeds.safetensors").read_bytes())
+    assert run_cli("run", workflow, "--out", tmp_path / "runs", "--plain", "--model-path", models,
+                   "--set", "models.v1_5_pruned_emaonly.source=tiny:sd15") == 0
+    record = manifest(latest_run(tmp_path / "runs", "embeddings"))["models"]["$models.v1_5_pruned_emaonly"]
+    assert record["embeddings"]["embedding:EasyNegative"]["path"] == str((models / "embeddings" /
+                                                                          "EasyNegative.safetensors").resolve())
+    assert set(record["embeddings"]) == {"embedding:Detail.safetensors", "embedding:EasyNegative"}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("embedding:styles/watercolor", "'embedding:styles/watercolor' names a textual-inversion embedding by a name "
+                                    "runner does not read as one"),
+    ("embedding:EasyNegative.pt", "'embedding:EasyNegative.pt' names a .pt embedding: runner loads .safetensors "
+                                  "embeddings only"),
+    ("a cabin,embedding:EasyNegative", "ComfyUI reads 'embedding:EasyNegative' as text (it is not after a space or at "
+                                       "the start), runner as a textual-inversion embedding"),
+])
+def test_embedding_references_runner_cannot_load_as_comfyui_does_are_refused(tmp_path, capsys, text, expected):
+    err = refused(tmp_path, capsys, _prompts(text))
+    assert "node 6 (CLIPTextEncode): input 'text'" in err and expected in err, err
+
+
+def test_flux_prompts_load_no_embeddings(tmp_path, capsys):
+    prompt = graph("flux_dev")
+    prompt["6"]["inputs"]["text"] = "a fox, embedding:detail"
+    assert ("'embedding:detail' loads a textual-inversion embedding, which runner loads into SD 1.x/2.x and SDXL "
+            "only (FLUX.1 takes none)") in refused(tmp_path, capsys, prompt)
+
+
+# ------------------------------------------------------------- IP-Adapter
+
+def test_ip_adapter_graphs_are_refused_naming_each_node(tmp_path, capsys):
+    """ComfyUI_IPAdapter_plus's usual shape: CheckpointLoaderSimple -> IPAdapterUnifiedLoader -> IPAdapterAdvanced
+    (the reference image from a LoadImage) -> KSampler."""
+    err = refused(tmp_path, capsys, graph("ipadapter"))
+    for node in ("node 10 (IPAdapterAdvanced)", "node 11 (IPAdapterUnifiedLoader)"):
+        assert (f"{node}: not one of the ComfyUI core nodes runner imports: an IP-Adapter node (image prompts, "
+                "ComfyUI_IPAdapter_plus), and runner does not import IP-Adapter nodes yet") in err
+    assert ("fix: remove the IP-Adapter nodes in ComfyUI (connect the checkpoint's MODEL output straight to the "
+            "KSampler)") in err
+    assert "2 problems found" in err
+    # the older shape, with the model and the image encoder loaded apart
+    prompt = graph("ipadapter")
+    prompt["11"] = {"class_type": "IPAdapterModelLoader", "inputs": {"ipadapter_file": "ip-adapter_sd15.safetensors"}}
+    prompt["13"] = {"class_type": "CLIPVisionLoader",
+                    "inputs": {"clip_name": "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"}}
+    prompt["10"]["inputs"].update(model=["4", 0], ipadapter=["11", 0], clip_vision=["13", 0])
+    err = refused(tmp_path, capsys, prompt, "split")
+    assert "node 11 (IPAdapterModelLoader): not one of the ComfyUI core nodes runner imports: an IP-Adapter node" in err
+    assert ("node 13 (CLIPVisionLoader): not one of the ComfyUI core nodes runner imports: the image encoder of an "
+            "IP-Adapter (image prompts, ComfyUI_IPAdapter_plus), and runner does not import IP-Adapter nodes yet") in err
+    assert "3 problems found" in err
+
+
 # ------------------------------------------------------------- FLUX.1, SD3.5 and swapped VAEs: models of parts
 
 FLUX_ENTRY = {"source": "flux1-dev.safetensors", "text_encoder": "clip_l.safetensors",
@@ -295,8 +602,8 @@ def test_flux_graph_becomes_one_model_entry_of_its_loaders(tmp_path, capsys):
     # each part's bare name is found in its ComfyUI folder (diffusion_models/, text_encoders/, vae/)
     assert run_cli("validate", workflow) == 2
     err = capsys.readouterr().err
-    for line, field, name in ((13, "source", "flux1-dev"), (14, "text_encoder", "clip_l"),
-                              (15, "text_encoder_2", "t5xxl_fp16"), (16, "vae", "ae")):
+    for line, field, name in ((14, "source", "flux1-dev"), (15, "text_encoder", "clip_l"),
+                              (16, "text_encoder_2", "t5xxl_fp16"), (17, "vae", "ae")):
         assert f"{workflow}:{line}:5: models.flux1_dev.{field}: model '{name}.safetensors' is not in the workflow's" in err
     models = comfy_part_files(tmp_path / "ComfyUI" / "models")
     assert run_cli("validate", workflow, "--model-path", models) == 0
@@ -612,6 +919,18 @@ CHECKPOINT = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "f
         "target_height": 1024, "text_g": "a fox", "text_l": "a fox"}}}),
      ["node 6 (CLIPTextEncodeSDXL) encodes an SDXL prompt (with SDXL's size conditioning), but the sampler's model is "
       "FLUX.1", "fix: use CLIPTextEncode"]),
+    (lambda p: p.update({"40": {"class_type": "LatentUpscaleBy", "inputs": {"samples": ["31", 0], "scale_by": 1.5,
+                                                                            "upscale_method": "bicubic"}},
+                         "41": {"class_type": "KSampler", "inputs": {**p["31"]["inputs"], "latent_image": ["40", 0],
+                                                                     "denoise": 0.5}}})
+     or p["8"]["inputs"].update(samples=["41", 0]),
+     ["node 40 (LatentUpscaleBy) enlarges the latents of node 31 (KSampler), a FLUX.1 model's: runner hands latents on "
+      "in SD 1.x/2.x and SDXL only", "fix: decode them (VAEDecode), enlarge the image with ImageScaleBy"]),
+    (lambda p: p.update({"41": {"class_type": "KSampler", "inputs": {**p["31"]["inputs"], "latent_image": ["31", 0],
+                                                                     "denoise": 0.5}}})
+     or p["8"]["inputs"].update(samples=["41", 0]),
+     ["node 41 (KSampler) samples the latents of node 31 (KSampler) on FLUX.1: runner's FLUX.1 img2img takes an image, "
+      "not latents"]),
 ])
 def test_flux_loaders_without_a_faithful_mapping_are_refused_by_name(tmp_path, capsys, change, expected):
     err = refused(tmp_path, capsys, _flux(change))

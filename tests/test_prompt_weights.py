@@ -192,3 +192,22 @@ def test_validate_refuses_what_a_family_cannot_weigh(tmp_path, capsys):
     # the same under plain: brackets are text, nothing to refuse
     path.write_text(path.read_text().replace("prompt_syntax: weighted\n", ""))
     assert run_cli("validate", path) == 0, capsys.readouterr().err
+
+
+def test_sdxl_second_encoder_text_is_compels_style_prompt(tmp_path):
+    """diffusers' prompt_2 / negative_prompt_2 (SDXL's OpenCLIP-G text, ComfyUI's text_g) are CompelForSDXL's style
+    prompts: the first encoder reads the prompt, the second (and the pooled embedding) the second text."""
+    from compel import CompelForSDXL
+    from diffusers import AutoPipelineForText2Image
+
+    image, run = run_image(tmp_path, workflow(tmp_path, "m: tiny:sdxl", (
+        f"  out: {{type: txt2img, model: $models.m, prompt: 'a (cabin:1.3)', negative_prompt: blurry, steps: 2, "
+        f"seed: {SEED}, pipeline_kwargs: {{prompt_2: 'oil painting, snow', negative_prompt_2: 'dark'}}}}\n")))
+    pipe = quiet(AutoPipelineForText2Image.from_pretrained(folder("sdxl")))
+    conditioning = CompelForSDXL(pipe)("a (cabin)1.3", style_prompt="oil painting, snow", negative_prompt="blurry",
+                                       negative_style_prompt="dark")
+    same(image, pipe(prompt_embeds=conditioning.embeds, pooled_prompt_embeds=conditioning.pooled_embeds,
+                     negative_prompt_embeds=conditioning.negative_embeds,
+                     negative_pooled_prompt_embeds=conditioning.negative_pooled_embeds,
+                     num_inference_steps=2, generator=generator()).images[0])
+    assert run.manifest["nodes"]["out"]["prompt_weighting"]["prompt_2"] == [["oil painting, snow", 1.0]]

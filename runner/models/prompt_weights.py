@@ -159,6 +159,8 @@ def weighted_arguments(pipe, kwargs: dict[str, Any], inversions: bool = False) -
     kwargs = dict(kwargs)
     prompt = kwargs.pop("prompt", "") or ""
     negative = kwargs.pop("negative_prompt", None)
+    # SDXL's second text encoder may read other texts (diffusers' prompt_2, negative_prompt_2: compel's style prompt)
+    prompt_2, negative_2 = kwargs.pop("prompt_2", None), kwargs.pop("negative_prompt_2", None)
     clip_skip = kwargs.pop("clip_skip", None)
     encoders = [(getattr(pipe, "tokenizer", None), getattr(pipe, "text_encoder", None)),
                 (getattr(pipe, "tokenizer_2", None), getattr(pipe, "text_encoder_2", None))]
@@ -175,9 +177,10 @@ def weighted_arguments(pipe, kwargs: dict[str, Any], inversions: bool = False) -
                       truncate_long_prompts=False, returned_embeddings_type=kind,
                       requires_pooled=sdxl and encoder is getattr(pipe, "text_encoder_2", None))
                for tokenizer, encoder in encoders]
-    texts = [prompt, negative or ""]
+    # as diffusers pairs them: [prompt, prompt_2] with the encoders there are (the refiner's one reads `prompt`)
+    texts = [[prompt, negative or ""], [prompt_2 or prompt, negative_2 or negative or ""]][:len(compels)]
     with torch.no_grad():
-        per_encoder = [[_conditioning(compel, text) for text in texts] for compel in compels]
+        per_encoder = [[_conditioning(compel, text) for text in pair] for compel, pair in zip(compels, texts)]
         per_encoder = [compel.pad_conditioning_tensors_to_same_length(pair) for compel, pair in zip(compels, per_encoder)]
         if len(compels) == 2:  # as CompelForSDXL: each encoder's chunks padded to the other's count, then joined
             for index in range(2):
@@ -186,10 +189,10 @@ def weighted_arguments(pipe, kwargs: dict[str, Any], inversions: bool = False) -
         embeds = [torch.cat([pair[index] for pair in per_encoder], dim=-1) for index in range(2)]
         kwargs["prompt_embeds"], kwargs["negative_prompt_embeds"] = embeds
         if sdxl:
-            pooler = compels[-1].conditioning_provider
-            kwargs["pooled_prompt_embeds"] = pooler.get_pooled_embeddings([plain_text(prompt)])
-            kwargs["negative_pooled_prompt_embeds"] = pooler.get_pooled_embeddings([plain_text(negative or "")])
-            if not negative and getattr(pipe.config, "force_zeros_for_empty_prompt", False):
+            pooler, (pooled, negative_pooled) = compels[-1].conditioning_provider, texts[-1]
+            kwargs["pooled_prompt_embeds"] = pooler.get_pooled_embeddings([plain_text(pooled)])
+            kwargs["negative_pooled_prompt_embeds"] = pooler.get_pooled_embeddings([plain_text(negative_pooled)])
+            if negative is None and getattr(pipe.config, "force_zeros_for_empty_prompt", False):
                 kwargs["negative_prompt_embeds"] = torch.zeros_like(kwargs["prompt_embeds"])
                 kwargs["negative_pooled_prompt_embeds"] = torch.zeros_like(kwargs["pooled_prompt_embeds"])
     record = {"prompt_syntax": "weighted",
@@ -197,6 +200,10 @@ def weighted_arguments(pipe, kwargs: dict[str, Any], inversions: bool = False) -
                                    "prompt": [list(item) for item in fragments(prompt)],
                                    "negative_prompt": [list(item) for item in fragments(negative or "")],
                                    "compel_prompt": compel_form(prompt), "compel_negative_prompt": compel_form(negative or ""),
+                                   **({"prompt_2": [list(item) for item in fragments(prompt_2)],
+                                       "compel_prompt_2": compel_form(prompt_2)} if prompt_2 else {}),
+                                   **({"negative_prompt_2": [list(item) for item in fragments(negative_2)],
+                                       "compel_negative_prompt_2": compel_form(negative_2)} if negative_2 else {}),
                                    "embeddings": kind.name, **({"clip_skip": clip_skip} if clip_skip else {})}}
     return kwargs, record
 

@@ -199,7 +199,7 @@ def render(imported: Imported, source: Path, found_in: str, name: str) -> str:
         f"# Imported by `runner import comfyui` from the ComfyUI graph {source.name}"
         + (f" ({found_in})." if found_in else "."),
         "# Results differ from ComfyUI's: samplers, schedules and noise are diffusers' (one seed gives other noise),",
-        "# and prompt weights such as (word:1.2) are plain text; see docs/how-to/comfyui-import.md.",
+        "# and (word:1.2) weights weigh as in ComfyUI but are encoded by compel; see docs/how-to/comfyui-import.md.",
     ]
     if example:
         lines += ["# Models are named after their files; runner looks bare file names up in RUNNER_MODEL_PATHS, or point",
@@ -210,10 +210,16 @@ def render(imported: Imported, source: Path, found_in: str, name: str) -> str:
         lines.append("# Not imported (no SaveImage needs them, so ComfyUI does not run them): " + ", ".join(imported.unused))
     lines += ["version: 1", f"name: {name}"]
     lines += dump({"description": f"Imported from the ComfyUI graph {source.name}"}, 0)
-    lines.append("")
-    lines.append("models:")
-    for model, model_source in imported.models.items():
-        lines += [f"  # ComfyUI {imported.model_kinds[model]}"] + dump({model: model_source}, 2)
+    if imported.prompt_syntax == "weighted":
+        lines.append("prompt_syntax: weighted  # as ComfyUI reads every prompt: (word:1.2) weighs a word")
+    else:
+        lines += [f"# note: {note}" for note in imported.notes if note.startswith("prompt_syntax:")]
+        lines.append(f"prompt_syntax: {imported.prompt_syntax}")
+    if imported.models:  # a graph of LoadImage, ImageScale and SaveImage loads none
+        lines.append("")
+        lines.append("models:")
+        for model, model_source in imported.models.items():
+            lines += [f"  # ComfyUI {imported.model_kinds[model]}"] + dump({model: model_source}, 2)
     lines.append("")
     lines.append("nodes:")
     for index, (node_id, node) in enumerate(imported.nodes):

@@ -3,8 +3,10 @@
 ComfyUI's graph is a dataflow of typed values (MODEL, CLIP, CONDITIONING, LATENT, IMAGE, ...); runner's has one node
 per diffusers call. So the mapping works back from each SaveImage: VAEDecode -> the sampler that made the latents,
 whose inputs decide the runner node type (an EmptyLatentImage: txt2img; a VAEEncode: img2img; an inpaint encode or
-noise mask: inpaint; another sampler's leftover noise: refine) and its fields (prompts from the text encoders,
-ControlNets from the apply chain, LoRAs from the loader chain). Plain data in and out: no torch, no files read.
+noise mask: inpaint; another sampler's leftover noise: refine; its finished latents, maybe through a LatentUpscale
+(upscale_latents): img2img over them) and its fields (prompts from the text encoders, read with ComfyUI's weights,
+ControlNets from the apply chain, LoRAs from the loader chain). An ImageScale becomes an upscale. Plain data in and
+out: no torch, no files read.
 
 A model is identified by its loaders: the CheckpointLoaderSimple or UNETLoader that feeds the sampler, with the CLIP
 loader (DualCLIPLoader, TripleCLIPLoader) that feeds its text encoders and the VAELoader that feeds its VAEEncode and
@@ -17,6 +19,7 @@ Anything this module cannot map faithfully is refused (`Refused`), naming the Co
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from dataclasses import dataclass, field
@@ -26,6 +29,9 @@ from typing import Any, Callable
 from ...language.fields import SCHEDULERS
 from ...language.refs import RESERVED
 from ...models.families.flow import FLOW_SCHEDULERS
+from ...models.prompt_weights import segments as runner_segments
+from ...nodes.call_checks import EMBEDDING_REFERENCE
+from ...nodes.images import LATENT_FACTOR, LATENT_METHODS, RESIZE_METHODS
 
 # class_type -> (output types by index, {input name: a ComfyUI type for links, or int | float | str | enable})
 NODE_SPECS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
@@ -53,9 +59,15 @@ NODE_SPECS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "EmptyLatentImage": (("LATENT",), {"width": "int", "height": "int", "batch_size": "int"}),
     "EmptySD3LatentImage": (("LATENT",), {"width": "int", "height": "int", "batch_size": "int"}),
     "LoadImage": (("IMAGE", "MASK"), {"image": "str"}),
+    "ImageScale": (("IMAGE",), {"image": "IMAGE", "upscale_method": "str", "width": "int", "height": "int",
+                                "crop": "str"}),
+    "ImageScaleBy": (("IMAGE",), {"image": "IMAGE", "upscale_method": "str", "scale_by": "float"}),
     "VAEEncode": (("LATENT",), {"pixels": "IMAGE", "vae": "VAE"}),
     "VAEEncodeForInpaint": (("LATENT",), {"pixels": "IMAGE", "vae": "VAE", "mask": "MASK", "grow_mask_by": "int"}),
     "SetLatentNoiseMask": (("LATENT",), {"samples": "LATENT", "mask": "MASK"}),
+    "LatentUpscale": (("LATENT",), {"samples": "LATENT", "upscale_method": "str", "width": "int", "height": "int",
+                                    "crop": "str"}),
+    "LatentUpscaleBy": (("LATENT",), {"samples": "LATENT", "upscale_method": "str", "scale_by": "float"}),
     "KSampler": (("LATENT",), {"model": "MODEL", "seed": "int", "steps": "int", "cfg": "float", "sampler_name": "str",
                                "scheduler": "str", "positive": "CONDITIONING", "negative": "CONDITIONING",
                                "latent_image": "LATENT", "denoise": "float"}),
@@ -79,6 +91,19 @@ IGNORED = {("LoadImage", "upload"), ("ControlNetApplyAdvanced", "vae")}
 SAMPLERS = ("KSampler", "KSamplerAdvanced")
 EMPTY_LATENTS = {"EmptyLatentImage": 8, "EmptySD3LatentImage": 16}  # -> the step of its sizes in ComfyUI
 CLIP_LOADERS = ("CLIPLoader", "DualCLIPLoader", "TripleCLIPLoader")
+LATENT_SCALES = ("LatentUpscale", "LatentUpscaleBy")  # -> upscale_latents
+IMAGE_SCALES = ("ImageScale", "ImageScaleBy")  # -> upscale
+MIN_SIDE, MAX_SIDE = 8, 8192  # runner's image sides (size: [width, height])
+LATENT_MIN_SIDE = 64  # LatentUpscale enlarges to at least 64 px a side
+
+
+def is_ip_adapter(class_type: str) -> bool:
+    """A node of the ComfyUI_IPAdapter_plus pack (IPAdapter, IPAdapterAdvanced, IPAdapterUnifiedLoader, ...)."""
+    return "IPAdapter" in class_type or "IPAAdapter" in class_type or class_type == "PrepImageForClipVision"
+
+
+# core nodes that load and run the image encoder an IP-Adapter takes: refused as part of it where one is in the graph
+CLIP_VISION = ("CLIPVisionLoader", "CLIPVisionEncode")
 
 # The families a CLIP loader's type names (a FluxGuidance says flux too): their name, and the text encoders runner's
 # model of that family takes, as (model entry field, what the file is) in the entry's order
@@ -179,6 +204,7 @@ class Generation:
     size: tuple[int, int] | None  # (width, height) when known from an EmptyLatentImage
     checkpoint: str  # ComfyUI id of the CheckpointLoaderSimple or UNETLoader
     stopped_at: float | None  # fraction of the schedule where it stopped, leaving noise; None: fully denoised
+    family: str | None = None  # "flux", "sd3", or None for SD / SDXL
 
 
 @dataclass
@@ -190,8 +216,10 @@ class Latent:
     batch: int = 1
     image: Use | None = None
     mask: Use | None = None
-    previous: Generation | None = None
+    previous: Generation | None = None  # kind "latents": the sampler that made them
     node: ComfyNode | None = None  # the empty latent, or the VAEEncode / VAEEncodeForInpaint of the image
+    latents: Use | None = None  # kind "latents": what the next node's `latents:` names (a sampler, an upscale_latents)
+    size: tuple[int, int] | None = None  # kinds "latents" and "image": the (width, height) they decode to, if known
 
 
 @dataclass
@@ -212,13 +240,23 @@ class Imported:
     unused: list[str]  # ComfyUI nodes no SaveImage needs (ComfyUI would not run them either)
     images: list[tuple[str, str]]  # (written path, what ComfyUI named) of every LoadImage
     notes: list[str]
+    prompt_syntax: str = "weighted"  # how ComfyUI reads prompts
 
 
 def check_graph(nodes: dict[str, ComfyNode]) -> list[Refused]:
     """Every node a supported class with its inputs present, of the right kinds, links to outputs of the right type."""
     problems: list[Refused] = []
     unsupported = [node for node in nodes.values() if node.class_type not in NODE_SPECS]
+    ip_adapter = any(is_ip_adapter(node.class_type) for node in unsupported)
     for node in unsupported:
+        if is_ip_adapter(node.class_type) or (ip_adapter and node.class_type in CLIP_VISION):
+            what = "an IP-Adapter node" if is_ip_adapter(node.class_type) else "the image encoder of an IP-Adapter"
+            problems.append(Refused(f"{node}: not one of the ComfyUI core nodes runner imports: {what} (image prompts, "
+                                    "ComfyUI_IPAdapter_plus), and runner does not import IP-Adapter nodes yet",
+                                    "remove the IP-Adapter nodes in ComfyUI (connect the checkpoint's MODEL output "
+                                    "straight to the KSampler) and export again with Save (API); the image prompt is "
+                                    "then left out"))
+            continue
         problems.append(Refused(f"{node}: not one of the ComfyUI core nodes runner imports",
                                 f"runner imports graphs made of {', '.join(SUPPORTED)}; replace or remove this node "
                                 "in ComfyUI and export again with Save (API)"))
@@ -282,6 +320,12 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _quoted(text: str) -> str:
+    """A prompt in quotes as it is written (backslashes not doubled), on one line, shortened."""
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    return "'" + (text if len(text) <= 80 else text[:77] + "...") + "'"
+
+
 def model_name(file_name: str) -> str:
     """A model entry's name from its file: the stem, lower-cased, every run of other characters one `_` (none at the
     ends: v1-5-pruned-emaonly.safetensors -> v1_5_pruned_emaonly); a leading `_` where it would start with a digit."""
@@ -319,6 +363,98 @@ def node_order(node_id: str) -> tuple:
     return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
 
 
+# ComfyUI's `embedding:` references in a prompt fragment: at its start or after a space or a line break, the name up to
+# the next white space (comfy/sd1_clip.py)
+COMFY_EMBEDDING = re.compile(r"(?:(?<=\s)|^)embedding:(\S*)")
+
+
+def comfy_segments(text: str) -> list[tuple[str, float]]:
+    """ComfyUI's reading of a prompt's weights (comfy/sd1_clip.py: token_weights), as [(text, weight)] with runs of one
+    weight merged: `(text)` weighs 1.1 times the weight around it, `(text:w)` w (an explicit weight is not multiplied
+    by the brackets around it), `\\(` and `\\)` are the brackets themselves; square brackets are text, and so is a
+    bracket left open."""
+    escaped = text.replace("\\)", "\0\1").replace("\\(", "\0\2")
+    pairs = _token_weights(escaped, 1.0)
+    return _normal((part.replace("\0\1", ")").replace("\0\2", "("), weight) for part, weight in pairs)
+
+
+def _top_level(text: str) -> list[str]:
+    """The prompt cut where ComfyUI cuts it: each outermost "(...)" group a piece, the text between them a piece (a
+    ")" with nothing open is text, and the "(" after it then opens nothing either)."""
+    pieces: list[str] = []
+    piece: list[str] = []
+    depth = 0
+    for char in text:
+        if char == "(" and depth == 0:
+            if piece:
+                pieces.append("".join(piece))
+            piece, depth = ["("], 1
+            continue
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                pieces.append("".join(piece) + ")")
+                piece = []
+                continue
+        piece.append(char)
+    if piece:
+        pieces.append("".join(piece))
+    return pieces
+
+
+def _token_weights(text: str, weight: float, out: list | None = None) -> list[tuple[str, float]]:
+    """[(text, weight)] as ComfyUI weighs the prompt: a group multiplies the weight around it by 1.1, or, ending in
+    ":NUMBER" after some text, sets it to that number; groups are read again inside."""
+    out = [] if out is None else out
+    for piece in _top_level(text):
+        if len(piece) > 1 and piece[0] == "(" and piece[-1] == ")":
+            body, inner = piece[1:-1], weight * 1.1
+            head, colon, tail = body.rpartition(":")
+            if colon and head:
+                try:
+                    inner, body = float(tail), head
+                except ValueError:
+                    pass
+            _token_weights(body, inner, out)
+        else:
+            out.append((piece, weight))
+    return out
+
+
+def _normal(pairs) -> list[tuple[str, float]]:
+    """[(text, weight)] without empty texts, weights rounded to 6 places (as runner's reading does), neighbours of one
+    weight joined: two readings compare equal when they weigh the same characters the same."""
+    out: list[list] = []
+    for part, weight in pairs:
+        if not part:
+            continue
+        weight = round(weight, 6) if math.isfinite(weight) else weight
+        if out and out[-1][1] == weight:
+            out[-1][0] += part
+        else:
+            out.append([part, weight])
+    return [(part, weight) for part, weight in out]
+
+
+def runner_form(pairs: list[tuple[str, float]]) -> str:
+    """The prompt in runner's weighted syntax that reads as these (text, weight) runs: brackets and backslashes
+    escaped, each weighted run as (text:w)."""
+    out = []
+    for part, weight in pairs:
+        part = part.replace("\\", "\\\\")
+        for char in "()[]":
+            part = part.replace(char, "\\" + char)
+        out.append(part if weight == 1.0 else f"({part}:{_number(weight)})")
+    return "".join(out)
+
+
+def _number(value: float) -> str:
+    """A weight as runner's syntax reads it: digits and a point, at most 6 places (1.21, 0.5, 2)."""
+    return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
 class GraphMapping:
     """One import: walk back from every SaveImage, building runner nodes on the way."""
 
@@ -334,6 +470,10 @@ class GraphMapping:
         self.needed: set[str] = set()  # the nodes some SaveImage depends on (what ComfyUI would run)
         self.images: list[tuple[str, str]] = []
         self.notes: list[str] = []
+        self.upscaled: dict[str, Latent] = {}  # LatentUpscale(By) id -> the latents it gives
+        self.image_sizes: dict[str, tuple[int, int] | None] = {}  # ImageScale(By) id -> (width, height) if known
+        self.embeddings: dict[str, dict[str, str]] = {}  # model name -> {token: file} its prompts name
+        self.prompt_syntax = "weighted"  # ComfyUI weighs every prompt (SDXL's text_g too: prompt_2, weighted)
 
     # ------------------------------------------------------------------ the walk
     def run(self) -> list[Refused]:
@@ -373,8 +513,8 @@ class GraphMapping:
         if source.class_type == "VAEDecode":
             use, generation = self.decoded(source)
             batch = generation.batch
-        else:  # LoadImage: saved as loaded
-            use, batch = self.loaded(source), 1
+        else:  # LoadImage (saved as loaded), ImageScale(By)
+            use, batch = self.image(save, "images"), 1
         body: dict[str, Any] = {"type": "save_image"}
         body["images" if batch > 1 else "image"] = Use(use.key, "images") if batch > 1 else use
         body["name"] = save_name(save.inputs.get("filename_prefix", DEFAULTS["SaveImage", "filename_prefix"]))
@@ -415,7 +555,87 @@ class GraphMapping:
         source, _index = self.source(node, name)
         if source.class_type == "LoadImage":
             return self.loaded(source)
+        if source.class_type in IMAGE_SCALES:
+            return self.scaled(source)
         return self.decoded(source)[0]  # VAEDecode: the IMAGE outputs of the supported nodes
+
+    def image_size(self, node: ComfyNode, name: str) -> tuple[int, int] | None:
+        """(width, height) of the image at `node`'s input, where the graph tells it (a LoadImage's file is not read)."""
+        source, _index = self.source(node, name)
+        if source.class_type in IMAGE_SCALES:
+            self.scaled(source)
+            return self.image_sizes[source.id]
+        if source.class_type == "VAEDecode":
+            return self.decoded(source)[1].size
+        return None
+
+    def scaled(self, scale: ComfyNode) -> Use:
+        """The upscale node of an ImageScale / ImageScaleBy (a resize with the filter ComfyUI names), or the image
+        itself where ImageScale's width and height are both 0 (ComfyUI passes it on unchanged)."""
+        key = ("image", scale.id)
+        if key in self.runner_nodes:
+            return Use(key)
+        if scale.id in self.in_progress:
+            raise Refused(f"{scale} depends on its own output: the graph has a cycle")
+        self.in_progress.add(scale.id)
+        try:
+            return self._scaled(scale, key)
+        finally:
+            self.in_progress.discard(scale.id)
+
+    def _scaled(self, scale: ComfyNode, key: tuple) -> Use:
+        self.used.add(scale.id)
+        inputs = scale.inputs
+        method = inputs["upscale_method"]
+        if method not in RESIZE_METHODS:
+            raise Refused(f"{scale}: upscale_method '{method}' is not one runner's upscale has",
+                          f"pick one of {', '.join(RESIZE_METHODS)} in ComfyUI and export again")
+        source, _index = self.source(scale, "image")
+        if source.class_type == "VAEDecode":
+            batch = self.decoded(source)[1].batch
+            if batch > 1:
+                raise Refused(f"{scale} scales the {batch} images of {source}: runner's upscale enlarges one image",
+                              "make one image (batch_size 1) where it is enlarged")
+        image = self.image(scale, "image")
+        size = self.image_size(scale, "image")
+        body: dict[str, Any] = {"type": "upscale", "image": image}
+        notes: list[str] = []
+        if scale.class_type == "ImageScaleBy":
+            factor = inputs["scale_by"]
+            if not 0 < factor <= 8:
+                raise Refused(f"{scale}: scale_by {factor:g} is outside runner's range (above 0, at most 8)")
+            body["scale"] = factor
+            new = (max(1, round(size[0] * factor)), max(1, round(size[1] * factor))) if size else None
+        else:
+            width, height = inputs["width"], inputs["height"]
+            if width == 0 and height == 0:  # ComfyUI passes the image on as it is
+                self.image_sizes[scale.id] = size
+                return image
+            if inputs["crop"] != "disabled":
+                raise Refused(f"{scale}: crop '{inputs['crop']}' (cut to the new aspect ratio before resizing) has no "
+                              "runner equivalent: runner's upscale resizes the whole image",
+                              "set crop to disabled in ComfyUI (the image is then stretched to width x height)")
+            if 0 in (width, height):
+                if size is None:
+                    other = "width" if width == 0 else "height"
+                    raise Refused(f"{scale}: {other} 0 keeps the aspect ratio of the image, whose size the graph does "
+                                  f"not tell here (a LoadImage's file is read only when the workflow runs)",
+                                  "set both width and height in ComfyUI")
+                if width == 0:  # ComfyUI's ImageScale, to the pixel
+                    width = max(1, round(size[0] * height / size[1]))
+                else:
+                    height = max(1, round(size[1] * width / size[0]))
+                notes.append(f"size [{width}, {height}]: ComfyUI's 0 keeps the aspect ratio of the {size[0]} x "
+                             f"{size[1]} image")
+            for what, value in (("width", width), ("height", height)):
+                if not MIN_SIDE <= value <= MAX_SIDE:
+                    raise Refused(f"{scale}: {what} {value} is outside runner's {MIN_SIDE} .. {MAX_SIDE}")
+            body["size"] = [width, height]
+            new = (width, height)
+        body["method"] = method
+        self.image_sizes[scale.id] = new
+        self.add(RunnerNode(key, "upscale", [f"{scale.id} {scale.class_type}"], body, notes))
+        return Use(key)
 
     def mask(self, node: ComfyNode, name: str, grow: int) -> Use:
         load, _index = self.source(node, name)  # LoadImage output 1: the only MASK among the supported nodes
@@ -534,7 +754,7 @@ class GraphMapping:
             if latent.mask is not None:
                 raise Refused(f"{s}: a noise mask on leftover-noise latents has no runner equivalent")
             kind = "refine"
-            body["latents"] = Use(previous.key, "latents")
+            body["latents"] = latent.latents
             body["denoising_start"] = round(start, 6)
             size, batch = previous.size, previous.batch
             if batch > 1:
@@ -548,14 +768,19 @@ class GraphMapping:
                 raise Refused(f"{s} adds noise to the leftover-noise latents of node {latent.previous.key[1]}: runner "
                               "continues such latents only without new noise",
                               "set add_noise disable and start_at_step where the first sampler ended")
+            if latent.kind == "latents" and family:
+                raise Refused(f"{s} samples the latents of {self.nodes[latent.previous.key[1]]} on {FAMILIES[family]}: "
+                              f"runner's {FAMILIES[family]} img2img takes an image, not latents",
+                              "decode them (VAEDecode) and encode the image again (VAEEncode) for this sampler")
             kind = "inpaint" if latent.mask is not None else "img2img"
             if latent.kind == "latents":
-                body["latents"] = Use(latent.previous.key, "latents")
-                size, batch = latent.previous.size, latent.previous.batch
+                body["latents"] = latent.latents
+                size, batch = latent.size, latent.batch
                 if batch > 1:
                     body["num_images"] = batch
             else:
                 body["image"] = latent.image
+                size = latent.size
             if latent.mask is not None:
                 body["mask"] = latent.mask
             if advanced:
@@ -602,8 +827,10 @@ class GraphMapping:
             if not 0 <= guidance <= MAX_CFG:
                 raise Refused(f"{positive.guidance[0]}: guidance {guidance:g} is outside runner's 0 .. {MAX_CFG:g}")
 
-        prompt = self.prompt(positive, size, negative=False, family=family)
-        negative_prompt = self.prompt(negative, size, negative=True, family=family) if negative_counts else ("", {})
+        embeddings: dict[str, str] = {}  # token -> file, of the prompts written
+        prompt = self.prompt(positive, size, negative=False, family=family, embeddings=embeddings, notes=notes)
+        negative_prompt = (self.prompt(negative, size, negative=True, family=family, embeddings=embeddings, notes=notes)
+                           if negative_counts else ("", {}))
         if not negative_counts:
             texts = [negative.encoder.inputs[k] for k in ("text", "text_l", "text_g")
                      if isinstance(negative.encoder.inputs.get(k), str) and negative.encoder.inputs[k].strip()]
@@ -616,6 +843,8 @@ class GraphMapping:
         arguments.update(negative_prompt[1])
         parts = text_encoders + ((("vae", vae, "VAELoader"),) if vae else ())
         ordered: dict[str, Any] = {"type": kind, "model": self.model(model_kind, model_file, parts)}
+        if embeddings:
+            self.embeddings.setdefault(ordered["model"].removeprefix("$models."), {}).update(embeddings)
         ordered.update({k: body.pop(k) for k in ("image", "latents", "mask") if k in body})
         ordered["prompt"] = escaped(prompt[0])
         if negative_prompt[0]:
@@ -635,7 +864,7 @@ class GraphMapping:
             ordered["pipeline_kwargs"] = arguments
         key = ("gen", s.id)
         self.add(RunnerNode(key, kind, comfy, ordered, notes))
-        return Generation(key, batch, size, checkpoint, end if end < 1 else None)
+        return Generation(key, batch, size, checkpoint, end if end < 1 else None, family)
 
     def lora_chain(self, start: ComfyNode, input_name: str) -> tuple[ComfyNode, list[ComfyNode]]:
         """Follow `start`'s `input_name` ("model" or "clip") up through LoraLoaders: (the node it comes from, the
@@ -899,14 +1128,21 @@ class GraphMapping:
                 raise Refused(f"{node}: batch_size {batch} is outside runner's 1 .. 64")
             return Latent("empty", comfy, width, height, batch, node=node)
         if kind in SAMPLERS:  # that sampler's own runner node names it
-            return Latent("latents", [], previous=self.generation(node))
+            previous = self.generation(node)
+            return Latent("latents", [], batch=previous.batch, previous=previous, latents=Use(previous.key, "latents"),
+                          size=previous.size)
+        if kind in LATENT_SCALES:
+            return self.upscaled_latents(node)
+        size = self.image_size(node, "pixels") if kind in ("VAEEncode", "VAEEncodeForInpaint") else None
+        if size is not None:  # ComfyUI's VAEEncode crops the pixels to multiples of 8, diffusers resizes down to them
+            size = (size[0] // 8 * 8, size[1] // 8 * 8)
         if kind == "VAEEncode":
-            return Latent("image", comfy, image=self.image(node, "pixels"), node=node)
+            return Latent("image", comfy, image=self.image(node, "pixels"), node=node, size=size)
         if kind == "VAEEncodeForInpaint":
             grow = node.inputs.get("grow_mask_by", DEFAULTS["VAEEncodeForInpaint", "grow_mask_by"])
             # ComfyUI grows the noise mask with a grow_mask_by-wide square kernel: about half of it on each side
             return Latent("image", comfy, image=self.image(node, "pixels"), mask=self.mask(node, "mask", grow // 2),
-                          node=node)
+                          node=node, size=size)
         # SetLatentNoiseMask: the latents it wraps, repainted where the mask is white
         inner_node, _index = self.source(node, "samples")
         inner = self.latent_of(inner_node)
@@ -919,11 +1155,115 @@ class GraphMapping:
         inner.comfy = comfy + inner.comfy
         return inner
 
+    def upscaled_latents(self, scale: ComfyNode) -> Latent:
+        """The latents of a LatentUpscale / LatentUpscaleBy: an upscale_latents node over a sampler's latents (one per
+        ComfyUI node), a bigger empty latent over an empty one, or the latents themselves where LatentUpscale's width
+        and height are both 0 (ComfyUI passes them on unchanged)."""
+        if scale.id in self.upscaled:
+            return copy.copy(self.upscaled[scale.id])
+        if scale.id in self.in_progress:
+            raise Refused(f"{scale} depends on its own output: the graph has a cycle")
+        self.in_progress.add(scale.id)
+        try:
+            latent = self._upscaled_latents(scale)
+        finally:
+            self.in_progress.discard(scale.id)
+        self.upscaled[scale.id] = latent
+        return copy.copy(latent)
+
+    def _upscaled_latents(self, scale: ComfyNode) -> Latent:
+        self.used.add(scale.id)
+        comfy = [f"{scale.id} {scale.class_type}"]
+        inputs = scale.inputs
+        source, _index = self.source(scale, "samples")
+        inner = self.latent_of(source)
+        by = scale.class_type == "LatentUpscaleBy"
+        if not by and inputs["width"] == 0 and inputs["height"] == 0:  # ComfyUI passes the latents on as they are
+            inner.comfy = comfy + inner.comfy
+            return inner
+        method = inputs["upscale_method"]
+        if method not in LATENT_METHODS:
+            raise Refused(f"{scale}: upscale_method '{method}' has no runner equivalent (runner's upscale_latents "
+                          f"interpolates with torch: {', '.join(LATENT_METHODS)})",
+                          f"pick one of {', '.join(LATENT_METHODS)} in ComfyUI and export again")
+        if not by and inputs["crop"] != "disabled":
+            raise Refused(f"{scale}: crop '{inputs['crop']}' (cut to the new aspect ratio before enlarging) has no "
+                          "runner equivalent: runner's upscale_latents enlarges the whole latents",
+                          "set crop to disabled in ComfyUI (the latents are then stretched to width x height)")
+        if inner.mask is not None:
+            raise Refused(f"{scale} enlarges latents that carry a noise mask: runner has no equivalent",
+                          "set the noise mask (SetLatentNoiseMask) after the LatentUpscale")
+        if inner.kind == "image":
+            raise Refused(f"{scale} enlarges the latents of {inner.node}: runner's upscale_latents enlarges the "
+                          "latents a sampler made",
+                          "enlarge the image before it is encoded, with ImageScale or ImageScaleBy")
+        previous = inner.previous
+        if inner.kind == "latents":
+            if previous.stopped_at is not None:
+                raise Refused(f"{scale} enlarges the leftover-noise latents of {self.nodes[previous.key[1]]}, which "
+                              f"stops at {previous.stopped_at:g} of its schedule: runner enlarges finished latents "
+                              "only",
+                              "let the sampler finish (return_with_leftover_noise disable, end_at_step 10000)")
+            if previous.family:
+                sampler, family = self.nodes[previous.key[1]], FAMILIES[previous.family]
+                raise Refused(f"{scale} enlarges the latents of {sampler}, a {family} model's: runner hands latents on "
+                              "in SD 1.x/2.x and SDXL only",
+                              "decode them (VAEDecode), enlarge the image with ImageScaleBy and encode it again "
+                              "(VAEEncode)")
+        size = (inner.width, inner.height) if inner.kind == "empty" else inner.size
+        body: dict[str, Any] = {"type": "upscale_latents", "latents": inner.latents}
+        notes: list[str] = []
+        if by:
+            factor = inputs["scale_by"]
+            if not 0 < factor <= 8:
+                raise Refused(f"{scale}: scale_by {factor:g} is outside runner's range (above 0, at most 8)")
+            body["scale"] = factor
+            new = None
+            if size is not None:  # ComfyUI rounds the latents' sides, as upscale_latents does
+                new = tuple(max(1, round(side // LATENT_FACTOR * factor)) * LATENT_FACTOR for side in size)
+        else:
+            width, height = inputs["width"], inputs["height"]
+            if 0 in (width, height) and size is None:
+                other = "width" if width == 0 else "height"
+                raise Refused(f"{scale}: {other} 0 keeps the aspect ratio of the latents, whose size the graph does "
+                              "not tell here (they come from an image whose file is read only when the workflow runs)",
+                              "set both width and height in ComfyUI")
+            # ComfyUI's LatentUpscale, to the pixel: at least 64 px a side, the other side from the aspect ratio
+            # of the latents, then whole latent cells (1/8)
+            if width == 0:
+                height = max(LATENT_MIN_SIDE, height)
+                width = max(LATENT_MIN_SIDE, round(size[0] // LATENT_FACTOR * height / (size[1] // LATENT_FACTOR)))
+            elif height == 0:
+                width = max(LATENT_MIN_SIDE, width)
+                height = max(LATENT_MIN_SIDE, round(size[1] // LATENT_FACTOR * width / (size[0] // LATENT_FACTOR)))
+            else:
+                width, height = max(LATENT_MIN_SIDE, width), max(LATENT_MIN_SIDE, height)
+            new = (width // LATENT_FACTOR * LATENT_FACTOR, height // LATENT_FACTOR * LATENT_FACTOR)
+            if new != (inputs["width"], inputs["height"]):
+                notes.append(f"size {list(new)}: ComfyUI's LatentUpscale of width {inputs['width']}, height "
+                             f"{inputs['height']}" + (f" on {size[0]} x {size[1]}" if size else "")
+                             + " (0 keeps the aspect ratio; at least 64 px; whole latent cells of 8 px)")
+            for what, value in zip(("width", "height"), new):
+                if value > MAX_SIDE:
+                    raise Refused(f"{scale}: {what} {value} is more than runner's {MAX_SIDE}")
+            body["size"] = list(new)
+        if inner.kind == "empty":  # enlarged zeros are zeros: a bigger empty latent
+            if not all(LATENT_FACTOR <= side <= MAX_SIDE for side in new):
+                raise Refused(f"{scale}: the enlarged empty latent is {new[0]} x {new[1]} px, outside runner's "
+                              f"{LATENT_FACTOR} .. {MAX_SIDE}")
+            return Latent("empty", comfy + inner.comfy, new[0], new[1], inner.batch, node=inner.node)
+        body["method"] = method
+        key = ("latents", scale.id)
+        self.add(RunnerNode(key, "upscale_latents", comfy, body, notes))
+        return Latent("latents", [], batch=inner.batch, previous=previous, latents=Use(key), size=new)
+
     def prompt(self, conditioning: Conditioning, size: tuple[int, int] | None, negative: bool,
-               family: str | None = None) -> tuple[str, dict]:
-        """(prompt text, pipeline_kwargs) of one side of a sampler's conditioning."""
+               family: str | None, embeddings: dict[str, str], notes: list[str]) -> tuple[str, dict]:
+        """(prompt text, pipeline_kwargs) of one side of a sampler's conditioning; the embeddings its texts name are
+        added to `embeddings`."""
         encoder = conditioning.encoder
-        inputs = encoder.inputs
+        inputs = {name: self.prompt_text(encoder, name, value, family, embeddings, notes)
+                  if name in ("text", "text_g", "text_l") else value for name, value in encoder.inputs.items()}
         if family and encoder.class_type != "CLIPTextEncode":
             raise Refused(f"{encoder} encodes an SDXL prompt (with SDXL's size conditioning), but the sampler's model "
                           f"is {FAMILIES[family]}", "use CLIPTextEncode")
@@ -953,13 +1293,87 @@ class GraphMapping:
             arguments[prefix + "original_size"] = original
         return inputs["text"], arguments
 
+    def prompt_text(self, encoder: ComfyNode, name: str, text: str, family: str | None, embeddings: dict[str, str],
+                    notes: list[str]) -> str:
+        """A prompt as runner reads it under the workflow's prompt_syntax, with the weights ComfyUI reads in it (its
+        own text where runner reads the same; else rewritten so that it does); its `embedding:NAME` references added
+        to `embeddings` as {token: file}."""
+        where = f"{encoder}: input '{name}'"
+        try:
+            comfy = comfy_segments(text)
+        except RecursionError:
+            raise Refused(f"{where} nests brackets too deeply to be read") from None
+        weights = [(part, weight) for part, weight in comfy if weight != 1.0]
+        for part, weight in weights:
+            if not math.isfinite(weight) or weight < 0:
+                raise Refused(f"{where}: ComfyUI reads '{part.strip()}' at weight {weight:g}; runner weighs words from "
+                              "0 up", "use a weight of 0 or more, e.g. (word:0.5); or leave the word out")
+        self.embedding_references(encoder, where, comfy, family, embeddings)
+        written = text if _normal(runner_segments(text)) == comfy else runner_form(comfy)
+        if written != text:
+            if _normal(runner_segments(written)) != comfy:  # a safety net: runner_form is made to read back the same
+                raise Refused(f"{where}: runner cannot write this prompt with the weights ComfyUI reads in it",
+                              "simplify the brackets in the text")
+            notes.append(f"{encoder} {name}: written in runner's weighted syntax ({_quoted(written)}) to weigh as "
+                         f"ComfyUI reads {_quoted(text)} (square brackets are text there, an inner (word:w) sets the "
+                         "weight, a bracket left open is text)")
+        if family and (weights or written != text):
+            what = (f"weighs words ('{weights[0][0].strip()}' at {weights[0][1]:g})" if weights
+                    else "has brackets, which runner's weighted prompts read as weights")
+            raise Refused(f"{where} {what}: runner does not weigh {FAMILIES[family]} prompts in this version",
+                          "remove the weights (and brackets) from the text in ComfyUI")
+        return self.no_other_references(where, written, embeddings)
+
+    @staticmethod
+    def no_other_references(where: str, text: str, embeddings: dict[str, str]) -> str:
+        """runner takes every `embedding:NAME` in a prompt for an embedding; ComfyUI only one after a space."""
+        for token in EMBEDDING_REFERENCE.findall(text):
+            if token not in embeddings:
+                raise Refused(f"{where}: ComfyUI reads '{token}' as text (it is not after a space or at the start), "
+                              "runner as a textual-inversion embedding", "put a space before embedding: in ComfyUI "
+                              "(to load the embedding), or reword the text")
+        return text
+
+    def embedding_references(self, encoder: ComfyNode, where: str, comfy: list[tuple[str, float]],
+                             family: str | None, embeddings: dict[str, str]) -> None:
+        """ComfyUI's `embedding:NAME` in a prompt loads models/embeddings/NAME (.safetensors, .pt, ... added when the
+        name has none): runner's model entry must load it under the token as written, which runner's checks read as
+        `embedding:` and letters, digits, `_`, `.`, `-`."""
+        for part, _weight in comfy:
+            for match in COMFY_EMBEDDING.finditer(part):
+                word = match.group(1)
+                comfy_name = word.strip(",")  # ComfyUI tries the word, then without the commas around it
+                tokens = EMBEDDING_REFERENCE.findall(match.group(0))
+                token = tokens[0] if tokens else "embedding:"
+                if not comfy_name or token != "embedding:" + comfy_name:
+                    raise Refused(f"{where}: 'embedding:{word}' names a textual-inversion embedding by a name "
+                                  "runner does not read as one: runner's token is embedding: with letters, digits, _, "
+                                  f". and - (here it would read {token!r})", "rename the embedding's file in ComfyUI's "
+                                  "models/embeddings/ (no subfolder) to such a name, and the prompt with it")
+                suffix = PurePosixPath(comfy_name).suffix.lower()
+                if suffix in (".pt", ".bin", ".ckpt", ".pth"):
+                    raise Refused(f"{where}: '{token}' names a {suffix} embedding: runner loads .safetensors "
+                                  "embeddings only (pickle files can run code when loaded)",
+                                  "convert it to .safetensors (or use that version of it) and name that file")
+                if family:
+                    raise Refused(f"{where}: '{token}' loads a textual-inversion embedding, which runner loads into "
+                                  f"SD 1.x/2.x and SDXL only ({FAMILIES[family]} takes none)",
+                                  "remove it from the prompt in ComfyUI")
+                file = comfy_name if suffix == ".safetensors" else comfy_name + ".safetensors"
+                embeddings[token] = file
+
     # ----------------------------------------------------------------- result
     def result(self, skipped_keys: list[str]) -> Imported:
         chosen = choose_ids(list(self.runner_nodes.values()))
-        rank = {"load": 0, "mask": 1, "gen": 2, "save": 3}
+        rank = {"load": 0, "mask": 1, "gen": 2, "latents": 2, "image": 2, "save": 3}
 
         def order(node: RunnerNode) -> tuple:
-            depth = self.gen_depth(node.key[1]) if node.key[0] == "gen" else 0
+            # samplers by how many come before them; an upscale after the sampler it enlarges
+            depth = 0.0
+            if node.key[0] == "gen":
+                depth = self.stage(self.nodes[node.key[1]]) - 1
+            elif node.key[0] in ("latents", "image"):
+                depth = self.stage(self.nodes[node.key[1]]) - 0.5
             return rank[node.key[0]], depth, node_order(node.key[1])
 
         nodes = [(chosen[node.key], node) for node in sorted(self.runner_nodes.values(), key=order)]
@@ -975,23 +1389,28 @@ class GraphMapping:
                     shown = part + ("" if bare_file_name(comfy) == comfy else f" {comfy}")
                     by_loader.setdefault(loader, []).append(shown)
                 kinds[name] += "".join(f"; {', '.join(fields)} from {loader}" for loader, fields in by_loader.items())
+            if self.embeddings.get(name):
+                entry = models[name] if isinstance(models[name], dict) else {"source": models[name]}
+                models[name] = {**entry, "embeddings": dict(self.embeddings[name])}
+                kinds[name] += "; embeddings named in its prompts (embedding:NAME, from models/embeddings/)"
         unused = [f"{n.id} {n.class_type}" for n in sorted(self.nodes.values(), key=lambda n: node_order(n.id))
                   if n.id not in self.used]
-        return Imported(models, kinds, nodes, skipped_keys, unused, self.images, self.notes)
+        return Imported(models, kinds, nodes, skipped_keys, unused, self.images, self.notes, self.prompt_syntax)
 
-    def gen_depth(self, sampler_id: str) -> int:
-        """How many samplers come before this one (base before refiner in the file)."""
-        depth, node = 0, self.nodes[sampler_id]
-        seen = set()
-        while node.id not in seen:
+    # the input each node's latents or image come through, back to the samplers before it
+    CHAIN = {"KSampler": "latent_image", "KSamplerAdvanced": "latent_image", "SetLatentNoiseMask": "samples",
+             "LatentUpscale": "samples", "LatentUpscaleBy": "samples", "VAEDecode": "samples", "VAEEncode": "pixels",
+             "VAEEncodeForInpaint": "pixels", "ImageScale": "image", "ImageScaleBy": "image"}
+
+    def stage(self, node: ComfyNode) -> int:
+        """How many samplers made the latents or image of `node`, itself included (base before refiner in the file,
+        the hires pass after the first)."""
+        count, seen = 0, set()
+        while node.id not in seen and node.class_type in self.CHAIN:
             seen.add(node.id)
-            source, _index = self.source(node, "latent_image")
-            while source.class_type == "SetLatentNoiseMask":
-                source, _index = self.source(source, "samples")
-            if source.class_type not in SAMPLERS:
-                break
-            depth, node = depth + 1, source
-        return depth
+            count += node.class_type in SAMPLERS
+            node, _index = self.source(node, self.CHAIN[node.class_type])
+        return count
 
 
 def save_name(prefix: str) -> str:
