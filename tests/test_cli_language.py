@@ -380,6 +380,7 @@ RECIPE_MODELS = {
     "hires_fix.yaml": {"stable-diffusion-v1-5/stable-diffusion-v1-5"},
     "textual_inversion.yaml": {"stable-diffusion-v1-5/stable-diffusion-v1-5", "sayakpaul/EasyNegative-test"},
     "weighted_prompts.yaml": {"stable-diffusion-v1-5/stable-diffusion-v1-5"},
+    "quality_knobs.yaml": {"stable-diffusion-v1-5/stable-diffusion-v1-5", "stable-diffusion-v1-5/stable-diffusion-inpainting"},
     "t2i_adapter.yaml": {"stabilityai/stable-diffusion-xl-base-1.0", "TencentARC/t2i-adapter-canny-sdxl-1.0"},
     "ip_adapter.yaml": {"stable-diffusion-v1-5/stable-diffusion-v1-5", "stable-diffusion-v1-5/stable-diffusion-inpainting",
                         "h94/IP-Adapter"},
