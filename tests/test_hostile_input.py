@@ -204,6 +204,9 @@ CASES = [
     Case("set-non-ascii-digit-path", BASE, SET, ("unknown field '²'",), ("--set", "nodes.a.²=1")),
     Case("set-control-character", WITH_P, SET, ("control character U+0001", "column 2 of the value"),
          ("--set", "params.p=a\x01b")),
+    # a model name no file system holds (ENAMETOOLONG from stat): not found, located, not a traceback
+    Case("model-name-too-long", "version: 1\nmodels: {m: " + "x" * 300 + ".safetensors}\nnodes:\n"
+         "  a: {type: txt2img, model: $models.m}\n", "wf.yaml:2:10", ("model '" + "x" * 20, "is not in the workflow's folder")),
 ]
 
 

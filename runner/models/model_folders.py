@@ -68,7 +68,11 @@ def find_model(name: str, kind: str, roots) -> tuple[Path | None, list[Path]]:
                 continue
             looked.append(folder)
             candidate = folder / name
-            if candidate.exists():
+            try:
+                there = candidate.exists()
+            except OSError:  # a name the file system cannot hold (too long): not there
+                there = False
+            if there:
                 return candidate.resolve(), looked
     return None, looked
 

@@ -147,6 +147,14 @@ def default_config_source(source: ModelSource) -> ModelSource | None:
     return ModelSource(ModelEntry(source=repo), "hub", repo)
 
 
+def _what_is(path: Path) -> str | None:
+    """"folder", "file", or None when nothing is there, or the name cannot be (too long for the file system, ...)."""
+    try:
+        return "folder" if path.is_dir() else "file" if path.is_file() else None
+    except OSError:
+        return None
+
+
 def classify(entry: ModelEntry, base_dir: Path, roots=(), kind: str = "pipeline") -> ModelSource:
     """What the entry's source names. A relative path is looked for in the workflow's folder first, then (a name
     that is not ./ or ../) in the model folders `roots` for `kind`; what is found nowhere is a hub id if it reads as
@@ -170,15 +178,15 @@ def classify(entry: ModelEntry, base_dir: Path, roots=(), kind: str = "pipeline"
     if not path.is_absolute():
         path = base_dir / path
     looked = [path.parent]
-    if not path.exists() and roots and looks_local(source):
+    if _what_is(path) is None and roots and looks_local(source):
         found, folders = find_model(source, kind, roots)
         looked += folders
         if found is not None:
             path = found
-    if path.is_dir():
+    if _what_is(path) == "folder":
         single_file_config(entry, "folder", base_dir)
         return ModelSource(entry, "folder", str(path.resolve()))
-    if path.is_file():
+    if _what_is(path) == "file":
         return ModelSource(single_file_config(entry, "file", base_dir), "file", str(path.resolve()))
     if HUB_ID.match(source) and not source.startswith((".", "/")) and not source.lower().endswith(WEIGHT_SUFFIXES):
         single_file_config(entry, "hub", base_dir)
