@@ -22,7 +22,7 @@ inpaint = AutoPipelineForInpainting.from_pipe(pipe)
 for p in (img2img, inpaint):
     p.set_progress_bar_config(disable=True)
 
-room = ImageOps.exif_transpose(Image.open(Path(__file__).parent.parent / "workflows/inputs/room.png")).convert("RGB")
+room = ImageOps.exif_transpose(Image.open(Path(__file__).parent / "inputs/room.png")).convert("RGB")
 room = room.resize((size, size), Image.Resampling.LANCZOS)
 mask = Image.new("L", room.size, 0)
 ImageDraw.Draw(mask).rectangle([36, 6, 58, 26], fill=255)
