@@ -160,6 +160,16 @@ def test_a_nul_in_a_path_is_a_located_error(tmp_path, capsys):
         assert "Traceback" not in text
 
 
+def test_a_symlink_loop_as_an_input_is_a_located_error(tmp_path, capsys):
+    workflow = nodes_workflow(tmp_path / "wf", "  a: {type: load_image, path: loop1}\n")
+    (tmp_path / "wf" / "loop1").symlink_to(tmp_path / "wf" / "loop2")
+    (tmp_path / "wf" / "loop2").symlink_to(tmp_path / "wf" / "loop1")
+    for command in (["validate"], ["run", "--dry-run"]):
+        code, text = cli(capsys, *command, workflow)
+        assert code == 2 and "wf.yaml:3:25: nodes.a.path: the path loop1 cannot be followed: Symlink loop" in text, text
+        assert "Traceback" not in text
+
+
 def test_images_above_the_input_pixel_bound_are_a_node_error(tmp_path, capsys):
     folder = tmp_path / "wf"
     folder.mkdir()

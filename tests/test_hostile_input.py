@@ -204,6 +204,13 @@ CASES = [
     Case("set-non-ascii-digit-path", BASE, SET, ("unknown field '²'",), ("--set", "nodes.a.²=1")),
     Case("set-control-character", WITH_P, SET, ("control character U+0001", "column 2 of the value"),
          ("--set", "params.p=a\x01b")),
+    # an escape past the last code point (PyYAML's chr() raises ValueError), in the file and in a --set value
+    Case("escape-beyond-unicode", BASE + 'params: {p: "\\U00110000"}\n', "wf.yaml:4:16",
+         ("an escape names no character",)),
+    Case("set-escape-beyond-unicode", WITH_P, SET, ("an escape names no character",),
+         ("--set", 'params.p="\\U00110000"')),
+    Case("empty-model-source", "version: 1\nmodels: {m: ''}\nnodes:\n  a: {type: txt2img, model: $models.m}\n",
+         "wf.yaml:2:10", ("models.m", "give the model a source")),
     # a model name no file system holds (ENAMETOOLONG from stat): not found, located, not a traceback
     Case("model-name-too-long", "version: 1\nmodels: {m: " + "x" * 300 + ".safetensors}\nnodes:\n"
          "  a: {type: txt2img, model: $models.m}\n", "wf.yaml:2:10", ("model '" + "x" * 20, "is not in the workflow's folder")),

@@ -297,3 +297,16 @@ def test_models_list_names_each_models_family(tmp_path, capsys, models_dir):
     assert run_cli("models", "list", "--model-path", models) == 0
     table = capsys.readouterr().out
     assert any(line.split()[:3] == ["diffusers", "kandinsky3", "Kandinsky"] for line in table.splitlines()), table
+
+
+def test_a_symlink_loop_as_a_model_path_is_a_located_error(tmp_path, capsys, monkeypatch):
+    """resolve() raises RuntimeError on a loop: it was a traceback for every command."""
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    workflow = write_workflow(tmp_path, "wf.yaml", HEAD + "nodes:\n  p: {type: load_image, path: in.png}\n")
+    assert run_cli("validate", workflow, "--model-path", tmp_path / "loop1") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --model-path: model path {tmp_path / 'loop1'} cannot be read (Symlink loop"), err
+    monkeypatch.setenv("RUNNER_MODEL_PATHS", str(tmp_path / "loop2"))
+    assert run_cli("validate", workflow) == 2
+    assert "error: RUNNER_MODEL_PATHS: model path" in capsys.readouterr().err

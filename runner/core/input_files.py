@@ -44,7 +44,11 @@ def confined_path(base_dir: Path, written: str, allow_paths: Iterable[Path] = ()
         raise InputRefused(f"the path {written!r} contains a NUL character", "remove the NUL (\\0) from the path")
     if len(written) > 4096:
         raise InputRefused(f"the path is {len(written)} characters long; paths are at most 4096", "shorten the path")
-    real = (Path(base_dir) / written).resolve()
+    try:
+        real = (Path(base_dir) / written).resolve()
+    except RuntimeError as exc:  # pathlib's "Symlink loop from ..."
+        raise InputRefused(f"the path {written} cannot be followed: {exc}",
+                           "point the path at the file itself (a link leads round in a circle)") from None
     roots = allowed_roots(base_dir, allow_paths, home=home)
     if any(real == root or root in real.parents for root in roots):
         return real

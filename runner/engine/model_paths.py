@@ -50,13 +50,20 @@ def model_roots(cli_paths=(), environ=None) -> tuple[ModelRoot, ...]:
     given += [(ENV_VAR, part) for part in (environ.get(ENV_VAR) or "").split(os.pathsep) if part.strip()]
     roots, problems = [], []
     for where, text in given:
-        path = Path(os.path.expanduser(text)).resolve() if "\0" not in text else None
-        if path is not None and path.is_dir():
+        try:
+            path = Path(os.path.expanduser(text)).resolve() if "\0" not in text else None
+            kind = None if path is None else "folder" if path.is_dir() else "file" if path.is_file() else None
+        except (OSError, RuntimeError) as exc:  # a symlink loop (RuntimeError from resolve), a name too long, ...
+            path, kind, reason = None, None, str(exc)
+        else:
+            reason = ""
+        if kind == "folder":
             roots.append(folder_root(path, str(path)))
-        elif path is not None and path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
+        elif kind == "file" and path.suffix.lower() in (".yaml", ".yml"):
             roots.append(yaml_root(path, str(path)))
         else:
-            what = "does not exist" if path is None or not path.exists() else "is neither a folder nor a .yaml file"
+            what = (f"cannot be read ({reason})" if reason else "does not exist" if kind is None
+                    else "is neither a folder nor a .yaml file")
             problems.append(Problem(Location(where), (), f"model path {text} {what}",
                                     "name a folder of models (ComfyUI's models/ folder, or any folder holding them) or "
                                     "a ComfyUI extra_model_paths.yaml" + (f"; {ENV_VAR} separates entries with "

@@ -287,4 +287,7 @@ def _show(value: Any) -> str:
 def _hint_for(path: tuple, value: Any) -> str:
     if path == ("version",):
         return "set 'version: 1' (the only format version)"
+    if len(path) == 2 and path[0] == "models" and value == "":
+        return ("give the model a source: a hub id (org/name), a folder, a .safetensors file or tiny:NAME; or remove "
+                "the entry")
     return ""

@@ -67,7 +67,9 @@ class WorkflowHeader(BaseModel):
                              "A1111/ComfyUI attention syntax, (word:1.3), (word), [word], \\( for a bracket, and prompts "
                              "longer than 77 tokens in chunks, encoded with compel (SD 1.x/2.x and SDXL)")
     params: dict[ParamName, Any] = Field(default_factory=dict, description="experiment knobs: $params.NAME, ${params.NAME}")
-    models: dict[ParamName, str | ModelEntry] = Field(default_factory=dict, description="named models: $models.NAME")
+    models: dict[ParamName, Annotated[str, Field(min_length=1)] | ModelEntry] = Field(
+        default_factory=dict, description="named models, used as $models.NAME: NAME: SOURCE (a hub id, a folder, a "
+                                          ".safetensors file or tiny:NAME) or NAME: {source: SOURCE, ...}")
     nodes: dict[str, Any] = Field(..., description="node id -> node")
     sweep: Sweep | None = Field(None, description="run once per combination: grid: {PATH: [values]} multiplies, "
                                                   "zip: {PATH: [values]} pairs (one run folder each, one sweep folder)")

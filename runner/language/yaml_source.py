@@ -142,6 +142,11 @@ def load_yaml(text: str, source: str, *, outer_depth: int = 0) -> tuple[Any, Sou
             ) from None
         except yaml.YAMLError as exc:
             raise WorkflowError([Problem(Location(source), (), f"YAML error: {exc}")]) from None
+        except ValueError as exc:  # PyYAML's chr() of an escape beyond Unicode ("\U00110000")
+            mark = loader.get_mark() if loader is not None else None
+            raise WorkflowError([Problem(_mark_location(source, mark), (), f"YAML error: an escape names no character "
+                                                                          f"({exc})", "Unicode ends at \\U0010FFFF: "
+                                                                                      "fix or remove the escape")]) from None
         if root is None:
             return None, smap
         problems: list[Problem] = []

@@ -272,10 +272,11 @@ def _legend(nodes: dict[str, dict], edges: list[tuple[str, str, str]]) -> str:
 
 
 def write_run_report(run_dir: Path) -> Path:
-    from .runs import load_manifest
+    from .runs import load_manifest, recorded_workflow
 
     manifest = load_manifest(run_dir)
-    document = yaml.safe_load((run_dir / "workflow.yaml").read_text()) or {}
+    document = recorded_workflow(run_dir)  # read as any workflow: limits, and a located error when damaged
+    document = document if isinstance(document, dict) else {}
     name = manifest["workflow"]["name"]
     models = ", ".join(f"{ref} = {info.get('source')}" for ref, info in manifest.get("models", {}).items()) or "none"
     versions = ", ".join(f"{k} {v}" for k, v in manifest.get("libraries", {}).items())
