@@ -211,6 +211,12 @@ CASES = [
          ("--set", 'params.p="\\U00110000"')),
     Case("empty-model-source", "version: 1\nmodels: {m: ''}\nnodes:\n  a: {type: txt2img, model: $models.m}\n",
          "wf.yaml:2:10", ("models.m", "give the model a source")),
+    Case("url-port-zero", BASE.replace("path: in.png", "url: 'http://example.com:0/x.png'"), "wf.yaml:3:3",
+         ("the port in http://example.com:0/x.png is 0",)),
+    Case("url-without-host", BASE.replace("path: in.png", "url: 'http:///x.png'"), "wf.yaml:3:3",
+         ("the URL http:///x.png names no host",)),
+    Case("device-index-20-digits", "version: 1\ndevice: 'cuda:99999999999999999999'\n" + BASE[len("version: 1\n"):],
+         "wf.yaml:2:1", ("device", "cuda:N")),
     # a model name no file system holds (ENAMETOOLONG from stat): not found, located, not a traceback
     Case("model-name-too-long", "version: 1\nmodels: {m: " + "x" * 300 + ".safetensors}\nnodes:\n"
          "  a: {type: txt2img, model: $models.m}\n", "wf.yaml:2:10", ("model '" + "x" * 20, "is not in the workflow's folder")),

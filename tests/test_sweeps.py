@@ -162,3 +162,20 @@ def test_session_sweep_equals_the_cli_sweep(tmp_path, capsys):
         number = f"{item['variant']:03d}"
         assert (cli / number / "save.png").read_bytes() == (py / number / "save.png").read_bytes()
         assert result.runs[item["variant"]].folder == py / number
+
+
+def test_validate_builds_every_variant_of_the_file_sweep_and_locates_a_bad_value(tmp_path, capsys):
+    """runner validate checks the sweep: section as run --dry-run does; a bad swept value is located at its sweep
+    entry in the file (not at a --set nobody wrote), and one from --sweep at that option."""
+    path = write_workflow(tmp_path, "sw.yaml", "version: 1\nnodes:\n  a: {type: load_image, path: in.png}\n"
+                          "sweep:\n  grid: {nodes.a.mode: [RGB, XYZ]}\n")
+    for command in (["validate"], ["run", "--dry-run", "--out", tmp_path / "out"]):
+        assert run_cli(*command, path) == 2
+        err = capsys.readouterr().err
+        assert f"error: {path}:5:10: nodes.a.mode: sweep: grid: nodes.a.mode value \"XYZ\": 'XYZ' is not allowed" in err, err
+    path.write_text(path.read_text().replace("XYZ", "L"))
+    assert run_cli("validate", path) == 0
+    assert ", a sweep of 2 variants" in capsys.readouterr().out
+    path.write_text(path.read_text().replace("sweep:\n  grid: {nodes.a.mode: [RGB, L]}\n", ""))
+    assert run_cli("run", "--dry-run", "--out", tmp_path / "out", path, "--sweep", "nodes.a.mode=RGB,XYZ") == 2
+    assert "error: --sweep nodes.a.mode=\"XYZ\": nodes.a.mode: 'XYZ' is not allowed" in capsys.readouterr().err

@@ -22,12 +22,19 @@ def _console(stderr: bool = False, wide: bool = False):
 def cmd_validate(args) -> int:
     from ..engine.loading import consent_of, load_workflow
 
+    from ..engine.sweep import check_file_sweep
+
     started = time.perf_counter()
     workflow = load_workflow(args.workflow, args.overrides, allow_paths=args.allow_paths, model_paths=args.model_paths,
                              consent=consent_of(args))
+    # the file's own sweep: every variant is built and checked, as `runner run` (and --dry-run) does
+    swept = check_file_sweep(workflow, lambda values: load_workflow(
+        args.workflow, args.overrides + values, allow_paths=args.allow_paths, model_paths=args.model_paths,
+        consent=consent_of(args)), str(args.workflow))
     types = sorted({node.type.name for node in workflow.nodes.values()})
     print(f"OK {args.workflow}: workflow '{workflow.name}', {_count(workflow.nodes, 'node')} ({', '.join(types)}), "
-          f"{_count(workflow.models, 'model')}, {_count(workflow.params, 'param')} "
+          f"{_count(workflow.models, 'model')}, {_count(workflow.params, 'param')}"
+          + (f", a sweep of {_count(range(swept), 'variant')}" if swept else "") + " "
           f"[{(time.perf_counter() - started) * 1000:.0f} ms]")
     return EXIT_OK
 

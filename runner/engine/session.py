@@ -27,7 +27,7 @@ from ..language.yaml_source import MAX_DEPTH
 from ..core.sizes import parse_size
 from .loading import load_for_run, load_workflow
 from .run import Outcome, check_out_folder, execute, plan_or_problems
-from .sweep import MAX_VARIANTS, Sweep, as_overrides, check_variant_count
+from .sweep import MAX_VARIANTS, Sweep, check_variant_count
 from .executors import build_executor
 from .wiring import model_resources
 
@@ -233,7 +233,7 @@ class Session:
         variants' values. A variant that fails stops those not started yet (the Sweep's exit_code and failures say
         which); on the Ray executor variants run side by side, one per worker.
         """
-        from .sweep import file_sweeps, run_sweep, sweep_dimensions, variants
+        from .sweep import file_sweeps, load_variant, run_sweep, sweep_dimensions, variants
 
         overrides = _overrides(set)
         base = self.load(workflow, overrides, allow_paths=allow_paths, model_paths=model_paths)
@@ -246,8 +246,9 @@ class Session:
         check_variant_count(dimensions, max_variants)
         prepared = []
         for values in variants(dimensions):  # every variant is validated and planned before any runs
-            variant = self.load(workflow, overrides + as_overrides(values), allow_paths=allow_paths,
-                                model_paths=model_paths)
+            variant = load_variant(lambda swept: self.load(workflow, overrides + swept, allow_paths=allow_paths,
+                                                           model_paths=model_paths),
+                                   values, base.document.get("sweep"), base.source_map)
             prepared.append((values, variant, self.plan(variant, only, deterministic)))
         if dry_run:
             return Sweep(None, [values for values, _variant, _plan in prepared])

@@ -144,6 +144,42 @@ def as_overrides(values: dict[str, Any]) -> list[str]:
     return [f"{path}={json.dumps(value)}" for path, value in values.items()]
 
 
+def load_variant(load: Callable[[list[str]], Any], values: dict[str, Any], section: Any = None, smap=None):
+    """`load(overrides)` for one variant; a problem in a swept value is located where the value was given: at its
+    entry of the file's `sweep:` section (`section`, with the file's source map `smap`), else at the --sweep
+    option, not at a --set the user never wrote."""
+    overrides = as_overrides(values)
+    try:
+        return load(overrides)
+    except WorkflowError as exc:
+        blocks = section if isinstance(section, dict) else {}
+        for problem in exc.problems:
+            for (path, value), text in zip(values.items(), overrides):
+                if problem.location.source != option_location("--set", text).source:
+                    continue
+                block = next((name for name in ("grid", "zip") if path in (blocks.get(name) or {})), None)
+                if block is not None and smap is not None:
+                    problem.location = smap.locate(("sweep", block, path))
+                    problem.message = f"sweep: {block}: {path} value {json.dumps(value)}: {problem.message}"
+                else:
+                    problem.location = option_location("--sweep", f"{path}={json.dumps(value)}")
+        raise
+
+
+def check_file_sweep(workflow, load: Callable[[list[str]], Any], source: str,
+                     max_variants: int = MAX_VARIANTS) -> int:
+    """Build every variant of the workflow's own `sweep:` section as a run would (runner validate), each problem
+    at the sweep entry that gives the value; the number of variants (0 without a section)."""
+    section = workflow.document.get("sweep")
+    dimensions = file_sweeps(section, source)
+    if not dimensions:
+        return 0
+    count = check_variant_count(dimensions, max_variants)
+    for values in variants(dimensions):
+        load_variant(load, values, section, workflow.source_map)
+    return count
+
+
 def new_sweep_dir(out: Path, name: str) -> Path:
     now = time.time()
     sweep_id = "sweep-" + time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + "-" + secrets.token_hex(2)

@@ -38,7 +38,7 @@ MAX_PARAMS = 1000  # params in one workflow (after --set): knobs for a person to
 WORKFLOW_NAME = r"^[a-z0-9_-]+$"
 NAME_MAX = 100  # a folder name under outputs/ (file systems allow 255 bytes; run ids and sweeps add their own)
 NODE_ID_MAX = 100  # node ids name files (NODE_ID.png) and appear in every message
-DEVICE = r"^(auto|cpu|mps|cuda(:[0-9]+)?)$"
+DEVICE = r"^(auto|cpu|mps|cuda(:[0-9]{1,4})?)$"  # a GPU index of at most 4 digits: no machine has more
 
 
 ParamName = Annotated[str, Field(pattern=NAME.pattern)]

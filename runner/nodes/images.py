@@ -58,9 +58,16 @@ class LoadImage(Fields):
                 raise Invalid(f"the URL {self.url!r} contains a space or a control character",
                               "escape it as a browser does (a space is %20)")
             try:
-                urlsplit(self.url).port
+                parts = urlsplit(self.url)
+                port = parts.port
             except ValueError:
                 raise Invalid(f"the port in {self.url} is out of range", "ports are 1-65535: fix the number after the ':'") from None
+            if port == 0:
+                raise Invalid(f"the port in {self.url} is 0, which no server listens on",
+                              "ports are 1-65535: fix the number after the ':', or leave it out (80, 443)")
+            if not parts.hostname:
+                raise Invalid(f"the URL {self.url} names no host", "write it as http(s)://HOST/PATH, e.g. "
+                                                                   "https://example.com/photo.png")
         return self
 
 
