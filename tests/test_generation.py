@@ -127,5 +127,11 @@ def test_strength_times_steps_below_one_is_a_clear_error(tmp_path, capsys):
   a: {type: txt2img, model: $models.sd, steps: 2}
   b: {type: img2img, model: $models.sd, image: $a, strength: 0.25, steps: 2}
 """)
+    # both written: refused before anything runs
+    assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain") == 2
+    assert "nodes.b.strength: strength 0.25 x steps 2 leaves no denoising step" in capsys.readouterr().err
+    # the steps left to the pipeline's default: the run knows them (Kandinsky 2.2's img2img defaults to 100 steps, SD's
+    # to 50: strength 0.01 leaves none)
+    workflow.write_text(workflow.read_text().replace("strength: 0.25, steps: 2", "strength: 0.01"))
     assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain") == 1
-    assert "strength 0.25 x steps 2 leaves no denoising step" in capsys.readouterr().err
+    assert "strength 0.01 x steps 50 leaves no denoising step" in capsys.readouterr().err

@@ -120,9 +120,8 @@ def test_mismatched_decoders_and_unsupported_fields_fail_clearly(tmp_path, capsy
         capsys.readouterr()
         workflow = write(tmp_path, nodes, name=f"bad{index}")
         # what the files already say (the decoder's channels, LoRA support, the pipeline's arguments, the family's
-        # samplers) is refused by validation (exit 2); steps by the run (exit 1)
-        code = 1 if "denoising step" in " ".join(expected) else 2
-        assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain") == code, nodes
+        # samplers) and the steps x strength written in the node are refused by validation (exit 2)
+        assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain") == 2, nodes
         err = capsys.readouterr().err
         for text in expected:
             assert text in err, (text, err)

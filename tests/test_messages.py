@@ -82,7 +82,17 @@ ROWS = [
         ("nodes.r.strength: strength 0 asks for no change at all, and diffusers cannot run it",
          "fix: to keep the image as it is, link the input image itself")),
     Row("strength-times-steps-below-one", HEAD + "  r: {type: img2img, model: $models.sd, image: $photo, strength: 0.25, steps: 2}\n",
-        "run", 1, ("strength 0.25 x steps 2 leaves no denoising step", "fix: raise steps to at least 4, or strength to at least 0.5")),
+        "validate", 2, ("wf.yaml:6:56: nodes.r.strength: strength 0.25 x steps 2 leaves no denoising step",
+                        "fix: raise steps to at least 4, or strength to at least 0.5")),
+    Row("strength-times-steps-from-params", HEAD.replace("nodes:\n", "params: {s: 0.1}\nnodes:\n")
+        + "  r: {type: inpaint, model: $models.sd, image: $photo, mask: $photo, strength: $params.s, steps: 5}\n",
+        "validate", 2, ("nodes.r.strength: strength 0.1 x steps 5 leaves no denoising step",)),
+    Row("tab-indentation", HEAD.replace("  photo:", "\tphoto:"), "validate", 2,
+        ("wf.yaml:5:1: YAML syntax error: a tab; YAML indents with spaces only",
+         "fix: replace the tab with spaces")),
+    Row("set-names-a-param-without-params", HEAD.replace("nodes:\n", "params: {steps: 2}\nnodes:\n"), "validate", 2,
+        ("--set steps=4: steps: unknown field 'steps' on the workflow; the workflow has a param 'steps'",
+         "fix: params are set as params.steps (--set params.steps=VALUE)"), ("did you mean",)),
     Row("mask-outside-the-image", HEAD + "  m: {type: make_mask, like: $photo, shapes: [{rect: [300, 80, 480, 260]}]}\n"
         "  fix: {type: inpaint, model: $models.sd, image: $photo, mask: $m, steps: 2}\n", "run", 0,
         ("warning: m: the mask is all black: shapes[0] (rect [300, 80, 480, 260]) lies outside the 64 x 64 image",
@@ -106,7 +116,8 @@ def test_message_table(row, tmp_path, capsys, monkeypatch):
     for name, value in row.env:
         monkeypatch.setenv(name, value)
     (tmp_path / "comfy").mkdir()  # an empty ComfyUI models folder, for RUNNER_MODEL_PATHS=comfy
-    extra = ["--set", "params.steps=many"] if row.id == "param-type-error-from-set" else []
+    extra = {"param-type-error-from-set": ["--set", "params.steps=many"],
+             "set-names-a-param-without-params": ["--set", "steps=4"]}.get(row.id, [])
     if row.command == "run":
         extra += ["--out", str(tmp_path / "out"), "--plain"]
     status = run_cli(row.command, workflow.name, *extra)
@@ -123,11 +134,13 @@ def test_message_table(row, tmp_path, capsys, monkeypatch):
 
 
 def test_a_failed_node_records_its_fix_in_the_manifest(tmp_path, capsys):
-    workflow = write_workflow(tmp_path, "wf.yaml", HEAD + "  r: {type: img2img, model: $models.sd, image: $photo, "
-                                                       "strength: 0.25, steps: 2}\n")
+    # known only once the mask is drawn: a run-time refusal
+    workflow = write_workflow(tmp_path, "wf.yaml", HEAD + "  m: {type: make_mask, like: $photo}\n"
+                                                       "  r: {type: inpaint, model: tiny:sd15-inpaint, image: $photo, mask: $m, "
+                                                       "padding_mask_crop: 8, steps: 2}\n")
     assert run_cli("run", workflow, "--out", tmp_path / "out", "--quiet") == 1
     node = manifest(latest_run(tmp_path / "out", "msg"))["nodes"]["r"]
-    assert node["status"] == "failed" and node["fix"] == "raise steps to at least 4, or strength to at least 0.5"
+    assert node["status"] == "failed" and node["fix"] == "draw the area to repaint in white, or remove padding_mask_crop"
 
 
 def test_every_validation_error_has_a_fix_line(tmp_path, monkeypatch, capsys):
@@ -167,3 +180,34 @@ def test_warnings_are_kept_in_the_manifest(tmp_path):
     assert run_cli("run", workflow, "--out", tmp_path / "out", "--quiet") == 0
     warnings = manifest(latest_run(tmp_path / "out", "msg"))["nodes"]["m"]["warnings"]
     assert warnings[0].startswith("the mask is all black: shapes[0] (ellipse [-40, -40, -10, -10]) lies outside")
+
+
+def test_a_comfyui_class_name_in_runner_nodes_points_at_the_importer(capsys):
+    assert run_cli("nodes", "ksampler") == 2
+    err = capsys.readouterr().err
+    assert "unknown node type 'ksampler'" in err
+    assert "fix: 'KSampler' is a ComfyUI node, which 'runner import comfyui GRAPH.json' maps to runner's nodes" in err
+
+
+def test_zip_of_unequal_lengths_has_a_fix(tmp_path, capsys):
+    workflow = write_workflow(tmp_path, "wf.yaml", "version: 1\nparams: {a: 1, b: 1}\nnodes:\n"
+                              "  photo: {type: load_image, path: in.png}\n")
+    assert run_cli("run", workflow, "--dry-run", "--out", tmp_path / "out", "--sweep", "params.a=1,2",
+                   "--sweep", "params.b=1,2,3", "--zip") == 2
+    assert "fix: give each --sweep the same number of values" in capsys.readouterr().err
+
+
+def test_a_node_of_one_step_says_step():
+    import io
+
+    from runner.engine.progress import PlainEvents
+
+    stream = io.StringIO()
+    events = PlainEvents({"g": "txt2img", "h": "txt2img"}, stream=stream)
+    for node, steps in (("g", 1), ("h", 2)):
+        events.node_started(node)
+        for step in range(1, steps + 1):
+            events.node_step(node, step, steps)
+        events.node_done(node, 0.5)
+    text = stream.getvalue()
+    assert "done     g (txt2img) in 0.50 s (1 step)" in text and "(2 steps" in text, text

@@ -211,21 +211,21 @@ def test_report_takes_latest_and_run_id_prefixes_like_runs_and_reproduce(tmp_pat
 def test_reproduce_says_how_the_recorded_run_ended(tmp_path, capsys):
     workflow = write_workflow(tmp_path, "fails.yaml", "version: 1\nmodels: {sd: tiny:sd15}\nnodes:\n"
                               "  photo: {type: load_image, path: in.png, size: [64, 64]}\n"
-                              "  r: {type: img2img, model: $models.sd, image: $photo, strength: 0.25, steps: 2}\n")
+                              "  r: {type: img2img, model: $models.sd, image: $photo, strength: 0.01}\n")
     out = tmp_path / "out"
     assert run_cli("run", workflow, "--out", out, "--quiet") == 1
     capsys.readouterr()
     assert run_cli("reproduce", "latest", "--out", out, "--quiet") == 1  # a node failed: the CLI's status for it
     said = capsys.readouterr().out
-    assert ("reproduced the failure: node 'r' fails again, as in the recorded run (NodeInputError: strength 0.25 x "
-            "steps 2 leaves no denoising step") in said
+    assert ("reproduced the failure: node 'r' fails again, as in the recorded run (NodeInputError: strength 0.01 x "
+            "steps 50 leaves no denoising step") in said
     assert "identical: all 1 node outputs have the recorded sha256" in said  # what it had finished: photo
     # the recorded failure is cured (more steps): the reproduction says the recorded run had failed, and finished
-    text = workflow.read_text().replace("steps: 2", "steps: 4")
+    text = workflow.read_text().replace("strength: 0.01", "strength: 0.01, steps: 100")
     (out / "fails" / latest_run(out, "fails").name / "workflow.yaml").write_text(text)
     assert run_cli("reproduce", "latest", "--out", out) == 0
     said = capsys.readouterr().out
-    assert said.startswith("note: the recorded run had failed at node 'r' (img2img): NodeInputError: strength 0.25")
+    assert said.startswith("note: the recorded run had failed at node 'r' (img2img): NodeInputError: strength 0.01")
     verdict = [line for line in said.splitlines() if line.endswith("; the reproduction finished")]
     assert len(verdict) == 1 and verdict[0].startswith("the recorded run had failed at node 'r' (img2img)")
     assert "identical: all 1 node outputs have the recorded sha256" in said

@@ -250,14 +250,14 @@ CASES = [
         nodes:
           a: {type: canny, image: $b}
           b: {type: canny, image: $a}
-        """, "3:3", ("cycle", "a -> b -> a", "remove one of these links")),
+        """, "3:20", ("cycle", "a -> b -> a; this link ($b) closes it", "remove one of these links")),
     Case("cycle-of-three", """
         version: 1
         nodes:
           c: {type: canny, image: $b}
           a: {type: canny, image: $c}
           b: {type: canny, image: $a}
-        """, "4:3", ("cycle", "a -> b -> c -> a")),
+        """, "4:20", ("cycle", "a -> b -> c -> a; this link ($c) closes it")),
     Case("bad-node-id", H("""
           Final-Image: {type: save_image, image: $room}
         """), "8:3", ("bad node id 'Final-Image'", "lowercase", "final_image")),
@@ -491,7 +491,7 @@ MANY_EXPECTED = [  # in file order
     ("18:28", "unknown node 'gne'"),
     ("19:3", "bad node id 'Bad'"),
     ("20:3", "'params' is reserved"),
-    ("21:3", "loop_a -> loop_b -> loop_a"),
+    ("21:25", "loop_a -> loop_b -> loop_a; this link ($loop_b) closes it"),
 ]
 
 

@@ -66,8 +66,14 @@ def cmd_nodes(args) -> int:
         print_catalogue(console)
         return EXIT_OK
     if args.type not in NODE_TYPES:
+        from ..importers.comfyui.graph import SUPPORTED
+
+        comfy = next((name for name in SUPPORTED if name.lower() == args.type.lower()), None)
+        equivalent = (f"'{comfy}' is a ComfyUI node, which 'runner import comfyui GRAPH.json' maps to runner's nodes "
+                      "(docs/how-to/comfyui-import.md has the table)") if comfy else ""
         raise CommandError([Problem(Location("runner nodes"), (), f"unknown node type '{args.type}'{did_you_mean(args.type, NODE_TYPES)}",
-                                     "run 'runner nodes' to list them")])
+                                     (f"{equivalent}; " if equivalent else "")
+                                     + "run 'runner nodes' to list them")])
     print_node_type(console, NODE_TYPES[args.type])
     return EXIT_OK
 

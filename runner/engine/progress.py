@@ -128,7 +128,8 @@ class PlainEvents:
         steps = ""
         if clock is not None and clock.last is not None:
             rate = format_rate(clock.rate())
-            steps = f" ({clock.last[0]} steps" + (f", {rate}" if rate else "") + ")"
+            count = clock.last[0]
+            steps = f" ({count} step{'' if count == 1 else 's'}" + (f", {rate}" if rate else "") + ")"
         self._say(f"done     {node_id} ({self.types[node_id]}) in {seconds:.2f} s{steps}")
 
     def node_failed(self, node_id: str, error: BaseException) -> None:

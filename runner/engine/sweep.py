@@ -62,7 +62,9 @@ def parse_cli_sweeps(sweeps: list[str], zipped: bool, seeds: str | None, max_var
     if zipped and columns:
         lengths = {len(values) for _p, values in columns}
         if len(lengths) != 1:
-            raise CommandError([Problem(Location("--zip"), (), f"zipped sweeps need equally long value lists, got lengths {sorted(lengths)}")])
+            raise CommandError([Problem(Location("--zip"), (), f"zipped sweeps need equally long value lists, got lengths {sorted(lengths)}",
+                                         "give each --sweep the same number of values (--zip pairs the first values, "
+                                         "then the second, ...), or leave out --zip for every combination")])
         dimensions.append([dict(zip([p for p, _v in columns], row)) for row in zip(*[v for _p, v in columns])])
     else:
         dimensions.extend([{path: value} for value in values] for path, values in columns)

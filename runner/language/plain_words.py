@@ -53,6 +53,12 @@ def pydantic_problems(exc: ValidationError, base: tuple, data: Any, smap: Source
         elif kind == "extra_forbidden":
             key = full[-1]
             known = _known_fields(root, path)
+            params = data.get("params") if not base and isinstance(data, dict) else None
+            if len(full) == 1 and isinstance(params, dict) and key in params:  # --set steps=4 for a param 'steps'
+                problems.append(Problem(smap.locate(full), full, f"unknown field '{key}' on {_describe(full[:-1], what)}; "
+                                        f"the workflow has a param '{key}'",
+                                        f"params are set as params.{key} (--set params.{key}=VALUE)"))
+                continue
             problems.append(Problem(smap.locate(full), full,
                                     f"unknown field '{key}' on {_describe(full[:-1], what)}{did_you_mean(key, known)}",
                                     f"known fields: {', '.join(known)}" if known else ""))

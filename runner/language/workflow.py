@@ -234,8 +234,13 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catal
     problems.extend(_run_folder_clashes(nodes, smap))
     cycle = graph.find_cycle()
     if cycle:
-        problems.append(Problem(smap.locate(("nodes", cycle[0])), ("nodes", cycle[0]),
-                                "the nodes form a cycle: " + " -> ".join(cycle),
+        # the link that closes it: the last node's field reading the one before it (the cycle runs with the data)
+        closing = next(((("nodes", cycle[-1]) + tuple(field), link) for link, _accepts, field in
+                        nodes[cycle[-1]].links() if link.node == cycle[-2]), None) if cycle[-1] in nodes else None
+        where = closing[0] if closing else ("nodes", cycle[0])
+        problems.append(Problem(smap.locate(where), where,
+                                "the nodes form a cycle: " + " -> ".join(cycle)
+                                + (f"; this link (${closing[1].node}) closes it" if closing else ""),
                                 "a node cannot depend on its own output; remove one of these links"))
     if problems:
         _name_param_origins(problems, param_origins, smap)

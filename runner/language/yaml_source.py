@@ -130,6 +130,9 @@ def load_yaml(text: str, source: str, *, outer_depth: int = 0) -> tuple[Any, Sou
             mark = exc.problem_mark or exc.context_mark
             message = f"YAML syntax error: {exc.problem or exc}"
             hint = "check indentation, colons and quotes on that line"
+            if "'\\t'" in str(exc.problem or ""):  # PyYAML: found character '\t' that cannot start any token
+                message = "YAML syntax error: a tab; YAML indents with spaces only (a tab is allowed inside text)"
+                hint = "replace the tab with spaces (2 per level is usual); set your editor to indent YAML with spaces"
             if exc.context:
                 context_mark = exc.context_mark
                 started = ""

@@ -231,13 +231,19 @@ def check_taken_fields(spec, fields, context) -> Problems:
 
 
 def check_strength(fields) -> Problems:
-    """strength 0 on an input image: diffusers runs int(steps * strength) = 0 denoising steps and fails, whatever the
-    steps (other products below one step depend on the pipeline's default steps: checked when the node runs)."""
+    """diffusers runs int(steps * strength) denoising steps on an input image and fails at 0: strength 0 whatever the
+    steps, and any product below one when both are written (values and params are known here; with the steps left
+    to the pipeline's default it is checked when the node runs)."""
     from ..models.calls import denoising_problem
 
-    if getattr(fields, "strength", None) != 0 or getattr(fields, "denoising_start", None) is not None:
+    strength = getattr(fields, "strength", None)
+    if strength is None or getattr(fields, "denoising_start", None) is not None:
         return []
-    return [(("strength",), *denoising_problem(1, 0.0))]
+    if strength == 0:
+        return [(("strength",), *denoising_problem(1, 0.0))]
+    steps = getattr(fields, "steps", None)
+    problem = denoising_problem(steps, strength) if steps is not None else None
+    return [(("strength",), *problem)] if problem else []
 
 
 def check_pipeline_kwargs(spec, fields, context) -> Problems:
