@@ -272,3 +272,12 @@ def test_a_dict_workflow_that_is_not_plain_data_is_a_workflow_error(tmp_path):
             with pytest.raises(WorkflowError) as refused:
                 session.load(workflow)
             assert says in str(refused.value) and "<workflow dict>" in str(refused.value)
+
+
+def test_errors_in_a_workflow_dict_name_the_path_not_lines_of_yaml_nobody_wrote(tmp_path):
+    import runner
+
+    with runner.Session(out=tmp_path / "out") as session:
+        with pytest.raises(runner.WorkflowError) as refused:
+            session.run({"version": 1, "nodes": {"a": {"type": "load_image", "path": "in.png", "mode": "XYZ"}}})
+    assert str(refused.value).startswith("error: <workflow dict>: nodes.a.mode: 'XYZ' is not allowed"), str(refused.value)

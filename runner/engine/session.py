@@ -162,8 +162,14 @@ class Session:
                 raise WorkflowError([Problem(Location("<workflow dict>"), (), f"the workflow holds a value that is not "
                                              f"plain data: {exc}", "use only dicts, lists, strings, numbers, "
                                              "booleans and None")]) from None
-            return load_workflow(Path.cwd() / "workflow.yaml", overrides, text=text, source="<workflow dict>",
-                                 allow_paths=allowed, model_paths=searched, consent=self.consent)
+            try:
+                return load_workflow(Path.cwd() / "workflow.yaml", overrides, text=text, source="<workflow dict>",
+                                     allow_paths=allowed, model_paths=searched, consent=self.consent)
+            except WorkflowError as exc:  # a dict has no lines: the dotted path says where (not the YAML runner wrote)
+                for problem in exc.problems:
+                    if problem.location.source == "<workflow dict>":
+                        problem.location = Location("<workflow dict>")
+                raise
         if _is_text(workflow):
             return load_workflow(Path.cwd() / "workflow.yaml", overrides, text=workflow, source="<workflow text>",
                                  allow_paths=allowed, model_paths=searched, consent=self.consent)
