@@ -369,3 +369,14 @@ def test_a_shard_removed_before_its_staging_folder_is_made_again(tmp_path, monke
     with atomic.staged_folder(final) as staging:
         (staging / "entry.json").write_text("{}")
     assert removed and (final / "entry.json").read_text() == "{}"
+
+
+def test_cache_info_counts_each_built_tiny_model(isolated_cache, capsys):
+    tiny = isolated_cache / "models" / "tiny"
+    for name in ("sd15-0123456789ab", "dpt-0123456789ab", "flux-0123456789ab"):
+        (tiny / name).mkdir(parents=True)
+        (tiny / name / "model_index.json").write_text("{}")
+    (tiny / ".sd3-0123456789ab.tmp").mkdir()
+    assert run_cli("cache", "info") == 0
+    out = capsys.readouterr().out
+    assert "built tiny models: 3" in out and "unfinished writes: 1" in out, out

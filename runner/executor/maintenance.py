@@ -61,7 +61,14 @@ def info(cache: NodeCache) -> dict[str, tuple[int, int]]:
                         add("other files", 1, _tree_size(entry))
         elif child.name == "models" and child.is_dir():
             for model in child.iterdir():
-                add("built models", 1, _tree_size(model))
+                if model.name == "tiny" and model.is_dir() and not model.is_symlink():  # one folder per tiny model
+                    for tiny in model.iterdir():
+                        if tiny.name.startswith("."):  # a build in progress (or left by a killed one)
+                            add("unfinished writes", 1, _tree_size(tiny))
+                        else:
+                            add("built tiny models", 1, _tree_size(tiny))
+                else:
+                    add("built models", 1, _tree_size(model))
         elif child.name == "signatures" and child.is_dir():
             for file in child.iterdir():
                 add("pipeline signatures", 1, _tree_size(file))
