@@ -24,6 +24,7 @@ docs: $(STAMP)  ## regenerate the committed CLI and node references (docs/refere
 	$(VENV)/bin/python -m runner.cli.reference docs/reference
 
 $(STAMP): pyproject.toml
+	@echo "setting up the environment in $(VENV)/ (pip installs runner and its libraries: about a minute the first time)"
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'

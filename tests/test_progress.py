@@ -97,3 +97,17 @@ def test_live_rows_show_phase_steps_rate_elapsed_eta_and_decode():
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buffer.getvalue())
     assert "decoding the latents (VAE)" in text and "10/10" in text and "0.75 s" in text and "ETA" in text
     assert "0/?" not in text
+
+
+def test_a_tiny_model_built_on_first_use_says_so_before_it_loads(tmp_path, capsys, monkeypatch):
+    """The build (seconds) happens in the node that first loads the model, on a progress line of its own, not silently
+    in the memory check before the run starts."""
+    monkeypatch.setenv("RUNNER_MODELS_DIR", str(tmp_path / "fresh-models"))
+    workflow = write_workflow(tmp_path, "wf.yaml", "version: 1\nnodes:\n  d: {type: estimate_depth, image: $p, "
+                              "model: tiny:dpt}\n  p: {type: load_image, path: in.png, size: [64, 64]}\n")
+    assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain") == 0
+    out = capsys.readouterr().out
+    building = out.index("d: building tiny:dpt (first use of this tiny model")
+    assert building < out.index("d: loading tiny:dpt"), out
+    assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain", "--force", "d") == 0
+    assert "building tiny:dpt" not in capsys.readouterr().out  # built once, kept

@@ -270,7 +270,8 @@ class Session:
 
     def check_budget(self, workflow: Workflow, plan: Plan, *, force: set[str] = frozenset(), no_cache: bool = False) -> None:
         """Refuse (WorkflowError, before anything loads) a model that alone exceeds the memory budget."""
-        from ..models.sources import ModelSource
+        from ..core.paths import models_dir
+        from ..models.sources import ModelSource, local_folder
 
         if not self.executor.loads_here:
             return  # the workers load the models, each within its own budget
@@ -280,8 +281,13 @@ class Session:
             if not no_cache and node_id not in force and self.cache.has(task.key):
                 continue  # a cache hit loads nothing
             for ref, data in task.models.items():
+                source = ModelSource.from_data(data)
+                if source.kind == "tiny" and local_folder(source, models_dir(self.cache.root)) is None:
+                    # a few MB, built by the node that first loads it, which says so ("building tiny:NAME"): not here,
+                    # silently, before the run starts
+                    continue
                 needs.setdefault((task.model_ids[ref], task.dtype, task.device),
-                                 (node_id, data["entry"]["source"], ModelSource.from_data(data), task.dtype, task.device))
+                                 (node_id, data["entry"]["source"], source, task.dtype, task.device))
         if not needs:
             return
         problems = []
