@@ -2,16 +2,17 @@
 
 The Python API is `runner.Session` (one warm engine for many runs), `runner.WorkflowError` (an invalid workflow,
 with every located problem) and `runner.CommandError` (an argument a Session or call cannot use: a folder, an
-option, a run's name). Importing runner imports neither torch nor diffusers.
+option, a run's name); `Run.raise_for_status()` raises `runner.RunFailed` for a run that did not finish. Importing
+runner imports neither torch nor diffusers.
 """
 
 __version__ = "0.1.0"
-__all__ = ["CommandError", "Run", "Session", "Sweep", "WorkflowError", "__version__"]
+__all__ = ["CommandError", "Run", "RunFailed", "Session", "Sweep", "WorkflowError", "__version__"]
 
 
 def __getattr__(name: str):
     # loaded on first use, so that `import runner` (and the CLI's start) stays cheap
-    if name in ("Session", "Run", "Sweep"):
+    if name in ("Session", "Run", "RunFailed", "Sweep"):
         from .engine import session
 
         return getattr(session, name)

@@ -281,3 +281,39 @@ def test_errors_in_a_workflow_dict_name_the_path_not_lines_of_yaml_nobody_wrote(
         with pytest.raises(runner.WorkflowError) as refused:
             session.run({"version": 1, "nodes": {"a": {"type": "load_image", "path": "in.png", "mode": "XYZ"}}})
     assert str(refused.value).startswith("error: <workflow dict>: nodes.a.mode: 'XYZ' is not allowed"), str(refused.value)
+
+
+def test_a_failed_run_keeps_its_exception_traceback_and_says_so(tmp_path, capsys):
+    """run.exception is what the node raised, raise_for_status() raises RunFailed from it, the repr says it failed, the
+    manifest names a traceback file beside it, and `runner run --debug` prints that traceback."""
+    import runner
+    from conftest import run_cli
+
+    workflow = write_workflow(tmp_path, "wf.yaml", "version: 1\nnodes:\n  photo: {type: load_image, path: in.png}\n"
+                              "  m: {type: make_mask, like: $photo}\n"
+                              "  r: {type: inpaint, model: tiny:sd15-inpaint, image: $photo, mask: $m, "
+                              "padding_mask_crop: 8, steps: 2}\n")
+    with runner.Session(out=tmp_path / "out") as session:
+        run = session.run(workflow)
+    assert run.status == "failed" and type(run.exception).__name__ == "NodeInputError"
+    assert repr(run).startswith(f"Run(status='failed', folder={str(run.folder)!r}, error=\"node 'r' (inpaint) failed: ")
+    assert "fix='draw the area to repaint in white" in repr(run)
+    with pytest.raises(runner.RunFailed) as failed:
+        run.raise_for_status()
+    assert failed.value.run is run and failed.value.__cause__ is run.exception
+    assert "fix: draw the area to repaint in white" in str(failed.value)
+    node = run.manifest["nodes"]["r"]
+    assert node["error_type"] == "NodeInputError" and node["traceback"] == "traceback-r.txt"
+    text = (run.folder / "traceback-r.txt").read_text()
+    assert text.startswith("Traceback (most recent call last):") and "NodeInputError: padding_mask_crop" in text
+    assert "traceback_text" not in node
+    capsys.readouterr()
+    assert run_cli("run", workflow, "--out", tmp_path / "out", "--quiet", "--debug") == 1
+    err = capsys.readouterr().err
+    assert err.index("Traceback (most recent call last):") < err.index("error: node 'r' (inpaint) failed")
+    assert run_cli("run", workflow, "--out", tmp_path / "out", "--quiet") == 1
+    assert "Traceback" not in capsys.readouterr().err
+    # a run that finished raises nothing
+    ok = write_workflow(tmp_path, "ok.yaml", "version: 1\nnodes:\n  photo: {type: load_image, path: in.png}\n")
+    with runner.Session(out=tmp_path / "out") as session:
+        assert session.run(ok).raise_for_status().status == "ok"

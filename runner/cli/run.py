@@ -80,6 +80,10 @@ def _run_in(session: Session, args, workflow: Workflow) -> int:
                  run.results[n].seconds if n in run.results else 0.0) for n in plan.order]
         (Console(no_color=True, highlight=False) if mode == "plain" else console).print(summary_table(rows))
     if run.error:
+        if getattr(args, "debug", False):  # the failed node's traceback (the manifest names a file holding it)
+            node = next((record for record in run.manifest.get("nodes", {}).values() if record.get("traceback")), None)
+            if node is not None and (run.folder / node["traceback"]).is_file():
+                sys.stderr.write((run.folder / node["traceback"]).read_text(encoding="utf-8", errors="replace"))
         print(f"error: {run.error}", file=sys.stderr)
         if run.hint:
             print(f"    fix: {run.hint}", file=sys.stderr)

@@ -37,6 +37,7 @@ class Outcome:
     exit_code: int
     error: str | None
     hint: str = ""  # how to fix the error, when it says
+    exception: BaseException | None = None  # what the failed node raised (in this process: None from a remote worker)
 
 
 def execute(executor, resources, workflow: Workflow, plan: Plan, out: Path, *, mode: str = "plain",
@@ -62,7 +63,7 @@ def execute(executor, resources, workflow: Workflow, plan: Plan, out: Path, *, m
     events = LiveEvents(types, Console(highlight=False)) if mode == "live" else PlainEvents(types, quiet=mode == "quiet",
                                                                                              label=label)
     publisher = Publisher(workflow, plan, cache, run_dir, resolved_text)
-    status, exit_code, error, hint = "ok", 0, None, ""
+    status, exit_code, error, hint, exception = "ok", 0, None, "", None
     started = time.time()
     events.start(plan.order)
     results: dict[str, NodeResult] = {}
@@ -70,7 +71,7 @@ def execute(executor, resources, workflow: Workflow, plan: Plan, out: Path, *, m
         results = executor.run(plan, events, force=force, no_cache=no_cache, after_node=publisher,
                                should_stop=should_stop)
     except NodeFailed as failure:
-        status, exit_code, error, hint = "failed", 1, str(failure), failure.hint
+        status, exit_code, error, hint, exception = "failed", 1, str(failure), failure.hint, failure.error
         results = getattr(failure, "results", results)
     except RunFolderUnwritable as failure:
         status, exit_code, error = "failed", 1, str(failure)
@@ -95,7 +96,7 @@ def execute(executor, resources, workflow: Workflow, plan: Plan, out: Path, *, m
             manifest.update(status=status, error=error)
         else:
             write_report(run_dir)
-    return Outcome(run_dir, manifest, results, status, exit_code, error, hint)
+    return Outcome(run_dir, manifest, results, status, exit_code, error, hint, exception)
 
 
 class signals_held:

@@ -32,7 +32,16 @@ from .executors import build_executor
 from .wiring import model_resources
 
 
-@dataclass
+class RunFailed(Exception):
+    """A run that did not finish (`Run.raise_for_status()`): its message is the run's error and fix; `.run` is the
+    Run, and the failed node's own exception is the cause (`__cause__`, also `run.exception`)."""
+
+    def __init__(self, run: "Run"):
+        super().__init__(f"run {run.folder.name} {run.status}: {run.error}" + (f" (fix: {run.hint})" if run.hint else ""))
+        self.run = run
+
+
+@dataclass(repr=False)
 class Run:
     """One finished run: its status, folder and manifest, and its node outputs as images."""
 
@@ -41,9 +50,20 @@ class Run:
     manifest: dict
     error: str | None = None
     exit_code: int = 0
-    results: dict[str, NodeResult] = field(default_factory=dict, repr=False)
-    cache: NodeCache | None = field(default=None, repr=False)
+    results: dict[str, NodeResult] = field(default_factory=dict)
+    cache: NodeCache | None = None
     hint: str = ""  # how to fix `error`, when the failing node's error says
+    exception: BaseException | None = None  # what a failed node raised (None when it ran on a remote worker)
+
+    def __repr__(self) -> str:
+        said = f", error={self.error!r}" + (f", fix={self.hint!r}" if self.hint else "") if self.error else ""
+        return f"Run(status={self.status!r}, folder={str(self.folder)!r}{said})"
+
+    def raise_for_status(self) -> "Run":
+        """Raise RunFailed unless the run finished ("ok"); return the run otherwise (for chaining)."""
+        if self.status != "ok":
+            raise RunFailed(self) from self.exception
+        return self
 
     def image(self, node_id: str, output: str | None = None):
         """The PIL image of a node's output (its default output when `output` is None); a list for `images` outputs.
@@ -220,7 +240,7 @@ class Session:
                                        force=set_of(force), no_cache=no_cache, extra=extra, run_dir=run_dir,
                                        should_stop=should_stop, label=label)
         return Run(outcome.status, outcome.run_dir, outcome.manifest, outcome.error, outcome.exit_code, outcome.results,
-                   self.cache, outcome.hint)
+                   self.cache, outcome.hint, outcome.exception)
 
     def sweep(self, workflow: str | Path | dict, sweep: dict[str, list] | list[str] | None = None, *, zip: bool = False,
               seeds: str | list[int] | range | None = None, set: dict[str, Any] | list[str] | None = None,

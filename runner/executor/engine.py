@@ -80,6 +80,9 @@ class RunStopped(BaseException):
     A BaseException like KeyboardInterrupt, so that no node's error handling swallows it."""
 
 
+TRACEBACK_INFO = "traceback_text"  # a failed node's info key for its traceback, until the run writes it to a file
+
+
 class NodeFailed(Exception):
     """A node raised: the run stops (and the failure is the node's, recorded as data, not a crash)."""
 
@@ -415,8 +418,13 @@ class LocalExecutor:
             stopped.interrupted = NodeResult("interrupted", time.perf_counter() - started, context.info)  # type: ignore[attr-defined]
             raise
         except Exception as error:  # a node's failure is reported as data, not a crash
-            failed = {**context.info, "error": f"{type(error).__name__}: {error}"}
+            import traceback
+
+            failed = {**context.info, "error": f"{type(error).__name__}: {error}", "error_type": type(error).__name__}
             if fix_of(error):
                 failed["fix"] = fix_of(error)
+            # the traceback as text (plain data: it crosses to the run's process from a remote worker too); the run
+            # writes it into a file beside the manifest (runner.records.manifest)
+            failed[TRACEBACK_INFO] = "".join(traceback.format_exception(type(error), error, error.__traceback__))
             return Completion("failed", NodeResult("failed", time.perf_counter() - started, failed), error)
         return Completion("ran", NodeResult("ran", seconds, context.info))

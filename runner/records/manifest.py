@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..core.paths import models_dir
 from ..executor.cache import NodeCache
-from ..executor.engine import NodeResult
+from ..core.atomic import write_atomic
+from ..executor.engine import TRACEBACK_INFO, NodeResult
 from ..executor.plan import Plan, Task
 from ..language.workflow import Workflow
 from ..nodes import NODE_TYPES
@@ -93,8 +94,17 @@ def build_manifest(workflow: Workflow, plan: Plan, results: dict[str, NodeResult
             **({"published": publisher.files[node_id],
                 "published_files": [saved_file_record(publisher.run_dir, name) for name in publisher.files[node_id]]}
                if node_id in publisher.files else {}),
-            **(result.info if result else {}),
+            **({key: value for key, value in result.info.items() if key != TRACEBACK_INFO} if result else {}),
         }
+        text = result.info.get(TRACEBACK_INFO) if result else None
+        if text:  # a failed node's traceback: a file beside the manifest, named in its record
+            name = f"traceback-{node_id}.txt"
+            try:
+                write_atomic(publisher.run_dir / name, text.encode("utf-8", errors="replace"))
+            except OSError:
+                pass  # the manifest still says what failed and why
+            else:
+                nodes[node_id]["traceback"] = name
     return {
         "manifest_version": MANIFEST_VERSION,
         "run_id": publisher.run_dir.name,
