@@ -380,3 +380,28 @@ def test_cache_info_counts_each_built_tiny_model(isolated_cache, capsys):
     assert run_cli("cache", "info") == 0
     out = capsys.readouterr().out
     assert "built tiny models: 3" in out and "unfinished writes: 1" in out, out
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_run_folders_and_cache_entries_honour_the_umask(images_workflow, tmp_path, isolated_cache, umask):
+    """A teammate (or a web server) reads a shared cache and run folders: folders are 0777 and files 0666 less the
+    umask, as mkdir and open would make them (mkdtemp and mkstemp make 0700 / 0600)."""
+    import os
+    import stat
+
+    from runner.core.atomic import staged_folder
+
+    before = os.umask(umask)
+    try:
+        run_dir = _run(images_workflow, tmp_path / "out")
+        with staged_folder(tmp_path / "staged" / "entry") as folder:
+            (folder / "x.txt").write_text("x")
+    finally:
+        os.umask(before)
+    checked = 0
+    for root in (run_dir, isolated_cache / "nodes", isolated_cache / "locks", tmp_path / "staged"):
+        for path in [root, *root.rglob("*")]:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            assert mode == (0o777 if path.is_dir() else 0o666) & ~umask, (path, oct(mode))
+            checked += 1
+    assert checked > 20

@@ -46,6 +46,10 @@ def staged_folder(final: Path, *, replace: bool = False,
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
             staging = Path(tempfile.mkdtemp(prefix=f".{final.name[:24]}.", suffix=".tmp", dir=final.parent))
+            try:  # mkdtemp makes it 0700: give it what a plain mkdir would (0777 less the umask), for shared caches
+                os.chmod(staging, 0o777 & ~_umask())
+            except OSError:
+                pass  # a file system without permission bits
             break
         except FileNotFoundError:
             # the parent was removed between the two calls (a `runner cache clear` removes shard folders it
