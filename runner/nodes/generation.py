@@ -182,9 +182,10 @@ class T2IAdapterItem(Fields):
     scale: float | None = Field(None, ge=0, le=5, description="adapter_conditioning_scale; default: the pipeline's (1.0)")
 
 
-class Generation(Fields):
-    """The fields every generation node takes. Size and ControlNet fields come with the node types whose pipelines take
-    them (SizedGeneration, ControlledGeneration): a field is offered only where some pipeline of the node uses it."""
+class CoreGeneration(Fields):
+    """The fields every generation node takes, interpolate's included. LoRA, size and ControlNet fields come with the
+    node types whose pipelines take them (Generation, SizedGeneration, ControlledGeneration): a field is offered only
+    where some pipeline of the node uses it."""
 
     model: ModelIn = Field(..., description="checkpoint: $models.NAME or a source (hub id, folder, .safetensors, tiny:NAME)")
     prompt: str = Field("", description="what to generate; ${params.x} interpolates")
@@ -194,7 +195,6 @@ class Generation(Fields):
     seed: Seed | None = Field(None, description="noise seed; default: derived from the workflow seed and the node id; 'random' draws one")
     scheduler: SchedulerName | None = Field(None, description="sampler by short name; default: the checkpoint's own")
     num_images: int = Field(1, ge=1, le=64, description="num_images_per_prompt")
-    lora: list[Lora] = Field(default_factory=list, description="LoRA adapters applied for this node")
     pipeline_kwargs: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the diffusers call")
     offload: Offload | None = Field(None, description="CPU offload on CUDA: none | model | sequential; default: the workflow's "
                                                       "'offload'; ignored with a warning on CPU")
@@ -202,6 +202,12 @@ class Generation(Fields):
     vae_tiling: bool = Field(False, description="decode/encode with the VAE in tiles (large images in less memory)")
 
     spec: ClassVar[GenerationSpec | None] = None
+
+
+class Generation(CoreGeneration):
+    """The generation nodes whose pipelines load LoRAs (the family's permitting)."""
+
+    lora: list[Lora] = Field(default_factory=list, description="LoRA adapters applied for this node")
 
 
 # on the node types whose pipelines encode the prompt with CLIP themselves (not interpolate: its prior does)
@@ -367,7 +373,14 @@ class InterpolationItem(Fields):
         return self
 
 
-class Interpolate(SizedGeneration):
+class Interpolate(CoreGeneration):
+    """No LoRA: the families that interpolate (Kandinsky 2.1, 2.2) load none."""
+
+    spec: ClassVar[GenerationSpec] = INTERPOLATE
+    not_taken: ClassVar[dict] = {"lora": ("the Kandinsky prior and decoder that interpolate take no LoRA",
+                                          "remove lora")}
+    width: int | None = Field(None, ge=8, le=8192, multiple_of=8, description=SIZE_DOC)
+    height: int | None = Field(None, ge=8, le=8192, multiple_of=8, description=SIZE_DOC)
     items: list[InterpolationItem] = Field(..., min_length=2, description="prompts and images to blend, with weights")
 
 
