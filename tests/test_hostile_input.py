@@ -525,3 +525,29 @@ def test_real_process_exits_2_with_a_located_message(folder, name, data, args, e
     assert process.returncode == 2, stderr[-3000:]
     assert "Traceback" not in stderr and expected in stderr.splitlines()[0], stderr[-3000:]
     assert seconds < 30
+
+
+HOSTILE_HEADERS = {
+    "nested-100000-deep": b"[" * 100_000 + b"]" * 100_000,
+    "a-list": b"[1, 2, 3]",
+    "a-string-shape": b'{"a": {"dtype": "F32", "shape": ["x"], "data_offsets": [0, 4]}}',
+    "an-infinite-shape": b'{"a": {"dtype": "F32", "shape": [Infinity], "data_offsets": [0, 4]}}',
+    "a-negative-shape": b'{"a": {"dtype": "F32", "shape": [-5], "data_offsets": [0, 4]}}',
+    "metadata-not-text": b'{"__metadata__": {"format": [1]}, "a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}',
+    "90-mb-of-header": b'{"a": "' + b"x" * (90 << 20) + b'"}',
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE_HEADERS)
+def test_hostile_safetensors_headers_are_refused_in_bounded_time_and_memory(folder, name):
+    """A .safetensors header is read bounded (size), parsed without a traceback (depth), and checked in shape before
+    anything multiplies its shapes: validate (and a dry run, which estimates memory from the shapes) exit 2."""
+    import struct
+
+    data = HOSTILE_HEADERS[name]
+    (folder / "bad.safetensors").write_bytes(struct.pack("<Q", len(data)) + data + b"\0" * 8)
+    path = write(folder, "version: 1\nnodes:\n  g: {type: txt2img, model: ./bad.safetensors}\n")
+    for args in (("validate", path), ("run", "--dry-run", "--out", folder / "out", path)):
+        result = cli(*args)
+        assert_clean(result)
+        assert result.status == 2 and "is not a readable safetensors file" in result.err, result.err[-2000:]
