@@ -39,6 +39,7 @@ from hypothesis import strategies as st
 from runner.cli import main
 from runner.language.errors import WorkflowError
 from runner.language.workflow import MAX_NODES, MAX_PARAMS
+from runner.nodes.call_checks import MAX_GENERATION_PIXELS
 from runner.language.yaml_source import INT_MAX, INT_MIN, MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_STRING, MAX_VALUES, load_yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -365,10 +366,23 @@ def test_merge_keys_follow_yaml_own_keys_win_then_earlier_mappings():
         load_yaml("c: {x: 1, x: 2}\n", "x")
 
 
+def test_a_generation_larger_than_the_pixel_budget_is_a_validate_error(folder):
+    """8192 x 8192 on a tiny model, or 64 images of 1024 x 1024, would take tens of GB of activations: refused at
+    validate, located at the field that makes it too big."""
+    path = write(folder, "version: 1\nnodes:\n  a: {type: txt2img, model: tiny:sd15, width: 8192, height: 8192}\n"
+                         "  b: {type: txt2img, model: tiny:sd15, width: 1024, height: 1024, num_images: 64}\n"
+                         "  c: {type: txt2img, model: tiny:sd15, width: 1024, height: 1024, num_images: 32}\n")
+    result = cli("validate", path)
+    assert_clean(result)
+    assert result.status == 2 and "2 problems found" in result.err, result.err
+    assert f"{path}:3:40: nodes.a.width: 8192 x 8192 is 64 MP in one call, more than the budget of 32 MP" in result.err
+    assert f"{path}:4:67: nodes.b.num_images: 1024 x 1024 x 64 images is 64 MP" in result.err
+
+
 def test_the_safety_page_states_every_limit():
     section = (REPO / "docs" / "safety.md").read_text().split("\n## Security", 1)[0]
     for stated in ("1 MiB", f"{MAX_DEPTH} levels", f"{MAX_VALUES:,} values", f"{MAX_STRING:,} characters", "64 bits",
-                   f"{MAX_NODES:,} nodes", f"{MAX_PARAMS:,} params"):
+                   f"{MAX_NODES:,} nodes", f"{MAX_PARAMS:,} params", f"{MAX_GENERATION_PIXELS:,} pixels"):
         assert stated in section, stated
 
 

@@ -8,6 +8,7 @@ has no class for), the keys are left to the run-time check.
 
 from __future__ import annotations
 
+import os
 import re
 
 from typing import Any
@@ -39,7 +40,7 @@ def generation_check(spec, *, arguments: bool = True):
     cannot do, then (with `arguments`) the fields and pipeline_kwargs its pipeline would not take."""
 
     def check(fields, context) -> Problems:
-        problems = check_strength(fields) + check_family(spec, fields, context)
+        problems = check_strength(fields) + check_pixels(fields) + check_family(spec, fields, context)
         if arguments:
             problems += check_taken_fields(spec, fields, context) + check_pipeline_kwargs(spec, fields, context)
         return problems
@@ -228,6 +229,28 @@ def check_taken_fields(spec, fields, context) -> Problems:
                                        f"'{argument}': diffusers would accept it and ignore it",
                              swallowed_fix(class_name, [field])))
     return problems
+
+
+# the pixels one generation call may make, all images of the batch together (RUNNER_MAX_GENERATION_PIXELS overrides):
+# activations grow with them, and 8192 x 8192 or 64 x 1024 x 1024 exhaust a shared machine long before they finish
+MAX_GENERATION_PIXELS = int(os.environ.get("RUNNER_MAX_GENERATION_PIXELS") or 32 * 1024 * 1024)
+
+
+def check_pixels(fields) -> Problems:
+    """width x height x num_images against the generation pixel budget, when the node writes its size."""
+    width, height = getattr(fields, "width", None), getattr(fields, "height", None)
+    if not isinstance(width, int) or not isinstance(height, int):
+        return []
+    count = getattr(fields, "num_images", 1) or 1
+    pixels = width * height * count
+    if pixels <= MAX_GENERATION_PIXELS:
+        return []
+    batch = f" x {count} images" if count > 1 else ""
+    return [(("num_images",) if count > 1 else ("width",),
+             f"{width} x {height}{batch} is {pixels / 2 ** 20:.0f} MP in one call, more than the budget of "
+             f"{MAX_GENERATION_PIXELS / 2 ** 20:.0f} MP (RUNNER_MAX_GENERATION_PIXELS)",
+             "make fewer or smaller images (upscale afterwards, or sweep seeds instead of a big batch), or raise "
+             "RUNNER_MAX_GENERATION_PIXELS where the machine has the memory")]
 
 
 def check_strength(fields) -> Problems:
