@@ -405,3 +405,32 @@ def test_run_folders_and_cache_entries_honour_the_umask(images_workflow, tmp_pat
             assert mode == (0o777 if path.is_dir() else 0o666) & ~umask, (path, oct(mode))
             checked += 1
     assert checked > 20
+
+
+def test_prune_and_info_go_on_when_a_concurrent_clear_removes_a_shard(images_workflow, tmp_path, isolated_cache, capsys,
+                                                                      monkeypatch):
+    """`cache clear` in another process removes the shard folders it empties while prune walks them: prune (and
+    info) count what is left instead of failing with FileNotFoundError. The other process is simulated at the worst
+    moment: between the walk's is_dir() of a shard and its listing."""
+    import pathlib
+    import shutil
+
+    from runner.executor import maintenance
+    from runner.executor.cache import NodeCache
+
+    _run(images_workflow, tmp_path / "out")
+    cache = NodeCache(isolated_cache)
+    before = list(maintenance.keys(cache))
+    victim = sorted(p for p in (isolated_cache / "nodes").iterdir())[0]
+    listing = pathlib.Path.iterdir
+
+    def racing(path):
+        if path == victim and path.exists():
+            shutil.rmtree(path)
+        return listing(path)
+
+    monkeypatch.setattr(pathlib.Path, "iterdir", racing)
+    removed, _freed, _skipped = maintenance.prune(cache, max_size=0)
+    monkeypatch.setattr(pathlib.Path, "iterdir", listing)
+    assert 0 < removed < len(before) and not list(maintenance.keys(cache))
+    assert run_cli("cache", "info") == 0

@@ -15,14 +15,23 @@ from filelock import Timeout
 from .cache import ENTRY_FILE, KEY, MARKER_FILE, CannotRemove, NodeCache, NotACache, remove
 
 
+def _listing(folder: Path) -> list[Path]:
+    """The folder's children, sorted; none when it is gone (another process's `cache clear` removes emptied shards
+    while this one walks them) or not a folder."""
+    try:
+        return sorted(folder.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
 def keys(cache: NodeCache) -> Iterator[str]:
     """Every key with a folder (whole or not) under nodes/."""
     if not cache.nodes.is_dir():
         return
-    for shard in sorted(cache.nodes.iterdir()):
+    for shard in _listing(cache.nodes):
         if not (shard.is_dir() and not shard.is_symlink() and re.fullmatch(r"[0-9a-f]{2}", shard.name)):
             continue
-        for entry in sorted(shard.iterdir()):
+        for entry in _listing(shard):
             if KEY.match(entry.name) and entry.name.startswith(shard.name):
                 yield entry.name
 
@@ -49,8 +58,8 @@ def info(cache: NodeCache) -> dict[str, tuple[int, int]]:
         return {}
     for child in sorted(cache.root.iterdir()):
         if child == cache.nodes and child.is_dir() and not child.is_symlink():
-            for shard in sorted(child.iterdir()):
-                for entry in sorted(shard.iterdir()) if shard.is_dir() and not shard.is_symlink() else [shard]:
+            for shard in _listing(child):
+                for entry in _listing(shard) if shard.is_dir() and not shard.is_symlink() else [shard]:
                     if entry.parent == child:
                         add("other files", 1, _tree_size(entry))
                     elif KEY.match(entry.name) and (entry / ENTRY_FILE).is_file():
@@ -165,10 +174,10 @@ def clear(cache: NodeCache) -> tuple[int, int]:
         raise NotACache(f"{cache.root} has no {MARKER_FILE} marker, so it is not a runner cache (or one written before "
                         "the marker existed): nothing was deleted")
     count = skipped = 0
-    for shard in sorted(cache.nodes.iterdir()):
+    for shard in _listing(cache.nodes):
         if not (shard.is_dir() and not shard.is_symlink() and re.fullmatch(r"[0-9a-f]{2}", shard.name)):
             continue
-        for entry in sorted(shard.iterdir()):
+        for entry in _listing(shard):
             if entry.is_symlink() or not entry.is_dir():
                 continue
             if KEY.match(entry.name) and entry.name.startswith(shard.name) and (entry / ENTRY_FILE).is_file():
