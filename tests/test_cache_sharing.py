@@ -434,3 +434,31 @@ def test_prune_and_info_go_on_when_a_concurrent_clear_removes_a_shard(images_wor
     monkeypatch.setattr(pathlib.Path, "iterdir", listing)
     assert 0 < removed < len(before) and not list(maintenance.keys(cache))
     assert run_cli("cache", "info") == 0
+
+
+def test_links_planted_in_the_cache_and_the_outputs_are_not_followed(images_workflow, tmp_path, isolated_cache, capsys):
+    """A symbolic link planted as cache/locks, cache/quarantine or outputs/NAME would have runner write outside the
+    cache and the output folder: the cache's own links are replaced by folders (the link only is removed), and a run
+    into a linked workflow folder is refused (exit 2)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (isolated_cache / "locks").mkdir(parents=True, exist_ok=True)
+    import shutil
+
+    shutil.rmtree(isolated_cache / "locks")
+    (isolated_cache / "locks").symlink_to(outside)
+    (isolated_cache / "quarantine").symlink_to(outside)
+    run_dir = _run(images_workflow, tmp_path / "out")
+    _damage("flipped byte", _entries(isolated_cache)["mask"])
+    assert run_cli("cache", "verify") == 1
+    assert not any(outside.iterdir()), list(outside.iterdir())  # nothing was written through the links
+    assert (isolated_cache / "locks").is_dir() and not (isolated_cache / "locks").is_symlink()
+    assert len(list((isolated_cache / "quarantine").iterdir())) == 1
+    capsys.readouterr()
+    linked = tmp_path / "out2"
+    linked.mkdir()
+    (linked / "shared").symlink_to(outside)
+    assert run_cli("run", images_workflow, "--out", linked, "--plain") == 2
+    err = capsys.readouterr().err
+    assert f"error: --out: {linked / 'shared'} is a symbolic link (to {outside})" in err, err
+    assert not any(outside.iterdir()) and run_dir.is_dir()

@@ -5,6 +5,7 @@ What each record holds is records/' business; this module runs the executor and 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import signal
 import threading
@@ -183,6 +184,15 @@ def out_folder_problem(out: Path, *, create: bool) -> str | None:
 OUT_FIX = "choose a folder you can write to (--out DIR; Python: Session(out=...)), or fix this one (permissions, free space)"
 
 
+def refuse_link(folder: Path) -> None:
+    """CommandError when the workflow's folder under --out is a symbolic link: runs are written only inside the
+    output folder, never through a link someone planted there."""
+    if folder.is_symlink():
+        raise CommandError([Problem(Location("--out"), (), f"{folder} is a symbolic link (to {os.readlink(folder)}): "
+                                    "runner writes run folders only inside the output folder",
+                                    "remove the link (runner makes the folder), or choose another --out")])
+
+
 def check_out_folder(out: Path, *, create: bool = True) -> None:
     """CommandError (exit status 2, before anything runs) unless run folders can be written under `out`."""
     problem = out_folder_problem(out, create=create)
@@ -191,6 +201,7 @@ def check_out_folder(out: Path, *, create: bool = True) -> None:
 
 
 def _new_run_dir(out: Path, name: str) -> Path:
+    refuse_link(out / name)
     while True:
         now = time.time()  # ids sort in start order: second, then millisecond, then a random tie-breaker
         run_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}-" + secrets.token_hex(2)

@@ -185,6 +185,9 @@ def check_file_sweep(workflow, load: Callable[[list[str]], Any], source: str,
 def new_sweep_dir(out: Path, name: str) -> Path:
     now = time.time()
     sweep_id = "sweep-" + time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + "-" + secrets.token_hex(2)
+    from .run import refuse_link
+
+    refuse_link(out / name)
     folder = out / name / sweep_id
     folder.mkdir(parents=True)
     return folder

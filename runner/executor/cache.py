@@ -125,6 +125,14 @@ def record_problem(record: Any, key: str) -> str | None:
     return None
 
 
+def _own_folder(path: Path) -> None:
+    """Make `path` a real folder of the cache: a symbolic link (or a file) planted in its place is removed first (the
+    link only, never what it points to), so runner never writes through it outside the cache."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+
+
 class NodeCache:
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -155,7 +163,8 @@ class NodeCache:
         path = self.lock_path(key)
         lock = _LOCKS.get(str(path))
         if lock is None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _own_folder(self.locks)
+            _own_folder(path.parent)
             lock = _LOCKS[str(path)] = FileLock(str(path), thread_local=False)
         return lock
 
@@ -383,7 +392,7 @@ class NodeCache:
 
     def _move_aside(self, path: Path, name: str, reason: str) -> None:
         try:
-            self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+            _own_folder(self.quarantine_dir)
             target = self.quarantine_dir / f"{name}.{time.strftime('%Y%m%d-%H%M%S')}.{os.getpid()}"
             target.mkdir()
             os.rename(path, target / "entry")
