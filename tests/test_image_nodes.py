@@ -113,6 +113,12 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             self.send_header("Location", "ftp://127.0.0.1/room.png" if self.path.startswith("/to-ftp") else self.path)
             self.end_headers()
             return
+        if self.path.startswith("/header-trickle"):  # the status line and headers a byte every 0.1 s, for a minute
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"y" * 600:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.1)
+            return
         if self.path.startswith("/trickle"):  # one byte every 0.1 s: no single wait is long, the whole is
             self.send_response(200)
             self.send_header("Content-Length", "40")
@@ -197,6 +203,11 @@ def test_url_redirects_deadline_and_ports_are_bounded(tmp_path, http_root, monke
     code, _ = run_nodes(tmp_path, f"  photo: {{type: load_image, url: '{http_root}/trickle/room.png'}}\n", *LOCAL)
     assert code == 1 and "took longer than 1 s in all" in capsys.readouterr().err
     assert time.perf_counter() - started < 30
+    # the deadline covers the status line and the headers too (they used to hold a fetch for as long as they trickled)
+    started = time.perf_counter()
+    code, _ = run_nodes(tmp_path, f"  photo: {{type: load_image, url: '{http_root}/header-trickle/room.png'}}\n", *LOCAL)
+    assert code == 1 and "took longer than 1 s in all" in capsys.readouterr().err
+    assert time.perf_counter() - started < 20
     code, _ = run_nodes(tmp_path, "  photo: {type: load_image, url: 'http://127.0.0.1:70000/room.png'}\n")
     assert code == 2 and "ports are 1-65535" in capsys.readouterr().err
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import socket
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -62,6 +63,7 @@ class AddressPolicy:
     def __init__(self, allow: bool | Iterable[str] = False):
         self.everything = allow is True
         self.networks = [] if isinstance(allow, bool) else [ipaddress.ip_network(n, strict=False) for n in allow]
+        self.sockets: list[socket.socket] = []  # every socket a fetch opened: its deadline shuts them
 
     def allows(self, address) -> str | None:
         """None when `address` may be reached, else why not."""
@@ -109,6 +111,7 @@ def _connect(policy: AddressPolicy, host: str, port: int, timeout, source_addres
     error: OSError | None = None
     for family, kind, proto, sockaddr in policy.vetted(host, port, url):
         sock = socket.socket(family, kind, proto)
+        policy.sockets.append(sock)
         try:
             if timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
                 sock.settimeout(timeout)
@@ -201,15 +204,40 @@ def fetch(url: str, *, allow: bool | Iterable[str] = False, timeout: float = 30,
     ends = time.monotonic() + deadline
     request = urllib.request.Request(url, headers={"User-Agent": "runner"})
     chunks, size = [], 0
-    with opener.open(request, timeout=timeout) as response:
-        while True:
-            if time.monotonic() > ends:
-                raise TimeoutError(f"{url} took longer than {deadline:g} s in all; fetch it yourself and use path:")
-            chunk = response.read1(1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > max_bytes:
-                raise ValueError(f"{url} is larger than {max_bytes >> 20} MiB")
+    late = TimeoutError(f"{url} took longer than {deadline:g} s in all; fetch it yourself and use path:")
+    # the deadline covers every wait (connecting, the status line, the headers, the body): when it passes, the
+    # sockets are shut, which wakes a read blocked on a server trickling a byte at a time
+    expired = threading.Event()
+
+    def shut() -> None:
+        expired.set()
+        for sock in list(policy.sockets):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # closed already
+
+    timer = threading.Timer(deadline, shut)
+    timer.daemon = True
+    timer.start()
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            while True:
+                if time.monotonic() > ends:
+                    raise late
+                chunk = response.read1(1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ValueError(f"{url} is larger than {max_bytes >> 20} MiB")
+    except Exception:
+        if expired.is_set():
+            raise late from None
+        raise
+    finally:
+        timer.cancel()
+    if expired.is_set():  # a shut socket can also read as the end of the body
+        raise late
     return b"".join(chunks)
