@@ -227,3 +227,19 @@ def test_saved_files_of_an_older_manifest_are_measured_from_the_folder(tmp_path)
     size = (run_dir / "kept.png").stat().st_size
     assert f'<a href="kept.png">kept.png</a><br><span data-size>64 × 64 px · {format_size(size)}</span>' in text
     assert '<li data-file="lost.png"><div>lost.png · missing from the run folder</div></li>' in text
+
+
+def test_the_report_shows_resolved_values_and_a_failed_nodes_fix(tmp_path):
+    """Each node's parameters as the node got them (params put in, not `${params.prompt}`), and the fix of a failed
+    node beside its error."""
+    workflow = write_workflow(tmp_path, "wf.yaml", "version: 1\nparams: {what: a window onto pine trees}\nnodes:\n"
+                              "  photo: {type: load_image, path: in.png, size: [64, 64]}\n"
+                              "  m: {type: make_mask, like: $photo}\n"
+                              "  r: {type: inpaint, model: tiny:sd15-inpaint, image: $photo, mask: $m, "
+                              "prompt: '${params.what}, at dusk', padding_mask_crop: 8, steps: 2}\n")
+    out = tmp_path / "out"
+    assert run_cli("run", workflow, "--out", out, "--quiet") == 1
+    text = html.unescape((latest_run(out, "wf") / "report.html").read_text())
+    assert "prompt: a window onto pine trees, at dusk" in text and "${params.what}" not in text.split("<body", 1)[1]
+    assert '<p class="fix">fix: draw the area to repaint in white, or remove padding_mask_crop</p>' in text
+    assert "image: $photo" in text  # links as written

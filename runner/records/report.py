@@ -59,6 +59,7 @@ table.grid figcaption { font-size: .8rem; max-width: 220px; margin: .2rem auto 0
 .node h2 { font-size: 1rem; margin: 0 0 .3rem; overflow-wrap: anywhere; }
 .badge { display: inline-block; padding: 0 .4rem; border-radius: 3px; color: #fff; background: var(--state); font-size: .8rem; }
 .error { color: #b71c1c; white-space: pre-wrap; overflow-wrap: anywhere; }
+.fix { color: #1b5e20; white-space: pre-wrap; overflow-wrap: anywhere; }
 .thumbs { display: flex; flex-wrap: wrap; gap: .4rem; margin: .4rem 0; }
 .thumbs button { padding: 0; border: 1px solid #ccc; background: repeating-conic-gradient(#eee 0 25%, #fff 0 50%) 0 0 / 12px 12px; cursor: zoom-in; }
 .thumbs img { display: block; max-width: 128px; max-height: 128px; image-rendering: auto; }
@@ -212,6 +213,8 @@ def _node_card(node_id: str, node: dict, document: dict, manifest: dict, run_dir
              f'<span class="badge">{_esc(node["status"])}</span> {_esc(cache)}{_esc(seconds)}']
     if node.get("error"):
         lines.append(f'<p class="error" role="alert">{_esc(node["error"])}</p>')
+        if node.get("fix"):
+            lines.append(f'<p class="fix">fix: {_esc(node["fix"])}</p>')
     entry = _cache_entry(manifest, node["key"])
     thumbs = []
     if entry is not None:
@@ -238,6 +241,19 @@ def _node_card(node_id: str, node: dict, document: dict, manifest: dict, run_dir
         lines.append("<details><summary>details</summary><pre>" + _esc(yaml.safe_dump(extra, sort_keys=False)) + "</pre></details>")
     lines.append("</article>")
     return "\n".join(lines)
+
+
+def _resolved(document: dict) -> dict:
+    """The workflow with its params put in (`${params.prompt}, oil painting` as the text the node got; a sweep
+    variant's own values), links written back as `$node`: what each node's parameters were."""
+    from ..language.refs import resolve_references, unresolve
+    from ..language.yaml_source import SourceMap
+
+    try:
+        resolved, _problems = resolve_references(document, SourceMap("workflow.yaml"))
+    except Exception:  # noqa: BLE001 - a damaged record shows as written rather than not at all
+        return document
+    return unresolve(resolved) if isinstance(resolved, dict) else document
 
 
 def _overrides(overrides: list[str]) -> str:
@@ -276,7 +292,7 @@ def write_run_report(run_dir: Path) -> Path:
 
     manifest = load_manifest(run_dir)
     document = recorded_workflow(run_dir)  # read as any workflow: limits, and a located error when damaged
-    document = document if isinstance(document, dict) else {}
+    document = _resolved(document) if isinstance(document, dict) else {}
     name = manifest["workflow"]["name"]
     models = ", ".join(f"{ref} = {info.get('source')}" for ref, info in manifest.get("models", {}).items()) or "none"
     versions = ", ".join(f"{k} {v}" for k, v in manifest.get("libraries", {}).items())
