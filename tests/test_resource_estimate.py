@@ -13,8 +13,15 @@ nodes:
 """
 
 
-def test_an_impossible_call_fails_at_once_with_the_numbers(tmp_path, capsys):
+def test_an_impossible_call_fails_at_once_with_the_numbers(tmp_path, capsys, monkeypatch):
+    from runner.nodes import call_checks
+
     workflow = write_workflow(tmp_path, "huge.yaml", HUGE)
+    # 64 x 8192^2 is above the generation pixel budget: refused by validation before anything runs
+    assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain") == 2
+    assert "more than the budget of 32 MP (RUNNER_MAX_GENERATION_PIXELS)" in capsys.readouterr().err
+    # with the budget raised, the memory estimate of the call itself refuses it at once, with the numbers
+    monkeypatch.setattr(call_checks, "MAX_GENERATION_PIXELS", 1 << 40)
     assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain") == 1
     err = capsys.readouterr().err
     assert "MemoryEstimateExceeded" in err and "64 images of 8192 x 8192 px" in err and "budget" in err, err

@@ -424,7 +424,8 @@ _declare("refine", Refine, "Second stage: a refiner (SDXL's) on a base's latents
                            f"{_on(REFINE.task)} checkpoints).")
 
 
-@node_type("interpolate", fields=Interpolate, outputs={"image": "image"},
+# version 2: lora left the fields (no family that interpolates takes one), so every key is another
+@node_type("interpolate", fields=Interpolate, outputs={"image": "image"}, version=2,
            check=generation_check(INTERPOLATE, arguments=False))
 def _run_interpolate(ctx, f, inputs=None):
     """Blend weighted prompts and images through a prior (Kandinsky 2.1 and 2.2)."""
