@@ -196,11 +196,15 @@ def test_sdxl_refiner_on_an_image_uses_its_own_strength(tmp_path):
 def test_sdxl_base_and_refiner_hand_over_latents(tmp_path):
     from diffusers import DiffusionPipeline
 
-    image, _ = runner_image(tmp_path, "b: tiny:sdxl, r: tiny:sdxl-refiner",
-                            f"  base: {{type: txt2img, model: $models.b, prompt: {PROMPT}, steps: 4, seed: {SEED}, "
-                            "pipeline_kwargs: {denoising_end: 0.75}}\n"
-                            f"  out: {{type: refine, model: $models.r, latents: $base.latents, denoising_start: 0.75, "
-                            f"prompt: {PROMPT}, steps: 4, seed: 6}}\n")
+    image, run = runner_image(tmp_path, "b: tiny:sdxl, r: tiny:sdxl-refiner",
+                              f"  base: {{type: txt2img, model: $models.b, prompt: {PROMPT}, steps: 4, seed: {SEED}, "
+                              "pipeline_kwargs: {denoising_end: 0.75}}\n"
+                              f"  out: {{type: refine, model: $models.r, latents: $base.latents, denoising_start: 0.75, "
+                              f"prompt: {PROMPT}, steps: 4, seed: 6}}\n")
+    # nothing reads the base's image: it is not decoded (output_type="latent", as diffusers' docs call the base)
+    base_record = run.manifest["nodes"]["base"]
+    assert base_record["call"]["output_type"] == "latent" and base_record["decode_skipped"]
+    assert list(base_record["outputs"]) == ["latents"]
     base = quiet(DiffusionPipeline.from_pretrained(folder("sdxl")))
     refiner = quiet(DiffusionPipeline.from_pretrained(folder("sdxl-refiner"), text_encoder_2=base.text_encoder_2, vae=base.vae))
     latents = base(PROMPT, num_inference_steps=4, denoising_end=0.75, output_type="latent", generator=generator()).images
@@ -292,3 +296,17 @@ def test_nodes_and_schema_show_each_pipelines_own_default(capsys):
     definitions = workflow_json_schema()["definitions"]
     assert "0.3 for StableDiffusionXLImg2ImgPipeline" in definitions["Img2imgNode"]["properties"]["strength"]["description"]
     assert "0.8 for StableDiffusionControlNetImg2ImgPipeline" in definitions["ControlNet"]["properties"]["scale"]["description"]
+
+
+def test_a_base_whose_image_is_read_too_is_decoded(tmp_path):
+    """The decode is skipped only when every reader takes the latents: a save_image of the base keeps it, and the
+    latents handed on are the same either way."""
+    _image, run = runner_image(tmp_path, "b: tiny:sdxl, r: tiny:sdxl-refiner",
+                               f"  base: {{type: txt2img, model: $models.b, prompt: {PROMPT}, steps: 4, seed: {SEED}, "
+                               "pipeline_kwargs: {denoising_end: 0.75}}\n"
+                               f"  out: {{type: refine, model: $models.r, latents: $base.latents, denoising_start: 0.75, "
+                               f"prompt: {PROMPT}, steps: 4, seed: 6}}\n"
+                               "  keep: {type: save_image, image: $base}\n")
+    record = run.manifest["nodes"]["base"]
+    assert "output_type" not in record["call"] and "decode_skipped" not in record
+    assert set(record["outputs"]) == {"image", "images", "latents"}

@@ -412,7 +412,9 @@ class LocalExecutor:
             stored = {name: (node_type.outputs[name], value) for name, value in outputs.items()}
             self.cache.put(task.key, stored, write_value, {
                 "node_id": task.node_id, "type": task.type_name, "version": node_type.version,
-                "default_output": node_type.default_output, "seconds": round(seconds, 4), "info": context.info,
+                # a node that made only some outputs (a skipped decode: its latents) defaults to what it made
+                "default_output": node_type.default_output if node_type.default_output in stored else next(iter(stored), None),
+                "seconds": round(seconds, 4), "info": context.info,
             }, replace=replace)
         except (KeyboardInterrupt, RunStopped) as stopped:
             stopped.interrupted = NodeResult("interrupted", time.perf_counter() - started, context.info)  # type: ignore[attr-defined]

@@ -66,6 +66,8 @@ class Task:
     allow_private_urls: bool | list[str] = False
     # the workflow's prompt_syntax (in the key of nodes with prompts when it is not plain: other embeddings)
     prompt_syntax: str = "plain"
+    # the only outputs the plan reads from it (["latents"]: the decode can be skipped), None: all
+    only_outputs: list[str] | None = None
 
     def to_data(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -175,18 +177,34 @@ def build_plan(workflow: Workflow, describe: Describe, targets: list[str] | None
     tasks: dict[str, Task] = {}
     seeds: dict[str, int] = {}
     identities: dict[str, tuple[dict, str]] = {}
+    read = outputs_read(workflow, order)
     for node_id in order:
         try:
             tasks[node_id] = _task(workflow, node_id, tasks, identities, seeds, describe, workflow_seed, environment,
-                                   allow_private_urls)
+                                   allow_private_urls, read.get(node_id, set()))
         except Exception as exc:
             exc.node_id = node_id  # type: ignore[attr-defined]  (lets the CLI point at the node)
             raise
     return Plan(tasks, order, workflow_seed, device, dtype, libraries, seeds, deterministic, allow_private_urls)
 
 
+def outputs_read(workflow: Workflow, order: list[str]) -> dict[str, set[str]]:
+    """For each node, the outputs the plan's other nodes read from it (default outputs named)."""
+    read: dict[str, set[str]] = {}
+    for node_id in order:
+        for link, _accepts, _path in workflow.nodes[node_id].links():
+            read.setdefault(link.node, set()).add(link.output or workflow.nodes[link.node].type.default_output)
+    return read
+
+
+# a generation node whose readers all take its latents skips the VAE decode (output_type="latent"), as diffusers'
+# docs and ComfyUI do for a base handing over to a refiner; a node nobody reads (the run's result) always decodes
+LATENT_ONLY = {"latents"}
+
+
 def _task(workflow: Workflow, node_id: str, tasks: dict[str, Task], identities: dict, seeds: dict[str, int],
-          describe: Describe, workflow_seed: int, environment: dict, allow_private_urls: bool | list[str] = False) -> Task:
+          describe: Describe, workflow_seed: int, environment: dict, allow_private_urls: bool | list[str] = False,
+          read: set[str] = frozenset()) -> Task:
     node = workflow.nodes[node_id]
     device, dtype = environment["device"], environment["dtype"]
     upstream, inputs = {}, []
@@ -226,10 +244,13 @@ def _task(workflow: Workflow, node_id: str, tasks: dict[str, Task], identities: 
     syntax = prompt_syntax(workflow, node)
     if syntax != "plain":  # plain keeps the keys nodes had before the setting existed
         material["prompt_syntax"] = syntax
+    only = sorted(read) if read and read <= LATENT_ONLY and LATENT_ONLY < set(node.type.outputs) else None
+    if only:  # its entry holds only these outputs: another key than the node decoding its image
+        material["outputs"] = only
     key = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
     return Task(node_id, node.type.name, encode_fields(node.fields), key, seed, upstream, inputs, models, model_ids, files,
                 device, dtype, str(workflow.base_dir), workflow.offload, bool(environment.get("deterministic")),
-                allow_private_urls, syntax)
+                allow_private_urls, syntax, only)
 
 
 def prompt_syntax(workflow: Workflow, node) -> str:

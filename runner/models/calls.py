@@ -132,6 +132,9 @@ def run_pipeline(ctx, pipe, kwargs: dict[str, Any], arguments: dict[str, str] | 
     torch.manual_seed(ctx.seed)
     with torch.inference_mode():
         result = pipe(**kwargs, generator=generator, **callbacks)
+    if kwargs.get("output_type") == "latent":  # no decode: the latents are the node's only output
+        latents = final_latents.get("latents", result.images)
+        return {"latents": latents.detach().clone()}
     images = list(result.images)
     outputs: dict[str, Any] = {"image": images[0], "images": images}
     if "latents" in final_latents:

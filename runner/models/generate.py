@@ -100,6 +100,11 @@ def generate_diffusers(ctx, spec, f) -> dict[str, Any]:
     if shared:
         ctx.record(shared_components=shared)
     kwargs.update(checked_pipeline_kwargs(pipe, f.pipeline_kwargs, spec.arguments))
+    if getattr(ctx.task, "only_outputs", None) == ["latents"] and family.latents and \
+            "output_type" in inspect.signature(pipe.__call__).parameters and "output_type" not in kwargs:
+        # every node reading this one takes its latents: no VAE decode (diffusers' docs hand a base to the refiner so)
+        kwargs["output_type"] = "latent"
+        ctx.record(decode_skipped="every node reading this one takes its latents")
     from .ip_adapters import applied_ip_adapters
 
     with applied_loras(ctx, pipe, f.lora), memory_options(ctx, pipe, f), freeu(ctx, pipe, getattr(f, "freeu", None)), \
