@@ -132,7 +132,7 @@ def test_comfyui_folders_and_the_h94_layout(tmp_path, monkeypatch):
 
 
 def test_validate_refuses_ip_adapters_where_they_cannot_run(tmp_path, capsys):
-    path = write_workflow(tmp_path, "bad.yaml", "version: 1\nmodels: {flux: tiny:flux, sd: tiny:sd15, ip: tiny:ip-adapter-sd15}\n"
+    path = write_workflow(tmp_path, "bad.yaml", "version: 1\nmodels: {flux: tiny:kandinsky3, sd: tiny:sd15, ip: tiny:ip-adapter-sd15}\n"
                           "nodes:\n  photo: {type: load_image, path: in.png, size: [64, 64]}\n"
                           "  a: {type: txt2img, model: $models.flux, ip_adapter: [{model: $models.ip, image: $photo}]}\n"
                           "  b: {type: txt2img, model: $models.sd, ip_adapter: [{model: tiny:lora-sd15, image: $photo}]}\n"
@@ -140,8 +140,8 @@ def test_validate_refuses_ip_adapters_where_they_cannot_run(tmp_path, capsys):
                           "scale: {left: 1}}]}\n")
     assert run_cli("validate", path) == 2
     err = capsys.readouterr().err
-    assert (f"{path}:5:43: nodes.a.ip_adapter: IP-Adapters are not supported for FLUX.1 (model 'tiny:flux') in this "
-            "version of runner") in err, err
+    assert (f"{path}:5:43: nodes.a.ip_adapter: IP-Adapters are not supported for Kandinsky 3 (model 'tiny:kandinsky3') "
+            "in this version of runner") in err, err
     assert f"{path}:6:55: nodes.b.ip_adapter[0].model: model 'tiny:lora-sd15' is a LoRA, used where an IP-Adapter" in err
     assert f"{path}:7:54: nodes.c.ip_adapter[0]: a per-block scale names down, mid and up, not left" in err, err
 
@@ -169,3 +169,38 @@ def test_the_image_embeddings_are_computed_once_for_nodes_sharing_an_image(tmp_p
         embeds = [key for key in session.pool.objects if "ip-adapter-embeds" in key]
     # the three guided nodes share one; the unguided one has no negative half: its own
     assert len(embeds) == 2, embeds
+
+
+def test_flux_ip_adapter_as_diffusers_docs_load_it(tmp_path):
+    """FLUX.1's IP-Adapter (XLabs' layout) through FluxIPAdapterMixin, as diffusers' docs write it: load_ip_adapter
+    with the image encoder, set_ip_adapter_scale, ip_adapter_image, true CFG with an empty negative prompt."""
+    import torch
+    from diffusers import FluxPipeline
+
+    result = run(tmp_path, "m: tiny:flux, ip: tiny:ip-adapter-flux", (
+        f"  out: {{type: txt2img, model: $models.m, prompt: {PROMPT}, steps: 2, seed: {SEED}, width: 64, height: 64, "
+        "negative_prompt: '', pipeline_kwargs: {true_cfg_scale: 4.0}, "
+        "ip_adapter: [{model: $models.ip, image: $photo, scale: 0.7}]}\n"
+        f"  plain: {{type: txt2img, model: $models.m, prompt: {PROMPT}, steps: 2, seed: {SEED}, width: 64, height: 64}}\n"))
+    pipe = quiet(FluxPipeline.from_pretrained(folder("flux")))
+    plain = pipe(PROMPT, num_inference_steps=2, width=64, height=64, generator=generator()).images[0]
+    pipe.load_ip_adapter(folder("ip-adapter-flux"), weight_name="ip-adapter.safetensors",
+                         image_encoder_pretrained_model_name_or_path=str(Path(folder("ip-adapter-flux")) / "image_encoder"),
+                         image_encoder_dtype=torch.float32)
+    pipe.set_ip_adapter_scale(0.7)
+    expected = pipe(PROMPT, negative_prompt="", true_cfg_scale=4.0, ip_adapter_image=result.image("photo"),
+                    num_inference_steps=2, width=64, height=64, generator=generator()).images[0]
+    same(result.image("out"), expected)
+    assert result.image("out").tobytes() != plain.tobytes()
+    same(result.image("plain"), plain)  # unloaded after its node
+
+
+def test_flux_ip_adapters_take_no_block_scales_or_masks(tmp_path, capsys):
+    path = write_workflow(tmp_path, "flux.yaml", "version: 1\nmodels: {m: tiny:flux, ip: tiny:ip-adapter-flux}\n"
+                          "nodes:\n  photo: {type: load_image, path: in.png, size: [64, 64]}\n"
+                          "  a: {type: txt2img, model: $models.m, ip_adapter: [{model: $models.ip, image: $photo, "
+                          "scale: {up: {block_0: [1.0]}}, mask: $photo}]}\n")
+    assert run_cli("validate", path) == 2
+    err = capsys.readouterr().err
+    assert "nodes.a.ip_adapter[0].scale: FLUX.1's IP-Adapters take one scale (a number), not a per-block dict" in err
+    assert "nodes.a.ip_adapter[0].mask: FLUX.1's IP-Adapters take no mask in diffusers" in err

@@ -111,7 +111,7 @@ def test_build_is_deterministic_across_processes(built, tmp_path):
     # the first two, and every model of the families added since (their T5 / XLM-R tokenizers are built offline too)
     names = ["sd15", "kandinsky22", "kandinsky21", "kandinsky3", "controlnet-kandinsky22", "sd3", "controlnet-sd3",
              "lora-sd3", "flux", "flux-schnell", "controlnet-flux", "lora-flux", "lora-sdxl", "embedding-sd15",
-             "embedding-sdxl", "ip-adapter-sd15", "ip-adapter-sdxl", "t2i-adapter-sd15"]
+             "embedding-sdxl", "ip-adapter-sd15", "ip-adapter-sdxl", "ip-adapter-flux", "t2i-adapter-sd15"]
     code = ("import sys, pathlib; from runner.models import tiny; "
             f"[tiny.ensure_tiny(n, pathlib.Path(sys.argv[1])) for n in {names!r}]")
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, check=True, capture_output=True)

@@ -110,10 +110,16 @@ class applied_ip_adapters:
         for name in ("image_encoder", "feature_extractor"):
             self.before[name] = getattr(pipe, name, None)
         pipe.register_modules(image_encoder=encoder)
+        import inspect
+
+        # the state dicts as diffusers splits a file (image_proj, ip_adapter); its encoder is the one registered
+        # (the UNet pipelines' loader names it image_encoder_folder, FLUX's image_encoder_pretrained_model_name_or_path)
+        takes = inspect.signature(pipe.load_ip_adapter).parameters
+        no_encoder = {name: None for name in ("image_encoder_folder", "image_encoder_pretrained_model_name_or_path")
+                      if name in takes}
         try:
-            # the state dicts as diffusers splits a file (image_proj, ip_adapter); its encoder is the one registered
-            pipe.load_ip_adapter(state_dicts, subfolder=None, weight_name=[""] * len(state_dicts),
-                                 image_encoder_folder=None)
+            pipe.load_ip_adapter(state_dicts, subfolder=[""] * len(state_dicts), weight_name=[""] * len(state_dicts),
+                                 **no_encoder)
         except (RuntimeError, KeyError, ValueError) as exc:
             self._restore()
             raise ModelUnavailable(f"ip_adapter: the IP-Adapter does not fit '{self.checkpoint}' "
@@ -218,10 +224,13 @@ def _state_dict(path: Path, source: ModelSource) -> dict:
     state_dict: dict[str, dict] = {"image_proj": {}, "ip_adapter": {}}
     with safe_open(str(path), framework="pt", device="cpu") as handle:
         for key in handle.keys():
-            if key.startswith("image_proj."):
-                state_dict["image_proj"][key[len("image_proj."):]] = handle.get_tensor(key)
-            elif key.startswith("ip_adapter."):
-                state_dict["ip_adapter"][key[len("ip_adapter."):]] = handle.get_tensor(key)
+            # h94's names, and XLabs' FLUX ones renamed as diffusers' FluxIPAdapterMixin renames them
+            if key.startswith(("image_proj.", "ip_adapter_proj_model.")):
+                state_dict["image_proj"][key.split(".", 1)[1]] = handle.get_tensor(key)
+            elif key.startswith(("ip_adapter.", "double_blocks.")):
+                name = key.split(".", 1)[1].replace("ip_adapter_double_stream_k_proj", "to_k_ip").replace(
+                    "ip_adapter_double_stream_v_proj", "to_v_ip").replace("processor.", "")
+                state_dict["ip_adapter"][name] = handle.get_tensor(key)
     if not state_dict["image_proj"] or not state_dict["ip_adapter"]:
         raise ModelUnavailable(f"'{source.label}' ({path.name}) is not an IP-Adapter: it has no image_proj and "
                                "ip_adapter weights", "use an IP-Adapter in the original layout (h94/IP-Adapter's)")

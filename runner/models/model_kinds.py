@@ -86,8 +86,9 @@ def _keys_kind(keys: list[str]) -> str | None:
     """The kind of a single-file checkpoint from its tensor names (A1111/ComfyUI and diffusers layouts)."""
     if keys == ["emb_params"] or (keys and set(keys) <= {"clip_l", "clip_g"}) or (len(keys) == 1 and "." not in keys[0]):
         return "embedding"  # A1111's emb_params, SDXL's clip_l + clip_g, diffusers' one token
-    if keys and all(k.startswith(("image_proj.", "ip_adapter.")) for k in keys):
-        return "ip_adapter"  # h94/IP-Adapter's layout (ComfyUI's ipadapter/)
+    if keys and all(k.startswith(("image_proj.", "ip_adapter.")) for k in keys) or any(
+            k.startswith("ip_adapter_proj_model.") for k in keys):
+        return "ip_adapter"  # h94/IP-Adapter's layout (ComfyUI's ipadapter/), XLabs' FLUX one
     if any(k.startswith(("model.diffusion_model.", "double_blocks.", "joint_blocks.")) for k in keys):
         return "pipeline"  # a whole checkpoint, or a FLUX.1 / SD3 transformer alone (ComfyUI's diffusion_models/)
     if any(k.startswith("text_model.") for k in keys) or ("shared.weight" in keys and any(

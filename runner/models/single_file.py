@@ -58,7 +58,8 @@ _LAYOUTS = (
      "a text encoder in the transformers layout (it goes under a model entry's text_encoder:)"),
     (lambda k: k.startswith(("double_blocks.", "single_blocks.")), "a FLUX.1 transformer in Black Forest Labs' layout"),
     (lambda k: k.startswith("joint_blocks."), "an SD3 transformer in Stability's layout"),
-    (lambda k: k.startswith(("image_proj.", "ip_adapter.")), "an IP-Adapter (it goes under a generation node's ip_adapter:)"),
+    (lambda k: k.startswith(("image_proj.", "ip_adapter.", "ip_adapter_proj_model.")),
+     "an IP-Adapter (it goes under a generation node's ip_adapter:)"),
     (lambda k: k in ("emb_params", "clip_l", "clip_g"), "a textual-inversion embedding (it goes under a model entry's "
                                                         "embeddings:)"),
 )

@@ -275,6 +275,9 @@ LORA_FLUX = {"rank": 4, "alpha": 4, "std": 0.05, "denoiser": "FluxTransformer2DM
 # tiny CLIPVisionModelWithProjection saved under image_encoder/, as the real repository keeps it.
 IP_ADAPTER_SD15 = {"unet": UNET_SD15, "tokens": 4, "std": 0.1}
 IP_ADAPTER_SDXL = {"unet": UNET_SDXL, "tokens": 4, "std": 0.1}
+# FLUX's (XLabs-AI/flux-ip-adapter's layout): ip_adapter_proj_model (4 tokens of the transformer's joint attention
+# width) and each double block's ip_adapter_double_stream_k/v_proj, biased, as diffusers' FluxIPAdapterMixin reads it
+IP_ADAPTER_FLUX = {"transformer": FLUX_TRANSFORMER, "tokens": 4, "std": 0.1}
 # A T2I-Adapter: full_adapter_xl at downscale 16 gives the [32, 4, 4] and [64, 4, 4] features both tiny UNets add to
 # their two down blocks at 64 px (sides a multiple of 16); redrawn at std 0.1 so that it changes the image.
 T2I_ADAPTER = {"config": {"in_channels": 3, "channels": [32, 64], "num_res_blocks": 1, "downscale_factor": 16,
@@ -416,6 +419,9 @@ _SPECS: dict[str, dict[str, Any]] = {
         "image_encoder": _pipe(None, {"model": _c("CLIPVisionModelWithProjection", CLIP_VISION_PROJ, 300)})}},
     "ip-adapter-sdxl": {"kind": "ip_adapter", "folders": {
         "": _pipe(None, {"ip": _c("IPAdapter", IP_ADAPTER_SDXL, 303)}),
+        "image_encoder": _pipe(None, {"model": _c("CLIPVisionModelWithProjection", CLIP_VISION_PROJ, 300)})}},
+    "ip-adapter-flux": {"kind": "ip_adapter", "folders": {
+        "": _pipe(None, {"ip": _c("IPAdapter", IP_ADAPTER_FLUX, 305)}),
         "image_encoder": _pipe(None, {"model": _c("CLIPVisionModelWithProjection", CLIP_VISION_PROJ, 300)})}},
     "t2i-adapter-sd15": _single("adapter", _pipe(None, {"adapter": _c("T2IAdapterRandom", T2I_ADAPTER, 400)})),
     "embedding-sd15": _single("embedding", _pipe(None, {"embedding": _c("Embedding", EMBEDDING_SD15, 500)})),
@@ -690,17 +696,31 @@ class _IPAdapter:
 
     def __init__(self, config: dict, seed: int):
         import torch
-        from diffusers import UNet2DConditionModel
 
-        with torch.device("meta"):
-            unet = UNet2DConditionModel(**config["unet"])
-        cross, blocks = unet.config.cross_attention_dim, list(unet.config.block_out_channels)
         generator = torch.Generator().manual_seed(seed)
 
         def draw(*shape, offset: float = 0.0):
             return (torch.randn(shape, generator=generator) * config["std"] + offset).contiguous()
 
         embed = CLIP_VISION_PROJ["projection_dim"]
+        if "transformer" in config:  # FLUX, XLabs' names
+            flux = config["transformer"]
+            joint, inner = flux["joint_attention_dim"], flux["num_attention_heads"] * flux["attention_head_dim"]
+            self.tensors = {"ip_adapter_proj_model.proj.weight": draw(config["tokens"] * joint, embed),
+                            "ip_adapter_proj_model.proj.bias": draw(config["tokens"] * joint),
+                            "ip_adapter_proj_model.norm.weight": draw(joint, offset=1.0),
+                            "ip_adapter_proj_model.norm.bias": draw(joint)}
+            for block in range(flux["num_layers"]):
+                for side in ("k", "v"):
+                    name = f"double_blocks.{block}.processor.ip_adapter_double_stream_{side}_proj"
+                    self.tensors[f"{name}.weight"] = draw(inner, joint)
+                    self.tensors[f"{name}.bias"] = draw(inner)
+            return
+        from diffusers import UNet2DConditionModel
+
+        with torch.device("meta"):
+            unet = UNet2DConditionModel(**config["unet"])
+        cross, blocks = unet.config.cross_attention_dim, list(unet.config.block_out_channels)
         self.tensors = {"image_proj.proj.weight": draw(config["tokens"] * cross, embed),
                         "image_proj.proj.bias": draw(config["tokens"] * cross),
                         "image_proj.norm.weight": draw(cross, offset=1.0), "image_proj.norm.bias": draw(cross)}

@@ -111,6 +111,15 @@ def check_family(spec, fields, context) -> Problems:
                                                            f"({family.adapter_pipeline}) takes no "
                                                            "adapter_conditioning_factor: its adapters act in every step",
                          "remove adapter_conditioning_factor (SDXL's adapter pipeline takes it)"))
+    for index, item in enumerate(getattr(fields, "ip_adapter", None) or [] if family.ip_adapter else []):
+        if family.ip_adapter_blocks:
+            break
+        if isinstance(item.scale, dict):
+            problems.append((("ip_adapter", index, "scale"), f"{family.name}'s IP-Adapters take one scale (a number), "
+                                                             "not a per-block dict", "give scale a number, e.g. 0.7"))
+        if item.mask is not None:
+            problems.append((("ip_adapter", index, "mask"), f"{family.name}'s IP-Adapters take no mask in diffusers",
+                             "remove mask (SD and SDXL IP-Adapters take one)"))
     if getattr(fields, "ip_adapter", None) and not family.ip_adapter:
         problems.append((("ip_adapter",), f"IP-Adapters are not supported for {family.name} (model '{source.label}') "
                                           "in this version of runner",

@@ -39,7 +39,9 @@ class Family:
     embeddings: bool = False  # whether its pipelines load textual-inversion embeddings (load_textual_inversion)
     # whether prompt_syntax: weighted encodes its prompts (compel, from CLIP text encoders: prompt_embeds)
     weighted_prompts: bool = False
-    ip_adapter: bool = False  # whether diffusers loads IP-Adapters (original layout) into its pipelines
+    ip_adapter: bool = False  # whether diffusers loads IP-Adapters into its pipelines
+    # whether they take per-block scales and masks (the UNet processors' InstantStyle dicts, IPAdapterMaskProcessor)
+    ip_adapter_blocks: bool = False
     # the diffusers pipeline running its text-to-image with T2I-Adapters (None: it takes none), and whether that
     # pipeline takes adapter_conditioning_factor
     adapter_pipeline: str | None = None

@@ -32,6 +32,7 @@ FAMILY = Family(
     schedulers=FLOW_SCHEDULERS,
     lora_fits=lambda facts, denoiser: facts.get("denoiser") == "transformer",
     size_multiple=16,
+    ip_adapter=True,  # XLabs' layout (FluxIPAdapterMixin): one scale a number, no per-block dicts or masks
     # Black Forest Labs' transformer file (ComfyUI's diffusion_models/ or unet/), or a checkpoint packing it
     single_file_keys=(("double_blocks.", "single_blocks."), ("model.diffusion_model.double_blocks.",)),
     # dev embeds the distilled guidance (guidance_in); schnell does not

@@ -33,6 +33,7 @@ FAMILY = Family(
     embeddings=True,
     weighted_prompts=True,
     ip_adapter=True,
+    ip_adapter_blocks=True,
     adapter_pipeline="StableDiffusionAdapterPipeline",
     weighted_clip_skip=(1,),  # compel's penultimate layer, normalized: diffusers' clip_skip=1
     text_widths=(768, 1024),  # CLIP ViT-L (SD 1.x), OpenCLIP ViT-H (SD 2.x)

@@ -28,6 +28,7 @@ FAMILY = Family(
     embeddings=True,
     weighted_prompts=True,
     ip_adapter=True,
+    ip_adapter_blocks=True,
     adapter_pipeline="StableDiffusionXLAdapterPipeline",
     adapter_factor=True,
     text_widths=(2048, 1280),  # its two text encoders joined; the refiner reads OpenCLIP-G alone
