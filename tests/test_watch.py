@@ -208,3 +208,20 @@ def test_watch_page_shows_the_newest_pass_in_a_browser(demo, tmp_path):
     assert f'src="{second.folder.name}/report.html"' in dom
     assert f"runner watch: pass 2 ok ({second.folder.name})" in dom
     assert not console_errors(log)
+
+
+def test_a_fully_cached_first_pass_loads_the_models_for_the_first_edit(demo, tmp_path, isolated_cache, models_dir):
+    """The first pass came all from the cache and loaded nothing: the models the first edit needs load in the
+    background while the user edits, so that edit's pass reuses them instead of loading them."""
+    assert run_cli("run", demo, "--out", tmp_path / "out", "--quiet") == 0
+    watch = WatchProcess(demo, "--quiet", "--out", tmp_path / "out",
+                         env={"RUNNER_CACHE_DIR": str(isolated_cache), "RUNNER_MODELS_DIR": str(models_dir)})
+    try:
+        watch.expect(r"^pass 1 ok: ran nothing; cached room, window_mask, generated, restyled, fixed, final, first_draft")
+        watch.expect(r"^loaded tiny:sd15 for the next edit$")
+        demo.write_text(demo.read_text().replace("soft morning light", "harsh noon light"))
+        second = watch.expect(r"^pass 2 ok: ran generated, restyled, fixed, final, first_draft; .* -> (.+)$")
+        record = manifest(Path(second.group(1)))
+        assert record["models_reused"] and not record["models_loaded"], (record["models_reused"], record["models_loaded"])
+    finally:
+        watch.stop()

@@ -129,6 +129,10 @@ def watch_command(args) -> int:
                     print(f"    fix: {run.hint}", file=sys.stderr, flush=True)
             if number == 1 and args.open and page is not None:
                 open_in_browser(page)
+            if number == 1 and run.status == "ok" and not any(
+                    node.get("status") == "ran" for node in run.manifest.get("nodes", {}).values()):
+                # a first pass all from the cache loaded nothing: load now what the first edit will need
+                preload_in_background(session, workflow, plan)
             if run.status == "interrupted":
                 continue  # superseded: the newest version runs now
             watcher.changed.wait()
@@ -137,6 +141,23 @@ def watch_command(args) -> int:
         return 130
     finally:
         watcher.close()
+
+
+def preload_in_background(session, workflow, plan) -> threading.Thread:
+    """Load the workflow's checkpoints while the user edits (the next pass waits for it if it comes first)."""
+
+    def load() -> None:
+        try:
+            loaded = session.preload(workflow, plan)
+        except Exception as exc:  # noqa: BLE001 - a pass that needs the model says what is wrong, at its node
+            say(f"could not load the models ahead of the next edit ({type(exc).__name__}: {exc})")
+            return
+        if loaded:
+            say(f"loaded {', '.join(loaded)} for the next edit")
+
+    thread = threading.Thread(target=load, name="runner-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 def say(text: str) -> None:

@@ -281,6 +281,34 @@ class Session:
         index = {"workflow": source, "overrides": overrides, **(extra or {})}
         return run_sweep(self, prepared, base.name, index, force=force, no_cache=no_cache, mode=mode, extra=extra)
 
+    def preload(self, workflow: Workflow, plan: Plan) -> list[str]:
+        """Load the checkpoints the plan's generation nodes use into this Session, as a pass that ran them would have,
+        so that the next run that needs them (`runner watch`'s first edit after a fully cached first pass) finds
+        them loaded. Holds the Session's turn: a run started meanwhile waits for it. The labels of what it loaded."""
+        from ..language.fields import ModelField, iter_marked
+
+        if not self.executor.loads_here:
+            return []  # the workers load the models
+        loaded: list[str] = []
+        with self._turn():
+            self.resources.begin_run()
+            for node_id in plan.order:
+                task, node = plan.tasks[node_id], workflow.nodes[node_id]
+                if getattr(node.fields, "spec", None) is None:
+                    continue  # not a generation node: nothing heavy to have ready
+                for ref, marker, _path in iter_marked(node.fields, ModelField):
+                    if marker.kind != "pipeline" or ref not in task.models:
+                        continue
+                    source = self.resources.source(task.models[ref])
+                    if source.label in loaded:
+                        continue
+                    try:
+                        self.resources.models(task).base(source, task.model_ids[ref])
+                    except Exception:  # noqa: BLE001 - the run that needs it reports it, with its node
+                        continue
+                    loaded.append(source.label)
+        return loaded
+
     def _turn(self):
         """Held while a run executes here. The local executor's pipelines, schedulers and LoRA state are shared
         mutable objects (two threads calling one pipeline corrupt each other's images, silently), and so are the model
