@@ -297,7 +297,7 @@ class Session:
                 if getattr(node.fields, "spec", None) is None:
                     continue  # not a generation node: nothing heavy to have ready
                 for ref, marker, _path in iter_marked(node.fields, ModelField):
-                    if marker.kind != "pipeline" or ref not in task.models:
+                    if marker != ModelField() or ref not in task.models:  # the default kind: a checkpoint
                         continue
                     source = self.resources.source(task.models[ref])
                     if source.label in loaded:
