@@ -6,7 +6,6 @@ loaded without them)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from .sources import ModelUnavailable, embedding_sources
 
@@ -24,7 +23,7 @@ def load_embeddings(registry, pipe, source) -> None:
     from safetensors.torch import load_file
 
     for token, embedding in embeddings.items():
-        path = _weights_file(registry, embedding)
+        path = registry.weights_file(embedding, "embedding", WEIGHT_NAME)
         if path.suffix.lower() != ".safetensors":
             raise ModelUnavailable(f"embedding '{embedding.label}' (token {token}) is not a .safetensors file; runner "
                                    "reads embeddings as safetensors only", "use its .safetensors version")
@@ -45,27 +44,3 @@ def load_embeddings(registry, pipe, source) -> None:
             raise ModelUnavailable(f"embedding '{embedding.label}' (token {token}) does not fit '{source.label}': {exc}",
                                    "use an embedding made for this model (its vectors are as wide as the text "
                                    "encoder's), under a token of its own") from None
-
-
-def _weights_file(registry, embedding) -> Path:
-    """The .safetensors file of an embedding: the file itself; or, in a folder or hub repository, diffusers' own
-    learned_embeds.safetensors, else its one .safetensors file (e.g. sayakpaul/EasyNegative-test's)."""
-    if embedding.kind == "file":
-        return Path(embedding.location)
-    if embedding.kind == "hub":
-        from huggingface_hub import snapshot_download
-
-        location, kwargs = registry.pretrained_args(embedding)
-        hub = {k: kwargs[k] for k in ("revision", "cache_dir", "local_files_only") if k in kwargs}
-        folder = Path(snapshot_download(location, allow_patterns=["*.safetensors"], **hub))
-    else:
-        folder = registry.model_folder(embedding)
-    found = folder / WEIGHT_NAME
-    if not found.is_file():
-        files = sorted(folder.glob("*.safetensors"))
-        if len(files) != 1:
-            raise ModelUnavailable(f"embedding '{embedding.label}' has no {WEIGHT_NAME} and "
-                                   + ("no .safetensors file" if not files else f"{len(files)} .safetensors files"),
-                                   "name the embedding's .safetensors file itself")
-        found = files[0]
-    return found

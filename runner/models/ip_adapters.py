@@ -8,6 +8,7 @@ the pipeline for the call, as diffusers' docs pass one to from_pretrained)."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -17,52 +18,9 @@ from .sources import ModelSource
 ENCODER_FOLDER = "image_encoder"  # diffusers' default image_encoder_folder, beside the weights
 
 
-def weights_file(registry, source: ModelSource) -> Path:
-    """The IP-Adapter's .safetensors file: the file itself, or in its folder / hub snapshot (with the entry's
-    subfolder) the entry's weight_name, else the one .safetensors file there."""
-    entry = source.entry
-    if source.kind == "file":
-        return Path(source.location)
-    if source.kind == "hub":
-        from huggingface_hub import hf_hub_download, snapshot_download
-
-        location, kwargs = registry.pretrained_args(source)
-        hub = {k: kwargs[k] for k in ("revision", "cache_dir", "local_files_only") if k in kwargs}
-        if entry.weight_name:
-            return Path(hf_hub_download(location, entry.weight_name, subfolder=entry.subfolder, **hub))
-        pattern = f"{entry.subfolder}/*.safetensors" if entry.subfolder else "*.safetensors"
-        folder = Path(snapshot_download(location, allow_patterns=[pattern], **hub))
-    else:
-        folder = registry.model_folder(source)
-    folder = folder / entry.subfolder if entry.subfolder else folder
-    if entry.weight_name:
-        found = folder / entry.weight_name
-        if not found.is_file():
-            raise ModelUnavailable(f"IP-Adapter '{source.label}' has no {entry.weight_name} in {folder}",
-                                   "fix weight_name (and subfolder) on its model entry")
-        return found
-    files = sorted(folder.glob("*.safetensors"))
-    if len(files) != 1:
-        raise ModelUnavailable(f"IP-Adapter '{source.label}' holds {len(files) or 'no'} .safetensors files in {folder}",
-                               "name the file with weight_name: on its model entry (and subfolder: where it lies), "
-                               "e.g. {source: h94/IP-Adapter, subfolder: models, weight_name: ip-adapter_sd15.safetensors}")
-    return files[0]
-
-
-def encoder_folder(registry, source: ModelSource, adapter_file: Path | None) -> Path:
+def encoder_folder(registry, source: ModelSource) -> Path:
     """The image encoder's folder: an encoder folder itself, else the image_encoder/ beside an IP-Adapter's file."""
-    if source.kind == "hub":
-        from huggingface_hub import snapshot_download
-
-        location, kwargs = registry.pretrained_args(source)
-        hub = {k: kwargs[k] for k in ("revision", "cache_dir", "local_files_only") if k in kwargs}
-        sub = source.entry.subfolder
-        folder = Path(snapshot_download(location, allow_patterns=[f"{sub}/**" if sub else "*"], **hub))
-    elif source.kind == "file":
-        folder = Path(source.location).parent
-    else:
-        folder = registry.model_folder(source)
-    folder = folder / source.entry.subfolder if source.entry.subfolder else folder
+    folder = registry.files_folder(source, ["**"])
     for candidate in (folder, folder / ENCODER_FOLDER):
         if (candidate / "config.json").is_file():
             return candidate
@@ -86,23 +44,23 @@ class applied_ip_adapters:
         if not hasattr(pipe, "load_ip_adapter"):
             raise NodeInputError(f"ip_adapter: {type(pipe).__name__} takes no IP-Adapter in diffusers",
                                  "remove ip_adapter from this node")
-        state_dicts, encoders, records = [], set(), []
+        state_dicts, encoders, records = [], {}, []  # encoders: identity -> source
         for index, item in enumerate(self.items):
             source, identity = ctx.source(item.model)
-            path = weights_file(registry, source)
+            path = registry.weights_file(source, "IP-Adapter")
             state_dicts.append(registry.cached(("ip-adapter", identity), lambda path=path: _state_dict(path, source),
                                                load_label=identity, group=identity, estimate=registry.estimate(source),
                                                source=source))
             encoder_source, encoder_identity = ctx.source(item.image_encoder) if item.image_encoder else (source, identity)
-            encoders.add((encoder_identity, encoder_source.label))
+            encoders[encoder_identity] = encoder_source
             records.append({"model": identity, "image_encoder": encoder_identity, "weights": path.name,
                             "scale": item.scale, "images": len(item.image) if isinstance(item.image, list) else 1,
                             "mask": item.mask is not None})
         if len(encoders) > 1:
             raise NodeInputError("ip_adapter: the adapters use different image encoders (" + ", ".join(
-                sorted(label for _i, label in encoders)) + "); a pipeline has one", "give them the same image_encoder:")
-        encoder_source, encoder_identity = (ctx.source(self.items[0].image_encoder) if self.items[0].image_encoder
-                                            else ctx.source(self.items[0].model))
+                sorted(found.label for found in encoders.values())) + "); a pipeline has one",
+                                 "give them the same image_encoder:")
+        (encoder_identity, encoder_source), = encoders.items()
         encoder = registry.cached(("image-encoder", encoder_identity),
                                   lambda: _encoder(registry, encoder_source), load_label=encoder_identity,
                                   group=encoder_identity, estimate=registry.estimate(encoder_source),
@@ -110,7 +68,6 @@ class applied_ip_adapters:
         for name in ("image_encoder", "feature_extractor"):
             self.before[name] = getattr(pipe, name, None)
         pipe.register_modules(image_encoder=encoder)
-        import inspect
 
         # the state dicts as diffusers splits a file (image_proj, ip_adapter); its encoder is the one registered
         # (the UNet pipelines' loader names it image_encoder_folder, FLUX's image_encoder_pretrained_model_name_or_path)
@@ -203,7 +160,6 @@ def _classifier_free(pipe, kwargs: dict[str, Any]) -> bool | None:
     """Whether the call will guide without the prompt (the image embeddings then carry a negative half), as the
     pipeline decides it: guidance_scale above 1 and a UNet without a guidance embedding; None for a pipeline whose
     prepare_ip_adapter_image_embeds takes more (PAG's)."""
-    import inspect
 
     prepare = getattr(pipe, "prepare_ip_adapter_image_embeds", None)
     if prepare is None or list(inspect.signature(prepare).parameters) != [
@@ -240,6 +196,6 @@ def _state_dict(path: Path, source: ModelSource) -> dict:
 def _encoder(registry, source: ModelSource):
     from transformers import CLIPVisionModelWithProjection
 
-    folder = encoder_folder(registry, source, None)
+    folder = encoder_folder(registry, source)
     return CLIPVisionModelWithProjection.from_pretrained(str(folder), dtype=registry.dtype,
                                                          use_safetensors=True).to(registry.device)

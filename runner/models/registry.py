@@ -165,6 +165,47 @@ class ModelRegistry:
                        f"{(self.models_dir / 'tiny').resolve()} for later runs)")
         return model_folder(source, self.models_dir)
 
+    def files_folder(self, source: ModelSource, patterns: list[str]) -> Path:
+        """The folder holding a model's files, its entry's subfolder applied: a file's own folder, a local or tiny
+        model's folder, or the hub snapshot of the files matching `patterns` (relative to the subfolder; offline:
+        the cached ones)."""
+        subfolder = source.entry.subfolder
+        if source.kind == "hub":
+            from huggingface_hub import snapshot_download
+
+            location, kwargs = self.pretrained_args(source)
+            hub = {k: kwargs[k] for k in ("revision", "cache_dir", "local_files_only") if k in kwargs}
+            folder = Path(snapshot_download(location, allow_patterns=[f"{subfolder}/{p}" if subfolder else p
+                                                                      for p in patterns], **hub))
+        elif source.kind == "file":
+            return Path(source.location).parent
+        else:
+            folder = self.model_folder(source)
+        return folder / subfolder if subfolder else folder
+
+    def weights_file(self, source: ModelSource, what: str, preferred: str | None = None) -> Path:
+        """The one .safetensors file an adapter-like model (an embedding, an IP-Adapter) is: the file itself; in its
+        folder or hub repository the entry's weight_name, else `preferred` (diffusers' default name), else the only
+        .safetensors file there (ModelUnavailable when there are several or none)."""
+        if source.kind == "file":
+            return Path(source.location)
+        name = source.entry.weight_name
+        folder = self.files_folder(source, [name or "*.safetensors"])
+        if name:
+            if not (folder / name).is_file():
+                raise ModelUnavailable(f"{what} '{source.label}' has no {name} in {folder}",
+                                       "fix weight_name (and subfolder) on its model entry")
+            return folder / name
+        if preferred and (folder / preferred).is_file():
+            return folder / preferred
+        files = sorted(folder.glob("*.safetensors"))
+        if len(files) != 1:
+            raise ModelUnavailable(f"{what} '{source.label}' holds {len(files) or 'no'} .safetensors files in {folder}"
+                                   + (f" (none is {preferred})" if preferred else ""),
+                                   "name the file with weight_name: on its model entry (and subfolder: where it lies), "
+                                   "or name the .safetensors file itself")
+        return files[0]
+
     def pretrained_args(self, source: ModelSource) -> tuple[str, dict]:
         """(what to pass to from_pretrained, its keyword arguments) for this source, dtype and safety settings.
 
