@@ -210,11 +210,7 @@ def render(imported: Imported, source: Path, found_in: str, name: str) -> str:
         lines.append("# Not imported (no SaveImage needs them, so ComfyUI does not run them): " + ", ".join(imported.unused))
     lines += ["version: 1", f"name: {name}"]
     lines += dump({"description": f"Imported from the ComfyUI graph {source.name}"}, 0)
-    if imported.prompt_syntax == "weighted":
-        lines.append("prompt_syntax: weighted  # as ComfyUI reads every prompt: (word:1.2) weighs a word")
-    else:
-        lines += [f"# note: {note}" for note in imported.notes if note.startswith("prompt_syntax:")]
-        lines.append(f"prompt_syntax: {imported.prompt_syntax}")
+    lines.append("prompt_syntax: weighted  # as ComfyUI reads every prompt: (word:1.2) weighs a word")
     if imported.models:  # a graph of LoadImage, ImageScale and SaveImage loads none
         lines.append("")
         lines.append("models:")

@@ -240,7 +240,6 @@ class Imported:
     unused: list[str]  # ComfyUI nodes no SaveImage needs (ComfyUI would not run them either)
     images: list[tuple[str, str]]  # (written path, what ComfyUI named) of every LoadImage
     notes: list[str]
-    prompt_syntax: str = "weighted"  # how ComfyUI reads prompts
 
 
 def check_graph(nodes: dict[str, ComfyNode]) -> list[Refused]:
@@ -473,7 +472,6 @@ class GraphMapping:
         self.upscaled: dict[str, Latent] = {}  # LatentUpscale(By) id -> the latents it gives
         self.image_sizes: dict[str, tuple[int, int] | None] = {}  # ImageScale(By) id -> (width, height) if known
         self.embeddings: dict[str, dict[str, str]] = {}  # model name -> {token: file} its prompts name
-        self.prompt_syntax = "weighted"  # ComfyUI weighs every prompt (SDXL's text_g too: prompt_2, weighted)
 
     # ------------------------------------------------------------------ the walk
     def run(self) -> list[Refused]:
@@ -1295,7 +1293,8 @@ class GraphMapping:
 
     def prompt_text(self, encoder: ComfyNode, name: str, text: str, family: str | None, embeddings: dict[str, str],
                     notes: list[str]) -> str:
-        """A prompt as runner reads it under the workflow's prompt_syntax, with the weights ComfyUI reads in it (its
+        """A prompt as runner reads it under prompt_syntax: weighted (every import's: ComfyUI weighs every prompt, SDXL's
+        text_g too), with the weights ComfyUI reads in it (its
         own text where runner reads the same; else rewritten so that it does); its `embedding:NAME` references added
         to `embeddings` as {token: file}."""
         where = f"{encoder}: input '{name}'"
@@ -1395,7 +1394,7 @@ class GraphMapping:
                 kinds[name] += "; embeddings named in its prompts (embedding:NAME, from models/embeddings/)"
         unused = [f"{n.id} {n.class_type}" for n in sorted(self.nodes.values(), key=lambda n: node_order(n.id))
                   if n.id not in self.used]
-        return Imported(models, kinds, nodes, skipped_keys, unused, self.images, self.notes, self.prompt_syntax)
+        return Imported(models, kinds, nodes, skipped_keys, unused, self.images, self.notes)
 
     # the input each node's latents or image come through, back to the samplers before it
     CHAIN = {"KSampler": "latent_image", "KSamplerAdvanced": "latent_image", "SetLatentNoiseMask": "samples",
