@@ -192,6 +192,13 @@ def test_validate_refuses_what_a_family_cannot_weigh(tmp_path, capsys):
     # the same under plain: brackets are text, nothing to refuse
     path.write_text(path.read_text().replace("prompt_syntax: weighted\n", ""))
     assert run_cli("validate", path) == 0, capsys.readouterr().err
+    # a diffusion upscaler takes its prompt as text: weights are refused there too
+    upscale = workflow(tmp_path, "sd: tiny:sd15", "  p: {type: load_image, path: in.png}\n"
+                       "  u: {type: upscale, image: $p, model: tiny:sd-x4-upscaler, prompt: 'a (sharp:1.2) photo'}\n",
+                       name="up.yaml")
+    assert run_cli("validate", upscale) == 2
+    assert "nodes.u.prompt: prompt_syntax: weighted, and a diffusion upscaler takes no weighted prompts" in \
+        capsys.readouterr().err
 
 
 def test_sdxl_second_encoder_text_is_compels_style_prompt(tmp_path):

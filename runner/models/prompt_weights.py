@@ -89,8 +89,8 @@ def is_weighted(prompt: str | None) -> bool:
     """Whether the syntax changes anything: a weight other than 1, or an escape or bracket removed."""
     if not prompt:
         return False
-    return any(weight != 1.0 for _text, weight in segments(prompt)) or "".join(
-        text for text, _weight in segments(prompt)) != prompt
+    read = segments(prompt)
+    return any(weight != 1.0 for _text, weight in read) or "".join(text for text, _weight in read) != prompt
 
 
 def weight_problem(prompt: str | None) -> str | None:
