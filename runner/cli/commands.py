@@ -160,6 +160,25 @@ def cmd_lock(args) -> int:
     return EXIT_OK
 
 
+def cmd_export(args) -> int:
+    import shlex
+
+    from .output_file import write_output
+    from ..engine.session import Session
+
+    session = Session(allow_paths=args.allow_paths, model_paths=args.model_paths,
+                      allow_pickle=list(getattr(args, "allow_pickle", ()) or ()),
+                      trust_remote_code=list(getattr(args, "trust_remote_code", ()) or ()), consent_by="command line")
+    command = shlex.join(["runner", "export", str(args.workflow)]
+                         + [part for value in args.overrides for part in ("--set", value)])
+    text = session.export(args.workflow, args.overrides, command=command)
+    if args.out is None:
+        sys.stdout.write(text)
+    elif write_output(args.out, text, force=args.force) != "standard output":
+        print(f"wrote {args.out}")
+    return EXIT_OK
+
+
 def cmd_reproduce(args) -> int:
     from .reproduce import reproduce_command
 
@@ -290,6 +309,7 @@ COMMANDS = {
     "graph": cmd_graph,
     "report": cmd_report,
     "lock": cmd_lock,
+    "export": cmd_export,
     "runs": cmd_runs,
     "reproduce": cmd_reproduce,
     "extract": cmd_extract,

@@ -95,6 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check a workflow and report every problem")
     with_overrides(validate)
 
+    export = commands.add_parser(
+        "export", help="write a workflow out as the plain diffusers script it stands for (no import of runner)",
+        description="Write the workflow out as a standalone Python script using only diffusers, transformers, torch "
+                    "and Pillow (numpy and OpenCV where a node needs them): each model loaded as diffusers' docs load "
+                    "it, each node's call with the arguments runner passes and the seeds runner uses, so the script "
+                    "saves the images `runner run` saves. Nothing runs. A node the export cannot write is refused "
+                    "(exit 2), naming it.")
+    with_overrides(export)
+    export.add_argument("--python", action="store_true", help="a Python script (the default, and the only format)")
+    export.add_argument("-o", "--out", metavar="FILE", help="write the script to this file (default, or -: print it)")
+    export.add_argument("--force", action="store_true", help="replace FILE if it holds something else")
+
     schema = commands.add_parser("schema", help="print the workflow JSON Schema (for editors)")
     schema.add_argument("--out", metavar="FILE", help="write to this file instead of stdout (- for stdout; a device or "
                                                       "FIFO is written into)")

@@ -206,6 +206,25 @@ class Session:
         return plan_or_problems(workflow, self.cache.hashes, only or None, deterministic, self.device,
                                 self.allow_private_urls)
 
+    def export(self, workflow: str | Path | dict | Workflow, set: dict[str, Any] | list[str] | None = None, *,
+               command: str = "") -> str:
+        """The plain diffusers script the workflow stands for (`runner export`), as Python source: no import of
+        runner, the seeds this Session's runs would use, each node's call with the arguments runner passes. Nothing
+        runs; tiny models are built where they are not yet. WorkflowError: an invalid workflow, or a node the export
+        cannot write (located at the node, with why)."""
+        from ..models.registry import ModelRegistry
+        from .export import ExportUnsupported, export_script
+
+        loaded = workflow if isinstance(workflow, Workflow) else self.load(workflow, set)
+        plan = self.plan(loaded)
+        registry = ModelRegistry(self.pool, plan.device, plan.dtype)
+        try:
+            return export_script(loaded, plan, registry, command=command)
+        except ExportUnsupported as exc:
+            path = ("nodes", exc.node_id) if exc.node_id else ()
+            location = loaded.source_map.locate(path) if loaded.source_map else Location(str(loaded.path))
+            raise WorkflowError([Problem(location, path, exc.what, exc.fix)]) from None
+
     def check_out(self, *, create: bool = True) -> None:
         """CommandError (before anything runs) unless run folders can be written under `out`; with `create` False
         nothing is written (a dry run)."""

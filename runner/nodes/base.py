@@ -27,6 +27,9 @@ class NodeType:
     # The files `publish` writes into the run folder, known at validation: `writes(fields, node_id) -> [RunFolderFile]`
     # (two nodes writing the same file are a validation error).
     writes: Callable[..., list] | None = None
+    # Writes the node as plain diffusers/PIL code into an export script (runner.engine.export.Script):
+    # `export(script, fields)`; None: `runner export` refuses the node, naming it.
+    export: Callable[..., None] | None = None
     model: type[BaseModel] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -56,14 +59,14 @@ NODE_TYPES: dict[str, NodeType] = {}
 
 
 def node_type(name: str, *, fields: type[Fields], outputs: dict[str, str], version: int = 1, publish=None, check=None,
-              writes=None):
+              writes=None, export=None):
     """Decorator registering `run(ctx, fields, inputs) -> {output: value}` as node type `name`."""
 
     def register(run: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
         if name in NODE_TYPES:
             raise ValueError(f"node type {name!r} declared twice")
         doc = (run.__doc__ or "").strip().splitlines()[0] if run.__doc__ else name
-        NODE_TYPES[name] = NodeType(name, fields, dict(outputs), version, doc, run, publish, check, writes)
+        NODE_TYPES[name] = NodeType(name, fields, dict(outputs), version, doc, run, publish, check, writes, export)
         return run
 
     return register

@@ -50,6 +50,8 @@ class GenerationSpec:
     # without width/height, generate at the input image's size (diffusers would fall back to the model's default)
     size_from_image: bool = False
     arguments: dict[str, str] = field(default_factory=lambda: dict(CALL_ARGUMENTS))
+    # `inputs` for an export script (`runner export`): export_inputs(script, fields) -> {argument: Python source}
+    export_inputs: Callable[[Any, Any], dict[str, str]] | None = None
     # controlnet item field -> call argument
     controlnet_arguments: dict[str, str] = field(default_factory=lambda: dict(CONTROLNET_ITEM_ARGUMENTS))
 
@@ -102,12 +104,45 @@ def _refine_inputs(ctx, f) -> dict[str, Any]:
     return arguments
 
 
-TXT2IMG = GenerationSpec("text2image", _no_inputs, controlnet_condition="image")
-IMG2IMG = GenerationSpec("image2image", _image_input, controlnet_condition="control_image")
+def _no_inputs_source(script, f) -> dict[str, str]:
+    return {}
+
+
+def _image_input_source(script, f) -> dict[str, str]:
+    if getattr(f, "latents", None) is not None:
+        return {"image": script.ref(f.latents)}
+    return {"image": script.image(f.image, "RGB")}
+
+
+def _inpaint_inputs_source(script, f) -> dict[str, str]:
+    return {**_image_input_source(script, f), "mask_image": script.image(f.mask, "L")}
+
+
+def _depth2img_inputs_source(script, f) -> dict[str, str]:
+    arguments = _image_input_source(script, f)
+    if f.depth is not None:
+        script.need("import numpy as np")
+        arguments["depth_map"] = (f'torch.from_numpy(np.asarray({script.image(f.depth, "L")}, dtype=np.float32)[None])'
+                                  "  # near = bright, (1, H, W)")
+    return arguments
+
+
+def _refine_inputs_source(script, f) -> dict[str, str]:
+    if f.latents is None:
+        return _image_input_source(script, f)
+    arguments = {"image": script.ref(f.latents)}
+    if f.denoising_start is not None:
+        arguments["denoising_start"] = script.expr("denoising_start")
+    return arguments
+
+
+TXT2IMG = GenerationSpec("text2image", _no_inputs, controlnet_condition="image", export_inputs=_no_inputs_source)
+IMG2IMG = GenerationSpec("image2image", _image_input, controlnet_condition="control_image",
+                         export_inputs=_image_input_source)
 INPAINT = GenerationSpec("inpainting", _inpaint_inputs, controlnet_condition="control_image", builds_inpaint_condition=True,
-                         size_from_image=True)
-DEPTH2IMG = GenerationSpec("depth2image", _depth2img_inputs)
-REFINE = GenerationSpec("refining", _refine_inputs)
+                         size_from_image=True, export_inputs=_inpaint_inputs_source)
+DEPTH2IMG = GenerationSpec("depth2image", _depth2img_inputs, export_inputs=_depth2img_inputs_source)
+REFINE = GenerationSpec("refining", _refine_inputs, export_inputs=_refine_inputs_source)
 
 
 def _interpolation_items(ctx, f) -> dict[str, Any]:
@@ -403,8 +438,13 @@ def _declare(name: str, fields: type[Generation], doc: str) -> None:
 
         return generate(ctx, spec, f)
 
+    def export(script, f):
+        from ..models.export_generation import export_generate
+
+        export_generate(script, spec, f)
+
     run.__doc__ = doc
-    node_type(name, fields=fields, outputs=GENERATION_OUTPUTS, check=generation_check(spec))(run)
+    node_type(name, fields=fields, outputs=GENERATION_OUTPUTS, check=generation_check(spec), export=export)(run)
 
 
 def _on(task: str, any_other: bool = False) -> str:

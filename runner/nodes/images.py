@@ -24,6 +24,15 @@ from ..language.fields import (
 )
 from ..language.errors import Invalid, exactly_one
 from .base import node_type
+from .image_exports import (
+    export_canny,
+    export_grid,
+    export_load_image,
+    export_make_mask,
+    export_save_image,
+    export_upscale,
+    export_upscale_latents,
+)
 
 URL_TIMEOUT_S = 30  # connecting, and each wait for data
 URL_DEADLINE_S = 120  # the whole download
@@ -71,7 +80,7 @@ class LoadImage(Fields):
         return self
 
 
-@node_type("load_image", fields=LoadImage, outputs={"image": "image"})
+@node_type("load_image", fields=LoadImage, outputs={"image": "image"}, export=export_load_image)
 def load_image(ctx, f: LoadImage, inputs=None) -> dict[str, Any]:
     """Read an image file or http(s) URL, upright (EXIF orientation applied), optionally resized."""
     from PIL import Image, ImageOps
@@ -175,7 +184,7 @@ class MakeMask(Fields):
         return self
 
 
-@node_type("make_mask", fields=MakeMask, outputs={"mask": "mask"})
+@node_type("make_mask", fields=MakeMask, outputs={"mask": "mask"}, export=export_make_mask)
 def make_mask(ctx, f: MakeMask, inputs=None) -> dict[str, Any]:
     """A one-channel mask: white = repaint, black = keep."""
     from PIL import Image, ImageDraw, ImageFilter
@@ -304,7 +313,7 @@ class Canny(Fields):
     high: int = Field(200, ge=0, le=1000, description="upper hysteresis threshold")
 
 
-@node_type("canny", fields=Canny, outputs={"image": "image"})
+@node_type("canny", fields=Canny, outputs={"image": "image"}, export=export_canny)
 def canny(ctx, f: Canny, inputs=None) -> dict[str, Any]:
     """Canny edge map (white edges on black, 3 channels) for edge ControlNets."""
     import cv2
@@ -324,7 +333,7 @@ class Grid(Fields):
     gap: int = Field(0, ge=0, le=256, description="pixels between cells (black)")
 
 
-@node_type("grid", fields=Grid, outputs={"image": "image"})
+@node_type("grid", fields=Grid, outputs={"image": "image"}, export=export_grid)
 def grid(ctx, f: Grid, inputs=None) -> dict[str, Any]:
     """Side-by-side contact sheet of several images (cells sized like the first image)."""
     from PIL import Image
@@ -393,7 +402,7 @@ def _upscale_check(fields: Upscale, context) -> list:
     return []
 
 
-@node_type("upscale", fields=Upscale, outputs={"image": "image"}, check=_upscale_check)
+@node_type("upscale", fields=Upscale, outputs={"image": "image"}, check=_upscale_check, export=export_upscale)
 def upscale(ctx, f: Upscale, inputs=None) -> dict[str, Any]:
     """Enlarge an image: a resize (Lanczos by default), or a diffusion upscaler when `model` is given."""
     from PIL import Image
@@ -448,7 +457,7 @@ class UpscaleLatents(Fields):
         return self
 
 
-@node_type("upscale_latents", fields=UpscaleLatents, outputs={"latents": "latents"})
+@node_type("upscale_latents", fields=UpscaleLatents, outputs={"latents": "latents"}, export=export_upscale_latents)
 def upscale_latents(ctx, f: UpscaleLatents, inputs=None) -> dict[str, Any]:
     """Enlarge latents for a second pass, without a decode (the latent hires fix, as ComfyUI's LatentUpscale)."""
     import torch
@@ -500,7 +509,7 @@ def save_image_writes(f: SaveImage, node_id: str) -> list[RunFolderFile]:
     return [RunFolderFile(f.name or f"{node_id}.png", numbered=f.images is not None, field=("name",) if f.name else ())]
 
 
-@node_type("save_image", fields=SaveImage, outputs={}, publish=publish_save_image, writes=save_image_writes)
+@node_type("save_image", fields=SaveImage, outputs={}, publish=publish_save_image, writes=save_image_writes, export=export_save_image)
 def save_image(ctx, f: SaveImage, inputs=None) -> dict[str, Any]:
     """Write images into the run folder as PNG with metadata (workflow, seeds) embedded."""
     return {}

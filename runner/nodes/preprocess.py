@@ -15,7 +15,23 @@ class EstimateDepth(Fields):
     model: model_in("depth-estimator") = Field("Intel/dpt-hybrid-midas", description="a transformers depth-estimation model (DPT, Depth Anything)")
 
 
-@node_type("estimate_depth", fields=EstimateDepth, outputs={"depth": "depth"})
+def export_estimate_depth(script, f: EstimateDepth) -> None:
+    from ..models.export_generation import transformers_pipeline
+
+    script.need("from PIL import Image")
+    estimator = transformers_pipeline(script, f.model, script.source(f.model), "depth-estimation")
+    image = script.image(f.image, "RGB")
+    if image.endswith(")"):
+        script.line(f"start = {image}")
+        image = "start"
+    depth = script.output("depth", "L")
+    script.line(f'{depth} = {estimator}({image})["depth"]')
+    script.line(f"if {depth}.size != {image}.size:")
+    script.line(f"    {depth} = {depth}.resize({image}.size, Image.Resampling.BICUBIC)")
+    script.line(f'{depth} = {depth}.convert("L")  # near = bright')
+
+
+@node_type("estimate_depth", fields=EstimateDepth, outputs={"depth": "depth"}, export=export_estimate_depth)
 def estimate_depth(ctx, f: EstimateDepth, inputs=None) -> dict[str, Any]:
     """Monocular depth map (near = bright) from a transformers depth-estimation model, at the input's size."""
     image = ctx.load(f.image).convert("RGB")

@@ -11,6 +11,7 @@ FAMILY = Family(
         ("text2image", "AutoPipelineForText2Image"), ("image2image", "AutoPipelineForImage2Image"),
         ("inpainting", "AutoPipelineForInpainting"), ("refining", "AutoPipelineForImage2Image"))},
     runner="runner.models.generate:generate_diffusers",
+    exporter="runner.models.export_generation:export_diffusers",
     controlnet_class=None,
     lora=True,
 )

@@ -58,6 +58,9 @@ class Family:
     controlnet_most: int | None = None
     size_multiple: int = 8  # image sides must be multiples of this (the VAE factor x the denoiser's patch size)
     latents: bool = False  # whether its img2img / inpaint / refine take another node's latents (`latents:`)
+    # "module:function" writing a generation node on it into an export script (`runner export`): (script, spec,
+    # fields); None: the export refuses its nodes, naming them
+    exporter: str | None = None
     # the widths of the text its UNet's cross-attention reads, in its real checkpoints (tells a UNet LoRA's family)
     text_widths: tuple[int, ...] = ()
     # how to recognise its single-file checkpoints from their tensor names: alternatives, each a set of key prefixes
@@ -90,6 +93,11 @@ class Family:
     def generate(self, ctx, spec, fields) -> dict[str, Any]:
         module, function = self.runner.split(":")
         return getattr(importlib.import_module(module), function)(ctx, spec, fields)
+
+    def export(self, script, spec, fields) -> None:
+        """Write a generation node on this family into an export script (runner.engine.export.Script)."""
+        module, function = self.exporter.split(":")
+        getattr(importlib.import_module(module), function)(script, spec, fields)
 
     def example(self, what: str) -> str:
         return self.examples.get(what, "")

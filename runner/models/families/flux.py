@@ -24,6 +24,7 @@ FAMILY = Family(
         "inpainting": Task("AutoPipelineForInpainting", (64,), controlnet=True, size_from_input=True),
     },
     runner="runner.models.generate:generate_diffusers",
+    exporter="runner.models.export_generation:export_diffusers",
     controlnet_class="FluxControlNetModel",
     controlnet_fits=lambda config: config.get("_class_name") == "FluxControlNetModel",
     hub_hints=("flux.1", "flux1"),

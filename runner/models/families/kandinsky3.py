@@ -14,6 +14,7 @@ FAMILY = Family(
         "image2image": Task("AutoPipelineForImage2Image", (4,)),
     },
     runner="runner.models.generate:generate_diffusers",
+    exporter="runner.models.export_generation:export_diffusers",
     lora=False,
     schedulers=UNSCALED_SCHEDULERS,  # its pipelines never scale the model inputs (no euler, heun, kdpm2)
     hub_hints=("kandinsky-3",),

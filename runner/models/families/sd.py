@@ -21,6 +21,7 @@ FAMILY = Family(
         "refining": Task("AutoPipelineForImage2Image", (4,)),
     },
     runner="runner.models.generate:generate_diffusers",
+    exporter="runner.models.export_generation:export_diffusers",
     controlnet_class="ControlNetModel",
     # SDXL ControlNets condition on size and crop (text_time) as SDXL's UNet does; SD 1.x/2.x ones do not
     controlnet_fits=lambda config: (config.get("_class_name") == "ControlNetModel"

@@ -28,6 +28,7 @@ FAMILY = Family(
         "inpainting": Task("AutoPipelineForInpainting", (16,)),
     },
     runner="runner.models.generate:generate_diffusers",
+    exporter="runner.models.export_generation:export_diffusers",
     controlnet_class="SD3ControlNetModel",
     controlnet_fits=lambda config: config.get("_class_name") == "SD3ControlNetModel",
     hub_hints=("stable-diffusion-3",),
