@@ -275,9 +275,11 @@ def derived_class(autopipeline: str | None, checkpoint_class: str, controlnet: b
 
 
 # ---------------------------------------------------------------- the call
-def call_lines(script, pipe: str, kwargs: dict[str, str], result: str) -> None:
-    """`result = pipe(...)` with one argument per line, the generator seeded as runner seeds it."""
-    script.line(f"generator = torch.Generator(\"cpu\").manual_seed({script.seed})  # {script.seed_comment()}")
+def call_lines(script, pipe: str, kwargs: dict[str, str], result: str, *, fresh_generator: bool = True) -> None:
+    """`result = pipe(...)` with one argument per line, the generator seeded as runner seeds it (`fresh_generator`
+    False: the `generator` an earlier call of the node drew from, as a prior's)."""
+    if fresh_generator:
+        script.line(f"generator = torch.Generator(\"cpu\").manual_seed({script.seed})  # {script.seed_comment()}")
     script.line(f"torch.manual_seed({script.seed})  # the global generator too, as runner does (some pipelines draw from it)")
     script.line(f"{result} = {pipe}(")
     for name, value in kwargs.items():
@@ -385,18 +387,7 @@ def export_diffusers(script, spec, f) -> None:
             value = tuple(value)
         kwargs[name] = script.expr("pipeline_kwargs", name, value=value)
 
-    outputs = [name for name in ("image", "images", "latents") if script.read(name)]
-    latents_only = outputs == ["latents"] or script.task.only_outputs == ["latents"]
-    keep_latents = "latents" in outputs and not latents_only
-    if latents_only and family.latents and "output_type" in parameters and "output_type" not in kwargs:
-        kwargs["output_type"] = '"latent"  # every node reading this one takes its latents: no VAE decode'
-    elif latents_only:
-        keep_latents = True
-    if keep_latents:
-        script.helper("KeepLatents", LATENTS_HELPER)
-        script.line("kept = KeepLatents()")
-        kwargs["callback_on_step_end"] = "kept"
-        kwargs["callback_on_step_end_tensor_inputs"] = '["latents"]'
+    keep_latents = wanted_latents(script, kwargs, parameters, family.latents)
 
     weighted = family.weighted_prompts and script.task.prompt_syntax == "weighted"
     if "clip_skip" in kwargs and not weighted and not script.state.get(("clip-skip bridge", base)):
@@ -408,15 +399,159 @@ def export_diffusers(script, spec, f) -> None:
         if weighted:
             kwargs = _weighted(script, pipe, f, kwargs, inversions=bool(source.entry.embeddings))
         call_lines(script, pipe, kwargs, "result")
+    generation_outputs(script, kwargs, keep_latents)
+
+
+def wanted_latents(script, kwargs: dict[str, str], parameters, hands_on_latents: bool) -> bool:
+    """How the node's latents are had, as run_pipeline has them: no decode (output_type latent) where every reader
+    takes latents and the family hands them on, else the last step's (a callback; returns True)."""
+    outputs = [name for name in ("image", "images", "latents") if script.read(name)]
+    latents_only = outputs == ["latents"] or script.task.only_outputs == ["latents"]
+    keep_latents = "latents" in outputs and not latents_only
+    if latents_only and hands_on_latents and "output_type" in parameters and "output_type" not in kwargs:
+        kwargs["output_type"] = '"latent"  # every node reading this one takes its latents: no VAE decode'
+    elif latents_only:
+        keep_latents = True
+    if keep_latents:
+        script.helper("KeepLatents", LATENTS_HELPER)
+        script.line("kept = KeepLatents()")
+        kwargs["callback_on_step_end"] = "kept"
+        kwargs["callback_on_step_end_tensor_inputs"] = '["latents"]'
+    return keep_latents
+
+
+def generation_outputs(script, kwargs: dict[str, str], keep_latents: bool, resize_to: str | None = None) -> None:
+    """The node's image, images and latents from `result` (`resize_to`: Python source of a size the images are
+    resized back to, where the family generated at another)."""
     if kwargs.get("output_type", "").startswith('"latent"'):
         script.line(f"{script.output('latents')} = result.images")
         return
     images = script.output("images")
     script.line(f"{images} = result.images")
+    if resize_to is not None:
+        script.line("if keep_size is not None:  # generated in the decoder's size steps: back to the input's size")
+        script.line(f"    {images} = [image.resize(keep_size, Image.LANCZOS) for image in {images}]")
     first = script.output("image", "RGB")
     script.line(f"{first} = {images}[0]")
     if keep_latents:
         script.line(f"{script.output('latents')} = kept.latents")
+
+
+def export_named_pipeline(script, f) -> None:
+    """The `pipeline` node: the class by name, from_pipe of the checkpoint unless it is the checkpoint's own class,
+    called with the node's `call` (links: the images as they are), a CPU generator where the class takes one
+    (runner's run_named_pipeline)."""
+    import diffusers
+
+    from .signatures import checkpoint_class
+
+    source = script.source(f.model)
+    cls = getattr(diffusers, f.class_, None)
+    if not (isinstance(cls, type) and issubclass(cls, diffusers.DiffusionPipeline)):
+        raise script.unsupported(f"'{f.class_}' is not a diffusers pipeline class")
+    base = checkpoint(script, f.model, source)
+    key = ("pipeline-class", f.class_, base)
+    pipe = script.model_vars.get(key)
+    if pipe is None:
+        if checkpoint_class(source) == f.class_:
+            pipe = base
+        else:
+            script.need(f"from diffusers import {f.class_}")
+            pipe = script.name(f"{base}_{script.node_id}")
+            script.model_line(f"{pipe} = {f.class_}.from_pipe({base})")
+        script.model_vars[key] = pipe
+    parameters = inspect.signature(cls.__call__).parameters
+    script.line(f"result = {pipe}(")
+    for name, value in f.call.items():
+        if isinstance(value, list) and value and all(hasattr(item, "node") for item in value):
+            written = "[" + ", ".join(script.ref(item) for item in value) + "]"
+        elif hasattr(value, "node"):
+            written = script.ref(value)
+        else:
+            parameter = parameters.get(name)
+            if isinstance(value, list) and parameter is not None and "tuple" in str(parameter.annotation).lower():
+                value = tuple(value)
+            written = script.expr("call", name, value=value)
+        script.line(f"    {name}={written},")
+    if "generator" in parameters:
+        script.line(f'    generator=torch.Generator("cpu").manual_seed({script.seed}),  # {script.seed_comment()}')
+    script.line(")")
+    images = script.output("images")
+    script.line(f"{images} = result.images")
+    script.line(f"{script.output('image')} = {images}[0]")
+
+
+def export_upscaler(script, f, image: str) -> str:
+    """A diffusion upscaler's call on `image` (Python source of an RGB image); returns the variable of its first
+    image (runner's diffusion_upscale)."""
+    import diffusers
+
+    from .signatures import checkpoint_class
+
+    source = script.source(f.model)
+    class_name = checkpoint_class(source)
+    cls = getattr(diffusers, class_name or "", None)
+    if cls is None:
+        raise script.unsupported(f"the pipeline class of '{source.label}' is known only once it is loaded")
+    parameters = inspect.signature(cls.__call__).parameters
+    if "image" not in parameters:
+        raise script.unsupported(f"model '{source.label}' ({class_name}) is not an image upscaler")
+    pipe = checkpoint(script, f.model, source)
+    kwargs = {"image": image}
+    if "prompt" in parameters:
+        kwargs["prompt"] = script.expr("prompt")
+    if f.steps is not None:
+        kwargs["num_inference_steps"] = script.expr("steps")
+    if f.noise_level is not None:
+        kwargs["noise_level"] = script.expr("noise_level")
+    call_lines(script, pipe, kwargs, "result")
+    return "result.images[0]"
+
+
+POSE_FUNCTIONS = ("openpose_keypoints", "draw_openpose", "count_drawn", "person_label", "detect_people", "_size",
+                  "_center_and_scale", "_crop", "_decode", "estimate_poses", "pose_image")
+POSE_CONSTANTS = ("OPENPOSE_FROM_COCO", "NECK", "COCO_SHOULDERS", "OPENPOSE_LIMBS", "OPENPOSE_COLORS",
+                  "LIMB_BRIGHTNESS", "STICK_WIDTH", "JOINT_RADIUS", "_PADDING")
+
+
+def transformers_model(script, ref: str, source, model_class: str) -> str:
+    """The variable of (a transformers vision model, its image processor), loaded once at the top (runner's
+    pose._transformers_model)."""
+    key = ("transformers-model", model_class, source.kind, source.location, source.entry.model_dump_json())
+    if key in script.model_vars:
+        return script.model_vars[key]
+    location, kwargs, comment = pretrained_call(script, source, model_class)
+    processor_kwargs = [k for k in kwargs if k.split("=")[0] in ("revision", "subfolder", "trust_remote_code")]
+    model, processor = script.name(_model_name(script, ref)), script.name(_model_name(script, ref) + "_processor")
+    script.need(f"from transformers import AutoImageProcessor, {model_class}")
+    script.model_line(f"{model} = {model_class}.from_pretrained({', '.join([location, *kwargs])}){comment}")
+    script.model_line(f"{model}.to(device).eval()")
+    script.model_line(f"{processor} = AutoImageProcessor.from_pretrained({', '.join([location, *processor_kwargs])})")
+    script.model_vars[key] = f"({model}, {processor})"
+    return script.model_vars[key]
+
+
+def export_detect_pose(script, f) -> None:
+    """detect_pose: person boxes, VitPose keypoints and the OpenPose drawing, through runner's own code for them
+    (runner.models.pose, copied into the script: VitPose's crop and decoding without scipy, the drawing as
+    controlnet_aux draws it)."""
+    from . import pose
+
+    script.need("import math")
+    script.need("import numpy as np")
+    script.need("from typing import Any, Sequence")
+    lines = ["# runner's pose code (runner.models.pose), copied: person boxes, VitPose keypoints, the OpenPose drawing",
+             "Keypoint = tuple[float, float, float]  # x, y (pixels), score"]
+    lines += [f"{name} = {getattr(pose, name)!r}" for name in POSE_CONSTANTS]
+    for name in POSE_FUNCTIONS:
+        lines += ["", "", inspect.getsource(getattr(pose, name)).rstrip()]
+    script.helper("pose_image", "\n".join(lines))
+    estimator = transformers_model(script, f.model, script.source(f.model), "VitPoseForPoseEstimation")
+    detector = (transformers_model(script, f.detector, script.source(f.detector), "AutoModelForObjectDetection")
+                if f.detector is not None else "None")
+    image = script.image(f.image, "RGB")
+    variable = script.output("image", "RGB")
+    script.line(f"{variable}, _found = pose_image({image}, {estimator}, {detector}, {script.expr('min_score')})")
 
 
 def _t2i_adapter(script, ref: str, source) -> tuple[str, int]:

@@ -465,8 +465,14 @@ _declare("refine", Refine, "Second stage: a refiner (SDXL's) on a base's latents
 
 
 # version 2: lora left the fields (no family that interpolates takes one), so every key is another
+def _export_interpolate(script, f) -> None:
+    from ..models.export_generation import export_generate
+
+    export_generate(script, INTERPOLATE, f)
+
+
 @node_type("interpolate", fields=Interpolate, outputs={"image": "image"}, version=2,
-           check=generation_check(INTERPOLATE, arguments=False))
+           check=generation_check(INTERPOLATE, arguments=False), export=_export_interpolate)
 def _run_interpolate(ctx, f, inputs=None):
     """Blend weighted prompts and images through a prior (Kandinsky 2.1 and 2.2)."""
     from ..models.generate import generate
@@ -474,7 +480,14 @@ def _run_interpolate(ctx, f, inputs=None):
     return generate(ctx, INTERPOLATE, f)
 
 
-@node_type("pipeline", fields=Pipeline, outputs={"image": "image", "images": "images"}, check=check_pipeline_node)
+def _export_pipeline(script, f) -> None:
+    from ..models.export_generation import export_named_pipeline
+
+    export_named_pipeline(script, f)
+
+
+@node_type("pipeline", fields=Pipeline, outputs={"image": "image", "images": "images"}, check=check_pipeline_node,
+           export=_export_pipeline)
 def _run_pipeline(ctx, f, inputs=None):
     """Any pipeline class diffusers exports, by name, called with `call` (no arbitrary imports)."""
     from ..models.named_pipeline import run_named_pipeline

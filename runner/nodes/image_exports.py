@@ -116,12 +116,25 @@ def export_grid(script, f) -> None:
 def export_upscale(script, f) -> None:
     from .images import RESIZE_METHODS
 
-    if f.model is not None:
-        raise script.unsupported("a diffusion upscaler (upscale with model:) cannot be exported yet")
     script.need("from PIL import Image")
     source = script.image(f.image, "RGB")
-    variable = script.output("image", "RGB")
     resample = f"Image.Resampling.{RESIZE_METHODS[f.method]}"
+    if f.model is not None:
+        from ..models.export_generation import export_upscaler
+
+        if source.endswith(")"):  # converted: once
+            script.line(f"start = {source}")
+            source = "start"
+        upscaled = export_upscaler(script, f, source)
+        variable = script.output("image", "RGB")
+        script.line(f"{variable} = {upscaled}")
+        if f.scale is not None:
+            scale = script.expr("scale")
+            script.line(f"size = (max(1, round({source}.width * {scale})), max(1, round({source}.height * {scale})))")
+            script.line(f"if {variable}.size != size:  # the upscaler's own factor, resized to `scale`")
+            script.line(f"    {variable} = {variable}.resize(size, {resample})")
+        return
+    variable = script.output("image", "RGB")
     if f.size is not None:
         size = script.expr("size", value=tuple(f.size))
     else:

@@ -56,7 +56,13 @@ class DetectPose(Fields):
     min_score: float = Field(0.3, ge=0, le=1, description="drop person detections and keypoints below this confidence")
 
 
-@node_type("detect_pose", fields=DetectPose, outputs={"image": "image"})
+def export_detect_pose(script, f: DetectPose) -> None:
+    from ..models.export_generation import export_detect_pose as write
+
+    write(script, f)
+
+
+@node_type("detect_pose", fields=DetectPose, outputs={"image": "image"}, export=export_detect_pose)
 def detect_pose(ctx, f: DetectPose, inputs=None) -> dict[str, Any]:
     """OpenPose-style skeleton image for pose ControlNets (person boxes, then VitPose keypoints), at the input's size."""
     from ..models.pose import person_detector, pose_estimator, pose_image

@@ -20,6 +20,7 @@ FAMILY = Family(
         "interpolation": Task(None, (4,), classes=("KandinskyPriorPipeline", "KandinskyPipeline")),
     },
     runner="runner.models.families.prior_decoder:generate",
+    exporter="runner.models.families.prior_decoder:export",
     prior_decoder=dict(autopipeline_key="kandinsky", prior_class="KandinskyPriorPipeline",
                        decoder_parts=("text_encoder", "tokenizer", "unet", "scheduler", "movq"),
                        decoder_hub_id="kandinsky-community/kandinsky-2-1",

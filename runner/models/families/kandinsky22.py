@@ -24,6 +24,7 @@ FAMILY = Family(
         "interpolation": Task(None, (4,), classes=("KandinskyV22PriorPipeline", "KandinskyV22Pipeline")),
     },
     runner="runner.models.families.prior_decoder:generate",
+    exporter="runner.models.families.prior_decoder:export",
     prior_decoder=dict(autopipeline_key="kandinsky22", prior_class="KandinskyV22PriorPipeline",
                        decoder_parts=("unet", "scheduler", "movq"),
                        decoder_hub_id="kandinsky-community/kandinsky-2-2-decoder",

@@ -452,3 +452,254 @@ def _hint(image, size: tuple[int, int], batch: int):
 
 
 __all__ = ["Line", "components_of", "generate", "interpolate", "line_of"]
+
+
+# ------------------------------------------------------------------ export
+FIT_SIZE_HELPER = '''
+def fitted_size(image, width, height, unit):
+    """(width, height, keep_size): without a size, the image's in the decoder's steps of `unit` pixels (keep_size: the
+    image's, to resize the result back to, where it differs); one side given, the other following its aspect ratio."""
+    def nearest(value):
+        return max(unit, int(round(value / unit)) * unit)
+
+    if width is None and height is None:
+        width, height = nearest(image.width), nearest(image.height)
+        return width, height, (image.size if (width, height) != image.size else None)
+    if width is None:
+        width = nearest(image.width * height / image.height)
+    if height is None:
+        height = nearest(image.height * width / image.width)
+    return width, height, None
+'''
+
+HINT_HELPER = '''
+def make_hint(image, size, batch):
+    """The condition image as diffusers' docs build a hint: RGB / 255 as a (batch, 3, H, W) float tensor, at `size`."""
+    if image.size != size:
+        image = image.resize(size, Image.BICUBIC)
+    hint = torch.from_numpy(np.array(image)).float() / 255.0
+    return hint.permute(2, 0, 1).unsqueeze(0).repeat(batch, 1, 1, 1)
+'''
+
+
+def export(script, spec, f) -> None:
+    """A generation node on a prior + decoder model, written as the script does it (`generate`'s twin): the prior
+    and decoder loaded once as one set of the combined pipelines' components, the task's combined pipeline built from
+    them, sizes fitted to the decoder's steps at run time, a hint decoder for a ControlNet, interpolation through the
+    prior's `interpolate`."""
+    from .. import families
+    from ..export_generation import call_lines, generation_outputs, wanted_latents
+
+    source = script.source(f.model)
+    line = line_of(families.detect(source))
+    parts = _export_components(line, script, f.model, source)
+    if spec.task == "interpolation":
+        return _export_interpolate(line, script, spec, f, parts)
+    if getattr(f, "controlnet", None):
+        return _export_hinted(line, script, spec, f, parts)
+    import inspect
+
+    from diffusers.pipelines import auto_pipeline
+
+    autopipeline = line.family.task(spec.task).autopipeline
+    cls = getattr(auto_pipeline, AUTOPIPELINE_MAPPINGS[autopipeline])[line.autopipeline_key]
+    pipe = _export_task_pipeline(script, parts, cls.__name__)
+    _export_schedulers(script, f.scheduler, parts, [pipe, f"{pipe}.decoder_pipe"], [f"{pipe}.prior_pipe"],
+                       f"{pipe}.prior_scheduler", key=pipe)
+    kwargs = {argument: script.expr(field) for field, argument in spec.arguments.items()
+              if getattr(f, field, None) is not None}
+    kwargs.update(spec.export_inputs(script, f))
+    if "mask_image" in kwargs:
+        kwargs.pop("strength", None)  # validated 1.0: these pipelines always repaint the masked area fully
+    fitted = "image" in kwargs
+    if fitted:
+        _export_fit(script, kwargs, kwargs["image"], f"{pipe}.movq")
+    parameters = inspect.signature(cls.__call__).parameters
+    for name, value in f.pipeline_kwargs.items():
+        if isinstance(value, list) and name in parameters and "tuple" in str(parameters[name].annotation).lower():
+            value = tuple(value)
+        kwargs[name] = script.expr("pipeline_kwargs", name, value=value)
+    keep_latents = wanted_latents(script, kwargs, parameters, line.family.latents)
+    call_lines(script, pipe, kwargs, "result")
+    generation_outputs(script, kwargs, keep_latents, resize_to="keep_size" if fitted else None)
+
+
+def _export_components(line: Line, script, ref: str, source) -> str:
+    """The variable of the model's combined text-to-image pipeline (its components: everyone's), loaded once."""
+    from diffusers.pipelines import auto_pipeline
+
+    from ..export_generation import _model_name, pretrained_call
+
+    key = ("prior-decoder", source.kind, source.location, source.entry.model_dump_json())
+    if key in script.model_vars:
+        return script.model_vars[key]
+    variable = script.name(_model_name(script, ref))
+    location, kwargs, comment = pretrained_call(script, source, "checkpoint")
+    combined = getattr(auto_pipeline, AUTOPIPELINE_MAPPINGS["AutoPipelineForText2Image"])[line.autopipeline_key].__name__
+    if source.kind == "hub":
+        script.need("from diffusers import AutoPipelineForText2Image")
+        script.model_line(f"# the decoder's model card names its prior: AutoPipeline loads both into {combined}")
+        script.model_line(f"{variable} = AutoPipelineForText2Image.from_pretrained({', '.join([location, *kwargs])})")
+    else:
+        if source.kind == "file":
+            raise script.unsupported(f"'{source.label}' is a single file; {line.family.name} loads a folder or hub id")
+        folder = script.registry.model_folder(source)
+        subfolder = source.entry.subfolder
+        folder = folder / subfolder if subfolder else folder
+        kwargs = [k for k in kwargs if not k.startswith("subfolder=")]
+        prior, decoder = script.name(f"{variable}_prior"), script.name(f"{variable}_decoder")
+        script.need(f"from diffusers import {line.prior_class}, DiffusionPipeline, {combined}")
+        script.model_line(f"# {source.label}: {line.family.name}'s prior and decoder, in prior/ and decoder/{comment}")
+        script.model_line(f"{prior} = {line.prior_class}.from_pretrained("
+                          f"{', '.join([script.literal(str((folder / 'prior').resolve())), *kwargs])})")
+        script.model_line(f"{decoder} = DiffusionPipeline.from_pretrained("
+                          f"{', '.join([script.literal(str((folder / 'decoder').resolve())), *kwargs])})")
+        script.model_line(f"{variable} = {combined}(")
+        script.model_line(f"    **{{name: {decoder}.components[name] for name in {script.literal(list(line.decoder_parts))}}},")
+        script.model_line(f"    **{{f\"prior_{{name}}\": module for name, module in {prior}.components.items()}},")
+        script.model_line(")")
+    script.model_line(f"{variable}.to(device)")
+    script.model_vars[key] = variable
+    return variable
+
+
+def _export_task_pipeline(script, parts: str, class_name: str) -> str:
+    """The task's combined pipeline, built once from the shared components (runner's _task_pipeline)."""
+    key = ("combined", parts, class_name)
+    if key not in script.model_vars:
+        variable = script.name(f"{parts}_{class_name.removeprefix('Kandinsky').removesuffix('CombinedPipeline').lower() or 'txt2img'}")
+        script.need(f"from diffusers import {class_name}")
+        script.model_line(f"{variable} = {class_name}(**{parts}.components)")
+        script.model_vars[key] = variable
+    return script.model_vars[key]
+
+
+def _export_schedulers(script, name: str | None, parts: str, decoders: list[str], priors: list[str],
+                       prior_attribute: str | None, key: str, base: str | None = None) -> None:
+    """A named decoder scheduler (from the decoder's config) and a fresh prior scheduler, as runner's
+    _fresh_schedulers sets them; back to the checkpoint's own after a node that named one."""
+    from ..schedulers import UNSCALED_SCHEDULERS
+
+    state = ("scheduler", key)
+    if name is None and not script.state.get(state):
+        return
+    base = base or f"{parts}.components[\"scheduler\"]"
+    if name is None:
+        script.line(f"scheduler = type({base}).from_config({base}.config)  # the checkpoint's own")
+    else:
+        class_name, overrides = UNSCALED_SCHEDULERS[name]
+        script.need(f"from diffusers import {class_name}")
+        extra = "".join(f", {k}={script.literal(v)}" for k, v in overrides.items())
+        script.line(f"scheduler = {class_name}.from_config({base}.config{extra})  # {name}")
+    script.line(f"prior_scheduler = type({parts}.prior_scheduler).from_config({parts}.prior_scheduler.config)")
+    for target in decoders:
+        script.line(f"{target}.scheduler = scheduler")
+    if prior_attribute:
+        script.line(f"{prior_attribute} = prior_scheduler")
+    for target in priors:
+        script.line(f"{target}.scheduler = prior_scheduler")
+    script.state[state] = name is not None
+
+
+def _export_fit(script, kwargs: dict[str, str], image: str, movq: str) -> None:
+    script.helper("fitted_size", FIT_SIZE_HELPER)
+    script.line(f"unit = (2 ** (len({movq}.config.block_out_channels) - 1)) ** 2  # the decoder's size step")
+    width, height = kwargs.pop("width", "None"), kwargs.pop("height", "None")
+    script.line(f"width, height, keep_size = fitted_size({image}, {width}, {height}, unit)")
+    kwargs["width"], kwargs["height"] = "width", "height"
+
+
+def _export_interpolate(line: Line, script, spec, f, parts: str) -> None:
+    from diffusers.pipelines import auto_pipeline
+
+    from ..export_generation import call_lines
+
+    cls = getattr(auto_pipeline, AUTOPIPELINE_MAPPINGS["AutoPipelineForText2Image"])[line.autopipeline_key]
+    combined = _export_task_pipeline(script, parts, cls.__name__)
+    prior, decoder = f"{combined}.prior_pipe", f"{combined}.decoder_pipe"
+    _export_schedulers(script, f.scheduler, parts, [decoder], [prior], None, key=combined + ".interpolate")
+    extra = dict(f.pipeline_kwargs)
+    prior_arguments = _prior_arguments(extra)
+    items = []
+    for index, item in enumerate(f.items):
+        items.append(script.expr("items", index, "prompt") if item.prompt is not None else script.image(item.image, "RGB"))
+    weights = [script.expr("items", index, "weight") for index in range(len(f.items))]
+    negative = script.expr("negative_prompt") if f.negative_prompt is not None else "None"
+    script.line(f"generator = torch.Generator(\"cpu\").manual_seed({script.seed})  # {script.seed_comment()}")
+    arguments = [f"[{', '.join(items)}]", f"[{', '.join(weights)}]", "generator=generator",
+                 f"negative_prior_prompt={negative}",
+                 f"negative_prompt={negative if f.negative_prompt else script.literal('')}",
+                 *[f"{name}={script.literal(value)}" for name, value in prior_arguments.items()]]
+    script.line(f"embeds = {prior}.interpolate({', '.join(arguments)})")
+    kwargs = {"image_embeds": "embeds.image_embeds", "negative_image_embeds": "embeds.negative_image_embeds"}
+    if line.decoder_reads_prompt:
+        kwargs["prompt"] = '""'  # as diffusers' docs call it: the embeddings carry the content
+    for name, argument in (("steps", "num_inference_steps"), ("guidance_scale", "guidance_scale"),
+                           ("width", "width"), ("height", "height")):
+        if getattr(f, name) is not None:
+            kwargs[argument] = script.expr(name)
+    for name, value in extra.items():
+        kwargs[name] = script.expr("pipeline_kwargs", name, value=value)
+    call_lines(script, decoder, kwargs, "result")  # the decoder draws from a generator of its own, seeded as the prior's
+    script.line(f"{script.output('image', 'RGB')} = result.images[0]")
+
+
+def _export_hinted(line: Line, script, spec, f, parts: str) -> None:
+    """A ControlNet that is a decoder taking a hint (runner's _generate_hinted): the prior, then the hint decoder."""
+    from diffusers.pipelines import auto_pipeline
+
+    from ..export_generation import call_lines, generation_outputs, pretrained_call, _model_name
+    from ..signatures import checkpoint_class
+
+    item = f.controlnet[0]
+    cn_source = script.source(item.model)
+    wanted = line.hint_decoders[spec.task]
+    key = ("hint-decoder", cn_source.kind, cn_source.location, cn_source.entry.model_dump_json(), wanted)
+    if key not in script.model_vars:
+        loaded_class = checkpoint_class(cn_source) or line.family.controlnet_class
+        variable = script.name(_model_name(script, item.model))
+        location, kwargs, comment = pretrained_call(script, cn_source, "ControlNet")
+        script.need(f"from diffusers import {line.family.controlnet_class}")
+        script.model_line(f"{variable} = {line.family.controlnet_class}.from_pretrained("
+                          f"{', '.join([location, *kwargs])}){comment}")
+        script.model_line(f"{variable}.to(device)")
+        script.model_vars[("hint-loaded", variable)] = variable
+        if loaded_class != wanted:
+            decoder_variable = script.name(f"{variable}_{spec.task}")
+            script.need(f"from diffusers import {wanted}")
+            script.model_line(f"{decoder_variable} = {wanted}(**{variable}.components)")
+            script.model_vars[key] = (decoder_variable, variable)
+        else:
+            script.model_vars[key] = (variable, variable)
+    decoder, loaded = script.model_vars[key]
+    cls = getattr(auto_pipeline, AUTOPIPELINE_MAPPINGS["AutoPipelineForText2Image"])[line.autopipeline_key]
+    combined = _export_task_pipeline(script, parts, cls.__name__)
+    prior = f"{combined}.prior_pipe"
+    _export_schedulers(script, f.scheduler, parts, [decoder], [prior], None, key=decoder,
+                       base=f"{loaded}.scheduler")
+    kwargs = {argument: script.expr(field) for field, argument in spec.arguments.items()
+              if getattr(f, field, None) is not None}
+    kwargs.update(spec.export_inputs(script, f))
+    script.need("import numpy as np")
+    script.need("from PIL import Image")
+    script.helper("make_hint", HINT_HELPER)
+    condition = script.image(item.image, "RGB")
+    if condition.endswith(")"):
+        script.line(f"condition = {condition}")
+        condition = "condition"
+    _export_fit(script, kwargs, kwargs.get("image", condition), f"{decoder}.movq")
+    prior_kwargs = {name: kwargs.pop(name) for name in ("prompt", "negative_prompt", "num_images_per_prompt")
+                    if name in kwargs}
+    extra = dict(f.pipeline_kwargs)
+    prior_kwargs.update({name: script.literal(value) for name, value in _prior_arguments(extra).items()})
+    for name, value in extra.items():
+        kwargs[name] = script.expr("pipeline_kwargs", name, value=value)
+    script.line(f"generator = torch.Generator(\"cpu\").manual_seed({script.seed})  # {script.seed_comment()}; one "
+                "generator for the prior and the decoder, as diffusers' docs do")
+    script.line(f"image_embeds, negative_image_embeds = {prior}("
+                + ", ".join([f"{name}={value}" for name, value in prior_kwargs.items()] + ["generator=generator"])
+                + ").to_tuple()")
+    kwargs.update(image_embeds="image_embeds", negative_image_embeds="negative_image_embeds",
+                  hint=f"make_hint({condition}, (width, height), image_embeds.shape[0])")
+    call_lines(script, decoder, kwargs, "result", fresh_generator=False)
+    generation_outputs(script, kwargs, False, resize_to="keep_size")
