@@ -33,8 +33,16 @@ class ExportUnsupported(Exception):
 
 # names the script itself uses: no param, node or model variable may take them
 RESERVED_NAMES = {"torch", "np", "cv2", "Image", "ImageDraw", "ImageFilter", "ImageOps", "Path", "sys", "math", "OUT",
+                  "SWEEP_OUT", "number",
                   "WORKFLOW_DIR", "device", "dtype", "diffusers", "transformers", "pipe", "result", "generator",
                   "kept", "KeepLatents", "grown", "save", "main", "variant", "VARIANTS", "name", "values"}
+
+
+NODE_SEED_HELPER = '''
+def node_seed(workflow_seed, node_id):
+    """runner's seed for a node that sets none: the first 4 bytes of sha256("SEED/NODE_ID"), big-endian."""
+    return int.from_bytes(hashlib.sha256(f"{workflow_seed}/{node_id}".encode()).digest()[:4], "big")
+'''
 
 
 @dataclass
@@ -66,6 +74,10 @@ class Script:
         self.node_id: str | None = None
         self.fields = None
         self.block: Block | None = None
+        # a sweep: swept path ("params.NAME", "nodes.ID.FIELD...") -> the loop variable standing for it, and each
+        # loop variable's value in this variant (Python source), as the expressions used them
+        self.swept: dict[str, str] = {}
+        self.loop_values: dict[str, str] = {}
 
     # ------------------------------------------------------------ names
     def name(self, wanted: str) -> str:
@@ -117,12 +129,16 @@ class Script:
         `$params.NAME` (or an f-string for `${params.NAME}` inside text), else the value runner resolved."""
         resolved = value if value is not None else self._field_value(path)
         raw = self._raw(path)
+        node_path = ".".join(["nodes", str(self.node_id), *map(str, path)])
+        if node_path in self.swept:
+            self.loop_values[self.swept[node_path]] = self.literal(resolved)
+            return self.swept[node_path]
         if isinstance(raw, str) and not isinstance(resolved, Link):
             whole = re.fullmatch(r"\$params\.([A-Za-z_][A-Za-z0-9_-]*)", raw)
             if whole and whole.group(1) in self.param_names:
                 param = self.workflow.params.get(whole.group(1))
                 if param == resolved and type(param) is type(resolved):
-                    return self.param_names[whole.group(1)]
+                    return self.param(whole.group(1))
             if isinstance(resolved, str) and "${params." in raw:
                 text = self._fstring(raw)
                 if text is not None:
@@ -130,6 +146,9 @@ class Script:
         return self.literal(resolved)
 
     def _fstring(self, raw: str) -> str | None:
+        whole = re.fullmatch(r"\$\{\s*params\.([A-Za-z_][A-Za-z0-9_-]*)\s*\}", raw)
+        if whole and isinstance(self.workflow.params.get(whole.group(1)), str) and whole.group(1) in self.param_names:
+            return self.param(whole.group(1))  # the text is the param's, as it is
         parts, pos = [], 0
         for match in re.finditer(r"\$\$|\$\{([^}]*)\}", raw):
             parts.append(raw[pos:match.start()].replace("{", "{{").replace("}", "}}"))
@@ -141,10 +160,17 @@ class Script:
                     return None
                 if not isinstance(self.workflow.params.get(name[7:]), str):
                     return None  # a number's text: str() of it may differ from how runner wrote it
-                parts.append("{" + self.param_names[name[7:]] + "}")
+                parts.append("{" + self.param(name[7:]) + "}")
             pos = match.end()
         parts.append(raw[pos:].replace("{", "{{").replace("}", "}}"))
         return "f" + json.dumps("".join(parts), ensure_ascii=False)
+
+    def param(self, name: str) -> str:
+        """The variable of param `name` (a loop variable where a sweep sets it)."""
+        variable = self.param_names[name]
+        if f"params.{name}" in self.swept:
+            self.loop_values[variable] = self.literal(self.workflow.params[name])
+        return variable
 
     def _field_value(self, path: tuple) -> Any:
         value: Any = self.fields
@@ -219,13 +245,26 @@ class Script:
         return self.plan.tasks[self.node_id]
 
     @property
-    def seed(self) -> int:
+    def seed(self) -> int | str:
+        """The node's seed as Python source: its number, or, in a loop over workflow seeds, runner's derivation."""
+        if "seed" in self.swept and self.derived:
+            self.need("import hashlib")
+            self.helper("node_seed", NODE_SEED_HELPER)
+            self.loop_values[self.swept["seed"]] = str(self.plan.workflow_seed)
+            return f"node_seed({self.swept['seed']}, {json.dumps(self.node_id)})"
         return self.task.seed
 
+    @property
+    def derived(self) -> bool:
+        """Whether the node's seed is the one runner derives from the workflow seed (the node sets none)."""
+        from ..executor.plan import derived_seed
+
+        return self.task.seed == derived_seed(self.plan.workflow_seed, self.node_id)
+
     def seed_comment(self) -> str:
-        node = self.workflow.nodes[self.node_id]
-        if getattr(node.fields, "seed", None) is None:
-            return f"runner's seed for this node: sha256 of '{self.plan.workflow_seed}/{self.node_id}' (workflow seed / node id)"
+        if self.derived:
+            workflow_seed = "SEED" if "seed" in self.swept else self.plan.workflow_seed
+            return f"runner's seed for this node: sha256 of '{workflow_seed}/{self.node_id}' (workflow seed / node id)"
         return "the node's own seed"
 
     def source(self, ref: str):
@@ -242,12 +281,53 @@ class Script:
 def export_script(workflow: Workflow, plan, registry, *, command: str = "") -> str:
     """The Python source of the diffusers script `workflow` stands for (ExportUnsupported: a node it cannot write).
     `registry` (runner.models.registry.ModelRegistry) finds the models' files; nothing is loaded."""
+    return _assemble(_written(workflow, plan, registry), command)
+
+
+def export_sweep(variants: list[tuple[dict[str, Any], Workflow, Any]], registry, *, command: str = "") -> str:
+    """The script of a sweep (each variant: (swept values, its workflow, its plan)) as one loop over the variants.
+    The loop is written only where every variant's nodes read the same with the swept values as loop variables
+    (a swept param or node field the lines read through their variables); otherwise ExportUnsupported says which
+    path the loop cannot carry."""
+    paths = list(variants[0][0])
+    scripts = []
+    for values, workflow, plan in variants:
+        scripts.append(_written(workflow, plan, registry, paths))
+    first = scripts[0]
+    body = _body(first)
+    for (values, _workflow, _plan), script in zip(variants[1:], scripts[1:]):
+        if _body(script) != body:
+            changed = ", ".join(path for path in paths if values.get(path) != variants[0][0].get(path))
+            raise ExportUnsupported(None, f"the sweep changes {changed or 'the workflow'} in a way the export cannot "
+                                    "write as a loop (a seed, a model, or a value the script writes out as written)",
+                                    "export each variant alone: runner export WF --set PATH=VALUE")
+    unused = [path for path in paths if first.swept[path] not in first.loop_values]
+    if unused:
+        raise ExportUnsupported(None, f"the sweep's {', '.join(unused)} is not read by any node the export writes",
+                                "remove it from the sweep, or export each variant alone with --set")
+    rows = [{variable: script.loop_values[variable] for variable in first.loop_values} for script in scripts]
+    labels = [", ".join(f"{path}={json.dumps(values[path])}" for path in paths) for values, _w, _p in variants]
+    return _assemble(first, command, loop=(rows, labels))
+
+
+def _written(workflow: Workflow, plan, registry, swept: list[str] = ()) -> Script:
     script = Script(workflow, plan, registry)
     script.need("import sys")
     script.need("from pathlib import Path")
     script.need("import torch")
     for name in workflow.params:
         script.param_names[name] = script.name(name)
+    for path in swept:
+        if path.startswith("params.") and path[7:] in script.param_names:
+            script.swept[path] = script.param_names[path[7:]]
+        elif path.startswith("nodes."):
+            script.swept[path] = script.name("_".join(path.split(".")[1:]))
+        elif path == "seed":
+            script.swept[path] = script.name("workflow_seed")
+        else:
+            raise ExportUnsupported(None, f"the sweep sets {path}, which the export cannot write as a loop (it "
+                                    "sweeps params, node fields and the workflow seed)", "export each variant alone: "
+                                    f"runner export WF --set {path}=VALUE")
     for node_id in plan.order:
         node = workflow.nodes[node_id]
         if node.type.export is None:
@@ -257,10 +337,15 @@ def export_script(workflow: Workflow, plan, registry, *, command: str = "") -> s
         script.block = Block(f"{node_id} ({node.type.name})")
         node.type.export(script, node.fields)
         script.node_blocks.append(script.block)
-    return _assemble(script, command)
+    return script
 
 
-def _assemble(script: Script, command: str) -> str:
+def _body(script: Script) -> tuple:
+    return (sorted(script.imports), list(script.helpers.values()), script.model_blocks,
+            [(block.title, block.lines) for block in script.node_blocks])
+
+
+def _assemble(script: Script, command: str, loop: tuple[list[dict[str, str]], list[str]] | None = None) -> str:
     from .. import __version__
 
     workflow = script.workflow
@@ -289,13 +374,30 @@ def _assemble(script: Script, command: str) -> str:
             lines.append(f"{variable} = {script.literal(workflow.params[name])}")
     if script.model_blocks:
         lines += ["", "# models", *script.model_blocks]
+    if loop is None:
+        for block in script.node_blocks:
+            lines += ["", f"# {block.title}", *block.lines]
+        return "\n".join(lines).rstrip() + "\n"
+    rows, labels = loop
+    lines += ["", "# the sweep: the nodes run once per variant, into OUTPUT_FOLDER/NNN (as `runner run` numbers them)",
+              "VARIANTS = ["]
+    for row, label in zip(rows, labels):
+        lines.append("    {" + ", ".join(f"{json.dumps(variable)}: {value}" for variable, value in row.items())
+                     + "},  # " + label)
+    lines += ["]", "SWEEP_OUT = OUT", "for number, variant in enumerate(VARIANTS):",
+              '    OUT = SWEEP_OUT / f"{number:03d}"', "    OUT.mkdir(parents=True, exist_ok=True)"]
+    for variable in rows[0]:
+        lines.append(f"    {variable} = variant[{json.dumps(variable)}]")
     for block in script.node_blocks:
-        lines += ["", f"# {block.title}", *block.lines]
+        lines += ["", f"    # {block.title}", *[("    " + text) if text else "" for text in block.lines]]
     return "\n".join(lines).rstrip() + "\n"
 
 
 def _docstring_line(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+
+
+STANDARD_LIBRARY = ("sys", "math", "pathlib", "hashlib", "io", "urllib", "typing")
 
 
 def _import_lines(imports: set[str]) -> list[str]:
@@ -306,7 +408,7 @@ def _import_lines(imports: set[str]) -> list[str]:
             module, _, names = line[5:].partition(" import ")
             grouped.setdefault(module, set()).update(n.strip() for n in names.split(","))
     froms = [f"from {module} import {', '.join(sorted(names))}" for module, names in sorted(grouped.items())]
-    standard = [line for line in plain + froms if line.split()[1].split(".")[0] in ("sys", "math", "pathlib")]
+    standard = [line for line in plain + froms if line.split()[1].split(".")[0] in STANDARD_LIBRARY]
     others = [line for line in plain + froms if line not in standard]
     return standard + ([""] if standard and others else []) + others
 

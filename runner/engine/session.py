@@ -213,13 +213,26 @@ class Session:
         runs; tiny models are built where they are not yet. WorkflowError: an invalid workflow, or a node the export
         cannot write (located at the node, with why)."""
         from ..models.registry import ModelRegistry
-        from .export import ExportUnsupported, export_script
+        from .export import ExportUnsupported, export_script, export_sweep
+
+        from .sweep import file_sweeps, load_variant, variants
 
         loaded = workflow if isinstance(workflow, Workflow) else self.load(workflow, set)
+        section = loaded.document.get("sweep")
         plan = self.plan(loaded)
         registry = ModelRegistry(self.pool, plan.device, plan.dtype)
         try:
-            return export_script(loaded, plan, registry, command=command)
+            # a Workflow already loaded cannot be loaded again with each variant's values: its sweep is not written
+            dimensions = file_sweeps(section, str(loaded.path)) if not isinstance(workflow, Workflow) else []
+            if not dimensions:
+                return export_script(loaded, plan, registry, command=command)
+            check_variant_count(dimensions)
+            prepared = []
+            for values in variants(dimensions):
+                variant = load_variant(lambda overrides: self.load(workflow, _overrides(set) + overrides), values,
+                                       section, loaded.source_map)
+                prepared.append((values, variant, self.plan(variant)))
+            return export_sweep(prepared, registry, command=command)
         except ExportUnsupported as exc:
             path = ("nodes", exc.node_id) if exc.node_id else ()
             location = loaded.source_map.locate(path) if loaded.source_map else Location(str(loaded.path))

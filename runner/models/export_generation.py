@@ -34,11 +34,12 @@ def clip_skip_bridge(pipe):
 
 WEIGHTED_HELPER = '''
 def weighted_prompt_embeds(pipe, prompt, negative_prompt=None, prompt_2=None, negative_prompt_2=None, clip_skip=None,
-                           inversions=False):
+                           inversions=None):
     """The call's prompt embeddings for prompts given as (text, weight) fragments, through compel, configured as
     compel's CompelForSD / CompelForSDXL are: prompts longer than 77 tokens in chunks; SD: the last layer (clip_skip
     1: the penultimate, normalized); SDXL: both encoders' penultimate layers joined, the second's pooled output of the
-    plain words, zeros for a missing negative prompt where the checkpoint forces them (runner's prompt_syntax)."""
+    plain words, zeros for a missing negative prompt where the checkpoint forces them (runner's prompt_syntax).
+    `inversions`: a textual-inversion manager class, where the checkpoint loaded embeddings."""
     sdxl = getattr(pipe, "text_encoder_2", None) is not None
     if sdxl:
         kind = ReturnedEmbeddingsType.PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED
@@ -49,7 +50,7 @@ def weighted_prompt_embeds(pipe, prompt, negative_prompt=None, prompt_2=None, ne
     encoders = [(getattr(pipe, "tokenizer", None), getattr(pipe, "text_encoder", None)),
                 (getattr(pipe, "tokenizer_2", None), getattr(pipe, "text_encoder_2", None))]
     compels = [Compel(tokenizer=tokenizer, text_encoder=encoder, truncate_long_prompts=False,
-                      textual_inversion_manager=InversionManager(pipe, tokenizer) if inversions else None,
+                      textual_inversion_manager=inversions(pipe, tokenizer) if inversions else None,
                       returned_embeddings_type=kind, requires_pooled=sdxl and encoder is pipe.text_encoder_2)
                for tokenizer, encoder in encoders if encoder is not None]
 
@@ -300,7 +301,7 @@ def export_diffusers(script, spec, f) -> None:
     family = families.detect(source)
     task = family.task(spec.task)
     base = checkpoint(script, f.model, source)
-    class_name = checkpoint_class(source)
+    class_name = checkpoint_class(source) or family.classes[0]  # a hub model not here: its family's own class
     items = getattr(f, "controlnet", None) or []
     pag = getattr(f, "pag_scale", None) is not None
     adapters = getattr(f, "adapter", None) or []
@@ -390,7 +391,7 @@ def export_diffusers(script, spec, f) -> None:
     keep_latents = wanted_latents(script, kwargs, parameters, family.latents)
 
     weighted = family.weighted_prompts and script.task.prompt_syntax == "weighted"
-    if "clip_skip" in kwargs and not weighted and not script.state.get(("clip-skip bridge", base)):
+    if "clip_skip" in kwargs and not script.state.get(("clip-skip bridge", base)):  # diffusers' or compel's
         script.helper("clip_skip_bridge", CLIP_SKIP_HELPER)
         script.line(f"clip_skip_bridge({base})")
         script.state[("clip-skip bridge", base)] = True
@@ -667,7 +668,7 @@ def _weighted(script, pipe: str, f, kwargs: dict[str, str], inversions: bool) ->
     if getattr(f, "clip_skip", None):
         arguments.append(f"clip_skip={script.expr('clip_skip')}")
     if inversions:
-        arguments.append("inversions=True")
+        arguments.append("inversions=InversionManager")
     script.line(f"embeds = weighted_prompt_embeds({pipe}, {', '.join(arguments)})")
     return {**kwargs, "**embeds": ""}
 
