@@ -26,7 +26,8 @@ from test_cli_language import RECIPES, offline_overrides
 
 # workflows using what no recipe does (LoRAs, several ControlNets, PAG with a ControlNet, latents into inpaint and
 # upscale_latents, mask shapes, weighted prompts with embeddings on SD and SDXL, T2I- and IP-Adapters on SDXL and
-# FLUX, a diffusion upscaler, the pipeline node, ...): each runs and exports as the recipes do
+# FLUX, a diffusion upscaler, the pipeline node, a single-file checkpoint with a VAE swapped in, ...): each runs and
+# exports as the recipes do
 FEATURES = Path(__file__).parent / "export_features"
 FEATURE_NAMES = sorted(path.stem for path in FEATURES.glob("*.yaml"))
 
@@ -100,6 +101,10 @@ def exported(tmp_path_factory, models_dir):
             patch.setenv("RUNNER_CACHE_DIR", str(folder / "cache"))
             (folder / "in.png").write_bytes((WORKFLOWS / "inputs" / "room.png").read_bytes())
             (folder / "workflow.yaml").write_text(text)
+            if "sd15.safetensors" in text:  # a single-file checkpoint: tiny:sd15 in the original layout
+                from test_single_file import tiny_single_file
+
+                tiny_single_file("sd15", folder / "sd15.safetensors")
             assert run_cli("run", folder / "workflow.yaml", "--out", folder / "runs", "--quiet") == 0, name
             assert run_cli("export", folder / "workflow.yaml", "-o", folder / "script.py") == 0, name
             runs = next((folder / "runs").iterdir())

@@ -165,21 +165,90 @@ def checkpoint(script, ref: str, source) -> str:
     key = ("checkpoint", source.kind, source.location, source.entry.model_dump_json())
     if key in script.model_vars:
         return script.model_vars[key]
-    for part in ("vae", "text_encoder", "text_encoder_2", "unet", "transformer"):
-        if getattr(source.entry, part, None):
-            raise script.unsupported(f"model '{source.label}' swaps in its {part} ({part}:), which the export does not "
-                                     "write yet")
-    if source.kind == "file":
-        raise script.unsupported(f"'{source.label}' is a single-file checkpoint, which the export does not write yet",
-                                 "point the model at a diffusers folder or a hub id")
     variable = script.name(_model_name(script, ref))
+    if source.kind == "file":
+        _single_file(script, variable, source)
+        script.model_vars[key] = variable
+        return variable
     location, kwargs, comment = pretrained_call(script, source, "checkpoint")
+    kwargs += _parts(script, variable, source)
     script.need("from diffusers import DiffusionPipeline")
     script.model_line(f"{variable} = DiffusionPipeline.from_pretrained({', '.join([location, *kwargs])}){comment}")
     _embeddings(script, variable, source)
     script.model_line(f"{variable}.to(device)")
     script.model_vars[key] = variable
     return variable
+
+
+def _single_file(script, variable: str, source) -> None:
+    """A single-file SD / SDXL checkpoint as diffusers' docs load one: CLASS.from_single_file with the diffusers
+    config of its architecture (the entry's config:, or runner's copy of diffusers' own; runner.models.single_file)."""
+    from . import families
+    from .single_file import ARCHITECTURES, architecture_of, packaged_config, pipeline_class
+
+    family = families.from_files(source)
+    if family is not None and family.single_file_config is not None:
+        raise script.unsupported(f"'{source.label}' is a single-file {family.name} checkpoint, which the export does "
+                                 "not write yet", "point the model at a diffusers folder or a hub id")
+    config = script.registry.single_file_config(source)
+    note = "its entry's config"
+    if config is None:
+        architecture = architecture_of(source.location, source.label)
+        config = packaged_config(architecture, script.registry.models_dir)
+        note = f"runner's copy of the config of {ARCHITECTURES[architecture][1]}, diffusers' own for this architecture"
+    cls = pipeline_class(config).__name__
+    parts = _parts(script, variable, source)
+    script.need(f"from diffusers import {cls}")
+    script.model_line(f"# {source.label}: one file, read with {note}")
+    arguments = [script.literal(str(Path(source.location).resolve())), f"config={script.literal(str(config.resolve()))}",
+                 "local_files_only=True", "torch_dtype=dtype", *parts]
+    script.model_line(f"{variable} = {cls}.from_single_file({', '.join(arguments)})")
+    script.model_line(f"{variable}.to(device)")
+    script.state[("class", variable)] = cls
+
+
+def _parts(script, variable: str, source) -> list[str]:
+    """The parts the model entry swaps in (vae:, text_encoder...:), loaded as diffusers documents swapping them
+    (runner.models.parts): `from_pretrained(..., vae=vae)`; returns those keyword arguments."""
+    import json
+
+    from ..core.model_entry import PARTS
+    from .sources import part_source
+
+    arguments = []
+    for part in PARTS:
+        if not getattr(source.entry, part, None):
+            continue
+        given = part_source(source, part)
+        location, kwargs, comment = pretrained_call(script, given, part)
+        kwargs = [k for k in kwargs if not k.startswith("variant=")]
+        name = script.name(f"{variable}_{part}")
+        folder = script.registry.model_folder(given) if given.kind != "file" else None
+        if folder is not None and (folder / "model_index.json").is_file():
+            kwargs.append(f"subfolder={script.literal(part)}")  # a pipeline folder: its part's subfolder
+        if part == "vae":
+            script.need("from diffusers import AutoencoderKL")
+            if given.kind == "file":
+                own = script.registry.model_folder(source) if source.kind != "file" else None
+                kwargs = [k for k in kwargs if not k.startswith("use_safetensors=")]
+                if own is not None and (own / "vae" / "config.json").is_file():
+                    kwargs += [f"config={script.literal(str(own.resolve()))}", 'subfolder="vae"']
+                script.model_line(f"{name} = AutoencoderKL.from_single_file({', '.join([location, *kwargs])}){comment}")
+            else:
+                script.model_line(f"{name} = AutoencoderKL.from_pretrained({', '.join([location, *kwargs])}){comment}")
+        else:
+            if given.kind == "file":
+                raise script.unsupported(f"model '{source.label}' swaps in its {part} from a single file, which the "
+                                         "export does not write yet")
+            own = script.registry.model_folder(source) if source.kind != "file" else None
+            index = json.loads((own / "model_index.json").read_text()) if own and (own / "model_index.json").is_file() else {}
+            class_name = (index.get(part) or [None, None])[1]
+            if not class_name:
+                raise script.unsupported(f"the text encoder class of '{source.label}' is not known here")
+            script.need(f"from transformers import {class_name}")
+            script.model_line(f"{name} = {class_name}.from_pretrained({', '.join([location, *kwargs])}){comment}")
+        arguments.append(f"{part}={name}")
+    return arguments
 
 
 def file_expression(script, source, path: Path) -> str:
@@ -301,7 +370,8 @@ def export_diffusers(script, spec, f) -> None:
     family = families.detect(source)
     task = family.task(spec.task)
     base = checkpoint(script, f.model, source)
-    class_name = checkpoint_class(source) or family.classes[0]  # a hub model not here: its family's own class
+    # a single file: the class its config names; a hub model not here: its family's own class
+    class_name = checkpoint_class(source) or script.state.get(("class", base)) or family.classes[0]
     items = getattr(f, "controlnet", None) or []
     pag = getattr(f, "pag_scale", None) is not None
     adapters = getattr(f, "adapter", None) or []
