@@ -160,3 +160,54 @@ def test_exported_script_imports_no_runner_and_passes_ruff(exported, name):
     ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--select", "F", str(script)],
                           capture_output=True, text=True)
     assert ruff.returncode == 0, ruff.stdout + ruff.stderr
+
+
+# ------------------------------------------------------------------ the command and the Python API
+def test_a_hub_recipe_exports_without_its_model_files(capsys):
+    """Nothing of the hub is here: the script names the hub ids (diffusers' docs' way), the seeds runner derives."""
+    from runner.executor.plan import derived_seed
+
+    assert run_cli("export", WORKFLOWS / "canny_controlnet.yaml", "--set", "params.prompt=a bronze bust") == 0
+    script = capsys.readouterr().out
+    assert 'sd15 = DiffusionPipeline.from_pretrained("stable-diffusion-v1-5/stable-diffusion-v1-5", torch_dtype=dtype, ' \
+           "use_safetensors=True)" in script
+    assert 'canny_cn = ControlNetModel.from_pretrained("lllyasviel/control_v11p_sd15_canny"' in script
+    assert "AutoPipelineForText2Image.from_pipe(sd15, controlnet=canny_cn)" in script
+    assert "UniPCMultistepScheduler.from_config(sd15.scheduler.config)" in script
+    assert f'torch.Generator("cpu").manual_seed({derived_seed(8, "statue")})' in script
+    assert 'prompt = "a bronze bust"' in script and "control_guidance_end=0.9," in script
+    compile(script, "script.py", "exec")
+
+
+def test_the_python_api_exports_a_workflow_dict():
+    from runner import Session
+
+    workflow = {"version": 1, "name": "api", "seed": 3, "params": {"steps": 2},
+                "nodes": {"image": {"type": "txt2img", "model": "tiny:sd15", "prompt": "a barn", "steps": "$params.steps",
+                                    "seed": 77},
+                          "save": {"type": "save_image", "image": "$image"}}}
+    script = Session().export(workflow)
+    assert "num_inference_steps=steps," in script and "steps = 2" in script
+    assert 'manual_seed(77)  # the node\'s own seed' in script
+    assert 'image.save(OUT / "save.png")' in script
+    compile(script, "script.py", "exec")
+
+
+def test_what_the_export_cannot_write_is_refused_where_it_is_written(tmp_path, capsys):
+    workflow = tmp_path / "models_swept.yaml"
+    workflow.write_text("version: 1\nname: swept\nmodels:\n  sd15: tiny:sd15\nnodes:\n"
+                        "  image: {type: txt2img, model: $models.sd15, prompt: a barn, steps: 1}\n"
+                        "  save: {type: save_image, image: $image}\n"
+                        "sweep:\n  grid:\n    models.sd15: ['tiny:sd15', 'tiny:sdxl']\n")
+    assert run_cli("export", workflow, "-o", tmp_path / "script.py") == 2
+    err = capsys.readouterr().err
+    assert "the sweep sets models.sd15, which the export cannot write as a loop" in err
+    assert "fix: export each variant alone: runner export WF --set models.sd15=VALUE" in err
+    assert not (tmp_path / "script.py").exists()
+
+
+def test_the_export_example_page_is_what_the_exporter_writes():
+    from runner.cli.export_example import PAGE, export_example
+
+    committed = (WORKFLOWS.parent / "docs" / "reference" / PAGE).read_text(encoding="utf-8")
+    assert committed == export_example(WORKFLOWS.parent), "docs/reference/export-example.md is stale: run `make docs`"

@@ -9,6 +9,7 @@ its order. What an exporter cannot write is refused by the node's id (script.uns
 from __future__ import annotations
 
 import inspect
+import json
 from pathlib import Path
 
 from . import families
@@ -360,6 +361,26 @@ def call_lines(script, pipe: str, kwargs: dict[str, str], result: str, *, fresh_
     script.line(")")
 
 
+class _Source:
+    """A value known only when the script runs, as its Python source (what the script's literal writes)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+class _ConfigSource:
+    """A scheduler config as the script reads it: `.get(KEY, DEFAULT)` gives that expression."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def get(self, key: str, default=None) -> _Source:
+        return _Source(f"{self.text}.get({json.dumps(key)}, {default!r})")
+
+
 def export_diffusers(script, spec, f) -> None:
     """The families whose checkpoint is one diffusers pipeline and whose tasks derive from it (generate_diffusers)."""
     from .calls import RESERVED_CALL_ARGUMENTS
@@ -420,9 +441,8 @@ def export_diffusers(script, spec, f) -> None:
     if f.scheduler is not None:
         table = family.schedulers or SCHEDULER_CLASSES
         scheduler_class, overrides = table[f.scheduler]
-        if callable(overrides):
-            raise script.unsupported(f"scheduler '{f.scheduler}' follows the checkpoint's schedule, which the export "
-                                     "does not write yet")
+        if callable(overrides):  # settings that follow the checkpoint's own schedule: read from it at run time
+            overrides = overrides(_ConfigSource(f"{base}.scheduler.config"))
         script.need(f"from diffusers import {scheduler_class}")
         extra = "".join(f", {name}={script.literal(value)}" for name, value in overrides.items())
         script.line(f"{pipe}.scheduler = {scheduler_class}.from_config({base}.scheduler.config{extra})  # {f.scheduler}")
