@@ -68,23 +68,27 @@ def execute(executor, resources, workflow: Workflow, plan: Plan, out: Path, *, m
     started = time.time()
     events.start(plan.order)
     results: dict[str, NodeResult] = {}
+    interrupted = "interrupted by the user (Ctrl-C); finished nodes stay cached"
     try:
-        results = executor.run(plan, events, force=force, no_cache=no_cache, after_node=publisher,
-                               should_stop=should_stop)
-    except NodeFailed as failure:
-        status, exit_code, error, hint, exception = "failed", 1, str(failure), failure.hint, failure.error
-        results = getattr(failure, "results", results)
-    except RunFolderUnwritable as failure:
-        status, exit_code, error = "failed", 1, str(failure)
-        results = getattr(failure, "results", results)
-    except RunStopped as stop:
-        status, exit_code, error = "interrupted", 130, f"{SUPERSEDED}: {stop}; finished nodes stay cached"
-        results = getattr(stop, "results", results)
-    except KeyboardInterrupt as stop:
-        status, exit_code, error = "interrupted", 130, "interrupted by the user (Ctrl-C); finished nodes stay cached"
-        results = getattr(stop, "results", results)
-    finally:
-        events.stop()
+        try:
+            results = executor.run(plan, events, force=force, no_cache=no_cache, after_node=publisher,
+                                   should_stop=should_stop)
+        except NodeFailed as failure:
+            status, exit_code, error, hint, exception = "failed", 1, str(failure), failure.hint, failure.error
+            results = getattr(failure, "results", results)
+        except RunFolderUnwritable as failure:
+            status, exit_code, error = "failed", 1, str(failure)
+            results = getattr(failure, "results", results)
+        except RunStopped as stop:
+            status, exit_code, error = "interrupted", 130, f"{SUPERSEDED}: {stop}; finished nodes stay cached"
+            results = getattr(stop, "results", results)
+        except KeyboardInterrupt as stop:
+            status, exit_code, error = "interrupted", 130, interrupted
+            results = getattr(stop, "results", results)
+        finally:
+            events.stop()
+    except KeyboardInterrupt:  # a Ctrl-C after the last node, as the progress display closed: the record still follows
+        status, exit_code, error = "interrupted", 130, interrupted
     with signals_held():  # a Ctrl-C now waits until the record is complete, then stops the command as usual
         manifest = build_manifest(workflow, plan, results, publisher, status, error, started, resources)
         manifest["executor"] = executor.describe()
