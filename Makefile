@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench schema docs
+.PHONY: demo test bench schema docs gpu-wheels
 demo: $(STAMP)  ## run the demo workflow offline on tiny models
 	$(VENV)/bin/runner run workflows/demo.yaml
 
@@ -30,3 +30,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+gpu-wheels: $(STAMP)  ## download the wheels bench/gpu/run.sh installs on a GPU machine without network (bench/gpu/wheels/)
+	$(VENV)/bin/python -m pip download --quiet --only-binary=:all: --no-deps -d bench/gpu/wheels -r bench/gpu/requirements.txt
+	@du -sh bench/gpu/wheels

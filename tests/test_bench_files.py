@@ -21,3 +21,52 @@ def test_the_handwritten_script_reads_the_workflows_input():
     assert "inputs/room.png" in (BENCH / "demo_chain.yaml").read_text()
     assert '"inputs/room.png"' in (BENCH / "handwritten_demo.py").read_text()
     assert (BENCH / "inputs" / "room.png").read_bytes() == (BENCH.parent / "workflows" / "inputs" / "room.png").read_bytes()
+
+
+# ------------------------------------------------------------------ bench/gpu: the GPU check, ready to run
+def test_the_gpu_check_dry_run_checks_its_set_up_and_prints_its_plan(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHON": sys.executable, "RUNNER_GPU_WHEELS": str(tmp_path / "no-wheels"),
+           "RUNNER_GPU_VENV": str(tmp_path / "venv"), "RUNNER_GPU_OUT": str(tmp_path / "out")}
+    result = subprocess.run(["bash", str(BENCH / "gpu" / "run.sh"), "--dry-run"], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "dry run: nothing is installed or run" in out
+    assert "ok       python: Python 3." in out and "ok       repository:" in out
+    assert "missing  wheels: no wheels in" in out and "make gpu-wheels" in out  # said, not fatal in a dry run
+    assert "pytest -m gpu tests/test_gpu.py" in out and "python bench/gpu/bench.py" in out
+    assert "dry run: 0 problem(s) in the set-up" in out
+    assert not (tmp_path / "venv").exists() and not (tmp_path / "out").exists()  # nothing was made
+    refused = subprocess.run(["bash", str(BENCH / "gpu" / "run.sh"), "--frobnicate"], env=env, capture_output=True,
+                             text=True, timeout=60)
+    assert refused.returncode == 2 and "usage: bench/gpu/run.sh [--dry-run]" in refused.stderr
+
+
+def test_the_gpu_wheels_list_everything_runner_needs_here():
+    import sys
+
+    sys.path.insert(0, str(BENCH / "gpu"))
+    try:
+        from dependencies import closure, normal
+    finally:
+        sys.path.pop(0)
+    listed = {normal(line.split("==")[0]) for line in (BENCH / "gpu" / "requirements.txt").read_text().splitlines()
+              if line and not line.startswith("#")}
+    missing = set(closure()) - listed
+    assert not missing, f"add {sorted(missing)} to bench/gpu/requirements.txt (python bench/gpu/dependencies.py)"
+    assert not {"torch", "numpy", "opencv-python-headless"} & listed
+
+
+def test_the_gpu_benchmark_writes_its_workflow_in_a_dry_run(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(BENCH / "gpu" / "bench.py"), "--dry-run", "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    # the model is built on the GPU machine; here a tiny one stands in
+    assert run_cli("validate", tmp_path / "gpu_sd15.yaml", "--set", "models.sd15=tiny:sd15") == 0
