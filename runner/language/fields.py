@@ -13,10 +13,11 @@ from pathlib import Path
 import typing
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
 
 from ..core.kinds import IMAGE_KINDS
 from ..core.model_entry import ModelEntry
+from ..core.runtime import ATTENTION_BACKENDS, STEP_CACHE_SETTINGS, STEP_CACHES
 from .errors import Invalid
 from .refs import LINK_PATTERN, MODEL_REF_PREFIX, Link
 
@@ -269,3 +270,34 @@ def _walk_args(annotation):
     yield annotation
     for arg in typing.get_args(annotation):
         yield from _walk_args(arg)
+
+
+# ------------------------------------------------------------------ run-time options (workflow and node level)
+Attention = Literal[ATTENTION_BACKENDS]  # type: ignore[valid-type]
+class StepCache(Fields):
+    """A step cache for transformer denoisers (SD3, FLUX.1): diffusers' FirstBlockCacheConfig (first_block: reuse the
+    blocks' output while the first block's changes little) or TaylorSeerCacheConfig (taylorseer: predict skipped
+    steps). Settings left out take diffusers' defaults."""
+
+    type: Literal[tuple(STEP_CACHES)] = Field(..., description="first_block or taylorseer")  # type: ignore[valid-type]
+    threshold: float | None = Field(None, gt=0, le=1, description="first_block: how little the first block's output "
+                                                                   "may change for the rest to be reused (default 0.05)")
+    cache_interval: int | None = Field(None, ge=1, le=100, description="taylorseer: steps between full computations")
+    disable_cache_before_step: int | None = Field(None, ge=0, le=1000, description="taylorseer: full steps first")
+    disable_cache_after_step: int | None = Field(None, ge=0, le=1000, description="taylorseer: full steps from here")
+    max_order: int | None = Field(None, ge=0, le=4, description="taylorseer: order of the Taylor prediction")
+
+    @model_validator(mode="after")
+    def _settings_of_its_type(self):
+        wrong = [name for name in ("threshold", "cache_interval", "disable_cache_before_step",
+                                   "disable_cache_after_step", "max_order")
+                 if getattr(self, name) is not None and name not in STEP_CACHE_SETTINGS[self.type]]
+        if wrong:
+            raise Invalid(f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not a setting of the {self.type} "
+                          "step cache", f"it takes {', '.join(STEP_CACHE_SETTINGS[self.type])}; or use the other type")
+        return self
+
+    def settings(self) -> dict:
+        """The config's keyword arguments that are set."""
+        return {name: getattr(self, name) for name in STEP_CACHE_SETTINGS[self.type] if getattr(self, name) is not None}
+

@@ -16,14 +16,17 @@ from ..core.model_entry import NO_CONSENT, OPT_INS, PARTS, Consent, ModelEntry
 from ..core.model_findings import ModelFinding
 from ..graph.dag import Graph
 from .errors import Location, Problem, WorkflowError, did_you_mean
+from ..core.runtime import RUNTIME_OPTIONS
 from .fields import (
     Accepts,
+    Attention,
     Catalogue,
     CheckContext,
     Fields,
     InputFile,
     ModelField,
     NodeDeclaration,
+    StepCache,
     field_values,
     iter_marked,
 )
@@ -62,6 +65,16 @@ class WorkflowHeader(BaseModel):
     offload: Literal["none", "model", "sequential"] = Field(
         "none", description="CPU offload for generation nodes on CUDA (model: whole models, sequential: layer by layer); "
                             "a node's own 'offload' wins; ignored with a warning on CPU")
+    vae_slicing: bool | None = Field(None, description="decode a batch of images one at a time (the VAE's "
+                                                        "enable_slicing: less memory) in every generation node; a node's "
+                                                        "own value wins")
+    channels_last: bool | None = Field(None, description="the denoiser and VAE in channels-last memory format (faster "
+                                                          "convolutions on CUDA) in every generation node; a node's own wins")
+    attention: Attention | None = Field(None, description="the denoiser's attention backend (diffusers' "
+                                                           "set_attention_backend: native, flash, sage, xformers, ...) in "
+                                                           "every generation node; a node's own wins; default: native")
+    step_cache: StepCache | None = Field(None, description="a step cache for transformer denoisers (SD3, FLUX.1) in every "
+                                                            "generation node that takes one; a node's own wins")
     prompt_syntax: Literal["plain", "weighted"] = Field(
         "plain", description="plain: prompts go to the pipeline as written (diffusers' own behaviour); weighted: "
                              "A1111/ComfyUI attention syntax, (word:1.3), (word), [word], \\( for a bracket, and prompts "
@@ -187,7 +200,7 @@ def load_workflow(path: str | Path, overrides: list[str] | None = None, *, catal
         ref_paths = {problem.path for problem in ref_problems}
         for node_id, body in resolved["nodes"].items():
             node_problems: list[Problem] = []
-            node = _validate_node(node_id, body, smap, node_problems, catalogue)
+            node = _validate_node(node_id, _with_workflow_options(body, header, catalogue), smap, node_problems, catalogue)
             # a bad reference is reported once: pydantic's complaint about the text left in its place is dropped
             problems.extend(problem for problem in node_problems if problem.path not in ref_paths)
             if isinstance(node, Node):
@@ -429,6 +442,19 @@ def _validate_header(document: dict, smap: SourceMap, problems: list[Problem]) -
     except ValidationError as exc:
         problems.extend(pydantic_problems(exc, (), document, smap, "workflow", WorkflowHeader))
         return None
+
+
+def _with_workflow_options(body: Any, header, catalogue: Catalogue) -> Any:
+    """The node with the workflow's run-time options (RUNTIME_OPTIONS) it leaves out, where its type takes them."""
+    if header is None or not isinstance(body, dict) or not isinstance(body.get("type"), str):
+        return body
+    node_type = catalogue.get(body["type"])
+    if node_type is None:
+        return body
+    taken = node_type.model.model_fields
+    added = {name: getattr(header, name) for name in RUNTIME_OPTIONS
+             if getattr(header, name) is not None and name in taken and name not in body}
+    return {**body, **added} if added else body
 
 
 def _validate_node(node_id: str, body: Any, smap: SourceMap, problems: list[Problem],

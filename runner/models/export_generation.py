@@ -486,7 +486,7 @@ def export_diffusers(script, spec, f) -> None:
         script.line(f"clip_skip_bridge({base})")
         script.state[("clip-skip bridge", base)] = True
     with _memory_options(script, pipe, f), _loras(script, pipe, f), _freeu(script, pipe, getattr(f, "freeu", None)), \
-            _ip_adapters(script, pipe, cls, f, kwargs):
+            _runtime(script, pipe, cls, f), _ip_adapters(script, pipe, cls, f, kwargs):
         if weighted:
             kwargs = _weighted(script, pipe, f, kwargs, inversions=bool(source.entry.embeddings))
         call_lines(script, pipe, kwargs, "result")
@@ -874,6 +874,52 @@ class _ip_adapters:
     def __exit__(self, *exc):
         if self.items and exc[0] is None:
             self.script.line(f"{self.pipe}.unload_ip_adapter()")
+        return False
+
+
+class _runtime:
+    """The node's run-time options for the call, undone after it (runner's runtime_options), as diffusers' docs set
+    them: the VAE's slicing, channels-last memory format, the denoiser's attention backend, a step cache."""
+
+    def __init__(self, script, pipe: str, cls, f):
+        from ..core.runtime import RUNTIME_OPTIONS
+
+        self.script, self.pipe = script, pipe
+        self.options = {name: getattr(f, name, None) for name in RUNTIME_OPTIONS}
+        takes = inspect.signature(cls.__init__).parameters
+        self.denoiser = f"{pipe}.unet" if "unet" in takes else f"{pipe}.transformer"
+        self.vae = f"{pipe}.vae" if "vae" in takes else None
+        self.undo: list[str] = []
+
+    def __enter__(self):
+        script, options = self.script, self.options
+        if options["vae_slicing"]:
+            script.line(f"{self.vae}.enable_slicing()  # vae_slicing")
+            self.undo.append(f"{self.vae}.disable_slicing()")
+        if options["channels_last"]:
+            modules = [self.denoiser] + ([self.vae] if self.vae else [])
+            for module in modules:
+                script.line(f"{module}.to(memory_format=torch.channels_last)  # channels_last")
+            self.undo.append("\n".join(f"{module}.to(memory_format=torch.contiguous_format)" for module in modules))
+        if options["attention"]:
+            script.line(f"{self.denoiser}.set_attention_backend({script.literal(options['attention'])})")
+            self.undo.append(f"{self.denoiser}.reset_attention_backend()")
+        if options["step_cache"]:
+            from ..core.runtime import STEP_CACHES
+
+            cache = options["step_cache"]
+            config = STEP_CACHES[cache.type]
+            script.need(f"from diffusers import {config}")
+            settings = ", ".join(f"{name}={script.expr('step_cache', name, value=value)}"
+                                 for name, value in cache.settings().items())
+            script.line(f"{self.denoiser}.enable_cache({config}({settings}))  # step_cache: {cache.type}")
+            self.undo.append(f"{self.denoiser}.disable_cache()")
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            for text in reversed(self.undo):
+                self.script.line(text)
         return False
 
 

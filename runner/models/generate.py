@@ -15,6 +15,7 @@ from .calls import (
     run_pipeline,
 )
 from . import families
+from ..core.runtime import RUNTIME_OPTIONS, STEP_CACHES
 from .sources import ModelUnavailable, missing_safetensors_explained
 
 
@@ -41,6 +42,15 @@ def generate(ctx, spec, f) -> dict[str, Any]:
         raise ModelUnavailable(f"LoRA is not supported for {family.name} (model '{source.label}') in this version of "
                                "runner", "remove 'lora' from this node, or use a model of a family that loads LoRAs "
                                f"({', '.join(f.name for f in families.FAMILIES if f.lora)})")
+    used = [name for name in RUNTIME_OPTIONS if getattr(f, name, None)]
+    if used and not family.runtime_options:
+        raise ModelUnavailable(f"{', '.join(used)}: not applied to {family.name} models (model '{source.label}') in this "
+                               "version of runner", f"remove {', '.join(used)} from this node (and from the workflow, "
+                               "where it sets them for every node)")
+    if getattr(f, "step_cache", None) and not family.step_cache:
+        raise ModelUnavailable(f"step_cache is for transformer denoisers, and {family.name} (model '{source.label}') has "
+                               "a UNet", "remove step_cache from this node (SD3 and FLUX.1 take it), or from the "
+                               "workflow, where it sets it for every node")
     if getattr(ctx.task, "prompt_syntax", "plain") != "plain":
         from .prompt_weights import weighting_problems
 
@@ -108,7 +118,7 @@ def generate_diffusers(ctx, spec, f) -> dict[str, Any]:
     from .ip_adapters import applied_ip_adapters
 
     with applied_loras(ctx, pipe, f.lora), memory_options(ctx, pipe, f), freeu(ctx, pipe, getattr(f, "freeu", None)), \
-            applied_ip_adapters(ctx, pipe, getattr(f, "ip_adapter", []), kwargs, source.label):
+            runtime_options(ctx, pipe, f), applied_ip_adapters(ctx, pipe, getattr(f, "ip_adapter", []), kwargs, source.label):
         if family.weighted_prompts and getattr(ctx.task, "prompt_syntax", "plain") == "weighted":
             from .prompt_weights import weighted_arguments
 
@@ -288,6 +298,60 @@ class memory_options:
         if self.offload != "none":
             self.pipe.remove_all_hooks()
             self.pipe.to(self.ctx.models.device)
+        return False
+
+
+class runtime_options:
+    """The node's run-time options on the (shared) pipeline for one call, undone after it: the VAE's slicing, the
+    channels-last memory format of the denoiser and VAE, the denoiser's attention backend, a step cache."""
+
+    def __init__(self, ctx, pipe, f):
+        self.ctx, self.pipe = ctx, pipe
+        self.options = {name: getattr(f, name, None) for name in RUNTIME_OPTIONS}
+        self.denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+        self.done: list = []
+
+    def __enter__(self):
+        options, pipe, denoiser = self.options, self.pipe, self.denoiser
+        if options["vae_slicing"]:
+            vae = getattr(pipe, "vae", None)
+            if vae is None or not hasattr(vae, "enable_slicing"):
+                raise NodeInputError(f"vae_slicing: {type(pipe).__name__} has no VAE that slices", "remove vae_slicing")
+            vae.enable_slicing()
+            self.done.append(vae.disable_slicing)
+        if options["channels_last"]:
+            import torch
+
+            modules = [module for module in (denoiser, getattr(pipe, "vae", None)) if module is not None]
+            for module in modules:
+                module.to(memory_format=torch.channels_last)
+            self.done.append(lambda: [module.to(memory_format=torch.contiguous_format) for module in modules])
+        if options["attention"]:
+            if denoiser is None or not hasattr(denoiser, "set_attention_backend"):
+                raise NodeInputError(f"attention: {type(pipe).__name__}'s denoiser takes no attention backend",
+                                     "remove attention")
+            try:
+                denoiser.set_attention_backend(options["attention"])
+            except (ImportError, RuntimeError, ValueError) as exc:
+                raise NodeInputError(f"attention {options['attention']}: {(str(exc).splitlines() or [''])[0][:300]}",
+                                     "use attention: native (PyTorch's own, on every device), or install what the "
+                                     "backend needs on a CUDA machine") from None
+            self.done.append(denoiser.reset_attention_backend)
+        if options["step_cache"]:
+            import diffusers
+
+            config = getattr(diffusers, STEP_CACHES[options["step_cache"].type])(**options["step_cache"].settings())
+            denoiser.enable_cache(config)
+            self.done.append(denoiser.disable_cache)
+        used = {name: (value.model_dump(exclude_none=True) if hasattr(value, "model_dump") else value)
+                for name, value in options.items() if value}
+        if used:
+            self.ctx.record(runtime_options=used)
+        return self
+
+    def __exit__(self, *exc):
+        for undo in reversed(self.done):
+            undo()
         return False
 
 

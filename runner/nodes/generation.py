@@ -12,6 +12,7 @@ from ..language.fields import (
     Fields,
     ImageIn,
     KeyedWhenSet,
+    Attention,
     LatentsIn,
     MaskIn,
     ModelIn,
@@ -19,6 +20,7 @@ from ..language.fields import (
     Offload,
     SchedulerName,
     Seed,
+    StepCache,
 )
 from ..language.errors import Invalid, exactly_one
 from ..language.refs import Link, unresolve
@@ -235,6 +237,19 @@ class CoreGeneration(Fields):
                                                       "'offload'; ignored with a warning on CPU")
     attention_slicing: bool = Field(False, description="compute attention in slices (less memory, a little slower)")
     vae_tiling: bool = Field(False, description="decode/encode with the VAE in tiles (large images in less memory)")
+    vae_slicing: Annotated[bool | None, KeyedWhenSet()] = Field(
+        None, description="decode a batch of images one at a time (the VAE's enable_slicing: less memory); default: "
+                          "the workflow's vae_slicing, else off")
+    channels_last: Annotated[bool | None, KeyedWhenSet()] = Field(
+        None, description="the denoiser and VAE in channels-last memory format for the call (faster convolutions on "
+                          "CUDA); default: the workflow's channels_last, else off")
+    attention: Annotated[Attention | None, KeyedWhenSet()] = Field(
+        None, description="the denoiser's attention backend for the call (diffusers' set_attention_backend: native is "
+                          "PyTorch's SDPA; flash, sage, xformers need CUDA and their packages); default: the "
+                          "workflow's attention, else the model's own")
+    step_cache: Annotated[StepCache | None, KeyedWhenSet()] = Field(
+        None, description="a step cache for the call (SD3, FLUX.1: transformer denoisers): {type: first_block, "
+                          "threshold: 0.05} or {type: taylorseer, cache_interval: 5}; default: the workflow's, else none")
 
     spec: ClassVar[GenerationSpec | None] = None
 

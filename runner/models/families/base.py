@@ -58,6 +58,10 @@ class Family:
     controlnet_most: int | None = None
     size_multiple: int = 8  # image sides must be multiples of this (the VAE factor x the denoiser's patch size)
     latents: bool = False  # whether its img2img / inpaint / refine take another node's latents (`latents:`)
+    # whether its generation nodes apply the run-time options (vae_slicing, channels_last, attention), and whether its
+    # denoiser takes a step cache (diffusers' enable_cache: the transformer families)
+    runtime_options: bool = True
+    step_cache: bool = False
     # "module:function" writing a generation node on it into an export script (`runner export`): (script, spec,
     # fields); None: the export refuses its nodes, naming them
     exporter: str | None = None

@@ -25,6 +25,7 @@ FAMILY = Family(
     },
     runner="runner.models.generate:generate_diffusers",
     exporter="runner.models.export_generation:export_diffusers",
+    step_cache=True,  # a transformer denoiser: diffusers' enable_cache
     controlnet_class="FluxControlNetModel",
     controlnet_fits=lambda config: config.get("_class_name") == "FluxControlNetModel",
     hub_hints=("flux.1", "flux1"),

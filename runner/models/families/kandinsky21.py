@@ -26,6 +26,7 @@ FAMILY = Family(
                        decoder_hub_id="kandinsky-community/kandinsky-2-1",
                        prior_hub_id="kandinsky-community/kandinsky-2-1-prior", decoder_reads_prompt=True),
     lora=False,
+    runtime_options=False,  # its prior + decoder runner applies none of them
     schedulers=UNSCALED_SCHEDULERS,  # its pipelines never scale the model inputs (no euler, heun, kdpm2)
     hub_hints=("kandinsky-2-1",),
     size_multiple=64,  # the decoder works in steps of 64 px (MoVQ factor 8, squared)

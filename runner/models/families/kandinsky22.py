@@ -35,6 +35,7 @@ FAMILY = Family(
     controlnet_settings=False,  # the hint always acts in full
     controlnet_most=1,
     lora=False,
+    runtime_options=False,  # its prior + decoder runner applies none of them
     schedulers=UNSCALED_SCHEDULERS,  # its pipelines never scale the model inputs (no euler, heun, kdpm2)
     hub_hints=("kandinsky-2-2",),
     size_multiple=64,  # the decoder works in steps of 64 px (MoVQ factor 8, squared)

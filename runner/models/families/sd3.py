@@ -29,6 +29,7 @@ FAMILY = Family(
     },
     runner="runner.models.generate:generate_diffusers",
     exporter="runner.models.export_generation:export_diffusers",
+    step_cache=True,  # a transformer denoiser: diffusers' enable_cache
     controlnet_class="SD3ControlNetModel",
     controlnet_fits=lambda config: config.get("_class_name") == "SD3ControlNetModel",
     hub_hints=("stable-diffusion-3",),

@@ -1,0 +1,98 @@
+"""Run-time options of generation nodes (workflow and node level): vae_slicing, channels_last, attention, step_cache.
+
+Each is applied as diffusers' docs apply it, for the node's call only (the pipeline is shared), recorded in the
+manifest, and in the node's key where set; a workflow's value reaches every node that takes it, a node's own wins;
+what a family or device cannot do is refused with the fix. Parity: the same pixels as plain diffusers code.
+"""
+
+from __future__ import annotations
+
+import torch
+
+import runner
+from conftest import latest_run, manifest, run_cli, write_workflow
+from test_parity import PROMPT, SEED, folder, generator, quiet, runner_image, same
+
+
+def test_vae_slicing_channels_last_and_attention_are_diffusers_own(tmp_path):
+    from diffusers import AutoPipelineForText2Image
+
+    nodes = (f"  out: {{type: txt2img, model: $models.m, prompt: {PROMPT}, steps: 2, seed: {SEED}, num_images: 2, "
+             "vae_slicing: true, channels_last: true, attention: native}\n")
+    image, run = runner_image(tmp_path, "m: tiny:sd15", nodes)
+    assert run.manifest["nodes"]["out"]["runtime_options"] == {"vae_slicing": True, "channels_last": True,
+                                                               "attention": "native"}
+    pipe = quiet(AutoPipelineForText2Image.from_pretrained(folder("sd15")))
+    pipe.vae.enable_slicing()
+    pipe.unet.to(memory_format=torch.channels_last)
+    pipe.vae.to(memory_format=torch.channels_last)
+    pipe.unet.set_attention_backend("native")
+    same(image, pipe(PROMPT, num_inference_steps=2, num_images_per_prompt=2, generator=generator()).images[0])
+
+
+def test_a_step_cache_on_flux_is_diffusers_first_block_cache(tmp_path):
+    from diffusers import FirstBlockCacheConfig, FluxPipeline
+
+    nodes = (f"  out: {{type: txt2img, model: $models.m, prompt: {PROMPT}, steps: 4, seed: {SEED}, width: 64, "
+             "height: 64, step_cache: {type: first_block, threshold: 0.3}}\n")
+    image, run = runner_image(tmp_path, "m: tiny:flux", nodes)
+    assert run.manifest["nodes"]["out"]["runtime_options"] == {"step_cache": {"type": "first_block", "threshold": 0.3}}
+    pipe = quiet(FluxPipeline.from_pretrained(folder("flux")))
+    pipe.transformer.enable_cache(FirstBlockCacheConfig(threshold=0.3))
+    same(image, pipe(PROMPT, num_inference_steps=4, width=64, height=64, generator=generator()).images[0])
+
+
+def test_the_options_apply_for_the_call_only(tmp_path):
+    """The pipeline is shared: a node without the options after one with them runs as plain diffusers does."""
+    from diffusers import AutoPipelineForText2Image
+
+    nodes = (f"  first: {{type: txt2img, model: $models.m, prompt: {PROMPT}, steps: 2, channels_last: true, "
+             "vae_slicing: true, attention: _native_math}\n"
+             f"  out: {{type: txt2img, model: $models.m, prompt: {PROMPT}, steps: 2, seed: {SEED}}}\n")
+    image, run = runner_image(tmp_path, "m: tiny:sd15", nodes)
+    assert "runtime_options" not in run.manifest["nodes"]["out"]
+    pipe = quiet(AutoPipelineForText2Image.from_pretrained(folder("sd15")))
+    same(image, pipe(PROMPT, num_inference_steps=2, generator=generator()).images[0])
+    with runner.Session(out=tmp_path / "again") as session:  # and the modules are as they were: contiguous
+        session.run(write_workflow(tmp_path, "w.yaml", _workflow("", "channels_last: true")))
+        unet = next(iter(obj for obj, _deps in session.pool.objects.values() if hasattr(obj, "unet"))).unet
+        assert next(unet.parameters()).is_contiguous()
+
+
+def _workflow(header: str, node: str, model: str = "tiny:sd15") -> str:
+    return ("version: 1\nname: opts\nseed: 3\n" + header + f"models: {{m: '{model}'}}\nnodes:\n"
+            f"  a: {{type: txt2img, model: $models.m, prompt: a barn, steps: 2, width: 64, height: 64{', ' + node if node else ''}}}\n"
+            "  b: {type: txt2img, model: $models.m, prompt: a barn, steps: 2, width: 64, height: 64, vae_slicing: false}\n"
+            "  s: {type: save_image, images: [$a, $b]}\n")
+
+
+def test_the_workflow_sets_them_for_every_node_and_a_nodes_own_wins(tmp_path):
+    workflow = write_workflow(tmp_path, "opts.yaml", _workflow("vae_slicing: true\nattention: native\n", ""))
+    assert run_cli("run", workflow, "--out", tmp_path / "out", "--quiet") == 0
+    nodes = manifest(latest_run(tmp_path / "out", "opts"))["nodes"]
+    assert nodes["a"]["runtime_options"] == {"vae_slicing": True, "attention": "native"}
+    assert nodes["b"]["runtime_options"] == {"attention": "native"}  # its own vae_slicing: false wins
+    plain = write_workflow(tmp_path, "plain.yaml", _workflow("", ""))
+    assert run_cli("run", plain, "--out", tmp_path / "plain", "--quiet") == 0
+    keys = manifest(latest_run(tmp_path / "plain", "opts"))["nodes"]
+    assert keys["a"]["key"] != nodes["a"]["key"]  # set options are in the key: another result, not a cache hit
+
+
+def test_what_a_family_or_device_cannot_do_is_refused_with_the_fix(tmp_path, capsys):
+    cases = [("", "step_cache: {type: first_block}", "tiny:sd15",
+              "step_cache is for transformer denoisers, and SD 1.x/2.x (model 'tiny:sd15') has a UNet"),
+             ("", "attention: flash", "tiny:sd15", "use attention: native (PyTorch's own, on every device)"),
+             ("", "vae_slicing: true", "tiny:kandinsky22", "vae_slicing: not applied to Kandinsky 2.2 models")]
+    for index, (header, node, model, said) in enumerate(cases):
+        workflow = write_workflow(tmp_path, f"refused{index}.yaml", _workflow(header, node, model))
+        assert run_cli("run", workflow, "--out", tmp_path / f"out{index}", "--quiet") == 1
+        assert said in capsys.readouterr().err
+
+
+def test_a_step_cache_takes_only_its_own_settings(tmp_path, capsys):
+    workflow = write_workflow(tmp_path, "bad.yaml", _workflow("", "step_cache: {type: first_block, cache_interval: 3}",
+                                                              "tiny:flux"))
+    assert run_cli("validate", workflow) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml:6:" in err and "cache_interval is not a setting of the first_block step cache" in err
+    assert "it takes threshold" in err
