@@ -235,6 +235,30 @@ def test_scheduler_swap(tmp_path):
     same(image, pipe(PROMPT, num_inference_steps=3, generator=generator()).images[0])
 
 
+def test_a_named_scheduler_on_the_checkpoints_own_pipeline_leaves_the_next_node_its_own(tmp_path):
+    """depth2img runs on the checkpoint's own pipeline: a node naming a scheduler sets it there, and a later node
+    naming none still gets the checkpoint's own (it once got the named one's class and settings)."""
+    from diffusers import StableDiffusionDepth2ImgPipeline
+
+    image, run = runner_image(tmp_path, "m: tiny:sd2-depth, d: tiny:dpt",
+                              "  depth: {type: estimate_depth, image: $photo, model: $models.d}\n"
+                              f"  first: {{type: depth2img, model: $models.m, image: $photo, depth: $depth, prompt: {PROMPT}, "
+                              "steps: 2, scheduler: dpmpp_2m_karras}\n"
+                              f"  out: {{type: depth2img, model: $models.m, image: $photo, depth: $depth, prompt: {PROMPT}, "
+                              f"steps: 2, seed: {SEED}}}\n")
+    assert run.manifest["nodes"]["first"]["scheduler"] == "DPMSolverMultistepScheduler"
+    import json
+
+    own = json.loads((Path(folder("sd2-depth")) / "scheduler" / "scheduler_config.json").read_text())["_class_name"]
+    assert own != "DPMSolverMultistepScheduler" and run.manifest["nodes"]["out"]["scheduler"] == own
+    pipe = quiet(StableDiffusionDepth2ImgPipeline.from_pretrained(folder("sd2-depth")))
+    import numpy as np
+
+    depth = torch.from_numpy(np.asarray(run.image("depth").convert("L"), dtype=np.float32)[None])
+    same(image, pipe(PROMPT, image=run.image("photo"), depth_map=depth, num_inference_steps=2,
+                     generator=generator()).images[0])
+
+
 def test_diffusion_upscaler(tmp_path):
     from diffusers import StableDiffusionUpscalePipeline
 

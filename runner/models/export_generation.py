@@ -438,17 +438,24 @@ def export_diffusers(script, spec, f) -> None:
 
     # the scheduler: the checkpoint's own, or one by its short name built from the checkpoint's config
     current = script.state.get(("scheduler", pipe))
+    own = f"{base}.scheduler"
+    if pipe == base and (f.scheduler is not None or current is not None):  # the checkpoint's own pipeline: keep its own
+        own = script.state.get(("own scheduler", base))
+        if own is None:
+            own = script.name(f"{base}_scheduler")
+            script.model_line(f"{own} = {base}.scheduler  # the checkpoint's own, before any node sets another")
+            script.state[("own scheduler", base)] = own
     if f.scheduler is not None:
         table = family.schedulers or SCHEDULER_CLASSES
         scheduler_class, overrides = table[f.scheduler]
         if callable(overrides):  # settings that follow the checkpoint's own schedule: read from it at run time
-            overrides = overrides(_ConfigSource(f"{base}.scheduler.config"))
+            overrides = overrides(_ConfigSource(f"{own}.config"))
         script.need(f"from diffusers import {scheduler_class}")
         extra = "".join(f", {name}={script.literal(value)}" for name, value in overrides.items())
-        script.line(f"{pipe}.scheduler = {scheduler_class}.from_config({base}.scheduler.config{extra})  # {f.scheduler}")
+        script.line(f"{pipe}.scheduler = {scheduler_class}.from_config({own}.config{extra})  # {f.scheduler}")
         script.state[("scheduler", pipe)] = f.scheduler
     elif current is not None:
-        script.line(f"{pipe}.scheduler = {base}.scheduler  # the checkpoint's own")
+        script.line(f"{pipe}.scheduler = {own}  # the checkpoint's own")
         script.state[("scheduler", pipe)] = None
 
     kwargs: dict[str, str] = {}

@@ -30,6 +30,9 @@ from .sources import (
     refuse_pickle,
 )
 
+OWN_SCHEDULER = "_runner_own_scheduler"  # the attribute keeping a loaded checkpoint's own scheduler
+
+
 def model_folder(source: ModelSource, models_dir: Path) -> Path | None:
     """The model's files on disk (tiny: built on demand; hub: the cached snapshot), or None if not local."""
     if source.kind == "tiny":
@@ -265,6 +268,9 @@ class ModelRegistry:
             load_embeddings(self, pipe, source)
             pipe.to(self.device)
             pipe.set_progress_bar_config(disable=True)
+            # the checkpoint's own scheduler, kept: a task that runs on the checkpoint's own pipeline (depth2img) sets
+            # a node's scheduler on it, and later nodes still start from this one
+            object.__setattr__(pipe, OWN_SCHEDULER, getattr(pipe, "scheduler", None))
             return pipe
 
         return self.cached(("base", identity), load, load_label=identity, group=identity, estimate=self.estimate(source),
@@ -497,5 +503,6 @@ class ModelRegistry:
         table, None: runner's usual one), from its config."""
         from .schedulers import make_scheduler
 
-        own = self.pool.objects[self._pool_key(("base", identity))][0].scheduler
+        base = self.pool.objects[self._pool_key(("base", identity))][0]
+        own = getattr(base, OWN_SCHEDULER, None) or base.scheduler
         return make_scheduler(name, own.config, type(own), names)
