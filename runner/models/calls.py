@@ -86,10 +86,12 @@ def swallowed_fix(class_name: str, fields: list[str]) -> str:
 
 
 def run_pipeline(ctx, pipe, kwargs: dict[str, Any], arguments: dict[str, str] | None = None,
-                 generator=None) -> dict[str, Any]:
+                 generator=None, recorded: dict[str, Any] | None = None) -> dict[str, Any]:
     """Call the pipeline with a CPU generator seeded from the node (or `generator`, one an earlier call of the same
     node drew from, as a prior's), report steps, return image/images/latents.
-    Every argument must be one the pipeline names (see `refuse_swallowed`; `arguments`: node field -> argument)."""
+    Every argument must be one the pipeline names (see `refuse_swallowed`; `arguments`: node field -> argument).
+    `recorded`: the call to record instead of `kwargs`, where they are the same call in other terms (prompts given
+    as the embeddings the pipeline would compute from them)."""
     import torch
 
     refuse_swallowed(pipe, kwargs, arguments)
@@ -124,7 +126,8 @@ def run_pipeline(ctx, pipe, kwargs: dict[str, Any], arguments: dict[str, str] | 
     scheduler = getattr(pipe, "scheduler", None)
     ctx.record(pipeline_class=type(pipe).__name__, scheduler=type(scheduler).__name__,
                scheduler_config={k: recordable(v) for k, v in getattr(scheduler, "config", {}).items()},
-               call={k: recordable(v) for k, v in kwargs.items()}, call_defaults=call_defaults(pipe, kwargs))
+               call={k: recordable(v) for k, v in (recorded or kwargs).items()},
+               call_defaults=call_defaults(pipe, recorded or kwargs))
     check_working_memory(ctx, pipe, kwargs)  # refuse at once what cannot fit, instead of being killed mid-allocation
     ctx.phase("encoding the prompt and the input image" if "image" in kwargs else "encoding the prompt")
     # the noise comes from `generator`; torch's global generator is seeded too, because some pipelines draw from it

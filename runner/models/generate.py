@@ -119,14 +119,22 @@ def generate_diffusers(ctx, spec, f) -> dict[str, Any]:
 
     with applied_loras(ctx, pipe, f.lora), memory_options(ctx, pipe, f), freeu(ctx, pipe, getattr(f, "freeu", None)), \
             runtime_options(ctx, pipe, f), applied_ip_adapters(ctx, pipe, getattr(f, "ip_adapter", []), kwargs, source.label):
+        recorded = None
         if family.weighted_prompts and getattr(ctx.task, "prompt_syntax", "plain") == "weighted":
             from .prompt_weights import weighted_arguments
 
             # encoded here, with the node's LoRAs in the text encoders; the call record then shows the embeddings
             kwargs, record = weighted_arguments(pipe, kwargs, inversions=bool(source.entry.embeddings))
             ctx.record(**record)
+        elif family.weighted_prompts:  # CLIP-encoded prompts: encoded once per checkpoint and texts, then reused
+            from .prompt_embeddings import with_reused_embeddings
+
+            recorded = kwargs
+            kwargs, note = with_reused_embeddings(ctx, pipe, identity, kwargs, loras=bool(f.lora))
+            if note:
+                ctx.record(prompt_embeddings=note)
         try:
-            return run_pipeline(ctx, pipe, kwargs, spec.arguments)
+            return run_pipeline(ctx, pipe, kwargs, spec.arguments, recorded=recorded)
         except ValueError as exc:
             if pag and "PAG layer" in str(exc):
                 raise NodeInputError(f"pag_applied_layers: {exc}", "name layers by the denoiser's module names, as "
