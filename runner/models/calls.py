@@ -127,7 +127,9 @@ def run_pipeline(ctx, pipe, kwargs: dict[str, Any], arguments: dict[str, str] | 
     ctx.record(pipeline_class=type(pipe).__name__, scheduler=type(scheduler).__name__,
                scheduler_config={k: recordable(v) for k, v in getattr(scheduler, "config", {}).items()},
                call={k: recordable(v) for k, v in (recorded or kwargs).items()},
-               call_defaults=call_defaults(pipe, recorded or kwargs))
+               call_defaults=call_defaults(pipe, recorded or kwargs),
+               # how the noise was drawn: torch.Generator("cpu").manual_seed(seed), passed as `generator`
+               generator={"device": "cpu", "seed": ctx.seed})
     check_working_memory(ctx, pipe, kwargs)  # refuse at once what cannot fit, instead of being killed mid-allocation
     ctx.phase("encoding the prompt and the input image" if "image" in kwargs else "encoding the prompt")
     # the noise comes from `generator`; torch's global generator is seeded too, because some pipelines draw from it
