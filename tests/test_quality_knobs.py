@@ -139,3 +139,17 @@ def test_padding_mask_crop_with_an_empty_mask_says_so(tmp_path):
     with runner.Session(out=tmp_path / "out") as session:
         run = session.run(workflow)
     assert run.status == "failed" and "its mask ($none) has no white area, so there is no area to crop" in run.error
+
+
+def test_padding_mask_crop_with_a_built_inpaint_condition_is_refused_at_the_field(tmp_path, capsys):
+    """diffusers crops the ControlNet condition with the image and can crop only an image; the inpaint condition runner
+    builds from image and mask is a tensor (the call failed inside diffusers)."""
+    workflow = write_workflow(tmp_path, "crop.yaml", "version: 1\nmodels: {m: 'tiny:sd15-inpaint', cn: 'tiny:controlnet-sd15'}\n"
+                              "nodes:\n  photo: {type: load_image, path: in.png}\n"
+                              "  hole: {type: make_mask, like: $photo, shapes: [{rect: [8, 8, 40, 40]}]}\n"
+                              "  out: {type: inpaint, model: $models.m, image: $photo, mask: $hole, prompt: a window,\n"
+                              "        padding_mask_crop: 4, controlnet: [{model: $models.cn}]}\n")
+    assert run_cli("validate", workflow) == 2
+    err = capsys.readouterr().err
+    assert "crop.yaml:6:3: nodes.out" in err or "crop.yaml:6:" in err
+    assert "controlnet[0] has none" in err and "fix: give controlnet[0] an image (e.g. image: $photo), or remove" in err

@@ -378,6 +378,17 @@ class Inpaint(ControlledGeneration):
                                          "back (diffusers' padding_mask_crop); default: the whole image")
     _one_start = model_validator(mode="after")(_one_start)
 
+    @model_validator(mode="after")
+    def _crop_needs_condition_images(self):
+        if self.padding_mask_crop is None:
+            return self
+        built = [index for index, item in enumerate(self.controlnet) if item.image is None]
+        if built:
+            raise Invalid(f"padding_mask_crop crops the ControlNet condition too, and diffusers can crop only an image: "
+                          f"controlnet[{built[0]}] has none (runner would build the inpaint condition as a tensor)",
+                          f"give controlnet[{built[0]}] an image (e.g. image: $photo), or remove padding_mask_crop")
+        return self
+
 
 def _not_taken(pipeline: str, node: str) -> dict[str, tuple[str, str]]:
     """Why a node type whose pipelines take no size and no ControlNet has no such fields, and what to do instead."""
