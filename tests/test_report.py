@@ -109,13 +109,14 @@ window.addEventListener('load', () => {
     return b.left >= box.left - 0.5 && b.right <= box.right + 0.5 && b.top >= box.top - 0.5 && b.bottom <= box.bottom + 0.5; };
   const rightmost = rects.reduce((a, b) => a.getBoundingClientRect().right >= b.getBoundingClientRect().right ? a : b);
   const result = {scrolls: graph.dataset.scrolls, hintHidden: document.querySelector('[data-scroll-hint]').hidden,
-                  rightmostVisibleAtStart: inside(rightmost, graph.getBoundingClientRect())};
+                  allVisibleAtStart: rects.every(rect => inside(rect, graph.getBoundingClientRect())),
+                  labels: graph.querySelectorAll('.edge-label').length};
+  document.querySelector('button[data-fit]').click();  // to the natural size
+  result.actualScrolls = graph.dataset.scrolls;
+  result.rightmostVisibleActual = inside(rightmost, graph.getBoundingClientRect());
   graph.scrollLeft = graph.scrollWidth;
   result.rightmostVisibleScrolled = inside(rightmost, graph.getBoundingClientRect());
   result.rightmost = rightmost.parentNode.dataset.node;
-  document.querySelector('button[data-fit]').click();
-  result.fitScrolls = graph.dataset.scrolls;
-  result.fitAllVisible = rects.every(rect => inside(rect, graph.getBoundingClientRect()));
   result.pageOverflow = document.documentElement.scrollWidth > window.innerWidth + 1;
   const out = document.createElement('pre');
   out.id = 'probe';
@@ -129,7 +130,7 @@ window.addEventListener('load', () => {
 @pytest.mark.parametrize("width", [390, 1280])
 def test_the_graph_routes_edges_around_nodes_and_scrolls_instead_of_clipping(tmp_path, width):
     # the graph: patched reads styled directly and through hole, in the column between them; six columns
-    # are wider than the page at 1280 px
+    # are wider than the page at 1280 px at their natural size
     workflow = write_workflow(tmp_path, "holes.yaml", "version: 1\nnodes:\n  photo: {type: load_image, path: in.png}\n"
                               "  styled: {type: upscale, image: $photo, scale: 1.0}\n"
                               "  hole: {type: make_mask, like: $styled, shapes: [{rect: [1, 1, 4, 4]}]}\n"
@@ -145,9 +146,11 @@ def test_the_graph_routes_edges_around_nodes_and_scrolls_instead_of_clipping(tmp
     probe.write_text(report.read_text().replace("</body>", PROBE + "</body>"))
     done = chromium(probe, tmp_path, f"--window-size={width},900", "--virtual-time-budget=3000", "--dump-dom")
     result = json.loads(html.unescape(re.search(r'<pre id="probe">(.*?)</pre>', done.stdout).group(1)))
-    assert result == {"scrolls": "true", "hintHidden": False, "rightmostVisibleAtStart": False,
-                      "rightmostVisibleScrolled": True, "rightmost": "saved",
-                      "fitScrolls": "false", "fitAllVisible": True, "pageOverflow": False}
+    # six columns: fitted to the page by default (every box visible, no sideways scrolling), each link labelled with
+    # its kind; at its natural size (the button) it is wider than the page and scrolls inside its box
+    assert result == {"scrolls": "false", "hintHidden": True, "allVisibleAtStart": True, "labels": 6,
+                      "actualScrolls": "true", "rightmostVisibleActual": False,
+                      "rightmostVisibleScrolled": True, "rightmost": "saved", "pageOverflow": False}
     assert not console_errors(log)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / f"report-graph-{width}.png"
@@ -243,3 +246,20 @@ def test_the_report_shows_resolved_values_and_a_failed_nodes_fix(tmp_path):
     assert "prompt: a window onto pine trees, at dusk" in text and "${params.what}" not in text.split("<body", 1)[1]
     assert '<p class="fix">fix: draw the area to repaint in white, or remove padding_mask_crop</p>' in text
     assert "image: $photo" in text  # links as written
+
+
+@needs_chromium
+@pytest.mark.parametrize("count,fitted", [(10, True), (12, False)])
+def test_a_chain_of_ten_nodes_fits_1280_px_and_longer_ones_scroll(tmp_path, count, fitted):
+    nodes = "  n1: {type: load_image, path: in.png}\n" + "".join(
+        f"  n{i}: {{type: upscale, image: $n{i - 1}, scale: 1.0}}\n" for i in range(2, count))
+    workflow = write_workflow(tmp_path, "chain.yaml", f"version: 1\nnodes:\n{nodes}  n{count}: {{type: save_image, image: $n{count - 1}}}\n")
+    assert run_cli("run", workflow, "--out", tmp_path / "out", "--quiet") == 0
+    report = latest_run(tmp_path / "out", "chain") / "report.html"
+    probe = report.with_name("probe.html")
+    probe.write_text(report.read_text().replace("</body>", PROBE + "</body>"))
+    done = chromium(probe, tmp_path, "--window-size=1280,900", "--virtual-time-budget=3000", "--dump-dom")
+    result = json.loads(html.unescape(re.search(r'<pre id="probe">(.*?)</pre>', done.stdout).group(1)))
+    assert (result["scrolls"], result["allVisibleAtStart"], result["labels"]) == (
+        ("false", True, count - 1) if fitted else ("true", False, count - 1))
+    assert result["pageOverflow"] is False

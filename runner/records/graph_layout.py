@@ -37,6 +37,7 @@ class Route:
     target: str
     kind: str
     path: str  # SVG path data: M, then C (inside a gap between columns) and L (along a lane across a column)
+    label: tuple[float, float] = (0.0, 0.0)  # where its kind is written: the middle of its last curve, in a gap
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Layout:
     width: float
     height: float
     boxes: dict[str, Box] = field(default_factory=dict)
+    columns: int = 0
     routes: list[Route] = field(default_factory=list)
 
 
@@ -172,7 +174,7 @@ def layered_layout(nodes: list[str], edges: list[tuple[str, str, str]]) -> Layou
                 boxes[item] = Box(x, y - NODE_H / 2, NODE_W, NODE_H)
     width = 2 * MARGIN + count * NODE_W + max(count - 1, 0) * GAP_X if count else 100
     height_total = max((b.bottom for b in boxes.values()), default=60) + MARGIN
-    layout = Layout(width, height_total, boxes)
+    layout = Layout(width, height_total, boxes, columns=count)
     ports_out, ports_in = _ports(chains, boxes, lane_y)
     for number, ((source, target, kind), chain) in enumerate(zip(edges, chains)):
         points = [(boxes[source].right, ports_out[number])]
@@ -187,7 +189,10 @@ def layered_layout(nodes: list[str], edges: list[tuple[str, str, str]]) -> Layou
             segments.append(_curve(points[-1], end))
         else:  # only in a damaged (cyclic) manifest: a plain line
             segments.append(f"L{end[0]:g},{end[1]:g}")
-        layout.routes.append(Route(source, target, kind, f"M{points[0][0]:g},{points[0][1]:g} " + " ".join(segments)))
+        # the curve's point at t = 1/2 (its control points share the middle x): inside the gap before the target
+        label = ((points[-1][0] + end[0]) / 2, (points[-1][1] + end[1]) / 2)
+        layout.routes.append(Route(source, target, kind, f"M{points[0][0]:g},{points[0][1]:g} " + " ".join(segments),
+                                   label))
     return layout
 
 

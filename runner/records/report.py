@@ -21,11 +21,14 @@ import yaml
 from ..core.atomic import write_atomic
 from ..core.kinds import IMAGE_KINDS
 from ..core.sizes import format_size
-from .graph_layout import layered_layout
+from .graph_layout import layered_layout, layers
 from .provenance import saved_file_record
 
 SHOWN_KINDS = (*IMAGE_KINDS, "images")  # outputs a card shows as thumbnails
 STATE_COLOURS = {"ran": "#2e7d32", "cached": "#1565c0", "failed": "#c62828", "interrupted": "#b85c00", "not run": "#757575"}
+# graphs of up to this many columns are fitted to the page by default (a chain of ten nodes fits 1280 px); wider
+# ones keep their natural size and scroll inside their box
+FIT_COLUMNS = 10
 STATE_MEANINGS = {"ran": "computed by this run", "cached": "taken from the cache (an earlier run computed it)",
                   "failed": "raised an error", "interrupted": "stopped before it finished",
                   "not run": "not reached (an earlier node failed or the run stopped)"}
@@ -39,7 +42,8 @@ header dl { display: grid; grid-template-columns: max-content 1fr; gap: .2rem .8
 header dd { margin: 0; overflow-wrap: anywhere; }
 .graph { overflow: auto; max-height: 80vh; background: #fff; border: 1px solid #ddd; border-radius: 6px; margin: .4rem 0 1rem; }
 .graph svg { display: block; max-width: none; }
-.graph.fit svg { width: 100%; height: auto; }
+.graph.fit svg { max-width: 100%; height: auto; }
+.graph .edge-label { font: 9px sans-serif; paint-order: stroke; stroke: #fff; stroke-width: 3px; pointer-events: none; }
 .graph-tools { display: flex; flex-wrap: wrap; align-items: center; gap: .5rem; margin-top: 1rem; font-size: .9rem; }
 .graph-tools [data-scroll-hint] { color: #555; }
 .legend { display: flex; flex-wrap: wrap; gap: .3rem 1.2rem; font-size: .85rem; margin: .3rem 0; padding: 0; list-style: none; }
@@ -129,7 +133,8 @@ def _page(title: str, body: str) -> str:
 
 def graph_svg(nodes: dict[str, dict], edges: list[tuple[str, str, str]]) -> str:
     """The DAG as a layered drawing, left to right (edges routed around the boxes, see graph_layout); nodes coloured
-    by state, edges by data kind; each node links to its card. The SVG keeps its natural size (its box scrolls)."""
+    by state, edges by data kind and labelled with it; each node links to its card. The SVG has its natural size;
+    the page fits graphs of up to FIT_COLUMNS columns to its width (scaled down only), wider ones scroll."""
     layout = layered_layout(list(nodes), edges)
     width, height = f"{layout.width:g}", f"{layout.height:g}"
     parts = [f'<svg role="img" aria-label="workflow graph: {len(nodes)} nodes, {len(edges)} links" width="{width}" '
@@ -139,6 +144,10 @@ def graph_svg(nodes: dict[str, dict], edges: list[tuple[str, str, str]]) -> str:
         parts.append(f'<path class="edge" data-kind="{_esc(route.kind)}" data-source="{_esc(route.source)}" '
                      f'data-target="{_esc(route.target)}" d="{route.path}" fill="none" stroke="{colour}" stroke-width="2">'
                      f'<title>{_esc(route.source)} → {_esc(route.target)} ({_esc(route.kind)})</title></path>')
+    for route in layout.routes:  # the kinds above every line, so no line crosses a label
+        parts.append(f'<text class="edge-label" data-kind="{_esc(route.kind)}" x="{route.label[0]:g}" '
+                     f'y="{route.label[1] - 3:g}" text-anchor="middle" fill="{KIND_COLOURS.get(route.kind, "#999")}">'
+                     f'{_esc(route.kind)}</text>')
     for node, info in nodes.items():
         box = layout.boxes[node]
         colour = STATE_COLOURS.get(info["status"], "#757575")
@@ -309,10 +318,14 @@ def write_run_report(run_dir: Path) -> Path:
               f"<dt>files</dt><dd><a href=\"manifest.json\">manifest.json</a> · <a href=\"workflow.yaml\">workflow.yaml</a></dd>"
               "</dl></header>")
     edges = _edges(manifest)
-    graph = (f'<div class="graph-tools"><button type="button" data-fit aria-pressed="false">fit to width</button>'
+    fitted = len(set(layers({node: [s for s, t, _k in edges if t == node] for node in manifest["nodes"]}).values())) \
+        <= FIT_COLUMNS
+    graph = (f'<div class="graph-tools"><button type="button" data-fit aria-pressed="{"true" if fitted else "false"}">'
+             f'{"actual size" if fitted else "fit to width"}</button>'
              f'<span data-scroll-hint hidden>the graph is wider than its box: scroll it sideways, or fit it to the width</span></div>'
              f'{_legend(manifest["nodes"], edges)}'
-             f'<section class="graph" aria-label="graph" tabindex="0">{graph_svg(manifest["nodes"], edges)}</section>')
+             f'<section class="graph{" fit" if fitted else ""}" aria-label="graph" tabindex="0">'
+             f'{graph_svg(manifest["nodes"], edges)}</section>')
     cards = "\n".join(_node_card(node_id, node, document, manifest, run_dir) for node_id, node in manifest["nodes"].items())
     body = f"{header}\n<main>\n{graph}\n<section class=\"nodes\" aria-label=\"nodes\">\n{cards}\n</section>\n</main>"
     path = run_dir / "report.html"
