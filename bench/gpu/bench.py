@@ -21,6 +21,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
+from timing import timed  # noqa: E402  (bench/timing.py: wall seconds of one child process)
+
 WORKFLOW = """\
 version: 1
 name: gpu-sd15
@@ -40,14 +42,6 @@ nodes:
     type: save_image
     image: $image
 """
-
-
-def timed(command: list[str], env: dict) -> float:
-    started = time.perf_counter()
-    result = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(map(str, command))} failed:\n{result.stderr[-3000:]}")
-    return time.perf_counter() - started
 
 
 def main() -> None:
