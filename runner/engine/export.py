@@ -59,7 +59,6 @@ class Script:
     def __init__(self, workflow: Workflow, plan, registry):
         # `registry`: a runner.models.registry.ModelRegistry, to find the models' files (nothing is loaded through it)
         self.workflow, self.plan, self.registry = workflow, plan, registry
-        self.models_dir = registry.models_dir
         self.imports: set[str] = set()  # "import torch", "from PIL import Image"
         self.helpers: dict[str, str] = {}  # name -> source, in first-use order
         self.taken: set[str] = set(RESERVED_NAMES)
@@ -70,7 +69,6 @@ class Script:
         self.outputs: dict[tuple[str, str], str] = {}  # (node id, output) -> variable
         self.modes: dict[str, str] = {}  # variable -> PIL mode where known
         self.state: dict[Any, Any] = {}  # what exporters remember between nodes (a pipeline's current scheduler)
-        self.notes: list[str] = []  # said in the docstring
         self.node_id: str | None = None
         self.fields = None
         self.block: Block | None = None
@@ -99,6 +97,14 @@ class Script:
         """A helper function or class (defined once, at the top); returns its name."""
         self.helpers.setdefault(name, source.strip("\n"))
         return name
+
+    def function(self, function) -> str:
+        """One of runner's own functions, copied into the script as it is (its imports inside it), so that the
+        script does what runner does; returns its name."""
+        import inspect
+
+        return self.helper(function.__name__, f"# runner's {function.__module__}.{function.__name__}, copied\n"
+                                              + inspect.getsource(function))
 
     # ------------------------------------------------------------ values
     def literal(self, value: Any) -> str:
@@ -358,7 +364,7 @@ def _assemble(script: Script, command: str, loop: tuple[list[dict[str, str]], li
              "Seeds: runner derives each node's seed from the workflow seed and the node id (the first 4 bytes of",
              "sha256('SEED/NODE_ID') as a big-endian integer); they are written out below as numbers. Every call draws",
              "its noise from a CPU generator so seeded, as runner does, so the images are the ones `runner run` makes.",
-             *[_docstring_line(note) for note in script.notes], '"""', ""]
+             '"""', ""]
     lines += _import_lines(script.imports)
     lines.append("")
     for source in script.helpers.values():

@@ -103,15 +103,6 @@ class InversionManager(BaseTextualInversionManager):
         return self.tokenizer.encode(prompt, add_special_tokens=False)
 '''
 
-INPAINT_CONDITION_HELPER = '''
-def make_inpaint_condition(image, mask):
-    """The inpaint ControlNet's condition, as diffusers' docs build it: pixels in [0, 1], masked pixels -1."""
-    pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    masked = np.asarray(mask.convert("L").resize(image.size), dtype=np.float32) / 255.0 > 0.5
-    pixels[masked] = -1.0
-    return torch.from_numpy(pixels.transpose(2, 0, 1)[None].copy())
-'''
-
 
 def export_generate(script, spec, f) -> None:
     """Write a generation node (runner.nodes.generation.GenerationSpec `spec`, fields `f`) into `script`."""
@@ -686,9 +677,9 @@ def _controlnet_arguments(script, spec, f, kwargs: dict[str, str], cls) -> None:
         if item.image is not None:
             conditions.append(script.image(item.image, "RGB"))
         else:
-            script.need("import numpy as np")
-            script.helper("make_inpaint_condition", INPAINT_CONDITION_HELPER)
-            conditions.append(f"make_inpaint_condition({kwargs['image']}, {kwargs['mask_image']})")
+            from .generate import inpaint_condition
+
+            conditions.append(f"{script.function(inpaint_condition)}({kwargs['image']}, {kwargs['mask_image']})")
     single = len(conditions) == 1
     parameters = inspect.signature(cls.__call__).parameters
     condition = spec.controlnet_condition if spec.controlnet_condition in parameters else "control_image"

@@ -40,17 +40,6 @@ MAX_INPUT_PIXELS = int(os.environ.get("RUNNER_MAX_INPUT_PIXELS") or 8192 * 8192)
 # ------------------------------------------------- export (`runner export`)
 # Each image node as the Pillow / OpenCV / torch lines of an exported script, doing what its run function below does,
 # in the same order (the export tests compare the pixels).
-GROW_HELPER = '''
-def grown(mask, radius):
-    """The mask's white area dilated by a (2 radius + 1) square (runner's make_mask `grow`)."""
-    pixels = np.asarray(mask)
-    distance = cv2.distanceTransform((pixels == 0).astype(np.uint8), cv2.DIST_C, 3)
-    result = np.where(distance <= radius, 255, 0).astype(np.uint8)
-    if not (pixels > 0).any():
-        result[:] = 0
-    return Image.fromarray(result, mode="L")
-'''
-
 GRID_HELPER = '''
 def image_grid(images, rows, cols, gap):
     """A contact sheet, cells sized like the first image, `gap` black pixels between them (runner's grid node)."""
@@ -106,10 +95,7 @@ def export_make_mask(script, f) -> None:
             else:
                 script.line(f"draw.polygon({script.literal([tuple(p) for p in shape.polygon])}, fill=255)")
     if f.grow:
-        script.need("import cv2")
-        script.need("import numpy as np")
-        script.helper("grown", GROW_HELPER)
-        script.line(f"{variable} = grown({variable}, {f.grow})")
+        script.line(f"{variable} = {script.function(_grown)}({variable}, {f.grow})")
     if f.invert:
         script.line(f"{variable} = {variable}.point(lambda v: 255 - v)")
     if f.blur:

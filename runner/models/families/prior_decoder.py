@@ -472,15 +472,6 @@ def fitted_size(image, width, height, unit):
     return width, height, None
 '''
 
-HINT_HELPER = '''
-def make_hint(image, size, batch):
-    """The condition image as diffusers' docs build a hint: RGB / 255 as a (batch, 3, H, W) float tensor, at `size`."""
-    if image.size != size:
-        image = image.resize(size, Image.BICUBIC)
-    hint = torch.from_numpy(np.array(image)).float() / 255.0
-    return hint.permute(2, 0, 1).unsqueeze(0).repeat(batch, 1, 1, 1)
-'''
-
 
 def export(script, spec, f) -> None:
     """A generation node on a prior + decoder model, written as the script does it (`generate`'s twin): the prior
@@ -680,9 +671,7 @@ def _export_hinted(line: Line, script, spec, f, parts: str) -> None:
     kwargs = {argument: script.expr(field) for field, argument in spec.arguments.items()
               if getattr(f, field, None) is not None}
     kwargs.update(spec.export_inputs(script, f))
-    script.need("import numpy as np")
     script.need("from PIL import Image")
-    script.helper("make_hint", HINT_HELPER)
     condition = script.image(item.image, "RGB")
     if condition.endswith(")"):
         script.line(f"condition = {condition}")
@@ -700,6 +689,6 @@ def _export_hinted(line: Line, script, spec, f, parts: str) -> None:
                 + ", ".join([f"{name}={value}" for name, value in prior_kwargs.items()] + ["generator=generator"])
                 + ").to_tuple()")
     kwargs.update(image_embeds="image_embeds", negative_image_embeds="negative_image_embeds",
-                  hint=f"make_hint({condition}, (width, height), image_embeds.shape[0])")
+                  hint=f"{script.function(_hint)}({condition}, (width, height), image_embeds.shape[0])")
     call_lines(script, decoder, kwargs, "result", fresh_generator=False)
     generation_outputs(script, kwargs, False, resize_to="keep_size")
