@@ -148,13 +148,18 @@ def from_pretrained(script, variable: str, class_name: str, source, what: str) -
     script.model_line(f"{variable}.to(device)")
 
 
+def source_key(source) -> tuple:
+    """What tells two model sources apart for the script's loading (one variable each): kind, place, whole entry."""
+    return source.kind, source.location, source.entry.model_dump_json()
+
+
 def _model_name(script, ref: str) -> str:
     return ref[len("$models."):] if ref.startswith("$models.") else f"{script.node_id}_model"
 
 
 def checkpoint(script, ref: str, source) -> str:
     """The variable of the checkpoint's own pipeline (loaded once, at the top)."""
-    key = ("checkpoint", source.kind, source.location, source.entry.model_dump_json())
+    key = ("checkpoint", *source_key(source))
     if key in script.model_vars:
         return script.model_vars[key]
     variable = script.name(_model_name(script, ref))
@@ -282,7 +287,7 @@ def _embeddings(script, pipe: str, source) -> None:
 
 
 def controlnet(script, ref: str, source, class_name: str) -> str:
-    key = ("controlnet", class_name, source.kind, source.location, source.entry.model_dump_json())
+    key = ("controlnet", class_name, *source_key(source))
     if key in script.model_vars:
         return script.model_vars[key]
     variable = script.name(_model_name(script, ref))
@@ -294,7 +299,7 @@ def controlnet(script, ref: str, source, class_name: str) -> str:
 def transformers_pipeline(script, ref: str, source, task: str) -> str:
     """The variable of a transformers pipeline (`pipeline(task, model=...)`), loaded once, at the top, as runner's
     registry loads it (runner.models.registry.depth_estimator)."""
-    key = ("transformers", task, source.kind, source.location, source.entry.model_dump_json())
+    key = ("transformers", task, *source_key(source))
     if key in script.model_vars:
         return script.model_vars[key]
     if source.kind == "file":
@@ -606,7 +611,7 @@ POSE_CONSTANTS = ("OPENPOSE_FROM_COCO", "NECK", "COCO_SHOULDERS", "OPENPOSE_LIMB
 def transformers_model(script, ref: str, source, model_class: str) -> str:
     """The variable of (a transformers vision model, its image processor), loaded once at the top (runner's
     pose._transformers_model)."""
-    key = ("transformers-model", model_class, source.kind, source.location, source.entry.model_dump_json())
+    key = ("transformers-model", model_class, *source_key(source))
     if key in script.model_vars:
         return script.model_vars[key]
     location, kwargs, comment = pretrained_call(script, source, model_class)
@@ -647,7 +652,7 @@ def _t2i_adapter(script, ref: str, source) -> tuple[str, int]:
     """(the variable of a T2I-Adapter, loaded once at the top, its input channels)."""
     import json
 
-    key = ("t2i-adapter", source.kind, source.location, source.entry.model_dump_json())
+    key = ("t2i-adapter", *source_key(source))
     folder = script.registry.files_folder(source, ["config.json"])
     channels = json.loads((folder / "config.json").read_text()).get("in_channels", 3)
     if key not in script.model_vars:
@@ -772,7 +777,7 @@ def image_encoder(script, ref: str, source) -> str:
     """The variable of an IP-Adapter's CLIP image encoder (loaded once, at the top)."""
     from .ip_adapters import encoder_folder
 
-    key = ("image-encoder", source.kind, source.location, source.entry.model_dump_json())
+    key = ("image-encoder", *source_key(source))
     if key in script.model_vars:
         return script.model_vars[key]
     folder = encoder_folder(script.registry, source)

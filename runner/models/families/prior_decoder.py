@@ -519,9 +519,9 @@ def _export_components(line: Line, script, ref: str, source) -> str:
     """The variable of the model's combined text-to-image pipeline (its components: everyone's), loaded once."""
     from diffusers.pipelines import auto_pipeline
 
-    from ..export_generation import _model_name, pretrained_call
+    from ..export_generation import _model_name, pretrained_call, source_key
 
-    key = ("prior-decoder", source.kind, source.location, source.entry.model_dump_json())
+    key = ("prior-decoder", *source_key(source))
     if key in script.model_vars:
         return script.model_vars[key]
     variable = script.name(_model_name(script, ref))
@@ -639,13 +639,13 @@ def _export_hinted(line: Line, script, spec, f, parts: str) -> None:
     """A ControlNet that is a decoder taking a hint (runner's _generate_hinted): the prior, then the hint decoder."""
     from diffusers.pipelines import auto_pipeline
 
-    from ..export_generation import call_lines, generation_outputs, pretrained_call, _model_name
+    from ..export_generation import call_lines, generation_outputs, pretrained_call, source_key, _model_name
     from ..signatures import checkpoint_class
 
     item = f.controlnet[0]
     cn_source = script.source(item.model)
     wanted = line.hint_decoders[spec.task]
-    key = ("hint-decoder", cn_source.kind, cn_source.location, cn_source.entry.model_dump_json(), wanted)
+    key = ("hint-decoder", *source_key(cn_source), wanted)
     if key not in script.model_vars:
         loaded_class = checkpoint_class(cn_source) or line.family.controlnet_class
         variable = script.name(_model_name(script, item.model))
