@@ -43,9 +43,10 @@ class Outcome:
 
 def execute(executor, resources, workflow: Workflow, plan: Plan, out: Path, *, mode: str = "plain",
             force: set[str] = frozenset(), no_cache: bool = False, extra: dict | None = None,
-            run_dir: Path | None = None, should_stop=None, label: str = "") -> Outcome:
+            run_dir: Path | None = None, should_stop=None, label: str = "", events=None) -> Outcome:
     """Run a plan with `executor` into a new run folder: resolved workflow, published files, manifest (also when a node
-    fails). `resources` (the Session's models) says what the run loaded, reused and released."""
+    fails). `resources` (the Session's models) says what the run loaded, reused and released. `events`: a factory
+    given the node types ({node id: type}) that returns the progress sink (PlainEvents' methods) instead of `mode`'s."""
     from rich.console import Console
 
     cache = executor.cache
@@ -61,8 +62,12 @@ def execute(executor, resources, workflow: Workflow, plan: Plan, out: Path, *, m
         raise CommandError([Problem(Location("--out"), (), f"cannot write the run folder {run_dir or out}: "
                                                              f"{exc.strerror or exc}", OUT_FIX)]) from None
     types = {node_id: workflow.nodes[node_id].type.name for node_id in plan.order}
-    events = LiveEvents(types, Console(highlight=False)) if mode == "live" else PlainEvents(types, quiet=mode == "quiet",
-                                                                                             label=label)
+    if events is not None:
+        events = events(types)
+    elif mode == "live":
+        events = LiveEvents(types, Console(highlight=False))
+    else:
+        events = PlainEvents(types, quiet=mode == "quiet", label=label)
     publisher = Publisher(workflow, plan, cache, run_dir, resolved_text)
     status, exit_code, error, hint, exception = "ok", 0, None, "", None
     started = time.time()
@@ -80,7 +85,7 @@ def execute(executor, resources, workflow: Workflow, plan: Plan, out: Path, *, m
             status, exit_code, error = "failed", 1, str(failure)
             results = getattr(failure, "results", results)
         except RunStopped as stop:
-            status, exit_code, error = "interrupted", 130, f"{SUPERSEDED}: {stop}; finished nodes stay cached"
+            status, exit_code, error = "interrupted", 130, f"{stop.reason or SUPERSEDED}: {stop}; finished nodes stay cached"
             results = getattr(stop, "results", results)
         except KeyboardInterrupt as stop:
             status, exit_code, error = "interrupted", 130, interrupted

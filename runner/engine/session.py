@@ -249,7 +249,7 @@ class Session:
             deterministic: bool = False, mode: str = "quiet", run_dir: Path | None = None,
             extra: dict | None = None, plan: Plan | None = None, should_stop=None,
             allow_paths: list[str | Path] | None = None, model_paths: list[str | Path] | None = None,
-            label: str = "") -> Run:
+            label: str = "", events=None) -> Run:
         """Run a workflow (path, YAML text, dict, or one `load` returned) into a new run folder under `out`.
 
         `only`, `force`, `no_cache` and `deterministic` mirror the CLI's options; `mode` is the progress display
@@ -257,7 +257,9 @@ class Session:
         (a callable), the run stops at the next denoising step or node boundary once it returns true (status
         "interrupted"; finished nodes stay cached). `allow_paths` widens the Session's for this workflow (see `load`;
         a Workflow already loaded keeps the folders it was loaded with); so does `model_paths`. `label` goes before
-        each "plain" progress line (e.g. a sweep variant's number, when several runs print at once).
+        each "plain" progress line (e.g. a sweep variant's number, when several runs print at once). `events`: a factory
+        called with {node id: node type} that returns the object told of the run's progress instead of `mode`'s display
+        (runner.engine.progress.PlainEvents' methods: start, node_started, node_step, node_done, ...).
         """
         loaded = workflow if isinstance(workflow, Workflow) else self.load(workflow, set, allow_paths=allow_paths,
                                                                           model_paths=model_paths)
@@ -270,7 +272,7 @@ class Session:
             self.resources.begin_run()
             outcome: Outcome = execute(self.executor, self.resources, loaded, plan, self.out, mode=mode,
                                        force=set_of(force), no_cache=no_cache, extra=extra, run_dir=run_dir,
-                                       should_stop=should_stop, label=label)
+                                       should_stop=should_stop, label=label, events=events)
         return Run(outcome.status, outcome.run_dir, outcome.manifest, outcome.error, outcome.exit_code, outcome.results,
                    self.cache, outcome.hint, outcome.exception)
 
@@ -279,7 +281,7 @@ class Session:
               only: list[str] | None = None, force: list[str] | None = None, no_cache: bool = False,
               deterministic: bool = False, max_variants: int = MAX_VARIANTS, mode: str = "quiet", dry_run: bool = False,
               allow_paths: list[str | Path] | None = None, model_paths: list[str | Path] | None = None,
-              extra: dict | None = None) -> Sweep:
+              extra: dict | None = None, folder: Path | None = None, events=None, should_stop=None) -> Sweep:
         """Run a workflow once per combination of values, as `runner run --sweep/--zip/--seeds` does: each variant
         into its own run folder under one sweep folder (`outputs/NAME/sweep-ID/NNN`), index.json and index.html
         beside them; nodes no swept value reaches run once for the whole sweep.
@@ -289,7 +291,8 @@ class Session:
         adds its dimensions. Every variant is validated and planned before any runs (an invalid one: WorkflowError);
         more than `max_variants` is refused before any is built. With `dry_run` nothing runs: the Sweep lists the
         variants' values. A variant that fails stops those not started yet (the Sweep's exit_code and failures say
-        which); on the Ray executor variants run side by side, one per worker.
+        which); on the Ray executor variants run side by side, one per worker. `folder`: the sweep folder to make
+        (default: a new one under `out`); `events` and `should_stop` as for `run`, for every variant.
         """
         from .sweep import file_sweeps, load_variant, run_sweep, sweep_dimensions, variants
 
@@ -311,7 +314,8 @@ class Session:
         if dry_run:
             return Sweep(None, [values for values, _variant, _plan in prepared])
         index = {"workflow": source, "overrides": overrides, **(extra or {})}
-        return run_sweep(self, prepared, base.name, index, force=force, no_cache=no_cache, mode=mode, extra=extra)
+        return run_sweep(self, prepared, base.name, index, force=force, no_cache=no_cache, mode=mode, extra=extra,
+                         folder=folder, events=events, should_stop=should_stop)
 
     def preload(self, workflow: Workflow, plan: Plan) -> list[str]:
         """Load the checkpoints the plan's generation nodes use into this Session, as a pass that ran them would have,

@@ -216,24 +216,33 @@ class Sweep:
 
 
 def run_sweep(session, prepared: list[tuple[dict, Any, Any]], name: str, index: dict, *, force: list[str] | None,
-              no_cache: bool, mode: str, extra: dict | None) -> Sweep:
+              no_cache: bool, mode: str, extra: dict | None, folder: Path | None = None, events=None,
+              should_stop: Callable[[], bool] | None = None) -> Sweep:
     """Run prepared variants ((values, workflow, plan), validated and planned) into one sweep folder under the
     Session's `out`: one at a time, or side by side as many as the executor's capacity (its workers); index.json
     (and index.html) after each. A variant that fails stops the ones not started yet."""
     session.check_out()
     session.executor.start()  # before the sweep folder is made: a cluster that cannot be reached leaves nothing behind
     parallel = min(len(prepared), session.executor.capacity())
-    folder = new_sweep_dir(session.out, name)
+    if folder is None:
+        folder = new_sweep_dir(session.out, name)
+    else:
+        folder.mkdir(parents=True)
     result = Sweep(folder, [values for values, _workflow, _plan in prepared], index=index)
     index["variants"] = []
     lock = threading.Lock()
 
+    asked_to_stop = should_stop
+
     def run_variant(number: int, should_stop: Callable[[], bool] | None = None, label: str = ""):
         values, variant, plan = prepared[number]
+        if asked_to_stop is not None:
+            inner = should_stop
+            should_stop = lambda: asked_to_stop() or bool(inner and inner())  # noqa: E731
         if mode != "quiet":
             print(f"{label}variant {number}: " + ", ".join(f"{k}={v}" for k, v in values.items()), flush=True)
         return session.run(variant, plan=plan, force=force, no_cache=no_cache, mode=mode, run_dir=folder / f"{number:03d}",
-                           should_stop=should_stop, label=label,
+                           should_stop=should_stop, label=label, events=events,
                            extra={"sweep": {"folder": str(folder), "variant": number, "values": values}, **(extra or {})})
 
     def record(number: int, run) -> bool:

@@ -75,9 +75,14 @@ class Executor(Protocol):
 
 
 class RunStopped(BaseException):
-    """The caller asked the run to stop (a newer version of the workflow is waiting): raised at a step or node boundary.
+    """The caller asked the run to stop (a newer version of the workflow is waiting, a job was cancelled): raised at a
+    step or node boundary. `reason`: why, when `should_stop` said (it returned a string rather than True).
 
     A BaseException like KeyboardInterrupt, so that no node's error handling swallows it."""
+
+    def __init__(self, message: str, reason: object = None):
+        super().__init__(message)
+        self.reason = reason if isinstance(reason, str) else None
 
 
 TRACEBACK_INFO = "traceback_text"  # a failed node's info key for its traceback, until the run writes it to a file
@@ -144,8 +149,9 @@ class NodeContext:
     def step(self, step: int, total: int | None) -> None:
         """Report a finished denoising step; this is also where a requested stop takes effect."""
         self._events.node_step(self.node_id, step, total)
-        if self._should_stop is not None and self._should_stop():
-            raise RunStopped(f"stopped at step {step} of node '{self.node_id}'")
+        reason = self._should_stop() if self._should_stop is not None else None
+        if reason:
+            raise RunStopped(f"stopped at step {step} of node '{self.node_id}'", reason)
 
     def record(self, **info: Any) -> None:
         self.info.update(info)
@@ -161,8 +167,9 @@ def _waiting(node_id: str, events: Events, should_stop: Callable[[], bool] | Non
     told = []
 
     def waiting() -> None:
-        if should_stop is not None and should_stop():
-            raise RunStopped(f"stopped while waiting for another process to compute node '{node_id}'")
+        reason = should_stop() if should_stop is not None else None
+        if reason:
+            raise RunStopped(f"stopped while waiting for another process to compute node '{node_id}'", reason)
         if not told:
             told.append(True)
             events.node_warning(node_id, "another process is computing this node: waiting for its result")
@@ -261,8 +268,9 @@ def run_plan(backend: Backend, plan: Plan, events: Events, *, force: set[str] = 
         while pending or running:
             blocked = False
             for node_id in list(pending):
-                if should_stop is not None and should_stop():
-                    raise RunStopped(f"stopped before node '{node_id}'")
+                reason = should_stop() if should_stop is not None else None
+                if reason:
+                    raise RunStopped(f"stopped before node '{node_id}'", reason)
                 task = plan.tasks[node_id]
                 if not all(owners[key] in done for key in task.upstream.values() if key in owners):
                     continue  # an input outside the plan (a worker's one-task plan) is read from the cache
