@@ -1,6 +1,7 @@
 """What only a CUDA device can show (marker `gpu`: skipped without one; bench/gpu/run.sh runs them on a GPU
 machine): half precision against float32 within a stated tolerance, repeatable --deterministic runs, offload giving
-the pixels of no offload, the default VRAM budget, and a real out-of-memory error retried after eviction."""
+the pixels of no offload, the default VRAM budget, a real out-of-memory error retried after eviction, torch.compile
+and the CUDA quantizations against diffusers' own calls."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def test_deterministic_runs_repeat_their_pixels(tmp_path):
     assert np.array_equal(first, second)
 
 
-@pytest.mark.parametrize("offload", ["model", "sequential"])
+@pytest.mark.parametrize("offload", ["model", "sequential", "group"])
 def test_offload_gives_the_pixels_of_no_offload(tmp_path, offload):
     assert np.array_equal(_image(tmp_path, "plain", dtype="float16"),
                           _image(tmp_path, offload, dtype="float16", offload=offload))
@@ -90,3 +91,106 @@ def test_a_real_out_of_memory_error_is_retried_after_eviction(tmp_path):
     assert run.status == "ok", run.error
     released = run.manifest["models_released"]
     assert any("out of memory" in entry["reason"] for entry in released), released
+
+
+def _session_image(session, tmp_path, name: str, node: str, model: str = "tiny:sd15"):
+    text = WORKFLOW.format(dtype="float16", offload="none", model=model).replace(
+        "width: 64, height: 64}", "width: 64, height: 64, " + node + "}")
+    run = session.run(write_workflow(tmp_path, f"{name}.yaml", text), no_cache=True)
+    assert run.status == "ok", run.error
+    return run, Image.open(run.folder / "save.png")
+
+
+def _diffusers_image(pipe):
+    import torch
+
+    pipe.set_progress_bar_config(disable=True)
+    return pipe("a lighthouse at dusk", num_inference_steps=4, width=64, height=64,
+                generator=torch.Generator("cpu").manual_seed(_seed())).images[0]
+
+
+def _seed() -> int:
+    from runner.executor.plan import derived_seed
+
+    return derived_seed(5, "image")
+
+
+def test_compile_is_diffusers_own_and_compiled_once_per_session(tmp_path):
+    """compile: true is the denoiser's torch.compile (nn.Module.compile): the pixels of diffusers' own compiled UNet;
+    a second run in the Session reuses the compiled code (recorded), a node without it runs uncompiled."""
+    import time
+
+    import torch
+    from diffusers import AutoPipelineForText2Image
+
+    from runner import Session
+    from runner.models.tiny import ensure_tiny
+
+    session = Session(out=tmp_path / "out", device="cuda")
+    started = time.perf_counter()
+    first, image = _session_image(session, tmp_path, "first", "compile: true")
+    first_seconds = time.perf_counter() - started
+    assert first.manifest["nodes"]["image"]["compiled"].startswith("compiled for this call")
+    started = time.perf_counter()
+    second, again = _session_image(session, tmp_path, "second", "compile: true")
+    assert second.manifest["nodes"]["image"]["compiled"].startswith("reused")
+    assert time.perf_counter() - started < first_seconds
+    assert image.tobytes() == again.tobytes()
+    import os
+    from pathlib import Path
+
+    folder = ensure_tiny("sd15", Path(os.environ["RUNNER_MODELS_DIR"]) / "tiny")
+    pipe = AutoPipelineForText2Image.from_pretrained(folder, dtype=torch.float16).to("cuda")
+    pipe.unet.compile()
+    assert image.tobytes() == _diffusers_image(pipe).tobytes()
+    print(f"compile: first run {first_seconds:.1f} s (compiling), the second {time.perf_counter() - started:.1f} s")
+
+
+@pytest.mark.parametrize("quantization", ["fp8", "nf4"])
+def test_cuda_quantizations_are_diffusers_own_quantized_loading(tmp_path, quantization):
+    import os
+    from pathlib import Path
+
+    import torch
+    import diffusers
+    import transformers
+    from diffusers import AutoPipelineForText2Image, PipelineQuantizationConfig
+
+    from runner import Session
+    from runner.models.tiny import ensure_tiny
+
+    if quantization == "fp8":
+        pytest.importorskip("torchao")
+        from torchao.quantization import Float8WeightOnlyConfig
+
+        def config(library):
+            return library.TorchAoConfig(Float8WeightOnlyConfig())
+    else:
+        pytest.importorskip("bitsandbytes")
+
+        def config(library):
+            return library.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                              bnb_4bit_compute_dtype=torch.float16)
+    session = Session(out=tmp_path / "out", device="cuda")
+    run, image = _session_image(session, tmp_path, quantization,
+                                f"quantize: {{denoiser: {quantization}, text_encoders: {quantization}}}")
+    assert run.manifest["nodes"]["image"]["runtime_options"]["quantize"] == {"denoiser": quantization,
+                                                                              "text_encoders": quantization}
+    folder = ensure_tiny("sd15", Path(os.environ["RUNNER_MODELS_DIR"]) / "tiny")
+    mapping = {"unet": config(diffusers), "text_encoder": config(transformers)}
+    pipe = AutoPipelineForText2Image.from_pretrained(folder, dtype=torch.float16,
+                                                     quantization_config=PipelineQuantizationConfig(quant_mapping=mapping))
+    assert image.tobytes() == _diffusers_image(pipe.to("cuda")).tobytes()
+
+
+def test_group_offload_is_undone_after_its_node(tmp_path):
+    """The pipeline is shared: after a node with offload: group, its hooks are gone and the modules back on the GPU."""
+    from runner import Session
+
+    session = Session(out=tmp_path / "out", device="cuda")
+    run, offloaded = _session_image(session, tmp_path, "group", "offload: group")
+    assert run.manifest["nodes"]["image"]["offload"] == "group"
+    _run, plain = _session_image(session, tmp_path, "plain", "offload: none")
+    assert offloaded.tobytes() == plain.tobytes()
+    pipe = next(obj for obj, _deps in session.pool.objects.values() if hasattr(obj, "unet"))
+    assert all(parameter.device.type == "cuda" for parameter in pipe.unet.parameters())

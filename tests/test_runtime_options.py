@@ -96,3 +96,57 @@ def test_a_step_cache_takes_only_its_own_settings(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "bad.yaml:6:" in err and "cache_interval is not a setting of the first_block step cache" in err
     assert "it takes threshold" in err
+
+
+# ------------------------------------------------------------------ quantize, compile, offload: group
+def test_int8_quantization_is_diffusers_own_quantized_loading(tmp_path):
+    """quantize loads the checkpoint as diffusers' docs load one quantized (a PipelineQuantizationConfig): another
+    model than the plain one, kept beside it, its identity saying how it is quantized."""
+    from diffusers import AutoPipelineForText2Image, PipelineQuantizationConfig, TorchAoConfig
+    from torchao.quantization import Int8WeightOnlyConfig
+    from transformers import TorchAoConfig as TransformersTorchAoConfig
+
+    nodes = (f"  out: {{type: txt2img, model: $models.m, prompt: {PROMPT}, steps: 2, seed: {SEED}, "
+             "quantize: {denoiser: int8, text_encoders: int8}}\n")
+    image, run = runner_image(tmp_path, "m: tiny:sd15", nodes)
+    assert run.manifest["nodes"]["out"]["runtime_options"] == {"quantize": {"denoiser": "int8", "text_encoders": "int8"}}
+    loaded = run.manifest["models_loaded"]
+    assert [name.split("@")[1].split(";", 1)[1] for name in loaded] == ["quantize=denoiser:int8,text_encoders:int8"]
+    config = PipelineQuantizationConfig(quant_mapping={"unet": TorchAoConfig(Int8WeightOnlyConfig()),
+                                                       "text_encoder": TransformersTorchAoConfig(Int8WeightOnlyConfig())})
+    # runner's dtype (float32 here): without one, diffusers loads torchao-quantized models in bfloat16
+    pipe = quiet(AutoPipelineForText2Image.from_pretrained(folder("sd15"), quantization_config=config,
+                                                           dtype=torch.float32))
+    same(image, pipe(PROMPT, num_inference_steps=2, generator=generator()).images[0])
+
+
+def test_what_the_device_cannot_quantize_is_refused_at_the_field_before_anything_runs(tmp_path, capsys):
+    workflow = write_workflow(tmp_path, "q.yaml", _workflow("", "quantize: {text_encoders: int8, denoiser: fp8}"))
+    assert run_cli("run", workflow, "--out", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "q.yaml:6:" in err and "nodes.a.quantize.denoiser: fp8 needs a CUDA device (torchao), and this run is on cpu" in err
+    assert "fix: use int8 (torchao, every device), or run on a CUDA machine" in err
+    # the workflow's (here from --set) is located where it is written
+    assert run_cli("run", write_workflow(tmp_path, "w.yaml", _workflow("", "")), "--set", "quantize=nf4") == 2
+    assert "--set quantize=nf4: quantize: nf4 needs a CUDA device (bitsandbytes)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_compile_and_quantize_are_in_the_key_reach_every_node_and_are_exported(tmp_path, capsys):
+    """compile (it may change the last float bits) and quantize (other weights) are in the key where set; a workflow's
+    reaches every generation node, a node's own wins; the export writes diffusers' own lines for them."""
+    session = runner.Session(out=tmp_path / "out")
+    plain = session.plan(session.load(write_workflow(tmp_path, "p.yaml", _workflow("", ""))))
+    wide = session.plan(session.load(write_workflow(tmp_path, "w.yaml", _workflow(
+        "compile: {mode: max-autotune}\nquantize: int8\n", "compile: false"))))
+    assert plain.tasks["a"].key != wide.tasks["a"].key and plain.tasks["b"].key != wide.tasks["b"].key
+    assert wide.tasks["a"].fields["compile"] is False and wide.tasks["b"].fields["compile"] == {"mode": "max-autotune",
+                                                                                                "fullgraph": None}
+    script = session.export(tmp_path / "w.yaml")
+    assert 'm_txt2img.unet.compile(mode="max-autotune")' in script
+    assert "m_txt2img.unet._compiled_call_impl = None" in script
+    assert ('quantization_config=PipelineQuantizationConfig(quant_mapping={"unet": '
+            'TorchAoConfig(Int8WeightOnlyConfig())})') in script
+    workflow = write_workflow(tmp_path, "bad.yaml", _workflow("", "compile: {mode: fast}"))
+    assert run_cli("validate", workflow) == 2
+    assert "bad.yaml:6:" in capsys.readouterr().err

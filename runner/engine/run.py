@@ -17,6 +17,7 @@ from ..core.atomic import write_atomic
 from ..core.errors import CommandError, fix_of
 from ..core.hashing import FileHashCache
 from ..core.input_files import InputRefused
+from ..core.runtime import DeviceRefused
 from ..executor.engine import NodeFailed, NodeResult, RunStopped
 from ..executor.plan import Plan, build_plan
 from ..language.errors import Location, Problem, WorkflowError
@@ -139,9 +140,12 @@ def plan_or_problems(workflow: Workflow, hash_cache: FileHashCache, targets: lis
                               deterministic, device, allow_private_urls)
         finally:
             hash_cache.save()
-    except (OSError, ModelUnavailable, UnknownTinyModel, InputRefused) as exc:
+    except (OSError, ModelUnavailable, UnknownTinyModel, InputRefused, DeviceRefused) as exc:
         node_id = getattr(exc, "node_id", None)
         path = ("nodes", node_id) if node_id else ()
+        if isinstance(exc, DeviceRefused):  # at the node's own field, else at the workflow's that it took
+            body = workflow.document.get("nodes", {}).get(node_id)
+            path = (path if isinstance(body, dict) and exc.field[0] in body else ()) + exc.field
         if getattr(exc, "model_path", None):  # where the model is written, not where it is used
             path = tuple(exc.model_path)
             entry = workflow.document.get("models", {}).get(path[1]) if path[0] == "models" else None

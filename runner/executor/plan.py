@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 from ..core.input_files import confined_path, sha256_input
 from ..core.model_entry import ModelEntry
+from ..core.runtime import DeviceRefused, device_problems
 from ..language.fields import (
     InputFile,
     KeyedWhenSet,
@@ -228,6 +229,8 @@ def _task(workflow: Workflow, node_id: str, tasks: dict[str, Task], identities: 
     for relative, _marker, _path in iter_marked(node.fields, InputFile):  # checked again: the file may have changed
         files[relative] = sha256_input(confined_path(workflow.base_dir, relative, workflow.allow_paths,
                                                    home=workflow.home_readable), relative)
+    for path, message, fix in device_problems(field_values(node.fields), device):
+        raise DeviceRefused(message, fix, path)  # located by the front: the node's field, or the workflow's
     seed = None
     if node.type.takes_seed:
         chosen = node.seed

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchem
 
 from ..core.kinds import IMAGE_KINDS
 from ..core.model_entry import ModelEntry
-from ..core.runtime import ATTENTION_BACKENDS, STEP_CACHE_SETTINGS, STEP_CACHES
+from ..core.runtime import ATTENTION_BACKENDS, COMPILE_MODES, QUANTIZATIONS, STEP_CACHE_SETTINGS, STEP_CACHES
 from .errors import Invalid
 from .refs import LINK_PATTERN, MODEL_REF_PREFIX, Link
 
@@ -156,7 +156,7 @@ SCHEDULERS = (
     "euler", "euler_a", "heun", "kdpm2", "kdpm2_a", "lcm", "pndm", "unipc",
 )
 SchedulerName = Literal[SCHEDULERS]  # type: ignore[valid-type]
-Offload = Literal["none", "model", "sequential"]
+Offload = Literal["none", "model", "sequential", "group"]
 
 
 class Fields(BaseModel):
@@ -300,4 +300,32 @@ class StepCache(Fields):
     def settings(self) -> dict:
         """The config's keyword arguments that are set."""
         return {name: getattr(self, name) for name in STEP_CACHE_SETTINGS[self.type] if getattr(self, name) is not None}
+
+
+class CompileOptions(Fields):
+    """torch.compile of the denoiser (its nn.Module.compile): torch's own defaults where left out."""
+
+    mode: Literal[COMPILE_MODES] | None = Field(None, description="default, reduce-overhead (CUDA graphs), max-autotune, "  # type: ignore[valid-type]
+                                                                  "max-autotune-no-cudagraphs; default: torch's")
+    fullgraph: bool | None = Field(None, description="one graph for the whole forward (an error where it breaks); "
+                                                      "default: torch's (false)")
+
+    def settings(self) -> dict:
+        """torch.compile's keyword arguments that are set."""
+        return {name: getattr(self, name) for name in ("mode", "fullgraph") if getattr(self, name) is not None}
+
+
+Compile = bool | CompileOptions
+Quantization = Literal[tuple(QUANTIZATIONS)]  # type: ignore[valid-type]
+
+
+class QuantizeParts(Fields):
+    """Which components load quantized, and how: int8 (torchao's weight-only int8, every device), fp8 (torchao's
+    weight-only float8, CUDA), nf4 (bitsandbytes' 4-bit NormalFloat, CUDA)."""
+
+    denoiser: Quantization | None = Field(None, description="the UNet or transformer")
+    text_encoders: Quantization | None = Field(None, description="every text encoder of the checkpoint")
+
+
+Quantize = Quantization | QuantizeParts
 

@@ -21,11 +21,14 @@ from .fields import (
     Accepts,
     Attention,
     Catalogue,
+    Compile,
     CheckContext,
     Fields,
     InputFile,
     ModelField,
     NodeDeclaration,
+    Offload,
+    Quantize,
     StepCache,
     field_values,
     iter_marked,
@@ -62,8 +65,9 @@ class WorkflowHeader(BaseModel):
     seed: int | Literal["random"] = Field(0, ge=0, description="workflow seed; node seeds derive from it and the node id")
     device: str = Field("auto", pattern=DEVICE, description="auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="auto = float16 on cuda, float32 elsewhere")
-    offload: Literal["none", "model", "sequential"] = Field(
-        "none", description="CPU offload for generation nodes on CUDA (model: whole models, sequential: layer by layer); "
+    offload: Offload = Field(
+        "none", description="CPU offload for generation nodes on CUDA (model: whole models, sequential: layer by layer, "
+                            "group: diffusers' group offloading, layers streamed in ahead of use); "
                             "a node's own 'offload' wins; ignored with a warning on CPU")
     vae_slicing: bool | None = Field(None, description="decode a batch of images one at a time (the VAE's "
                                                         "enable_slicing: less memory) in every generation node; a node's "
@@ -73,6 +77,11 @@ class WorkflowHeader(BaseModel):
     attention: Attention | None = Field(None, description="the denoiser's attention backend (diffusers' "
                                                            "set_attention_backend: native, flash, sage, xformers, ...) in "
                                                            "every generation node; a node's own wins; default: native")
+    compile: Compile | None = Field(None, description="torch.compile of the denoiser (true, or {mode, fullgraph}) in every "
+                                                     "generation node; compiled once per Session; a node's own wins")
+    quantize: Quantize | None = Field(None, description="load the checkpoints of every generation node quantized: int8, "
+                                                         "fp8, nf4 (the denoiser), or {denoiser: ..., text_encoders: ...}; "
+                                                         "a node's own wins")
     step_cache: StepCache | None = Field(None, description="a step cache for transformer denoisers (SD3, FLUX.1) in every "
                                                             "generation node that takes one; a node's own wins")
     prompt_syntax: Literal["plain", "weighted"] = Field(

@@ -150,7 +150,7 @@ def from_pretrained(script, variable: str, class_name: str, source, what: str) -
 
 def source_key(source) -> tuple:
     """What tells two model sources apart for the script's loading (one variable each): kind, place, whole entry."""
-    return source.kind, source.location, source.entry.model_dump_json()
+    return source.kind, source.location, source.entry.model_dump_json(), source.quantize
 
 
 def _model_name(script, ref: str) -> str:
@@ -164,11 +164,19 @@ def checkpoint(script, ref: str, source) -> str:
         return script.model_vars[key]
     variable = script.name(_model_name(script, ref))
     if source.kind == "file":
+        if source.quantize:
+            raise script.unsupported(f"quantize: '{source.label}' is a single file, which runner does not load "
+                                     "quantized", "remove quantize, or use the model as a diffusers folder or hub id")
         _single_file(script, variable, source)
         script.model_vars[key] = variable
         return variable
     location, kwargs, comment = pretrained_call(script, source, "checkpoint")
     kwargs += _parts(script, variable, source)
+    if source.quantize:  # quantize: (runner.models.quantize)
+        from .quantize import components, config_expression
+
+        mapping = components(source, script.registry.model_folder(source))
+        kwargs.append(f"quantization_config={config_expression(script, mapping, 'dtype')}")
     script.need("from diffusers import DiffusionPipeline")
     script.model_line(f"{variable} = DiffusionPipeline.from_pretrained({', '.join([location, *kwargs])}){comment}")
     _embeddings(script, variable, source)
@@ -383,7 +391,9 @@ def export_diffusers(script, spec, f) -> None:
     from .schedulers import SCHEDULER_CLASSES
     from .signatures import checkpoint_class
 
-    source = script.source(f.model)
+    from .quantize import quantized
+
+    source = quantized(script.source(f.model), "", getattr(f, "quantize", None))[0]
     family = families.detect(source)
     task = family.task(spec.task)
     base = checkpoint(script, f.model, source)
@@ -715,7 +725,11 @@ class _memory_options:
             script.line(f"{pipe}.enable_attention_slicing()")
         if self.f.vae_tiling:
             script.line(f"{pipe}.vae.enable_tiling()")
-        if self.offload != "none":
+        if self.offload == "group":
+            script.line('if device.startswith("cuda"):  # offload: group (runner ignores it elsewhere)')
+            script.line(f'    {pipe}.enable_group_offload(onload_device=torch.device(device), '
+                        'offload_device=torch.device("cpu"), offload_type="leaf_level", use_stream=True)')
+        elif self.offload != "none":
             method = "enable_model_cpu_offload" if self.offload == "model" else "enable_sequential_cpu_offload"
             script.line(f'if device.startswith("cuda"):  # offload: {self.offload} (runner ignores it elsewhere)')
             script.line(f'    {pipe}.{method}(gpu_id=int(device.split(":")[1]) if ":" in device else 0)')
@@ -731,6 +745,13 @@ class _memory_options:
             script.line(f"{pipe}.vae.disable_tiling()")
         if self.offload != "none":
             script.line('if device.startswith("cuda"):')
+            if self.offload == "group":  # diffusers has no public call that removes group offloading's hooks
+                script.need("from diffusers.hooks import HookRegistry")
+                script.line(f"    for component in {pipe}.components.values():")
+                script.line("        if isinstance(component, torch.nn.Module):")
+                script.line('            for name in ("group_offloading", "layer_execution_tracker", '
+                            '"lazy_prefetch_group_offloading"):')
+                script.line("                HookRegistry.check_if_exists_or_initialize(component).remove_hook(name)")
             script.line(f"    {pipe}.remove_all_hooks()")
             script.line(f"    {pipe}.to(device)")
         return False
@@ -907,6 +928,13 @@ class _runtime:
         if options["attention"]:
             script.line(f"{self.denoiser}.set_attention_backend({script.literal(options['attention'])})")
             self.undo.append(f"{self.denoiser}.reset_attention_backend()")
+        if options["compile"]:
+            settings = options["compile"].settings() if hasattr(options["compile"], "settings") else {}
+            text = ", ".join(f"{name}={script.literal(value)}" for name, value in settings.items())
+            script.line(f"{self.denoiser}.compile({text})  # compile: torch.compile of the denoiser, in place")
+            # runner compiles a module once per Session and uncompiles it after the node (nn.Module.compile keeps the
+            # compiled call there)
+            self.undo.append(f"{self.denoiser}._compiled_call_impl = None")
         if options["step_cache"]:
             from ..core.runtime import STEP_CACHES
 

@@ -22,7 +22,7 @@ from .sources import ModelUnavailable, missing_safetensors_explained
 def generate(ctx, spec, f) -> dict[str, Any]:
     """Run a generation node described by `spec` (runner.nodes.generation.GenerationSpec) the way its checkpoint's
     model family does the node's task; what the family cannot do (the task, ControlNets, LoRAs) is refused here."""
-    source, identity = ctx.source(f.model)
+    source, identity = node_checkpoint(ctx, f)
     ctx.record(checkpoint=f.model)  # the model whose pipeline made the images: records (A1111 text) name it from here
     family = ctx.models.family(source, identity)
     if family.task(spec.task) is None:
@@ -59,6 +59,14 @@ def generate(ctx, spec, f) -> dict[str, Any]:
     return family.generate(ctx, spec, f)
 
 
+def node_checkpoint(ctx, f):
+    """(source, identity) of the node's checkpoint as it loads for the node: quantized where its quantize: says
+    (another model than the plain one, runner.models.quantize)."""
+    from .quantize import quantized
+
+    return quantized(*ctx.source(f.model), getattr(f, "quantize", None))
+
+
 def _a(name: str) -> str:
     return ("an " if name[:1].lower() in "aeiou" or name.startswith("SD") else "a ") + name
 
@@ -68,7 +76,7 @@ def generate_diffusers(ctx, spec, f) -> dict[str, Any]:
     AutoPipeline checkpoint), optionally with ControlNets and LoRAs."""
     from PIL import Image
 
-    source, identity = ctx.source(f.model)
+    source, identity = node_checkpoint(ctx, f)
     registry = ctx.models
     family = registry.family(source, identity)
     task = family.task(spec.task)
@@ -292,6 +300,11 @@ class memory_options:
                 index = int(device.split(":")[1]) if ":" in device else 0
                 if self.offload == "model":
                     self.pipe.enable_model_cpu_offload(gpu_id=index)
+                elif self.offload == "group":  # diffusers' group offloading, as its docs call it
+                    import torch
+
+                    self.pipe.enable_group_offload(onload_device=torch.device(device), offload_device=torch.device("cpu"),
+                                                   offload_type="leaf_level", use_stream=True)
                 else:
                     self.pipe.enable_sequential_cpu_offload(gpu_id=index)
                 self.ctx.record(offload=self.offload)
@@ -303,10 +316,27 @@ class memory_options:
             self.pipe.disable_attention_slicing()
         if self.tiling:
             self.pipe.vae.disable_tiling()
+        if self.offload == "group":
+            remove_group_offload(self.pipe)
         if self.offload != "none":
             self.pipe.remove_all_hooks()
             self.pipe.to(self.ctx.models.device)
         return False
+
+
+def remove_group_offload(pipe) -> None:
+    """Group offloading off again (diffusers has no public call for it): its hooks removed from every component, as
+    diffusers' own _maybe_remove_and_reapply_group_offloading removes them; the caller moves the modules back."""
+    import torch
+    from diffusers.hooks import HookRegistry
+    from diffusers.hooks import group_offloading as hooks
+
+    names = (hooks._GROUP_OFFLOADING, hooks._LAYER_EXECUTION_TRACKER, hooks._LAZY_PREFETCH_GROUP_OFFLOADING)
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            registry = HookRegistry.check_if_exists_or_initialize(component)
+            for name in names:
+                registry.remove_hook(name, recurse=True)
 
 
 class runtime_options:
@@ -345,6 +375,8 @@ class runtime_options:
                                      "use attention: native (PyTorch's own, on every device), or install what the "
                                      "backend needs on a CUDA machine") from None
             self.done.append(denoiser.reset_attention_backend)
+        if options["compile"]:
+            self._compile(denoiser, options["compile"])
         if options["step_cache"]:
             import diffusers
 
@@ -356,6 +388,22 @@ class runtime_options:
         if used:
             self.ctx.record(runtime_options=used)
         return self
+
+    def _compile(self, denoiser, value) -> None:
+        """torch.compile of the denoiser (nn.Module.compile, in place: the pipelines sharing it stay as they are),
+        compiled once per module and settings and kept on it, so later calls in the Session reuse the compiled code;
+        uncompiled again after the call."""
+        settings = value.settings() if hasattr(value, "settings") else {}
+        kept = denoiser.__dict__.setdefault("_runner_compiled", {})
+        key = tuple(sorted(settings.items()))
+        if key in kept:
+            denoiser._compiled_call_impl = kept[key]
+            self.ctx.record(compiled="reused (compiled earlier in this Session)")
+        else:
+            denoiser.compile(**settings)
+            kept[key] = denoiser._compiled_call_impl
+            self.ctx.record(compiled="compiled for this call (torch.compile: its first call takes longer)")
+        self.done.append(lambda: setattr(denoiser, "_compiled_call_impl", None))
 
     def __exit__(self, *exc):
         for undo in reversed(self.done):

@@ -13,6 +13,12 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import logging
+
+    # torchao (quantize:), which diffusers imports where it is installed, logs each CUDA kernel library it cannot load
+    # on a CPU build of torch, and torch logs its pytree registrations: advice, not errors
+    logging.getLogger("torchao").setLevel(logging.ERROR)
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
     import diffusers
     import huggingface_hub
     import transformers

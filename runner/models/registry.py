@@ -249,18 +249,21 @@ class ModelRegistry:
             location, kwargs = self.pretrained_args(source)
             # a swapped VAE or text encoder, diffusers' documented way: Pipeline.from_pretrained(..., vae=vae)
             kwargs.update(part_overrides(self, source))
+            quantized = self._quantization(source, kwargs)
             if source.kind == "file":
                 pipe = self.from_single_file(location, kwargs, source)
             else:
                 folder = self.model_folder(source)
-                # a checkpoint with embeddings changes its text encoders and tokenizers: they are its own
+                # a checkpoint with embeddings changes its text encoders and tokenizers: they are its own; quantized
+                # components are too
                 shared = {k: v for k, v in self._identical_components(folder).items() if k not in kwargs
+                          and k not in quantized
                           and not (source.entry.embeddings and k.startswith(("text_encoder", "tokenizer")))}
                 with missing_safetensors_explained(source):
                     pipe = DiffusionPipeline.from_pretrained(location, **kwargs, **shared)
                 self.shared_components[identity] = sorted(shared)
                 if not source.entry.embeddings:
-                    self._remember_components(folder, pipe)
+                    self._remember_components(folder, pipe, skip=set(quantized))
             from .compat import bridge
             from .embeddings import load_embeddings
 
@@ -275,6 +278,21 @@ class ModelRegistry:
 
         return self.cached(("base", identity), load, load_label=identity, group=identity, estimate=self.estimate(source),
                            source=source)
+
+    def _quantization(self, source: ModelSource, kwargs: dict) -> dict[str, str]:
+        """A quantized checkpoint (source.quantize): diffusers' quantization_config joins `kwargs`; returns the
+        components it quantizes."""
+        if not source.quantize:
+            return {}
+        if source.kind == "file":
+            raise ModelUnavailable(f"quantize: model '{source.label}' is a single file, which runner does not load "
+                                   "quantized in this version", "remove quantize, or use the model as a diffusers folder "
+                                   "or hub id")
+        from .quantize import components, pipeline_config
+
+        mapping = components(source, self.model_folder(source))
+        kwargs["quantization_config"] = pipeline_config(mapping, self.dtype)
+        return mapping
 
     def _component_digests(self, folder: Path | None) -> dict[str, str]:
         """Component subfolder -> digest of its files, for folders holding weights."""
@@ -291,10 +309,10 @@ class ModelRegistry:
         return {name: known[(self.device, self.dtype_name, digest)] for name, digest in self._component_digests(folder).items()
                 if (self.device, self.dtype_name, digest) in known}
 
-    def _remember_components(self, folder: Path | None, pipe) -> None:
+    def _remember_components(self, folder: Path | None, pipe, skip: set = frozenset()) -> None:
         for name, digest in self._component_digests(folder).items():
             module = getattr(pipe, name, None)
-            if module is not None:
+            if module is not None and name not in skip:
                 self.pool.components_by_digest.setdefault((self.device, self.dtype_name, digest), module)
 
     def from_single_file(self, location: str, kwargs: dict, source: ModelSource, cls=None):

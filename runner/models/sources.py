@@ -49,6 +49,8 @@ class ModelSource:
     entry: ModelEntry
     kind: str  # tiny | folder | file | hub
     location: str  # tiny name, absolute path, or hub id
+    # ((part, quantization), ...): the components a node's quantize: loads quantized (runner.models.quantize)
+    quantize: tuple = ()
 
     @property
     def label(self) -> str:

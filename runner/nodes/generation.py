@@ -13,11 +13,13 @@ from ..language.fields import (
     ImageIn,
     KeyedWhenSet,
     Attention,
+    Compile,
     LatentsIn,
     MaskIn,
     ModelIn,
     model_in,
     Offload,
+    Quantize,
     SchedulerName,
     Seed,
     StepCache,
@@ -233,7 +235,7 @@ class CoreGeneration(Fields):
     scheduler: SchedulerName | None = Field(None, description="sampler by short name; default: the checkpoint's own")
     num_images: int = Field(1, ge=1, le=64, description="num_images_per_prompt")
     pipeline_kwargs: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the diffusers call")
-    offload: Offload | None = Field(None, description="CPU offload on CUDA: none | model | sequential; default: the workflow's "
+    offload: Offload | None = Field(None, description="CPU offload on CUDA: none | model | sequential | group; default: the workflow's "
                                                       "'offload'; ignored with a warning on CPU")
     attention_slicing: bool = Field(False, description="compute attention in slices (less memory, a little slower)")
     vae_tiling: bool = Field(False, description="decode/encode with the VAE in tiles (large images in less memory)")
@@ -247,6 +249,15 @@ class CoreGeneration(Fields):
         None, description="the denoiser's attention backend for the call (diffusers' set_attention_backend: native is "
                           "PyTorch's SDPA; flash, sage, xformers need CUDA and their packages); default: the "
                           "workflow's attention, else the model's own")
+    compile: Annotated[Compile | None, KeyedWhenSet()] = Field(
+        None, description="torch.compile of the denoiser for the call: true, or {mode: max-autotune, fullgraph: true}; "
+                          "compiled once per Session and reused (the first call pays for it); default: the workflow's "
+                          "compile, else off")
+    quantize: Annotated[Quantize | None, KeyedWhenSet()] = Field(
+        None, description="load the checkpoint with its components quantized (diffusers' PipelineQuantizationConfig): "
+                          "int8 (torchao, every device), fp8 (torchao, CUDA) or nf4 (bitsandbytes, CUDA) for the "
+                          "denoiser, or {denoiser: int8, text_encoders: int8}; another model than the plain one, loaded "
+                          "beside it; default: the workflow's quantize, else none")
     step_cache: Annotated[StepCache | None, KeyedWhenSet()] = Field(
         None, description="a step cache for the call (SD3, FLUX.1: transformer denoisers): {type: first_block, "
                           "threshold: 0.05} or {type: taylorseer, cache_interval: 5}; default: the workflow's, else none")
