@@ -71,6 +71,7 @@ def _run_in(session: Session, args, workflow: Workflow) -> int:
     plan = session.plan(workflow, args.only, args.deterministic)
     console = Console(highlight=False)
     if args.dry_run:
+        session.check_budget(workflow, plan, force=set(args.force or []), no_cache=args.no_cache)  # as the run would
         session.check_out(create=False)
         return _dry_run(workflow, plan, cache, args, console)
     mode = "quiet" if args.quiet else ("plain" if args.plain or not sys.stdout.isatty() else "live")

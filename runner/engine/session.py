@@ -353,7 +353,8 @@ class Session:
         return self._run_lock if self.executor.capacity() == 1 else nullcontext()
 
     def check_budget(self, workflow: Workflow, plan: Plan, *, force: set[str] = frozenset(), no_cache: bool = False) -> None:
-        """Refuse (WorkflowError, before anything loads) a model that alone exceeds the memory budget."""
+        """Refuse (WorkflowError, before anything loads) a model that alone exceeds the memory budget, and a generation
+        call whose working memory for its size and batch (models.estimate) cannot fit it beside the node's models."""
         from ..core.paths import models_dir
         from ..models.sources import ModelSource, local_folder
 
@@ -372,17 +373,36 @@ class Session:
                     continue
                 needs.setdefault((task.model_ids[ref], task.dtype, task.device),
                                  (node_id, data["entry"]["source"], source, task.dtype, task.device))
-        if not needs:
-            return
         problems = []
-        for node_id, message in self.resources.budget_problems(list(needs.values())):
+        for node_id, message in self.resources.budget_problems(list(needs.values())) if needs else []:
             path = ("nodes", node_id, "model")
             location = workflow.source_map.locate(path) if workflow.source_map else Location(str(workflow.path))
             problems.append(Problem(location, path, message,
                                     "raise the budget (--max-ram / --max-vram, Session(max_ram=..., max_vram=...)), "
                                     "or use float16 (dtype:) or a smaller model"))
+        for node_id, field, message, fix in self.resources.work_problems(self._planned_work(workflow, plan, force, no_cache)):
+            path = ("nodes", node_id, *field)
+            location = workflow.source_map.locate(path) if workflow.source_map else Location(str(workflow.path))
+            problems.append(Problem(location, path, message, fix))
         if problems:
             raise WorkflowError(problems)
+
+    def _planned_work(self, workflow: Workflow, plan: Plan, force: set[str], no_cache: bool) -> list[tuple]:
+        """The generation calls of the nodes that will run, as the model pool's work_problems takes them."""
+        from ..models.sources import ModelSource
+        from ..nodes.call_checks import planned_call
+
+        works = []
+        for node_id in plan.order:
+            task = plan.tasks[node_id]
+            call = planned_call(workflow.nodes[node_id].fields)
+            if call is None or call.model not in task.models:
+                continue
+            if not no_cache and node_id not in force and self.cache.has(task.key):
+                continue  # a cache hit calls nothing
+            sources = [ModelSource.from_data(data) for data in task.models.values()]
+            works.append((node_id, call, ModelSource.from_data(task.models[call.model]), sources, task.dtype, task.device))
+        return works
 
 
 def set_of(names: list[str] | None) -> set[str]:

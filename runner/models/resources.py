@@ -110,3 +110,35 @@ class PoolResources:
                 problems.append((node_id, f"model '{label}' needs about {format_size(needed)} of {memory.upper()} in "
                                           f"{dtype}, more than the memory budget of {format_size(budget)}"))
         return problems
+
+    def work_problems(self, works: list[tuple[str, Any, Any, list, str, str]]) -> list[tuple[str, tuple, str, str]]:
+        """(node id, field, message, fix) for each generation call whose working memory (models.estimate's formula:
+        the VAE decode, latents and output images of its size and batch) cannot fit the budget beside the node's own
+        models, found before anything loads.
+
+        `works`: (node id, PlannedCall, checkpoint source, sources of the node's models, dtype, device)."""
+        from .estimate import planned_work
+        from .pool import estimate_bytes
+        from .sources import local_folder
+
+        problems = []
+        for node_id, call, checkpoint, sources, dtype, device in works:
+            memory = "vram" if device.startswith("cuda") else "ram"
+            budget = self.pool.known_budget(memory)
+            if budget is None:
+                continue
+            need, how = planned_work(call, checkpoint, self.pool.models_dir, dtype)
+            own = 0
+            for source in sources:  # the models it loads (a tiny one not built yet: a few MB, not counted)
+                folder = local_folder(source, self.pool.models_dir)
+                own += (estimate_bytes(folder, dtype, source.entry.variant) or 0) if folder is not None else 0
+            if need + own <= budget:
+                continue
+            fixes = ["make fewer or smaller images (num_images, width, height)"]
+            if not call.tiled:
+                fixes.append("decode in tiles (vae_tiling: true)")
+            fixes.append(f"raise the budget (--max-{memory}, Session(max_{memory}=...))")
+            problems.append((node_id, call.at, f"this call needs about {format_size(need)} of {memory.upper()} for its "
+                                               f"work ({how}) besides {format_size(own)} of models, more than the "
+                                               f"{memory} budget of {format_size(budget)}", ", or ".join(fixes)))
+        return problems

@@ -262,6 +262,27 @@ def check_pixels(fields) -> Problems:
              "RUNNER_MAX_GENERATION_PIXELS where the machine has the memory")]
 
 
+def planned_call(fields):
+    """What a generation node's call will make, for the memory estimate at planning (models.estimate.PlannedCall), or
+    None: not a generation node, or a size known only from an input image when the call runs."""
+    from ..models.estimate import PlannedCall
+
+    spec = getattr(fields, "spec", None)
+    model = getattr(fields, "model", None)
+    if spec is None or not isinstance(model, str) or "width" not in type(fields).model_fields:
+        return None
+    width, height = getattr(fields, "width", None), getattr(fields, "height", None)
+    if not (isinstance(width, int) or width is None) or not (isinstance(height, int) or height is None):
+        return None
+    if (width is None or height is None) and spec.size_from_image:
+        return None
+    count = getattr(fields, "num_images", 1)
+    count = count if isinstance(count, int) and count >= 1 else 1
+    at = ("num_images",) if count > 1 else ("width",) if width is not None else ("height",) if height is not None \
+        else ("model",)
+    return PlannedCall(count, width, height, getattr(fields, "vae_tiling", False) is True, model, at)
+
+
 def check_strength(fields) -> Problems:
     """diffusers runs int(steps * strength) denoising steps on an input image and fails at 0: strength 0 whatever the
     steps, and any product below one when both are written (values and params are known here; with the steps left
