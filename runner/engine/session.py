@@ -380,8 +380,8 @@ class Session:
             problems.append(Problem(location, path, message,
                                     "raise the budget (--max-ram / --max-vram, Session(max_ram=..., max_vram=...)), "
                                     "or use float16 (dtype:) or a smaller model"))
-        for node_id, field, message, fix in self.resources.work_problems(self._planned_work(workflow, plan, force, no_cache)):
-            path = ("nodes", node_id, *field)
+        for node_id, at, message, fix in self.resources.work_problems(self._planned_work(workflow, plan, force, no_cache)):
+            path = ("nodes", node_id, *at)
             location = workflow.source_map.locate(path) if workflow.source_map else Location(str(workflow.path))
             problems.append(Problem(location, path, message, fix))
         if problems:

@@ -138,7 +138,7 @@ class PoolResources:
             if not call.tiled:
                 fixes.append("decode in tiles (vae_tiling: true)")
             fixes.append(f"raise the budget (--max-{memory}, Session(max_{memory}=...))")
-            problems.append((node_id, call.at, f"this call needs about {format_size(need)} of {memory.upper()} for its "
-                                               f"work ({how}) besides {format_size(own)} of models, more than the "
-                                               f"{memory} budget of {format_size(budget)}", ", or ".join(fixes)))
+            message = (f"this call needs about {format_size(need)} of {memory.upper()} for its work ({how}) besides "
+                       f"{format_size(own)} of models, more than the {memory} budget of {format_size(budget)}")
+            problems.append((node_id, call.at, message, ", or ".join(fixes)))
         return problems
