@@ -1,5 +1,6 @@
 """The distributions runner needs on a GPU machine that already has PyTorch: runner's dependencies and theirs, as
-installed here (their markers evaluated for this machine), without torch and opencv; plus pytest for the GPU tests.
+installed here (their markers evaluated for this machine), without torch and opencv; plus pytest and torchao for the
+GPU tests.
 
     python bench/gpu/dependencies.py    # prints NAME==VERSION lines (what bench/gpu/requirements.txt lists)
 """
@@ -12,7 +13,7 @@ from importlib import metadata
 from packaging.markers import Marker
 
 EXCLUDED = {"torch", "numpy", "opencv-python-headless"}  # the machine's own (torch and numpy); not used (opencv)
-EXTRA = ("pytest", "setuptools")  # the GPU tests; building the editable install of runner
+EXTRA = ("pytest", "setuptools", "torchao")  # the GPU tests (torchao: quantize int8/fp8); building the editable install of runner
 
 
 def normal(name: str) -> str:

@@ -6,7 +6,7 @@
 #   bench/gpu/run.sh --dry-run   check this set-up and print the plan; installs and runs nothing (works anywhere)
 #
 # The wheels: `make gpu-wheels` (where there is network) downloads bench/gpu/requirements.txt into bench/gpu/wheels/
-# (about 49 MiB, at most 64: torch, numpy and opencv are left out; the machine's torch and numpy are used).
+# (about 52 MiB, at most 64: torch, numpy and opencv are left out; the machine's torch and numpy are used).
 # Settings: PYTHON (default python3, the interpreter that has the machine's torch), RUNNER_GPU_VENV (default
 # .venv-gpu, made with the system's site packages so torch is reused), RUNNER_GPU_WHEELS (default bench/gpu/wheels),
 # RUNNER_GPU_OUT (default outputs/gpu-check: logs and benchmark figures).
