@@ -67,10 +67,12 @@ def _workflow(header: str, node: str, model: str = "tiny:sd15") -> str:
 
 
 def test_the_workflow_sets_them_for_every_node_and_a_nodes_own_wins(tmp_path):
-    workflow = write_workflow(tmp_path, "opts.yaml", _workflow("vae_slicing: true\nattention: native\n", ""))
+    workflow = write_workflow(tmp_path, "opts.yaml", _workflow("vae_slicing: true\nattention: native\noffload: group\n", ""))
     assert run_cli("run", workflow, "--out", tmp_path / "out", "--quiet") == 0
     nodes = manifest(latest_run(tmp_path / "out", "opts"))["nodes"]
     assert nodes["a"]["runtime_options"] == {"vae_slicing": True, "attention": "native"}
+    # group offload needs CUDA: on the CPU the node runs without it, warned and recorded (as model and sequential)
+    assert nodes["a"]["offload"] == "ignored (offload 'group' needs a CUDA device; running without it on cpu)"
     assert nodes["b"]["runtime_options"] == {"attention": "native"}  # its own vae_slicing: false wins
     plain = write_workflow(tmp_path, "plain.yaml", _workflow("", ""))
     assert run_cli("run", plain, "--out", tmp_path / "plain", "--quiet") == 0
@@ -82,7 +84,8 @@ def test_what_a_family_or_device_cannot_do_is_refused_with_the_fix(tmp_path, cap
     cases = [("", "step_cache: {type: first_block}", "tiny:sd15",
               "step_cache is for transformer denoisers, and SD 1.x/2.x (model 'tiny:sd15') has a UNet"),
              ("", "attention: flash", "tiny:sd15", "use attention: native (PyTorch's own, on every device)"),
-             ("", "vae_slicing: true", "tiny:kandinsky22", "vae_slicing: not applied to Kandinsky 2.2 models")]
+             ("", "vae_slicing: true", "tiny:kandinsky22", "vae_slicing: not applied to Kandinsky 2.2 models"),
+             ("compile: true\n", "quantize: int8", "tiny:kandinsky21", "compile, quantize: not applied to Kandinsky 2.1")]
     for index, (header, node, model, said) in enumerate(cases):
         workflow = write_workflow(tmp_path, f"refused{index}.yaml", _workflow(header, node, model))
         assert run_cli("run", workflow, "--out", tmp_path / f"out{index}", "--quiet") == 1
