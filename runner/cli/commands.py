@@ -316,4 +316,13 @@ COMMANDS = {
     "import": cmd_import,
     "models": cmd_models,
     "cache": cmd_cache,
+    "serve": lambda args: _serve("cmd_serve", args),
+    "submit": lambda args: _serve("cmd_submit", args),
+    "jobs": lambda args: _serve("cmd_jobs", args),
 }
+
+
+def _serve(name: str, args) -> int:
+    from . import serve
+
+    return getattr(serve, name)(args)

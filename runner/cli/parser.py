@@ -175,6 +175,77 @@ def build_parser() -> argparse.ArgumentParser:
     with_model_paths(models)
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    serve = commands.add_parser(
+        "serve", help="run a job server for a shared GPU machine: HTTP API, durable queue, tokens, web page",
+        description="Serve an HTTP API (OpenAPI docs at /docs) and a web page (/) that queue workflows and run them "
+                    "one at a time on one warm Session (models stay loaded across jobs), side by side on Ray workers "
+                    "with --executor ray. The queue lives in OUT/.server/ (SQLite) and survives a restart or a kill: "
+                    "a job that was running resumes from the cache. Without tokens (runner serve token add NAME) it "
+                    "listens on loopback only. See docs/how-to/server.md.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other "
+                                                          "needs a token first)")
+    serve.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    serve.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR",
+                       help="folder for run folders and the server's database (default: ./outputs)")
+    serve.add_argument("--executor", choices=tuple(EXECUTORS), default="local",
+                       help="run jobs in this process (local: one at a time) or on Ray workers (side by side)")
+    serve.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default: start a local one)")
+    serve.add_argument("--workers", type=int, metavar="N", help="Ray workers (default: one per GPU, or 1)")
+    serve.add_argument("--cpus-per-worker", type=float, metavar="N", help="CPUs each Ray worker reserves (default 1)")
+    serve.add_argument("--allow-path", dest="allow_paths", action="append", default=[], type=Path, metavar="DIR",
+                       help="let jobs' workflows read input files from DIR too (by default only the files uploaded "
+                            "with the job; repeatable)")
+    with_model_paths(serve)
+    with_private_urls(serve)
+    serve.add_argument("--max-ram", metavar="SIZE", help="memory budget for loaded models in RAM, e.g. 16GB")
+    serve.add_argument("--max-vram", metavar="SIZE", help="memory budget for loaded models on the GPU, e.g. 20GB")
+    serve.add_argument("--max-queued", type=int, default=20, metavar="N",
+                       help="jobs a user may have queued or running at once (default 20; more: HTTP 429)")
+    serve.add_argument("--max-request-size", default="64MB", metavar="SIZE",
+                       help="largest request body: the workflow and its uploads (default 64MB; more: HTTP 413)")
+    serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                       help="let web pages from ORIGIN call the API (repeatable; default: none, CORS off)")
+    serve_commands = serve.add_subparsers(dest="serve_command", metavar="token", required=False)
+    token = serve_commands.add_parser("token", help="add, list or revoke the server's access tokens",
+                                      description="Tokens authenticate users (Authorization: Bearer TOKEN). `add` "
+                                                  "prints a new token once, alone on its last line; the server keeps "
+                                                  "only its hash, in OUT/.server/.")
+    token.add_argument("token_action", choices=("add", "list", "revoke"), help="what to do")
+    token.add_argument("name", nargs="?", help="the user's name (add, revoke)")
+    token.add_argument("--admin", action="store_true", help="add: an admin sees and cancels every job, pauses the queue")
+    token.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR",
+                       help="the server's --out folder (default: ./outputs)")
+
+    def with_server(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--server", metavar="URL", help="the server (default: RUNNER_SERVER, else http://127.0.0.1:8765)")
+        sub.add_argument("--token", metavar="TOKEN", help="your token (default: RUNNER_TOKEN)")
+
+    submit = commands.add_parser("submit", help="queue a workflow on a runner server (runner serve), optionally "
+                                                "wait and download its run folder")
+    submit.add_argument("workflow", type=Path, help="workflow YAML file (the files it names beside it are uploaded)")
+    submit.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                        help="override a value by dotted path, parsed as YAML (repeatable)")
+    submit.add_argument("--only", nargs="+", default=[], metavar="NODE", help="run only these nodes and what they need")
+    submit.add_argument("--force", nargs="+", default=[], metavar="NODE", help="re-run these nodes even if cached")
+    submit.add_argument("--sweep", action="append", default=[], metavar="PATH=V1,V2,...", help="a sweep, as for run")
+    submit.add_argument("--zip", action="store_true", help="pair the --sweep lists")
+    submit.add_argument("--seeds", metavar="A-B", help="sweep the workflow seed, e.g. 1-8")
+    submit.add_argument("--priority", type=int, default=0, help="higher runs first (-100 to 100; default 0)")
+    submit.add_argument("--wait", action="store_true", help="print its progress as runner run does, then download "
+                                                            "its files into --out; exit status as runner run")
+    submit.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR",
+                        help="with --wait: where the run folder is downloaded (default: ./outputs)")
+    submit.add_argument("--quiet", "-q", action="store_true", help="with --wait: print only errors and the run folder")
+    with_server(submit)
+
+    jobs = commands.add_parser("jobs", help="list, show, wait for or cancel jobs on a runner server")
+    jobs.add_argument("action", choices=("list", "show", "wait", "cancel"), nargs="?", default="list",
+                      help="list your jobs (default), show one (JSON), wait for one (and download it), cancel one")
+    jobs.add_argument("job", nargs="?", help="the job's id (show, wait, cancel)")
+    jobs.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR", help="wait: where to download it")
+    jobs.add_argument("--quiet", "-q", action="store_true", help="wait: print only errors and the run folder")
+    with_server(jobs)
+
     cache = commands.add_parser(
         "cache", help="show, check, prune or clear the node cache",
         description="info: what the cache folder holds, by kind; verify: check every entry's files against the sha256 "
