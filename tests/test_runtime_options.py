@@ -153,3 +153,7 @@ def test_compile_and_quantize_are_in_the_key_reach_every_node_and_are_exported(t
     workflow = write_workflow(tmp_path, "bad.yaml", _workflow("", "compile: {mode: fast}"))
     assert run_cli("validate", workflow) == 2
     assert "bad.yaml:6:" in capsys.readouterr().err
+    # a family that applies no run-time option: the export refuses them as a run does
+    workflow = write_workflow(tmp_path, "k.yaml", _workflow("quantize: int8\n", "", "tiny:kandinsky22"))
+    assert run_cli("export", workflow, "-o", tmp_path / "k.py") == 2
+    assert "nodes.a: quantize: not applied to Kandinsky 2.2 models" in capsys.readouterr().err
