@@ -21,9 +21,10 @@ bench: $(STAMP)  ## runner vs hand-written diffusers scripts, sweeps, the watch 
 schema: $(STAMP)  ## regenerate the committed JSON Schema
 	$(VENV)/bin/runner schema --out schemas/workflow.schema.json --force
 
-docs: $(STAMP)  ## regenerate the committed references (docs/reference/cli.md, nodes.md, export-example.md)
+docs: $(STAMP)  ## regenerate the committed references (docs/reference/cli.md, nodes.md, export-example.md, api.md)
 	$(VENV)/bin/python -m runner.cli.reference docs/reference
 	$(VENV)/bin/python -m runner.cli.export_example docs/reference
+	$(VENV)/bin/python -m runner.cli.api_reference docs/reference
 
 $(STAMP): pyproject.toml
 	@echo "setting up the environment in $(VENV)/ (pip installs runner and its libraries: about a minute the first time)"

@@ -40,6 +40,15 @@ def test_cli_page_equals_the_generated_text():
     assert committed == cli_reference(), "docs/reference/cli.md is stale: run `make docs`"
 
 
+def test_api_page_equals_the_servers_openapi_schema():
+    from runner.cli.api_reference import api_reference
+
+    committed = (REPO / "docs" / "reference" / "api.md").read_text(encoding="utf-8")
+    assert committed == api_reference(), "docs/reference/api.md is stale: run `make docs`"
+    for route in ("POST /v1/jobs", "GET /v1/jobs/{job_id}/events", "DELETE /v1/jobs/{job_id}", "POST /prompt"):
+        assert f"## `{route}`" in committed
+
+
 def test_nodes_page_equals_the_generated_text():
     committed = NODES_PAGE.read_text(encoding="utf-8")
     assert committed == nodes_reference(), "docs/reference/nodes.md is stale: run `make docs`"

@@ -44,6 +44,14 @@ class JobRequest(BaseModel):
     priority: int = Field(0, ge=-100, le=100, description="higher runs first; first come first served within one")
 
 
+class Refusal(BaseModel):
+    """Every error the API answers (ComfyUI's routes answer in ComfyUI's shape)."""
+
+    error: str = Field(description="what is wrong")
+    fix: str = Field("", description="how to fix it")
+    problems: list[dict] | None = Field(None, description="422: each problem of the workflow or request, located")
+
+
 def refusal(status: int, message: str, fix: str = "", **extra) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse({"error": message, "fix": fix, **extra}, status_code=status, headers=headers)
@@ -97,7 +105,15 @@ class _TooLarge(Exception):
 def create_app(service: Service, *, tokens_required: bool = False, cors_origins: list[str] | None = None) -> FastAPI:
     """The ASGI app of one Service. `tokens_required`: refuse every request without a valid token even while the
     server has none (a server bound to a non-loopback address)."""
+    refused = {"model": Refusal}
     app = FastAPI(title="runner serve", version=__version__,
+                  responses={401: {**refused, "description": "no token, or a token that is unknown or revoked"},
+                             403: {**refused, "description": "only an admin may do this"},
+                             404: {**refused, "description": "no such job of yours, or no such file"},
+                             413: {**refused, "description": "the request is larger than the server takes"},
+                             422: {**refused, "description": "an invalid request, or a workflow with problems "
+                                                             "(`problems`: where, path, message, fix)"},
+                             429: {**refused, "description": "you have as many jobs queued as the server allows"}},
                   description="A durable, authenticated job queue for runner workflows. Authenticate with "
                               "`Authorization: Bearer TOKEN` (`runner serve token add NAME`).")
     store = service.store
