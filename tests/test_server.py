@@ -72,6 +72,16 @@ def small_files() -> dict[str, bytes]:
     return {"inputs/room.png": (WORKFLOWS / "inputs" / "room.png").read_bytes()}
 
 
+def pixels(image: Path | bytes) -> bytes:
+    """An image's pixel bytes (its PNG text chunks name the run, so whole files differ between runs)."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    with Image.open(BytesIO(image) if isinstance(image, bytes) else image) as opened:
+        return opened.mode.encode() + repr(opened.size).encode() + opened.tobytes()
+
+
 def raw(client: Client, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
     """(status, JSON answer) of a request sent as is."""
     request = urllib.request.Request(client.url + path, data=body, method=method, headers=headers or {})
@@ -154,6 +164,12 @@ def test_runner_submit_waits_prints_progress_and_downloads_like_runner_run(tmp_p
         folder = Path(printed.out.strip().splitlines()[-1].removeprefix("run folder: "))
         assert (folder / "out.png").is_file() and folder.parent == tmp_path / "dl" / "two_stages"
         assert json.loads((folder / "manifest.json").read_text())["nodes"]["first"]["call"]["prompt"] == "a green barn"
+        # the same bytes as runner run of the same workflow computes (every node again, not from the cache)
+        assert run_cli("run", workflow, "--no-cache", "--quiet", "--out", tmp_path / "local",
+                       "--set", "nodes.first.prompt=a green barn") == 0
+        local = next((tmp_path / "local" / "two_stages").iterdir())
+        assert pixels(local / "out.png") == pixels(folder / "out.png")
+        capsys.readouterr()
         assert run_cli("jobs", "--server", client.url) == 0
         assert "\tok\tlocal\ttwo_stages" in capsys.readouterr().out
         # an invalid one: exit 2 with the located problem, as runner run says it
@@ -270,8 +286,8 @@ def test_a_killed_server_resumes_its_running_job_from_the_cache(tmp_path):
     client = Client(f"http://127.0.0.1:{port}")
     process = start_server(out, port)
     try:
-        job = client.submit(TWO_STAGES.replace("STEPS", "12"))
-        queued = client.submit(SMALL, files=small_files())
+        job = client.submit(TWO_STAGES.replace("STEPS", "6"))
+        queued = [client.submit(SMALL, {"nodes.photo.size": [32, 24 + n]}, files=small_files()) for n in range(5)]
         for event in client.events(job):
             if event["event"] == "node_step" and event["node"] == "second":
                 break
@@ -286,7 +302,10 @@ def test_a_killed_server_resumes_its_running_job_from_the_cache(tmp_path):
         nodes = described["manifest"]["nodes"]
         assert nodes["first"]["status"] == "cached" and nodes["second"]["status"] == "ran"
         assert len(list((out / "two_stages").iterdir())) == 1  # exactly one run folder
-        assert client.wait(queued, tmp_path / "dl").status == "ok"  # the queue survived too
+        for number, small in enumerate(queued):  # the queue survived too, in its order
+            assert client.wait(small, tmp_path / "dl").image("out").size == (32, 24 + number)
+        assert len(list((out / "small").iterdir())) == 5
+        assert [client.job(small)["attempts"] for small in queued] == [1] * 5
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -294,6 +313,39 @@ def test_a_killed_server_resumes_its_running_job_from_the_cache(tmp_path):
         except subprocess.TimeoutExpired:
             process.kill()
     assert "stopped" in process.stdout.read()
+    # the resumed job's image is the one an uninterrupted run makes
+    workflow = tmp_path / "stages.yaml"
+    workflow.write_text(TWO_STAGES.replace("STEPS", "6"))
+    assert run_cli("run", workflow, "--no-cache", "--quiet", "--out", tmp_path / "local") == 0
+    local = next((tmp_path / "local" / "two_stages").iterdir())
+    assert pixels(local / "out.png") == pixels(run.folder / "out.png")
+
+
+def test_twenty_jobs_from_four_clients_at_once_all_run_once(tmp_path):
+    with serving(tmp_path / "served") as (client, _service):
+        clients = [Client(client.url) for _ in range(4)]
+        ids: list[list[str]] = [[] for _ in clients]
+
+        def submit_five(number: int) -> None:
+            for size in range(5):
+                ids[number].append(clients[number].submit(SMALL, {"nodes.photo.size": [16 + size, 16 + number]},
+                                                          files=small_files()))
+
+        threads = [threading.Thread(target=submit_five, args=(number,)) for number in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        every = [job for jobs in ids for job in jobs]
+        assert len(every) == 20 and len(set(every)) == 20
+        for number, jobs in enumerate(ids):
+            for size, job in enumerate(jobs):
+                run = clients[number].wait(job, tmp_path / "dl")
+                assert run.status == "ok" and run.image("out").size == (16 + size, 16 + number)
+        described = [client.job(job) for job in every]
+        assert all(job["attempts"] == 1 for job in described)
+        folders = [job["folder"] for job in described]
+        assert len(set(folders)) == 20 and len(list((tmp_path / "served" / "small").iterdir())) == 20
 
 
 COMFY_GRAPH = {
@@ -329,7 +381,17 @@ def test_comfyui_clients_upload_queue_and_fetch_as_from_comfyui(tmp_path):
 
             from PIL import Image
 
-            assert Image.open(BytesIO(answer.read())).size == (48, 40)
+            served = answer.read()
+            assert Image.open(BytesIO(served)).size == (48, 40)
+        # the same image as importing the graph and running it
+        folder = tmp_path / "imported"
+        folder.mkdir()
+        (folder / "photo.png").write_bytes(png)
+        (folder / "graph.json").write_text(json.dumps(COMFY_GRAPH))
+        assert run_cli("import", "comfyui", folder / "graph.json", "-o", folder / "graph.yaml") == 0
+        assert run_cli("run", folder / "graph.yaml", "--quiet", "--out", tmp_path / "local") == 0
+        local = next((tmp_path / "local" / "graph").iterdir())
+        assert pixels(local / image["filename"]) == pixels(served)
         bad = {"1": {"class_type": "SomeCustomNode", "inputs": {}}}
         status, answer = raw(client, "POST", "/prompt", json.dumps({"prompt": bad}).encode(),
                              {"Content-Type": "application/json"})
