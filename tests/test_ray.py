@@ -225,6 +225,123 @@ def test_a_worker_killed_mid_task_is_replaced_and_the_task_retried(cluster, tmp_
     assert run.manifest["nodes"]["redo"]["status"] == "ran"
 
 
+def test_a_worker_whose_replacement_dies_while_starting_fails_the_node_with_its_record(cluster, tmp_path):
+    import runner
+
+    workflow = write_workflow(tmp_path, "one.yaml", "version: 1\nname: one\nnodes:\n"
+                              "  gen: {type: txt2img, model: tiny:sd15, prompt: a barn, steps: 40, width: 64, height: 64}\n")
+    with runner.Session(out=tmp_path / "out", executor="ray", executor_options={"workers": 1}) as session:
+        executor = session.executor
+        executor.start()
+        first, killed = executor.actors[0], []
+
+        def kill_the_worker_then_its_replacement() -> None:
+            deadline = time.monotonic() + 60
+            while "gen" not in executor.in_flight and time.monotonic() < deadline:
+                time.sleep(0.002)
+            ray.kill(first, no_restart=True)  # mid-task (the worker is still importing torch for it)
+            killed.append(first)
+            while executor.actors[0] is first and time.monotonic() < deadline:
+                time.sleep(0.001)
+            ray.kill(executor.actors[0], no_restart=True)  # the new worker, while it starts
+            killed.append(executor.actors[0])
+
+        killer = threading.Thread(target=kill_the_worker_then_its_replacement, daemon=True)
+        killer.start()
+        run = session.run(workflow, mode="quiet")  # no exception: the run ends with its record
+        killer.join(10)
+    assert len(killed) == 2 and killed[1] is not first
+    assert run.status == "failed" and "the worker started in its place did not start" in run.error, run.error
+    assert run.manifest["nodes"]["gen"]["status"] == "failed" and (run.folder / "manifest.json").is_file()
+    assert "ray status" in run.hint
+
+
+CLUSTER_START_INTERRUPTED = """
+import json, os, signal, sys, threading, time
+from pathlib import Path
+
+private = os.environ["RAY_TMPDIR"]
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a background test process may have inherited it ignored
+
+
+def on_term(signum, frame):
+    raise KeyboardInterrupt("SIGTERM")
+
+
+signal.signal(signal.SIGTERM, on_term)  # what the CLI installs
+
+
+def ray_processes():
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and private.encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            pass
+    return found
+
+
+import ray
+from runner.executor.cache import NodeCache
+from runner.executor.ray import RayExecutor
+
+executor = RayExecutor(NodeCache(Path(private) / "cache"), engine="runner.engine.wiring:worker_engine", workers=1)
+
+
+def interrupt():
+    deadline = time.monotonic() + 60
+    while not ray_processes() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the cluster's first processes start
+
+
+threading.Thread(target=interrupt, daemon=True).start()
+try:
+    executor.start()
+    outcome = "started"
+except KeyboardInterrupt:
+    outcome = "interrupted"
+kept = signal.getsignal(signal.SIGTERM) is on_term
+executor.close()  # what the CLI, a Session's close and watch do on the way out
+deadline = time.monotonic() + 10
+while ray_processes() and time.monotonic() < deadline:
+    time.sleep(0.1)
+print(json.dumps({"outcome": outcome, "sigterm_handler_kept": kept, "initialized": ray.is_initialized(),
+                  "left": ray_processes()}))
+"""
+
+
+def test_ctrl_c_while_a_local_cluster_starts_leaves_no_ray_process(tmp_path):
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    from conftest import REPO
+
+    # its own process and cluster, in a private folder (short: Ray's socket paths must fit 107 characters)
+    private = tempfile.mkdtemp(prefix="runner-ray-", dir="/tmp")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+    try:
+        done = subprocess.run([sys.executable, "-c", CLUSTER_START_INTERRUPTED], capture_output=True, text=True,
+                              cwd=REPO, env={**env, "RAY_TMPDIR": private}, timeout=120)
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        # the Ctrl-C waited for ray.init (its processes are known only then), then stopped the start and the cluster
+        assert result == {"outcome": "interrupted", "sigterm_handler_kept": True, "initialized": False, "left": []}
+    finally:
+        for proc in Path("/proc").iterdir():  # whatever the run left of its own cluster (only processes of this folder)
+            try:
+                if proc.name.isdigit() and private.encode() in (proc / "cmdline").read_bytes():
+                    os.kill(int(proc.name), signal.SIGKILL)
+            except OSError:
+                pass
+        shutil.rmtree(private, ignore_errors=True)
+
+
 def test_a_failing_node_fails_the_run_without_retry(cluster, tmp_path, capsys):
     # more steps than the scheduler's schedule holds: the node raises when it runs (as it would locally)
     workflow = write_workflow(tmp_path, "raysweep.yaml", SWEEP.replace("steps: 2, strength: 0.5", "steps: 1000, strength: 1.0"))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import tempfile
 import threading
 import time
@@ -114,6 +115,49 @@ class Worker:
         return self.engine.identities()
 
 
+class _signals_kept:
+    """The process's SIGINT, SIGTERM and SIGHUP handlers as they were before (ray.init sets its own SIGTERM handler, a
+    sys.exit that would end a run without its record); with `defer`, one of them that arrives meanwhile is delivered
+    once the block ends. Main thread only (elsewhere Python cannot set handlers and delivers none)."""
+
+    NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
+
+    def __init__(self, defer: bool):
+        self.defer = defer
+        self.caught: list[int] = []
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self):
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for name in self.NAMES:
+            if hasattr(signal, name):
+                number = getattr(signal, name)
+                self.previous[number] = signal.getsignal(number)
+                if self.defer and self.previous[number] not in (signal.SIG_IGN, None):
+                    signal.signal(number, self._catch)
+        return self
+
+    def _catch(self, signum, frame) -> None:
+        self.caught.append(signum)
+
+    def __exit__(self, *exc):
+        for number, handler in self.previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+        if self.caught:
+            signal.raise_signal(self.caught[0])  # the handler it had: a KeyboardInterrupt from here, as a Ctrl-C
+        return False
+
+
+def _kill(actor) -> None:
+    import ray
+
+    try:
+        ray.kill(actor, no_restart=True)
+    except Exception:  # noqa: BLE001  (already gone)
+        pass
+
+
 class WorkerFailure(Refused):
     """A node failed on a worker: its error as the worker reported it, with the fix it gave."""
 
@@ -178,18 +222,21 @@ class RayExecutor:
         if self.address and self.address != "auto":
             self._check_reachable(self.address)
         if not ray.is_initialized():
-            try:
-                if self.address:
-                    ray.init(address=self.address, log_to_driver=False, logging_level="ERROR")
-                else:
-                    cpus = max(1, int((self.workers_wanted or 1) * self.cpus_per_worker + 0.999))
-                    ray.init(num_cpus=max(cpus, os.cpu_count() or 1), log_to_driver=False, include_dashboard=False,
-                             logging_level="ERROR")
-                    self.started_ray = True
-            except Exception as exc:  # noqa: BLE001  (ConnectionError, RuntimeError, ... by Ray's version)
-                raise CommandError([Problem(Location("--ray-address"), (), f"cannot reach the Ray cluster at "
-                                             f"{self.address or 'a new local cluster'}: {type(exc).__name__}: {exc}",
-                                             RAY_HINT)]) from None
+            # a local cluster's processes are known to Ray (and stopped by `close`) only once ray.init returns: a
+            # Ctrl-C or SIGTERM meanwhile waits for that (a few seconds), then stops the command and the cluster
+            with _signals_kept(defer=not self.address):
+                try:
+                    if self.address:
+                        ray.init(address=self.address, log_to_driver=False, logging_level="ERROR")
+                    else:
+                        cpus = max(1, int((self.workers_wanted or 1) * self.cpus_per_worker + 0.999))
+                        ray.init(num_cpus=max(cpus, os.cpu_count() or 1), log_to_driver=False, include_dashboard=False,
+                                 logging_level="ERROR")
+                        self.started_ray = True
+                except Exception as exc:  # noqa: BLE001  (ConnectionError, RuntimeError, ... by Ray's version)
+                    raise CommandError([Problem(Location("--ray-address"), (), f"cannot reach the Ray cluster at "
+                                                 f"{self.address or 'a new local cluster'}: {type(exc).__name__}: {exc}",
+                                                 RAY_HINT)]) from None
         resources = ray.cluster_resources()
         gpus = self.gpus_per_worker if self.gpus_per_worker is not None else (1 if resources.get("GPU", 0) >= 1 else 0)
         count = self.workers_wanted or (int(resources.get("GPU", 0)) if gpus else 1) or 1
@@ -202,9 +249,17 @@ class RayExecutor:
                 "they could never start"), "ask for fewer workers (--workers N, --cpus-per-worker N), or add nodes")])
         self.gpus = gpus
         self._probe()
-        self.actors = [self._new_actor() for _ in range(count)]
-        for index, actor in enumerate(self.actors):
-            self._await_ready(index, actor)
+        actors: list[Any] = []
+        try:
+            for _ in range(count):
+                actors.append(self._new_actor())
+            for index, actor in enumerate(actors):
+                self._await_ready(index, actor)
+        except BaseException:  # a Ctrl-C or a worker that cannot start: none of them is left running
+            for actor in actors:
+                _kill(actor)
+            raise
+        self.actors = actors
 
     @staticmethod
     def _check_reachable(address: str) -> None:
@@ -319,7 +374,15 @@ class RayExecutor:
                 payload = ray.get(handle.ref, timeout=60)
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
                     ray.exceptions.ObjectLostError) as exc:
-                self._replace(handle.index)
+                try:
+                    self._replace(handle.index)
+                except Exception as failed:  # noqa: BLE001  (the new worker died or timed out while it started)
+                    reason = (str(failed).strip().splitlines() or [""])[0][:300]
+                    error = WorkerFailure(f"its worker died ({type(exc).__name__}) and the worker started in its place "
+                                          f"did not start ({type(failed).__name__}: {reason})",
+                                          "run it again (finished nodes stay cached); 'ray status' shows the cluster's "
+                                          "health and pending workers")
+                    return Completion("failed", NodeResult("failed", info={"error": str(error)}), error)
                 if handle.attempt >= self.max_retries:
                     error = RuntimeError(f"its worker died {handle.attempt + 1} times ({type(exc).__name__})")
                     return Completion("failed", NodeResult("failed", info={"error": str(error)}), error)
@@ -375,12 +438,7 @@ class RayExecutor:
         return {"record": record, "files": files}
 
     def _replace(self, index: int) -> None:
-        import ray
-
-        try:
-            ray.kill(self.actors[index], no_restart=True)
-        except Exception:  # noqa: BLE001  (already gone)
-            pass
+        _kill(self.actors[index])
         self.actors[index] = self._new_actor()
         self._await_ready(index, self.actors[index])
 
@@ -401,10 +459,7 @@ class RayExecutor:
         import ray
 
         for actor in self.actors:
-            try:
-                ray.kill(actor, no_restart=True)
-            except Exception:  # noqa: BLE001
-                pass
+            _kill(actor)
         self.actors = []
         if getattr(self, "probe_name", None):
             try:
