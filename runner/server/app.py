@@ -30,6 +30,9 @@ from .service import JobRefused, Service, User
 PAGE = Path(__file__).with_name("page.html")
 
 
+POLL = 0.02  # seconds between looks at a job's events while streaming them
+
+
 class JobRequest(BaseModel):
     """A job: a workflow and how to run it (the options of `runner run`)."""
 
@@ -341,8 +344,8 @@ async def _stream(service: Service, job_id: str, request: Request):
                 return
         if await request.is_disconnected():
             return
-        await asyncio.sleep(0.1)
-        idle += 0.1
+        await asyncio.sleep(POLL)  # a job's events come from its worker thread: looked for 50 times a second
+        idle += POLL
         if idle >= 15:
             idle = 0.0
             yield ": keep-alive\n\n"
