@@ -341,7 +341,8 @@ def remove_group_offload(pipe) -> None:
 
 class runtime_options:
     """The node's run-time options on the (shared) pipeline for one call, undone after it: the VAE's slicing, the
-    channels-last memory format of the denoiser and VAE, the denoiser's attention backend, a step cache."""
+    channels-last memory format of the denoiser and VAE, the denoiser's attention backend, its compiled code, a step
+    cache. (quantize is applied where the checkpoint loads: runner.models.quantize; recorded here with the rest.)"""
 
     def __init__(self, ctx, pipe, f):
         self.ctx, self.pipe = ctx, pipe
