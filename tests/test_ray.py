@@ -182,6 +182,9 @@ def test_entries_travel_through_the_object_store_without_shared_storage(cluster,
     with runner.Session(out=tmp_path / "ray", executor="ray", executor_options={"workers": 2, "shared": False}) as session:
         for seed in (1, 2, 3):
             runs.append(session.run(workflow, set={"seed": seed}))
+        stopped, freed = _stop_a_long_node(session, tmp_path)
+    assert stopped.status == "interrupted" and stopped.manifest["nodes"]["gen"]["status"] == "interrupted", stopped.error
+    assert freed < 10  # its 999 steps at 256 px take minutes: the worker stopped at its next step
     assert all(run.status == "ok" for run in runs)
     local = sorted(p for p in local_sweep.iterdir() if p.is_dir())
     for run, reference in zip(runs, local):
@@ -192,6 +195,25 @@ def test_entries_travel_through_the_object_store_without_shared_storage(cluster,
     assert len(list((isolated_cache / "nodes").glob("*/*/entry.json"))) == len({
         node["key"] for run in runs for node in run.manifest["nodes"].values()})
     _check_affinity([run.folder for run in runs], shared=False)
+
+
+def _stop_a_long_node(session, tmp_path: Path):
+    """A run asked to stop while its one long node runs on a warm worker (what `watch` does on a save, a sweep on
+    Ctrl-C): the run is recorded as interrupted at once, and the worker's task stops at its next denoising step (Ray
+    only flags a running actor task as cancelled). Returns the run and how long the worker stayed busy after it."""
+    workflow = write_workflow(tmp_path, "long.yaml", "version: 1\nname: long\nnodes:\n  gen: {type: txt2img, model: "
+                                                     "tiny:sd15, prompt: a barn, steps: 999, width: 256, height: 256}\n")
+    executor, seen = session.executor, []
+
+    def should_stop() -> bool:
+        if "gen" in executor.in_flight and not seen:
+            seen.append(time.monotonic())
+        return bool(seen) and time.monotonic() - seen[0] > 1.0  # the worker is in its step loop by then
+
+    run = session.run(workflow, should_stop=should_stop, mode="quiet")
+    returned = time.monotonic()
+    ray.get([actor.ready.remote() for actor in executor.actors], timeout=120)  # each answers once its task ended
+    return run, time.monotonic() - returned
 
 
 def test_a_worker_killed_mid_task_is_replaced_and_the_task_retried(cluster, tmp_path):
@@ -392,3 +414,20 @@ def test_a_cluster_that_cannot_be_reached_fails_at_once(tmp_path, capsys):
                    "--out", tmp_path / "out")
     assert code == 2 and f"cannot reach the Ray cluster at 127.0.0.1:{port}" in capsys.readouterr().err
     assert not any((tmp_path / "out").rglob("*")), list((tmp_path / "out").rglob("*"))  # nor a sweep folder
+
+
+def test_a_server_on_the_ray_executor_runs_jobs_side_by_side(cluster, tmp_path):
+    from test_server import serving
+
+    text = "version: 1\nname: side\nnodes:\n  gen: {type: txt2img, model: tiny:sd15, prompt: PROMPT, steps: 2, " \
+           "width: 64, height: 64}\n  out: {type: save_image, image: $gen, name: gen.png}\n"
+    with serving(tmp_path / "served", executor="ray", executor_options={"workers": 2}) as (client, service):
+        assert len(service.workers) == 2  # one job thread per Ray worker
+        client.pause()
+        jobs = [client.submit(text.replace("PROMPT", prompt)) for prompt in ("a red barn", "a blue barn")]
+        client.resume()
+        runs = [client.wait(job, tmp_path / "dl") for job in jobs]
+        assert [run.status for run in runs] == ["ok", "ok"], [run.error for run in runs]
+        assert all(run.manifest["executor"]["name"] == "ray" for run in runs)
+        first, second = (client.job(job) for job in jobs)
+        assert first["started"] < second["finished"] and second["started"] < first["finished"]  # at the same time
