@@ -217,6 +217,23 @@ def test_tokens_users_see_only_their_own_jobs(tmp_path, capsys):
     assert "alice\tuser" in listed and "revoked" in listed and "root\tadmin" in listed
 
 
+def test_a_sweep_job_runs_every_variant_into_one_sweep_folder(tmp_path):
+    with serving(tmp_path / "served") as (client, service):
+        job = client.submit(SMALL, files=small_files(), sweep={"nodes.photo.size": [[16, 16], [24, 20]]})
+        run = client.wait(job, tmp_path / "dl")
+        assert run.status == "ok"
+        described = client.job(job)
+        assert described["sweep"] is True and len(described["index"]["variants"]) == 2
+        assert {"000/small.png", "001/small.png", "index.json"} <= set(described["files"])
+        from PIL import Image
+
+        assert Image.open(run.folder / "001" / "small.png").size == (24, 20)
+        with pytest.raises(Exception, match="another runner serve"):  # one server per --out folder
+            from runner.server.service import ServerOptions, Service
+
+            Service(ServerOptions(out=tmp_path / "served")).start()
+
+
 def test_a_server_without_tokens_listens_only_on_loopback(tmp_path, capsys):
     assert run_cli("serve", "--host", "0.0.0.0", "--out", tmp_path / "served") == 2
     err = capsys.readouterr().err

@@ -151,6 +151,9 @@ def test_session_sweep_equals_the_cli_sweep(tmp_path, capsys):
         assert result.status == "ok" and result.exit_code == 0 and len(result.runs) == 4 and not result.failures
         dry = session.sweep(workflow, seeds="1-3", dry_run=True)
         assert dry.folder is None and dry.values == [{"seed": 1}, {"seed": 2}, {"seed": 3}]
+        # values given as Python data are taken as they are: a text with a comma, a list (not split at commas)
+        dry = session.sweep(workflow, {"params.prompt": ["a cat, in a hat", "a dog"]}, dry_run=True)
+        assert dry.values == [{"params.prompt": "a cat, in a hat"}, {"params.prompt": "a dog"}]
         with __import__("pytest").raises(runner.CommandError, match="nothing to sweep"):
             session.sweep(workflow)
     cli, py = sweep_folder(tmp_path / "cli"), result.folder

@@ -54,7 +54,7 @@ def cmd_serve(args) -> int:
     config = uvicorn.Config(app, host=host, port=args.port, log_level="warning", timeout_graceful_shutdown=3,
                             access_log=False)
     server = uvicorn.Server(config)
-    service.start()
+    service.start()  # before the port is taken: a second server on this --out is refused (exit 2) without binding
     shown = f"[{host}]" if ":" in host else host
     auth = (f"{tokens} token{'' if tokens == 1 else 's'}: requests need Authorization: Bearer TOKEN" if tokens else
             "no tokens: listening on loopback only; add one with runner serve token add NAME")

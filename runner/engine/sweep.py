@@ -36,16 +36,25 @@ def sweep_dimensions(sweeps: list[str] | dict[str, list] | None, zipped: bool, s
                      max_variants: int = MAX_VARIANTS) -> list[Dimension]:
     """Dimensions from the command line's forms (`--sweep PATH=V1,V2` strings, `--seeds A-B`) or Python's
     (`{PATH: [values]}`, seeds as a list or range)."""
-    if isinstance(sweeps, dict):
-        sweeps = [f"{path}={','.join(json.dumps(value) for value in _as_list(values, Location('sweep'), path))}"
-                  for path, values in sweeps.items()]
+    columns: list[tuple[str, list[Any]]] = []
+    if isinstance(sweeps, dict):  # values as Python data, taken as they are (a list value, a text with commas)
+        for path, values in sweeps.items():
+            values = _as_list(values, Location("sweep"), path)
+            if len(values) > max_variants:
+                raise CommandError([Problem(Location(f"sweep {path}"), (), f"{len(values):,} values is more than the "
+                                            f"limit of {max_variants} variants", "sweep fewer values, or raise "
+                                            "max_variants")])
+            columns.append((str(path), list(values)))
+        sweeps = []
     if seeds is not None and not isinstance(seeds, str):
         seeds = ",".join(str(int(seed)) for seed in seeds)
-    return parse_cli_sweeps(list(sweeps or []), zipped, seeds, max_variants)
+    return parse_cli_sweeps(list(sweeps or []), zipped, seeds, max_variants, columns)
 
 
-def parse_cli_sweeps(sweeps: list[str], zipped: bool, seeds: str | None, max_variants: int = MAX_VARIANTS) -> list[Dimension]:
-    columns: list[tuple[str, list[Any]]] = []
+def parse_cli_sweeps(sweeps: list[str], zipped: bool, seeds: str | None, max_variants: int = MAX_VARIANTS,
+                     columns: list[tuple[str, list[Any]]] | None = None) -> list[Dimension]:
+    """Dimensions from `--sweep PATH=V1,V2` strings (each value parsed as YAML), after `columns` already parsed."""
+    columns = list(columns or [])
     for text in sweeps:
         where = option_location("--sweep", text)
         if "=" not in text:

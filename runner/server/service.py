@@ -79,6 +79,16 @@ class Service:
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        """Take the --out folder (one server per folder: a second one would resume the first one's running jobs),
+        queue again what a stopped or killed server left running, start the job threads."""
+        from filelock import FileLock, Timeout
+
+        self.lock = FileLock(str(self.state / "serve.lock"))
+        try:
+            self.lock.acquire(timeout=0)
+        except Timeout:
+            raise CommandError([Problem(Location("--out"), (), f"another runner serve is using {self.options.out}",
+                                        "stop it first, or give this one another --out")]) from None
         self.recovered = [job.id for job in self.store.recover()]
         self.session.check_out()
         count = max(1, self.session.executor.capacity())
@@ -95,6 +105,8 @@ class Service:
             worker.join(timeout)
         self.session.close()
         self.store.close()
+        if getattr(self, "lock", None) is not None:
+            self.lock.release()
 
     def _notify(self) -> None:
         with self.wake:
