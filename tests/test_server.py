@@ -139,6 +139,17 @@ def test_an_invalid_workflow_is_refused_with_located_problems_and_never_queued(t
         assert raw(client, "POST", "/v1/jobs", b'{"workflow": 5}', {"Content-Type": "application/json"})[0] == 422
         status, answer = raw(client, "GET", "/v1/jobs/nope")
         assert status == 404 and answer["fix"]
+        hostile = {
+            "nested": '{"workflow": ' + '{"a":' * 5000 + "1" + "}" * 5000 + "}",
+            "many overrides": json.dumps({"workflow": text, "set": [f"params.p{n}=1" for n in range(20_000)]}),
+            "NUL": json.dumps({"workflow": "\x00"}),
+            "not an object": "[]",
+        }
+        for name, body in hostile.items():
+            started = time.monotonic()
+            status, answer = raw(client, "POST", "/v1/jobs", body.encode(), {"Content-Type": "application/json"})
+            assert status == 422 and answer["error"] and time.monotonic() - started < 2, name
+        assert client.jobs() == []
 
 
 def test_uploads_are_the_workflows_own_folder_and_nothing_else(tmp_path):

@@ -30,6 +30,7 @@ from .service import JobRefused, Service, User
 PAGE = Path(__file__).with_name("page.html")
 
 
+MAX_ITEMS = 200  # overrides, node names and swept paths a job may give
 POLL = 0.02  # seconds between looks at a job's events while streaming them
 
 
@@ -38,12 +39,15 @@ class JobRequest(BaseModel):
 
     workflow: str | dict = Field(description="the workflow: YAML text, or the workflow as a JSON object")
     filename: str = Field("workflow.yaml", max_length=200, description="the workflow's file name, as problems cite it")
-    set: dict[str, Any] | list[str] | None = Field(None, description="overrides: {PATH: VALUE} or ['PATH=VALUE']")
-    only: list[str] | None = Field(None, description="run only these nodes and what they need")
-    force: list[str] | None = Field(None, description="re-run these nodes even if cached")
-    sweep: dict[str, list] | list[str] | None = Field(None, description="{PATH: [values]} or ['PATH=V1,V2']")
+    set: dict[str, Any] | list[str] | None = Field(None, max_length=MAX_ITEMS,
+                                                   description="overrides: {PATH: VALUE} or ['PATH=VALUE']")
+    only: list[str] | None = Field(None, max_length=MAX_ITEMS, description="run only these nodes and what they need")
+    force: list[str] | None = Field(None, max_length=MAX_ITEMS, description="re-run these nodes even if cached")
+    sweep: dict[str, list] | list[str] | None = Field(None, max_length=MAX_ITEMS,
+                                                       description="{PATH: [values]} or ['PATH=V1,V2']")
     zip: bool = Field(False, description="pair the sweep lists instead of combining them")
-    seeds: str | list[int] | None = Field(None, description="sweep the workflow seed: '1-8', '1,5,9' or a list")
+    seeds: str | list[int] | None = Field(None, max_length=10_000,
+                                          description="sweep the workflow seed: '1-8', '1,5,9' or a list")
     priority: int = Field(0, ge=-100, le=100, description="higher runs first; first come first served within one")
 
 
