@@ -22,12 +22,13 @@ from typing import Any
 from ..core.errors import CommandError, Location, Problem, Problems
 from ..engine.session import Session, _overrides
 from .feed import Feed
-from .store import Job, Store
+from .store import Job, Store, new_job_id
 
 STATE_FOLDER = ".server"
 MAX_UPLOADS = 100
 UPLOAD_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+ -]{0,127}$")
 CANCELLED = "cancelled"
+KEPT_FEEDS = 200  # finished jobs whose events stay in memory
 STOPPING = "the server stopped"
 
 
@@ -71,6 +72,7 @@ class Service:
             model_paths=options.model_paths, allow_private_urls=options.allow_private_urls, executor=options.executor,
             executor_options=options.executor_options, consent_by="server")
         self.feeds: dict[str, Feed] = {}
+        self.listed: dict[str, list[str]] = {}  # finished job -> its files
         self.cancels: set[str] = set()
         self.stopping = threading.Event()
         self.wake = threading.Condition()
@@ -140,8 +142,10 @@ class Service:
             loaded = self._validate(job_dir, request)
             if loaded.document.get("sweep"):
                 request = {**request, "file_sweep": True}
-            job = self.store.add(user.name, request, loaded.name, int(request.get("priority") or 0))
-            job_dir.rename(self.inbox(job.id))
+            job_id = new_job_id()
+            job_dir.rename(self.inbox(job_id))  # in place before the job is queued: a worker may take it at once
+            job_dir = self.inbox(job_id)
+            job = self.store.add(user.name, request, loaded.name, int(request.get("priority") or 0), job_id)
         except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise
@@ -203,7 +207,7 @@ class Service:
             data["state"] = "stopping"
         folder = self.folder(job)
         if folder is not None and folder.is_dir():
-            data["files"] = job_files(folder)
+            data["files"] = self._files(job, folder)
             if full:
                 manifest = folder / "manifest.json"
                 index = folder / "index.json"
@@ -219,6 +223,17 @@ class Service:
         if full:
             data["request"] = {key: value for key, value in job.request.items() if key != "uploads"}
         return {key: value for key, value in data.items() if value is not None}
+
+    def _files(self, job: Job, folder: Path) -> list[str]:
+        """The job's files; a finished job's listing is remembered (the page asks for every job each second)."""
+        if job.over and job.id in self.listed:
+            return self.listed[job.id]
+        files = job_files(folder)
+        if job.over:
+            if len(self.listed) >= 10 * KEPT_FEEDS:
+                self.listed.clear()
+            self.listed[job.id] = files
+        return files
 
     def scrub(self, text: str | None, job: Job | None = None) -> str | None:
         """Text with the server's folders hidden: a job's inbox written as the workflow's own folder (relative paths,
@@ -252,6 +267,8 @@ class Service:
                     feed.close("failed")
 
     def _run(self, job: Job) -> None:
+        for old in [key for key, kept in self.feeds.items() if kept.closed][:-KEPT_FEEDS]:
+            del self.feeds[old]  # the events of the latest finished jobs stay in memory; older ones answer their end
         feed = self.feeds[job.id] = Feed()
         feed.add("job", state="running", attempt=job.attempts)
         folder = self._run_folder(job)

@@ -121,8 +121,8 @@ class Store:
             return self._db.execute(sql, args).fetchall()
 
     # ------------------------------------------------------------------ jobs
-    def add(self, owner: str, request: dict, name: str, priority: int = 0) -> Job:
-        job_id = str(uuid.uuid4())
+    def add(self, owner: str, request: dict, name: str, priority: int = 0, job_id: str | None = None) -> Job:
+        job_id = job_id or new_job_id()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -253,6 +253,10 @@ class Store:
     def user(self, token: str) -> Token | None:
         rows = self._rows("SELECT * FROM tokens WHERE digest = ? AND revoked IS NULL", (digest(token),))
         return Token(rows[0]["name"], bool(rows[0]["admin"]), rows[0]["created"], None) if rows else None
+
+
+def new_job_id() -> str:
+    return str(uuid.uuid4())
 
 
 def _job(row: sqlite3.Row) -> Job:
