@@ -225,7 +225,8 @@ def run_plan(backend: Backend, plan: Plan, events: Events, *, force: set[str] = 
     """The one scheduling loop: tasks in plan order as soon as the nodes they read are done; cache hits are not
     computed; each finished node goes to `after_node` (publishing), computing again inputs removed meanwhile; a
     failure stops the run (NodeFailed), and so does `should_stop()` (RunStopped) at the next node boundary (and at
-    denoising steps, where the backend runs nodes in this process). Whatever ends the run early carries `.results`."""
+    denoising steps, where the backend runs nodes in this process; while nodes run elsewhere, at once: they are
+    cancelled). Whatever ends the run early carries `.results`."""
     results: dict[str, NodeResult] = {}
     cache = backend.cache
     owners = {task.key: node_id for node_id, task in plan.tasks.items()}
@@ -292,6 +293,9 @@ def run_plan(backend: Backend, plan: Plan, events: Events, *, force: set[str] = 
                 if blocked:
                     time.sleep(WAIT_S)
                 continue
+            reason = should_stop() if should_stop is not None else None
+            if reason:  # while nodes run elsewhere: cancel them now, not once they end
+                raise RunStopped(f"stopped while node '{', '.join(running.values())}' ran", reason)
             for handle, completion in backend.wait(running, WAIT_S):
                 node_id = running.pop(handle)
                 if completion.status == "retry":

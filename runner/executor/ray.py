@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 from ..core.errors import CommandError, Location, Problem, Refused
 from .cache import NodeCache
-from .engine import Completion, NodeFailed, NodeResult, cached, run_plan
+from .engine import Completion, NodeFailed, NodeResult, RunStopped, cached, run_plan
 from .plan import Plan, Task
 
 WORKER_START_S = 300  # importing torch and diffusers in a fresh process on a slow machine, with margin
@@ -96,12 +96,19 @@ class Worker:
         self.engine.begin_run()
         loaded_before = set(self.pool_identities())
         started = time.perf_counter()
+        import ray
+
+        # ray.cancel only flags a running actor task: the node stops at its next denoising step (or node boundary)
+        cancelled = getattr(ray.get_runtime_context(), "is_canceled", None)
         try:
-            results = self.executor.run(plan, events, force={task.node_id} if replace else set(), no_cache=replace)
+            results = self.executor.run(plan, events, force={task.node_id} if replace else set(), no_cache=replace,
+                                        should_stop=cancelled)
         except NodeFailed as failure:
             result = failure.results.get(task.node_id)  # type: ignore[attr-defined]
             return {"status": "failed", "error": str(failure), "info": result.info if result else {},
                     "seconds": time.perf_counter() - started, "warnings": events.warnings, "worker": self.name}
+        except RunStopped:  # the driver cancelled it (its run stopped): nobody waits for this answer
+            return {"status": "interrupted", "seconds": time.perf_counter() - started, "worker": self.name}
         result = results[task.node_id]
         payload = {"status": result.status, "info": result.info, "seconds": result.seconds, "warnings": events.warnings,
                    "worker": self.name, "loaded": sorted(set(self.pool_identities()) - loaded_before),
