@@ -114,8 +114,10 @@ def test_a_job_runs_on_the_warm_session_and_comes_back_as_a_run(tmp_path, demo):
         second = client.wait(client.submit(demo, {"params.prompt": "a red barn"}), tmp_path / "downloads")
         counts = second.manifest["counts"]
         assert counts["cached"] == 7 and counts["ran"] == 0
-        text = json.dumps(client.job(first))
-        assert str(tmp_path) not in text  # no answer shows where the server keeps things
+        text = json.dumps(client.job(first)) + client.file(first, "manifest.json").decode()
+        events_text = json.dumps(events)
+        for folder in (tmp_path, os.environ["RUNNER_MODELS_DIR"], os.environ["RUNNER_CACHE_DIR"]):
+            assert str(folder) not in text and str(folder) not in events_text  # nor where the server keeps things
 
 
 def test_an_invalid_workflow_is_refused_with_located_problems_and_never_queued(tmp_path):

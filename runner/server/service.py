@@ -73,6 +73,7 @@ class Service:
             executor_options=options.executor_options, consent_by="server")
         self.feeds: dict[str, Feed] = {}
         self.listed: dict[str, list[str]] = {}  # finished job -> its files
+        self._hidden: list[tuple[str, str]] | None = None
         self.cancels: set[str] = set()
         self.stopping = threading.Event()
         self.wake = threading.Condition()
@@ -244,9 +245,27 @@ class Service:
         text = _hide(text, inbox, "")
         text = _hide(text, re.escape(str(self.state)), "<server>")
         text = _hide(text, re.escape(str(self.out)), "")
-        text = _hide(text, re.escape(str(self.session.cache.root.resolve())), "<cache>")
-        text = _hide(text, re.escape(str(Path.cwd())), "<server>")
+        for folder, shown in self.hidden:
+            text = _hide(text, folder, shown)
         return text
+
+    @property
+    def hidden(self) -> list[tuple[str, str]]:
+        """(folder as a regex, how answers show it): the cache, model folders, allowed folders, the server's own."""
+        if self._hidden is None:
+            from ..core.paths import models_dir
+
+            folders = [(models_dir(self.session.cache.root), "<models>"), (self.session.cache.root, "<cache>")]
+            folders += [(folder, "<models>") for folder in self.options.model_paths]
+            folders += [(folder, "<allowed>") for folder in self.options.allow_paths]
+            folders.append((Path.cwd(), "<server>"))
+            resolved = []
+            for folder, shown in folders:
+                for form in {str(Path(folder).absolute()), str(Path(folder).resolve())}:
+                    resolved.append((form, shown))
+            # the longest first: a folder inside another is hidden as itself
+            self._hidden = [(re.escape(form), shown) for form, shown in sorted(resolved, key=lambda f: -len(f[0]))]
+        return self._hidden
 
     # --------------------------------------------------------------- running
     def _work(self) -> None:
