@@ -162,7 +162,7 @@ Offload = Literal["none", "model", "sequential", "group"]
 class Fields(BaseModel):
     """Base of every node's fields: unknown keys are errors, values are checked strictly enough to catch typos."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, defer_build=True)
 
 
 def find_marker(annotation: Any, marker_type: type) -> Any:

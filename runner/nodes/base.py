@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, create_model
@@ -30,17 +31,21 @@ class NodeType:
     # Writes the node as plain diffusers/PIL code into an export script (runner.engine.export.Script):
     # `export(script, fields)`; None: `runner export` refuses the node, naming it.
     export: Callable[..., None] | None = None
-    model: type[BaseModel] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         assert all(kind in OUTPUT_KINDS for kind in self.outputs.values()), self.name
-        node_model = create_model(
+
+    @functools.cached_property
+    def model(self) -> type[BaseModel]:
+        """The node's model: its fields and `type: NAME`. Made on first use (validating a node of this type, the
+        schema, `runner nodes`), not when the type is declared: a run pays only for the node types its workflow uses
+        (a model's making is most of a declaration's cost, bench/start_time.py)."""
+        return create_model(
             _class_name(self.name),
             __base__=self.fields,
             __doc__=self.doc,
             type=(Literal[self.name], ...),  # type: ignore[valid-type]
         )
-        object.__setattr__(self, "model", node_model)
 
     @property
     def default_output(self) -> str | None:
