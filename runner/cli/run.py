@@ -58,8 +58,6 @@ def run_command(args) -> int:
 
 
 def _run_in(session: Session, args, workflow: Workflow) -> int:
-    from rich.console import Console
-
     from ..engine.sweep import check_variant_count, file_sweeps, parse_cli_sweeps
 
     cache = session.cache
@@ -69,17 +67,16 @@ def _run_in(session: Session, args, workflow: Workflow) -> int:
         check_variant_count(dimensions, args.max_variants)
         return sweep_command(args, session)
     plan = session.plan(workflow, args.only, args.deterministic)
-    console = Console(highlight=False)
     if args.dry_run:
         session.check_budget(workflow, plan, force=set(args.force or []), no_cache=args.no_cache)  # as the run would
         session.check_out(create=False)
-        return _dry_run(workflow, plan, cache, args, console)
+        return _dry_run(workflow, plan, cache, args, _console())
     mode = "quiet" if args.quiet else ("plain" if args.plain or not sys.stdout.isatty() else "live")
     run = session.run(workflow, plan=plan, force=args.force, no_cache=args.no_cache, mode=mode, extra=command_record(args))
     if mode != "quiet":
         rows = [(n, workflow.nodes[n].type.name, run.results[n].status if n in run.results else "not run",
                  run.results[n].seconds if n in run.results else 0.0) for n in plan.order]
-        (Console(no_color=True, highlight=False) if mode == "plain" else console).print(summary_table(rows))
+        _console(no_color=mode == "plain").print(summary_table(rows))
     if run.error:
         if getattr(args, "debug", False):  # the failed node's traceback (the manifest names a file holding it)
             node = next((record for record in run.manifest.get("nodes", {}).values() if record.get("traceback")), None)
@@ -94,6 +91,14 @@ def _run_in(session: Session, args, workflow: Workflow) -> int:
     if args.open:
         open_in_browser(run.folder / "report.html")
     return run.exit_code
+
+
+def _console(no_color: bool = False):
+    """The console the summary and dry-run tables print on; rich is imported only here, so a --quiet run never
+    imports it (bench/start_time.py)."""
+    from rich.console import Console
+
+    return Console(no_color=True, highlight=False) if no_color else Console(highlight=False)
 
 
 def open_in_browser(page: Path) -> None:

@@ -7,14 +7,16 @@ is, decoding the latents), so that no row sits at 0/? or N/N without a word.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
+# rich is imported only by the live display and the summary table: a quiet or plain run never draws either, and
+# rich's modules are a good part of a cached run's start (bench/start_time.py)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 
 class StepClock:
@@ -143,27 +145,36 @@ class PlainEvents:
         pass
 
 
-class _NodeBar(BarColumn):
-    """Empty while queued, pulsing while a running node has no step count yet (loading), filling with the steps."""
+@functools.cache
+def _node_columns() -> tuple[type, type]:
+    """(_NodeBar, _NodeColumn): rich column classes, made on the first live display (they subclass rich's)."""
+    from rich.progress import BarColumn, ProgressColumn
+    from rich.progress_bar import ProgressBar
+    from rich.text import Text
 
-    def render(self, task) -> ProgressBar:
-        state = task.fields["key"]
-        if state == "queued" or (state == "failed" and task.total is None):
-            return ProgressBar(total=1, completed=0, width=self.bar_width, style=self.style)
-        return super().render(task)
+    class _NodeBar(BarColumn):
+        """Empty while queued, pulsing while a running node has no step count yet (loading), filling with the steps."""
 
+        def render(self, task) -> ProgressBar:
+            state = task.fields["key"]
+            if state == "queued" or (state == "failed" and task.total is None):
+                return ProgressBar(total=1, completed=0, width=self.bar_width, style=self.style)
+            return super().render(task)
 
-class _NodeColumn(ProgressColumn):
-    """One column of a node's row, rendered from its LiveEvents record (`what`: steps, rate, elapsed, eta or note)."""
+    class _NodeColumn(ProgressColumn):
+        """One column of a node's row, rendered from its LiveEvents record (`what`: steps, rate, elapsed, eta or
+        note)."""
 
-    def __init__(self, events: "LiveEvents", what: str):
-        super().__init__()
-        self.events, self.what = events, what
+        def __init__(self, events: "LiveEvents", what: str):
+            super().__init__()
+            self.events, self.what = events, what
 
-    def render(self, task) -> Text:
-        note = self.what == "note"
-        return Text(self.events.cell(task.fields["node"], self.what), style="dim" if note else "", no_wrap=True,
-                    overflow="ellipsis" if note else "fold")
+        def render(self, task) -> Text:
+            note = self.what == "note"
+            return Text(self.events.cell(task.fields["node"], self.what), style="dim" if note else "", no_wrap=True,
+                        overflow="ellipsis" if note else "fold")
+
+    return _NodeBar, _NodeColumn
 
 
 class LiveEvents(PlainEvents):
@@ -171,6 +182,9 @@ class LiveEvents(PlainEvents):
     is doing between steps (importing, loading a model, decoding), done with its seconds."""
 
     def __init__(self, types: dict[str, str], console: Console):
+        from rich.progress import Progress, TextColumn
+
+        _NodeBar, _NodeColumn = _node_columns()
         super().__init__(types)
         self.console = console
         self.progress = Progress(
@@ -261,6 +275,8 @@ class LiveEvents(PlainEvents):
 
 
 def summary_table(rows: list[tuple[str, str, str, float]]) -> Table:
+    from rich.table import Table
+
     table = Table(title="summary")
     table.add_column("node", style="bold")
     table.add_column("type")

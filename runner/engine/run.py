@@ -48,8 +48,6 @@ def execute(executor, resources, workflow: Workflow, plan: Plan, out: Path, *, m
     """Run a plan with `executor` into a new run folder: resolved workflow, published files, manifest (also when a node
     fails). `resources` (the Session's models) says what the run loaded, reused and released. `events`: a factory
     given the node types ({node id: type}) that returns the progress sink (PlainEvents' methods) instead of `mode`'s."""
-    from rich.console import Console
-
     cache = executor.cache
 
     resolved_text = resolved_workflow_text(workflow, plan)
@@ -66,6 +64,8 @@ def execute(executor, resources, workflow: Workflow, plan: Plan, out: Path, *, m
     if events is not None:
         events = events(types)
     elif mode == "live":
+        from rich.console import Console  # only here: a plain or quiet run does without rich
+
         events = LiveEvents(types, Console(highlight=False))
     else:
         events = PlainEvents(types, quiet=mode == "quiet", label=label)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import CommandError
 from ..language.errors import Location, Problem, WorkflowError
 from ..language.yaml_source import load_yaml, read_yaml_text
+
+# rich is imported by the print_* functions (`runner runs`) only: every run reads its recorded workflow from here for
+# its report, and rich's modules are a good part of a cached run's start (bench/start_time.py)
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 MAX_MANIFEST_BYTES = 64 << 20  # a manifest of 1,000 nodes is a few MB
@@ -175,6 +176,10 @@ def _mapping_of(value: Any, kind: type, where: str) -> str | None:
 
 
 def print_list(console: Console, out: Path) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(title=f"runs under {out}")
     for column in ("workflow", "run id", "status", "ran", "cached", "seconds"):
         table.add_column(column, justify="right" if column in ("ran", "cached", "seconds") else "left", overflow="fold")
@@ -191,6 +196,9 @@ def print_list(console: Console, out: Path) -> None:
 
 
 def print_show(console: Console, run: Path) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
     data = load_manifest(run)
     console.print(f"[bold]{escape(data['workflow']['name'])}[/] run {escape(run_id(run))}: {data['status']}"
                   + (f" ({escape(data['error'])})" if data.get("error") else ""))
@@ -249,6 +257,9 @@ def run_differences(a: Path, b: Path) -> list[tuple[str, str, Any, Any]]:
 
 
 def print_diff(console: Console, a: Path, b: Path) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
     rows = run_differences(a, b)
     left, right = run_id(a), run_id(b)
     if not rows:
