@@ -274,7 +274,8 @@ def _unkeyed(fields) -> set[str]:
 
 def _keyed_fields(fields, upstream: dict[str, str], model_ids: dict[str, str], workflow: Workflow) -> Any:
     """Field values with links replaced by upstream keys and model refs by identities."""
-    data = {k: v for k, v in field_values(fields).items() if k not in ("type", "seed") and k not in _unkeyed(fields)}
+    unkeyed = _unkeyed(fields)  # once, not per field: a factory default's signature is read on each call (slow)
+    data = {k: v for k, v in field_values(fields).items() if k not in ("type", "seed") and k not in unkeyed}
     model_refs = {path for _v, _m, path in iter_marked(fields, ModelField)}
 
     def convert(value: Any, path: tuple) -> Any:
