@@ -154,7 +154,7 @@ def test_exported_script_imports_no_runner_and_passes_ruff(exported, name):
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert "runner" not in imported
     assert imported <= {"sys", "pathlib", "math", "hashlib", "io", "urllib", "typing", "torch", "numpy", "cv2", "PIL",
-                         "diffusers", "transformers", "compel", "safetensors", "huggingface_hub"}, imported
+                         "diffusers", "transformers", "compel", "safetensors", "huggingface_hub", "torchao"}, imported
     compiled = subprocess.run([sys.executable, "-m", "py_compile", str(script)], capture_output=True, text=True)
     assert compiled.returncode == 0, compiled.stderr
     ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--select", "F", str(script)],
