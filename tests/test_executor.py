@@ -288,6 +288,38 @@ def test_cache_clear_deletes_only_what_runner_wrote(demo, tmp_path, capsys, isol
     assert (elsewhere / "nodes" / "ab" / ("ab" + "0" * 62) / "entry.json").is_file()
 
 
+def test_a_sigterm_inside_a_long_denoising_step_stops_the_run_there(tmp_path):
+    """The command's handler raises at the next bytecode: a run stops inside a step (between two torch operations), not
+    at its end. Here one step takes tens of seconds on 2 cores (seconds on a fast one): no step may finish."""
+    import threading
+
+    import runner
+    from runner.cli import _as_interrupt
+    from runner.engine.progress import PlainEvents
+
+    class Signalling(PlainEvents):
+        steps: list = []
+
+        def node_phase(self, node_id, text):
+            if "encoding the prompt" in text:  # the denoising loop starts next: signal once it is inside step 1
+                threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+
+        def node_step(self, node_id, step, total):
+            self.steps.append(step)
+
+    workflow = write_workflow(tmp_path, "long.yaml", "version: 1\nname: long\ndevice: cpu\nnodes:\n  gen: {type: txt2img, "
+                                                     "model: tiny:sd15, prompt: a, steps: 2, width: 2048, height: 2048}\n")
+    previous = signal.signal(signal.SIGTERM, _as_interrupt)  # what `runner run` installs
+    try:
+        with runner.Session(out=tmp_path / "out") as session:
+            started = time.monotonic()
+            run = session.run(workflow, events=lambda types: Signalling(types, quiet=True))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert run.status == "interrupted" and run.manifest["nodes"]["gen"]["status"] == "interrupted", run.error
+    assert Signalling.steps == [] and time.monotonic() - started < 20  # stopped inside step 1
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_sigterm_and_sighup_stop_a_run_like_ctrl_c(tmp_path, isolated_cache, signum):
     workflow = write_workflow(tmp_path, "slow.yaml",
