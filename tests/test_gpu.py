@@ -1,7 +1,7 @@
 """What only a CUDA device can show (marker `gpu`: skipped without one; bench/gpu/run.sh runs them on a GPU
 machine): half precision against float32 within a stated tolerance, repeatable --deterministic runs, offload giving
-the pixels of no offload, the default VRAM budget, a real out-of-memory error retried after eviction, torch.compile
-and the CUDA quantizations against diffusers' own calls."""
+the pixels of no offload, the default VRAM budget, a real out-of-memory error retried after eviction, torch.compile,
+the CUDA quantizations against diffusers' own calls and batched sweeps by default."""
 
 from __future__ import annotations
 
@@ -194,3 +194,26 @@ def test_group_offload_is_undone_after_its_node(tmp_path):
     assert offloaded.tobytes() == plain.tobytes()
     pipe = next(obj for obj, _deps in session.pool.objects.values() if hasattr(obj, "unet"))
     assert all(parameter.device.type == "cuda" for parameter in pipe.unet.parameters())
+
+
+def test_a_seed_sweep_is_batched_by_default_on_a_gpu_and_its_batch_reproduces(tmp_path, capsys):
+    """On CUDA a --seeds sweep batches without --batch (default 8, within the budget): one call for four variants,
+    their images close to unbatched ones (other kernels may change the last bits: within the half-precision
+    tolerance), and `runner reproduce` of a batched variant rebuilds its batch: identical pixels."""
+    import json
+
+    workflow = write_workflow(tmp_path, "gpu.yaml", WORKFLOW.format(dtype="float16", offload="none", model="tiny:sd15"))
+    images = {}
+    for name, extra in (("batched", ()), ("single", ("--batch", "1"))):
+        assert run_cli("run", workflow, "--out", tmp_path / name, "--quiet", "--seeds", "1-4", "--deterministic",
+                       *extra) == 0
+        sweep = next((tmp_path / name / "gpu").glob("sweep-*"))
+        images[name] = [np.asarray(Image.open(sweep / f"{n:03d}" / "save.png")).astype(np.int16) for n in range(4)]
+        records = [json.loads((sweep / f"{n:03d}" / "manifest.json").read_text())["nodes"]["image"] for n in range(4)]
+        assert [record.get("batch", {}).get("size", 1) for record in records] == ([4] * 4 if name == "batched" else [1] * 4)
+    for batched, single in zip(images["batched"], images["single"]):
+        assert np.abs(batched - single).mean() <= HALF_MEAN_TOLERANCE
+    variant = next((tmp_path / "batched" / "gpu").glob("sweep-*")) / "002"
+    capsys.readouterr()
+    assert run_cli("reproduce", variant, "--out", tmp_path / "again") == 0
+    assert "identical" in capsys.readouterr().out

@@ -431,3 +431,29 @@ def test_a_server_on_the_ray_executor_runs_jobs_side_by_side(cluster, tmp_path):
         assert all(run.manifest["executor"]["name"] == "ray" for run in runs)
         first, second = (client.job(job) for job in jobs)
         assert first["started"] < second["finished"] and second["started"] < first["finished"]  # at the same time
+
+
+def test_a_batch_is_one_task_and_its_entries_come_back_without_shared_storage(cluster, tmp_path, isolated_cache,
+                                                                               monkeypatch):
+    """--batch 2 on Ray: variant 0's task computes both variants' gen (and redo) in one call on its worker, whose
+    cache is its own; both entries come back, variant 1 finds its own in the driver's cache, and the images are the
+    local batched sweep's."""
+    import runner
+
+    workflow = write_workflow(tmp_path, "raysweep.yaml", SWEEP)
+    monkeypatch.setenv("RUNNER_CACHE_DIR", str(tmp_path / "local-cache"))
+    with runner.Session(out=tmp_path / "local") as session:
+        local = session.sweep(workflow, seeds=[1, 2], batch=2)
+    monkeypatch.setenv("RUNNER_CACHE_DIR", str(isolated_cache))
+    with runner.Session(out=tmp_path / "ray", executor="ray", executor_options={"workers": 1, "shared": False}) as session:
+        remote = session.sweep(workflow, seeds=[1, 2], batch=2)
+    assert local.status == remote.status == "ok"
+    for number in (0, 1):
+        nodes = remote.runs[number].manifest["nodes"]
+        assert nodes["gen"]["batch"]["index"] == number and nodes["gen"]["batch"]["size"] == 2
+        assert nodes["gen"]["status"] == ("ran" if number == 0 else "cached")
+        assert remote.runs[number].manifest["executor"]["name"] == "ray"
+        for name in ("gen.png", "redo.png"):
+            assert (remote.runs[number].folder / name).read_bytes() == (local.runs[number].folder / name).read_bytes()
+    # variant 1 sent nothing to a worker: its batched nodes' entries had come back with variant 0's tasks
+    assert {"gen", "redo"} & set(remote.runs[1].manifest["executor"]["nodes"]) == set()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from conftest import write_workflow, manifest, run_cli
 
 CHAIN = """version: 1
@@ -182,3 +184,105 @@ def test_validate_builds_every_variant_of_the_file_sweep_and_locates_a_bad_value
     path.write_text(path.read_text().replace("sweep:\n  grid: {nodes.a.mode: [RGB, L]}\n", ""))
     assert run_cli("run", "--dry-run", "--out", tmp_path / "out", path, "--sweep", "nodes.a.mode=RGB,XYZ") == 2
     assert "error: --sweep nodes.a.mode=\"XYZ\": nodes.a.mode: 'XYZ' is not allowed" in capsys.readouterr().err
+
+
+BATCH = """version: 1
+params: {prompt: a house}
+models: {sd: tiny:sd15}
+nodes:
+  photo: {type: load_image, path: in.png, size: [64, 64]}
+  out: {type: STAGE, model: $models.sd, prompt: "${params.prompt}", steps: STEPS}
+  save: {type: save_image, image: $out}
+"""
+
+
+def _variants(out: Path, name: str = "batch") -> list[Path]:
+    folder = next((out / name).glob("sweep-*"))
+    return sorted(p for p in folder.iterdir() if p.is_dir())
+
+
+def _pixels(path: Path) -> bytes:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.convert("RGB").tobytes()
+
+
+def _diffusers_batch(pipe, record: dict, seeds: list[int], **extra) -> list[bytes]:
+    """The images of diffusers' own batched call (one CPU generator per image, as its docs make reproducible batches)
+    with the arguments the manifest recorded, as PNG pixels."""
+    import numpy as np
+    import torch
+
+    call = {**record["call"], **extra}
+    images = pipe(**call, generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds]).images
+    return [np.asarray(image.convert("RGB")).tobytes() for image in images]
+
+
+def test_a_seed_sweep_batched_gives_diffusers_batched_bytes_and_reproduces(tmp_path, models_dir, capsys):
+    """--batch 2 over three seeds: variants 0 and 1 share one call (num_images_per_prompt 2, a generator each),
+    variant 2 runs alone; the images are diffusers' batched call's; reproduce rebuilds the batch of variant 1."""
+    from diffusers import AutoPipelineForText2Image
+
+    from runner.models.tiny import ensure_tiny
+
+    workflow = write_workflow(tmp_path, "batch.yaml", BATCH.replace("STAGE", "txt2img").replace("STEPS", "2")
+                              .replace("prompt: \"${params.prompt}\"", "prompt: a house, width: 64, height: 64"))
+    out = tmp_path / "out"
+    assert run_cli("run", workflow, "--out", out, "--quiet", "--seeds", "1-3", "--batch", "2") == 0
+    runs = _variants(out)
+    nodes = [manifest(run)["nodes"]["out"] for run in runs]
+    seeds = [node["generator"]["seed"] for node in nodes]
+    assert [node["status"] for node in nodes] == ["ran", "cached", "ran"]
+    assert [node.get("batch") for node in nodes] == [{"index": 0, "size": 2, "seeds": seeds[:2]},
+                                                     {"index": 1, "size": 2, "seeds": seeds[:2]}, None]
+    assert nodes[1]["call"] == nodes[0]["call"] and nodes[0]["call"]["num_images_per_prompt"] == 1  # each its own
+    pipe = AutoPipelineForText2Image.from_pretrained(str(ensure_tiny("sd15", models_dir / "tiny")))
+    pipe.set_progress_bar_config(disable=True)
+    batched = _diffusers_batch(pipe, nodes[0], seeds[:2], num_images_per_prompt=2)
+    assert [_pixels(run / "save.png") for run in runs[:2]] == batched
+    assert [_pixels(runs[2] / "save.png")] == _diffusers_batch(pipe, nodes[2], seeds[2:])
+    capsys.readouterr()
+    assert run_cli("reproduce", runs[1], "--out", tmp_path / "again") == 0
+    assert "identical" in capsys.readouterr().out
+
+
+def test_variants_differing_in_prompt_and_seed_share_one_img2img_call(tmp_path, models_dir):
+    """Two prompts x two seeds, --batch 4: one call with the prompt list, the shared input image computed once."""
+    from diffusers import AutoPipelineForImage2Image
+    from PIL import Image
+
+    from runner.models.tiny import ensure_tiny
+
+    workflow = write_workflow(tmp_path, "batch.yaml", BATCH.replace("STAGE", "img2img").replace("STEPS", "4")
+                              .replace("steps: 4}", "steps: 4, image: $photo, strength: 0.5}"))
+    out = tmp_path / "out"
+    assert run_cli("run", workflow, "--out", out, "--quiet", "--sweep", "params.prompt=a cat,a dog", "--seeds", "1-2",
+                   "--batch", "4") == 0
+    runs = _variants(out)
+    nodes = [manifest(run)["nodes"]["out"] for run in runs]
+    prompts = [node["call"]["prompt"] for node in nodes]
+    seeds = [node["generator"]["seed"] for node in nodes]
+    assert prompts == ["a cat", "a cat", "a dog", "a dog"]
+    assert [node["batch"] for node in nodes] == [{"index": i, "size": 4, "seeds": seeds, "fields": {"prompt": prompts}}
+                                                 for i in range(4)]
+    assert [node["status"] for node in nodes] == ["ran", "cached", "cached", "cached"]
+    pipe = AutoPipelineForImage2Image.from_pretrained(str(ensure_tiny("sd15", models_dir / "tiny")))
+    pipe.set_progress_bar_config(disable=True)
+    photo = Image.open(tmp_path / "in.png").convert("RGB").resize((64, 64), Image.Resampling.LANCZOS)
+    expected = _diffusers_batch(pipe, nodes[0], seeds, prompt=prompts, image=photo)
+    assert [_pixels(run / "save.png") for run in runs] == expected
+
+
+def test_batch_without_a_sweep_is_refused_with_the_fix(tmp_path, capsys):
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "in.png")
+    workflow = write_workflow(tmp_path, "one.yaml", "version: 1\nnodes:\n  a: {type: load_image, path: in.png}\n")
+    assert run_cli("run", workflow, "--out", tmp_path / "out", "--batch", "2") == 2
+    err = capsys.readouterr().err
+    assert "--batch: it groups the variants of a sweep, and this run is not a sweep" in err and "fix: add --seeds" in err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit) as exited:  # argparse's own refusal
+        run_cli("run", workflow, "--out", tmp_path / "out", "--seeds", "1-2", "--batch", "0")
+    assert exited.value.code == 2 and "argument --batch: 0 is below 1" in capsys.readouterr().err

@@ -9,6 +9,16 @@ from pathlib import Path
 from ..engine.executors import EXECUTORS
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number, e.g. --batch 4") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is below 1 (1 runs each variant in its own call)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="runner",
@@ -60,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run once per value (repeatable: a grid of all combinations); values parsed as YAML")
     run.add_argument("--zip", action="store_true", help="pair the --sweep lists instead of combining them")
     run.add_argument("--seeds", metavar="A-B", help="sweep the workflow seed, e.g. 1-8 or 1,5,9")
+    run.add_argument("--batch", type=_at_least_one, metavar="N",
+                     help="a sweep's variants that differ only in seed (and prompt) run N to a pipeline call (1: each "
+                          "its own call; default: 8 on a GPU, within the memory budget, 1 on the CPU)")
     run.add_argument("--max-variants", type=int, default=1000, metavar="N",
                      help="refuse sweeps of more variants than this (default 1000), counted before any is built")
     run.add_argument("--open", action="store_true", help="open the run's report.html (a sweep's index.html) when done")

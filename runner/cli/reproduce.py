@@ -10,6 +10,7 @@ from ..engine.loading import consent_of, load_workflow
 from .run import command_record
 from ..records.runs import load_manifest, resolve_run
 from ..engine.session import Session
+from ..executor.plan import recorded_batch
 
 
 def environment_differences(old: dict, new: dict) -> list[str]:
@@ -124,7 +125,14 @@ def reproduce_command(args) -> int:
     workflow = recorded_workflow(run, old, args.allow_paths, args.model_paths, consent_of(args))
     deterministic = bool(old.get("determinism", {}).get("requested"))
     with Session(out=args.out, allow_private_urls=args.allow_private_urls) as session:
-        outcome = session.run(workflow, deterministic=deterministic, mode="quiet" if args.quiet else "plain", no_cache=True,
+        plan = session.plan(workflow, None, deterministic)
+        for node_id, node in old["nodes"].items():
+            if isinstance(node.get("batch"), dict) and node_id in plan.tasks:
+                # computed in one call with other variants of a sweep: the same call again (its bytes may differ
+                # from an unbatched call's in the last bits), the others' images made but not kept
+                plan.tasks[node_id].batch = recorded_batch(plan.tasks[node_id], node["batch"])
+        outcome = session.run(workflow, plan=plan, deterministic=deterministic, mode="quiet" if args.quiet else "plain",
+                              no_cache=True,
                               # the workflow it ran is the recorded one (path, file hash, overrides): a reproduction
                               # of this reproduction finds the same file vouching for the same folder
                               extra={"reproduces": str(run), "workflow": old["workflow"], **command_record(args)})

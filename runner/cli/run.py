@@ -66,6 +66,9 @@ def _run_in(session: Session, args, workflow: Workflow) -> int:
     if dimensions:  # counted before the Session builds any variant
         check_variant_count(dimensions, args.max_variants)
         return sweep_command(args, session)
+    if getattr(args, "batch", None) is not None:
+        raise CommandError([Problem(Location("--batch"), (), "it groups the variants of a sweep, and this run is not a "
+                                    "sweep", "add --seeds A-B or --sweep PATH=V1,V2 (or a sweep: section), or drop --batch")])
     plan = session.plan(workflow, args.only, args.deterministic)
     if args.dry_run:
         session.check_budget(workflow, plan, force=set(args.force or []), no_cache=args.no_cache)  # as the run would
@@ -116,7 +119,8 @@ def sweep_command(args, session: Session) -> int:
     mode = "quiet" if args.quiet else "plain"
     result = session.sweep(args.workflow, args.sweep, zip=args.zip, seeds=args.seeds, set=args.overrides,
                            only=args.only, force=args.force, no_cache=args.no_cache, deterministic=args.deterministic,
-                           max_variants=args.max_variants, mode=mode, dry_run=args.dry_run, extra=command_record(args))
+                           max_variants=args.max_variants, mode=mode, dry_run=args.dry_run, extra=command_record(args),
+                           batch=args.batch)
     if args.dry_run:
         print(f"sweep of {len(result.values)} variants: "
               + "; ".join(", ".join(f"{k}={v}" for k, v in values.items()) for values in result.values))

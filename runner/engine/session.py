@@ -281,7 +281,8 @@ class Session:
               only: list[str] | None = None, force: list[str] | None = None, no_cache: bool = False,
               deterministic: bool = False, max_variants: int = MAX_VARIANTS, mode: str = "quiet", dry_run: bool = False,
               allow_paths: list[str | Path] | None = None, model_paths: list[str | Path] | None = None,
-              extra: dict | None = None, folder: Path | None = None, events=None, should_stop=None) -> Sweep:
+              extra: dict | None = None, folder: Path | None = None, events=None, should_stop=None,
+              batch: int | None = None) -> Sweep:
         """Run a workflow once per combination of values, as `runner run --sweep/--zip/--seeds` does: each variant
         into its own run folder under one sweep folder (`outputs/NAME/sweep-ID/NNN`), index.json and index.html
         beside them; nodes no swept value reaches run once for the whole sweep.
@@ -292,7 +293,9 @@ class Session:
         more than `max_variants` is refused before any is built. With `dry_run` nothing runs: the Sweep lists the
         variants' values. A variant that fails stops those not started yet (the Sweep's exit_code and failures say
         which); on the Ray executor variants run side by side, one per worker. `folder`: the sweep folder to make
-        (default: a new one under `out`); `events` and `should_stop` as for `run`, for every variant.
+        (default: a new one under `out`); `events` and `should_stop` as for `run`, for every variant. `batch`: how many
+        variants that differ only in seed (and prompt) one pipeline call computes (`--batch N`; 1: each its own call;
+        default: 8 on a GPU, within the memory budget, 1 on the CPU; see docs/how-to/sweeps.md).
         """
         from .sweep import file_sweeps, load_variant, run_sweep, sweep_dimensions, variants
 
@@ -315,7 +318,7 @@ class Session:
             return Sweep(None, [values for values, _variant, _plan in prepared])
         index = {"workflow": source, "overrides": overrides, **(extra or {})}
         return run_sweep(self, prepared, base.name, index, force=force, no_cache=no_cache, mode=mode, extra=extra,
-                         folder=folder, events=events, should_stop=should_stop)
+                         folder=folder, events=events, should_stop=should_stop, batch=batch)
 
     def preload(self, workflow: Workflow, plan: Plan) -> list[str]:
         """Load the checkpoints the plan's generation nodes use into this Session, as a pass that ran them would have,

@@ -224,14 +224,53 @@ class Sweep:
         return {number: run for number, run in sorted(self.runs.items()) if run.exit_code}
 
 
+GPU_BATCH = 8  # the most images one batched call takes by default on a GPU (the memory budget may halve it)
+
+
+def default_batch(device: str) -> int:
+    """How many variants one call computes when `batch` is not given: on a GPU (cuda, mps) up to GPU_BATCH, a call
+    whose working memory would not fit the memory budget being halved until it does (runner.models.generate); on
+    the CPU 1, unbatched, so that a sweep's images are those of its variants run alone: batched images differ from
+    unbatched ones in the last bits, and on a CPU the gain is small (bench/sweep_batch.py: 1.2x on the full-size
+    SD 1.5 at 256 px, against about 2x on a GPU by diffusers' figures)."""
+    return GPU_BATCH if not device.startswith("cpu") else 1
+
+
+def assign_batches(prepared: list[tuple[dict, Any, Any]], batch: int | None, cache, *, force: list[str] | None,
+                   no_cache: bool) -> list[list]:
+    """Group the generation tasks of a sweep's variants that differ only in seed (and prompt), share everything
+    upstream and are not cached yet, `batch` at most per call (None: default_batch for the plans' device): each such
+    task carries its batch; the first variant to reach one computes the whole batch in one call, each member stored
+    under its own key, and the other variants find theirs in the cache. Nothing is batched with no_cache, nor for the
+    nodes in `force` (each variant computes those again)."""
+    from ..executor.plan import assign_batches as group
+    from ..nodes import NODE_TYPES
+
+    plans = [plan for _values, _workflow, plan in prepared]
+    size = batch if batch is not None else default_batch(plans[0].device if plans else "cpu")
+    if size <= 1 or no_cache:
+        return []
+    forced = set(force or [])
+
+    def varying(type_name: str) -> tuple[str, ...] | None:
+        batching = NODE_TYPES[type_name].batch if type_name in NODE_TYPES else None
+        return batching.varying if batching is not None else None
+
+    tasks = [task for plan in plans for node_id, task in plan.tasks.items()
+             if node_id not in forced and not cache.has(task.key)]
+    return group(tasks, varying, size)
+
+
 def run_sweep(session, prepared: list[tuple[dict, Any, Any]], name: str, index: dict, *, force: list[str] | None,
               no_cache: bool, mode: str, extra: dict | None, folder: Path | None = None, events=None,
-              should_stop: Callable[[], bool] | None = None) -> Sweep:
+              should_stop: Callable[[], bool] | None = None, batch: int | None = None) -> Sweep:
     """Run prepared variants ((values, workflow, plan), validated and planned) into one sweep folder under the
     Session's `out`: one at a time, or side by side as many as the executor's capacity (its workers); index.json
-    (and index.html) after each. A variant that fails stops the ones not started yet."""
+    (and index.html) after each. A variant that fails stops the ones not started yet. `batch`: how many variants'
+    generation nodes one call may compute (see assign_batches; 1: none)."""
     session.check_out()
     session.executor.start()  # before the sweep folder is made: a cluster that cannot be reached leaves nothing behind
+    assign_batches(prepared, batch, session.cache, force=force, no_cache=no_cache)
     parallel = min(len(prepared), session.executor.capacity())
     if folder is None:
         folder = new_sweep_dir(session.out, name)

@@ -9,6 +9,7 @@ takes tasks as plain data. Nodes exchange results only through the cache.
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
@@ -16,7 +17,7 @@ from typing import Any, Callable, Mapping, Protocol
 from ..core.errors import fix_of
 from ..language.refs import Link
 from .cache import EntryMissing, NodeCache
-from .plan import Plan, Task, decode_links
+from .plan import Plan, Task, batch_member, decode_links
 from .values import read_value, write_value
 
 
@@ -358,7 +359,9 @@ class LocalExecutor:
                 return found
         if replace:
             return self._execute(plan, task, events, replace=True, should_stop=should_stop)
-        with self.cache.acquire(task.key, _waiting(task.node_id, events, should_stop)):
+        with ExitStack() as held:  # a batch holds every member's lock (in key order: two batches never deadlock)
+            for key in sorted({member["key"] for member in self._batch(task) if member["key"]} | {task.key}):
+                held.enter_context(self.cache.acquire(key, _waiting(task.node_id, events, should_stop)))
             return cached(self.cache, task) or self._execute(plan, task, events, replace=False, should_stop=should_stop)
 
     def wait(self, running: dict[Any, str], timeout: float) -> list[tuple[Any, Completion]]:
@@ -385,6 +388,12 @@ class LocalExecutor:
                             raise NodeFailed(node_id, upstream.type_name, completion.error) from completion.error
         return True
 
+    def _batch(self, task: Task) -> list[dict]:
+        """The members of the task's batch (itself included) where its node type computes batches, else none."""
+        batching = getattr(self.catalogue[task.type_name], "batch", None)
+        members = (task.batch or {}).get("members") or []
+        return members if batching is not None and len(members) > 1 else []
+
     def fields(self, task: Task):
         """The node's validated fields, rebuilt from the task's plain data."""
         return self.catalogue[task.type_name].model.model_validate(decode_links(task.fields))
@@ -393,6 +402,12 @@ class LocalExecutor:
                  should_stop: Callable[[], bool] | None = None, quiet: bool = False) -> Completion:
         node_type = self.catalogue[task.type_name]
         context = NodeContext(task, self.cache, self.resources, events, should_stop)
+        # a batch: one call computes every member (tasks of other runs of a sweep), each stored under its own key
+        lead = task.batch["index"] if self._batch(task) else None
+        members = [task if index == lead else batch_member(task, member)
+                   for index, member in enumerate(self._batch(task))]
+        contexts = [context if member is task else NodeContext(member, self.cache, self.resources, events, should_stop)
+                    for member in members]
         if not quiet:
             events.node_started(task.node_id)
         started = time.perf_counter()
@@ -403,7 +418,13 @@ class LocalExecutor:
             while True:
                 self.resources.node_started(task, context.phase)
                 try:
-                    outputs = node_type.run(context, fields)
+                    if members:
+                        for member_context in contexts:
+                            member_context.info = {}
+                        computed = node_type.batch.run(contexts, [self.fields(member) for member in members], lead)
+                        outputs = computed[lead]
+                    else:
+                        outputs = node_type.run(context, fields)
                     break
                 except EntryMissing:
                     # an input entry vanished under the node: compute it again, then the node. One `cache clear` may
@@ -421,13 +442,20 @@ class LocalExecutor:
             if unknown:
                 raise RuntimeError(f"produced undeclared outputs {sorted(unknown)}")
             seconds = time.perf_counter() - started
-            stored = {name: (node_type.outputs[name], value) for name, value in outputs.items()}
-            self.cache.put(task.key, stored, write_value, {
-                "node_id": task.node_id, "type": task.type_name, "version": node_type.version,
-                # a node that made only some outputs (a skipped decode: its latents) defaults to what it made
-                "default_output": node_type.default_output if node_type.default_output in stored else next(iter(stored), None),
-                "seconds": round(seconds, 4), "info": context.info,
-            }, replace=replace)
+            for member, member_context, member_outputs in (zip(members, contexts, computed) if members else
+                                                           [(task, context, outputs)]):
+                if member.key is None:
+                    continue  # computed for the batch's sake only (a reproduction rebuilding the recorded batch)
+                unknown = set(member_outputs) - set(node_type.outputs)
+                if unknown:
+                    raise RuntimeError(f"produced undeclared outputs {sorted(unknown)}")
+                stored = {name: (node_type.outputs[name], value) for name, value in member_outputs.items()}
+                self.cache.put(member.key, stored, write_value, {
+                    "node_id": member.node_id, "type": member.type_name, "version": node_type.version,
+                    # a node that made only some outputs (a skipped decode: its latents) defaults to what it made
+                    "default_output": node_type.default_output if node_type.default_output in stored else next(iter(stored), None),
+                    "seconds": round(seconds, 4), "info": member_context.info,
+                }, replace=replace and member is task)
         except (KeyboardInterrupt, RunStopped) as stopped:
             stopped.interrupted = NodeResult("interrupted", time.perf_counter() - started, context.info)  # type: ignore[attr-defined]
             raise

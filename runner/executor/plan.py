@@ -69,6 +69,10 @@ class Task:
     prompt_syntax: str = "plain"
     # the only outputs the plan reads from it (["latents"]: the decode can be skipped), None: all
     only_outputs: list[str] | None = None
+    # computed in one call with other tasks of its node type (a sweep's batch; see `assign_batches`): {"index": its
+    # place, "members": [{"node_id", "key" (None: computed, not stored), "seed", "fields": {varying field: value}}]}.
+    # Not in the key: the entry is this task's; how it was computed is recorded in its info
+    batch: dict | None = None
 
     def to_data(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -254,6 +258,60 @@ def _task(workflow: Workflow, node_id: str, tasks: dict[str, Task], identities: 
     return Task(node_id, node.type.name, encode_fields(node.fields), key, seed, upstream, inputs, models, model_ids, files,
                 device, dtype, str(workflow.base_dir), workflow.offload, bool(environment.get("deterministic")),
                 allow_private_urls, syntax, only)
+
+
+def batch_signature(task: Task, varying: tuple[str, ...]) -> str:
+    """What must be equal for tasks to share one call: everything but their node id, key, seed and the `varying`
+    fields their node type declares (upstream keys, models, the other fields, device, dtype included)."""
+    data = {name: value for name, value in task.to_data().items() if name not in ("node_id", "key", "seed", "batch")}
+    data["fields"] = {name: value for name, value in task.fields.items() if name not in varying}
+    return json.dumps(data, sort_keys=True, default=str)
+
+
+def assign_batches(tasks: list[Task], varying: Callable[[str], tuple[str, ...] | None], size: int) -> list[list[Task]]:
+    """Group tasks that differ only in seed and their node type's varying fields (`varying(type_name)`: those
+    fields, None where the type does not batch), in order of first appearance, `size` at most per group; each
+    member of a group of two or more gets its `batch` (the same members, its own index). Tasks with the same key
+    count once. The groups, each in call order."""
+    groups: dict[str, list[Task]] = {}
+    seen: set[str] = set()
+    for task in tasks:
+        fields = varying(task.type_name)
+        if fields is None or task.seed is None or task.key in seen:
+            continue
+        seen.add(task.key)
+        groups.setdefault(batch_signature(task, fields), []).append(task)
+    batches = []
+    for group in groups.values():
+        for start in range(0, len(group), max(1, size)):
+            chunk = group[start:start + max(1, size)]
+            if len(chunk) < 2:
+                continue
+            fields = varying(chunk[0].type_name) or ()
+            members = [{"node_id": t.node_id, "key": t.key, "seed": t.seed,
+                        "fields": {name: t.fields[name] for name in fields if name in t.fields}} for t in chunk]
+            for index, task in enumerate(chunk):
+                task.batch = {"index": index, "members": members}
+            batches.append(chunk)
+    return batches
+
+
+def batch_member(task: Task, member: dict) -> Task:
+    """The task of one member of `task`'s batch: `task` with the member's node id, key, seed and varying fields."""
+    data = task.to_data()
+    data.update(node_id=member["node_id"], key=member["key"], seed=member["seed"],
+                fields={**task.fields, **member["fields"]}, batch=None)
+    return Task.from_data(data)
+
+
+def recorded_batch(task: Task, record: dict) -> dict:
+    """The batch a run recorded for `task` (its info's `batch`: size, index, seeds, the varying fields' values), as
+    the task's `batch` again: the same call is rebuilt, the other members computed but not stored (key None)."""
+    fields = record.get("fields") or {}
+    members = [{"node_id": task.node_id, "key": task.key if index == record["index"] else None, "seed": int(seed),
+                "fields": {name: values[index] for name, values in fields.items()}}
+               for index, seed in enumerate(record["seeds"])]
+    return {"index": int(record["index"]), "members": members}
 
 
 def prompt_syntax(workflow: Workflow, node) -> str:

@@ -116,6 +116,10 @@ class Worker:
         if not self.shared:
             record, files = self.cache.export_entry(task.key)
             payload["entry"] = {"record": record, "files": files}
+            # a batch (one task) stored its other members' entries too: they go back with it
+            others = {member["key"] for member in (task.batch or {}).get("members", [])} - {task.key, None}
+            payload["batch_entries"] = {key: dict(zip(("record", "files"), self.cache.export_entry(key)))
+                                        for key in sorted(others) if self.cache.has(key)}
         return payload
 
     def pool_identities(self) -> list[str]:
@@ -410,6 +414,9 @@ class RayExecutor:
             if "entry" in payload:
                 self.cache.import_entry(task.key, payload["entry"]["record"], payload["entry"]["files"],
                                         replace=handle.replace)
+            for key, entry in payload.get("batch_entries", {}).items():
+                if not self.cache.has(key):
+                    self.cache.import_entry(key, entry["record"], entry["files"])
         finally:
             self._release(handle.index, task.key, handle.run)  # after the entry is in the cache: a waiting run finds it
         status = "ran" if payload["status"] == "ran" else "cached"

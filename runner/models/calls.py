@@ -86,16 +86,19 @@ def swallowed_fix(class_name: str, fields: list[str]) -> str:
 
 
 def run_pipeline(ctx, pipe, kwargs: dict[str, Any], arguments: dict[str, str] | None = None,
-                 generator=None, recorded: dict[str, Any] | None = None) -> dict[str, Any]:
+                 generator=None, recorded: dict[str, Any] | None = None, batch=None) -> dict[str, Any]:
     """Call the pipeline with a CPU generator seeded from the node (or `generator`, one an earlier call of the same
     node drew from, as a prior's), report steps, return image/images/latents.
     Every argument must be one the pipeline names (see `refuse_swallowed`; `arguments`: node field -> argument).
     `recorded`: the call to record instead of `kwargs`, where they are the same call in other terms (prompts given
-    as the embeddings the pipeline would compute from them)."""
+    as the embeddings the pipeline would compute from them). `batch` (runner.models.generate.Batch): the call computes
+    several tasks, one CPU generator per image (diffusers' reproducible batches); the lead's outputs are returned."""
     import torch
 
     refuse_swallowed(pipe, kwargs, arguments)
-    if generator is None:
+    if batch is not None:
+        generator = [torch.Generator("cpu").manual_seed(seed) for seed in batch.seeds]
+    elif generator is None:
         generator = torch.Generator("cpu").manual_seed(ctx.seed)
     final_latents: dict[str, Any] = {}
     parameters = inspect.signature(pipe.__call__).parameters
@@ -134,17 +137,18 @@ def run_pipeline(ctx, pipe, kwargs: dict[str, Any], arguments: dict[str, str] | 
     ctx.phase("encoding the prompt and the input image" if "image" in kwargs else "encoding the prompt")
     # the noise comes from `generator`; torch's global generator is seeded too, because some pipelines draw from it
     # (SD3's ControlNet samples its condition's latents without the generator): same seed, same bytes
-    torch.manual_seed(ctx.seed)
+    torch.manual_seed(batch.seeds[0] if batch is not None else ctx.seed)
     with torch.inference_mode():
         result = pipe(**kwargs, generator=generator, **callbacks)
     if kwargs.get("output_type") == "latent":  # no decode: the latents are the node's only output
         latents = final_latents.get("latents", result.images)
-        return {"latents": latents.detach().clone()}
-    images = list(result.images)
-    outputs: dict[str, Any] = {"image": images[0], "images": images}
-    if "latents" in final_latents:
-        outputs["latents"] = final_latents["latents"].detach().clone()
-    return outputs
+        outputs: dict[str, Any] = {"latents": latents.detach().clone()}
+    else:
+        images = list(result.images)
+        outputs = {"image": images[0], "images": images}
+        if "latents" in final_latents:
+            outputs["latents"] = final_latents["latents"].detach().clone()
+    return outputs if batch is None else batch.split(outputs)
 
 
 def report_step(ctx, pipeline, step: int, kwargs: dict[str, Any]) -> None:

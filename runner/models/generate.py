@@ -19,9 +19,118 @@ from ..core.runtime import RUNTIME_OPTIONS, STEP_CACHES
 from .sources import ModelUnavailable, missing_safetensors_explained
 
 
-def generate(ctx, spec, f) -> dict[str, Any]:
+class Batch:
+    """Tasks of one generation node type computed in one pipeline call (a sweep's variants that differ only in seed
+    and the varying fields): one context and fields each, `lead` the one the executor was asked for. The call takes
+    the varying fields as lists (or, where they are all equal, num_images_per_prompt), one CPU generator per image
+    (diffusers' reproducible batches); `outputs` gets each task's outputs, and each context records the call as its
+    own (its prompt, its seed) plus `batch: {size, index, seeds, fields}` (fields: the varying values, where they
+    differ), from which `runner reproduce` rebuilds the same call."""
+
+    def __init__(self, contexts: list, fields: list, lead: int, varying: tuple[str, ...]):
+        self.contexts, self.fields, self.lead, self.varying = contexts, fields, lead, varying
+        self.outputs: list[dict[str, Any]] | None = None
+        self.varied: dict[str, list] = {}  # call argument -> each task's value, where they differ
+        self.varied_fields: dict[str, list] = {}
+
+    @property
+    def seeds(self) -> list[int]:
+        return [ctx.seed for ctx in self.contexts]
+
+    def arguments(self, kwargs: dict[str, Any], arguments: dict[str, str]) -> dict[str, Any]:
+        """The lead's call arguments made the batch's."""
+        from .prompt_embeddings import TEXT_ARGUMENTS
+
+        kwargs = dict(kwargs)
+        for field in self.varying:
+            values = [getattr(f, field) for f in self.fields]
+            if len(set(map(str, values))) > 1 and field in arguments:
+                self.varied[arguments[field]] = values
+                self.varied_fields[field] = values
+        if not self.varied:  # one prompt: diffusers repeats its embeddings, one generator per image
+            kwargs["num_images_per_prompt"] = len(self.contexts)
+            return kwargs
+        for name in TEXT_ARGUMENTS:  # the other texts as lists too (diffusers refuses a str beside a list prompt)
+            if isinstance(kwargs.get(name), str):
+                kwargs[name] = [kwargs[name]] * len(self.contexts)
+        kwargs.update(self.varied)
+        return kwargs
+
+    def split(self, outputs: dict[str, Any]) -> dict[str, Any]:
+        """Each task's share of the call's outputs (in `outputs`) and its record (its context's info: the lead's, with
+        its own varying values and seed); the lead's outputs."""
+        import copy
+
+        count = len(self.contexts)
+        shares: list[dict[str, Any]] = [{} for _ in range(count)]
+        for name, value in outputs.items():
+            if name == "image":
+                continue
+            each = len(value) // count
+            for index in range(count):
+                part = value[index * each:(index + 1) * each]
+                shares[index][name] = part.clone() if hasattr(part, "clone") else part  # not a view of the batch's
+        for share in shares:
+            if "images" in share:
+                share["image"] = share["images"][0]
+        lead = self.contexts[self.lead].info
+        record = {"size": count, "seeds": self.seeds, **({"fields": self.varied_fields} if self.varied_fields else {})}
+        for index, ctx in enumerate(self.contexts):
+            info = copy.deepcopy(lead)
+            for argument, values in self.varied.items():
+                if argument in info.get("call", {}):
+                    info["call"][argument] = values[index]
+            info["generator"] = {"device": "cpu", "seed": ctx.seed}
+            info["batch"] = {"index": index, **record}
+            ctx.info = info
+        self.outputs = shares
+        return shares[self.lead]
+
+
+def generate_batch(contexts: list, spec, fields: list, lead: int, varying: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Tasks of one generation node type that differ only in seed and prompt, in one pipeline call where the
+    checkpoint's family batches (its declaration) and the node uses nothing that would make the batch's images other
+    than diffusers' batched call documents; otherwise one call each (the same bytes as unbatched runs). A batch whose
+    working memory would not fit the memory budget is split in halves until it fits."""
+    from .estimate import MemoryEstimateExceeded
+
+    ctx, f = contexts[lead], fields[lead]
+    source, identity = node_checkpoint(ctx, f)
+    family = ctx.models.family(source, identity)
+    if len(contexts) < 2 or _unbatched(family, ctx, f):
+        return [generate(member, spec, member_fields) for member, member_fields in zip(contexts, fields)]
+    batch = Batch(contexts, fields, lead, varying)
+    try:
+        generate(ctx, spec, f, batch=batch)
+    except MemoryEstimateExceeded:  # the budget's answer to the batch's working memory: halves, until they fit
+        for member in contexts:
+            member.info = {}
+        half, outputs = len(contexts) // 2, []
+        for start, end in ((0, half), (half, len(contexts))):
+            part_lead = lead - start if start <= lead < end else 0
+            outputs.extend(generate_batch(contexts[start:end], spec, fields[start:end], part_lead, varying))
+        return outputs
+    return batch.outputs
+
+
+def _unbatched(family, ctx, f) -> str | None:
+    """Why these tasks run one call each: the family does not batch, or the node uses what a batched call would
+    change (one generator draws a node's several images; weighted prompts and image prompts are per call)."""
+    if not family.batches:
+        return f"{family.name} does not batch"
+    if f.num_images > 1:
+        return "num_images above 1 (one generator draws all of a node's images)"
+    if getattr(ctx.task, "prompt_syntax", "plain") != "plain":
+        return "weighted prompts"
+    if getattr(f, "ip_adapter", None) or getattr(f, "adapter", None):
+        return "image prompts or T2I-Adapters"
+    return None
+
+
+def generate(ctx, spec, f, batch: Batch | None = None) -> dict[str, Any]:
     """Run a generation node described by `spec` (runner.nodes.generation.GenerationSpec) the way its checkpoint's
-    model family does the node's task; what the family cannot do (the task, ControlNets, LoRAs) is refused here."""
+    model family does the node's task; what the family cannot do (the task, ControlNets, LoRAs) is refused here.
+    `batch`: the other tasks computed in the same call (see generate_batch)."""
     source, identity = node_checkpoint(ctx, f)
     ctx.record(checkpoint=f.model)  # the model whose pipeline made the images: records (A1111 text) name it from here
     family = ctx.models.family(source, identity)
@@ -56,7 +165,7 @@ def generate(ctx, spec, f) -> dict[str, Any]:
 
         for path, message, fix in weighting_problems(family, source.label, f, ctx.task.prompt_syntax):
             raise NodeInputError(f"{'.'.join(map(str, path))}: {message}", fix)
-    return family.generate(ctx, spec, f)
+    return family.generate(ctx, spec, f, batch=batch)
 
 
 def node_checkpoint(ctx, f):
@@ -71,7 +180,7 @@ def _a(name: str) -> str:
     return ("an " if name[:1].lower() in "aeiou" or name.startswith("SD") else "a ") + name
 
 
-def generate_diffusers(ctx, spec, f) -> dict[str, Any]:
+def generate_diffusers(ctx, spec, f, batch: Batch | None = None) -> dict[str, Any]:
     """Families whose checkpoint is one diffusers pipeline and whose tasks derive from it (SD 1.x/2.x, SDXL, any
     AutoPipeline checkpoint), optionally with ControlNets and LoRAs."""
     from PIL import Image
@@ -123,6 +232,9 @@ def generate_diffusers(ctx, spec, f) -> dict[str, Any]:
         # every node reading this one takes its latents: no VAE decode (diffusers' docs hand a base to the refiner so)
         kwargs["output_type"] = "latent"
         ctx.record(decode_skipped="every node reading this one takes its latents")
+    own = kwargs  # the call as this node's own (a batch records it so, with its seed)
+    if batch is not None:
+        kwargs = batch.arguments(kwargs, spec.arguments)
     from .ip_adapters import applied_ip_adapters
 
     with applied_loras(ctx, pipe, f.lora), memory_options(ctx, pipe, f), freeu(ctx, pipe, getattr(f, "freeu", None)), \
@@ -137,12 +249,13 @@ def generate_diffusers(ctx, spec, f) -> dict[str, Any]:
         elif family.weighted_prompts:  # CLIP-encoded prompts: encoded once per checkpoint and texts, then reused
             from .prompt_embeddings import with_reused_embeddings
 
-            recorded = kwargs
+            recorded = own if batch is not None else kwargs
             kwargs, note = with_reused_embeddings(ctx, pipe, identity, kwargs, loras=bool(f.lora))
             if note:
                 ctx.record(prompt_embeddings=note)
         try:
-            return run_pipeline(ctx, pipe, kwargs, spec.arguments, recorded=recorded)
+            return run_pipeline(ctx, pipe, kwargs, spec.arguments, recorded=own if batch is not None else recorded,
+                                batch=batch)
         except ValueError as exc:
             if pag and "PAG layer" in str(exc):
                 raise NodeInputError(f"pag_applied_layers: {exc}", "name layers by the denoiser's module names, as "

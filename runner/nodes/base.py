@@ -13,6 +13,17 @@ from ..language.fields import Fields
 
 
 @dataclass(frozen=True)
+class Batching:
+    """A node type whose tasks may share one call when they differ only in their seed and the `varying` fields (a
+    sweep's variants): `run(contexts, fields, lead) -> [outputs of each]`, one context and fields per task, `lead`
+    the index of the task the executor was asked for (its context reports progress). Whether a call really batches
+    is the run's to decide (a model family may not): it may compute the tasks one by one."""
+
+    run: Callable[[list, list, int], list[dict[str, Any]]]
+    varying: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class NodeType:
     name: str
     fields: type[Fields]
@@ -31,6 +42,8 @@ class NodeType:
     # Writes the node as plain diffusers/PIL code into an export script (runner.engine.export.Script):
     # `export(script, fields)`; None: `runner export` refuses the node, naming it.
     export: Callable[..., None] | None = None
+    # Tasks that differ only in seed (and `varying` fields) may run as one batched call (runner run --batch N)
+    batch: Batching | None = None
 
     def __post_init__(self) -> None:
         assert all(kind in OUTPUT_KINDS for kind in self.outputs.values()), self.name
@@ -64,14 +77,15 @@ NODE_TYPES: dict[str, NodeType] = {}
 
 
 def node_type(name: str, *, fields: type[Fields], outputs: dict[str, str], version: int = 1, publish=None, check=None,
-              writes=None, export=None):
+              writes=None, export=None, batch: Batching | None = None):
     """Decorator registering `run(ctx, fields, inputs) -> {output: value}` as node type `name`."""
 
     def register(run: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
         if name in NODE_TYPES:
             raise ValueError(f"node type {name!r} declared twice")
         doc = (run.__doc__ or "").strip().splitlines()[0] if run.__doc__ else name
-        NODE_TYPES[name] = NodeType(name, fields, dict(outputs), version, doc, run, publish, check, writes, export)
+        NODE_TYPES[name] = NodeType(name, fields, dict(outputs), version, doc, run, publish, check, writes, export,
+                                     batch)
         return run
 
     return register

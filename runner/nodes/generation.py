@@ -27,7 +27,7 @@ from ..language.fields import (
 from ..language.errors import Invalid, exactly_one
 from ..language.refs import Link, unresolve
 from .arguments import CALL_ARGUMENTS, CONTROLNET_ITEM_ARGUMENTS
-from .base import node_type
+from .base import Batching, node_type
 from .call_checks import check_pipeline_node, generation_check
 
 GENERATION_OUTPUTS = {"image": "image", "images": "images", "latents": "latents"}
@@ -467,6 +467,9 @@ class Pipeline(Fields):
                                                 "default: derived from the workflow seed and the node id")
 
 
+BATCH_VARYING = ("prompt",)  # the fields besides the seed in which tasks sharing one batched call may differ
+
+
 def _declare(name: str, fields: type[Generation], doc: str) -> None:
     spec = fields.spec
 
@@ -480,8 +483,15 @@ def _declare(name: str, fields: type[Generation], doc: str) -> None:
 
         export_generate(script, spec, f)
 
+    def run_batch(contexts, fs, lead):
+        from ..models.generate import generate_batch
+
+        return generate_batch(contexts, spec, fs, lead, BATCH_VARYING)
+
     run.__doc__ = doc
-    node_type(name, fields=fields, outputs=GENERATION_OUTPUTS, check=generation_check(spec), export=export)(run)
+    # a sweep's variants that differ only in seed and prompt share one call (a prompt list, a generator per image)
+    node_type(name, fields=fields, outputs=GENERATION_OUTPUTS, check=generation_check(spec), export=export,
+              batch=Batching(run_batch, varying=BATCH_VARYING))(run)
 
 
 def _on(task: str, any_other: bool = False) -> str:

@@ -81,6 +81,9 @@ class Family:
     # whether a LoRA fits a checkpoint, from what its files say (runner.models.configs.lora_facts) and the
     # checkpoint's denoiser config; None: not known before loading
     lora_fits: Callable[[dict, dict], bool] | None = None
+    # whether its runner computes several tasks (a sweep's variants differing in seed and prompt) in one pipeline
+    # call: a prompt list and one CPU generator per image, as diffusers documents for reproducible batches
+    batches: bool = False
 
     def reads_keys(self, keys) -> bool:
         """Whether a single file with these tensor names is one of its checkpoints."""
@@ -94,9 +97,12 @@ class Family:
     def task(self, name: str) -> Task | None:
         return self.tasks.get(name)
 
-    def generate(self, ctx, spec, fields) -> dict[str, Any]:
+    def generate(self, ctx, spec, fields, batch=None) -> dict[str, Any]:
+        """Run a generation node; `batch` (only where the family `batches`): the other tasks computed in the same call
+        (runner.models.generate.Batch), whose outputs come back in its `outputs`."""
         module, function = self.runner.split(":")
-        return getattr(importlib.import_module(module), function)(ctx, spec, fields)
+        run = getattr(importlib.import_module(module), function)
+        return run(ctx, spec, fields) if batch is None else run(ctx, spec, fields, batch=batch)
 
     def export(self, script, spec, fields) -> None:
         """Write a generation node on this family into an export script (runner.engine.export.Script)."""

@@ -27,6 +27,7 @@ FAMILY = Family(
     controlnet_fits=lambda config: (config.get("_class_name") == "ControlNetModel"
                                      and config.get("addition_embed_type") != "text_time"),
     latents=True,
+    batches=True,
     # the original (LDM / A1111) layout: a UNet and one CLIP text encoder (SD 2.x: OpenCLIP, under the same name)
     single_file_keys=(("model.diffusion_model.input_blocks.", "cond_stage_model."),),
     lora_fits=unet_lora_fits,

@@ -24,6 +24,7 @@ FAMILY = Family(
     controlnet_fits=lambda config: (config.get("_class_name") == "ControlNetModel"
                                      and config.get("addition_embed_type") == "text_time"),
     latents=True,
+    batches=True,
     lora_fits=unet_lora_fits,
     freeu=True,
     embeddings=True,
