@@ -11,12 +11,14 @@ demo: $(STAMP)  ## run the demo workflow offline on tiny models
 test: $(STAMP)  ## run the test suite
 	$(VENV)/bin/python -m pytest -q
 
-bench: $(STAMP)  ## runner vs hand-written diffusers scripts, sweeps, the watch loop, a cached run's start, the job server (see bench/README.md)
+bench: $(STAMP)  ## runner vs hand-written diffusers scripts, sweeps (batched too), the watch loop, a cached run's start, the refiner's skipped decode, the job server (see bench/README.md)
 	$(VENV)/bin/python bench/demo_chain.py
 	$(VENV)/bin/python bench/sweep_reuse.py
+	$(VENV)/bin/python bench/sweep_batch.py
 	$(VENV)/bin/python bench/watch_loop.py
 	$(VENV)/bin/python bench/ray_sweep.py
 	$(VENV)/bin/python bench/start_time.py
+	$(VENV)/bin/python bench/refiner_decode.py
 	$(VENV)/bin/python bench/server_latency.py
 
 schema: $(STAMP)  ## regenerate the committed JSON Schema

@@ -17,6 +17,17 @@ def test_bench_workflow_validates(name, capsys):
     assert run_cli("validate", BENCH / name) == 0, capsys.readouterr().err
 
 
+def test_make_bench_runs_every_benchmark_and_the_readme_describes_each():
+    """A benchmark script (one with a __main__ that is not a helper of the others) is run by `make bench` and has its
+    section in bench/README.md."""
+    helpers = {"timing.py", "fullsize_sd15.py", "handwritten_demo.py", "handwritten_two_stage.py"}
+    scripts = sorted(path.name for path in BENCH.glob("*.py") if path.name not in helpers)
+    makefile = (BENCH.parent / "Makefile").read_text().split("\nbench:", 1)[1].split("\n\n", 1)[0]
+    readme = (BENCH / "README.md").read_text()
+    assert [name for name in scripts if f"bench/{name}" not in makefile] == []
+    assert [name for name in scripts if f"## {name}" not in readme] == []
+
+
 def test_the_handwritten_script_reads_the_workflows_input():
     assert "inputs/room.png" in (BENCH / "demo_chain.yaml").read_text()
     assert '"inputs/room.png"' in (BENCH / "handwritten_demo.py").read_text()
