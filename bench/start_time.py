@@ -1,6 +1,9 @@
 """Benchmark: the start of a fully cached run. `runner run` of the demo whose every node is in the cache, in fresh
 processes: user+system CPU seconds and wall seconds (the fastest and the median of --repeats, default 7), and the
 import time of the command's modules (`python -X importtime`, the top entries). Goal (issue 28): <= 0.25 s CPU.
+Python may write its bytecode caches (__pycache__) as on any installed runner: PYTHONDONTWRITEBYTECODE is dropped
+from the children's environment (with it, every one of runner's modules is compiled from source on each start:
+about 0.11 s more here).
 Run: `.venv/bin/python bench/start_time.py [--repeats N]`.
 """
 
@@ -32,7 +35,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
-        env = {**os.environ, "RUNNER_CACHE_DIR": str(Path(work) / "cache"),
+        env = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}, "RUNNER_CACHE_DIR": str(Path(work) / "cache"),
                "RUNNER_MODELS_DIR": os.environ.get("RUNNER_MODELS_DIR", str(REPO / "outputs" / ".bench-models")),
                "TRANSFORMERS_VERBOSITY": "error"}
         out = ["--out", str(Path(work) / "out")]
