@@ -369,6 +369,8 @@ CASES = [
           gen: {type: txt2img, model: $models.sd15, steps: 4}
         """), "--set nodes.gen.steps=0", ("nodes.gen.steps", "should be at least 1 ", "0"),
          args=("--set", "nodes.gen.steps=0")),
+    Case("workflow-seed-negative", "version: 1\nseed: -1\nnodes:\n  gen: {type: txt2img, model: tiny:sd15}\n",
+         "2:1", ("seed: should be at least 0 or 'random' (got -1)",)),
     Case("set-adds-unknown-field", H("""
           gen: {type: txt2img, model: $models.sd15}
         """), "--set nodes.gen.stpes=3", ("unknown field 'stpes'", "did you mean 'steps'?"),
@@ -444,7 +446,8 @@ POSITIVE = {
     """).replace("prompt: a red barn", "prompt: a red barn\n  size: [64, 64]\n  steps: 3"),
     "seed-random-and-inline-model": H("""
       gen: {type: txt2img, model: tiny:sd15, seed: random}
-    """),
+    """),    # the workflow seed too (issue 27 item 1: the schema offers 'random' there; validate once crashed on it)
+    "workflow-seed-random": "version: 1\nseed: random\nnodes:\n  gen: {type: txt2img, model: tiny:sd15}\n",
 }
 
 

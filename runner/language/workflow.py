@@ -29,6 +29,7 @@ from .fields import (
     NodeDeclaration,
     Offload,
     Quantize,
+    Seed,
     StepCache,
     field_values,
     iter_marked,
@@ -62,7 +63,9 @@ class WorkflowHeader(BaseModel):
     name: str | None = Field(None, pattern=WORKFLOW_NAME, max_length=NAME_MAX,
                              description="run folder name; default: the file stem")
     description: str = Field("", description="free text")
-    seed: int | Literal["random"] = Field(0, ge=0, description="workflow seed; node seeds derive from it and the node id")
+    # the bounds sit on the integer (Seed): on the union, 'random' met `>= 0` and crashed validation with a TypeError
+    seed: Seed = Field(0, description="workflow seed; node seeds derive from it and the node id; 'random' draws one "
+                                      "(recorded)")
     device: str = Field("auto", pattern=DEVICE, description="auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="auto = float16 on cuda, float32 elsewhere")
     offload: Offload = Field(

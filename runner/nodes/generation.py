@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable, ClassVar
+from typing import Annotated, Any, Callable, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -20,6 +20,7 @@ from ..language.fields import (
     model_in,
     Offload,
     Quantize,
+    SCHEDULERS,
     SchedulerName,
     Seed,
     StepCache,
@@ -221,6 +222,27 @@ class T2IAdapterItem(Fields):
     scale: float | None = Field(None, ge=0, le=5, description="adapter_conditioning_scale; default: the pipeline's (1.0)")
 
 
+SCHEDULER_DOC = "sampler by short name; default: the checkpoint's own"
+
+
+def _schedulers_of(spec: GenerationSpec) -> Any:
+    """A node type's `scheduler:`: the short names some model family doing its task runs with (validation refuses
+    the others on every family, so the schema and `runner nodes` never offer them), in SCHEDULERS' order."""
+    from ..models import families
+
+    offered = families.scheduler_names(spec.task)
+    return Literal[tuple(name for name in SCHEDULERS if name in offered)] | None  # type: ignore[valid-type]
+
+
+# the scheduler names each generation node type offers
+TXT2IMG_SCHEDULERS = _schedulers_of(TXT2IMG)
+IMG2IMG_SCHEDULERS = _schedulers_of(IMG2IMG)
+INPAINT_SCHEDULERS = _schedulers_of(INPAINT)
+DEPTH2IMG_SCHEDULERS = _schedulers_of(DEPTH2IMG)
+REFINE_SCHEDULERS = _schedulers_of(REFINE)
+INTERPOLATE_SCHEDULERS = _schedulers_of(INTERPOLATE)
+
+
 class CoreGeneration(Fields):
     """The fields every generation node takes, interpolate's included. LoRA, size and ControlNet fields come with the
     node types whose pipelines take them (Generation, SizedGeneration, ControlledGeneration): a field is offered only
@@ -232,7 +254,7 @@ class CoreGeneration(Fields):
     steps: int | None = Field(None, ge=1, le=1000, description="num_inference_steps; default: the pipeline's")
     guidance_scale: float | None = Field(None, ge=0, le=100, description="classifier-free guidance; default: the pipeline's")
     seed: Seed | None = Field(None, description="noise seed; default: derived from the workflow seed and the node id; 'random' draws one")
-    scheduler: SchedulerName | None = Field(None, description="sampler by short name; default: the checkpoint's own")
+    scheduler: SchedulerName | None = Field(None, description=SCHEDULER_DOC)  # each node type offers its own
     num_images: int = Field(1, ge=1, le=64, description="num_images_per_prompt")
     pipeline_kwargs: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the diffusers call")
     offload: Offload | None = Field(None, description="CPU offload on CUDA: none | model | sequential | group; default: the workflow's "
@@ -331,6 +353,7 @@ class ControlledGeneration(SizedGeneration):
 
 class Txt2Img(ControlledGeneration):
     spec: ClassVar[GenerationSpec] = TXT2IMG
+    scheduler: TXT2IMG_SCHEDULERS = Field(None, description=SCHEDULER_DOC)
     adapter: Annotated[list[T2IAdapterItem], KeyedWhenSet()] = Field(
         default_factory=list, description="T2I-Adapters with their condition images (SD, SDXL: diffusers' adapter "
                                           "pipelines; several make a MultiAdapter); not with controlnet")
@@ -367,6 +390,7 @@ RESTYLE_SIZE_DOC = ("pixels, a multiple of the model family's step; only where t
 
 class Img2Img(ControlledGeneration):
     spec: ClassVar[GenerationSpec] = IMG2IMG
+    scheduler: IMG2IMG_SCHEDULERS = Field(None, description=SCHEDULER_DOC)
     width: int | None = Field(None, ge=8, le=8192, multiple_of=8, description=RESTYLE_SIZE_DOC)
     height: int | None = Field(None, ge=8, le=8192, multiple_of=8, description=RESTYLE_SIZE_DOC)
     image: ImageIn | None = Field(None, description="image to restyle (or 'latents')")
@@ -378,6 +402,7 @@ class Img2Img(ControlledGeneration):
 
 class Inpaint(ControlledGeneration):
     spec: ClassVar[GenerationSpec] = INPAINT
+    scheduler: INPAINT_SCHEDULERS = Field(None, description=SCHEDULER_DOC)
     image: ImageIn | None = Field(None, description="image to repaint (or 'latents')")
     latents: LatentsIn | None = Field(None, description=LATENTS_DOC + " (4-channel checkpoints; no ControlNet "
                                       "inpaint condition can be built from them)")
@@ -414,6 +439,7 @@ class Depth2Img(Generation):
     """No size (the result has the input's) and no ControlNet: StableDiffusionDepth2ImgPipeline takes neither."""
 
     spec: ClassVar[GenerationSpec] = DEPTH2IMG
+    scheduler: DEPTH2IMG_SCHEDULERS = Field(None, description=SCHEDULER_DOC)
     not_taken: ClassVar[dict] = _not_taken("StableDiffusionDepth2ImgPipeline", "depth2img")
     image: ImageIn = Field(..., description="image to restyle (the result has its size)")
     depth: ImageIn | None = Field(None, description="depth map; default: estimated by the model's own depth estimator")
@@ -425,6 +451,7 @@ class Refine(Generation):
     """No size (the result has the input's) and no ControlNet: StableDiffusionXLImg2ImgPipeline takes neither."""
 
     spec: ClassVar[GenerationSpec] = REFINE
+    scheduler: REFINE_SCHEDULERS = Field(None, description=SCHEDULER_DOC)
     not_taken: ClassVar[dict] = _not_taken("the SDXL refiner's pipeline (StableDiffusionXLImg2ImgPipeline)", "refine")
     image: ImageIn | None = Field(None, description="image to refine (img2img with strength)")
     latents: LatentsIn | None = Field(None, description="latents of a base node (handoff without decoding)")
@@ -449,6 +476,7 @@ class Interpolate(CoreGeneration):
     """No LoRA: the families that interpolate (Kandinsky 2.1, 2.2) load none."""
 
     spec: ClassVar[GenerationSpec] = INTERPOLATE
+    scheduler: INTERPOLATE_SCHEDULERS = Field(None, description=SCHEDULER_DOC)
     not_taken: ClassVar[dict] = {"lora": ("the Kandinsky prior and decoder that interpolate take no LoRA",
                                           "remove lora")}
     width: int | None = Field(None, ge=8, le=8192, multiple_of=8, description=SIZE_DOC)

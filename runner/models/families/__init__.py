@@ -76,4 +76,15 @@ def for_task(task: str) -> list[Family]:
     return [family for family in FAMILIES if task in family.tasks]
 
 
-__all__ = ["AUTO", "FAMILIES", "Family", "Task", "detect", "either", "for_task", "from_files", "of_keys", "of_class", "of_pipeline"]
+def scheduler_names(task: str) -> set[str]:
+    """The scheduler short names some family doing a task runs with (any other AutoPipeline checkpoint's: runner's
+    usual set): what a node type of that task offers, so an editor completing from the schema never completes into a
+    name every family running the node refuses."""
+    from ..schedulers import SCHEDULER_CLASSES
+
+    doing = for_task(task) + ([AUTO] if task in AUTO.tasks else [])
+    return {name for family in doing for name in (family.schedulers or SCHEDULER_CLASSES)}
+
+
+__all__ = ["AUTO", "FAMILIES", "Family", "Task", "detect", "either", "for_task", "from_files", "of_keys", "of_class",
+           "of_pipeline", "scheduler_names"]
