@@ -165,6 +165,32 @@ def test_nodes_txt2img_in_detail(capsys):
         assert expected in out, expected
 
 
+def test_nodes_type_all_lists_every_pipeline_class_default_the_default_view_only_the_families(capsys):
+    """Issue 27 item 11: the default view names the classes of the families runner runs the node on (five per value,
+    the rest counted); --all names every class the task's AutoPipelines derive, none left out."""
+    def classes(text: str) -> set[str]:
+        return set(re.findall(r"\b[A-Z][A-Za-z0-9]*Pipeline\b", text))
+
+    status, short, _ = cli(capsys, "nodes", "txt2img")
+    assert status == 0
+    status, every, _ = cli(capsys, "nodes", "txt2img", "--all")
+    assert status == 0
+    steps = next(line for line in short.splitlines() if line.strip().startswith("steps "))
+    assert "StableDiffusionPipeline" in steps and "FluxPipeline" in steps and "PixArtAlphaPipeline" not in steps, steps
+    assert len(steps) < 400, steps
+    every_steps = next(line for line in every.splitlines() if line.strip().startswith("steps "))
+    assert {"StableDiffusionPipeline", "FluxPipeline", "PixArtAlphaPipeline", "SanaPipeline"} <= classes(every_steps)
+    assert len(classes(every)) > 2 * len(classes(short)), (classes(short), classes(every))
+    assert classes(short) < classes(every)
+    assert re.search(r"and \d+ more", short) and not re.search(r"and \d+ more", every)
+
+
+def test_nodes_all_without_a_type_says_to_name_one(capsys):
+    status, out, err = cli(capsys, "nodes", "--all")
+    assert status == 2 and out == ""
+    assert "--all lists one node type's pipeline defaults" in err and "runner nodes txt2img --all" in err, err
+
+
 @pytest.mark.parametrize("typo, suggestion", [("txt2imag", "txt2img"), ("inpainting", "inpaint"), ("save", "save_image")])
 def test_nodes_unknown_type_suggests(typo, suggestion, capsys):
     status, out, err = cli(capsys, "nodes", typo)

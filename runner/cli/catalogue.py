@@ -29,13 +29,15 @@ def print_catalogue(console: Console) -> None:
     console.print("Details of one type: runner nodes TYPE")
 
 
-def print_node_type(console: Console, node_type: NodeType) -> None:
-    """One type's fields, one per line with its description below: never cut to the terminal width, easy to grep."""
+def print_node_type(console: Console, node_type: NodeType, every: bool = False) -> None:
+    """One type's fields, one per line with its description below: never cut to the terminal width, easy to grep.
+    A field left to the pipeline names the defaults of the classes the node's families call; `every` (--all): of
+    each class its task's AutoPipelines derive, none left out."""
     console.print(f"[bold cyan]{node_type.name}[/] (implementation version {node_type.version})", soft_wrap=True)
     console.print(escape(node_type.doc), soft_wrap=True)
-    _print_fields(console, f"{node_type.name} fields", node_type.fields)
+    _print_fields(console, f"{node_type.name} fields", node_type.fields, every)
     for name, model in nested_models(node_type.fields).items():
-        _print_fields(console, f"{name}: each item", model)
+        _print_fields(console, f"{name}: each item", model, every)
     console.print()
     if node_type.outputs:
         outputs = ", ".join(f"{name}: {kind}" + (" (default)" if index == 0 else "")
@@ -62,11 +64,12 @@ class FieldFacts:
         return "required" if self.required else self.pipeline_default or f"default {self.default}"
 
 
-def field_facts(model: type[BaseModel]) -> list[FieldFacts]:
-    """The fields of `model` in declaration order; fields left to the pipeline say each pipeline class's default."""
+def field_facts(model: type[BaseModel], every: bool = False) -> list[FieldFacts]:
+    """The fields of `model` in declaration order; fields left to the pipeline say each pipeline class's default
+    (`every`: of every class the task's AutoPipelines derive, not only those of runner's families)."""
     from ..nodes.pipeline_defaults import field_defaults
 
-    pipeline_defaults = field_defaults(model)
+    pipeline_defaults = field_defaults(model, every)
     facts = []
     for name, info in model.model_fields.items():
         written = info.alias or name
@@ -76,11 +79,11 @@ def field_facts(model: type[BaseModel]) -> list[FieldFacts]:
     return facts
 
 
-def _print_fields(console: Console, title: str, model: type[BaseModel]) -> None:
+def _print_fields(console: Console, title: str, model: type[BaseModel], every: bool = False) -> None:
     console.print()
     console.print(f"[bold]{escape(title)}[/]", soft_wrap=True)
     rows = [(field.name, "; ".join(filter(None, (field.type, field.default_text, field.bounds))), field.description)
-            for field in field_facts(model)]
+            for field in field_facts(model, every)]
     width = max((len(row[0]) for row in rows), default=0)
     for field_name, facts, description in rows:
         console.print(f"  [bold]{escape(field_name.ljust(width))}[/]  {escape(facts)}", soft_wrap=True)

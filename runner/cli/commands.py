@@ -62,6 +62,9 @@ def cmd_nodes(args) -> int:
     from ..nodes import NODE_TYPES
 
     console = _console()
+    if args.type is None and args.every_pipeline:
+        raise CommandError([Problem(Location("runner nodes --all"), (), "--all lists one node type's pipeline defaults, "
+                                    "and no type was named", "name one, e.g. runner nodes txt2img --all")])
     if args.type is None:
         print_catalogue(console)
         return EXIT_OK
@@ -74,7 +77,7 @@ def cmd_nodes(args) -> int:
         raise CommandError([Problem(Location("runner nodes"), (), f"unknown node type '{args.type}'{did_you_mean(args.type, NODE_TYPES)}",
                                      (f"{equivalent}; " if equivalent else "")
                                      + "run 'runner nodes' to list them")])
-    print_node_type(console, NODE_TYPES[args.type])
+    print_node_type(console, NODE_TYPES[args.type], every=args.every_pipeline)
     return EXIT_OK
 
 

@@ -127,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     nodes = commands.add_parser("nodes", help="list node types, or show one type's fields and outputs")
     nodes.add_argument("type", nargs="?", help="a node type, e.g. txt2img")
+    nodes.add_argument("--all", action="store_true", dest="every_pipeline",
+                       help="with TYPE: a field left to the pipeline lists the default of every pipeline class its "
+                            "task's AutoPipelines derive (PixArt, Sana, ControlNet and PAG forms, ...), none left out; "
+                            "default: those of the model families runner runs the node on, five named per value")
 
     graph = commands.add_parser("graph", help="print the workflow graph")
     with_overrides(graph)

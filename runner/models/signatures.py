@@ -91,6 +91,12 @@ class PipelineIndex:
             found = self._get_task_class(mapping, found.replace("PAG", "").replace(suffix, "PAG" + suffix))
         return found
 
+    def mapping_classes(self, autopipeline: str | None) -> list[str]:
+        """Every pipeline class the AutoPipeline's task mapping derives (for any checkpoint diffusers maps), in its
+        order; [] for none."""
+        mapping = self.mappings.get(AUTOPIPELINE_MAPPINGS.get(autopipeline or "", ""), {})
+        return [name for name in mapping.values() if name in self.signatures]
+
     def _get_task_class(self, mapping: str, class_name: str) -> str | None:
         family = next((family for name in self.supported for family, cls in self.mappings.get(name, {}).items()
                        if cls == class_name), None)
