@@ -166,3 +166,41 @@ def test_what_a_family_cannot_do_is_refused_at_the_field(tmp_path, capsys):
         assert f"{workflow}:{where}: {message}" in err, (message, err)
         assert fix in err, fix
     assert err.rstrip().endswith(f"{len(expected)} problems found"), err
+
+
+@pytest.mark.parametrize("checkpoint, family", [("tiny:sd15-inpaint", "SD 1.x/2.x"), ("tiny:kandinsky21-inpaint", "Kandinsky 2.1"),
+                                                ("tiny:kandinsky22-inpaint", "Kandinsky 2.2")])
+def test_an_inpainting_checkpoint_in_img2img_is_refused_at_its_model_field(checkpoint, family, tmp_path, capsys):
+    """Issue 27 item 2: its denoiser takes 9 channels, which no img2img pipeline feeds; refused before anything loads."""
+    line = f"  r: {{type: img2img, model: {checkpoint}, image: $photo, prompt: a room}}"
+    workflow = write_workflow(tmp_path, "wf.yaml", "version: 1\nnodes:\n  photo: {type: load_image, path: in.png}\n"
+                              + line + "\n")
+    assert run_cli("validate", workflow) == 2
+    err = capsys.readouterr().err
+    where = f"{workflow}:4:{line.index(f'model: {checkpoint}') + 1}"  # a mapping entry is located at its key
+    assert (f"{where}: nodes.r.model: model '{checkpoint}' is an inpainting checkpoint ({family}; its denoiser takes 9 "
+            "input channels), which an img2img node cannot use") in err, err
+    assert "fix: use it in an inpaint node, or use the base (non-inpainting) checkpoint here" in err, err
+    assert err.rstrip().endswith("1 problem found"), err
+
+
+CONTROLNET_FAMILIES = {"sd15": "SD 1.x/2.x", "sdxl": "SDXL", "sd3": "Stable Diffusion 3", "flux": "FLUX.1",
+                       "kandinsky22": "Kandinsky 2.2"}
+
+
+@pytest.mark.parametrize("checkpoint, controlnet", [(checkpoint, controlnet) for checkpoint in CONTROLNET_FAMILIES
+                                                    for controlnet in CONTROLNET_FAMILIES if checkpoint != controlnet])
+def test_every_cross_family_controlnet_pairing_is_refused_at_validate(checkpoint, controlnet, tmp_path, capsys):
+    """Issue 27 item 2: a ControlNet made for another family is refused at its model field, naming both families,
+    with the fix, before anything loads."""
+    line = (f"  c: {{type: txt2img, model: tiny:{checkpoint}, prompt: a room, "
+            f"controlnet: [{{model: tiny:controlnet-{controlnet}, image: $photo}}]}}")
+    workflow = write_workflow(tmp_path, "wf.yaml", "version: 1\nnodes:\n  photo: {type: load_image, path: in.png}\n"
+                              + line + "\n")
+    assert run_cli("validate", workflow) == 2
+    err = capsys.readouterr().err
+    where = f"{workflow}:4:{line.index(f'model: tiny:controlnet-{controlnet}') + 1}"  # at the item's model key
+    assert (f"{where}: nodes.c.controlnet[0].model: ControlNet 'tiny:controlnet-{controlnet}' was made for "
+            f"{CONTROLNET_FAMILIES[controlnet]} checkpoints, but 'tiny:{checkpoint}' is ") in err, err
+    assert f"{CONTROLNET_FAMILIES[checkpoint]} checkpoint" in err and f"tiny:controlnet-{checkpoint} offline" in err, err
+    assert err.rstrip().endswith("1 problem found"), err
