@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import yaml
@@ -18,6 +21,7 @@ from PIL.PngImagePlugin import PngInfo
 from conftest import REPO, latest_run, manifest, run_cli
 from runner.importers.comfyui.graph import (
     FLOW_SAMPLER_NAMES,
+    MAX_CHAIN,
     SAMPLER_NAMES,
     SPECIAL_SCHEDULES,
     model_name,
@@ -991,6 +995,160 @@ def test_unreadable_sources_are_clear_errors(tmp_path, capsys):
     assert "holds no ComfyUI graph (no 'prompt' text chunk)" in capsys.readouterr().err
     assert run_cli("import", "comfyui", tmp_path / "missing.json") == 2
     assert "no such file" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------- hostile graphs (issue 27 item 12)
+
+HOSTILE_SECONDS = 1.0  # per graph, in-process: the bound issue 27 sets for hostile input
+
+
+def _changed(name: str, node: str, **inputs) -> Callable[[], dict]:
+    """A graph of tests/comfyui with some inputs of one node changed."""
+    def make() -> dict:
+        prompt = graph(name)
+        prompt[node]["inputs"].update(inputs)
+        return prompt
+    return make
+
+
+def _sampler_chain(count: int) -> dict:
+    """The default graph with `count` KSamplers after its own, each sampling the latents of the one before (a hires
+    pass repeated), the last one decoded."""
+    prompt, previous = graph("txt2img_default"), "3"
+    for n in range(count):
+        prompt[str(100 + n)] = {"class_type": "KSampler", "inputs": {**prompt["3"]["inputs"], "denoise": 0.5,
+                                                                     "latent_image": [previous, 0]}}
+        previous = str(100 + n)
+    prompt["8"]["inputs"]["samples"] = [previous, 0]
+    return prompt
+
+
+def _lora_chain(count: int) -> dict:
+    """The default graph with `count` LoraLoaders between its checkpoint and its sampler and text encoders."""
+    prompt, previous = graph("txt2img_default"), "4"
+    for n in range(count):
+        prompt[str(100 + n)] = {"class_type": "LoraLoader", "inputs": {
+            "lora_name": f"lora_{n}.safetensors", "strength_model": 0.5, "strength_clip": 0.5,
+            "model": [previous, 0], "clip": [previous, 1]}}
+        previous = str(100 + n)
+    prompt["3"]["inputs"]["model"] = [previous, 0]
+    for encoder in ("6", "7"):
+        prompt[encoder]["inputs"]["clip"] = [previous, 1]
+    return prompt
+
+
+def _noise_mask_cycle() -> dict:
+    prompt = graph("img2img")
+    prompt["20"] = {"class_type": "SetLatentNoiseMask", "inputs": {"samples": ["20", 0], "mask": ["10", 1]}}
+    prompt["3"]["inputs"]["latent_image"] = ["20", 0]
+    return prompt
+
+
+def _wide(pipelines: int) -> dict:
+    """`pipelines` copies of the default graph side by side (7 nodes each), their ids suffixed _N."""
+    prompt = {}
+    for n in range(pipelines):
+        for node_id, node in graph("txt2img_default").items():
+            node["inputs"] = {k: [f"{v[0]}_{n}", v[1]] if isinstance(v, list) else v for k, v in node["inputs"].items()}
+            prompt[f"{node_id}_{n}"] = node
+    return prompt
+
+
+def _hostile(tmp_path, capsys, data: dict | str, name: str = "graph") -> str:
+    """Import `data` (a prompt or raw JSON text): exit 2, no file, every problem located at the graph file, in time,
+    no number shown in all its digits."""
+    source = tmp_path / "in" / f"{name}.json"
+    started = time.perf_counter()
+    err = refused(tmp_path, capsys, data, name)
+    seconds = time.perf_counter() - started
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert errors and all(line.startswith(f"error: {source}") for line in errors), err
+    assert seconds < HOSTILE_SECONDS, f"{seconds:.2f} s"
+    assert not re.search(r"\d{25}", err), "a number shown in all its digits"
+    return err
+
+
+@pytest.mark.parametrize("make, expected", [
+    # steps / denoise overflowed a float (OverflowError)
+    (_changed("img2img", "3", denoise=5e-324),
+     ["node 3 (KSampler): 4 steps at denoise 4.94066e-324 need over 1.8e308 steps of diffusers' img2img (steps / denoise), "
+      "more than runner's 1000", "fix: raise denoise to 0.004 or more, or lower steps"]),
+    (_changed("img2img", "3", denoise=1e-300),
+     ["node 3 (KSampler): 4 steps at denoise 1e-300 need 4e+300 steps"]),
+    (_changed("img2img", "3", steps=1, denoise=1e-4), ["1 step at denoise 0.0001 need 10,000 steps"]),
+    # a whole number past a float's range in a float input (OverflowError in math.isfinite)
+    (_changed("txt2img_default", "3", cfg=10**350),
+     ["node 3 (KSampler): input 'cfg' should be a number, got 10000000000000000000... (351 digits), more than a float "
+      "holds"]),
+    (_changed("lora", "10", strength_model=-(10**400)), ["input 'strength_model' should be a number, got "
+                                                         "-10000000000000000000... (401 digits)"]),
+    # huge whole numbers are refused, shown shortened (they were printed in all their digits)
+    (_changed("txt2img_default", "3", seed=10**350),
+     ["node 3 (KSampler): seed 10000000000000000000... (351 digits) is outside runner's 0 .. 2^63-1"]),
+    (_changed("txt2img_default", "3", steps=-(10**400)),
+     ["node 3 (KSampler): steps -10000000000000000000... (401 digits) is below 1"]),
+    (_changed("img2img", "3", steps=10**350),  # was an OverflowError in steps / denoise
+     ["node 3 (KSampler): 10000000000000000000... (351 digits) steps are more than runner's 1000"]),
+    (_changed("txt2img_default", "5", width=10**300),
+     ["node 5 (EmptyLatentImage): width 10000000000000000000... (301 digits) is not a multiple of 8"]),
+    (_changed("txt2img_default", "6", text=10**300),
+     ["node 6 (CLIPTextEncode): input 'text' should be text, got 10000000000000000000... (301 digits)"]),
+    # chains deeper than the walk back may recurse (RecursionError from 200 samplers)
+    (lambda: _sampler_chain(200),
+     [f"node 9 (SaveImage): a path of links back from it passes more than {MAX_CHAIN} nodes (node 9 (SaveImage) <- "
+      "node 8 (VAEDecode) <- ... <- node ", f"runner imports graphs at most {MAX_CHAIN} nodes deep",
+      "fix: shorten the chain in ComfyUI (fewer samplers or loaders one after another)"]),
+    (lambda: _lora_chain(300), [f"passes more than {MAX_CHAIN} nodes", "(LoraLoader))"]),
+    # a cycle the walk back followed without end (RecursionError)
+    (_noise_mask_cycle, ["node 20 (SetLatentNoiseMask) depends on its own output: the graph has a cycle"]),
+    # 9,996 ComfyUI nodes making more runner nodes than a workflow holds: refused before rendering (took 9 s)
+    (lambda: _wide(1428), ["the graph makes 2,856 runner nodes, more than the limit of 1,000 nodes in a workflow",
+                           "fix: split it into several graphs in ComfyUI"]),
+], ids=["denoise-5e-324", "denoise-1e-300", "one-step", "cfg-351-digits", "lora-strength-401-digits", "seed-351-digits",
+        "steps-minus-401-digits", "steps-351-digits-img2img", "width-301-digits", "text-a-number", "ksampler-chain-200",
+        "lora-chain-300", "noise-mask-cycle", "wide-9996-nodes"])
+def test_hostile_graphs_are_refused_by_name_in_bounded_time(tmp_path, capsys, make, expected):
+    err = _hostile(tmp_path, capsys, make())
+    for text in expected:
+        assert text in err, err
+
+
+def test_a_number_json_cannot_hold_is_a_located_error(tmp_path, capsys):
+    """Python reads no integer of more than 4,300 digits: json.loads raised a bare ValueError."""
+    text = json.dumps(graph("txt2img_default"), indent=1).replace("156680208700286", "9" * 5000)
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if "9" * 5000 in row)
+    err = _hostile(tmp_path, capsys, text)
+    assert f"graph.json:{line}:" in err and "a number of 5,000 digits, more than a ComfyUI graph holds" in err
+
+
+def test_a_chain_as_deep_as_allowed_imports(tmp_path, capsys):
+    """MAX_CHAIN nodes on the longest path (SaveImage, VAEDecode, the samplers, a CLIPTextEncode, the checkpoint)
+    import; one more is refused."""
+    code, workflow, err = import_graph(tmp_path, capsys, _sampler_chain(MAX_CHAIN - 5))
+    assert code == 0 and workflow is not None, err
+    assert len(nodes_of(workflow)) == MAX_CHAIN - 3  # the samplers and the save
+    assert f"more than {MAX_CHAIN} nodes" in _hostile(tmp_path, capsys, _sampler_chain(MAX_CHAIN - 4), "deeper")
+
+
+@pytest.mark.parametrize("node_id", ["²", "٣", "9" * 5000, "007"])
+def test_odd_node_ids_import(tmp_path, capsys, node_id):
+    """Ids are sorted as numbers without int(): '²' and '٣' are digits to str.isdigit() that int() refuses (a
+    ValueError), and int() reads no 5,000 digits."""
+    prompt = graph("txt2img_default")
+    prompt[node_id] = prompt.pop("8")
+    prompt["9"]["inputs"]["images"] = [node_id, 0]
+    started = time.perf_counter()
+    code, workflow, err = import_graph(tmp_path, capsys, prompt)
+    assert code == 0 and workflow is not None, err
+    assert time.perf_counter() - started < HOSTILE_SECONDS
+    assert set(nodes_of(workflow)) == {"txt2img", "save"}
+
+
+def test_split_schedule_of_one_step_says_step(tmp_path, capsys):
+    prompt = graph("sdxl_refiner")
+    prompt["10"]["inputs"].update(steps=1, start_at_step=0, end_at_step=0)
+    assert "start_at_step 0 and end_at_step 0 of 1 step leave nothing to do" in _hostile(tmp_path, capsys, prompt)
 
 
 # ------------------------------------------------------------- the mapping's parts

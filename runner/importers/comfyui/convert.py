@@ -97,6 +97,15 @@ def _json(text: str, where: Location) -> Any:
                                      "pass the .json that ComfyUI's Save (API) wrote")]) from None
     except RecursionError:
         raise WorkflowError([Problem(where, (), "the JSON is nested too deeply to be a ComfyUI graph")]) from None
+    except ValueError:  # Python reads no integer of more than 4,300 digits (sys.get_int_max_str_digits)
+        number = re.search(r"\d{%d,}" % (sys.get_int_max_str_digits() + 1), text)
+        if number is None:
+            raise
+        line = text.count("\n", 0, number.start()) + 1
+        column = number.start() - text.rfind("\n", 0, number.start())
+        raise WorkflowError([Problem(Location(where.source, line, column), (),
+                                     f"a number of {len(number[0]):,} digits, more than a ComfyUI graph holds",
+                                     "pass the .json that ComfyUI's Save (API) wrote")]) from None
 
 
 def find_prompt(document: Any, where: Location, path: str = "", depth: int = 0) -> tuple[dict, str]:

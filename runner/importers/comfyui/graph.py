@@ -22,12 +22,14 @@ from __future__ import annotations
 import copy
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Callable
 
 from ...language.fields import SCHEDULERS
 from ...language.refs import RESERVED
+from ...language.workflow import MAX_NODES as MAX_WORKFLOW_NODES
 from ...models.families.flow import FLOW_SCHEDULERS
 from ...models.prompt_weights import segments as runner_segments
 from ...nodes.call_checks import EMBEDDING_REFERENCE
@@ -139,6 +141,11 @@ assert set(FLOW_SAMPLER_NAMES.values()) <= set(FLOW_SCHEDULERS)
 
 # runner's bounds where they are narrower than ComfyUI's (refused with the value rather than written invalid)
 MAX_STEPS, MAX_SEED, MAX_CONTROLNET_SCALE, MAX_CFG = 1000, 2**63 - 1, 5.0, 100.0
+# the most nodes on one path of links from a SaveImage back to a loader: the walk back recurses along such a path (a
+# few Python frames a node), so a longer one is refused before it starts; real graphs are a few dozen nodes deep
+MAX_CHAIN = 100
+# a number of more digits than this is shown shortened in a message (its first digits and its count of digits)
+SHOWN_DIGITS = 24
 # diffusers' SDXL refiner call defaults (an aesthetic score equal to them is not written)
 AESTHETIC_DEFAULT, NEGATIVE_AESTHETIC_DEFAULT = 6.0, 2.5
 
@@ -166,8 +173,14 @@ class Refused(Exception):
     """The graph (or one node of it) has no faithful runner equivalent."""
 
     def __init__(self, message: str, hint: str = ""):
+        message, hint = _short_numbers(message), _short_numbers(hint)  # a 400-digit input is no line to read
         super().__init__(message)
         self.message, self.hint = message, hint
+
+
+def _short_numbers(text: str) -> str:
+    """Every run of more than SHOWN_DIGITS digits as its first 20 and its count: 12345678901234567890... (351 digits)."""
+    return re.sub(r"\d{%d,}" % (SHOWN_DIGITS + 1), lambda m: f"{m[0][:20]}... ({len(m[0]):,} digits)", text)
 
 
 @dataclass
@@ -300,12 +313,48 @@ def _input_problem(nodes: dict[str, ComfyNode], node: ComfyNode, name: str, kind
                        "convert the input back to a widget in ComfyUI (or set the value) and export again")
     if kind == "int" and not (isinstance(value, int) and not isinstance(value, bool)):
         return Refused(f"{where} should be a whole number, got {_shown(value)}")
-    if kind == "float" and not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)):
-        return Refused(f"{where} should be a number, got {_shown(value)}")
+    if kind == "float" and not (isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)):
+        return Refused(f"{where} should be a number, got {_shown(value)}"
+                       + (", more than a float holds (about 1.8e308)" if isinstance(value, int) else ""))
     if kind == "str" and not isinstance(value, str):
         return Refused(f"{where} should be text, got {_shown(value)}")
     if kind == "enable" and value not in ("enable", "disable"):
         return Refused(f"{where} should be 'enable' or 'disable', got {_shown(value)}")
+    return None
+
+
+def longest_chain_problem(nodes: dict[str, ComfyNode], saves: list[ComfyNode]) -> Refused | None:
+    """A cycle, or a path of links longer than MAX_CHAIN nodes, back from a SaveImage: found with a loop (depth-first,
+    each node's longest path back remembered) before the walk recurses along it."""
+    longest: dict[str, int] = {}  # node id -> the most nodes on a path from it back along its links, itself included
+
+    def links(node_id: str) -> list[str]:
+        return [str(v[0]) for v in nodes[node_id].inputs.values() if is_link(v) and str(v[0]) in nodes]
+
+    for save in saves:
+        path, pending = [save.id], [links(save.id)]  # the path from the SaveImage; each node's links not yet followed
+        while path:
+            if len(path) > MAX_CHAIN:
+                shown = " <- ".join(str(nodes[i]) for i in path[:2]) + " <- ... <- " + str(nodes[path[-1]])
+                return Refused(f"{save}: a path of links back from it passes more than {MAX_CHAIN} nodes ({shown}); "
+                               f"runner imports graphs at most {MAX_CHAIN} nodes deep",
+                               "shorten the chain in ComfyUI (fewer samplers or loaders one after another)")
+            if pending[-1]:
+                source = pending[-1].pop()
+                if source in path:
+                    return Refused(f"{nodes[source]} depends on its own output: the graph has a cycle")
+                if source in longest:
+                    if len(path) + longest[source] > MAX_CHAIN:
+                        path.append(source)  # and the longest path from it, for the message
+                        while len(path) <= MAX_CHAIN:
+                            path.append(max(links(path[-1]), key=lambda i: longest[i]))
+                    continue
+                path.append(source)
+                pending.append(links(source))
+                continue
+            node_id = path.pop()
+            pending.pop()
+            longest[node_id] = 1 + max((longest[i] for i in links(node_id)), default=0)
     return None
 
 
@@ -314,7 +363,15 @@ def is_link(value: Any) -> bool:
             and not isinstance(value[0], bool) and isinstance(value[1], int) and not isinstance(value[1], bool))
 
 
+def _finite(number: int | float) -> bool:
+    """A float that is neither infinite nor NaN, or an int a float holds (math.isfinite raises OverflowError on a
+    bigger one)."""
+    return math.isfinite(number) if isinstance(number, float) else abs(number) <= sys.float_info.max
+
+
 def _shown(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _short_numbers(str(value))
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
@@ -359,7 +416,12 @@ def escaped(text: str) -> str:
 
 
 def node_order(node_id: str) -> tuple:
-    return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
+    """Numeric ids in numeric order (compared as digit strings: int() refuses 5,000 digits, and other scripts' digits
+    such as '²', which isdigit() accepts), then the others by name."""
+    if node_id.isascii() and node_id.isdigit():
+        digits = node_id.lstrip("0")
+        return (0, len(digits), digits, node_id)
+    return (1, 0, node_id, node_id)
 
 
 # ComfyUI's `embedding:` references in a prompt fragment: at its start or after a space or a line break, the name up to
@@ -472,6 +534,7 @@ class GraphMapping:
         self.upscaled: dict[str, Latent] = {}  # LatentUpscale(By) id -> the latents it gives
         self.image_sizes: dict[str, tuple[int, int] | None] = {}  # ImageScale(By) id -> (width, height) if known
         self.embeddings: dict[str, dict[str, str]] = {}  # model name -> {token: file} its prompts name
+        self.decodes: dict[str, list[ComfyNode]] | None = None  # sampler id -> the needed VAEDecodes of its latents
 
     # ------------------------------------------------------------------ the walk
     def run(self) -> list[Refused]:
@@ -481,12 +544,20 @@ class GraphMapping:
             problems.append(Refused("the graph has no SaveImage node: nothing it makes would be kept",
                                     "add a SaveImage after the VAEDecode in ComfyUI and export again"))
         self.needed = self.upstream(saves)
+        too_long = longest_chain_problem(self.nodes, saves)
+        if too_long:
+            return problems + [too_long]
         for save in saves:
             try:
                 self.save_image(save)
             except Refused as refused:
                 if not any(p.message == refused.message for p in problems):
                     problems.append(refused)
+        if not problems and len(self.runner_nodes) > MAX_WORKFLOW_NODES:
+            problems.append(Refused(f"the graph makes {len(self.runner_nodes):,} runner nodes, more than the limit of "
+                                    f"{MAX_WORKFLOW_NODES:,} nodes in a workflow",
+                                    "split it into several graphs in ComfyUI (one's saved images can be the next "
+                                    "one's LoadImage)"))
         return problems
 
     def upstream(self, nodes: list[ComfyNode]) -> set[str]:
@@ -685,6 +756,8 @@ class GraphMapping:
         steps = inputs["steps"]
         if not 1 <= steps:
             raise Refused(f"{s}: steps {steps} is below 1")
+        if steps > MAX_STEPS:  # before any division by it: a float holds no 400-digit number
+            raise Refused(f"{s}: {steps} steps are more than runner's {MAX_STEPS}")
         comfy = [f"{s.id} {s.class_type}"]
         notes: list[str] = []
         if advanced:
@@ -693,7 +766,7 @@ class GraphMapping:
             start_step, end_step = inputs["start_at_step"], min(inputs["end_at_step"], steps)
             if not 0 <= start_step < end_step:
                 raise Refused(f"{s}: start_at_step {inputs['start_at_step']} and end_at_step {inputs['end_at_step']} "
-                              f"of {steps} steps leave nothing to do")
+                              f"of {steps} step{'s' if steps > 1 else ''} leave nothing to do")
             start, end = start_step / steps, end_step / steps
             denoise = 1.0
         else:
@@ -788,7 +861,14 @@ class GraphMapping:
                 strength = denoise
                 # ComfyUI runs `steps` steps over the last `denoise` of a longer schedule; diffusers runs
                 # int(steps * strength) of `steps`: this many steps make diffusers run at least as many as ComfyUI
-                runner_steps = steps if denoise == 1 else math.ceil(steps / denoise - 1e-9)
+                needed = steps / denoise  # inf for a denoise of 5e-324
+                if needed > MAX_STEPS + 1e-9:
+                    shown = (f"{math.ceil(needed - 1e-9):,}" if needed < 1e12 else f"{needed:.3g}"
+                             if math.isfinite(needed) else "over 1.8e308")
+                    raise Refused(f"{s}: {steps} step{'s' if steps > 1 else ''} at denoise {denoise:g} need {shown} "
+                                  f"steps of diffusers' img2img (steps / denoise), more than runner's {MAX_STEPS}",
+                                  f"raise denoise to {steps / MAX_STEPS:g} or more, or lower steps")
+                runner_steps = steps if denoise == 1 else math.ceil(needed - 1e-9)
                 if runner_steps != steps:
                     notes.append(f"steps {runner_steps} = ComfyUI's {steps} / denoise {denoise:g}, rounded up: diffusers "
                                  f"runs int(steps x strength) = {int(runner_steps * strength + 1e-9)} of them, ComfyUI ran {steps}")
@@ -1006,9 +1086,12 @@ class GraphMapping:
 
     def decoders(self, sampler: ComfyNode) -> list[ComfyNode]:
         """The VAEDecode nodes of `sampler`'s latents that some SaveImage needs."""
-        return [node for node in sorted(self.nodes.values(), key=lambda n: node_order(n.id))
-                if node.class_type == "VAEDecode" and node.id in self.needed
-                and str(node.inputs["samples"][0]) == sampler.id]
+        if self.decodes is None:  # found once: a graph of 1,000 samplers would sort 10,000 nodes for each
+            self.decodes = {}
+            for node in sorted(self.nodes.values(), key=lambda n: node_order(n.id)):
+                if node.class_type == "VAEDecode" and node.id in self.needed:
+                    self.decodes.setdefault(str(node.inputs["samples"][0]), []).append(node)
+        return self.decodes.get(sampler.id, [])
 
     def vae_of(self, sampler: ComfyNode, loader: ComfyNode, latent: Latent, notes: list[str]) -> str | None:
         """The VAE file the model entry names (a VAELoader's), or None for the checkpoint's own. runner's model has
