@@ -317,3 +317,34 @@ def test_a_failed_run_keeps_its_exception_traceback_and_says_so(tmp_path, capsys
     ok = write_workflow(tmp_path, "ok.yaml", "version: 1\nnodes:\n  photo: {type: load_image, path: in.png}\n")
     with runner.Session(out=tmp_path / "out") as session:
         assert session.run(ok).raise_for_status().status == "ok"
+
+
+def _python_blocks(markdown: Path, after: str = "") -> list[str]:
+    """The ```python blocks of a page (those after the heading `after`)."""
+    import re
+
+    text = markdown.read_text()
+    text = text[text.index(after):] if after else text
+    return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
+
+
+def test_the_readme_and_how_to_python_api_examples_run_on_the_demo(tmp_path, monkeypatch):
+    """Issue 27 item 3: the examples a reader copies first run as written, from a folder holding the repository's
+    workflows/ (the demo on tiny models): every run ends ok (none refused for strength x steps leaving no step)."""
+    import shutil
+
+    shutil.copytree(WORKFLOWS, tmp_path / "workflows")
+    monkeypatch.chdir(tmp_path)
+    readme = _python_blocks(REPO / "README.md", after="## Python API")[0]
+    how_to = _python_blocks(REPO / "docs" / "how-to" / "python-api.md")[0]
+    for source, example in (("README.md", readme), ("docs/how-to/python-api.md", how_to)):
+        assert "workflows/demo.yaml" in example, source
+        names: dict = {}
+        exec(compile(example, source, "exec"), names)
+        runs = [value for value in names.values() if isinstance(value, runner.Run)]
+        sweeps = [value for value in names.values() if isinstance(value, runner.Sweep)]
+        runs += [run for sweep in sweeps for run in sweep.runs.values()]
+        assert runs and all(run.status == "ok" for run in runs), (source, [(run.status, run.error) for run in runs])
+        assert all(sweep.status == "ok" and len(sweep.runs) == 4 for sweep in sweeps), source
+        assert all(run.folder.resolve().is_relative_to(tmp_path / "outputs") for run in runs), source
+    assert isinstance(names["again"].manifest["models_reused"], list)
