@@ -263,3 +263,23 @@ def test_a_chain_of_ten_nodes_fits_1280_px_and_longer_ones_scroll(tmp_path, coun
     assert (result["scrolls"], result["allVisibleAtStart"], result["labels"]) == (
         ("false", True, count - 1) if fitted else ("true", False, count - 1))
     assert result["pageOverflow"] is False
+
+
+def test_each_sweep_variants_report_shows_its_own_resolved_values(tmp_path):
+    """Issue 27 item 5: a variant's report gives each node's parameters as that variant ran them: its own swept
+    values (a whole-value $params reference and a ${params} inside text), never the templates."""
+    workflow = write_workflow(tmp_path, "wf.yaml", "version: 1\nparams: {tag: plain, grow: 0}\nnodes:\n"
+                              "  photo: {type: load_image, path: in.png, size: [32, 32]}\n"
+                              "  m: {type: make_mask, like: $photo, shapes: [{rect: [4, 4, 20, 20]}], grow: $params.grow}\n"
+                              "  s: {type: save_image, image: $m, name: 'mask-${params.tag}.png'}\n")
+    out = tmp_path / "out"
+    assert run_cli("run", workflow, "--out", out, "--quiet", "--zip", "--sweep", "params.tag=dawn,dusk",
+                   "--sweep", "params.grow=3,7") == 0
+    sweep = next((out / "wf").glob("sweep-*"))
+    for variant, (tag, grow) in enumerate((("dawn", 3), ("dusk", 7))):
+        text = html.unescape((sweep / f"{variant:03d}" / "report.html").read_text())
+        parameters = dict(re.findall(r'<article class="node" id="node-(\w+)".*?<summary>parameters</summary><pre>(.*?)</pre>',
+                                     text, flags=re.S))
+        assert f"grow: {grow}\n" in parameters["m"], (variant, parameters)
+        assert f"name: mask-{tag}.png\n" in parameters["s"], (variant, parameters)
+        assert not any("$params" in block or "${params" in block for block in parameters.values()), parameters
