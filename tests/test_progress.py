@@ -111,3 +111,26 @@ def test_a_tiny_model_built_on_first_use_says_so_before_it_loads(tmp_path, capsy
     assert building < out.index("d: loading tiny:dpt"), out
     assert run_cli("run", workflow, "--out", tmp_path / "out", "--plain", "--force", "d") == 0
     assert "building tiny:dpt" not in capsys.readouterr().out  # built once, kept
+
+
+def test_make_demo_says_it_is_setting_up_the_environment_before_pip(tmp_path):
+    """Issue 27 item 8: on a fresh clone `make demo` first prints what the silent minute of pip is for. A dry run
+    (make -n) with a .venv that does not exist yet lists the recipe in the order make would run it."""
+    import shutil
+    import subprocess
+
+    import pytest
+    from conftest import REPO
+
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    venv = tmp_path / "fresh" / ".venv"
+    done = subprocess.run([make, "-n", "demo", f"VENV={venv}"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    announce = next(i for i, line in enumerate(lines) if line.startswith("echo") and "setting up the environment" in line)
+    pip = next(i for i, line in enumerate(lines) if " -m pip install" in line and not line.startswith("echo"))
+    demo = next(i for i, line in enumerate(lines) if "runner run workflows/demo.yaml" in line)
+    assert announce < pip < demo, lines
+    assert not venv.exists()  # a dry run creates nothing
