@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
 import resource
 import shutil
@@ -388,6 +389,46 @@ def test_a_generation_larger_than_the_pixel_budget_is_a_validate_error(folder):
     assert f"{path}:3:40: nodes.a.width: 8192 x 8192 is 64 MP in one call, more than the budget of 32 MP" in result.err
     assert f"{path}:4:67: nodes.b.num_images: 1024 x 1024 x 64 images is 64 MP" in result.err
 
+
+PIXEL_BUDGET = "RUNNER_MAX_GENERATION_PIXELS"
+
+
+@pytest.mark.parametrize("value", ["32MP", "-1", "0", "nan", "1e9", "33554432.0", "9" * 50])
+def test_a_malformed_pixel_budget_variable_is_an_error_naming_it(folder, monkeypatch, value):
+    """The variable was read by int() when the node checks were imported: '32MP' or 'nan' was a traceback of every
+    command, '-1' a budget that refused every generation ("more than the budget of -0 MP")."""
+    monkeypatch.setenv(PIXEL_BUDGET, value)
+    path = write(folder, "version: 1\nnodes:\n  a: {type: txt2img, model: tiny:sd15, width: 512, height: 512}\n")
+    result = cli("validate", path)
+    assert result.status == 2 and "Traceback" not in result.err, result.err
+    shown = value if len(value) <= 40 else value[:30] + f"... ({len(value)} characters)"
+    assert result.err.startswith(f"error: {PIXEL_BUDGET}={shown!r}: the environment variable is not a whole number of "
+                                 "pixels from 1 to 10^18\n    fix: set it to the pixels one generation call may make, e.g. "
+                                 f"{PIXEL_BUDGET}=67108864 (64 MP), or unset it for the default of 33,554,432 (32 MP)\n"), \
+        result.err
+    assert result.seconds < 1.0
+
+
+def test_the_pixel_budget_variable_sets_the_budget(folder, monkeypatch):
+    path = write(folder, "version: 1\nnodes:\n  a: {type: txt2img, model: tiny:sd15, width: 8192, height: 8192}\n"
+                         "  c: {type: txt2img, model: tiny:sd15, width: 1024, height: 1024, num_images: 32}\n")
+    monkeypatch.setenv(PIXEL_BUDGET, str(64 * 2**20))  # 8192 x 8192 fits
+    assert cli("validate", path).status == 0
+    monkeypatch.setenv(PIXEL_BUDGET, " 16_777_216 ")  # 16 MP, as int() reads it
+    result = cli("validate", path)
+    assert_clean(result)
+    assert result.status == 2 and "2 problems found" in result.err, result.err
+    assert f"{path}:4:67: nodes.c.num_images: 1024 x 1024 x 32 images is 32 MP in one call, more than the budget of 16 MP " \
+           f"({PIXEL_BUDGET})" in result.err
+    monkeypatch.setenv(PIXEL_BUDGET, "1000")
+    assert "more than the budget of 1,000 pixels" in cli("validate", path).err
+    monkeypatch.setenv(PIXEL_BUDGET, "")  # empty: the default
+    assert "more than the budget of 32 MP" in cli("validate", path).err
+    # a real process, for the exit status and stderr a user sees (the variable was read when the module was imported)
+    process = subprocess.run([sys.executable, "-m", "runner", "validate", str(path)], capture_output=True, text=True,
+                             env={**os.environ, PIXEL_BUDGET: "32MP"}, timeout=120)
+    assert process.returncode == 2 and "Traceback" not in process.stderr, process.stderr
+    assert process.stderr.startswith(f"error: {PIXEL_BUDGET}='32MP': the environment variable is not a whole number")
 
 def test_the_safety_page_states_every_limit():
     section = (REPO / "docs" / "safety.md").read_text().split("\n## Security", 1)[0]

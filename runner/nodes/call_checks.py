@@ -242,22 +242,48 @@ def check_taken_fields(spec, fields, context) -> Problems:
 
 # the pixels one generation call may make, all images of the batch together (RUNNER_MAX_GENERATION_PIXELS overrides):
 # activations grow with them, and 8192 x 8192 or 64 x 1024 x 1024 exhaust a shared machine long before they finish
-MAX_GENERATION_PIXELS = int(os.environ.get("RUNNER_MAX_GENERATION_PIXELS") or 32 * 1024 * 1024)
+MAX_GENERATION_PIXELS = 32 * 1024 * 1024
+GENERATION_PIXELS_VARIABLE = "RUNNER_MAX_GENERATION_PIXELS"
+
+
+def generation_pixel_budget() -> int:
+    """The budget: RUNNER_MAX_GENERATION_PIXELS as a whole number of pixels from 1 to 10^18, or MAX_GENERATION_PIXELS
+    where it is unset or empty. Read at each check, not at import (a Session or a test that sets it is obeyed); any
+    other value (32MP, -1, nan) is the command's error, exit 2, not a traceback when the module is imported."""
+    text = os.environ.get(GENERATION_PIXELS_VARIABLE, "").strip()
+    if not text:
+        return MAX_GENERATION_PIXELS
+    try:
+        budget = int(text) if len(text) <= 40 else 0  # int() also takes 1_000 and other scripts' digits
+    except ValueError:
+        budget = 0
+    if 1 <= budget <= 10**18:
+        return budget
+    from ..core.errors import CommandError, Location, Problem
+
+    shown = text if len(text) <= 40 else f"{text[:30]}... ({len(text):,} characters)"
+    raise CommandError([Problem(Location(f"{GENERATION_PIXELS_VARIABLE}={shown!r}"), (),
+                                "the environment variable is not a whole number of pixels from 1 to 10^18",
+                                f"set it to the pixels one generation call may make, e.g. {GENERATION_PIXELS_VARIABLE}="
+                                f"{2 * MAX_GENERATION_PIXELS} (64 MP), or unset it for the default of "
+                                f"{MAX_GENERATION_PIXELS:,} (32 MP)")])
 
 
 def check_pixels(fields) -> Problems:
     """width x height x num_images against the generation pixel budget, when the node writes its size."""
+    budget = generation_pixel_budget()
     width, height = getattr(fields, "width", None), getattr(fields, "height", None)
     if not isinstance(width, int) or not isinstance(height, int):
         return []
     count = getattr(fields, "num_images", 1) or 1
     pixels = width * height * count
-    if pixels <= MAX_GENERATION_PIXELS:
+    if pixels <= budget:
         return []
     batch = f" x {count} images" if count > 1 else ""
     return [(("num_images",) if count > 1 else ("width",),
              f"{width} x {height}{batch} is {pixels / 2 ** 20:.0f} MP in one call, more than the budget of "
-             f"{MAX_GENERATION_PIXELS / 2 ** 20:.0f} MP (RUNNER_MAX_GENERATION_PIXELS)",
+             + (f"{budget / 2 ** 20:.0f} MP" if budget >= 2**20 else f"{budget:,} pixels")
+             + f" ({GENERATION_PIXELS_VARIABLE})",
              "make fewer or smaller images (upscale afterwards, or sweep seeds instead of a big batch), or raise "
              "RUNNER_MAX_GENERATION_PIXELS where the machine has the memory")]
 
