@@ -301,6 +301,39 @@ def test_sweep_values_get_the_same_limits(folder):
     assert control.status == 2 and control.err.startswith("error: --sweep params.p=1,a\\x01:1:2: control character U+0001")
 
 
+def test_an_escape_beyond_unicode_is_located_at_every_yaml_entry_point(folder, tmp_path, monkeypatch):
+    """PyYAML's chr() raises ValueError on "\\U00110000" (the cases escape-beyond-unicode and set-escape-beyond-unicode:
+    the workflow file and --set); the other places runner reads YAML say the same at their place: a --sweep value,
+    the workflow's sweep: section, YAML text given to Session.run, and an extra_model_paths.yaml."""
+    import runner
+
+    escape, words = '"\\U00110000"', "an escape names no character"
+    out = ("--out", folder / "out")
+    path = write(folder, WITH_P)
+    sweep = cli("run", "--dry-run", *out, path, "--sweep", f"params.p=1,{escape}")
+    assert_clean(sweep)
+    assert sweep.status == 2 and sweep.err.startswith(f"error: --sweep params.p=1,{escape}:1:4: YAML error: {words}"), \
+        sweep.err
+    section = write(folder, WITH_P + f"sweep:\n  grid: {{params.p: [1, {escape}]}}\n", "swept.yaml")
+    for args in (("validate", section), ("run", "--dry-run", *out, section)):
+        result = cli(*args)
+        assert_clean(result)
+        assert result.status == 2 and result.err.startswith(f"error: {section}:6:27: YAML error: {words}"), result.err
+    started = time.perf_counter()
+    with pytest.raises(WorkflowError) as caught:
+        runner.Session(out=tmp_path / "out", cache_dir=tmp_path / "cache").run(WITH_P.replace("p: 1", f"p: {escape}"))
+    assert time.perf_counter() - started < SECONDS
+    assert str(caught.value).startswith(f"error: <workflow text>:4:16: YAML error: {words}"), str(caught.value)
+    paths = write(folder, f"comfyui:\n  base_path: {escape}\n  checkpoints: models/checkpoints/\n",
+                  "extra_model_paths.yaml")
+    by_option = cli("validate", path, "--model-path", paths)
+    assert_clean(by_option)
+    assert by_option.status == 2 and by_option.err.startswith(f"error: {paths}:2:17: YAML error: {words}"), by_option.err
+    monkeypatch.setenv("RUNNER_MODEL_PATHS", str(paths))
+    by_variable = cli("validate", path)
+    assert_clean(by_variable)
+    assert by_variable.status == 2 and by_variable.err == by_option.err
+
 # ----------------------------------------------------------------- the limits at their boundaries
 
 def test_nesting_limit_is_exact_and_counts_the_set_path(folder):
