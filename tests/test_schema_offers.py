@@ -21,7 +21,12 @@ NEEDS = {
     "adapter": lambda family, task: bool(family.adapter_pipeline),
     "adapter_conditioning_factor": lambda family, task: family.adapter_factor,
     "freeu": lambda family, task: family.freeu,
+    **{name: (lambda family, task: family.runtime_options)
+       for name in ("vae_slicing", "channels_last", "attention", "compile", "quantize")},
+    "step_cache": lambda family, task: family.runtime_options and family.step_cache,
 }
+# offered wherever some family running the node applies them (not only never where none does)
+BOTH_WAYS = ("vae_slicing", "channels_last", "attention", "compile", "quantize", "step_cache")
 
 
 def generation_types():
@@ -39,6 +44,8 @@ def test_every_family_dependent_field_is_one_some_family_of_the_node_can_use(nod
     for field, need in NEEDS.items():
         if field in offered:
             assert any(need(family, task) for family, task in runners), (node_type.name, field)
+        elif field in BOTH_WAYS:
+            assert not any(need(family, task) for family, task in runners), (node_type.name, field, "not offered")
 
 
 def test_lora_on_interpolate_is_refused_with_its_reason(tmp_path, capsys):

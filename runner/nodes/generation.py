@@ -261,6 +261,15 @@ class CoreGeneration(Fields):
                                                       "'offload'; ignored with a warning on CPU")
     attention_slicing: bool = Field(False, description="compute attention in slices (less memory, a little slower)")
     vae_tiling: bool = Field(False, description="decode/encode with the VAE in tiles (large images in less memory)")
+
+    spec: ClassVar[GenerationSpec | None] = None
+
+
+class Generation(CoreGeneration):
+    """The generation nodes whose pipelines load LoRAs (the family's permitting) and take the run-time options
+    (interpolate's Kandinsky families apply none of them: it offers none)."""
+
+    lora: list[Lora] = Field(default_factory=list, description="LoRA adapters applied for this node")
     vae_slicing: Annotated[bool | None, KeyedWhenSet()] = Field(
         None, description="decode a batch of images one at a time (the VAE's enable_slicing: less memory); default: "
                           "the workflow's vae_slicing, else off")
@@ -280,17 +289,6 @@ class CoreGeneration(Fields):
                           "int8 (torchao, every device), fp8 (torchao, CUDA) or nf4 (bitsandbytes, CUDA) for the "
                           "denoiser, or {denoiser: int8, text_encoders: int8}; another model than the plain one, loaded "
                           "beside it; default: the workflow's quantize, else none")
-    step_cache: Annotated[StepCache | None, KeyedWhenSet()] = Field(
-        None, description="a step cache for the call (SD3, FLUX.1: transformer denoisers): {type: first_block, "
-                          "threshold: 0.05} or {type: taylorseer, cache_interval: 5}; default: the workflow's, else none")
-
-    spec: ClassVar[GenerationSpec | None] = None
-
-
-class Generation(CoreGeneration):
-    """The generation nodes whose pipelines load LoRAs (the family's permitting)."""
-
-    lora: list[Lora] = Field(default_factory=list, description="LoRA adapters applied for this node")
 
 
 # on the node types whose pipelines encode the prompt with CLIP themselves (not interpolate: its prior does)
@@ -319,6 +317,11 @@ class FreeU(Fields):
 
 class ControlledGeneration(SizedGeneration):
     controlnet: list[ControlNet] = Field(default_factory=list, description="ControlNets with their condition images")
+    # txt2img, img2img and inpaint: the tasks transformer families (SD3, FLUX.1) do; depth2img's and refine's are UNets'
+    step_cache: Annotated[StepCache | None, KeyedWhenSet()] = Field(
+        None, description="a step cache for the call (SD3, FLUX.1: transformer denoisers): {type: first_block, "
+                          "threshold: 0.05} or {type: taylorseer, cache_interval: 5}; default: the workflow's, else none")
+
     clip_skip: ClipSkip = None
     freeu: Annotated[FreeU | None, KeyedWhenSet()] = Field(
         None, description="FreeU: rescale the UNet's skip and backbone features for this node (SD, SDXL); default: off")
