@@ -649,3 +649,34 @@ def test_hostile_safetensors_headers_are_refused_in_bounded_time_and_memory(fold
         result = cli(*args)
         assert_clean(result)
         assert result.status == 2 and "is not a readable safetensors file" in result.err, result.err[-2000:]
+
+
+@pytest.mark.parametrize("variable", ["RUNNER_MAX_PIXELS", "RUNNER_MAX_INPUT_PIXELS", "RUNNER_MAX_INPUT_BYTES"])
+def test_every_limit_variable_is_read_safely_and_obeyed(folder, monkeypatch, variable):
+    """These were read by int() at import: '32MP' made every command a traceback. A malformed value now stops every
+    command (and a Session) at its start with the variable's name and the fix; a valid one is obeyed where it is
+    used, also when set after import."""
+    from runner import Session
+    from runner.core.errors import CommandError
+    from runner.core.limits import LIMITS
+
+    from PIL import Image
+
+    Image.frombytes("RGB", (64, 64), os.urandom(64 * 64 * 3)).save(folder / "in.png")  # noise: 12 kB as PNG
+    path = write(folder, "version: 1\nnodes:\n  a: {type: load_image, path: in.png}\n"
+                         "  g: {type: grid, images: [$a, $a], cols: 2}\n")
+    for value in ("32MP", "-1", "0", "nan", "1e9"):
+        monkeypatch.setenv(variable, value)
+        result = cli("validate", path, trace=False)
+        assert result.status == 2 and "Traceback" not in result.err, result.err
+        assert result.err.startswith(f"error: {variable}={value!r}: the environment variable is not a whole number of "
+                                     f"{LIMITS[variable][1]} from 1 to 10^18\n    fix: set it to "), result.err
+        with pytest.raises(CommandError):
+            Session(out=folder / "out")
+    monkeypatch.setenv(variable, "1000")  # smaller than the 64 x 64 input (4,096 pixels, its bytes) or the grid
+    result = cli("run", "--out", folder / "out", "--no-cache", path, trace=False)
+    # the file's size is known at validate (2), the pixels when a node reads or makes them (1)
+    assert result.status == (2 if variable == "RUNNER_MAX_INPUT_BYTES" else 1) and f"raise {variable}" in result.err
+    assert "0 MiB" not in result.err and "0 MP" not in result.err, result.err
+    monkeypatch.delenv(variable)
+    assert cli("run", "--out", folder / "out", "--no-cache", path, trace=False).status == 0

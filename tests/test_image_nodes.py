@@ -230,7 +230,7 @@ def test_grow_is_the_square_dilation_at_any_radius_and_big_outputs_are_refused(t
     monkeypatch.setattr(images, "MAX_OUTPUT_PIXELS", 100 * 100)
     code, _ = run_nodes(tmp_path, "  photo: {type: load_image, path: in.png, size: [64, 64]}\n"
                                   "  big: {type: upscale, image: $photo, scale: 2}\n")
-    assert code == 1 and "the image upscaled x2 would be 128 x 128 = 0 MP, more than the limit" in capsys.readouterr().err
+    assert code == 1 and "the image upscaled x2 would be 128 x 128 = 16,384 pixels, more than the limit of 10,000 pixels" in capsys.readouterr().err
     code, _ = run_nodes(tmp_path, "  photo: {type: load_image, path: in.png, size: [64, 64]}\n"
                                   "  sheet: {type: grid, images: [$photo, $photo, $photo, $photo]}\n")
     assert code == 1 and "a 2 x 2 grid would be 128 x 128" in capsys.readouterr().err

@@ -47,6 +47,9 @@ def _main(argv: list[str] | None) -> int:
     from ..core.errors import Problems
 
     try:
+        from ..core.limits import check_limits
+
+        check_limits()  # a malformed RUNNER_MAX_* stops every command here, whatever it would have read
         return COMMANDS[args.command](args)
     except Problems as exc:  # an invalid workflow (WorkflowError) or command line (CommandError): exit status 2
         if args.debug:

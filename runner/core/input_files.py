@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import Refused
+from .limits import LIMITS, env_limit
 
 # the largest input file read (RUNNER_MAX_INPUT_BYTES overrides, in bytes), checked by stat before hashing
-MAX_INPUT_BYTES = int(os.environ.get("RUNNER_MAX_INPUT_BYTES") or 256 * 1024 * 1024)
+MAX_INPUT_BYTES = LIMITS["RUNNER_MAX_INPUT_BYTES"][0]  # read at each use (runner.core.limits)
 
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
 
@@ -73,14 +74,19 @@ def kind_of(mode: int) -> str:
     return "not a regular file"
 
 
+def _size(count: int) -> str:
+    return f"{count / 2**20:.0f} MiB" if count >= 2**20 else f"{count:,} bytes"
+
+
 def check_regular(info: os.stat_result, written: str) -> None:
     """InputRefused unless `info` is a regular file of at most MAX_INPUT_BYTES."""
     if not stat.S_ISREG(info.st_mode):
         raise InputRefused(f"{written} is {kind_of(info.st_mode)}: only regular files are read",
                            "point the path at an image file")
-    if info.st_size > MAX_INPUT_BYTES:
-        raise InputRefused(f"{written} is {info.st_size / 2**20:.0f} MiB, more than the limit of "
-                           f"{MAX_INPUT_BYTES / 2**20:.0f} MiB for an input file",
+    limit = env_limit("RUNNER_MAX_INPUT_BYTES", MAX_INPUT_BYTES)
+    if info.st_size > limit:
+        raise InputRefused(f"{written} is {_size(info.st_size)}, more than the limit of "
+                           f"{_size(limit)} for an input file",
                            "use a smaller file, or raise RUNNER_MAX_INPUT_BYTES")
 
 
@@ -113,23 +119,25 @@ def _open_checked(path: Path, written: str) -> int:
 def read_input(path: Path, written: str | None = None) -> bytes:
     """The bytes of an input file, by the rules above (at most MAX_INPUT_BYTES, also when it grows meanwhile)."""
     written = written or str(path)
+    limit = env_limit("RUNNER_MAX_INPUT_BYTES", MAX_INPUT_BYTES)
     fd = _open_checked(Path(path), written)
     with os.fdopen(fd, "rb") as handle:
-        data = handle.read(MAX_INPUT_BYTES + 1)
-    if len(data) > MAX_INPUT_BYTES:
-        raise InputRefused(f"{written} grew beyond the limit of {MAX_INPUT_BYTES / 2**20:.0f} MiB while being read")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise InputRefused(f"{written} grew beyond the limit of {_size(limit)} while being read")
     return data
 
 
 def sha256_input(path: Path, written: str | None = None) -> str:
     """sha256 of an input file, by the rules above."""
     written = written or str(path)
+    limit = env_limit("RUNNER_MAX_INPUT_BYTES", MAX_INPUT_BYTES)
     fd = _open_checked(Path(path), written)
     hasher, size = hashlib.sha256(), 0
     with os.fdopen(fd, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             size += len(block)
-            if size > MAX_INPUT_BYTES:
-                raise InputRefused(f"{written} grew beyond the limit of {MAX_INPUT_BYTES / 2**20:.0f} MiB while being read")
+            if size > limit:
+                raise InputRefused(f"{written} grew beyond the limit of {_size(limit)} while being read")
             hasher.update(block)
     return hasher.hexdigest()

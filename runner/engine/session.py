@@ -123,6 +123,9 @@ class Session:
                  executor_options: dict[str, Any] | None = None,
                  allow_pickle: list[str] | None = None, trust_remote_code: list[str] | None = None,
                  consent_by: str = "Session"):
+        from ..core.limits import check_limits
+
+        check_limits()  # a malformed RUNNER_MAX_* is refused here, not by the first node that reads it
         self.out = Path(out)
         self._run_lock = threading.RLock()  # see _turn
         # `consent_by`: who gave allow_pickle / trust_remote_code, as manifests record it ("command line" for the CLI)

@@ -13,6 +13,7 @@ import re
 
 from typing import Any
 
+from ..core.limits import LIMITS, env_limit
 from ..language.errors import did_you_mean
 from ..language.refs import MODEL_REF_PREFIX
 from ..models.prompt_weights import weighting_problems
@@ -262,31 +263,13 @@ def check_taken_fields(spec, fields, context) -> Problems:
 
 # the pixels one generation call may make, all images of the batch together (RUNNER_MAX_GENERATION_PIXELS overrides):
 # activations grow with them, and 8192 x 8192 or 64 x 1024 x 1024 exhaust a shared machine long before they finish
-MAX_GENERATION_PIXELS = 32 * 1024 * 1024
+MAX_GENERATION_PIXELS = LIMITS["RUNNER_MAX_GENERATION_PIXELS"][0]
 GENERATION_PIXELS_VARIABLE = "RUNNER_MAX_GENERATION_PIXELS"
 
 
 def generation_pixel_budget() -> int:
-    """The budget: RUNNER_MAX_GENERATION_PIXELS as a whole number of pixels from 1 to 10^18, or MAX_GENERATION_PIXELS
-    where it is unset or empty. Read at each check, not at import (a Session or a test that sets it is obeyed); any
-    other value (32MP, -1, nan) is the command's error, exit 2, not a traceback when the module is imported."""
-    text = os.environ.get(GENERATION_PIXELS_VARIABLE, "").strip()
-    if not text:
-        return MAX_GENERATION_PIXELS
-    try:
-        budget = int(text) if len(text) <= 40 else 0  # int() also takes 1_000 and other scripts' digits
-    except ValueError:
-        budget = 0
-    if 1 <= budget <= 10**18:
-        return budget
-    from ..core.errors import CommandError, Location, Problem
-
-    shown = text if len(text) <= 40 else f"{text[:30]}... ({len(text):,} characters)"
-    raise CommandError([Problem(Location(f"{GENERATION_PIXELS_VARIABLE}={shown!r}"), (),
-                                "the environment variable is not a whole number of pixels from 1 to 10^18",
-                                f"set it to the pixels one generation call may make, e.g. {GENERATION_PIXELS_VARIABLE}="
-                                f"{2 * MAX_GENERATION_PIXELS} (64 MP), or unset it for the default of "
-                                f"{MAX_GENERATION_PIXELS:,} (32 MP)")])
+    """The budget: RUNNER_MAX_GENERATION_PIXELS, read at each check (runner.core.limits)."""
+    return env_limit(GENERATION_PIXELS_VARIABLE, MAX_GENERATION_PIXELS)
 
 
 def check_pixels(fields) -> Problems:

@@ -23,6 +23,7 @@ from ..language.fields import (
     Size,
 )
 from ..language.errors import Invalid, exactly_one
+from ..core.limits import LIMITS, env_limit, pixels as shown_pixels
 from .base import node_type
 
 URL_TIMEOUT_S = 30  # connecting, and each wait for data
@@ -30,11 +31,11 @@ URL_DEADLINE_S = 120  # the whole download
 URL_MAX_BYTES = 64 * 1024 * 1024
 URL_MAX_REDIRECTS = 5
 # the largest image a grid or upscale node makes, in pixels (RUNNER_MAX_PIXELS overrides; 8192 x 8192 by default)
-MAX_OUTPUT_PIXELS = int(os.environ.get("RUNNER_MAX_PIXELS") or 8192 * 8192)
+MAX_OUTPUT_PIXELS = LIMITS["RUNNER_MAX_PIXELS"][0]  # read at each use (runner.core.limits)
 # the largest image load_image decodes (RUNNER_MAX_INPUT_PIXELS overrides; 8192 x 8192 by default, so that what runner
 # makes loads back): checked from the file's header before any pixel is decoded. Pillow's own guard (a warning above
 # 89 MP, an error above 179 MP) would let a 13000 x 13000 image (169 MP, 0.5 GB decoded) through.
-MAX_INPUT_PIXELS = int(os.environ.get("RUNNER_MAX_INPUT_PIXELS") or 8192 * 8192)
+MAX_INPUT_PIXELS = LIMITS["RUNNER_MAX_INPUT_PIXELS"][0]  # read at each use (runner.core.limits)
 
 
 # ------------------------------------------------- export (`runner export`)
@@ -248,6 +249,7 @@ def open_image(data: bytes, what: str):
     from ..models.calls import NodeInputError
 
     fix = "make it smaller, or raise RUNNER_MAX_INPUT_PIXELS"
+    limit = env_limit("RUNNER_MAX_INPUT_PIXELS", MAX_INPUT_PIXELS)
     try:
         with warnings.catch_warnings():  # the bound below is the one that counts; Pillow's warning would only be noise
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -255,14 +257,14 @@ def open_image(data: bytes, what: str):
     except Image.DecompressionBombError as exc:  # beyond even Pillow's own bound: it says how many pixels, not the size
         pixels = re.search(r"\((\d+) pixels\)", str(exc))
         size = f"{int(pixels.group(1)) / 1e6:.0f} MP" if pixels else "too large"
-        raise NodeInputError(f"{what} is {size}, more than the limit of {MAX_INPUT_PIXELS / 1e6:.0f} MP for an input "
+        raise NodeInputError(f"{what} is {size}, more than the limit of {shown_pixels(limit)} for an input "
                              f"image: {fix}") from None
     except UnidentifiedImageError:
         raise NodeInputError(f"{what} is not an image Pillow can read") from None
     width, height = image.size
-    if width * height > MAX_INPUT_PIXELS:
-        raise NodeInputError(f"{what} is {width} x {height} = {width * height / 1e6:.0f} MP, more than the limit of "
-                             f"{MAX_INPUT_PIXELS / 1e6:.0f} MP for an input image: {fix}")
+    if width * height > limit:
+        raise NodeInputError(f"{what} is {width} x {height} = {shown_pixels(width * height)}, more than the limit of "
+                             f"{shown_pixels(limit)} for an input image: {fix}")
     return image
 
 
@@ -437,11 +439,12 @@ def _grown(mask, radius: int):
 
 def check_output_size(width: int, height: int, what: str) -> None:
     """Refuse an output image above MAX_OUTPUT_PIXELS before it is allocated."""
-    if width * height > MAX_OUTPUT_PIXELS:
+    limit = env_limit("RUNNER_MAX_PIXELS", MAX_OUTPUT_PIXELS)
+    if width * height > limit:
         from ..models.calls import NodeInputError
 
-        raise NodeInputError(f"{what} would be {width} x {height} = {width * height / 1e6:.0f} MP, more than the limit of "
-                             f"{MAX_OUTPUT_PIXELS / 1e6:.0f} MP: make it smaller, or raise RUNNER_MAX_PIXELS")
+        raise NodeInputError(f"{what} would be {width} x {height} = {shown_pixels(width * height)}, more than the limit of "
+                             f"{shown_pixels(limit)}: make it smaller, or raise RUNNER_MAX_PIXELS")
 
 
 def _box(values) -> list[float]:
