@@ -848,7 +848,8 @@ def _with(change):
     (lambda p: p["3"]["inputs"].update(cfg_rescale=0.7), ["node 3 (KSampler): input 'cfg_rescale' is not one runner can import"]),
     (lambda p: p["6"]["inputs"].update(text=["12", 0]), ["node 6 (CLIPTextEncode): input 'text' is a link to node 12"]),
     (lambda p: p["3"]["inputs"].pop("steps"), ["node 3 (KSampler): input 'steps' is missing"]),
-    (lambda p: p["5"]["inputs"].update(width=100), ["node 5 (EmptyLatentImage): width 100 is not a multiple of 8"]),
+    (lambda p: p["5"]["inputs"].update(width=100), ["node 5 (EmptyLatentImage): width 100 is not a multiple of 8",
+                                                   "fix: set width to a multiple of 8 from 8 to 8192"]),
     (lambda p: p["3"]["inputs"].update(seed=2**64 - 1), ["seed 18446744073709551615 is outside runner's 0 .. 2^63-1"]),
     (lambda p: p["8"]["inputs"].update(samples=["4", 0]), ["node 8 (VAEDecode): input 'samples' takes LATENT but links to "
                                                            "node 4 (CheckpointLoaderSimple) output 0 (MODEL)"]),

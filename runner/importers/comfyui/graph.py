@@ -1204,7 +1204,8 @@ class GraphMapping:
             for what, value in (("width", width), ("height", height)):
                 if not (step <= value <= 8192 and value % step == 0):
                     raise Refused(f"{node}: {what} {value} is not a multiple of {step} from {step} to 8192",
-                                  "runner's sizes are")
+                                  f"set {what} to a multiple of {step} from {step} to 8192 (runner's generation sizes), "
+                                  "e.g. 512 or 1024")
             if not 1 <= batch <= 64:
                 raise Refused(f"{node}: batch_size {batch} is outside runner's 1 .. 64")
             return Latent("empty", comfy, width, height, batch, node=node)
