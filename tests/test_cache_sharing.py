@@ -399,8 +399,10 @@ def test_run_folders_and_cache_entries_honour_the_umask(images_workflow, tmp_pat
     finally:
         os.umask(before)
     checked = 0
+    # the run folder and its workflow's folder, the cache's entries, locks and marker (.runner-cache), a staged folder
     for root in (run_dir, isolated_cache / "nodes", isolated_cache / "locks", tmp_path / "staged"):
-        for path in [root, *root.rglob("*")]:
+        for path in [root, *root.rglob("*")] + ([run_dir.parent, isolated_cache / ".runner-cache"] if root == run_dir
+                                                else []):
             mode = stat.S_IMODE(path.stat().st_mode)
             assert mode == (0o777 if path.is_dir() else 0o666) & ~umask, (path, oct(mode))
             checked += 1
