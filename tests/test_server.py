@@ -241,6 +241,16 @@ def test_a_sweep_job_runs_every_variant_into_one_sweep_folder(tmp_path):
         from PIL import Image
 
         assert Image.open(run.folder / "001" / "small.png").size == (24, 20)
+        # batch: a sweep's seeds computed in one call, as runner run --batch (refused without a sweep, as there)
+        generate = ("version: 1\nname: batched\nnodes:\n  gen: {type: txt2img, model: tiny:sd15, prompt: a barn, "
+                    "steps: 2, width: 64, height: 64}\n  save: {type: save_image, image: $gen}\n")
+        status, answer = raw(client, "POST", "/v1/jobs", json.dumps({"workflow": generate, "batch": 2}).encode(),
+                             {"Content-Type": "application/json"})
+        assert status == 422 and "it groups the variants of a sweep" in json.dumps(answer), answer
+        batched = client.wait(client.submit(generate, seeds=[1, 2], batch=2), tmp_path / "batched")
+        assert batched.status == "ok"
+        records = [json.loads((batched.folder / f"00{n}" / "manifest.json").read_text())["nodes"]["gen"] for n in (0, 1)]
+        assert [record["batch"]["index"] for record in records] == [0, 1] and records[0]["batch"]["size"] == 2
         with pytest.raises(Exception, match="another runner serve"):  # one server per --out folder
             from runner.server.service import ServerOptions, Service
 

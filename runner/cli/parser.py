@@ -247,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--sweep", action="append", default=[], metavar="PATH=V1,V2,...", help="a sweep, as for run")
     submit.add_argument("--zip", action="store_true", help="pair the --sweep lists")
     submit.add_argument("--seeds", metavar="A-B", help="sweep the workflow seed, e.g. 1-8")
+    submit.add_argument("--batch", type=_at_least_one, metavar="N",
+                        help="a sweep's variants that differ only in seed (and prompt) computed N to a call (as run)")
     submit.add_argument("--priority", type=int, default=0, help="higher runs first (-100 to 100; default 0)")
     submit.add_argument("--wait", action="store_true", help="print its progress as runner run does, then download "
                                                             "its files into --out; exit status as runner run")

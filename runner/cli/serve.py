@@ -115,7 +115,8 @@ def _client(args):
 def cmd_submit(args) -> int:
     client = _client(args)
     job_id = client.submit(args.workflow, args.overrides, only=args.only or None, force=args.force or None,
-                           sweep=args.sweep or None, zip=args.zip, seeds=args.seeds, priority=args.priority)
+                           sweep=args.sweep or None, zip=args.zip, seeds=args.seeds, priority=args.priority,
+                           batch=args.batch)
     job = client.job(job_id)
     where = f"position {job['position']} in the queue" if job.get("position") else job["state"]
     print(f"submitted {job_id} ({where})", file=sys.stderr if args.wait else sys.stdout, flush=True)

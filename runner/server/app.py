@@ -48,6 +48,8 @@ class JobRequest(BaseModel):
     zip: bool = Field(False, description="pair the sweep lists instead of combining them")
     seeds: str | list[int] | None = Field(None, max_length=10_000,
                                           description="sweep the workflow seed: '1-8', '1,5,9' or a list")
+    batch: int | None = Field(None, ge=1, le=64, description="a sweep's variants that differ only in seed (and prompt) "
+                                                           "computed N to a call, as --batch N; default: the server's")
     priority: int = Field(0, ge=-100, le=100, description="higher runs first; first come first served within one")
 
 

@@ -76,7 +76,7 @@ class Client:
     def submit(self, workflow: str | Path | dict, set: dict[str, Any] | list[str] | None = None, *,
                files: dict[str, str | Path | bytes] | None = None, only: list[str] | None = None,
                force: list[str] | None = None, sweep: dict[str, list] | list[str] | None = None, zip: bool = False,
-               seeds: str | list[int] | None = None, priority: int = 0) -> str:
+               seeds: str | list[int] | None = None, priority: int = 0, batch: int | None = None) -> str:
         """Queue a workflow (a file, YAML text or a dict); the job's id. A file's inputs (relative paths it names that
         exist beside it) are uploaded with it, and `files` ({relative name: path or bytes}) too. An invalid workflow
         raises WorkflowError with the server's located problems; other refusals ServerRefused."""
@@ -103,6 +103,8 @@ class Client:
                 request[key] = value
         if zip:
             request["zip"] = True
+        if batch is not None:
+            request["batch"] = batch
         if uploads:
             body, content_type = multipart(request, uploads)
         else:

@@ -171,6 +171,9 @@ class Service:
             self.session.sweep(workflow, request.get("sweep"), zip=bool(request.get("zip")), seeds=request.get("seeds"),
                                set=request.get("set"), only=request.get("only"), dry_run=True)
         else:
+            if request.get("batch") is not None:
+                raise CommandError([Problem(Location("batch"), (), "it groups the variants of a sweep, and this job is "
+                                            "not a sweep", "add seeds or sweep (or a sweep: section), or drop batch")])
             self.session.plan(loaded, request.get("only") or None)
         return loaded
 
@@ -305,7 +308,7 @@ class Service:
                 sweep = self.session.sweep(workflow, request.get("sweep"), zip=bool(request.get("zip")),
                                            seeds=request.get("seeds"), set=request.get("set"), only=request.get("only"),
                                            force=request.get("force"), folder=folder, extra=extra,
-                                           events=feed.sink(), should_stop=should_stop)
+                                           events=feed.sink(), should_stop=should_stop, batch=request.get("batch"))
                 runs = list(sweep.runs.values())
                 failed = [run for run in runs if run.status != "ok"]
                 status = "ok" if not failed and not sweep.error else (failed[0].status if failed else "failed")
