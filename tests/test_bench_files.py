@@ -20,7 +20,7 @@ def test_bench_workflow_validates(name, capsys):
 def test_make_bench_runs_every_benchmark_and_the_readme_describes_each():
     """A benchmark script (one with a __main__ that is not a helper of the others) is run by `make bench` and has its
     section in bench/README.md."""
-    helpers = {"timing.py", "fullsize_sd15.py", "handwritten_demo.py", "handwritten_two_stage.py"}
+    helpers = {"timing.py", "fullsize_sd15.py", "fullsize_models.py", "handwritten_demo.py", "handwritten_two_stage.py"}
     scripts = sorted(path.name for path in BENCH.glob("*.py") if path.name not in helpers)
     makefile = (BENCH.parent / "Makefile").read_text().split("\nbench:", 1)[1].split("\n\n", 1)[0]
     readme = (BENCH / "README.md").read_text()
@@ -79,5 +79,7 @@ def test_the_gpu_benchmark_writes_its_workflow_in_a_dry_run(tmp_path):
     result = subprocess.run([sys.executable, str(BENCH / "gpu" / "bench.py"), "--dry-run", "--out", str(tmp_path)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    # the model is built on the GPU machine; here a tiny one stands in
-    assert run_cli("validate", tmp_path / "gpu_sd15.yaml", "--set", "models.sd15=tiny:sd15") == 0
+    # the models are built on the GPU machine; here tiny ones of the same families stand in
+    for case, tiny in (("sd15", "tiny:sd15"), ("sdxl", "tiny:sdxl"), ("flux", "tiny:flux")):
+        assert f"would build {case}" in result.stdout
+        assert run_cli("validate", tmp_path / f"gpu_{case}.yaml", "--set", f"models.model={tiny}") == 0, case

@@ -19,8 +19,8 @@ VENV=${RUNNER_GPU_VENV:-$REPO/.venv-gpu}
 WHEELS=${RUNNER_GPU_WHEELS:-$HERE/wheels}
 OUT=${RUNNER_GPU_OUT:-$REPO/outputs/gpu-check}
 MAX_WHEEL_MIB=64
-TEST_SECONDS=300
-BENCH_SECONDS=240
+TEST_SECONDS=210
+BENCH_SECONDS=270
 
 dry=0
 case "${1:-}" in
@@ -67,9 +67,11 @@ echo "plan:"
 echo "  1. $PYTHON -m venv --system-site-packages $VENV  (the machine's torch stays in use)"
 echo "  2. pip install --no-index --find-links $WHEELS -r bench/gpu/requirements.txt; pip install --no-deps -e ."
 echo "  3. pytest -m gpu tests/test_gpu.py  (at most ${TEST_SECONDS} s): fp16/bf16 against fp32, --deterministic"
-echo "     repeatability, model and sequential offload, the VRAM budget default, an out-of-memory retry"
-echo "  4. python bench/gpu/bench.py  (at most ${BENCH_SECONDS} s): runner against a hand-written diffusers script on a"
-echo "     full-size random-weight SD 1.5 at 512 px: wall seconds, it/s, ratio, identical pixels"
+echo "     repeatability, model, sequential and group offload, the VRAM budget default, an out-of-memory retry,"
+echo "     compile, fp8/nf4 quantization, batched sweeps"
+echo "  4. python bench/gpu/bench.py  (at most ${BENCH_SECONDS} s): runner against a hand-written diffusers script on"
+echo "     random-weight models: SD 1.5 at 512 px, SDXL at 1024 px, FLUX.1 at reduced depth at 1024 px: wall seconds,"
+echo "     it/s, ratio, identical pixels (bench.json is written after each case)"
 echo "  figures and logs: $OUT"
 
 if [ $dry = 1 ]; then

@@ -119,6 +119,7 @@ class NodeContext:
         self.base_dir = Path(task.base_dir)
         self._cache, self._resources, self._events = cache, resources, events
         self.info: dict[str, Any] = {}
+        self._steps: tuple[int, float] | None = None  # (step, when): the first step of the latest denoising loop
 
     @property
     def models(self):
@@ -148,7 +149,14 @@ class NodeContext:
         self._events.node_phase(self.node_id, text)
 
     def step(self, step: int, total: int | None) -> None:
-        """Report a finished denoising step; this is also where a requested stop takes effect."""
+        """Report a finished denoising step; this is also where a requested stop takes effect. The node's record keeps
+        the denoising speed (steps_per_second), measured from its first step as the progress line measures it (a
+        second loop, such as a decoder's after its prior, starts the measure again)."""
+        now = time.perf_counter()
+        if self._steps is None or step <= self._steps[0]:
+            self._steps = (step, now)
+        elif now > self._steps[1]:
+            self.info["steps_per_second"] = round((step - self._steps[0]) / (now - self._steps[1]), 3)
         self._events.node_step(self.node_id, step, total)
         reason = self._should_stop() if self._should_stop is not None else None
         if reason:
