@@ -8,7 +8,6 @@ has no class for), the keys are left to the run-time check.
 
 from __future__ import annotations
 
-import os
 import re
 
 from typing import Any
@@ -154,8 +153,8 @@ def _runtime_option_problems(family, source, fields) -> Problems:
     used = [name for name in RUNTIME_OPTIONS if getattr(fields, name, None)]
     if used and not family.runtime_options:
         return [((name,), f"not applied to {family.name} models (model '{source.label}') in this version of runner",
-                 f"remove {name} from this node (and from the workflow, where it sets it for every "
-                                    "node)") for name in used]
+                 f"remove {name} from this node (and from the workflow, where it sets it for every node)")
+                for name in used]
     if getattr(fields, "step_cache", None) and not family.step_cache:
         return [(("step_cache",), f"step_cache is for transformer denoisers, and {family.name} (model "
                                   f"'{source.label}') has a UNet",
