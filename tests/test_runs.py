@@ -108,6 +108,8 @@ def test_manifests_validate_against_the_committed_schema(demo, tmp_path):
 
     with runner.Session(out=out) as session:  # a run from the Python API records no command line
         from_python = session.run(demo, set={"params.steps": 3}).manifest
+    # a generation node of 3 steps records its denoising speed, measured from its first step (a rate, not zero)
+    assert from_python["nodes"]["generated"]["steps_per_second"] > 0
     assert "command" not in from_python and ok["command"] == ["runner", "run", str(demo), "--out", str(out), "--plain"]
     assert ok["nodes"]["final"]["published_files"][0]["path"] == "final.png"
     for data in (ok, failed, from_python):
