@@ -9,7 +9,7 @@ demo: $(STAMP)  ## run the demo workflow offline on tiny models
 	$(VENV)/bin/runner run workflows/demo.yaml
 
 test: $(STAMP)  ## run the test suite
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q --durations=25
 
 bench: $(STAMP)  ## runner vs hand-written diffusers scripts, sweeps (batched too), the watch loop, a cached run's start, the refiner's skipped decode, the job server (see bench/README.md)
 	$(VENV)/bin/python bench/demo_chain.py
