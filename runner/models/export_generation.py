@@ -114,11 +114,10 @@ def export_generate(script, spec, f) -> None:
     if family.task(spec.task) is None or family.exporter is None:
         raise script.unsupported(f"{family.name} models cannot be written as a diffusers script in this version of "
                                  "runner")
-    from ..core.runtime import RUNTIME_OPTIONS
+    from .families.checks import runtime_option_problems
 
-    used = [name for name in RUNTIME_OPTIONS if getattr(f, name, None)]
-    if used and not family.runtime_options:  # refused as a run refuses them (runner.models.generate)
-        raise script.unsupported(f"{', '.join(used)}: not applied to {family.name} models", f"remove {', '.join(used)}")
+    for path, message, fix in runtime_option_problems(family, source.label, f):  # refused as validation and a run
+        raise script.unsupported(f"{path[0]}: {message}", fix)
     family.export(script, spec, f)
 
 

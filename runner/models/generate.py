@@ -151,15 +151,10 @@ def generate(ctx, spec, f, batch: Batch | None = None) -> dict[str, Any]:
         raise ModelUnavailable(f"LoRA is not supported for {family.name} (model '{source.label}') in this version of "
                                "runner", "remove 'lora' from this node, or use a model of a family that loads LoRAs "
                                f"({', '.join(f.name for f in families.FAMILIES if f.lora)})")
-    used = [name for name in RUNTIME_OPTIONS if getattr(f, name, None)]
-    if used and not family.runtime_options:
-        raise ModelUnavailable(f"{', '.join(used)}: not applied to {family.name} models (model '{source.label}') in this "
-                               "version of runner", f"remove {', '.join(used)} from this node (and from the workflow, "
-                               "where it sets them for every node)")
-    if getattr(f, "step_cache", None) and not family.step_cache:
-        raise ModelUnavailable(f"step_cache is for transformer denoisers, and {family.name} (model '{source.label}') has "
-                               "a UNet", "remove step_cache from this node (SD3 and FLUX.1 take it), or from the "
-                               "workflow, where it sets it for every node")
+    from .families.checks import runtime_option_problems
+
+    for path, message, fix in runtime_option_problems(family, source.label, f):  # as validation refuses them
+        raise ModelUnavailable(f"{path[0]}: {message}", fix)
     if getattr(ctx.task, "prompt_syntax", "plain") != "plain":
         from .prompt_weights import weighting_problems
 

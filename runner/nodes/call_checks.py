@@ -68,7 +68,7 @@ def check_family(spec, fields, context) -> Problems:
                  + (f" ({examples})" if examples else ""))]
     problems: Problems = []
     from ..models.configs import component_config
-    from ..models.families.checks import channel_problem, controlnet_problem
+    from ..models.families.checks import channel_problem, controlnet_problem, runtime_option_problems
     from ..models.model_kinds import class_kind
 
     denoiser = component_config(source, "unet") or component_config(source, "transformer") or {}
@@ -140,27 +140,8 @@ def check_family(spec, fields, context) -> Problems:
                                     "of runner",
                          "remove 'lora', or use a checkpoint of a family that loads LoRAs ("
                          + ", ".join(other.name for other in families.FAMILIES if other.lora) + ")"))
-    problems += _runtime_option_problems(family, source, fields)
+    problems += runtime_option_problems(family, source.label, fields)
     return problems
-
-
-def _runtime_option_problems(family, source, fields) -> Problems:
-    """The run-time options (set on the node, or by the workflow for every node) that the family does not apply: the
-    run refuses the same (runner.models.generate); here they are found before anything loads."""
-    from ..core.runtime import RUNTIME_OPTIONS
-    from ..models import families
-
-    used = [name for name in RUNTIME_OPTIONS if getattr(fields, name, None)]
-    if used and not family.runtime_options:
-        return [((name,), f"not applied to {family.name} models (model '{source.label}') in this version of runner",
-                 f"remove {name} from this node (and from the workflow, where it sets it for every node)")
-                for name in used]
-    if getattr(fields, "step_cache", None) and not family.step_cache:
-        return [(("step_cache",), f"step_cache is for transformer denoisers, and {family.name} (model "
-                                  f"'{source.label}') has a UNet",
-                 "remove step_cache from this node, or from the workflow, where it sets it for every node ("
-                 + ", ".join(other.name for other in families.FAMILIES if other.step_cache) + " take it)")]
-    return []
 
 
 EMBEDDING_REFERENCE = re.compile(r"embedding:[\w.\-]+")

@@ -75,3 +75,23 @@ def lora_problem(family: Family, label: str, lora_label: str, facts: dict, denoi
     return (f"LoRA '{lora_label}' was not made for '{label}' ({family.name}): {detail}; a LoRA works only with the "
             "model family (and version) it was trained on",
             f"use a LoRA trained on {family.name}, or run '{lora_label}' with a checkpoint of its family")
+
+
+def runtime_option_problems(family: Family, label: str, fields) -> list[tuple[tuple, str, str]]:
+    """(field path, message, fix) for each run-time option set on the node's `fields` (by the node, or by the workflow
+    for every node) that `family` does not apply: any of them where it applies none (Kandinsky 2.x), step_cache on
+    a UNet. Validation asks it where the family is known from files; the run and the export where it is known later."""
+    from ...core.runtime import RUNTIME_OPTIONS
+    from . import FAMILIES
+
+    used = [name for name in RUNTIME_OPTIONS if getattr(fields, name, None)]
+    if used and not family.runtime_options:
+        return [((name,), f"not applied to {family.name} models (model '{label}') in this version of runner",
+                 f"remove {name} from this node (and from the workflow, where it sets it for every node)")
+                for name in used]
+    if getattr(fields, "step_cache", None) and not family.step_cache:
+        return [(("step_cache",), f"step_cache is for transformer denoisers, and {family.name} (model '{label}') has a "
+                                  "UNet", "remove step_cache from this node, or from the workflow, where it sets it for "
+                                          "every node (" + ", ".join(other.name for other in FAMILIES
+                                                                       if other.step_cache) + " take it)")]
+    return []
