@@ -446,17 +446,15 @@ class LocalExecutor:
                         raise
                     retried = True
                     context.warn(f"out of memory ({type(error).__name__}): released the other models and ran the node again")
-            unknown = set(outputs) - set(node_type.outputs)
-            if unknown:
-                raise RuntimeError(f"produced undeclared outputs {sorted(unknown)}")
             seconds = time.perf_counter() - started
-            for member, member_context, member_outputs in (zip(members, contexts, computed) if members else
-                                                           [(task, context, outputs)]):
-                if member.key is None:
-                    continue  # computed for the batch's sake only (a reproduction rebuilding the recorded batch)
+            results = list(zip(members, contexts, computed)) if members else [(task, context, outputs)]
+            for _member, _context, member_outputs in results:  # all checked before any is stored
                 unknown = set(member_outputs) - set(node_type.outputs)
                 if unknown:
                     raise RuntimeError(f"produced undeclared outputs {sorted(unknown)}")
+            for member, member_context, member_outputs in results:
+                if member.key is None:
+                    continue  # computed for the batch's sake only (a reproduction rebuilding the recorded batch)
                 stored = {name: (node_type.outputs[name], value) for name, value in member_outputs.items()}
                 self.cache.put(member.key, stored, write_value, {
                     "node_id": member.node_id, "type": member.type_name, "version": node_type.version,
