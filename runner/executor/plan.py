@@ -20,11 +20,11 @@ import json
 import secrets
 import sys
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
 from ..core.input_files import confined_path, sha256_input
+from ..core.installed import installed_versions
 from ..core.model_entry import ModelEntry
 from ..core.runtime import DeviceRefused, device_problems
 from ..language.fields import (
@@ -123,13 +123,10 @@ class Plan:
 
 @functools.lru_cache(maxsize=1)
 def _installed_versions() -> tuple[tuple[str, str], ...]:
-    versions = []
-    for name in KEY_LIBRARIES + ("huggingface_hub", "safetensors", "runner"):
-        try:
-            versions.append((name, metadata.version(name)))
-        except metadata.PackageNotFoundError:
-            versions.append((name, "absent"))
-    return tuple(versions)
+    from .. import __version__  # the code that runs (pyproject reads its version from it)
+
+    found = installed_versions(KEY_LIBRARIES + ("huggingface_hub", "safetensors"))
+    return (*((name, version or "absent") for name, version in found.items()), ("runner", __version__))
 
 
 def library_versions() -> dict[str, str]:
@@ -143,9 +140,8 @@ def probe_device(requested: str) -> str:
         return requested
     import platform
 
-    try:
-        torch_version = metadata.version("torch")
-    except metadata.PackageNotFoundError:
+    torch_version = dict(_installed_versions())["torch"]
+    if torch_version == "absent":
         return "cpu"
     if Path("/dev/nvidiactl").exists() and "+cpu" not in torch_version:
         return "cuda"
