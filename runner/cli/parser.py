@@ -19,14 +19,59 @@ def _at_least_one(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Unbuilt:
+    """A command's parser that this command line does not need (build_parser's `only`): what would be declared on it
+    is not (declaring every command's options is about 3% of a cached run's work, bench/start_time.py)."""
+
+    def add_argument(self, *args, **kwargs) -> None:
+        return None
+
+    def add_mutually_exclusive_group(self, *args, **kwargs) -> "_Unbuilt":
+        return self
+
+    def add_subparsers(self, *args, **kwargs) -> "_Unbuilt":
+        return self
+
+    def add_parser(self, *args, **kwargs) -> "_Unbuilt":
+        return self
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The command an argument list names first (`runner run ...` -> "run"), for build_parser's `only`; None when it
+    starts with an option (`runner --help`, `runner --debug run ...`: the whole grammar is built then)."""
+    return argv[0] if argv and not argv[0].startswith("-") else None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole grammar; with `only` (a command's name), the parser for a command line naming that command first:
+    the other commands are known by name and help but their options are not declared. An `only` that names no
+    command gives the whole grammar (its error message lists them all)."""
+    parser = _build(only)
+    return parser if only is None or only in _built_commands(parser) else _build(None)
+
+
+def _built_commands(parser: argparse.ArgumentParser) -> set[str]:
+    return {name for action in parser._subparsers._group_actions for name in action.choices}
+
+
+def _build(only: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="runner",
         description="Run declarative YAML workflows on Hugging Face diffusers, with a persistent cache.",
         epilog="Exit status: 0 success, 1 a node failed, 2 the workflow or command line is invalid, 130 interrupted (Ctrl-C).",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    class Commands:
+        @staticmethod
+        def add_parser(name: str, **kwargs):
+            if only is None or name == only:
+                return subparsers.add_parser(name, **kwargs)
+            subparsers.add_parser(name, help=kwargs.get("help"))  # named in the grammar, its options not declared
+            return _Unbuilt()
+
+    commands = Commands()
 
     def with_model_paths(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--model-path", dest="model_paths", action="append", default=[], type=Path, metavar="DIR",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from . import work_starts
 from ..engine.loading import consent_of, load_for_run
 from ..engine.progress import summary_table
 from ..engine.session import Session, check_node_names
@@ -65,6 +66,7 @@ def _run_in(session: Session, args, workflow: Workflow) -> int:
                   + parse_cli_sweeps(args.sweep, args.zip, args.seeds, args.max_variants))
     if dimensions:  # counted before the Session builds any variant
         check_variant_count(dimensions, args.max_variants)
+        work_starts()
         return sweep_command(args, session)
     if getattr(args, "batch", None) is not None:
         raise CommandError([Problem(Location("--batch"), (), "it groups the variants of a sweep, and this run is not a "
@@ -75,6 +77,7 @@ def _run_in(session: Session, args, workflow: Workflow) -> int:
         session.check_out(create=False)
         return _dry_run(workflow, plan, cache, args, _console())
     mode = "quiet" if args.quiet else ("plain" if args.plain or not sys.stdout.isatty() else "live")
+    work_starts()
     run = session.run(workflow, plan=plan, force=args.force, no_cache=args.no_cache, mode=mode, extra=command_record(args))
     if mode != "quiet":
         rows = [(n, workflow.nodes[n].type.name, run.results[n].status if n in run.results else "not run",
