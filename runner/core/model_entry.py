@@ -1,11 +1,12 @@
 """A named model as a workflow writes it: the language validates it, the models layer loads it."""
 
-from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from .empty import empty_dict
 
 
 class ModelEntry(BaseModel):
@@ -34,7 +35,7 @@ class ModelEntry(BaseModel):
                                        "(SD3 / SD3.5: T5-XXL)")
     embeddings: dict[Annotated[str, Field(min_length=1, max_length=100, pattern=r"^\S+$")],
                      Annotated[str, Field(min_length=1)]] = Field(
-        default_factory=dict, description="textual-inversion embeddings to load into the checkpoint's text encoders: "
+        default_factory=empty_dict, description="textual-inversion embeddings to load into the checkpoint's text encoders: "
         "{TOKEN: SOURCE}, the token as prompts write it (e.g. '<cat-toy>', 'embedding:EasyNegative' as ComfyUI "
         "writes it) and a .safetensors file (A1111's emb_params, diffusers' single token, SDXL's clip_l + clip_g), a "
         "hub id or tiny:NAME; bare names are found in the model folders' embeddings/; part of the model's identity")

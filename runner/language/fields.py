@@ -5,7 +5,6 @@ reads `Accepts` to type-check links, the executor reads `ModelField` and
 `InputFile` to build cache keys; nothing needs to know node type names.
 """
 
-from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Callable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from ..core.empty import empty_dict
 from ..core.input_files import InputRefused, check_input
 from ..core.model_entry import NO_CONSENT, OPT_INS, PARTS, Consent, ModelEntry
 from ..core.model_findings import ModelFinding
@@ -53,8 +54,8 @@ ParamName = Annotated[str, Field(pattern=NAME.pattern)]
 
 class Sweep(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    grid: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=dict, description="PATH: [values], all combinations")
-    zip: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=dict, description="PATH: [values], paired")
+    grid: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=empty_dict, description="PATH: [values], all combinations")
+    zip: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=empty_dict, description="PATH: [values], paired")
 
 
 class WorkflowHeader(BaseModel):
@@ -91,9 +92,9 @@ class WorkflowHeader(BaseModel):
         "plain", description="plain: prompts go to the pipeline as written (diffusers' own behaviour); weighted: "
                              "A1111/ComfyUI attention syntax, (word:1.3), (word), [word], \\( for a bracket, and prompts "
                              "longer than 77 tokens in chunks, encoded with compel (SD 1.x/2.x and SDXL)")
-    params: dict[ParamName, Any] = Field(default_factory=dict, description="experiment knobs: $params.NAME, ${params.NAME}")
+    params: dict[ParamName, Any] = Field(default_factory=empty_dict, description="experiment knobs: $params.NAME, ${params.NAME}")
     models: dict[ParamName, Annotated[str, Field(min_length=1)] | ModelEntry] = Field(
-        default_factory=dict, description="named models, used as $models.NAME: NAME: SOURCE (a hub id, a folder, a "
+        default_factory=empty_dict, description="named models, used as $models.NAME: NAME: SOURCE (a hub id, a folder, a "
                                           ".safetensors file or tiny:NAME) or NAME: {source: SOURCE, ...}")
     nodes: dict[str, Any] = Field(..., description="node id -> node")
     sweep: Sweep | None = Field(None, description="run once per combination: grid: {PATH: [values]} multiplies, "

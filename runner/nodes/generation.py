@@ -1,12 +1,12 @@
 """Diffusion nodes. Each call goes to a diffusers pipeline from the model registry, arguments untouched."""
 
-from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from ..core.empty import empty_dict, empty_list
 from ..language.fields import (
     ArgumentsWithImages,
     Fields,
@@ -256,7 +256,7 @@ class CoreGeneration(Fields):
     seed: Seed | None = Field(None, description="noise seed; default: derived from the workflow seed and the node id; 'random' draws one")
     scheduler: SchedulerName | None = Field(None, description=SCHEDULER_DOC)  # each node type offers its own
     num_images: int = Field(1, ge=1, le=64, description="num_images_per_prompt")
-    pipeline_kwargs: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the diffusers call")
+    pipeline_kwargs: dict[str, Any] = Field(default_factory=empty_dict, description="extra keyword arguments for the diffusers call")
     offload: Offload | None = Field(None, description="CPU offload on CUDA: none | model | sequential | group; default: the workflow's "
                                                       "'offload'; ignored with a warning on CPU")
     attention_slicing: bool = Field(False, description="compute attention in slices (less memory, a little slower)")
@@ -269,7 +269,7 @@ class Generation(CoreGeneration):
     """The generation nodes whose pipelines load LoRAs (the family's permitting) and take the run-time options
     (interpolate's Kandinsky families apply none of them: it offers none)."""
 
-    lora: list[Lora] = Field(default_factory=list, description="LoRA adapters applied for this node")
+    lora: list[Lora] = Field(default_factory=empty_list, description="LoRA adapters applied for this node")
     vae_slicing: Annotated[bool | None, KeyedWhenSet()] = Field(
         None, description="decode a batch of images one at a time (the VAE's enable_slicing: less memory); default: "
                           "the workflow's vae_slicing, else off")
@@ -316,7 +316,7 @@ class FreeU(Fields):
 
 
 class ControlledGeneration(SizedGeneration):
-    controlnet: list[ControlNet] = Field(default_factory=list, description="ControlNets with their condition images")
+    controlnet: list[ControlNet] = Field(default_factory=empty_list, description="ControlNets with their condition images")
     # txt2img, img2img and inpaint: the tasks transformer families (SD3, FLUX.1) do; depth2img's and refine's are UNets'
     step_cache: Annotated[StepCache | None, KeyedWhenSet()] = Field(
         None, description="a step cache for the call (SD3, FLUX.1: transformer denoisers): {type: first_block, "
@@ -334,7 +334,7 @@ class ControlledGeneration(SizedGeneration):
                                         "only with pag_scale; default: diffusers' (['mid'])")
 
     ip_adapter: Annotated[list[IPAdapter], KeyedWhenSet()] = Field(
-        default_factory=list, description="IP-Adapters: image prompts, each with its weights, image(s), scale and "
+        default_factory=empty_list, description="IP-Adapters: image prompts, each with its weights, image(s), scale and "
                                           "optional mask (SD, SDXL); loaded for this node only")
 
     @model_validator(mode="after")
@@ -358,7 +358,7 @@ class Txt2Img(ControlledGeneration):
     spec: ClassVar[GenerationSpec] = TXT2IMG
     scheduler: TXT2IMG_SCHEDULERS = Field(None, description=SCHEDULER_DOC)
     adapter: Annotated[list[T2IAdapterItem], KeyedWhenSet()] = Field(
-        default_factory=list, description="T2I-Adapters with their condition images (SD, SDXL: diffusers' adapter "
+        default_factory=empty_list, description="T2I-Adapters with their condition images (SD, SDXL: diffusers' adapter "
                                           "pipelines; several make a MultiAdapter); not with controlnet")
     adapter_conditioning_factor: Annotated[float | None, KeyedWhenSet()] = Field(
         None, ge=0, le=1, description="the fraction of the steps the adapters act in (SDXL's adapter pipeline); "
@@ -492,7 +492,7 @@ class Pipeline(Fields):
                         description="a diffusers pipeline class name (one diffusers exports), e.g. StableDiffusionUpscalePipeline; "
                                     "loaded with CLASS.from_pretrained(model), once per Session (a run, a sweep, a watch loop)")
     model: ModelIn = Field(..., description="checkpoint for the pipeline: $models.NAME or a source")
-    call: ArgumentsWithImages = Field(default_factory=dict, description="keyword arguments of the pipeline call, checked "
+    call: ArgumentsWithImages = Field(default_factory=empty_dict, description="keyword arguments of the pipeline call, checked "
                                       "against its signature at validation; a value may link an image output: image: $photo")
     seed: Seed | None = Field(None, description="seeds the CPU generator passed as 'generator' (when the class takes one); "
                                                 "default: derived from the workflow seed and the node id")

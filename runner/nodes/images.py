@@ -1,6 +1,5 @@
 """Nodes over plain images: load, mask, edges, grid, resize, save. Pillow and OpenCV only, no models."""
 
-from __future__ import annotations
 
 import math
 import re
@@ -8,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from ..core.empty import empty_list
 from ..language.fields import (
     Fields,
     FilePath,
@@ -315,7 +315,7 @@ class MakeMask(Fields):
         "luminance", description="with 'from': what is thresholded: the grey value, the opacity (alpha), or "
                                  "255 - alpha (transparent = repaint, as ComfyUI's LoadImage MASK; load the image with "
                                  "mode: RGBA)")
-    shapes: list[Shape] = Field(default_factory=list, description="white shapes drawn on black")
+    shapes: list[Shape] = Field(default_factory=empty_list, description="white shapes drawn on black")
     invert: bool = Field(False, description="swap white and black")
     grow: int = Field(0, ge=0, le=512, description="dilate the white area by this many pixels")
     blur: float = Field(0, ge=0, le=256, description="Gaussian blur radius for soft edges")

@@ -1,6 +1,5 @@
 """Condition images from vision models: depth and pose (transformers)."""
 
-from __future__ import annotations
 
 from typing import Any
 
