@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
-
 from ..core.atomic import write_atomic
 from ..core.paths import models_dir
 from ..executor.cache import NodeCache
@@ -15,6 +13,7 @@ from ..executor.engine import NodeResult
 from ..executor.plan import Plan, Task
 from ..language.refs import Link
 from ..language.workflow import Workflow
+from ..language.yaml_source import dump_yaml
 from ..nodes import NODE_TYPES
 from .png_text import with_text
 from .provenance import a1111_name, a1111_parameters, png_size
@@ -34,7 +33,7 @@ def resolved_workflow_text(workflow: Workflow, plan: Plan) -> str:
         if node.seed == "random" and node_id in plan.seeds:
             document["nodes"][node_id]["seed"] = plan.seeds[node_id]
     header = f"# resolved by runner from {workflow.path}" + (f" with {' '.join('--set ' + o for o in workflow.overrides)}" if workflow.overrides else "")
-    return header + "\n" + yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    return header + "\n" + dump_yaml(document, sort_keys=False, allow_unicode=True)
 
 
 class Publisher:

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import yaml
 
 from ..core.atomic import write_atomic
 from ..core.kinds import IMAGE_KINDS
 from ..core.sizes import format_size
+from ..language.yaml_source import dump_yaml
 from .graph_layout import layered_layout, layers
 from .provenance import saved_file_record
 
@@ -244,10 +244,10 @@ def _node_card(node_id: str, node: dict, document: dict, manifest: dict, run_dir
     fields = document.get("nodes", {}).get(node_id, {})
     if fields:
         lines.append("<details><summary>parameters</summary><pre>"
-                     + _esc(yaml.safe_dump(fields, sort_keys=False, allow_unicode=True)) + "</pre></details>")
+                     + _esc(dump_yaml(fields, sort_keys=False, allow_unicode=True)) + "</pre></details>")
     extra = {k: node[k] for k in ("seed", "pipeline_class", "scheduler", "models") if node.get(k)}
     if extra:
-        lines.append("<details><summary>details</summary><pre>" + _esc(yaml.safe_dump(extra, sort_keys=False)) + "</pre></details>")
+        lines.append("<details><summary>details</summary><pre>" + _esc(dump_yaml(extra, sort_keys=False)) + "</pre></details>")
     lines.append("</article>")
     return "\n".join(lines)
 
