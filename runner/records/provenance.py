@@ -21,12 +21,18 @@ def git_state(path: Path) -> dict[str, Any] | None:
             return None
         return done.stdout.strip() if done.returncode == 0 else None
 
-    commit = git("rev-parse", "HEAD")
-    if commit is None:
+    # one call for the commit and the dirty flag (porcelain v2's header names the commit: "# branch.oid SHA", or
+    # "(initial)" before the first commit), one for the workflow file (untracked counts as modified)
+    status = git("status", "--porcelain=v2", "--branch", "--untracked-files=no")
+    if status is None:
         return None
-    status = git("status", "--porcelain", "--untracked-files=no")
+    lines = status.splitlines()
+    commit = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), None)
+    if commit is None or commit == "(initial)":
+        return None
     file_status = git("status", "--porcelain", "--", path.resolve().name)
-    return {"commit": commit, "dirty": bool(status), "workflow_file_modified": bool(file_status)}
+    dirty = any(line and not line.startswith("#") for line in lines)
+    return {"commit": commit, "dirty": dirty, "workflow_file_modified": bool(file_status)}
 
 
 def png_size(data: bytes) -> tuple[int, int]:
