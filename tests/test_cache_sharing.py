@@ -464,3 +464,43 @@ def test_links_planted_in_the_cache_and_the_outputs_are_not_followed(images_work
     err = capsys.readouterr().err
     assert f"error: --out: {linked / 'shared'} is a symbolic link (to {outside})" in err, err
     assert not any(outside.iterdir()) and run_dir.is_dir()
+
+
+def _write_text(kind: str, value: str, stem: Path) -> list[str]:
+    path = stem.with_suffix(".txt")
+    path.write_text(value)
+    return [path.name]
+
+
+def test_a_read_without_the_lock_that_sees_the_entry_swapped_or_removed_reads_again_under_it(tmp_path):
+    """Whole entries are read without their lock; a reader that saw another version swapped in meanwhile (a
+    --no-cache re-run) or the files removed (cache clear) reads again, locked, and never returns a mix."""
+    from runner.executor.cache import EntryMissing, NodeCache, remove
+
+    cache, key = NodeCache(tmp_path / "cache"), "a" * 64
+    cache.put(key, {"text": ("latents", "first")}, _write_text, {"default_output": "text"})
+    locked, acquire = [], cache.acquire
+    cache.acquire = lambda key, waiting=None: locked.append(key) or acquire(key, waiting)
+    assert cache.lookup(key)["key"] == key and cache.output(key)[0] == "latents"
+    assert cache.read_output(key, None, lambda kind, files: files[0].read_text()) == "first"
+    assert locked == []  # the entry was whole: nothing was locked
+    calls = []
+
+    def swapping_reader(kind, files):
+        calls.append(files[0].read_text())
+        if len(calls) == 1:  # another process replaces the entry while this one reads
+            cache.put(key, {"text": ("latents", "second")}, _write_text, {"default_output": "text"}, replace=True)
+        return calls[-1]
+
+    assert cache.read_output(key, None, swapping_reader) == "second" and calls == ["first", "second"]
+    assert locked.count(key) == 2  # the swap, and the second read
+
+    def removing_reader(kind, files):
+        if not calls or calls[-1] != "removed":
+            calls.append("removed")
+            remove(cache.entry_dir(key))  # `cache clear` meanwhile
+        return files[0].read_text()
+
+    with pytest.raises(EntryMissing):
+        cache.read_output(key, None, removing_reader)
+    assert cache.lookup(key) is None

@@ -160,16 +160,18 @@ def test_the_command_line_process_resumes_its_collector_and_runs_exit_hooks_befo
         "runner.cli.work_starts = starts\n"
         "import runner.cli.run\n"
         "runner.cli.run.work_starts = starts\n"
-        "atexit.register(lambda: print('exit hook', sorted(k for k, v in seen.items() if v), flush=True))\n"
+        "atexit.register(lambda: print('exit hook', sorted(k for k, v in seen.items() if v),\n"
+        "                              [m for m in ('torch', 'filelock', 'rich') if m in sys.modules], flush=True))\n"
         f"sys.argv = ['runner', 'run', {str(demo)!r}, '--out', {str(out)!r}, '--quiet']\n"
         "sys.exit(runner.cli.main())\n"
     )
-    for _ in range(2):  # computed, then fully cached
+    # computed (torch, and locks to write the cache), then fully cached: no lock taken, nothing heavy imported
+    for imported in (["torch", "filelock"], []):
         result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
         lines = result.stdout.splitlines()
         assert lines[0].startswith("run folder: ") and Path(lines[0].split(": ", 1)[1]).is_dir()
-        assert lines[-1] == "exit hook ['frozen', 'paused at start', 'resumed']"
+        assert lines[-1] == f"exit hook ['frozen', 'paused at start', 'resumed'] {imported}"
     folder = Path(lines[0].split(": ", 1)[1])
     record = json.loads((folder / "manifest.json").read_text())
     assert set(node["status"] for node in record["nodes"].values()) == {"cached"}

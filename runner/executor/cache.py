@@ -9,9 +9,13 @@ a stray temporary folder, never a torn entry.
 Concurrency: each key has a lock file (`locks/ab/KEY.lock`, the filelock
 package: an OS lock, released by the kernel when its process dies). A process
 computes a missing entry while holding its lock, so others wait for it and then
-reuse it instead of computing it again; readers hold it while they read, so a
-`--no-cache` re-run replacing the entry, `cache clear` or `cache prune` never
-removes files under a reader (they skip entries whose lock is held).
+reuse it instead of computing it again. An entry is swapped into place, replaced
+(`--no-cache`), quarantined or removed only under its lock, and `cache clear`
+and `cache prune` skip entries whose lock is held. Readers look first without
+the lock: an entry that checks whole (and, for `read_output`, is still the same
+version after the read) is used as it is; anything else is looked at again under
+the lock, where damage is quarantined. So a fully cached run takes no lock (and
+never imports filelock: its start, issue 28).
 
 Integrity: every read checks the files against `entry.json` (sizes on every
 read, sha256 once per process and entry version). A damaged entry (a missing or
@@ -30,9 +34,10 @@ import threading
 import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from filelock import FileLock, Timeout
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 from ..core.atomic import staged_folder
 from ..core.hashing import FileHashCache, sha256_file as _sha256
@@ -82,6 +87,8 @@ def _wait_until(take: Callable[[], bool], waiting: Callable[[], None] | None) ->
 
 
 def _took(lock: FileLock) -> bool:
+    from filelock import Timeout  # imported where a lock is taken: see Concurrency above
+
     try:
         lock.acquire(timeout=LOCK_POLL_S, poll_interval=0.05)
         return True
@@ -165,6 +172,8 @@ class NodeCache:
         if lock is None:
             _own_folder(self.locks)
             _own_folder(path.parent)
+            from filelock import FileLock
+
             lock = _LOCKS[str(path)] = FileLock(str(path), thread_local=False)
         return lock
 
@@ -218,8 +227,29 @@ class NodeCache:
         folder = self.entry_dir(key)
         if not os.path.lexists(folder):
             return None
+        whole = self._whole(key)
+        if whole is not None:
+            return whole[0]
         with self.acquire(key):
             return self._checked(key)
+
+    def _whole(self, key: str) -> tuple[dict, tuple] | None:
+        """(record, stamp) of the entry if it checks whole now, looked at without its lock (an entry only ever
+        changes by a whole folder being swapped in or moved away, so an entry that checks whole is one that was
+        written whole); None when it does not: the caller looks again under the lock, where a damaged entry is
+        quarantined. Most reads are of whole entries: they take no lock, and a fully cached run imports no lock
+        library (its start, issue 28)."""
+        problem, record, stamp = self._inspect(key)
+        if problem is not None:
+            return None
+        self._touch(key)
+        return record, stamp
+
+    def _touch(self, key: str) -> None:
+        try:
+            os.utime(self.entry_dir(key) / ENTRY_FILE)  # last use, for `cache prune`
+        except OSError:
+            pass  # a read-only cache, or removed meanwhile
 
     def _checked(self, key: str) -> dict | None:
         """(Lock held.) The entry if whole, else quarantine it and return None."""
@@ -228,10 +258,7 @@ class NodeCache:
             return None
         problem = self.problem(key)
         if problem is None:
-            try:
-                os.utime(folder / ENTRY_FILE)  # last use, for `cache prune`
-            except OSError:
-                pass  # a read-only cache
+            self._touch(key)
             return self.read_entry(key)
         if problem == "gone":
             return None
@@ -240,26 +267,41 @@ class NodeCache:
 
     def problem(self, key: str, *, full: bool = False) -> str | None:
         """What is wrong with an entry (None: nothing; 'gone': removed meanwhile). `full` hashes even if checked before."""
+        return self._inspect(key, full=full)[0]
+
+    def _stamp(self, key: str) -> tuple | None:
+        """(key, entry.json's inode, its sha256): which version of the entry is in place now (None: none)."""
+        try:
+            with open(self.entry_dir(key) / ENTRY_FILE, "rb") as handle:
+                text = handle.read(MAX_RECORD_BYTES + 1)
+                inode = os.fstat(handle.fileno()).st_ino
+        except OSError:
+            return None
+        return key, inode, hashlib.sha256(text).hexdigest()
+
+    def _inspect(self, key: str, *, full: bool = False) -> tuple[str | None, dict | None, tuple | None]:
+        """(problem, record, stamp): `problem` as `problem` says it; the record and the entry's stamp (see `_stamp`)
+        when there is none."""
         folder = self.entry_dir(key)
         if folder.is_symlink() or not folder.is_dir():
-            return "gone" if not os.path.lexists(folder) else "a file where the entry's folder should be"
+            return ("gone" if not os.path.lexists(folder) else "a file where the entry's folder should be"), None, None
         try:
             with open(folder / ENTRY_FILE, "rb") as handle:
                 text = handle.read(MAX_RECORD_BYTES + 1)
                 inode = os.fstat(handle.fileno()).st_ino
         except FileNotFoundError:
-            return "gone" if not folder.exists() else "entry.json is missing"
+            return ("gone" if not folder.exists() else "entry.json is missing"), None, None
         except OSError as exc:
-            return f"entry.json cannot be read ({exc})"
+            return f"entry.json cannot be read ({exc})", None, None
         if len(text) > MAX_RECORD_BYTES:
-            return f"entry.json is larger than {MAX_RECORD_BYTES >> 20} MiB"
+            return f"entry.json is larger than {MAX_RECORD_BYTES >> 20} MiB", None, None
         try:
             record = json.loads(text)
         except (ValueError, RecursionError) as exc:
-            return f"entry.json is damaged ({type(exc).__name__}: {str(exc)[:200]})"
+            return f"entry.json is damaged ({type(exc).__name__}: {str(exc)[:200]})", None, None
         shape = record_problem(record, key)
         if shape is not None:
-            return f"entry.json is damaged ({shape})"
+            return f"entry.json is damaged ({shape})", None, None
         checks = [(name, out["files"], out["sha256"], out.get("sizes")) for name, out in record["outputs"].items()]
         # the entry as written (a replaced entry has a new entry.json): hashed once per process, sizes every time
         stamp = (key, inode, hashlib.sha256(text).hexdigest())
@@ -268,18 +310,21 @@ class NodeCache:
             for index, file in enumerate(files):
                 path = folder / file
                 if path.is_symlink() or not path.is_file():
-                    return f"output file {file} is missing"
+                    return f"output file {file} is missing", None, None
                 if sizes is not None and path.stat().st_size != sizes[index]:
-                    return f"output file {file} has {path.stat().st_size} bytes, not the {sizes[index]} written"
+                    return f"output file {file} has {path.stat().st_size} bytes, not the {sizes[index]} written", None, None
                 if hash_now and _sha256(path) != digests[index]:
-                    return f"output file {file} does not match the sha256 recorded when it was written"
+                    return f"output file {file} does not match the sha256 recorded when it was written", None, None
         if hash_now:
             self._verified.add(stamp)
-        return None
+        return None, record, stamp
 
     def output(self, key: str, name: str | None = None) -> tuple[str, list[Path]]:
         """(kind, files) of one checked output; `name` None is the node's default output. EntryMissing if gone or
         damaged. The files may be replaced or removed by another process afterwards: read them with `read_output`."""
+        whole = self._whole(key)
+        if whole is not None:
+            return self._files_of(key, whole[0], name)
         with self.acquire(key):
             return self._output(key, name)
 
@@ -287,6 +332,9 @@ class NodeCache:
         entry = self._checked(key)
         if entry is None:
             raise EntryMissing(key)
+        return self._files_of(key, entry, name)
+
+    def _files_of(self, key: str, entry: dict, name: str | None) -> tuple[str, list[Path]]:
         output = name or entry["default_output"]
         if output not in entry["outputs"]:
             raise EntryMissing(key, f"has no output {output!r}")
@@ -295,7 +343,20 @@ class NodeCache:
         return record["kind"], [folder / file for file in record["files"]]
 
     def read_output(self, key: str, name: str | None, reader: Callable[[str, list[Path]], Any]) -> Any:
-        """`reader(kind, files)` on one checked output, with the entry locked (nothing replaces it meanwhile)."""
+        """`reader(kind, files)` on one checked output, of one version of the entry: read without the lock when the
+        entry checks whole before and is the same version after (readers only read: one that saw the entry swapped
+        or removed meanwhile reads again), else with the entry locked (nothing replaces it meanwhile)."""
+        whole = self._whole(key)
+        if whole is not None:
+            record, stamp = whole
+            kind, files = self._files_of(key, record, name)
+            try:
+                value = reader(kind, files)
+            except FileNotFoundError:
+                pass  # removed meanwhile: look again under the lock
+            else:
+                if self._stamp(key) == stamp:
+                    return value
         with self.acquire(key):
             kind, files = self._output(key, name)
             try:
