@@ -20,8 +20,9 @@ def _at_least_one(text: str) -> int:
 
 
 class _Unbuilt:
-    """A command's parser that this command line does not need (build_parser's `only`): what would be declared on it
-    is not (declaring every command's options is about 3% of a cached run's work, bench/start_time.py)."""
+    """Stands for a command's parser that this command line does not need (build_parser's `only`): it is not made
+    and nothing is declared on it (making every command's parser was about 4% of a cached run's work,
+    bench/start_time.py)."""
 
     def add_argument(self, *args, **kwargs) -> None:
         return None
@@ -44,17 +45,14 @@ def command_of(argv: list[str]) -> str | None:
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole grammar; with `only` (a command's name), the parser for a command line naming that command first:
-    the other commands are known by name and help but their options are not declared. An `only` that names no
-    command gives the whole grammar (its error message lists them all)."""
-    parser = _build(only)
-    return parser if only is None or only in _built_commands(parser) else _build(None)
+    the other commands' parsers are not made (what that command line can print, its help and its errors, never
+    shows them). An `only` that names no command gives the whole grammar (its error message lists them all)."""
+    named: list[str] = []
+    parser = _build(only, named)
+    return parser if only is None or only in named else _build(None, [])
 
 
-def _built_commands(parser: argparse.ArgumentParser) -> set[str]:
-    return {name for action in parser._subparsers._group_actions for name in action.choices}
-
-
-def _build(only: str | None) -> argparse.ArgumentParser:
+def _build(only: str | None, named: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="runner",
         description="Run declarative YAML workflows on Hugging Face diffusers, with a persistent cache.",
@@ -66,10 +64,8 @@ def _build(only: str | None) -> argparse.ArgumentParser:
     class Commands:
         @staticmethod
         def add_parser(name: str, **kwargs):
-            if only is None or name == only:
-                return subparsers.add_parser(name, **kwargs)
-            subparsers.add_parser(name, help=kwargs.get("help"))  # named in the grammar, its options not declared
-            return _Unbuilt()
+            named.append(name)
+            return subparsers.add_parser(name, **kwargs) if only is None or name == only else _Unbuilt()
 
     commands = Commands()
 
