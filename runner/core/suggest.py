@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Iterable
 
@@ -47,6 +46,8 @@ def _closest(word: str, choices: list[str]) -> list[str]:
 
 
 def _ratio(a: str, b: str) -> float:
+    import difflib  # only when a name is misspelt: not on the way of a valid workflow (its start, issue 28)
+
     matcher = difflib.SequenceMatcher(None, b, a)  # as difflib.get_close_matches compares them
     if matcher.real_quick_ratio() < 0.6 or matcher.quick_ratio() < 0.6:
         return 0.0

@@ -21,7 +21,6 @@ naming and hashing stay cheap.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import pathlib
@@ -447,6 +446,8 @@ class UnknownTinyModel(ValueError):
     """Raised for a ``tiny:NAME`` that is not in ``TINY_NAMES``."""
 
     def __init__(self, name: str):
+        import difflib  # only for a misspelt name
+
         close = difflib.get_close_matches(name, TINY_NAMES, n=1)
         suggestion = f" (did you mean 'tiny:{close[0]}'?)" if close else ""
         super().__init__(f"unknown tiny model 'tiny:{name}'{suggestion}: runner builds only the tiny models it knows")

@@ -79,12 +79,11 @@ def _complete_nested(fields: type[BaseModel]) -> None:
 
     def visit(annotation: Any) -> None:
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            if annotation not in seen:
+            if annotation not in seen and not annotation.__pydantic_complete__:  # a complete one's are complete
                 seen.add(annotation)
                 for field in annotation.model_fields.values():
                     visit(field.annotation)
-                if not annotation.__pydantic_complete__:
-                    annotation.model_rebuild()
+                annotation.model_rebuild()
             return
         for argument in typing.get_args(annotation):
             visit(argument)
