@@ -17,7 +17,7 @@ bench: $(STAMP)  ## runner vs hand-written diffusers scripts, sweeps (batched to
 	$(VENV)/bin/python bench/sweep_batch.py
 	$(VENV)/bin/python bench/watch_loop.py
 	$(VENV)/bin/python bench/ray_sweep.py
-	$(VENV)/bin/python bench/start_time.py
+	$(VENV)/bin/python bench/start_time.py --instructions
 	$(VENV)/bin/python bench/refiner_decode.py
 	$(VENV)/bin/python bench/server_latency.py
 
