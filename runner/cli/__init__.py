@@ -99,7 +99,7 @@ def _main(argv: list[str] | None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
     parser = build_parser(only=command_of(arguments))
     args = parser.parse_args(arguments)
-    args.command_line = ["runner", *(sys.argv[1:] if argv is None else argv)]  # recorded in run manifests
+    args.command_line = ["runner", *arguments]  # recorded in run manifests
     global _command
     _command = args.command
     if args.command not in QUICK_START:

@@ -27,8 +27,9 @@ def git_state(path: Path) -> dict[str, Any] | None:
     if status is None:
         return None
     lines = status.splitlines()
-    commit = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), None)
-    if commit is None or commit == "(initial)":
+    commit = next((line.removeprefix("# branch.oid ").strip() for line in lines if line.startswith("# branch.oid ")),
+                  None)
+    if not commit or commit == "(initial)":
         return None
     file_status = git("status", "--porcelain", "--", path.resolve().name)
     dirty = any(line and not line.startswith("#") for line in lines)
