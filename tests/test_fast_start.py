@@ -179,3 +179,32 @@ def test_the_command_line_process_resumes_its_collector_and_runs_exit_hooks_befo
     failed = subprocess.run([sys.executable, "-c", probe.replace(str(demo), str(tmp_path / "missing.yaml"))],
                             capture_output=True, text=True, timeout=120)
     assert failed.returncode == 2 and "missing.yaml" in failed.stderr and "Traceback" not in failed.stderr
+
+
+def test_a_run_that_computes_without_torch_leaves_teardown_less_with_everything_written(tmp_path):
+    """An image-only workflow computes its nodes (writing cache entries under their locks) without importing
+    torch, so it too ends by the teardown-less exit: its entries are whole and the next run uses them."""
+    from conftest import write_workflow
+
+    workflow = write_workflow(tmp_path, "images.yaml", "version: 1\nname: images\nnodes:\n"
+                              "  photo: {type: load_image, path: in.png, size: [32, 32]}\n"
+                              "  out: {type: save_image, image: $photo, name: out.png}\n")
+    out = tmp_path / "out"
+    probe = ("import atexit, sys, runner.cli\n"
+             "atexit.register(lambda: print('exit hook', [m for m in ('torch', 'filelock') if m in sys.modules], "
+             "flush=True))\n"
+             f"sys.argv = ['runner', 'run', {str(workflow)!r}, '--out', {str(out)!r}, '--plain']\n"
+             "sys.exit(runner.cli.main())\n")
+    said = []
+    for _ in range(2):
+        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        said.append(result.stdout)
+    assert "exit hook ['filelock']" in said[0] and "exit hook []" in said[1]  # computed with locks, then cached
+    folders = sorted((out / "images").iterdir())
+    records = [json.loads((folder / "manifest.json").read_text()) for folder in folders]
+    assert [sorted({n["status"] for n in r["nodes"].values()}) for r in records] == [["ran"], ["cached"]]
+    assert (folders[0] / "out.png").read_bytes() == (folders[1] / "out.png").read_bytes()
+    verify = subprocess.run([sys.executable, "-m", "runner", "cache", "verify"], capture_output=True, text=True,
+                            timeout=120, cwd=REPO)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
