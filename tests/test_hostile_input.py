@@ -60,8 +60,9 @@ class Result:
     status: int
     out: str
     err: str
-    seconds: float
+    seconds: float  # wall seconds: the guard against hangs
     peak: int
+    cpu: float = 0.0  # this process's CPU seconds: the tight bounds (a busy 2-core machine stretches wall time)
 
 
 def cli(*args, trace: bool = True) -> Result:
@@ -69,7 +70,7 @@ def cli(*args, trace: bool = True) -> Result:
     out, err = io.StringIO(), io.StringIO()
     if trace:
         tracemalloc.start()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
@@ -77,10 +78,10 @@ def cli(*args, trace: bool = True) -> Result:
             except SystemExit as exc:  # argparse refusing the command line: exit 2 with its usage message
                 status = exc.code
     finally:
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         peak = tracemalloc.get_traced_memory()[1] if trace else 0
         tracemalloc.stop()
-    return Result(status, out.getvalue(), err.getvalue(), seconds, peak)
+    return Result(status, out.getvalue(), err.getvalue(), seconds, peak, cpu)
 
 
 def assert_clean(result: Result) -> None:
@@ -400,7 +401,7 @@ def test_a_file_of_ten_thousand_nodes_is_refused_within_a_second(folder):
     big = write(folder, "version: 1\nnodes:\n" + nodes)
     result = cli("validate", big, trace=False)
     assert result.status == 2 and f"{FILE}:8335:17: more than 50,000 values" in result.err, result.err
-    assert result.seconds < 1.0, f"{result.seconds:.2f} s"
+    assert result.cpu < 1.0, f"{result.cpu:.2f} s"
 
 
 def test_merge_keys_follow_yaml_own_keys_win_then_earlier_mappings():
@@ -439,7 +440,7 @@ def test_a_malformed_pixel_budget_variable_is_an_error_naming_it(folder, monkeyp
                                  "pixels from 1 to 10^18\n    fix: set it to the pixels one generation call may make, e.g. "
                                  f"{PIXEL_BUDGET}=67108864 (64 MP), or unset it for the default of 33,554,432 (32 MP)\n"), \
         result.err
-    assert result.seconds < 1.0
+    assert result.cpu < 1.0
 
 
 def test_the_pixel_budget_variable_sets_the_budget(folder, monkeypatch):

@@ -1000,7 +1000,9 @@ def test_unreadable_sources_are_clear_errors(tmp_path, capsys):
 
 # ------------------------------------------------------------- hostile graphs (issue 27 item 12)
 
-HOSTILE_SECONDS = 1.0  # per graph, in-process: the bound issue 27 sets for hostile input
+HOSTILE_SECONDS = 1.0  # per graph, in-process: the bound issue 27 sets for hostile input. Counted in this process's
+# CPU seconds, not wall seconds: the 10,000-node graph takes 0.2-0.5 s, and a busy 2-core machine once stretched
+# that to 1.01 s of wall time in a full suite
 
 
 def _changed(name: str, node: str, **inputs) -> Callable[[], dict]:
@@ -1059,9 +1061,9 @@ def _hostile(tmp_path, capsys, data: dict | str, name: str = "graph") -> str:
     """Import `data` (a prompt or raw JSON text): exit 2, no file, every problem located at the graph file, in time,
     no number shown in all its digits."""
     source = tmp_path / "in" / f"{name}.json"
-    started = time.perf_counter()
+    started = time.process_time()
     err = refused(tmp_path, capsys, data, name)
-    seconds = time.perf_counter() - started
+    seconds = time.process_time() - started
     assert "Traceback" not in err
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert errors and all(line.startswith(f"error: {source}") for line in errors), err
@@ -1139,10 +1141,10 @@ def test_odd_node_ids_import(tmp_path, capsys, node_id):
     prompt = graph("txt2img_default")
     prompt[node_id] = prompt.pop("8")
     prompt["9"]["inputs"]["images"] = [node_id, 0]
-    started = time.perf_counter()
+    started = time.process_time()
     code, workflow, err = import_graph(tmp_path, capsys, prompt)
     assert code == 0 and workflow is not None, err
-    assert time.perf_counter() - started < HOSTILE_SECONDS
+    assert time.process_time() - started < HOSTILE_SECONDS
     assert set(nodes_of(workflow)) == {"txt2img", "save"}
 
 
