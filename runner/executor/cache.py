@@ -96,6 +96,13 @@ def _took(lock: FileLock) -> bool:
         return False
 
 
+def _read_record(path: Path) -> tuple[bytes, int]:
+    """An entry.json's bytes (up to one past MAX_RECORD_BYTES) and its inode, which tells the versions of an entry
+    apart (a replaced entry is a new folder with a new entry.json)."""
+    with open(path, "rb") as handle:
+        return handle.read(MAX_RECORD_BYTES + 1), os.fstat(handle.fileno()).st_ino
+
+
 def record_problem(record: Any, key: str) -> str | None:
     """What is wrong with the shape of an entry's record (None: nothing), checked before any of it is used: a
     record damaged by hand, by a disk or by another program must be quarantined, never crash a reader or be served.
@@ -272,9 +279,7 @@ class NodeCache:
     def _stamp(self, key: str) -> tuple | None:
         """(key, entry.json's inode, its sha256): which version of the entry is in place now (None: none)."""
         try:
-            with open(self.entry_dir(key) / ENTRY_FILE, "rb") as handle:
-                text = handle.read(MAX_RECORD_BYTES + 1)
-                inode = os.fstat(handle.fileno()).st_ino
+            text, inode = _read_record(self.entry_dir(key) / ENTRY_FILE)
         except OSError:
             return None
         return key, inode, hashlib.sha256(text).hexdigest()
@@ -286,9 +291,7 @@ class NodeCache:
         if folder.is_symlink() or not folder.is_dir():
             return ("gone" if not os.path.lexists(folder) else "a file where the entry's folder should be"), None, None
         try:
-            with open(folder / ENTRY_FILE, "rb") as handle:
-                text = handle.read(MAX_RECORD_BYTES + 1)
-                inode = os.fstat(handle.fileno()).st_ino
+            text, inode = _read_record(folder / ENTRY_FILE)
         except FileNotFoundError:
             return ("gone" if not folder.exists() else "entry.json is missing"), None, None
         except OSError as exc:
